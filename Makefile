@@ -1,0 +1,53 @@
+# tickmesh: the two commands a newcomer needs are `make run` and `make test`.
+# Every target installs what it needs first (a virtual env in .venv, npm tools).
+
+PYTHON ?= python3
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: run demo test lint proto bench setup clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock services/*/pyproject.toml
+	$(UV) sync --frozen
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(VENV)/.synced node_modules/.installed
+
+## run: the whole mesh on this machine (embedded PostgreSQL and Redis unless URLs are given)
+run: setup
+	$(BIN)/tickmesh run
+
+## demo: the mesh against the local exchange simulator, no internet needed
+demo: setup
+	$(BIN)/tickmesh demo
+
+## test: lint, type checks, contract checks and every test
+test: setup lint
+	$(BIN)/pytest
+
+## lint: ruff (lint + format check) and mypy strict on our code
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy src services/*/src services/*/tests tests bench
+
+## proto: regenerate the Python contracts in src/tickmesh/v1 from proto/
+proto: setup
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m tickmesh.mesh.protogen
+
+## bench: every benchmark in bench/, one table of figures
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .tools node_modules

@@ -1,0 +1,1 @@
+"""tickmesh analytics service."""

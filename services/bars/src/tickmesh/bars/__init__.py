@@ -1,0 +1,1 @@
+"""tickmesh bars service."""

@@ -1,0 +1,1 @@
+"""tickmesh collector service."""

@@ -1,0 +1,1 @@
+"""Running the mesh: the CLI, the supervisor, embedded PostgreSQL and Redis, code generation."""

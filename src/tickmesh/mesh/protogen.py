@@ -1,0 +1,51 @@
+"""Generate the Python contracts (src/tickmesh/v1) from proto/ with grpcio-tools and mypy-protobuf."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import grpc_tools
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parents[3]
+PROTO_DIR = ROOT / "proto"
+OUTPUT_DIR = ROOT / "src" / "tickmesh" / "v1"
+INIT_TEXT = '"""Generated from proto/tickmesh/v1 by `make proto`. Do not edit."""\n'
+
+
+def generate(into: Path) -> None:
+    """Write the generated package for every proto file into `into` (which becomes tickmesh/v1)."""
+    protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
+    with tempfile.TemporaryDirectory() as scratch:
+        well_known = Path(grpc_tools.__file__).parent / "_proto"
+        args = [
+            "protoc",
+            f"-I{PROTO_DIR}",
+            f"-I{well_known}",
+            f"--python_out={scratch}",
+            f"--mypy_out={scratch}",
+            f"--grpc_python_out={scratch}",
+            f"--mypy_grpc_out={scratch}",
+            *protos,
+        ]
+        if protoc.main(args) != 0:
+            raise SystemExit("protoc failed")
+        generated = Path(scratch) / "tickmesh" / "v1"
+        if into.exists():
+            shutil.rmtree(into)
+        shutil.copytree(generated, into)
+    (into / "__init__.py").write_text(INIT_TEXT)
+    (into / "py.typed").write_text("")
+
+
+def main() -> None:
+    """Regenerate src/tickmesh/v1 in place."""
+    generate(OUTPUT_DIR)
+    sys.stderr.write(f"generated {OUTPUT_DIR.relative_to(ROOT)}\n")
+
+
+if __name__ == "__main__":
+    main()
