@@ -1,0 +1,70 @@
+"""Redis through redis.asyncio, with the seed's key layout in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis.asyncio as redis
+
+from tickmesh.core.metrics import CoreMetrics
+from tickmesh.core.startup import connect_with_retry
+
+SYSTEM_HEALTH_KEY = "system:health"
+
+
+def bars_key(symbol: str, timeframe: str) -> str:
+    """Sorted set of the latest bars (score: open time in ms, member: bar JSON)."""
+    return f"bars:{symbol}:{timeframe}"
+
+
+def indicators_key(symbol: str, timeframe: str) -> str:
+    """Hash of the latest indicator values."""
+    return f"indicators:{symbol}:{timeframe}:latest"
+
+
+def features_key(symbol: str, timeframe: str) -> str:
+    """Hash of the latest feature values."""
+    return f"features:{symbol}:{timeframe}:latest"
+
+
+def rate_limit_key(client_id: str, route_class: str) -> str:
+    """Token bucket of one client and route class."""
+    return f"rate_limit:{client_id}:{route_class}"
+
+
+async def open_redis(
+    url: str, metrics: CoreMetrics, give_up_after_seconds: float = 60.0
+) -> redis.Redis:
+    """Connect to `url` and PING it, retrying with backoff while unreachable."""
+
+    async def connect() -> redis.Redis:
+        client = redis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
+        try:
+            await client.ping()
+        except redis.ConnectionError as error:
+            await client.aclose()
+            raise ConnectionError(str(error)) from error
+        return client
+
+    return await connect_with_retry("redis", connect, metrics, give_up_after_seconds)
+
+
+async def replace_in_capped_zset(
+    client: redis.Redis,
+    key: str,
+    members: Sequence[tuple[int, bytes]],
+    keep_latest: int,
+) -> None:
+    """Put (score, member) pairs, replacing any member at the same score, keep the top N scores.
+
+    Replacing by score is what makes a revised bar overwrite its old version instead of
+    sitting beside it.
+    """
+    if not members:
+        return
+    async with client.pipeline(transaction=True) as pipe:
+        for score, member in members:
+            pipe.zremrangebyscore(key, score, score)
+            pipe.zadd(key, {member: score})
+        pipe.zremrangebyrank(key, 0, -(keep_latest + 1))
+        await pipe.execute()
