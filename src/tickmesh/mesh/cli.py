@@ -1,0 +1,84 @@
+"""The `tickmesh` command: run the whole mesh, one service, migrations, and the tools."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import runpy
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tickmesh.core.logs import configure_logging
+from tickmesh.mesh.embedded import EmbeddedServers
+from tickmesh.mesh.supervisor import Supervisor, available_services, service_command
+
+app = typer.Typer(
+    help="tickmesh: a real-time market data platform as a gRPC mesh.", no_args_is_help=True
+)
+log = logging.getLogger("tickmesh.mesh")
+
+StateDir = Annotated[
+    Path,
+    typer.Option(
+        envvar="TICKMESH_STATE_DIR", help="Where embedded PostgreSQL and Redis keep their data."
+    ),
+]
+
+
+def _embedded_environment(servers: EmbeddedServers) -> dict[str, str]:
+    """TICKMESH_DATABASE_URL / TICKMESH_REDIS_URL from the environment, or from embedded servers."""
+    environment: dict[str, str] = {}
+    database_url = os.environ.get("TICKMESH_DATABASE_URL")
+    redis_url = os.environ.get("TICKMESH_REDIS_URL")
+    environment["TICKMESH_DATABASE_URL"] = database_url or servers.start_postgres()
+    environment["TICKMESH_REDIS_URL"] = redis_url or servers.start_redis()
+    return environment
+
+
+async def _supervise(supervisor: Supervisor) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, supervisor.stop)
+    await supervisor.run()
+
+
+@app.command()
+def run(
+    state_dir: StateDir = Path(".state"),
+    services: Annotated[
+        list[str] | None, typer.Option("--service", "-s", help="Run only these services.")
+    ] = None,
+) -> None:
+    """Run the mesh: embedded PostgreSQL and Redis unless URLs are set, each service in its own process."""
+    configure_logging("mesh", os.environ.get("TICKMESH_LOG_LEVEL", "INFO"))
+    chosen = services or available_services()
+    unknown = set(chosen) - set(available_services())
+    if unknown:
+        raise typer.BadParameter(f"unknown services: {', '.join(sorted(unknown))}")
+    with EmbeddedServers(state_dir) as servers:
+        environment = _embedded_environment(servers)
+        supervisor = Supervisor({name: service_command(name) for name in chosen}, environment)
+        log.info("starting %s", ", ".join(chosen))
+        asyncio.run(_supervise(supervisor))
+    log.info("stopped")
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="collector, bars, analytics or gateway")],
+) -> None:
+    """Run one service in this process (what `python -m tickmesh.<service>` does)."""
+    if service not in available_services():
+        raise typer.BadParameter(
+            f"unknown service {service!r}; expected one of {available_services()}"
+        )
+    runpy.run_module(f"tickmesh.{service}", run_name="__main__")
+
+
+def main() -> None:
+    """Entry point of the `tickmesh` script."""
+    app()
