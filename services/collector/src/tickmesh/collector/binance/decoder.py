@@ -1,0 +1,234 @@
+"""Decode raw Binance WebSocket frames into per-symbol trade columns.
+
+One decoder per connection: ``feed`` takes each frame as received (bytes or
+str), routes it by stream name (combined streams) or event type (raw streams),
+and appends trades into one ``SymbolTradesBuilder`` per symbol. Nothing raises
+out of ``feed``: a bad frame is counted by kind and returned as a
+``DecodeError`` carrying a sample, so the connection loop can log it and go on.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import msgspec
+from tickmesh.collector.binance.columns import SymbolTradesBuilder
+from tickmesh.collector.binance.schemas import (
+    AggTrade,
+    FrameHead,
+    FuturesTrade,
+    InvalidTradeError,
+    SpotTrade,
+)
+
+from tickmesh.v1 import market_pb2
+
+_SAMPLE_CHARS: Final = 200
+
+# Streams a trade collector may share a connection with; their frames are counted, not parsed.
+IGNORED_STREAM_TYPES: Final = frozenset(
+    {
+        "bookTicker",
+        "depth",
+        "depthUpdate",
+        "kline",
+        "continuousKline",
+        "markPrice",
+        "markPriceUpdate",
+        "ticker",
+        "miniTicker",
+        "24hrTicker",
+        "24hrMiniTicker",
+        "avgPrice",
+        "forceOrder",
+        "compositeIndex",
+        "contractInfo",
+        "assetIndex",
+        "indexPrice",
+    }
+)
+
+
+class DecodeErrorKind(enum.StrEnum):
+    """Why a frame produced no trade."""
+
+    BAD_JSON = "bad_json"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    INVALID_VALUE = "invalid_value"
+    UNKNOWN_STREAM = "unknown_stream"
+    EXCHANGE_ERROR = "exchange_error"
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeError:
+    """One rejected frame: the kind, a message and the frame's first characters."""
+
+    kind: DecodeErrorKind
+    message: str
+    sample: str
+
+
+@dataclass(slots=True)
+class DecodeStats:
+    """Running counts of one decoder; last_errors keeps the latest sample per kind."""
+
+    frames: int = 0
+    trades: int = 0
+    control_replies: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)
+    errors: Counter[DecodeErrorKind] = field(default_factory=Counter)
+    last_errors: dict[DecodeErrorKind, DecodeError] = field(default_factory=dict)
+
+    @property
+    def error_count(self) -> int:
+        """Total rejected frames over every kind."""
+        return sum(self.errors.values())
+
+
+class _TradePayload(Protocol):
+    @property
+    def s(self) -> str: ...
+
+    def parse_to_columns(self, builder: SymbolTradesBuilder, receive_time_ns: int) -> None: ...
+
+
+_PayloadDecoder = msgspec.json.Decoder[SpotTrade] | msgspec.json.Decoder[FuturesTrade]
+_AnyDecoder = _PayloadDecoder | msgspec.json.Decoder[AggTrade]
+
+
+def _stream_type(stream: str) -> str:
+    """'btcusdt@depth20@100ms' -> 'depth', 'ethusdt@kline_1m' -> 'kline'."""
+    _, _, rest = stream.partition("@")
+    head = rest.split("@", 1)[0].split("_", 1)[0]
+    return head.rstrip("0123456789") or head
+
+
+def _sample(frame: bytes | str) -> str:
+    text = frame if isinstance(frame, str) else frame[:_SAMPLE_CHARS].decode("utf-8", "replace")
+    return text[:_SAMPLE_CHARS]
+
+
+class BinanceStreamDecoder:
+    """Decodes one Binance connection's frames into per-symbol columnar trades."""
+
+    def __init__(
+        self, exchange: market_pb2.Exchange.ValueType, *, futures: bool | None = None
+    ) -> None:
+        self.exchange = exchange
+        is_futures = exchange == market_pb2.EXCHANGE_BINANCE_USDM if futures is None else futures
+        self._head = msgspec.json.Decoder(FrameHead)
+        trade: _AnyDecoder
+        if is_futures:
+            trade = msgspec.json.Decoder(FuturesTrade, strict=False)
+        else:
+            trade = msgspec.json.Decoder(SpotTrade, strict=False)
+        agg: _AnyDecoder = msgspec.json.Decoder(AggTrade, strict=False)
+        self._by_event: dict[str, _AnyDecoder] = {"trade": trade, "aggTrade": agg}
+        # stream name -> (payload decoder or None for a known non-trade stream, stream type).
+        self._routes: dict[str, tuple[_AnyDecoder | None, str]] = {}
+        self._builders: dict[str, SymbolTradesBuilder] = {}
+        self.stats = DecodeStats()
+        self.pending = 0
+
+    def feed(self, frame: bytes | str, receive_time_ns: int | None = None) -> DecodeError | None:
+        """Decode one frame, appending its trade if any; return the error when rejected."""
+        self.stats.frames += 1
+        try:
+            head = self._head.decode(frame)
+            if head.stream is not None and len(head.data):
+                decoder, stream_type = self._routes.get(head.stream) or self._route(head.stream)
+                if decoder is None:
+                    self.stats.ignored[stream_type] += 1
+                    return None
+                payload: _TradePayload = decoder.decode(head.data)
+            elif head.e is not None:
+                event_decoder = self._by_event.get(head.e)
+                if event_decoder is None:
+                    return self._ignore_or_reject(head.e, frame)
+                payload = event_decoder.decode(frame)
+            elif head.id is not None and (len(head.result) or len(head.error)):
+                self.stats.control_replies += 1
+                if len(head.error):
+                    return self._reject(DecodeErrorKind.EXCHANGE_ERROR, "error reply", frame)
+                return None
+            else:
+                return self._reject(DecodeErrorKind.UNKNOWN_STREAM, "no stream or event", frame)
+            builder = self._builders.get(payload.s)
+            if builder is None:
+                builder = self._builders[payload.s] = SymbolTradesBuilder(self.exchange, payload.s)
+            payload.parse_to_columns(
+                builder, time.time_ns() if receive_time_ns is None else receive_time_ns
+            )
+        except _UnknownStreamError as exc:
+            return self._reject(DecodeErrorKind.UNKNOWN_STREAM, str(exc), frame)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            kind = (
+                DecodeErrorKind.MISSING_FIELD
+                if "missing required field" in message
+                else DecodeErrorKind.WRONG_TYPE
+            )
+            return self._reject(kind, message, frame)
+        except msgspec.DecodeError as exc:
+            return self._reject(DecodeErrorKind.BAD_JSON, str(exc), frame)
+        except (InvalidTradeError, OverflowError) as exc:
+            return self._reject(DecodeErrorKind.INVALID_VALUE, str(exc), frame)
+        self.stats.trades += 1
+        self.pending += 1
+        return None
+
+    def feed_many(
+        self, frames: Iterable[bytes | str], receive_time_ns: int | None = None
+    ) -> list[DecodeError]:
+        """Decode many frames; return the rejected ones' errors in order."""
+        errors: list[DecodeError] = []
+        for frame in frames:
+            error = self.feed(frame, receive_time_ns)
+            if error is not None:
+                errors.append(error)
+        return errors
+
+    def builders(self) -> dict[str, SymbolTradesBuilder]:
+        """The live per-symbol builders, keyed by symbol (read-only use)."""
+        return self._builders
+
+    def take(self) -> list[market_pb2.SymbolTrades]:
+        """Return one SymbolTrades per symbol with pending trades and clear them."""
+        runs: list[market_pb2.SymbolTrades] = []
+        for builder in self._builders.values():
+            if len(builder):
+                runs.append(builder.to_proto())
+                builder.clear()
+        self.pending = 0
+        return runs
+
+    def _route(self, stream: str) -> tuple[_AnyDecoder | None, str]:
+        stream_type = _stream_type(stream)
+        decoder = self._by_event.get(stream_type)
+        if decoder is None and stream_type not in IGNORED_STREAM_TYPES:
+            raise _UnknownStreamError(f"unknown stream {stream[:64]!r}")
+        # Only recognised names are cached, so garbage names cannot grow the table.
+        route = self._routes[stream] = (decoder, stream_type)
+        return route
+
+    def _ignore_or_reject(self, event: str, frame: bytes | str) -> DecodeError | None:
+        if event in IGNORED_STREAM_TYPES:
+            self.stats.ignored[event] += 1
+            return None
+        return self._reject(DecodeErrorKind.UNKNOWN_STREAM, f"unknown event {event[:64]!r}", frame)
+
+    def _reject(self, kind: DecodeErrorKind, message: str, frame: bytes | str) -> DecodeError:
+        error = DecodeError(kind, message, _sample(frame))
+        self.stats.errors[kind] += 1
+        self.stats.last_errors[kind] = error
+        return error
+
+
+class _UnknownStreamError(Exception):
+    pass
