@@ -1,0 +1,153 @@
+"""A bounded ring of the most recent accepted bars, kept as contiguous numpy columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from tickmesh.analytics.bars import BarInput
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class BarWindow:
+    """The last `capacity` bars in time order; column views are contiguous so TA-Lib reads them in place.
+
+    Storage is twice the capacity and is compacted only when the end is reached, so an
+    append is amortised O(1) and every view stays one contiguous slice.
+    """
+
+    __slots__ = (
+        "_close",
+        "_end",
+        "_high",
+        "_low",
+        "_open",
+        "_open_time",
+        "_quote_volume",
+        "_start",
+        "_trade_count",
+        "_volume",
+        "capacity",
+    )
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.capacity = capacity
+        size = 2 * capacity
+        self._open_time: IntArray = np.zeros(size, dtype=np.int64)
+        self._open: FloatArray = np.zeros(size)
+        self._high: FloatArray = np.zeros(size)
+        self._low: FloatArray = np.zeros(size)
+        self._close: FloatArray = np.zeros(size)
+        self._volume: FloatArray = np.zeros(size)
+        self._quote_volume: FloatArray = np.zeros(size)
+        self._trade_count: FloatArray = np.zeros(size)
+        self._start = 0
+        self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def append(self, bar: BarInput) -> None:
+        """Add a bar after the newest one, dropping the oldest when full."""
+        if self._end == self._open.shape[0]:
+            self._compact()
+        end = self._end
+        self._open_time[end] = bar.open_time_ns
+        self._open[end] = bar.open
+        self._high[end] = bar.high
+        self._low[end] = bar.low
+        self._close[end] = bar.close
+        self._volume[end] = bar.volume
+        self._quote_volume[end] = bar.quote_volume
+        self._trade_count[end] = bar.trade_count
+        self._end = end + 1
+        if self._end - self._start > self.capacity:
+            self._start += 1
+
+    def _compact(self) -> None:
+        count = self._end - self._start
+        for column in self._columns():
+            column[:count] = column[self._start : self._end]
+        self._start = 0
+        self._end = count
+
+    def _columns(self) -> tuple[npt.NDArray[np.generic], ...]:
+        return (
+            self._open_time,
+            self._open,
+            self._high,
+            self._low,
+            self._close,
+            self._volume,
+            self._quote_volume,
+            self._trade_count,
+        )
+
+    def index_at_or_after(self, open_time_ns: int) -> int:
+        """Return the position of the first bar opening at or after `open_time_ns` (len if none)."""
+        return int(np.searchsorted(self.open_time, open_time_ns, side="left"))
+
+    def truncate(self, length: int) -> list[BarInput]:
+        """Keep the first `length` bars and return the removed ones, oldest first."""
+        if not 0 <= length <= len(self):
+            raise ValueError(f"cannot truncate {len(self)} bars to {length}")
+        removed = [self.bar(index) for index in range(length, len(self))]
+        self._end = self._start + length
+        return removed
+
+    def bar(self, index: int) -> BarInput:
+        """Return the bar at a position (0 is the oldest kept)."""
+        at = self._start + index
+        return BarInput(
+            open_time_ns=int(self._open_time[at]),
+            open=float(self._open[at]),
+            high=float(self._high[at]),
+            low=float(self._low[at]),
+            close=float(self._close[at]),
+            volume=float(self._volume[at]),
+            quote_volume=float(self._quote_volume[at]),
+            trade_count=int(self._trade_count[at]),
+        )
+
+    @property
+    def open_time(self) -> IntArray:
+        """Bar open times, Unix epoch nanoseconds, oldest first."""
+        return self._open_time[self._start : self._end]
+
+    @property
+    def open(self) -> FloatArray:
+        """Open prices, oldest first."""
+        return self._open[self._start : self._end]
+
+    @property
+    def high(self) -> FloatArray:
+        """High prices, oldest first."""
+        return self._high[self._start : self._end]
+
+    @property
+    def low(self) -> FloatArray:
+        """Low prices, oldest first."""
+        return self._low[self._start : self._end]
+
+    @property
+    def close(self) -> FloatArray:
+        """Close prices, oldest first."""
+        return self._close[self._start : self._end]
+
+    @property
+    def volume(self) -> FloatArray:
+        """Base volumes, oldest first."""
+        return self._volume[self._start : self._end]
+
+    @property
+    def quote_volume(self) -> FloatArray:
+        """Quote volumes, oldest first."""
+        return self._quote_volume[self._start : self._end]
+
+    @property
+    def trade_count(self) -> FloatArray:
+        """Trade counts as floats, oldest first."""
+        return self._trade_count[self._start : self._end]

@@ -1,0 +1,90 @@
+"""Return features: simple and log returns over several horizons and short-horizon return statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+from tickmesh.analytics.features.context import FeatureContext
+from tickmesh.analytics.features.spec import FeatureSpec
+
+GROUP = "returns"
+HORIZONS = (1, 3, 5, 10, 20, 60)
+
+SPECS: tuple[FeatureSpec, ...] = (
+    *(
+        FeatureSpec(
+            f"return_{h}", f"Simple return of the close over {h} bars.", "ratio", GROUP, h + 1
+        )
+        for h in HORIZONS
+    ),
+    *(
+        FeatureSpec(
+            f"log_return_{h}", f"Log return of the close over {h} bars.", "log ratio", GROUP, h + 1
+        )
+        for h in HORIZONS
+    ),
+    FeatureSpec("intrabar_return", "Close over open of the bar, minus one.", "ratio", GROUP, 1),
+    FeatureSpec("gap_return", "Open over the previous bar's close, minus one.", "ratio", GROUP, 2),
+    FeatureSpec(
+        "efficiency_ratio_10",
+        "Kaufman efficiency: net close move over summed absolute moves, 10 bars (0 if no move).",
+        "ratio",
+        GROUP,
+        11,
+    ),
+    FeatureSpec(
+        "return_autocorr_20",
+        "Lag-1 autocorrelation of the last 20 one-bar log returns.",
+        "correlation",
+        GROUP,
+        21,
+    ),
+    FeatureSpec(
+        "return_skew_20", "Skewness of the last 20 one-bar log returns.", "dimensionless", GROUP, 21
+    ),
+    FeatureSpec(
+        "close_zscore_20",
+        "Close minus its 20-bar mean over the 20-bar population stdev (0 if flat).",
+        "stdev",
+        GROUP,
+        20,
+    ),
+    FeatureSpec(
+        "drawdown_20", "Close over the highest close of 20 bars, minus one.", "ratio", GROUP, 20
+    ),
+    FeatureSpec(
+        "up_close_share_10",
+        "Share of the last 10 one-bar returns that are positive.",
+        "fraction",
+        GROUP,
+        11,
+    ),
+)
+
+
+def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
+    """Add the return features that have enough history to `out`."""
+    close, log_close, log_returns, bars = ctx.close, ctx.log_close, ctx.log_returns, ctx.bars
+    last = close[-1]
+    for h in HORIZONS:
+        if bars > h:
+            out[f"return_{h}"] = float(last / close[-1 - h] - 1.0)
+            out[f"log_return_{h}"] = float(log_close[-1] - log_close[-1 - h])
+    out["intrabar_return"] = float(last / ctx.open[-1] - 1.0)
+    if bars >= 2:
+        out["gap_return"] = float(ctx.open[-1] / close[-2] - 1.0)
+    if bars >= 11:
+        path = float(np.abs(np.diff(close[-11:])).sum())
+        out["efficiency_ratio_10"] = abs(float(last - close[-11])) / path if path > 0.0 else 0.0
+        out["up_close_share_10"] = float(np.count_nonzero(log_returns[-10:] > 0.0)) / 10.0
+    if bars >= 21:
+        recent = log_returns[-20:]
+        centred = recent - recent.mean()
+        spread = float(centred.std())
+        if spread > 0.0:
+            out["return_autocorr_20"] = float(np.corrcoef(recent[:-1], recent[1:])[0, 1])
+            out["return_skew_20"] = float((centred**3).mean() / spread**3)
+    if bars >= 20:
+        window = close[-20:]
+        spread = float(window.std())
+        out["close_zscore_20"] = float((last - window.mean()) / spread) if spread > 0.0 else 0.0
+        out["drawdown_20"] = float(last / window.max() - 1.0)

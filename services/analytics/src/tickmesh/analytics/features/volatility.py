@@ -1,0 +1,172 @@
+"""Volatility and range features: realised, Parkinson, Garman-Klass, Rogers-Satchell, bar ranges."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tickmesh.analytics.features.context import FeatureContext
+from tickmesh.analytics.features.spec import FeatureSpec
+
+GROUP_VOLATILITY = "volatility"
+GROUP_RANGE = "range"
+REALIZED_WINDOWS = (10, 20, 60)
+RANGE_WINDOWS = (10, 20)
+_PARKINSON = 1.0 / (4.0 * math.log(2.0))
+_GARMAN_KLASS = 2.0 * math.log(2.0) - 1.0
+
+SPECS: tuple[FeatureSpec, ...] = (
+    *(
+        FeatureSpec(
+            f"realized_vol_{n}",
+            f"Sample stdev of the last {n} one-bar log returns (per bar, not annualised).",
+            "log ratio",
+            GROUP_VOLATILITY,
+            n + 1,
+        )
+        for n in REALIZED_WINDOWS
+    ),
+    *(
+        FeatureSpec(
+            f"parkinson_vol_{n}",
+            f"Parkinson high-low volatility over {n} bars (per bar).",
+            "log ratio",
+            GROUP_VOLATILITY,
+            n,
+        )
+        for n in RANGE_WINDOWS
+    ),
+    *(
+        FeatureSpec(
+            f"garman_klass_vol_{n}",
+            f"Garman-Klass OHLC volatility over {n} bars (per bar).",
+            "log ratio",
+            GROUP_VOLATILITY,
+            n,
+        )
+        for n in RANGE_WINDOWS
+    ),
+    *(
+        FeatureSpec(
+            f"rogers_satchell_vol_{n}",
+            f"Rogers-Satchell drift-independent volatility over {n} bars (per bar).",
+            "log ratio",
+            GROUP_VOLATILITY,
+            n,
+        )
+        for n in RANGE_WINDOWS
+    ),
+    FeatureSpec(
+        "vol_ratio_10_60",
+        "Realised volatility over 10 bars divided by that over 60 bars.",
+        "ratio",
+        GROUP_VOLATILITY,
+        61,
+    ),
+    FeatureSpec("range_pct", "High minus low over the close.", "ratio", GROUP_RANGE, 1),
+    FeatureSpec(
+        "true_range_pct",
+        "True range (with the previous close) over the close.",
+        "ratio",
+        GROUP_RANGE,
+        2,
+    ),
+    FeatureSpec(
+        "range_ratio_20",
+        "High minus low over its 20-bar mean.",
+        "ratio",
+        GROUP_RANGE,
+        20,
+    ),
+    FeatureSpec(
+        "close_location_20",
+        "Close within the 20-bar low..high channel, 0 at the low, 1 at the high (0.5 if flat).",
+        "fraction",
+        GROUP_RANGE,
+        20,
+    ),
+    FeatureSpec(
+        "high_distance_20",
+        "Close over the 20-bar highest high, minus one.",
+        "ratio",
+        GROUP_RANGE,
+        20,
+    ),
+    FeatureSpec(
+        "low_distance_20", "Close over the 20-bar lowest low, minus one.", "ratio", GROUP_RANGE, 20
+    ),
+    FeatureSpec(
+        "high_distance_50",
+        "Close over the 50-bar highest high, minus one.",
+        "ratio",
+        GROUP_RANGE,
+        50,
+    ),
+    FeatureSpec(
+        "low_distance_50", "Close over the 50-bar lowest low, minus one.", "ratio", GROUP_RANGE, 50
+    ),
+)
+
+
+def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
+    """Add the volatility and range features that have enough history to `out`."""
+    bars, log_returns = ctx.bars, ctx.log_returns
+    realized: dict[int, float] = {}
+    for n in REALIZED_WINDOWS:
+        if bars > n:
+            realized[n] = float(log_returns[-n:].std(ddof=1))
+            out[f"realized_vol_{n}"] = realized[n]
+    if 10 in realized and 60 in realized and realized[60] > 0.0:
+        out["vol_ratio_10_60"] = realized[10] / realized[60]
+    widest = max(RANGE_WINDOWS)
+    if bars >= min(RANGE_WINDOWS):
+        span = min(bars, widest)
+        opens, highs, lows, closes = (
+            ctx.open[-span:],
+            ctx.high[-span:],
+            ctx.low[-span:],
+            ctx.close[-span:],
+        )
+        log_hl = np.log(highs / lows)
+        log_co = np.log(closes / opens)
+        parkinson = log_hl * log_hl
+        garman_klass = 0.5 * parkinson - _GARMAN_KLASS * log_co * log_co
+        rogers_satchell = np.log(highs / closes) * np.log(highs / opens) + np.log(
+            lows / closes
+        ) * np.log(lows / opens)
+        for n in RANGE_WINDOWS:
+            if bars >= n:
+                out[f"parkinson_vol_{n}"] = math.sqrt(_PARKINSON * float(parkinson[-n:].mean()))
+                out[f"garman_klass_vol_{n}"] = _sqrt(float(garman_klass[-n:].mean()))
+                out[f"rogers_satchell_vol_{n}"] = _sqrt(float(rogers_satchell[-n:].mean()))
+    _ranges(ctx, out)
+
+
+def _sqrt(value: float) -> float:
+    # Inconsistent OHLC can push an estimator below zero; NaN makes the feature absent.
+    return math.sqrt(value) if value >= 0.0 else math.nan
+
+
+def _ranges(ctx: FeatureContext, out: dict[str, float]) -> None:
+    # Numpy scalars throughout: a zero price yields inf/NaN (dropped later), not ZeroDivisionError.
+    bars, close, high, low = ctx.bars, ctx.close[-1], ctx.high, ctx.low
+    bar_range = high[-1] - low[-1]
+    out["range_pct"] = float(bar_range / close)
+    if bars >= 2:
+        previous = ctx.close[-2]
+        true_range = max(bar_range, abs(high[-1] - previous), abs(low[-1] - previous))
+        out["true_range_pct"] = float(true_range / close)
+    for n in (20, 50):
+        if bars >= n:
+            highest = float(high[-n:].max())
+            lowest = float(low[-n:].min())
+            out[f"high_distance_{n}"] = float(close / highest - 1.0)
+            out[f"low_distance_{n}"] = float(close / lowest - 1.0)
+            if n == 20:
+                channel = highest - lowest
+                out["close_location_20"] = (
+                    float((close - lowest) / channel) if channel > 0.0 else 0.5
+                )
+                mean_range = float((high[-20:] - low[-20:]).mean())
+                if mean_range > 0.0:
+                    out["range_ratio_20"] = float(bar_range / mean_range)

@@ -1,0 +1,112 @@
+"""Volume features: z-scores, ratios, signed-volume imbalance and the distance to the session VWAP."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tickmesh.analytics.features.context import FeatureContext
+from tickmesh.analytics.features.spec import FeatureSpec
+
+GROUP_VOLUME = "volume"
+GROUP_VWAP = "vwap"
+ZSCORE_WINDOWS = (20, 50)
+
+SPECS: tuple[FeatureSpec, ...] = (
+    FeatureSpec(
+        "log_volume", "Natural log of one plus the bar volume.", "log volume", GROUP_VOLUME, 1
+    ),
+    *(
+        FeatureSpec(
+            f"volume_zscore_{n}",
+            f"Volume minus its {n}-bar mean over the {n}-bar population stdev (0 if constant).",
+            "stdev",
+            GROUP_VOLUME,
+            n,
+        )
+        for n in ZSCORE_WINDOWS
+    ),
+    FeatureSpec(
+        "volume_ratio_sma_20",
+        "Volume over the 20-bar volume SMA indicator.",
+        "ratio",
+        GROUP_VOLUME,
+        20,
+    ),
+    FeatureSpec(
+        "volume_ratio_5_20",
+        "Mean volume of 5 bars over that of 20 bars.",
+        "ratio",
+        GROUP_VOLUME,
+        20,
+    ),
+    FeatureSpec(
+        "signed_volume_ratio_20",
+        "Sum of volume signed by bar direction over total volume, 20 bars.",
+        "fraction",
+        GROUP_VOLUME,
+        20,
+    ),
+    FeatureSpec(
+        "dollar_volume_zscore_20",
+        "Close times volume as a z-score against its 20-bar mean and stdev (0 if constant).",
+        "stdev",
+        GROUP_VOLUME,
+        20,
+    ),
+    FeatureSpec(
+        "volume_change_1",
+        "Change of log(1 + volume) from the previous bar.",
+        "log ratio",
+        GROUP_VOLUME,
+        2,
+    ),
+    FeatureSpec(
+        "vwap_distance",
+        "Close over the session (UTC day) VWAP, minus one.",
+        "ratio",
+        GROUP_VWAP,
+        1,
+    ),
+    FeatureSpec(
+        "vwap_distance_atr",
+        "Close minus the session VWAP, in ATR(14) units.",
+        "atr",
+        GROUP_VWAP,
+        15,
+    ),
+)
+
+
+def _zscore(values: np.ndarray[tuple[int], np.dtype[np.float64]]) -> float:
+    spread = float(values.std())
+    return float((values[-1] - values.mean()) / spread) if spread > 0.0 else 0.0
+
+
+def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
+    """Add the volume and VWAP features that have enough history to `out`."""
+    bars, volume = ctx.bars, ctx.volume
+    last = float(volume[-1])
+    log_volume = math.log1p(last)
+    out["log_volume"] = log_volume
+    if bars >= 2:
+        out["volume_change_1"] = log_volume - math.log1p(float(volume[-2]))
+    for n in ZSCORE_WINDOWS:
+        if bars >= n:
+            out[f"volume_zscore_{n}"] = _zscore(volume[-n:])
+    if bars >= 20:
+        recent = volume[-20:]
+        total = float(recent.sum())
+        if total > 0.0:
+            out["volume_ratio_5_20"] = float(volume[-5:].mean()) / float(recent.mean())
+            direction = np.sign(ctx.close[-20:] - ctx.open[-20:])
+            out["signed_volume_ratio_20"] = float((direction * recent).sum()) / total
+        out["dollar_volume_zscore_20"] = _zscore(ctx.close[-20:] * recent)
+    indicators = ctx.indicators
+    if indicators.volume_sma is not None and indicators.volume_sma > 0.0:
+        out["volume_ratio_sma_20"] = last / indicators.volume_sma
+    close = float(ctx.close[-1])
+    if indicators.vwap is not None and indicators.vwap != 0.0:
+        out["vwap_distance"] = close / indicators.vwap - 1.0
+        if indicators.atr is not None and indicators.atr > 0.0:
+            out["vwap_distance_atr"] = (close - indicators.vwap) / indicators.atr

@@ -1,0 +1,180 @@
+"""IndicatorWindow: the seed indicator set of one symbol and timeframe, updated per final bar.
+
+Windowed indicators (SMA, Bollinger, Stochastic, volume SMA) are TA-Lib calls on the tail
+of a bounded ring of bars; recursive ones (EMA, MACD, RSI, ATR, ADX) and the session VWAP
+carry exact state (see recursive_state), so every value equals TA-Lib's batch result over
+the whole accepted history. A revised or late bar rewinds to a per-bar state snapshot and
+replays the bars after it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import talib
+from talib._ta_lib import MA_Type
+from tickmesh.analytics.bars import BarInput, rejection_reason
+from tickmesh.analytics.bars_window import BarWindow, FloatArray
+from tickmesh.analytics.recursive_state import RecursiveState
+from tickmesh.analytics.results import Indicators
+
+from tickmesh.core.errors import FailedPrecondition
+
+SMA_PERIODS = (20, 50, 100, 200)
+BOLLINGER_PERIOD = 20
+BOLLINGER_DEVIATIONS = 2.0
+STOCH_FASTK = 14
+STOCH_SLOWK = 3
+STOCH_SLOWD = 3
+VOLUME_SMA_PERIOD = 20
+# The longest lookback is SMA 200; the rest of the ring is how far back a revision may reach.
+MIN_CAPACITY = max(SMA_PERIODS)
+DEFAULT_CAPACITY = 320
+
+_STOCH_SPAN = STOCH_FASTK + STOCH_SLOWK + STOCH_SLOWD - 2
+
+
+class RevisionOutOfRangeError(FailedPrecondition):
+    """A revised bar is older than the ring keeps; the window must be rebuilt from storage."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorUpdate:
+    """The outcome of feeding one bar: indicators for it and any later bars it caused to be replayed.
+
+    `rejection` is set (and `indicators` empty) when the bar was unfit for indicators; the
+    caller logs it with the bar's key and quality flags it. For a revision, the bars after
+    the revised one are recomputed and returned too, oldest first.
+    """
+
+    indicators: tuple[Indicators, ...]
+    rejection: str | None = None
+
+
+def _last(values: FloatArray) -> float | None:
+    value = float(values[-1])
+    return None if np.isnan(value) else value
+
+
+class IndicatorWindow:
+    """Per symbol and timeframe indicator state fed one final bar at a time."""
+
+    def __init__(self, symbol: str, timeframe: int, capacity: int = DEFAULT_CAPACITY) -> None:
+        if capacity < MIN_CAPACITY:
+            raise ValueError(f"capacity must be at least {MIN_CAPACITY}, got {capacity}")
+        self.symbol = symbol
+        self.timeframe = timeframe
+        self.bars = BarWindow(capacity)
+        self._state = RecursiveState()
+        # _before[i] is the recursive state just before bars[i]; _results[i] its indicators.
+        self._before: deque[RecursiveState] = deque(maxlen=capacity)
+        self._results: deque[Indicators] = deque(maxlen=capacity)
+
+    def __len__(self) -> int:
+        return len(self.bars)
+
+    @property
+    def latest(self) -> Indicators | None:
+        """Return the indicators of the newest accepted bar, if any."""
+        return self._results[-1] if self._results else None
+
+    def previous(self, offset: int = 1) -> Indicators | None:
+        """Return the indicators `offset` bars before the newest, if still kept."""
+        if offset >= len(self._results):
+            return None
+        return self._results[-1 - offset]
+
+    def update(self, bar: BarInput) -> IndicatorUpdate:
+        """Feed a final bar (new, revised or late) and return the indicators it produced."""
+        reason = rejection_reason(bar)
+        replay = self.rewind(bar.open_time_ns)
+        produced = [self.append(bar)] if reason is None else []
+        produced.extend(
+            self.append(later) for later in replay if later.open_time_ns > bar.open_time_ns
+        )
+        return IndicatorUpdate(tuple(produced), reason)
+
+    def rewind(self, open_time_ns: int) -> list[BarInput]:
+        """Drop the bars opening at or after `open_time_ns`, restore the state before them, return them.
+
+        Raises RevisionOutOfRangeError when that point is older than the ring keeps.
+        """
+        position = self.bars.index_at_or_after(open_time_ns)
+        if position == len(self.bars):
+            return []
+        if position == 0 and self._state.count > len(self.bars):
+            raise RevisionOutOfRangeError(
+                f"{self.symbol}: bar at {open_time_ns} is older than the {len(self.bars)} bars kept"
+            )
+        self._state = self._before[position]
+        for _ in range(len(self.bars) - position):
+            self._before.pop()
+            self._results.pop()
+        return self.bars.truncate(position)
+
+    def append(self, bar: BarInput) -> Indicators:
+        """Add an accepted bar after the newest one and return its indicators (no validation)."""
+        self._before.append(self._state.clone())
+        recursive = self._state.update(bar.open_time_ns, bar.high, bar.low, bar.close, bar.volume)
+        self.bars.append(bar)
+        close = self.bars.close
+        count = close.shape[0]
+        smas = [
+            _last(talib.SMA(close[-period:], period)) if count >= period else None
+            for period in SMA_PERIODS
+        ]
+        bb_upper = bb_middle = bb_lower = None
+        if count >= BOLLINGER_PERIOD:
+            upper, middle, lower = talib.BBANDS(
+                close[-BOLLINGER_PERIOD:],
+                BOLLINGER_PERIOD,
+                BOLLINGER_DEVIATIONS,
+                BOLLINGER_DEVIATIONS,
+                MA_Type.SMA,
+            )
+            bb_upper, bb_middle, bb_lower = _last(upper), _last(middle), _last(lower)
+        stoch_k = stoch_d = None
+        if count >= _STOCH_SPAN:
+            slow_k, slow_d = talib.STOCH(
+                self.bars.high[-_STOCH_SPAN:],
+                self.bars.low[-_STOCH_SPAN:],
+                close[-_STOCH_SPAN:],
+                STOCH_FASTK,
+                STOCH_SLOWK,
+                MA_Type.SMA,
+                STOCH_SLOWD,
+                MA_Type.SMA,
+            )
+            stoch_k, stoch_d = _last(slow_k), _last(slow_d)
+        volume_sma = None
+        if count >= VOLUME_SMA_PERIOD:
+            volume_sma = _last(talib.SMA(self.bars.volume[-VOLUME_SMA_PERIOD:], VOLUME_SMA_PERIOD))
+        result = Indicators(
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            open_time_ns=bar.open_time_ns,
+            rsi=recursive.rsi,
+            macd=recursive.macd,
+            macd_signal=recursive.macd_signal,
+            macd_histogram=recursive.macd_histogram,
+            bb_upper=bb_upper,
+            bb_middle=bb_middle,
+            bb_lower=bb_lower,
+            sma_20=smas[0],
+            sma_50=smas[1],
+            sma_100=smas[2],
+            sma_200=smas[3],
+            ema_12=recursive.ema_12,
+            ema_26=recursive.ema_26,
+            ema_50=recursive.ema_50,
+            vwap=recursive.vwap,
+            stoch_k=stoch_k,
+            stoch_d=stoch_d,
+            atr=recursive.atr,
+            adx=recursive.adx,
+            volume_sma=volume_sma,
+        )
+        self._results.append(result)
+        return result
