@@ -104,7 +104,8 @@ class IndicatorWindow:
         position = self.bars.index_at_or_after(open_time_ns)
         if position == len(self.bars):
             return []
-        if position == 0 and self._state.count > len(self.bars):
+        dropped_history = self._state.count > len(self.bars)
+        if position == 0 and dropped_history and open_time_ns < int(self.bars.open_time[0]):
             raise RevisionOutOfRangeError(
                 f"{self.symbol}: bar at {open_time_ns} is older than the {len(self.bars)} bars kept"
             )

@@ -1,0 +1,84 @@
+"""SymbolAnalytics: indicators, features and quality of one symbol and timeframe, fed one final bar at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tickmesh.analytics.bars import BarInput, rejection_reason
+from tickmesh.analytics.features import compute_features
+from tickmesh.analytics.indicators import DEFAULT_CAPACITY, IndicatorWindow
+from tickmesh.analytics.quality import QualityConfig, QualityMonitor
+from tickmesh.analytics.results import Anomaly, Features, Indicators, Quality
+
+from tickmesh.core.timeframes import TimeframeSpec
+
+
+@dataclass(frozen=True, slots=True)
+class BarAnalytics:
+    """Everything one final bar produced.
+
+    `indicators` and `features` hold one entry per bar (re)computed, oldest first: the bar
+    itself, plus for a revision or a late bar every later bar replayed after it. Both are
+    empty when the bar was rejected (`rejection` says why; the caller logs it with the bar's
+    key). `anomalies` are what the per-bar quality checks found in this bar.
+    """
+
+    indicators: tuple[Indicators, ...]
+    features: tuple[Features, ...]
+    quality: Quality
+    anomalies: tuple[Anomaly, ...]
+    rejection: str | None
+
+
+class SymbolAnalytics:
+    """The analytics state of one symbol and timeframe; pure, no I/O, one instance per stream."""
+
+    def __init__(
+        self,
+        symbol: str,
+        timeframe: TimeframeSpec,
+        capacity: int = DEFAULT_CAPACITY,
+        quality_config: QualityConfig | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self.timeframe = timeframe
+        self.window = IndicatorWindow(symbol, timeframe.proto, capacity)
+        self.quality = QualityMonitor(symbol, timeframe, quality_config or QualityConfig())
+
+    def on_bar(
+        self,
+        bar: BarInput,
+        now_ns: int,
+        *,
+        duplicate_count: int = 0,
+        out_of_order_count: int = 0,
+        minute_bars: Sequence[BarInput] = (),
+    ) -> BarAnalytics:
+        """Feed one final bar (new, revised or late) and return its indicators, features and quality.
+
+        `minute_bars` are the final 1m bars of this bar's span, for the cross-timeframe check.
+        Raises RevisionOutOfRangeError when a revision reaches past the bars kept.
+        """
+        anomalies = tuple(self.quality.observe(bar, minute_bars))
+        reason = rejection_reason(bar)
+        window = self.window
+        replay = window.rewind(bar.open_time_ns)
+        replay = [later for later in replay if later.open_time_ns > bar.open_time_ns]
+        to_apply = replay if reason is not None else [bar, *replay]
+        indicators: list[Indicators] = []
+        features: list[Features] = []
+        for item in to_apply:
+            previous = window.latest
+            current = window.append(item)
+            indicators.append(current)
+            features.append(compute_features(window.bars, current, previous))
+        quality = self.quality.assess(now_ns, duplicate_count, out_of_order_count)
+        return BarAnalytics(tuple(indicators), tuple(features), quality, anomalies, reason)
+
+    def minute_bars_between(self, start_ns: int, end_ns: int) -> list[BarInput]:
+        """Return the kept bars opening in [start_ns, end_ns), for a higher timeframe's cross check."""
+        bars = self.window.bars
+        first = bars.index_at_or_after(start_ns)
+        last = bars.index_at_or_after(end_ns)
+        return [bars.bar(index) for index in range(first, last)]

@@ -1,0 +1,99 @@
+"""Per-bar data-quality checks: names, and the tests that need only the bar (and its neighbours)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from tickmesh.analytics.bars import BarInput
+from tickmesh.analytics.results import Anomaly
+
+CHECK_STALE = "stale"
+CHECK_GAPS = "gaps"
+CHECK_DUPLICATES = "duplicates"
+CHECK_OUT_OF_ORDER = "out_of_order"
+CHECK_SPIKES = "price_spikes"
+CHECK_NON_POSITIVE = "non_positive"
+CHECK_OHLC = "ohlc_consistency"
+CHECK_NON_FINITE = "non_finite"
+CHECK_CROSS_TIMEFRAME = "cross_timeframe"
+
+# Scales the median absolute deviation to a normal stdev.
+_MAD_TO_SIGMA = 1.4826
+# Scales the mean absolute deviation to a normal stdev (sqrt(pi/2)), the fallback when MAD is 0.
+_MEAN_AD_TO_SIGMA = 1.2533
+
+
+def non_finite_anomaly(bar: BarInput) -> Anomaly | None:
+    """Return an anomaly when a price or volume is NaN or infinite."""
+    fields = {"open": bar.open, "high": bar.high, "low": bar.low, "close": bar.close}
+    fields["volume"] = bar.volume
+    bad = [name for name, value in fields.items() if not math.isfinite(value)]
+    if not bad:
+        return None
+    return Anomaly(CHECK_NON_FINITE, bar.open_time_ns, f"non-finite {', '.join(bad)}")
+
+
+def non_positive_anomaly(bar: BarInput) -> Anomaly | None:
+    """Return an anomaly for a zero or negative price, negative volume, or zero volume with trades.
+
+    Zero volume without trades is a flat bar (the exchange repeats the last close) and passes.
+    """
+    problems = [
+        f"{name} {value}"
+        for name, value in (
+            ("open", bar.open),
+            ("high", bar.high),
+            ("low", bar.low),
+            ("close", bar.close),
+        )
+        if value <= 0.0
+    ]
+    if bar.volume < 0.0:
+        problems.append(f"volume {bar.volume}")
+    elif bar.volume == 0.0 and bar.trade_count > 0:
+        problems.append(f"volume 0 with {bar.trade_count} trades")
+    if not problems:
+        return None
+    return Anomaly(CHECK_NON_POSITIVE, bar.open_time_ns, "; ".join(problems))
+
+
+def ohlc_anomaly(bar: BarInput) -> Anomaly | None:
+    """Return an anomaly when high/low do not bound open and close, or high < low."""
+    problems = []
+    if bar.high < bar.low:
+        problems.append(f"high {bar.high} < low {bar.low}")
+    if bar.high < max(bar.open, bar.close):
+        problems.append(f"high {bar.high} < max(open, close) {max(bar.open, bar.close)}")
+    if bar.low > min(bar.open, bar.close):
+        problems.append(f"low {bar.low} > min(open, close) {min(bar.open, bar.close)}")
+    if not problems:
+        return None
+    return Anomaly(CHECK_OHLC, bar.open_time_ns, "; ".join(problems))
+
+
+def gap_anomaly(previous_open_ns: int, bar: BarInput, duration_ns: int) -> Anomaly | None:
+    """Return an anomaly when bars are missing between the previous bar and this one."""
+    missing = (bar.open_time_ns - previous_open_ns) // duration_ns - 1
+    if missing <= 0:
+        return None
+    return Anomaly(
+        CHECK_GAPS,
+        bar.open_time_ns,
+        f"{missing} missing bar(s) after {previous_open_ns}",
+    )
+
+
+def robust_zscore(history: Sequence[float], value: float) -> float | None:
+    """Return |value - median| over the MAD-based sigma of `history`; None if it has no spread."""
+    values = np.asarray(history, dtype=np.float64)
+    median = float(np.median(values))
+    deviations = np.abs(values - median)
+    sigma = _MAD_TO_SIGMA * float(np.median(deviations))
+    if sigma == 0.0:
+        # Mostly-flat series (many zero returns) have MAD 0; the mean deviation still has scale.
+        sigma = _MEAN_AD_TO_SIGMA * float(deviations.mean())
+    if sigma == 0.0:
+        return None
+    return abs(value - median) / sigma
