@@ -39,11 +39,11 @@ test: setup lint
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy src services/*/src services/*/tests tests bench
+	$(BIN)/mypy src services/*/src tests bench conftest.py
 
 ## proto: regenerate the Python contracts in src/tickmesh/v1 from proto/
 proto: setup
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m tickmesh.mesh.protogen
+	$(BIN)/python -m tickmesh.mesh.protogen
 
 ## bench: every benchmark in bench/, one table of figures
 bench: setup

@@ -21,8 +21,12 @@ def generate(into: Path) -> None:
     protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
     with tempfile.TemporaryDirectory() as scratch:
         well_known = Path(grpc_tools.__file__).parent / "_proto"
+        # The mypy-protobuf plugins live beside this interpreter, whatever PATH says.
+        scripts = Path(sys.executable).parent
         args = [
             "protoc",
+            f"--plugin=protoc-gen-mypy={scripts / 'protoc-gen-mypy'}",
+            f"--plugin=protoc-gen-mypy_grpc={scripts / 'protoc-gen-mypy_grpc'}",
             f"-I{PROTO_DIR}",
             f"-I{well_known}",
             f"--python_out={scratch}",

@@ -68,9 +68,10 @@ async def timescale_loaded(conn: Connection) -> bool:
     return bool(available) and "timescaledb" in (preload or "")
 
 
-async def migrate(conn: Connection) -> list[int]:
-    """Apply pending migrations; return the versions applied. All or nothing."""
-    migrations = load_migrations()
+async def migrate(conn: Connection, migrations: list[Migration] | None = None) -> list[int]:
+    """Apply pending migrations (the shipped ones by default); return the versions applied. All or nothing."""
+    if migrations is None:
+        migrations = load_migrations()
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
         await conn.execute(

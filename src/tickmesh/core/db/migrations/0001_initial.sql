@@ -28,10 +28,13 @@ CREATE TABLE candles (
     vwap          DOUBLE PRECISION NOT NULL,
     revision      INTEGER NOT NULL DEFAULT 0,
     change_id     BIGINT NOT NULL DEFAULT nextval('candle_change_seq'),
-    PRIMARY KEY (time, symbol, timeframe)
+    -- (symbol, timeframe, time) rather than the seed's (time, symbol, timeframe): the same
+    -- key, but it also serves every range query, so no second index slows the bulk writes.
+    PRIMARY KEY (symbol, timeframe, time)
 );
-CREATE INDEX candles_symbol_timeframe_time ON candles (symbol, timeframe, time DESC);
-CREATE INDEX candles_change_id ON candles (change_id);
+-- change ids grow with insertion order, so a BRIN index finds a resume point for a
+-- fraction of a B-tree's cost on every bulk write.
+CREATE INDEX candles_change_id ON candles USING brin (change_id);
 
 CREATE TABLE indicators (
     time            TIMESTAMPTZ NOT NULL,

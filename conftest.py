@@ -1,0 +1,116 @@
+"""Fixtures every test level shares: a real PostgreSQL database and a real Redis per test run.
+
+TICKMESH_TEST_DATABASE_URL / TICKMESH_TEST_REDIS_URL point at servers (CI uses the machine's);
+without them the embedded servers start. Each run creates its own database, so runs never
+collide, and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+
+from tickmesh.core.db.migrations import migrate
+from tickmesh.mesh.embedded import EmbeddedServers
+
+REPO_ROOT = Path(__file__).resolve().parent
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def embedded_servers() -> Iterator[EmbeddedServers]:
+    """Embedded PostgreSQL and Redis in a temporary directory, started on first use."""
+    with (
+        tempfile.TemporaryDirectory(prefix="tickmesh-test-") as state,
+        EmbeddedServers(Path(state)) as servers,
+    ):
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def server_database_url(request: pytest.FixtureRequest) -> str:
+    """A URL of a PostgreSQL server we may create databases on."""
+    configured = os.environ.get("TICKMESH_TEST_DATABASE_URL")
+    if configured:
+        return configured
+    servers: EmbeddedServers = request.getfixturevalue("embedded_servers")
+    return servers.start_postgres()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_database_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test run, dropped at the end."""
+    name = f"tickmesh_test_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(server_database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = _with_database(server_database_url, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    yield url
+    admin = await asyncpg.connect(server_database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the run's database."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """A Redis URL for this run: the configured server (database 15 by default) or an embedded one."""
+    configured = os.environ.get("TICKMESH_TEST_REDIS_URL")
+    if configured:
+        return configured
+    servers: EmbeddedServers = request.getfixturevalue("embedded_servers")
+    return servers.start_redis()
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[redis.Redis]:
+    """A client on the run's Redis; every key a test writes is under a fresh prefix it chooses."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def fresh_database_url(server_database_url: str) -> AsyncIterator[str]:
+    """An empty database (not migrated) for tests of the schema itself, dropped afterwards."""
+    name = f"tickmesh_fresh_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(server_database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(server_database_url, name)
+    admin = await asyncpg.connect(server_database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
