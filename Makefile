@@ -6,6 +6,7 @@ UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+PY_SOURCES := src services tests bench conftest.py
 
 .PHONY: run demo test lint proto bench setup clean
 
@@ -37,9 +38,9 @@ test: setup lint
 
 ## lint: ruff (lint + format check) and mypy strict on our code
 lint: setup
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy src services/*/src tests bench conftest.py
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/mypy $(PY_SOURCES)
 
 ## proto: regenerate the Python contracts in src/tickmesh/v1 from proto/
 proto: setup
