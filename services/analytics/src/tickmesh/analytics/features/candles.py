@@ -83,5 +83,5 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     out["close_location"] = 0.5 if is_flat else float(closes[-1] - lows[-1]) / width
     out["body_direction"] = float(np.sign(closes[-1] - opens[-1]))
     if ctx.bars >= 10:
-        out["body_ratio_mean_10"] = float(bodies.mean())
+        out["body_ratio_mean_10"] = float(bodies.sum()) / 10.0
         out["bullish_share_10"] = float(np.count_nonzero(closes > opens)) / 10.0

@@ -130,9 +130,9 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
         if fast_value is not None and slow_value is not None and slow_value != 0.0:
             out[f"{fast}_{slow.split('_')[1]}_spread"] = fast_value / slow_value - 1.0
     if ctx.bars >= 25:
-        earlier = float(ctx.close[-25:-5].mean())
+        earlier = float(ctx.close[-25:-5].sum()) / 20.0
         if earlier != 0.0:
-            out["sma_20_slope_5"] = float(ctx.close[-20:].mean()) / earlier - 1.0
+            out["sma_20_slope_5"] = float(ctx.close[-20:].sum()) / 20.0 / earlier - 1.0
     if indicators.adx is not None:
         out["adx_14_scaled"] = indicators.adx / 100.0
     _oscillators(ctx, close, out)

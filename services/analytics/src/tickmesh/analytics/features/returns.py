@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from tickmesh.analytics.features import stats
 from tickmesh.analytics.features.context import FeatureContext
 from tickmesh.analytics.features.spec import FeatureSpec
 
@@ -78,13 +81,17 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
         out["up_close_share_10"] = float(np.count_nonzero(log_returns[-10:] > 0.0)) / 10.0
     if bars >= 21:
         recent = log_returns[-20:]
-        centred = recent - recent.mean()
-        spread = float(centred.std())
-        if spread > 0.0:
-            out["return_autocorr_20"] = float(np.corrcoef(recent[:-1], recent[1:])[0, 1])
-            out["return_skew_20"] = float((centred**3).mean() / spread**3)
+        centred = recent - stats.mean(recent)
+        variance = float(np.dot(centred, centred)) / 20.0
+        if variance > 0.0:
+            # Lag-1 autocorrelation as the Pearson correlation of (r[t-1], r[t]) pairs.
+            head, tail = recent[:-1], recent[1:]
+            head_c, tail_c = head - stats.mean(head), tail - stats.mean(tail)
+            denominator = math.sqrt(float(np.dot(head_c, head_c)) * float(np.dot(tail_c, tail_c)))
+            if denominator > 0.0:
+                out["return_autocorr_20"] = float(np.dot(head_c, tail_c)) / denominator
+            out["return_skew_20"] = float(np.dot(centred * centred, centred)) / 20.0 / variance**1.5
     if bars >= 20:
         window = close[-20:]
-        spread = float(window.std())
-        out["close_zscore_20"] = float((last - window.mean()) / spread) if spread > 0.0 else 0.0
+        out["close_zscore_20"] = stats.zscore_last(window)
         out["drawdown_20"] = float(last / window.max() - 1.0)

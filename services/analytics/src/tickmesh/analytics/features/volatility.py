@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from tickmesh.analytics.features import stats
 from tickmesh.analytics.features.context import FeatureContext
 from tickmesh.analytics.features.spec import FeatureSpec
 
@@ -114,7 +115,7 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     realized: dict[int, float] = {}
     for n in REALIZED_WINDOWS:
         if bars > n:
-            realized[n] = float(log_returns[-n:].std(ddof=1))
+            realized[n] = stats.std(log_returns[-n:], ddof=1)
             out[f"realized_vol_{n}"] = realized[n]
     if 10 in realized and 60 in realized and realized[60] > 0.0:
         out["vol_ratio_10_60"] = realized[10] / realized[60]
@@ -136,9 +137,9 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
         ) * np.log(lows / opens)
         for n in RANGE_WINDOWS:
             if bars >= n:
-                out[f"parkinson_vol_{n}"] = math.sqrt(_PARKINSON * float(parkinson[-n:].mean()))
-                out[f"garman_klass_vol_{n}"] = _sqrt(float(garman_klass[-n:].mean()))
-                out[f"rogers_satchell_vol_{n}"] = _sqrt(float(rogers_satchell[-n:].mean()))
+                out[f"parkinson_vol_{n}"] = math.sqrt(_PARKINSON * stats.mean(parkinson[-n:]))
+                out[f"garman_klass_vol_{n}"] = _sqrt(stats.mean(garman_klass[-n:]))
+                out[f"rogers_satchell_vol_{n}"] = _sqrt(stats.mean(rogers_satchell[-n:]))
     _ranges(ctx, out)
 
 
@@ -167,6 +168,6 @@ def _ranges(ctx: FeatureContext, out: dict[str, float]) -> None:
                 out["close_location_20"] = (
                     float((close - lowest) / channel) if channel > 0.0 else 0.5
                 )
-                mean_range = float((high[-20:] - low[-20:]).mean())
+                mean_range = stats.mean(high[-20:] - low[-20:])
                 if mean_range > 0.0:
                     out["range_ratio_20"] = float(bar_range / mean_range)

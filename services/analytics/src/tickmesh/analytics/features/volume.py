@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from tickmesh.analytics.features import stats
 from tickmesh.analytics.features.context import FeatureContext
 from tickmesh.analytics.features.spec import FeatureSpec
 
@@ -78,11 +79,6 @@ SPECS: tuple[FeatureSpec, ...] = (
 )
 
 
-def _zscore(values: np.ndarray[tuple[int], np.dtype[np.float64]]) -> float:
-    spread = float(values.std())
-    return float((values[-1] - values.mean()) / spread) if spread > 0.0 else 0.0
-
-
 def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     """Add the volume and VWAP features that have enough history to `out`."""
     bars, volume = ctx.bars, ctx.volume
@@ -93,15 +89,15 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
         out["volume_change_1"] = log_volume - math.log1p(float(volume[-2]))
     for n in ZSCORE_WINDOWS:
         if bars >= n:
-            out[f"volume_zscore_{n}"] = _zscore(volume[-n:])
+            out[f"volume_zscore_{n}"] = stats.zscore_last(volume[-n:])
     if bars >= 20:
         recent = volume[-20:]
         total = float(recent.sum())
         if total > 0.0:
-            out["volume_ratio_5_20"] = float(volume[-5:].mean()) / float(recent.mean())
+            out["volume_ratio_5_20"] = stats.mean(volume[-5:]) / stats.mean(recent)
             direction = np.sign(ctx.close[-20:] - ctx.open[-20:])
             out["signed_volume_ratio_20"] = float((direction * recent).sum()) / total
-        out["dollar_volume_zscore_20"] = _zscore(ctx.close[-20:] * recent)
+        out["dollar_volume_zscore_20"] = stats.zscore_last(ctx.close[-20:] * recent)
     indicators = ctx.indicators
     if indicators.volume_sma is not None and indicators.volume_sma > 0.0:
         out["volume_ratio_sma_20"] = last / indicators.volume_sma
