@@ -1,0 +1,270 @@
+"""The bars of one symbol on one timeframe: forming bars, finality, flat bars, revisions, retention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tickmesh.bars.bar_state import NEVER_FINAL, BarAccumulator, BarUpdate
+
+from tickmesh.core.timeframes import TimeframeSpec
+
+
+class TimeframeBook:
+    """Bars of one (exchange, symbol, timeframe) keyed by open time.
+
+    Every bucket before `emitted_until` has been finalized (emitted final, or left empty when the
+    symbol had not traded yet or the exchange prints no flat bars); buckets from `emitted_until` on
+    are forming. Final bars stay in `bars` until retention prunes them, so late trades can revise
+    them. A merge into a final bucket is a revision, emitted once per batch by `emit_revisions`.
+    """
+
+    __slots__ = (
+        "bars",
+        "duration_ns",
+        "emitted_from",
+        "emitted_until",
+        "exchange",
+        "flat_fill",
+        "forming_changed",
+        "lowered",
+        "prev_close",
+        "pruned_until",
+        "spec",
+        "symbol",
+    )
+
+    def __init__(self, exchange: int, symbol: str, spec: TimeframeSpec, flat_fill: bool) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.spec = spec
+        self.duration_ns = spec.duration_ns
+        self.flat_fill = flat_fill
+        self.bars: dict[int, BarAccumulator] = {}
+        self.emitted_until: int | None = None
+        # Lowest bucket ever emitted final; None while nothing is final, so the forming range may
+        # still grow backwards for trades that arrive out of order before the first final bar.
+        self.emitted_from: int | None = None
+        self.prev_close: float | None = None
+        self.pruned_until: int | None = None
+        self.forming_changed: set[int] = set()
+        # Set when the forming range grew backwards: finalize must run even if the frontier did not move.
+        self.lowered = False
+
+    def bucket(self, time_ns: int) -> int:
+        """Return the open time of the bucket holding `time_ns`."""
+        return time_ns - time_ns % self.duration_ns
+
+    def _touch(self, bucket: int, revised: set[int]) -> None:
+        """Record that `bucket` changed: a revision if it is final, else a forming change."""
+        until = self.emitted_until
+        if until is None or bucket >= until:
+            if until is None:
+                self.emitted_until = bucket
+                self.lowered = True
+            self.forming_changed.add(bucket)
+        elif self.emitted_from is None:
+            self.emitted_until = bucket
+            self.lowered = True
+            self.forming_changed.add(bucket)
+        else:
+            revised.add(bucket)
+        if self.pruned_until is not None and bucket < self.pruned_until:
+            self.pruned_until = bucket
+
+    def merge(
+        self,
+        minute_ns: int,
+        open_: float,
+        high: float,
+        low: float,
+        close: float,
+        open_event_ns: int,
+        open_trade_id: int,
+        close_event_ns: int,
+        close_trade_id: int,
+        volume: float,
+        quote_volume: float,
+        trade_count: int,
+        from_source: bool,
+        revised: set[int],
+    ) -> None:
+        """Merge the partial bar of one minute into the bucket holding that minute."""
+        bucket = minute_ns - minute_ns % self.duration_ns
+        bar = self.bars.get(bucket)
+        if bar is None:
+            self.bars[bucket] = BarAccumulator(
+                bucket,
+                open_,
+                high,
+                low,
+                close,
+                open_event_ns,
+                open_trade_id,
+                close_event_ns,
+                close_trade_id,
+                volume,
+                quote_volume,
+                trade_count,
+                True,
+                from_source,
+            )
+        else:
+            bar.merge(
+                open_,
+                high,
+                low,
+                close,
+                open_event_ns,
+                open_trade_id,
+                close_event_ns,
+                close_trade_id,
+                volume,
+                quote_volume,
+                trade_count,
+                from_source,
+            )
+        until = self.emitted_until
+        if until is not None and bucket >= until:
+            self.forming_changed.add(bucket)
+        else:
+            self._touch(bucket, revised)
+
+    def replace(self, bar: BarAccumulator, revised: set[int]) -> None:
+        """Put a rebuilt bar (with data) in place of the bucket's bar, keeping its revision count."""
+        old = self.bars.get(bar.open_time_ns)
+        bar.revision = NEVER_FINAL if old is None else old.revision
+        self.bars[bar.open_time_ns] = bar
+        self._touch(bar.open_time_ns, revised)
+
+    def emit_revisions(self, revised: set[int], out: list[BarUpdate]) -> None:
+        """Emit each revised final bar once, then re-derive the flat bars that follow it."""
+        until = self.emitted_until
+        assert until is not None, "a revision needs a final bar"
+        duration = self.duration_ns
+        for bucket in sorted(revised):
+            bar = self.bars[bucket]
+            bar.revision += 1
+            out.append(bar.to_update(self.exchange, self.symbol, self.spec, True))
+            if self.emitted_from is None or bucket < self.emitted_from:
+                self.emitted_from = bucket
+            close = bar.close
+            following = bucket + duration
+            # Flat bars repeat the previous close, so a changed close ripples into the flats after it.
+            while following < until:
+                flat = self.bars.get(following)
+                if flat is not None and flat.has_data:
+                    break
+                if flat is None:
+                    if not self.flat_fill:
+                        break
+                    flat = BarAccumulator.flat(following, close)
+                    self.bars[following] = flat
+                elif flat.close == close:
+                    break
+                else:
+                    flat.set_flat(close)
+                flat.revision += 1
+                out.append(flat.to_update(self.exchange, self.symbol, self.spec, True))
+                following += duration
+            else:
+                self.prev_close = close
+
+    def finalize(self, frontier_ns: int, out: list[BarUpdate]) -> None:
+        """Emit every bucket that ends at or before the frontier as final (flat if it had no data)."""
+        until = self.emitted_until
+        self.lowered = False
+        if until is None:
+            return
+        limit = frontier_ns - frontier_ns % self.duration_ns
+        if until >= limit:
+            return
+        duration = self.duration_ns
+        bucket = until
+        while bucket < limit:
+            bar = self.bars.get(bucket)
+            if bar is not None and bar.has_data:
+                self.prev_close = bar.close
+            elif self.flat_fill and self.prev_close is not None:
+                bar = BarAccumulator.flat(bucket, self.prev_close)
+                self.bars[bucket] = bar
+            else:
+                # Nothing to fill (no close yet, or no flat bars here): jump to the next bar.
+                bucket = min((key for key in self.bars if bucket < key < limit), default=limit)
+                continue
+            bar.revision = 0
+            self.forming_changed.discard(bucket)
+            out.append(bar.to_update(self.exchange, self.symbol, self.spec, True))
+            if self.emitted_from is None:
+                self.emitted_from = bucket
+            bucket += duration
+        self.emitted_until = limit
+
+    def prune(self, horizon_ns: int) -> None:
+        """Forget final bars that end at or before the retention horizon."""
+        if self.emitted_until is None:
+            return
+        limit = min(horizon_ns - horizon_ns % self.duration_ns, self.emitted_until)
+        start = self.pruned_until
+        if start is not None and limit <= start:
+            return
+        if start is None or (limit - start) // self.duration_ns > len(self.bars):
+            for key in [key for key in self.bars if key < limit]:
+                del self.bars[key]
+        else:
+            for key in range(start, limit, self.duration_ns):
+                self.bars.pop(key, None)
+        self.pruned_until = limit
+
+    def take_forming(self, out: list[BarUpdate]) -> None:
+        """Emit the forming bars that changed since the last call."""
+        until = self.emitted_until
+        for bucket in sorted(self.forming_changed):
+            bar = self.bars.get(bucket)
+            if bar is not None and until is not None and bucket >= until:
+                out.append(bar.to_update(self.exchange, self.symbol, self.spec, False))
+        self.forming_changed.clear()
+
+    def children_rollup(self, minute_book: TimeframeBook, bucket: int) -> BarAccumulator | None:
+        """Rebuild this timeframe's bar at `bucket` from the 1m bars with data, or None if none."""
+        rebuilt: BarAccumulator | None = None
+        minute = minute_book.duration_ns
+        for child_time in range(bucket, bucket + self.duration_ns, minute):
+            child = minute_book.bars.get(child_time)
+            if child is None or not child.has_data:
+                continue
+            if rebuilt is None:
+                rebuilt = BarAccumulator.flat(bucket, child.open)
+            rebuilt.merge_bar(child)
+        return rebuilt
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the book as a JSON-able dict (bars as rows of ACCUMULATOR_FIELDS)."""
+        return {
+            "emitted_until": self.emitted_until,
+            "emitted_from": self.emitted_from,
+            "prev_close": self.prev_close,
+            "pruned_until": self.pruned_until,
+            "bars": [bar.as_row() for bar in self.bars.values()],
+        }
+
+    @classmethod
+    def from_dict(
+        cls,
+        exchange: int,
+        symbol: str,
+        spec: TimeframeSpec,
+        flat_fill: bool,
+        data: dict[str, Any],
+    ) -> TimeframeBook:
+        """Rebuild a book saved by `to_dict`; every forming bar counts as changed."""
+        book = cls(exchange, symbol, spec, flat_fill)
+        book.emitted_until = data["emitted_until"]
+        book.emitted_from = data["emitted_from"]
+        book.prev_close = data["prev_close"]
+        book.pruned_until = data["pruned_until"]
+        for row in data["bars"]:
+            bar = BarAccumulator.from_row(row)
+            book.bars[bar.open_time_ns] = bar
+        until = book.emitted_until
+        book.forming_changed = {key for key in book.bars if until is None or key >= until}
+        return book

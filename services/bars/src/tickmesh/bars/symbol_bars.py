@@ -1,0 +1,262 @@
+"""All bar state of one (exchange, symbol): dedup ids, watermark, and one book per timeframe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tickmesh.bars.bar_state import (
+    SOURCE_CLOSE_TRADE_ID,
+    SOURCE_OPEN_TRADE_ID,
+    BarAccumulator,
+    BarUpdate,
+)
+from tickmesh.bars.config import EngineConfig
+from tickmesh.bars.dedup import TradeIdSet
+from tickmesh.bars.minutes import aggregate_minutes
+from tickmesh.bars.results import SourceBarResult, TradeRunResult
+from tickmesh.bars.rollup import TimeframeBook
+from tickmesh.bars.trade_filter import AcceptedTrades, sort_run
+from tickmesh.bars.trades import QuarantineReason, SourceBar, TradeRun
+
+from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES
+
+SNAPSHOT_VERSION = 1
+
+
+class SymbolBars:
+    """Bars of one symbol on every timeframe; 1m partial bars are merged into all six books."""
+
+    __slots__ = (
+        "_settled_at",
+        "books",
+        "config",
+        "exchange",
+        "frontier_ns",
+        "ids",
+        "max_event_ns",
+        "symbol",
+    )
+
+    def __init__(self, exchange: int, symbol: str, config: EngineConfig) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.config = config
+        self.ids = TradeIdSet(config.max_id_intervals)
+        flat_fill = exchange in config.flat_fill_exchanges
+        self.books = tuple(TimeframeBook(exchange, symbol, spec, flat_fill) for spec in TIMEFRAMES)
+        self.max_event_ns: int | None = None
+        # Everything ending at or before the frontier is final: max(watermark, wall clock - lateness).
+        self.frontier_ns: int | None = None
+        # (frontier minute, horizon minute) of the last settle: finality and pruning change only
+        # when one of them moves, so most runs skip the per-book work.
+        self._settled_at: tuple[int, int] | None = None
+
+    def late_before_ns(self) -> int | None:
+        """Return the first minute still retained; trades before it are too late for a revision."""
+        if self.frontier_ns is None:
+            return None
+        horizon = self.frontier_ns - self.config.retention_ns
+        return horizon - horizon % NS_PER_MINUTE
+
+    def apply_trades(self, run: TradeRun, clock_ns: int | None) -> TradeRunResult:
+        """Apply one trade run: dedup, quarantine, exclude non-market, build bars, emit finals."""
+        if len(run) == 0:
+            return TradeRunResult(self.exchange, self.symbol, [], 0, 0, 0, 0, 0)
+        future_limit = None if clock_ns is None else clock_ns + self.config.max_future_ns
+        fates = sort_run(run, self.ids, future_limit, self.late_before_ns())
+        updates: list[BarUpdate] = []
+        if fates.latest_ns is not None:
+            if self.max_event_ns is None or fates.latest_ns > self.max_event_ns:
+                self.max_event_ns = fates.latest_ns
+            revised: list[set[int]] = [set() for _ in self.books]
+            if fates.accepted is not None:
+                self._merge_minutes(fates.accepted, revised)
+            self._settle(fates.latest_ns - self.config.allowed_lateness_ns, revised, updates)
+        too_late = 0 if fates.too_late is None else len(fates.too_late)
+        quarantined = 0 if fates.quarantined is None else len(fates.quarantined.trades)
+        return TradeRunResult(
+            self.exchange,
+            self.symbol,
+            updates,
+            len(run) - fates.duplicates - fates.non_market - too_late - quarantined,
+            fates.duplicates,
+            fates.non_market,
+            too_late,
+            quarantined,
+            fates.too_late,
+            fates.quarantined,
+        )
+
+    def _merge_minutes(self, trades: AcceptedTrades, revised: list[set[int]]) -> None:
+        """Aggregate sorted trades per minute and merge each minute into every timeframe."""
+        minutes = aggregate_minutes(
+            trades.trade_ids,
+            trades.prices,
+            trades.quantities,
+            trades.notionals,
+            trades.event_time_ns,
+            trades.trade_counts,
+        )
+        pairs = list(zip(self.books, revised, strict=True))
+        for i in range(len(minutes)):
+            for book, book_revised in pairs:
+                book.merge(
+                    minutes.open_time_ns[i],
+                    minutes.open[i],
+                    minutes.high[i],
+                    minutes.low[i],
+                    minutes.close[i],
+                    minutes.open_event_ns[i],
+                    minutes.open_trade_id[i],
+                    minutes.close_event_ns[i],
+                    minutes.close_trade_id[i],
+                    minutes.volume[i],
+                    minutes.quote_volume[i],
+                    minutes.trade_count[i],
+                    False,
+                    book_revised,
+                )
+
+    def _settle(
+        self, frontier_ns: int | None, revised: list[set[int]], out: list[BarUpdate]
+    ) -> None:
+        """Move the frontier, then emit revisions, new finals and prune, book by book."""
+        if frontier_ns is not None and (self.frontier_ns is None or frontier_ns > self.frontier_ns):
+            self.frontier_ns = frontier_ns
+        frontier = self.frontier_ns
+        if frontier is None:
+            return
+        horizon = frontier - self.config.retention_ns
+        settled_at = (frontier // NS_PER_MINUTE, horizon // NS_PER_MINUTE)
+        if (
+            settled_at == self._settled_at
+            and not any(revised)
+            and not any(book.lowered for book in self.books)
+        ):
+            return
+        self._settled_at = settled_at
+        # Revisions first: they may change the close that the next flat bars repeat.
+        for book, book_revised in zip(self.books, revised, strict=True):
+            if book_revised:
+                book.emit_revisions(book_revised, out)
+            book.finalize(frontier, out)
+            book.prune(horizon)
+
+    def advance(self, frontier_ns: int, out: list[BarUpdate]) -> bool:
+        """Move the frontier by the wall clock (already minus lateness); False if it did not move."""
+        if self.frontier_ns is not None and frontier_ns <= self.frontier_ns:
+            return False
+        self._settle(frontier_ns, [set() for _ in self.books], out)
+        return True
+
+    def apply_source_bars(
+        self, bars: list[SourceBar], clock_ns: int | None, result: SourceBarResult
+    ) -> None:
+        """Apply source bars of this symbol (already in time order), adding to `result`."""
+        revised: list[set[int]] = [set() for _ in self.books]
+        latest: int | None = None
+        for bar in bars:
+            problem = bar.problem()
+            future_limit = None if clock_ns is None else clock_ns + self.config.max_future_ns
+            if problem is None and future_limit is not None and bar.open_time_ns > future_limit:
+                problem = QuarantineReason.EVENT_TIME_IN_FUTURE
+            if problem is not None:
+                result.quarantined.append((bar, problem))
+                continue
+            outcome = self._apply_source_bar(bar, revised)
+            if outcome == "too_late":
+                result.too_late.append(bar)
+                continue
+            if outcome == "duplicate":
+                result.duplicates += 1
+            elif outcome == "replaced":
+                result.replaced += 1
+            else:
+                result.accepted += 1
+            # A source bar proves the source's clock reached its open time, not its close.
+            if latest is None or bar.open_time_ns > latest:
+                latest = bar.open_time_ns
+        if latest is not None and (self.max_event_ns is None or latest > self.max_event_ns):
+            self.max_event_ns = latest
+        frontier = None if latest is None else latest - self.config.allowed_lateness_ns
+        self._settle(frontier, revised, result.updates)
+
+    def _apply_source_bar(self, bar: SourceBar, revised: list[set[int]]) -> str:
+        """Merge or replace one sound 1m source bar; return its fate."""
+        minute_book = self.books[0]
+        late_before = self.late_before_ns()
+        start = bar.open_time_ns
+        if late_before is not None and start < late_before:
+            return "too_late"
+        # Yahoo bars carry no quote volume: estimate it at the typical price (H+L+C)/3.
+        quote_volume = bar.volume * (bar.high + bar.low + bar.close) / 3.0
+        fields = (
+            bar.open,
+            bar.high,
+            bar.low,
+            bar.close,
+            start,
+            SOURCE_OPEN_TRADE_ID,
+            start + NS_PER_MINUTE - 1,
+            SOURCE_CLOSE_TRADE_ID,
+            bar.volume,
+            quote_volume,
+            0,
+        )
+        existing = minute_book.bars.get(start)
+        if existing is None or not existing.has_data:
+            for book, book_revised in zip(self.books, revised, strict=True):
+                book.merge(start, *fields, True, book_revised)
+            return "accepted"
+        if existing.from_source and (
+            (existing.open, existing.high, existing.low, existing.close, existing.volume)
+            == (bar.open, bar.high, bar.low, bar.close, bar.volume)
+        ):
+            return "duplicate"
+        # A changed source bar replaces the old one; higher timeframes cannot subtract the old
+        # values, so they are rebuilt from their 1m bars, which must all still be retained.
+        day_start = self.books[-1].bucket(start)
+        if late_before is not None and day_start < late_before:
+            return "too_late"
+        minute_book.replace(BarAccumulator(start, *fields, True, True), revised[0])
+        for book, book_revised in zip(self.books[1:], revised[1:], strict=True):
+            rebuilt = book.children_rollup(minute_book, book.bucket(start))
+            if rebuilt is not None:
+                book.replace(rebuilt, book_revised)
+        return "replaced"
+
+    def take_forming(self, out: list[BarUpdate]) -> None:
+        """Emit the forming bars of every timeframe that changed since the last call."""
+        for book in self.books:
+            if book.forming_changed:
+                book.take_forming(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the symbol's whole state as a JSON-able dict."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "max_event_ns": self.max_event_ns,
+            "frontier_ns": self.frontier_ns,
+            "trade_ids": self.ids.to_dict(),
+            "books": {book.spec.label: book.to_dict() for book in self.books},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], config: EngineConfig) -> SymbolBars:
+        """Rebuild a symbol saved by `to_dict`; ValueError for an unknown snapshot version."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported bar snapshot version {data.get('version')!r}")
+        restored = cls(int(data["exchange"]), str(data["symbol"]), config)
+        restored.max_event_ns = data["max_event_ns"]
+        restored.frontier_ns = data["frontier_ns"]
+        restored.ids = TradeIdSet.from_dict(data["trade_ids"], config.max_id_intervals)
+        flat_fill = restored.exchange in config.flat_fill_exchanges
+        restored.books = tuple(
+            TimeframeBook.from_dict(
+                restored.exchange, restored.symbol, spec, flat_fill, data["books"][spec.label]
+            )
+            for spec in TIMEFRAMES
+        )
+        return restored

@@ -1,0 +1,172 @@
+"""Sorting one trade run into its fates: duplicate, quarantined, non-market, too late, or accepted.
+
+Vectorised with numpy; the common case (ids ascending and new, times in order, every trade sound)
+takes only cheap whole-array checks and no copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from tickmesh.bars.dedup import TradeIdSet
+from tickmesh.bars.trades import QuarantinedTrades, QuarantineReason, TradeRun
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+Selector = npt.NDArray[np.bool_] | slice
+
+# TRADE_TYPE_UNSPECIFIED (0) and TRADE_TYPE_MARKET (1) make bars; every other type does not.
+_MARKET_TYPE_MAX = 1
+
+
+@dataclass(slots=True)
+class AcceptedTrades:
+    """The trades that go into bars, sorted by (event time, trade id)."""
+
+    trade_ids: IntArray
+    event_time_ns: IntArray
+    prices: FloatArray
+    quantities: FloatArray
+    notionals: FloatArray
+    trade_counts: IntArray | None
+
+
+@dataclass(slots=True)
+class RunFates:
+    """What became of one run's trades; `latest_ns` is the newest sound trade's time, if any."""
+
+    accepted: AcceptedTrades | None
+    latest_ns: int | None
+    duplicates: int
+    non_market: int
+    too_late: TradeRun | None
+    quarantined: QuarantinedTrades | None
+
+
+class _InPlay:
+    """Columns of the run's trades still in play; `index` maps rows to run positions (None: same)."""
+
+    __slots__ = ("ids", "index", "notionals", "prices", "quantities", "run", "times")
+
+    def __init__(self, run: TradeRun, index: npt.NDArray[np.intp] | None, ids: IntArray) -> None:
+        self.run = run
+        self.index = index
+        self.ids = ids
+        self.times: IntArray = run.event_time_ns if index is None else run.event_time_ns[index]
+        self.prices: FloatArray = run.prices
+        self.quantities: FloatArray = run.quantities
+        self.notionals: FloatArray = run.prices
+
+    def reorder(self, order: npt.NDArray[np.intp]) -> None:
+        """Permute the rows (only ids and times are gathered at this stage)."""
+        self.index = order if self.index is None else self.index[order]
+        self.ids = self.ids[order]
+        self.times = self.times[order]
+
+    def gather_values(self) -> None:
+        """Gather prices and quantities in row order and compute notionals."""
+        if self.index is not None:
+            self.prices = self.run.prices[self.index]
+            self.quantities = self.run.quantities[self.index]
+        self.notionals = self.prices * self.quantities
+
+    def positions(self, selector: Selector) -> npt.NDArray[np.intp]:
+        """Return the run positions of the selected rows."""
+        if self.index is None:
+            return np.arange(self.ids.size)[selector]
+        return self.index[selector]
+
+    def keep(self, selector: Selector) -> None:
+        """Keep only the selected rows."""
+        self.index = self.positions(selector)
+        self.ids = self.ids[selector]
+        self.times = self.times[selector]
+        self.prices = self.prices[selector]
+        self.quantities = self.quantities[selector]
+        self.notionals = self.notionals[selector]
+
+    def column(self, values: npt.NDArray[np.int32] | IntArray) -> npt.NDArray[np.int64]:
+        """Return another run column in row order."""
+        gathered = values if self.index is None else values[self.index]
+        return gathered.astype(np.int64, copy=False)
+
+
+def _quarantine(rows: _InPlay, valid: npt.NDArray[np.bool_]) -> QuarantinedTrades:
+    """Describe the rows that are not valid, with the first reason that applies to each."""
+    invalid = ~valid
+    price_ok = (rows.prices > 0) & (rows.prices < np.inf)
+    sound = price_ok & (rows.quantities > 0) & (rows.notionals < np.inf)
+    reasons = np.full(rows.ids.size, QuarantineReason.INVALID_QUANTITY, dtype=np.uint8)
+    reasons[sound] = QuarantineReason.EVENT_TIME_IN_FUTURE
+    reasons[~price_ok] = QuarantineReason.INVALID_PRICE
+    return QuarantinedTrades(rows.run.take(rows.positions(invalid)), reasons[invalid])
+
+
+def sort_run(
+    run: TradeRun,
+    applied: TradeIdSet,
+    future_limit_ns: int | None,
+    late_before_ns: int | None,
+) -> RunFates:
+    """Sort a run's trades into fates, recording every non-duplicate id in `applied`.
+
+    Every non-duplicate trade is disposed of exactly once (accepted, quarantined, excluded as
+    non-market, or reported too late), so all of them count as applied and a resend is a duplicate.
+    """
+    size = len(run)
+    ids = run.trade_ids
+    rows: _InPlay
+    if size < 2 or bool((ids[1:] > ids[:-1]).all()):
+        rows = _InPlay(run, None, ids)
+        if not applied.all_new(ids):
+            unseen = ~applied.contains(ids)
+            rows = _InPlay(run, np.flatnonzero(unseen), ids[unseen])
+    else:
+        unique_ids, first = np.unique(ids, return_index=True)
+        unseen = ~applied.contains(unique_ids)
+        rows = _InPlay(run, first[unseen], unique_ids[unseen])
+    duplicates = size - rows.ids.size
+    if rows.ids.size == 0:
+        return RunFates(None, None, duplicates, 0, None, None)
+    applied.add(rows.ids)
+
+    times = rows.times
+    if times.size > 1 and bool((times[1:] < times[:-1]).any()):
+        rows.reorder(np.lexsort((rows.ids, times)))
+    rows.gather_values()
+
+    # p > 0, q > 0 and a finite notional p*q together rule out NaN, infinities and non-positives.
+    valid = (rows.prices > 0) & (rows.quantities > 0) & (rows.notionals < np.inf)
+    if future_limit_ns is not None and rows.times[-1] > future_limit_ns:
+        valid &= rows.times <= future_limit_ns
+    quarantined = None
+    if not valid.all():
+        quarantined = _quarantine(rows, valid)
+        rows.keep(valid)
+        if rows.ids.size == 0:
+            return RunFates(None, None, duplicates, 0, None, quarantined)
+    latest = int(rows.times[-1])
+
+    non_market = 0
+    if run.types is not None:
+        # Viewed unsigned, negative (unknown) types become huge and fail the test too.
+        market = rows.column(run.types).view(np.uint64) <= _MARKET_TYPE_MAX
+        if not market.all():
+            non_market = int(market.size - np.count_nonzero(market))
+            rows.keep(market)
+
+    too_late = None
+    if late_before_ns is not None and rows.ids.size > 0 and rows.times[0] < late_before_ns:
+        cut = int(np.searchsorted(rows.times, late_before_ns, side="left"))
+        too_late = run.take(rows.positions(slice(0, cut)))
+        rows.keep(slice(cut, None))
+
+    accepted = None
+    if rows.ids.size > 0:
+        counts = None if run.trade_counts is None else rows.column(run.trade_counts)
+        accepted = AcceptedTrades(
+            rows.ids, rows.times, rows.prices, rows.quantities, rows.notionals, counts
+        )
+    return RunFates(accepted, latest, duplicates, non_market, too_late, quarantined)
