@@ -1,0 +1,116 @@
+"""Benchmark: the bar engine building bars on all six timeframes from columnar trade runs.
+
+Synthetic random-walk trades, interleaved across symbols and cut into runs (one `SymbolTrades`
+per symbol per ingest batch). Scenarios: a few busy symbols (about 1,500 trades a minute each,
+BTCUSDT's pace, runs of 1000) in order; the same with every run shuffled and 10% of the runs
+re-sent (duplicates); the same converted from `SymbolTrades` messages first (what the server
+does per batch); and many thin symbols (30 trades a minute, runs of 100), where the per-run
+overhead dominates. Prints trades/s per scenario on one core.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import numpy as np
+from tickmesh.bars.engine import BarEngine
+from tickmesh.bars.trades import TradeRun
+
+from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND
+from tickmesh.v1 import market_pb2
+
+_Run = TypeVar("_Run", TradeRun, market_pb2.SymbolTrades)
+_START_NS = 1_722_470_400 * NS_PER_SECOND  # 2024-08-01 00:00 UTC
+
+
+def _symbol_trades(
+    rng: np.random.Generator, symbol_index: int, size: int, per_minute: int
+) -> TradeRun:
+    """One symbol's whole synthetic trade stream, in order."""
+    gaps = rng.exponential(NS_PER_MINUTE / per_minute, size).astype(np.int64)
+    times = _START_NS + np.cumsum(gaps)
+    prices = np.round(30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 2e-5, size))), 1)
+    quantities = np.round(rng.exponential(0.05, size), 3) + 0.001
+    ids = np.arange(size, dtype=np.int64) + 1_000_000_000 * (symbol_index + 1)
+    return TradeRun.from_columns(
+        market_pb2.EXCHANGE_BINANCE_USDM, f"SYM{symbol_index}USDT", ids, prices, quantities, times
+    )
+
+
+def _runs(streams: list[TradeRun], run_size: int) -> list[TradeRun]:
+    """Cut every stream into runs and interleave the symbols, as ingest batches arrive."""
+    cuts = [
+        [
+            stream.take(np.arange(start, min(start + run_size, len(stream))))
+            for start in range(0, len(stream), run_size)
+        ]
+        for stream in streams
+    ]
+    return [run for group in zip(*cuts, strict=True) for run in group]
+
+
+def _disordered(rng: np.random.Generator, runs: list[TradeRun]) -> list[TradeRun]:
+    """Shuffle each run and re-send every tenth run (a collector resending unacked batches)."""
+    disordered: list[TradeRun] = []
+    for position, run in enumerate(runs):
+        disordered.append(run.take(rng.permutation(len(run))))
+        if position % 10 == 9:
+            disordered.append(runs[position - 4])
+    return disordered
+
+
+def _timed(label: str, runs: Sequence[_Run], apply: Callable[[BarEngine, _Run], int]) -> float:
+    """Replay runs into a fresh engine; print and return trades/s over all input trades."""
+    engine = BarEngine()
+    total = sum(len(run.trade_ids) for run in runs)
+    finals = 0
+    start = time.perf_counter()
+    for run in runs:
+        finals += apply(engine, run)
+    elapsed = time.perf_counter() - start
+    rate = total / elapsed
+    print(  # noqa: T201 - a benchmark reports on stdout
+        f"{label:<46} {total:>10,} trades {elapsed:7.3f} s {rate:>13,.0f} trades/s "
+        f"({finals:,} final bars)"
+    )
+    return rate
+
+
+def _apply(engine: BarEngine, run: TradeRun) -> int:
+    return len(engine.apply_trades(run).updates)
+
+
+def _apply_message(engine: BarEngine, message: market_pb2.SymbolTrades) -> int:
+    return len(engine.apply_trades(TradeRun.from_proto(message)).updates)
+
+
+def _message(run: TradeRun) -> market_pb2.SymbolTrades:
+    return market_pb2.SymbolTrades(
+        exchange=market_pb2.Exchange.ValueType(run.exchange),
+        symbol=run.symbol,
+        trade_ids=run.trade_ids.tolist(),
+        prices=run.prices.tolist(),
+        quantities=run.quantities.tolist(),
+        event_time_ns=run.event_time_ns.tolist(),
+    )
+
+
+def main() -> None:
+    """Run the scenarios and print their throughput."""
+    rng = np.random.default_rng(20240801)
+    busy = _runs([_symbol_trades(rng, index, 1_000_000, 1500) for index in range(4)], 1000)
+    thin = _runs([_symbol_trades(rng, index, 4_000, 30) for index in range(250)], 100)
+    messages = [_message(run) for run in busy[: len(busy) // 4]]
+    print(  # noqa: T201 - a benchmark reports on stdout
+        "bar engine, 6 timeframes, one core"
+    )
+    _timed("4 busy symbols, runs of 1000, in order", busy, _apply)
+    _timed("4 busy symbols, shuffled runs, 10% re-sent", _disordered(rng, busy), _apply)
+    _timed("4 busy symbols, from SymbolTrades messages", messages, _apply_message)
+    _timed("250 thin symbols, runs of 100, in order", thin, _apply)
+
+
+if __name__ == "__main__":
+    main()
