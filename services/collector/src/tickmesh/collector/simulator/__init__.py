@@ -1,0 +1,27 @@
+"""A local exchange simulator speaking Binance's WebSocket and REST protocols.
+
+Start it in-process (``async with ExchangeSimulator(config) as sim``), point the
+collector or python-binance at ``sim.ws_url`` / ``sim.api_url``, and inject faults
+through ``config.faults`` or the ``/sim/*`` control endpoints.
+"""
+
+from tickmesh.collector.simulator.config import FaultConfig, Market, SimulatorConfig, SourceSpec
+from tickmesh.collector.simulator.hub import SimulatorStats
+from tickmesh.collector.simulator.server import (
+    ExchangeSimulator,
+    main,
+    parse_args,
+    run_simulator,
+)
+
+__all__ = [
+    "ExchangeSimulator",
+    "FaultConfig",
+    "Market",
+    "SimulatorConfig",
+    "SimulatorStats",
+    "SourceSpec",
+    "main",
+    "parse_args",
+    "run_simulator",
+]
