@@ -5,13 +5,16 @@ per symbol per ingest batch). Scenarios: a few busy symbols (about 1,500 trades 
 BTCUSDT's pace, runs of 1000) in order; the same with every run shuffled and 10% of the runs
 re-sent (duplicates); the same converted from `SymbolTrades` messages first (what the server
 does per batch); and many thin symbols (30 trades a minute, runs of 100), where the per-run
-overhead dominates. Prints trades/s per scenario on one core.
+overhead dominates. Prints trades/s per scenario on one core and returns them as figures for
+`python -m bench`; also runs as a plain script: `.venv/bin/python bench/bench_bar_engine.py`.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -20,6 +23,11 @@ from tickmesh.bars.trades import TradeRun
 
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND
 from tickmesh.v1 import market_pb2
+
+if not __package__:
+    # Run as a plain script: make the repository root importable so `bench.report` resolves.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.report import Figure
 
 _Run = TypeVar("_Run", TradeRun, market_pb2.SymbolTrades)
 _START_NS = 1_722_470_400 * NS_PER_SECOND  # 2024-08-01 00:00 UTC
@@ -62,17 +70,20 @@ def _disordered(rng: np.random.Generator, runs: list[TradeRun]) -> list[TradeRun
 
 
 def _timed(label: str, runs: Sequence[_Run], apply: Callable[[BarEngine, _Run], int]) -> float:
-    """Replay runs into a fresh engine; print and return trades/s over all input trades."""
-    engine = BarEngine()
+    """Replay runs into a fresh engine, best of three; print and return trades/s of all input."""
     total = sum(len(run.trade_ids) for run in runs)
+    best = float("inf")
     finals = 0
-    start = time.perf_counter()
-    for run in runs:
-        finals += apply(engine, run)
-    elapsed = time.perf_counter() - start
-    rate = total / elapsed
+    for _ in range(3):
+        engine = BarEngine()
+        finals = 0
+        start = time.perf_counter()
+        for run in runs:
+            finals += apply(engine, run)
+        best = min(best, time.perf_counter() - start)
+    rate = total / best
     print(  # noqa: T201 - a benchmark reports on stdout
-        f"{label:<46} {total:>10,} trades {elapsed:7.3f} s {rate:>13,.0f} trades/s "
+        f"{label:<46} {total:>10,} trades {best:7.3f} s {rate:>13,.0f} trades/s "
         f"({finals:,} final bars)"
     )
     return rate
@@ -97,19 +108,38 @@ def _message(run: TradeRun) -> market_pb2.SymbolTrades:
     )
 
 
-def main() -> None:
-    """Run the scenarios and print their throughput."""
+def main() -> list[Figure]:
+    """Run the scenarios, print their throughput and return it as figures."""
     rng = np.random.default_rng(20240801)
     busy = _runs([_symbol_trades(rng, index, 1_000_000, 1500) for index in range(4)], 1000)
     thin = _runs([_symbol_trades(rng, index, 4_000, 30) for index in range(250)], 100)
     messages = [_message(run) for run in busy[: len(busy) // 4]]
-    print(  # noqa: T201 - a benchmark reports on stdout
-        "bar engine, 6 timeframes, one core"
-    )
-    _timed("4 busy symbols, runs of 1000, in order", busy, _apply)
-    _timed("4 busy symbols, shuffled runs, 10% re-sent", _disordered(rng, busy), _apply)
-    _timed("4 busy symbols, from SymbolTrades messages", messages, _apply_message)
-    _timed("250 thin symbols, runs of 100, in order", thin, _apply)
+    print("bar engine, 6 timeframes, one core")  # noqa: T201 - a benchmark reports on stdout
+    goal = ">= 2,000,000 trades/s"
+    return [
+        Figure(
+            "bar engine, busy symbols, in order",
+            _timed("4 busy symbols, runs of 1000, in order", busy, _apply),
+            "trades/s",
+            goal,
+        ),
+        Figure(
+            "bar engine, busy symbols, shuffled + re-sent",
+            _timed("4 busy symbols, shuffled runs, 10% re-sent", _disordered(rng, busy), _apply),
+            "trades/s",
+            goal,
+        ),
+        Figure(
+            "bar engine, from SymbolTrades messages",
+            _timed("4 busy symbols, from SymbolTrades messages", messages, _apply_message),
+            "trades/s",
+        ),
+        Figure(
+            "bar engine, thin symbols, runs of 100",
+            _timed("250 thin symbols, runs of 100, in order", thin, _apply),
+            "trades/s",
+        ),
+    ]
 
 
 if __name__ == "__main__":

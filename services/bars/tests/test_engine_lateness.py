@@ -214,3 +214,18 @@ def test_trade_older_than_retention_reported_too_late() -> None:
         if u.timeframe.label == "1m"
     ] == [(T0 + 25 * MINUTE, 12.0, 1, 1)] + [(T0 + i * MINUTE, 12.0, 0, 1) for i in (26, 27, 28)]
     assert engine.apply_trades(trades((3, 9.0, 1.0, T0 + 15 * MINUTE))).duplicates == 1
+
+
+def test_idle_stretch_longer_than_retention_fills_flats_only_within_horizon() -> None:
+    engine = BarEngine(EngineConfig(retention_ns=10 * MINUTE))
+    engine.apply_trades(trades((1, 7.0, 1.0, T0 + 5 * SECOND)))
+
+    updates = engine.advance(T0 + 60 * MINUTE)
+
+    # Frontier 00:59:58, horizon 00:49:58: flats start at the horizon's bucket.
+    by_label: dict[str, list[int]] = {}
+    for update in updates:
+        by_label.setdefault(update.timeframe.label, []).append((update.open_time_ns - T0) // MINUTE)
+    assert by_label["1m"] == [0, *range(49, 59)]
+    assert by_label["5m"] == [0, 45, 50]
+    assert all(u.close == 7.0 for u in updates)

@@ -169,27 +169,35 @@ class TimeframeBook:
             else:
                 self.prev_close = close
 
-    def finalize(self, frontier_ns: int, out: list[BarUpdate]) -> None:
-        """Emit every bucket that ends at or before the frontier as final (flat if it had no data)."""
+    def finalize(self, frontier_ns: int, horizon_ns: int, out: list[BarUpdate]) -> None:
+        """Emit every bucket that ends at or before the frontier as final (flat if it had no data).
+
+        Flat bars are filled only from the retention horizon on: a symbol idle for longer (or a
+        clock that jumps years ahead of replayed trades) must not emit millions of placeholders,
+        and no trade could revise a bar that old anyway.
+        """
         until = self.emitted_until
         self.lowered = False
         if until is None:
             return
-        limit = frontier_ns - frontier_ns % self.duration_ns
+        duration = self.duration_ns
+        limit = frontier_ns - frontier_ns % duration
         if until >= limit:
             return
-        duration = self.duration_ns
+        fill_from = horizon_ns - horizon_ns % duration
         bucket = until
         while bucket < limit:
             bar = self.bars.get(bucket)
+            fills = self.flat_fill and self.prev_close is not None
             if bar is not None and bar.has_data:
                 self.prev_close = bar.close
-            elif self.flat_fill and self.prev_close is not None:
+            elif fills and bucket >= fill_from and self.prev_close is not None:
                 bar = BarAccumulator.flat(bucket, self.prev_close)
                 self.bars[bucket] = bar
             else:
-                # Nothing to fill (no close yet, or no flat bars here): jump to the next bar.
-                bucket = min((key for key in self.bars if bucket < key < limit), default=limit)
+                # Nothing to fill here: jump to the next bar, or to where flat filling resumes.
+                following = min((key for key in self.bars if bucket < key < limit), default=limit)
+                bucket = min(following, fill_from) if fills and fill_from > bucket else following
                 continue
             bar.revision = 0
             self.forming_changed.discard(bucket)

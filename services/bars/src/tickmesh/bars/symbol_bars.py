@@ -139,7 +139,7 @@ class SymbolBars:
         for book, book_revised in zip(self.books, revised, strict=True):
             if book_revised:
                 book.emit_revisions(book_revised, out)
-            book.finalize(frontier, out)
+            book.finalize(frontier, horizon, out)
             book.prune(horizon)
 
     def advance(self, frontier_ns: int, out: list[BarUpdate]) -> bool:
