@@ -36,15 +36,16 @@ class UpsertSpec:
     update_columns: tuple[str, ...] | None = None
     update_expressions: Mapping[str, str] = field(default_factory=dict)
     only_if: str | None = None
+    returning: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in (self.table, *self.columns, *self.update_expressions):
+        for name in (self.table, *self.columns, *self.update_expressions, *self.returning):
             _quoted(name)
         missing = set(self.key) - set(self.columns)
         if missing:
             raise ValueError(f"key columns {sorted(missing)} are not in columns")
 
-    def statement(self, staging: str) -> str:
+    def statement(self, staging: str, with_returning: bool = False) -> str:
         """The INSERT … SELECT … ON CONFLICT statement reading from `staging`."""
         updated = self.update_columns
         if updated is None:
@@ -56,6 +57,8 @@ class UpsertSpec:
         conflict = ", ".join(_quoted(c) for c in self.key)
         action = f"DO UPDATE SET {', '.join(sets)}" if sets else "DO NOTHING"
         guard = f" WHERE {self.only_if}" if self.only_if and sets else ""
+        if with_returning and self.returning:
+            guard += f" RETURNING {', '.join(_quoted(c) for c in self.returning)}"
         # Rows in key order touch the primary key's B-tree page by page instead of at random.
         return (
             f"INSERT INTO {_quoted(self.table)} ({', '.join(_quoted(c) for c in targets)}) "
@@ -97,12 +100,30 @@ async def upsert(
 async def _copy_and_merge(conn: Connection, spec: UpsertSpec, rows: Sequence[Sequence[Any]]) -> int:
     staging = f"_stage_{spec.table}"
     async with conn.transaction():
-        column_list = ", ".join(_quoted(c) for c in spec.columns)
-        await conn.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS "
-            f"SELECT {column_list} FROM {_quoted(spec.table)} WITH NO DATA"
-        )
-        await conn.execute(f"TRUNCATE {staging}")
-        await conn.copy_records_to_table(staging, records=rows, columns=list(spec.columns))
+        await _stage(conn, spec, staging, rows)
         status = await conn.execute(spec.statement(staging))
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def upsert_returning(
+    conn: Connection, spec: UpsertSpec, rows: Sequence[Sequence[Any]]
+) -> list[asyncpg.Record]:
+    """Upsert like `upsert`, returning `spec.returning` of every row written (keys unique per batch)."""
+    if not rows:
+        return []
+    staging = f"_stage_{spec.table}"
+    async with conn.transaction():
+        await _stage(conn, spec, staging, rows)
+        return list(await conn.fetch(spec.statement(staging, with_returning=True)))
+
+
+async def _stage(
+    conn: Connection, spec: UpsertSpec, staging: str, rows: Sequence[Sequence[Any]]
+) -> None:
+    column_list = ", ".join(_quoted(c) for c in spec.columns)
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS "
+        f"SELECT {column_list} FROM {_quoted(spec.table)} WITH NO DATA"
+    )
+    await conn.execute(f"TRUNCATE {staging}")
+    await conn.copy_records_to_table(staging, records=rows, columns=list(spec.columns))

@@ -146,14 +146,17 @@ CREATE TABLE bar_engine_state (
     updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
+-- Suspect input kept out of bars but never lost: trades (id = trade id) and source bars
+-- (id = open time in ns), with the reason.
 CREATE TABLE quarantined_trades (
     exchange     VARCHAR(20) NOT NULL,
     symbol       VARCHAR(20) NOT NULL,
+    kind         VARCHAR(12) NOT NULL CHECK (kind IN ('trade', 'source_bar')),
     trade_id     BIGINT NOT NULL,
     price        DOUBLE PRECISION NOT NULL,
     quantity     DOUBLE PRECISION NOT NULL,
     event_time   TIMESTAMPTZ NOT NULL,
     reason       TEXT NOT NULL,
     received_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (exchange, symbol, trade_id)
+    PRIMARY KEY (exchange, symbol, kind, trade_id)
 );

@@ -1,0 +1,111 @@
+"""BarService over gRPC: live bar streams with a resume point, and range queries."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc import aio
+
+from tickmesh.bars.bar_cache import BarCache
+from tickmesh.bars.bar_metrics import BarMetrics
+from tickmesh.bars.store import BarStore
+from tickmesh.bars.subscriptions import BarFilter, BarHub, SubscriberOverflowError
+from tickmesh.core.errors import InvalidArgument
+from tickmesh.core.timeframes import BY_PROTO, from_proto
+from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 5000
+DEFAULT_LIMIT = 500
+REPLAY_PAGE = 2000
+FAR_FUTURE_NS = 2**62
+
+
+def _check_range(request: bar_service_pb2.GetBarsRequest) -> tuple[int, int, int]:
+    if not request.symbol:
+        raise InvalidArgument("symbol: required")
+    if request.timeframe not in BY_PROTO:
+        raise InvalidArgument(f"timeframe: unknown or unspecified ({request.timeframe})")
+    if not 0 <= request.limit <= MAX_LIMIT:
+        raise InvalidArgument(f"limit: must be 1..{MAX_LIMIT} (0 means {DEFAULT_LIMIT})")
+    if request.start_time_ns < 0 or request.end_time_ns < 0:
+        raise InvalidArgument("start_time_ns/end_time_ns: must not be negative")
+    end = request.end_time_ns or FAR_FUTURE_NS
+    if request.start_time_ns >= end:
+        raise InvalidArgument("start_time_ns: must be before end_time_ns")
+    return request.start_time_ns, end, request.limit or DEFAULT_LIMIT
+
+
+class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
+    """Serves persisted bars from the cache or PostgreSQL and live bars from the hub."""
+
+    def __init__(self, store: BarStore, cache: BarCache, hub: BarHub, metrics: BarMetrics) -> None:
+        self._store = store
+        self._cache = cache
+        self._hub = hub
+        self._metrics = metrics
+
+    async def GetBars(
+        self, request: bar_service_pb2.GetBarsRequest, context: aio.ServicerContext
+    ) -> bar_service_pb2.GetBarsResponse:
+        """The latest `limit` final bars in the range, oldest first, through the cache."""
+        start, end, limit = _check_range(request)
+        bars = await self._cache.get_range(
+            request.symbol, request.timeframe, start, end, limit, self._load_latest
+        )
+        if bars is None:
+            label = from_proto(request.timeframe).label
+            bars = await self._store.fetch_range(request.symbol, label, start, end, limit)
+        return bar_service_pb2.GetBarsResponse(bars=bars)
+
+    async def _load_latest(self, symbol: str, timeframe: str, count: int) -> list[market_pb2.Bar]:
+        return await self._store.fetch_range(symbol, timeframe, 0, FAR_FUTURE_NS, count)
+
+    async def Subscribe(
+        self, request: bar_service_pb2.SubscribeRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[bar_service_pb2.SubscribeResponse]:
+        """Replay persisted bars after the resume point, then stream live ones, no gap, no duplicate."""
+        for timeframe in request.timeframes:
+            if timeframe not in BY_PROTO:
+                raise InvalidArgument(f"timeframes: unknown or unspecified ({timeframe})")
+        bar_filter = BarFilter(
+            frozenset(request.symbols), frozenset(request.timeframes), request.include_forming
+        )
+        # Subscribe before replaying, so bars committed during the replay wait in the queue.
+        subscription = self._hub.subscribe(bar_filter)
+        self._metrics.subscribers.set(self._hub.subscriber_count)
+        try:
+            last_change_id = 0
+            if request.HasField("resume_after_change_id"):
+                last_change_id = request.resume_after_change_id
+                async for bar in self._replay(request, last_change_id):
+                    last_change_id = bar.change_id
+                    yield bar_service_pb2.SubscribeResponse(bar=bar)
+            while True:
+                for bar in await subscription.next_bars():
+                    if bar.final and bar.change_id <= last_change_id:
+                        continue  # already replayed from the database
+                    yield bar_service_pb2.SubscribeResponse(bar=bar)
+        except SubscriberOverflowError as error:
+            log.warning("ending a slow subscriber: %s", error)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        finally:
+            self._hub.unsubscribe(subscription)
+            self._metrics.subscribers.set(self._hub.subscriber_count)
+
+    async def _replay(
+        self, request: bar_service_pb2.SubscribeRequest, after: int
+    ) -> AsyncIterator[market_pb2.Bar]:
+        labels = [from_proto(tf).label for tf in request.timeframes]
+        while True:
+            bars, last_seen = await self._store.fetch_changes(
+                after, list(request.symbols), labels, REPLAY_PAGE
+            )
+            for bar in bars:
+                yield bar
+            if last_seen is None:
+                return
+            after = last_seen

@@ -1,0 +1,278 @@
+"""Exactly-once ingest: apply batches to the engine, group-commit, then acknowledge.
+
+A batch is applied to the in-memory engine at once. Every commit interval, the bars that
+became final, the state of every changed symbol and the applied sequence of every stream
+are written in ONE transaction; only after it commits are the sequences acknowledged and
+the bars published. A crash loses only uncommitted work, which the collector resends
+(unacknowledged batches) and the restored engine state then applies exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tickmesh.bars.bar_cache import BarCache
+from tickmesh.bars.bar_metrics import BarMetrics
+from tickmesh.bars.bar_rows import candle_row, ns_to_datetime
+from tickmesh.bars.bar_state import BarUpdate
+from tickmesh.bars.batch_validation import CheckedBatch, check_batch
+from tickmesh.bars.engine import BarEngine
+from tickmesh.bars.results import BatchResult
+from tickmesh.bars.store import BarStore, Commit
+from tickmesh.bars.subscriptions import BarHub
+from tickmesh.bars.trades import QuarantineReason, SourceBar, TradeRun
+from tickmesh.core.exchanges import exchange_label
+from tickmesh.core.sharding import Shard
+from tickmesh.v1 import market_pb2
+
+log = logging.getLogger(__name__)
+
+AckQueue = asyncio.Queue[tuple[str, int]]  # (stream id, cumulative durable sequence)
+
+
+@dataclass
+class StreamState:
+    """What the service knows of one collector stream."""
+
+    applied: int = 0
+    durable: int = 0
+    listeners: set[AckQueue] = field(default_factory=set)
+
+
+class IngestPipeline:
+    """Owns the engine; the only writer of bars for this shard."""
+
+    def __init__(
+        self,
+        engine: BarEngine,
+        store: BarStore,
+        cache: BarCache,
+        hub: BarHub,
+        metrics: BarMetrics,
+        shard: Shard,
+        commit_interval_seconds: float,
+        forming_interval_seconds: float,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._cache = cache
+        self._hub = hub
+        self._metrics = metrics
+        self._shard = shard
+        self._commit_interval = commit_interval_seconds
+        self._forming_interval = forming_interval_seconds
+        self._clock_ns = clock_ns
+        self._streams: dict[str, StreamState] = {}
+        self._pending_updates: list[BarUpdate] = []
+        self._pending_quarantine: list[tuple[object, ...]] = []
+        self._dirty_streams: set[str] = set()
+        self._failed_commit: Commit | None = None
+        self._failed_updates: list[BarUpdate] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Restore the engine and stream sequences from PostgreSQL, then start the loops."""
+        states = await self._store.load_engine_states()
+        self._engine.restore(states)
+        for stream_id, sequence in (await self._store.load_stream_sequences()).items():
+            self._streams[stream_id] = StreamState(applied=sequence, durable=sequence)
+        log.info("restored %d symbols and %d ingest streams", len(states), len(self._streams))
+        self._tasks = [
+            asyncio.create_task(self._every(self._commit_interval, self.commit)),
+            asyncio.create_task(self._every(self._forming_interval, self._publish_forming)),
+        ]
+
+    async def stop(self) -> None:
+        """Stop the loops after a last commit, so a clean stop leaves nothing unacknowledged."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.commit()
+
+    def open_stream(self, stream_id: str, listener: AckQueue) -> None:
+        """Route the acknowledgements of `stream_id` to `listener` (one per Publish call)."""
+        self._streams.setdefault(stream_id, StreamState()).listeners.add(listener)
+
+    def close_stream(self, stream_id: str, listener: AckQueue) -> None:
+        """Stop routing acknowledgements to `listener`."""
+        state = self._streams.get(stream_id)
+        if state is not None:
+            state.listeners.discard(listener)
+
+    def has_unacked(self, stream_ids: set[str]) -> bool:
+        """True while any of the streams has applied batches that are not durable yet."""
+        return any(
+            self._streams[s].applied > self._streams[s].durable
+            for s in stream_ids
+            if s in self._streams
+        )
+
+    def apply(self, batch: market_pb2.TradeBatch) -> None:
+        """Apply one batch exactly once; a re-sent one is dropped and acknowledged when durable."""
+        state = self._streams.setdefault(batch.stream_id, StreamState())
+        if batch.sequence and batch.sequence <= state.applied:
+            self._metrics.batches.labels(outcome="duplicate").inc()
+            if batch.sequence <= state.durable:
+                for listener in state.listeners:
+                    listener.put_nowait((batch.stream_id, state.durable))
+            return
+        try:
+            checked = check_batch(batch, self._shard)
+        except Exception:
+            self._metrics.batches.labels(outcome="rejected").inc()
+            raise
+        if batch.sequence > state.applied + 1 and state.applied:
+            log.warning(
+                "stream %s jumped from sequence %d to %d",
+                batch.stream_id,
+                state.applied,
+                batch.sequence,
+            )
+        self._apply_checked(checked)
+        state.applied = checked.sequence
+        self._dirty_streams.add(checked.stream_id)
+        self._metrics.batches.labels(outcome="applied").inc()
+
+    def _apply_checked(self, checked: CheckedBatch) -> None:
+        runs = [self._engine.apply_trades(run) for run in checked.runs]
+        source = self._engine.apply_source_bars(checked.source_bars)
+        result = BatchResult(runs, source)
+        self._pending_updates.extend(result.updates)
+        self._record_fates(result)
+
+    def _record_fates(self, result: BatchResult) -> None:
+        trades = self._metrics.trades
+        for run in result.runs:
+            trades.labels(outcome="accepted").inc(run.accepted)
+            trades.labels(outcome="duplicate").inc(run.duplicates)
+            trades.labels(outcome="non_market").inc(run.non_market)
+            trades.labels(outcome="too_late").inc(run.too_late)
+            trades.labels(outcome="quarantined").inc(run.quarantined)
+            exchange = exchange_label(run.exchange)
+            if run.quarantined_trades is not None:
+                q = run.quarantined_trades
+                for i in range(len(q.trades)):
+                    why = QuarantineReason(int(q.reasons[i])).name.lower()
+                    self._pending_quarantine.append(_trade_row(exchange, q.trades, i, why))
+            if run.too_late_trades is not None:
+                late = run.too_late_trades
+                for i in range(len(late)):
+                    self._pending_quarantine.append(_trade_row(exchange, late, i, "too_late"))
+        source = result.source_bars
+        for bar in source.too_late:
+            self._pending_quarantine.append(_source_row(bar, "too_late"))
+        for bar, reason in source.quarantined:
+            self._pending_quarantine.append(_source_row(bar, reason.name.lower()))
+
+    async def commit(self) -> None:
+        """Make everything applied so far durable, then acknowledge and publish it."""
+        if self._failed_commit is not None:
+            commit, updates = self._failed_commit, self._failed_updates
+        else:
+            commit, updates = self._build_commit()
+        if commit.is_empty():
+            return
+        try:
+            change_ids = await self._store.commit(commit)
+        except Exception as error:
+            # Keep this commit and retry it first: later ones must not overtake it.
+            self._failed_commit, self._failed_updates = commit, updates
+            self._metrics.commit_failures.inc()
+            log.error("group commit failed, will retry: %s", error)
+            return
+        self._failed_commit, self._failed_updates = None, []
+        await self._after_commit(commit, updates, change_ids)
+
+    def _build_commit(self) -> tuple[Commit, list[BarUpdate]]:
+        updates = self._pending_updates + self._engine.advance(self._clock_ns())
+        self._pending_updates = []
+        latest: dict[tuple[str, str, int], BarUpdate] = {}
+        for update in updates:  # a bar finalised then revised within one interval: keep the last
+            latest[(update.symbol, update.timeframe.label, update.open_time_ns // 1000)] = update
+        snapshots = self._engine.snapshot_changed()
+        commit = Commit(
+            candles=[candle_row(u) for u in latest.values()],
+            engine_states=[
+                (s["symbol"], exchange_label(s["exchange"]), json.dumps(s, separators=(",", ":")))
+                for s in snapshots
+            ],
+            stream_sequences={sid: self._streams[sid].applied for sid in self._dirty_streams},
+            quarantine=self._pending_quarantine,
+        )
+        self._dirty_streams = set()
+        self._pending_quarantine = []
+        return commit, list(latest.values())
+
+    async def _after_commit(
+        self, commit: Commit, updates: list[BarUpdate], change_ids: dict[tuple[str, str, int], int]
+    ) -> None:
+        bars = [
+            u.to_proto(change_ids[(u.symbol, u.timeframe.label, u.open_time_ns // 1000)])
+            for u in updates
+        ]
+        bars.sort(key=lambda bar: bar.change_id)
+        for update in updates:
+            kind = "revised" if update.revision else "final"
+            self._metrics.bars.labels(kind=kind, timeframe=update.timeframe.label).inc()
+        for stream_id, sequence in commit.stream_sequences.items():
+            state = self._streams[stream_id]
+            state.durable = max(state.durable, sequence)
+            for listener in state.listeners:
+                listener.put_nowait((stream_id, state.durable))
+        self._metrics.unacked_streams.set(
+            sum(1 for s in self._streams.values() if s.applied > s.durable)
+        )
+        self._hub.publish_finals(bars)
+        await self._cache.put(bars)
+
+    async def _publish_forming(self) -> None:
+        forming = self._engine.take_forming_updates()
+        if self._hub.subscriber_count:
+            self._hub.publish_forming([u.to_proto() for u in forming])
+
+    @staticmethod
+    async def _every(seconds: float, action: Callable[[], object]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                result = action()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("periodic task failed")
+
+
+def _trade_row(exchange: str, run: TradeRun, index: int, reason: str) -> tuple[object, ...]:
+    return (
+        exchange,
+        run.symbol,
+        "trade",
+        int(run.trade_ids[index]),
+        float(run.prices[index]),
+        float(run.quantities[index]),
+        ns_to_datetime(int(run.event_time_ns[index])),
+        reason,
+    )
+
+
+def _source_row(bar: SourceBar, reason: str) -> tuple[object, ...]:
+    return (
+        exchange_label(bar.exchange),
+        bar.symbol,
+        "source_bar",
+        bar.open_time_ns,
+        bar.close,
+        bar.volume,
+        ns_to_datetime(bar.open_time_ns),
+        reason,
+    )

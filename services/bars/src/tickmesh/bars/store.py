@@ -1,0 +1,140 @@
+"""The bar service's PostgreSQL adapter: candles, engine state, stream sequences, quarantine."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from tickmesh.bars.bar_rows import (
+    CANDLE_COLUMNS,
+    SELECT_CANDLE,
+    bar_from_record,
+    datetime_to_ns,
+    ns_to_datetime,
+)
+from tickmesh.core.db.bulk import UpsertSpec, upsert, upsert_returning
+from tickmesh.core.metrics import CoreMetrics
+from tickmesh.core.sharding import Shard
+from tickmesh.v1 import market_pb2
+
+CANDLES = UpsertSpec(
+    table="candles",
+    columns=CANDLE_COLUMNS,
+    key=("symbol", "timeframe", "time"),
+    update_expressions={"change_id": "nextval('candle_change_seq')"},
+    returning=("symbol", "timeframe", "time", "change_id"),
+)
+ENGINE_STATE = UpsertSpec(
+    table="bar_engine_state",
+    columns=("symbol", "exchange", "state"),
+    key=("symbol",),
+    update_expressions={"updated_at": "now()"},
+)
+STREAMS = UpsertSpec(
+    table="ingest_streams",
+    columns=("stream_id", "acked_sequence"),
+    key=("stream_id",),
+    update_expressions={"updated_at": "now()"},
+)
+QUARANTINE = UpsertSpec(
+    table="quarantined_trades",
+    columns=("exchange", "symbol", "kind", "trade_id", "price", "quantity", "event_time", "reason"),
+    key=("exchange", "symbol", "kind", "trade_id"),
+    update_columns=(),
+)
+
+CandleKey = tuple[str, str, int]  # symbol, timeframe label, open time in µs
+
+
+@dataclass
+class Commit:
+    """Everything one group commit makes durable, in one transaction."""
+
+    candles: list[tuple[object, ...]] = field(default_factory=list)
+    engine_states: list[tuple[str, str, str]] = field(default_factory=list)
+    stream_sequences: dict[str, int] = field(default_factory=dict)
+    quarantine: list[tuple[object, ...]] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        """True when there is nothing to write."""
+        return not (self.candles or self.engine_states or self.stream_sequences or self.quarantine)
+
+
+class BarStore:
+    """Reads and writes the tables the bar service owns."""
+
+    def __init__(self, pool: asyncpg.Pool, metrics: CoreMetrics, shard: Shard) -> None:
+        self._pool = pool
+        self._metrics = metrics
+        self._shard = shard
+
+    async def load_engine_states(self) -> list[dict[str, Any]]:
+        """The saved engine state of every symbol this shard owns."""
+        rows = await self._pool.fetch("SELECT symbol, state FROM bar_engine_state")
+        return [json.loads(r["state"]) for r in rows if self._shard.owns(r["symbol"])]
+
+    async def load_stream_sequences(self) -> dict[str, int]:
+        """The last durable sequence of every ingest stream."""
+        rows = await self._pool.fetch("SELECT stream_id, acked_sequence FROM ingest_streams")
+        return {r["stream_id"]: r["acked_sequence"] for r in rows}
+
+    async def commit(self, commit: Commit) -> dict[CandleKey, int]:
+        """Write a group commit atomically; return the change id given to each candle."""
+        started = time.perf_counter()
+        change_ids: dict[CandleKey, int] = {}
+        async with self._pool.acquire() as conn, conn.transaction():
+            if commit.candles:
+                for record in await upsert_returning(conn, CANDLES, commit.candles):
+                    micros = datetime_to_ns(record["time"]) // 1000
+                    key = (record["symbol"], record["timeframe"], micros)
+                    change_ids[key] = record["change_id"]
+            await upsert(conn, ENGINE_STATE, commit.engine_states)
+            await upsert(conn, STREAMS, list(commit.stream_sequences.items()))
+            await upsert(conn, QUARANTINE, commit.quarantine)
+        self._metrics.db_write_latency.labels(table="group_commit").observe(
+            time.perf_counter() - started
+        )
+        self._metrics.db_rows_written.labels(table="candles").inc(len(commit.candles))
+        return change_ids
+
+    async def fetch_range(
+        self, symbol: str, timeframe: str, start_ns: int, end_ns: int, limit: int
+    ) -> list[market_pb2.Bar]:
+        """The latest `limit` final bars with start <= open time < end, oldest first."""
+        rows = await self._pool.fetch(
+            f"SELECT {SELECT_CANDLE} FROM candles WHERE symbol = $1 AND timeframe = $2 "
+            "AND time >= $3 AND time < $4 ORDER BY time DESC LIMIT $5",
+            symbol,
+            timeframe,
+            ns_to_datetime(start_ns),
+            ns_to_datetime(end_ns),
+            limit,
+        )
+        return [bar_from_record(r) for r in reversed(rows)]
+
+    async def fetch_changes(
+        self,
+        after_change_id: int,
+        symbols: Sequence[str],
+        timeframes: Sequence[str],
+        limit: int,
+    ) -> tuple[list[market_pb2.Bar], int | None]:
+        """Persisted bars of this shard with a change id above `after_change_id`, in change-id
+        order, and the last change id looked at (None when there was none): page on from it."""
+        rows = await self._pool.fetch(
+            f"SELECT {SELECT_CANDLE} FROM candles WHERE change_id > $1 "
+            "AND (cardinality($2::text[]) = 0 OR symbol = ANY($2::text[])) "
+            "AND (cardinality($3::text[]) = 0 OR timeframe = ANY($3::text[])) "
+            "ORDER BY change_id LIMIT $4",
+            after_change_id,
+            list(symbols),
+            list(timeframes),
+            limit,
+        )
+        last_seen = rows[-1]["change_id"] if rows else None
+        return [bar_from_record(r) for r in rows if self._shard.owns(r["symbol"])], last_seen
