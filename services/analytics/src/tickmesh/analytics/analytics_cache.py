@@ -1,0 +1,72 @@
+"""Redis hashes of the latest indicators and features per symbol and timeframe (the seed's keys)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+import redis.asyncio as redis
+from redis.typing import EncodableT
+
+from tickmesh.analytics.results import Features, Indicators
+from tickmesh.analytics.rows import timeframe_label
+from tickmesh.core.cache import features_key, indicators_key
+
+_Row = TypeVar("_Row", Indicators, Features)
+
+
+def indicators_hash(indicators: Indicators) -> dict[str, str]:
+    """The hash fields of one bar's indicators: open_time_ns plus every indicator with a value."""
+    fields = {"open_time_ns": str(indicators.open_time_ns)}
+    fields.update({name: repr(value) for name, value in indicators.values().items()})
+    return fields
+
+
+def features_hash(features: Features) -> dict[str, str]:
+    """The hash fields of one bar's features: open_time_ns, feature_version and every value."""
+    fields = {
+        "open_time_ns": str(features.open_time_ns),
+        "feature_version": features.feature_version,
+    }
+    fields.update({name: repr(value) for name, value in features.values.items()})
+    return fields
+
+
+def newest_per_stream(items: Iterable[_Row]) -> list[_Row]:
+    """Keep the newest item (by open time) of each symbol and timeframe."""
+    newest: dict[tuple[str, int], _Row] = {}
+    for item in items:
+        key = (item.symbol, item.timeframe)
+        held = newest.get(key)
+        if held is None or item.open_time_ns >= held.open_time_ns:
+            newest[key] = item
+    return list(newest.values())
+
+
+class AnalyticsCache:
+    """Writes `indicators:{symbol}:{tf}:latest` and `features:{symbol}:{tf}:latest` after each commit."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    async def put_latest(
+        self, indicators: Iterable[Indicators], features: Iterable[Features]
+    ) -> None:
+        """Replace each touched hash with the newest committed row of its stream, in one round trip."""
+        writes: dict[str, Mapping[str, str]] = {}
+        for row in newest_per_stream(indicators):
+            writes[indicators_key(row.symbol, timeframe_label(row.timeframe))] = indicators_hash(
+                row
+            )
+        for values in newest_per_stream(features):
+            label = timeframe_label(values.timeframe)
+            writes[features_key(values.symbol, label)] = features_hash(values)
+        if not writes:
+            return
+        async with self._client.pipeline(transaction=True) as pipe:
+            for key, fields in writes.items():
+                # Delete first: an indicator without a value must not keep an older one.
+                pipe.delete(key)
+                mapping: dict[EncodableT, EncodableT] = {k: v for k, v in fields.items()}
+                pipe.hset(key, mapping=mapping)
+            await pipe.execute()

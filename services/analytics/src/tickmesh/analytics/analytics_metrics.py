@@ -1,0 +1,69 @@
+"""Prometheus metrics of the analytics service, on the process's core registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from tickmesh.core.metrics import LATENCY_BUCKETS
+
+_BAR_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+
+
+class AnalyticsMetrics:
+    """Bars consumed and rejected, compute time, warm-ups, reconnects, commits, subscribers."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.bars_consumed = Counter(
+            "tickmesh_analytics_bars_consumed",
+            "Final bars and revisions consumed from BarService.Subscribe.",
+            registry=registry,
+        )
+        self.bars_rejected = Counter(
+            "tickmesh_analytics_bars_rejected",
+            "Bars unfit for indicators (NaN/inf, high < low, negative volume), flagged by quality.",
+            registry=registry,
+        )
+        self.bar_seconds = Histogram(
+            "tickmesh_analytics_bar_seconds",
+            "Indicators + features + quality time of one final bar.",
+            buckets=_BAR_BUCKETS,
+            registry=registry,
+        )
+        self.warmups = Counter(
+            "tickmesh_analytics_warmups",
+            "Symbol and timeframe streams warmed from BarService.GetBars, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.stream_reconnects = Counter(
+            "tickmesh_analytics_stream_reconnects",
+            "Reconnects of the BarService.Subscribe stream, by status code.",
+            ["code"],
+            registry=registry,
+        )
+        self.commit_seconds = Histogram(
+            "tickmesh_analytics_commit_seconds",
+            "Time of one group commit (rows, resume point, cache, publish).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.commit_failures = Counter(
+            "tickmesh_analytics_commit_failures",
+            "Group commits that failed and were retried.",
+            registry=registry,
+        )
+        self.cache_failures = Counter(
+            "tickmesh_analytics_cache_failures",
+            "Redis updates that failed after a commit (the database stays the truth).",
+            registry=registry,
+        )
+        self.resume_change_id = Gauge(
+            "tickmesh_analytics_resume_change_id",
+            "The change id of the last bar whose analytics are stored.",
+            registry=registry,
+        )
+        self.subscribers = Gauge(
+            "tickmesh_analytics_subscribers",
+            "Open AnalyticsService.Subscribe streams.",
+            registry=registry,
+        )

@@ -1,0 +1,189 @@
+"""AnalyticsService: range queries over stored indicators and features, the latest quality, live updates."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+
+from grpc import aio
+
+from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
+from tickmesh.analytics.engine import AnalyticsUpdate
+from tickmesh.analytics.hub import AnalyticsHub, SubscriberOverflowError, UpdateFilter
+from tickmesh.analytics.results import Quality
+from tickmesh.analytics.rows import timeframe_label
+from tickmesh.analytics.store import AnalyticsStore, RangeQuery
+from tickmesh.core.errors import InvalidArgument, NotFound, ResourceExhausted
+from tickmesh.core.timeframes import TIMEFRAMES, TimeframeSpec, from_proto
+from tickmesh.v1 import analytics_service_pb2 as pb
+from tickmesh.v1 import analytics_service_pb2_grpc
+
+MAX_LIMIT = 5000
+DEFAULT_INDICATOR_LIMIT = 500
+DEFAULT_FEATURE_LIMIT = 1
+REPLAY_PAGE_ROWS = 1000
+# Replayed updates remembered so a live copy of the same commit is not sent twice; commits
+# that race the replay touch its newest rows, which are the ones remembered.
+_REMEMBERED_REPLAY = 50_000
+
+UpdateKey = tuple[str, int, int]
+
+
+def _timeframe(value: int) -> TimeframeSpec:
+    try:
+        return from_proto(value)
+    except ValueError:
+        labels = ", ".join(f"{tf.label}={tf.proto}" for tf in TIMEFRAMES)
+        raise InvalidArgument(f"timeframe: {value} is not one of {labels}") from None
+
+
+def range_query(
+    symbol: str, timeframe: int, start_ns: int, end_ns: int, limit: int, default_limit: int
+) -> RangeQuery:
+    """Validate a range request; InvalidArgument names the first bad field."""
+    if not symbol:
+        raise InvalidArgument("symbol: required")
+    spec = _timeframe(timeframe)
+    if start_ns < 0:
+        raise InvalidArgument(f"start_time_ns: must be >= 0, got {start_ns}")
+    if end_ns < 0:
+        raise InvalidArgument(f"end_time_ns: must be >= 0, got {end_ns}")
+    if end_ns and end_ns <= start_ns:
+        raise InvalidArgument(
+            f"end_time_ns: must be after start_time_ns ({start_ns}), got {end_ns}"
+        )
+    if not 0 <= limit <= MAX_LIMIT:
+        raise InvalidArgument(
+            f"limit: must be 1..{MAX_LIMIT} (0 means {default_limit}), got {limit}"
+        )
+    return RangeQuery(symbol, spec.label, start_ns, end_ns, limit or default_limit)
+
+
+class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
+    """Serves what the consumer stored; live updates come from the hub after each commit."""
+
+    def __init__(self, store: AnalyticsStore, hub: AnalyticsHub, metrics: AnalyticsMetrics) -> None:
+        self._store = store
+        self._hub = hub
+        self._metrics = metrics
+
+    async def GetIndicators(
+        self, request: pb.GetIndicatorsRequest, context: aio.ServicerContext
+    ) -> pb.GetIndicatorsResponse:
+        """Indicator rows of one symbol and timeframe, oldest first."""
+        query = range_query(
+            request.symbol,
+            request.timeframe,
+            request.start_time_ns,
+            request.end_time_ns,
+            request.limit,
+            DEFAULT_INDICATOR_LIMIT,
+        )
+        rows = await self._store.fetch_indicators(query)
+        return pb.GetIndicatorsResponse(rows=[row.to_proto() for row in rows])
+
+    async def GetFeatures(
+        self, request: pb.GetFeaturesRequest, context: aio.ServicerContext
+    ) -> pb.GetFeaturesResponse:
+        """Feature rows of one symbol and timeframe, oldest first."""
+        query = range_query(
+            request.symbol,
+            request.timeframe,
+            request.start_time_ns,
+            request.end_time_ns,
+            request.limit,
+            DEFAULT_FEATURE_LIMIT,
+        )
+        rows = await self._store.fetch_features(query)
+        return pb.GetFeaturesResponse(rows=[row.to_proto() for row in rows])
+
+    async def GetQuality(
+        self, request: pb.GetQualityRequest, context: aio.ServicerContext
+    ) -> pb.GetQualityResponse:
+        """The latest quality assessment; NOT_FOUND before the first."""
+        if not request.symbol:
+            raise InvalidArgument("symbol: required")
+        spec = _timeframe(request.timeframe)
+        quality = await self._store.latest_quality(request.symbol, spec.label)
+        if quality is None:
+            raise NotFound(f"no quality assessment yet for {request.symbol} {spec.label}")
+        return pb.GetQualityResponse(quality=quality.to_proto())
+
+    async def Subscribe(
+        self,
+        request: pb.AnalyticsServiceSubscribeRequest,
+        context: aio.ServicerContext,
+    ) -> AsyncIterator[pb.AnalyticsServiceSubscribeResponse]:
+        """Replay stored updates after the resume point (if any), then stream live ones."""
+        if not all(request.symbols):
+            raise InvalidArgument("symbols: an empty symbol name")
+        timeframes = [_timeframe(value) for value in request.timeframes]
+        update_filter = UpdateFilter(
+            frozenset(request.symbols), frozenset(tf.proto for tf in timeframes)
+        )
+        # Subscribe before reading storage, so nothing committed meanwhile is missed.
+        subscription = self._hub.subscribe(update_filter)
+        self._metrics.subscribers.set(self._hub.subscriber_count)
+        replayed: OrderedDict[UpdateKey, bytes] = OrderedDict()
+        try:
+            if request.HasField("resume_after_open_time_ns"):
+                labels = [tf.label for tf in timeframes]
+                # Keyset start just past the resume point: rows at a later microsecond (the
+                # database's precision) sort after an empty symbol.
+                resume_us = request.resume_after_open_time_ns // 1000 + 1
+                after = (resume_us * 1000, "", "")
+                async for key, message in self._replay(after, list(request.symbols), labels):
+                    replayed[key] = message.SerializeToString(deterministic=True)
+                    if len(replayed) > _REMEMBERED_REPLAY:
+                        replayed.popitem(last=False)
+                    yield message
+            while True:
+                try:
+                    updates = await subscription.next_updates()
+                except SubscriberOverflowError as error:
+                    raise ResourceExhausted(
+                        f"{error}; resume from the last open time received"
+                    ) from None
+                for update in updates:
+                    message = update.to_proto()
+                    key = (update.symbol, update.timeframe, update.open_time_ns)
+                    if replayed.get(key) == message.SerializeToString(deterministic=True):
+                        del replayed[key]
+                        continue
+                    yield message
+        finally:
+            self._hub.unsubscribe(subscription)
+            self._metrics.subscribers.set(self._hub.subscriber_count)
+
+    async def _replay(
+        self, after: tuple[int, str, str], symbols: list[str], timeframes: list[str]
+    ) -> AsyncIterator[tuple[UpdateKey, pb.AnalyticsServiceSubscribeResponse]]:
+        while True:
+            page = await self._store.fetch_updates_page(
+                after, symbols, timeframes, REPLAY_PAGE_ROWS
+            )
+            if not page:
+                return
+            first_ns = page[0][0].open_time_ns
+            last_ns = page[-1][0].open_time_ns
+            longest = max(tf.duration_ns for tf in TIMEFRAMES)
+            qualities = await self._store.fetch_qualities(
+                symbols, timeframes, first_ns, last_ns + longest
+            )
+            by_time: dict[tuple[str, int, int], Quality] = {
+                (q.symbol, q.timeframe, q.time_ns): q for q in qualities
+            }
+            for indicators, features in page:
+                end_ns = indicators.open_time_ns + from_proto(indicators.timeframe).duration_ns
+                quality = by_time.get((indicators.symbol, indicators.timeframe, end_ns))
+                update = AnalyticsUpdate(
+                    indicators.symbol,
+                    indicators.timeframe,
+                    indicators.open_time_ns,
+                    indicators,
+                    features,
+                    quality,
+                )
+                yield (update.symbol, update.timeframe, update.open_time_ns), update.to_proto()
+            last = page[-1][0]
+            after = (last.open_time_ns, last.symbol, timeframe_label(last.timeframe))

@@ -1,0 +1,226 @@
+"""BarConsumer: resumable consumption of BarService.Subscribe into the analytics engine.
+
+On start it reads the change id of the last bar whose analytics are stored and subscribes
+after it: the bar service replays what was persisted since, then goes live. A symbol and
+timeframe met for the first time (or whose revision reaches past the kept bars) is warmed
+from BarService.GetBars, never from `candles`, which the bar service owns. Stream errors
+reconnect with backoff from the last stored change id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from grpc import aio
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+
+from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
+from tickmesh.analytics.bars import BarInput, bar_from_proto
+from tickmesh.analytics.engine import AnalyticsEngine, StreamKey
+from tickmesh.analytics.group_commit import GroupCommitter
+from tickmesh.analytics.indicators import RevisionOutOfRangeError
+from tickmesh.analytics.pipeline import BarAnalytics
+from tickmesh.core.timeframes import from_proto
+from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+
+log = logging.getLogger(__name__)
+
+# How many bars to process before giving other tasks (RPCs, the writer) a turn.
+_YIELD_EVERY_BARS = 32
+_GET_BARS_MAX_LIMIT = 5000
+_REMEMBERED_REJECTIONS = 10_000
+_WARM_CHUNK_BARS = 64
+
+
+class StreamEndedError(Exception):
+    """The bar service ended the subscription without an error (e.g. it is shutting down)."""
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """How the consumer warms streams and backs off."""
+
+    warmup_bars: int = 320
+    reconnect_max_seconds: float = 5.0
+
+
+class RejectionLog:
+    """Logs each rejected bar once by its key, though replays after a restart may meet it again."""
+
+    def __init__(self, remembered: int = _REMEMBERED_REJECTIONS) -> None:
+        self._remembered = remembered
+        self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+
+    def note(self, bar: market_pb2.Bar, reason: str) -> bool:
+        """Log the rejection of `bar` unless its key was logged already; True when it logged."""
+        key = (bar.symbol, int(bar.timeframe), bar.open_time_ns)
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self._remembered:
+            self._seen.popitem(last=False)
+        log.warning(
+            "bar rejected for indicators",
+            extra={
+                "symbol": bar.symbol,
+                "timeframe": from_proto(bar.timeframe).label,
+                "open_time_ns": bar.open_time_ns,
+                "revision": bar.revision,
+                "reason": reason,
+            },
+        )
+        return True
+
+
+class BarConsumer:
+    """Feeds final bars from the bar service into the engine and the group committer."""
+
+    def __init__(
+        self,
+        channel: aio.Channel,
+        engine: AnalyticsEngine,
+        committer: GroupCommitter,
+        metrics: AnalyticsMetrics,
+        config: ConsumerConfig,
+    ) -> None:
+        self._stub = bar_service_pb2_grpc.BarServiceStub(channel)
+        self._engine = engine
+        self._committer = committer
+        self._metrics = metrics
+        self._config = config
+        self._since_yield = 0
+        self._rejections = RejectionLog()
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        """Consume until cancelled: reconnect with backoff after each stream error."""
+        while True:
+            # A fresh backoff after a session that made progress; one growing backoff while none
+            # does. Every RPC error is retried: the consumer must outlive any bar service trouble.
+            retrying = AsyncRetrying(
+                retry=retry_if_exception_type((aio.AioRpcError, StreamEndedError)),
+                wait=wait_exponential_jitter(initial=0.1, max=self._config.reconnect_max_seconds),
+                before_sleep=self._log_reconnect,
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    await self._session()
+
+    def _log_reconnect(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        code = error.code().name if isinstance(error, aio.AioRpcError) else "ENDED"
+        self._metrics.stream_reconnects.labels(code=code).inc()
+        log.warning(
+            "bar stream lost, reconnecting",
+            extra={
+                "code": code,
+                "attempt": state.attempt_number,
+                "resume_after_change_id": self._committer.stored_change_id,
+            },
+        )
+
+    async def _session(self) -> None:
+        """One subscription; returns after a stream error that followed progress (reconnect at once)."""
+        # Without a stored point, resume from 0: every bar persisted before this service first
+        # started gets its analytics too (no resume point would mean live only).
+        request = bar_service_pb2.SubscribeRequest(
+            include_forming=False, resume_after_change_id=self._committer.stored_change_id or 0
+        )
+        progressed = False
+        call = self._stub.Subscribe(request)
+        try:
+            self.connected.set()
+            async for response in call:
+                await self._consume(response.bar)
+                progressed = True
+            raise StreamEndedError("the bar service ended the subscription")
+        except (aio.AioRpcError, StreamEndedError) as error:
+            if not progressed:
+                raise
+            code = error.code().name if isinstance(error, aio.AioRpcError) else "ENDED"
+            self._metrics.stream_reconnects.labels(code=code).inc()
+            log.warning("bar stream lost after progress, reconnecting", extra={"code": code})
+        finally:
+            self.connected.clear()
+            call.cancel()
+            # Resume exactly from what is stored: what was consumed is committed first.
+            await self._committer.flush()
+
+    async def _consume(self, bar: market_pb2.Bar) -> None:
+        if not bar.final:
+            return
+        stored = self._committer.stored_change_id
+        pending = self._committer.batch.last_change_id
+        seen = max(stored or 0, pending or 0)
+        if 0 < bar.change_id <= seen:
+            return  # Delivered again after a reconnect; its rows are stored or pending.
+        key: StreamKey = (bar.symbol, int(bar.timeframe))
+        if not self._engine.knows(key):
+            await self._warm(key, bar, "first_seen")
+        started = time.perf_counter()
+        try:
+            result = self._engine.process(bar)
+        except RevisionOutOfRangeError:
+            await self._warm(key, bar, "revision_out_of_range")
+            started = time.perf_counter()
+            result = self._engine.process(bar)
+        self._metrics.bar_seconds.observe(time.perf_counter() - started)
+        self._metrics.bars_consumed.inc()
+        if result.rejection is not None:
+            self._note_rejection(bar, result)
+        self._committer.batch.add(result, bar)
+        await self._committer.after_bar()
+        self._since_yield += 1
+        if self._since_yield >= _YIELD_EVERY_BARS:
+            self._since_yield = 0
+            await asyncio.sleep(0)
+
+    def _note_rejection(self, bar: market_pb2.Bar, result: BarAnalytics) -> None:
+        self._metrics.bars_rejected.inc()
+        self._rejections.note(bar, result.rejection or "")
+
+    async def _warm(self, key: StreamKey, bar: market_pb2.Bar, reason: str) -> None:
+        """Rebuild a stream from the bar service's stored bars before `bar`.
+
+        For a revision, the stored bars after it that the stream already delivered (smaller
+        change ids) are kept too, so the revision recomputes them as it would have live.
+        """
+        symbol, timeframe = key
+        earlier = await self._get_bars(
+            symbol, timeframe, 0, bar.open_time_ns, self._config.warmup_bars
+        )
+        history = [bar_from_proto(b) for b in earlier]
+        if bar.revision > 0:
+            later = await self._get_bars(
+                symbol, timeframe, bar.open_time_ns + 1, 0, _GET_BARS_MAX_LIMIT
+            )
+            history.extend(bar_from_proto(b) for b in later if b.change_id < bar.change_id)
+        await self._warm_in_chunks(key, history)
+        self._metrics.warmups.labels(reason=reason).inc()
+
+    async def _warm_in_chunks(self, key: StreamKey, history: list[BarInput]) -> None:
+        # Warming costs ~50 µs a bar; chunks keep the loop free for RPCs and the writer.
+        self._engine.warm(key)
+        for start in range(0, len(history), _WARM_CHUNK_BARS):
+            await asyncio.sleep(0)
+            self._engine.add_history(key, history[start : start + _WARM_CHUNK_BARS])
+
+    async def _get_bars(
+        self, symbol: str, timeframe: int, start_ns: int, end_ns: int, limit: int
+    ) -> list[market_pb2.Bar]:
+        response = await self._stub.GetBars(
+            bar_service_pb2.GetBarsRequest(
+                symbol=symbol,
+                timeframe=market_pb2.Timeframe.ValueType(timeframe),
+                start_time_ns=start_ns,
+                end_time_ns=end_ns,
+                limit=limit,
+            ),
+            timeout=30,
+        )
+        return list(response.bars)

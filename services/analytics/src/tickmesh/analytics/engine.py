@@ -1,0 +1,144 @@
+"""AnalyticsEngine: every symbol and timeframe's SymbolAnalytics, fed final bars, filling a pending batch.
+
+Pure, no I/O: the consumer asks storage-free questions (is this stream warm?), fetches the
+history it needs over gRPC, and hands bars in; the engine collects the rows and live
+updates of what it computed until the consumer commits them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tickmesh.analytics.bars import BarInput, bar_from_proto
+from tickmesh.analytics.indicators import DEFAULT_CAPACITY
+from tickmesh.analytics.pipeline import BarAnalytics, SymbolAnalytics
+from tickmesh.analytics.quality import QualityConfig
+from tickmesh.analytics.results import Features, Indicators, Quality
+from tickmesh.core.timeframes import NS_PER_MINUTE, from_proto
+from tickmesh.v1 import analytics_service_pb2, market_pb2
+
+StreamKey = tuple[str, int]  # symbol, timeframe enum value
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsUpdate:
+    """One live update: a bar's indicators and features, and the quality after it (any may be absent)."""
+
+    symbol: str
+    timeframe: int
+    open_time_ns: int
+    indicators: Indicators | None = None
+    features: Features | None = None
+    quality: Quality | None = None
+
+    def to_proto(self) -> analytics_service_pb2.AnalyticsServiceSubscribeResponse:
+        """Return the AnalyticsService.Subscribe message."""
+        message = analytics_service_pb2.AnalyticsServiceSubscribeResponse()
+        if self.indicators is not None:
+            message.indicators.CopyFrom(self.indicators.to_proto())
+        if self.features is not None:
+            message.features.CopyFrom(self.features.to_proto())
+        if self.quality is not None:
+            message.quality.CopyFrom(self.quality.to_proto())
+        return message
+
+
+@dataclass
+class PendingBatch:
+    """What was computed since the last commit, and the change id it brings the consumer to."""
+
+    indicators: list[Indicators] = field(default_factory=list)
+    features: list[Features] = field(default_factory=list)
+    qualities: list[Quality] = field(default_factory=list)
+    updates: list[AnalyticsUpdate] = field(default_factory=list)
+    last_change_id: int | None = None
+    bars: int = 0
+
+    def is_empty(self) -> bool:
+        """True when no bar was consumed since the last commit."""
+        return self.bars == 0 and self.last_change_id is None
+
+    def add(self, result: BarAnalytics, bar: market_pb2.Bar) -> None:
+        """Take one bar's results: rows to store, updates to publish, its change id."""
+        self.bars += 1
+        self.indicators.extend(result.indicators)
+        self.features.extend(result.features)
+        self.qualities.append(result.quality)
+        self.advance(bar.change_id)
+        pairs = list(zip(result.indicators, result.features, strict=True))
+        for index, (indicators, features) in enumerate(pairs):
+            last = index == len(pairs) - 1
+            self.updates.append(
+                AnalyticsUpdate(
+                    indicators.symbol,
+                    indicators.timeframe,
+                    indicators.open_time_ns,
+                    indicators,
+                    features,
+                    result.quality if last else None,
+                )
+            )
+        if not pairs:
+            self.updates.append(
+                AnalyticsUpdate(bar.symbol, bar.timeframe, bar.open_time_ns, quality=result.quality)
+            )
+
+    def advance(self, change_id: int) -> None:
+        """Move the resume point to `change_id` (a bar consumed without output moves it too)."""
+        if change_id > 0 and (self.last_change_id is None or change_id > self.last_change_id):
+            self.last_change_id = change_id
+
+
+class AnalyticsEngine:
+    """The in-memory analytics state of every symbol and timeframe this process has met."""
+
+    def __init__(
+        self, capacity: int = DEFAULT_CAPACITY, quality_config: QualityConfig | None = None
+    ) -> None:
+        self._capacity = capacity
+        self._quality_config = quality_config
+        self._streams: dict[StreamKey, SymbolAnalytics] = {}
+        # The assessment time of each stream: the end of the newest bar seen, so replaying the
+        # same bars assesses at the same times (idempotent rows) whatever the wall clock says.
+        self._assessed_ns: dict[StreamKey, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def knows(self, key: StreamKey) -> bool:
+        """True once the stream has been warmed (or started fresh)."""
+        return key in self._streams
+
+    def warm(self, key: StreamKey, history: Sequence[BarInput] = ()) -> None:
+        """(Re)start a stream, then feed it stored history (oldest first) without producing rows."""
+        symbol, timeframe = key
+        spec = from_proto(timeframe)
+        self._streams[key] = SymbolAnalytics(symbol, spec, self._capacity, self._quality_config)
+        self._assessed_ns.pop(key, None)
+        self.add_history(key, history)
+
+    def add_history(self, key: StreamKey, history: Sequence[BarInput]) -> None:
+        """Feed more stored history, newer than what the stream holds, without producing rows."""
+        stream = self._streams[key]
+        for bar in history:
+            # Bars the bar service stored are final; quality sees them all, as it did live.
+            stream.quality.observe(bar)
+            stream.window.update(bar)
+        if history:
+            self._assessed_ns[key] = history[-1].open_time_ns + stream.timeframe.duration_ns
+
+    def process(self, message: market_pb2.Bar) -> BarAnalytics:
+        """Feed one final bar of a warm stream; RevisionOutOfRangeError if it reaches past the ring."""
+        key = (message.symbol, int(message.timeframe))
+        stream = self._streams[key]
+        duration = stream.timeframe.duration_ns
+        end_ns = message.open_time_ns + duration
+        assessed_ns = max(end_ns, self._assessed_ns.get(key, end_ns))
+        self._assessed_ns[key] = assessed_ns
+        minute_bars: Sequence[BarInput] = ()
+        if duration > NS_PER_MINUTE:
+            minutes = self._streams.get((message.symbol, market_pb2.TIMEFRAME_1M))
+            if minutes is not None:
+                minute_bars = minutes.minute_bars_between(message.open_time_ns, end_ns)
+        return stream.on_bar(bar_from_proto(message), assessed_ns, minute_bars=minute_bars)

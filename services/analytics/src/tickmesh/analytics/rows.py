@@ -1,0 +1,137 @@
+"""Analytics results between their shapes: domain dataclasses and rows of the tables analytics owns."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from tickmesh.analytics.results import INDICATOR_NAMES, Anomaly, Features, Indicators, Quality
+from tickmesh.core.timeframes import from_label, from_proto
+
+INDICATOR_COLUMNS: tuple[str, ...] = ("time", "symbol", "timeframe", *INDICATOR_NAMES)
+FEATURE_COLUMNS: tuple[str, ...] = ("time", "symbol", "timeframe", "feature_version", "features")
+QUALITY_COLUMNS: tuple[str, ...] = (
+    "time",
+    "symbol",
+    "timeframe",
+    "quality_score",
+    "checks_passed",
+    "checks_failed",
+    "passed_checks",
+    "failed_checks",
+    "anomalies",
+)
+
+
+class Record(Protocol):
+    """A row read by asyncpg (or any mapping of column names to values)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ns_to_datetime(time_ns: int) -> datetime:
+    """A UTC datetime of a nanosecond timestamp (microsecond precision, as PostgreSQL keeps)."""
+    return datetime.fromtimestamp(time_ns // 1000 / 1_000_000, UTC)
+
+
+def datetime_to_ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch of a timezone-aware datetime, exactly."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def timeframe_label(timeframe: int) -> str:
+    """The stored label ("1m") of a proto timeframe value."""
+    return from_proto(timeframe).label
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    # The table says "no value yet" with NULL; a NaN or inf must never reach it.
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+def indicator_row(indicators: Indicators) -> tuple[object, ...]:
+    """The `indicators` row of one bar, in INDICATOR_COLUMNS order; NULL where there is no value."""
+    return (
+        ns_to_datetime(indicators.open_time_ns),
+        indicators.symbol,
+        timeframe_label(indicators.timeframe),
+        *(_finite_or_none(getattr(indicators, name)) for name in INDICATOR_NAMES),
+    )
+
+
+def feature_row(features: Features) -> tuple[object, ...]:
+    """The `ml_features` row of one bar, in FEATURE_COLUMNS order (features as JSON text)."""
+    values = {name: value for name, value in features.values.items() if math.isfinite(value)}
+    return (
+        ns_to_datetime(features.open_time_ns),
+        features.symbol,
+        timeframe_label(features.timeframe),
+        features.feature_version,
+        json.dumps(values, separators=(",", ":")),
+    )
+
+
+def quality_row(quality: Quality) -> tuple[object, ...]:
+    """The `data_quality_metrics` row of one assessment, in QUALITY_COLUMNS order."""
+    anomalies = [
+        {"check": anomaly.check, "time_ns": anomaly.time_ns, "detail": anomaly.detail}
+        for anomaly in quality.anomalies
+    ]
+    return (
+        ns_to_datetime(quality.time_ns),
+        quality.symbol,
+        timeframe_label(quality.timeframe),
+        quality.score,
+        len(quality.checks_passed),
+        len(quality.checks_failed),
+        list(quality.checks_passed),
+        list(quality.checks_failed),
+        json.dumps(anomalies, separators=(",", ":")),
+    )
+
+
+def indicators_from_record(record: Record) -> Indicators:
+    """The Indicators of an `indicators` row."""
+    values = {name: record[name] for name in INDICATOR_NAMES}
+    return Indicators(
+        symbol=record["symbol"],
+        timeframe=from_label(record["timeframe"]).proto,
+        open_time_ns=datetime_to_ns(record["time"]),
+        **values,
+    )
+
+
+def features_from_record(record: Record) -> Features:
+    """The Features of an `ml_features` row."""
+    return Features(
+        symbol=record["symbol"],
+        timeframe=from_label(record["timeframe"]).proto,
+        open_time_ns=datetime_to_ns(record["time"]),
+        feature_version=record["feature_version"],
+        values=json.loads(record["features"]),
+    )
+
+
+def quality_from_record(record: Record) -> Quality:
+    """The Quality of a `data_quality_metrics` row."""
+    anomalies = tuple(
+        Anomaly(item["check"], int(item["time_ns"]), item["detail"])
+        for item in json.loads(record["anomalies"])
+    )
+    return Quality(
+        symbol=record["symbol"],
+        timeframe=from_label(record["timeframe"]).proto,
+        time_ns=datetime_to_ns(record["time"]),
+        score=record["quality_score"],
+        checks_passed=tuple(record["passed_checks"]),
+        checks_failed=tuple(record["failed_checks"]),
+        anomalies=anomalies,
+    )
