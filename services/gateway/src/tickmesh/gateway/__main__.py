@@ -2,29 +2,51 @@
 
 from __future__ import annotations
 
-import uvicorn
-from tickmesh.gateway.app import create_app
-from tickmesh.gateway.settings import GatewaySettings
+import asyncio
+import logging
+from contextlib import AsyncExitStack
 
+import uvicorn
+
+from tickmesh.core.errors import Unavailable
 from tickmesh.core.logs import configure_logging
 from tickmesh.core.metrics import CoreMetrics
-from tickmesh.core.settings import load_settings_or_exit
 from tickmesh.core.tracing import configure_tracing
+from tickmesh.gateway.app import create_app
+from tickmesh.gateway.settings import GatewaySettings, load_gateway_settings_or_exit
+from tickmesh.gateway.wiring import open_services
+
+log = logging.getLogger("tickmesh.gateway")
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Open the dependencies, serve HTTP until SIGTERM/SIGINT (uvicorn drains), close everything."""
+    async with AsyncExitStack() as stack:
+        services = await open_services(settings, CoreMetrics(), stack)
+        app = create_app(services)
+        config = uvicorn.Config(
+            app,
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            log_config=None,
+            timeout_graceful_shutdown=int(settings.drain_seconds),
+            ws_ping_interval=settings.gateway_ws_heartbeat_seconds,
+        )
+        await uvicorn.Server(config).serve()
 
 
 def main() -> None:
-    """Serve the gateway until SIGTERM (uvicorn drains open requests)."""
-    settings = load_settings_or_exit(GatewaySettings)
+    """Run the gateway; exit 2 on bad settings, 1 with one line when a dependency is down."""
+    settings = load_gateway_settings_or_exit()
     configure_logging("gateway", settings.log_level)
-    configure_tracing("gateway")
-    app = create_app(settings, CoreMetrics())
-    uvicorn.run(
-        app,
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.drain_seconds),
-    )
+    provider = configure_tracing("gateway")
+    try:
+        asyncio.run(serve(settings))
+    except Unavailable as error:
+        log.error("cannot start: %s", error)
+        raise SystemExit(1) from None
+    finally:
+        provider.shutdown()
 
 
 if __name__ == "__main__":

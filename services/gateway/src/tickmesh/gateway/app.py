@@ -1,26 +1,74 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory: routes, problem handlers, CORS, metrics; no globals."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from tickmesh.gateway.settings import GatewaySettings
+from starlette.routing import Match
 
-from tickmesh.core.metrics import CoreMetrics
+from tickmesh.gateway.deps import GatewayServices
+from tickmesh.gateway.problems import install_problem_handlers
+from tickmesh.gateway.routes import alerts, auth, charts, health, symbols, users
+
+DESCRIPTION = """REST API of the tickmesh market-data mesh.
+
+Sign in with `POST /api/v1/auth/login`, then send `Authorization: Bearer <access_token>`.
+Errors are `application/problem+json` documents (type, title, status, detail).
+Every client gets a token bucket per route class (RateLimit-* headers on each answer).
+Live bars: WebSocket `/ws/{symbol}?token=<access_token>`.
+"""
 
 
-def create_app(settings: GatewaySettings, metrics: CoreMetrics) -> FastAPI:
-    """Build the gateway app from its settings and metrics registry."""
-    app = FastAPI(title="tickmesh gateway", version="0.1.0")
+def _route_template(request: Request) -> str:
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", "other"))
+    return "unmatched"  # one label for every unknown path, so scanners cannot blow up cardinality
 
-    @app.get("/health", tags=["health"])
-    async def liveness() -> dict[str, str]:
-        """Liveness: the gateway process answers."""
-        return {"status": "ok"}
+
+def create_app(services: GatewayServices) -> FastAPI:
+    """Build the gateway app around its wired services."""
+    app = FastAPI(
+        title="tickmesh gateway",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    if services.settings.gateway_cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=services.settings.gateway_cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
+        )
+    metrics = services.metrics
+
+    @app.middleware("http")
+    async def record_request(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = _route_template(request)
+        metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
+        metrics.http_latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    for module in (health, auth, users, symbols, alerts, charts):
+        app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         """Prometheus exposition of this process's registry."""
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.core.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

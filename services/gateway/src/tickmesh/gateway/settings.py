@@ -1,14 +1,90 @@
-"""Gateway settings (TICKMESH_GATEWAY_* plus the common ones)."""
+"""Gateway settings (TICKMESH_GATEWAY_* plus the common ones), refusing default secrets in production."""
 
 from __future__ import annotations
 
-from pydantic import Field
+import sys
+from typing import Literal
 
-from tickmesh.core.settings import CommonSettings
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+
+from tickmesh.core.settings import CommonSettings, SettingsError, load_settings_or_exit
+
+# HS256 keys shorter than the hash output weaken the MAC (RFC 7518 section 3.2).
+MIN_SECRET_LENGTH = 32
 
 
 class GatewaySettings(CommonSettings):
-    """Where the gateway listens."""
+    """Where the gateway listens, how it signs tokens, limits clients and pushes updates."""
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=0, le=65535)
+
+    # The active signing key and its `kid`; older keys stay valid for verifying until removed.
+    gateway_jwt_secret: SecretStr | None = Field(default=None, validate_default=True)
+    gateway_jwt_kid: str = Field(default="primary", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    gateway_jwt_previous_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    gateway_access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    gateway_refresh_token_days: int = Field(default=14, ge=1, le=365)
+    gateway_signup_role: Literal["viewer", "trader"] = "viewer"
+    gateway_admin_username: str | None = None
+    gateway_admin_password: SecretStr | None = None
+
+    gateway_rate_limit_per_minute: int = Field(default=100, ge=1, le=1_000_000)
+    gateway_auth_rate_limit_per_minute: int = Field(default=20, ge=1, le=1_000_000)
+    gateway_cors_origins: list[str] = Field(default_factory=list)
+    gateway_backend_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    gateway_ws_update_seconds: float = Field(default=1.0, gt=0, le=60)
+    gateway_ws_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    gateway_ws_send_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    gateway_ws_max_pending_finals: int = Field(default=500, ge=1, le=100_000)
+    gateway_ws_auth_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    gateway_alerts_enabled: bool = True
+    gateway_webhook_attempts: int = Field(default=3, ge=1, le=10)
+    gateway_webhook_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
+    gateway_smtp_host: str = "127.0.0.1"
+    gateway_smtp_port: int = Field(default=25, ge=1, le=65535)
+    gateway_smtp_sender: str = "alerts@tickmesh.local"
+
+    @field_validator("gateway_jwt_secret")
+    @classmethod
+    def _secret_required_in_production(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        """Production never runs on a generated secret."""
+        if value is None and info.data.get("environment") == "production":
+            raise ValueError(
+                "required when TICKMESH_ENVIRONMENT=production (no default secret); "
+                f"set at least {MIN_SECRET_LENGTH} random characters"
+            )
+        return value
+
+
+def check_secret_strength(settings: GatewaySettings) -> None:
+    """SettingsError when production runs on a short key (checked here so the key is never echoed)."""
+    if settings.environment != "production":
+        return
+    keys: dict[str, SecretStr | None] = {"TICKMESH_GATEWAY_JWT_SECRET": settings.gateway_jwt_secret}
+    keys.update(
+        {
+            f"TICKMESH_GATEWAY_JWT_PREVIOUS_KEYS[{kid}]": key
+            for kid, key in settings.gateway_jwt_previous_keys.items()
+        }
+    )
+    for variable, key in keys.items():
+        if key is not None and len(key.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise SettingsError(
+                f"{variable}: must be at least {MIN_SECRET_LENGTH} characters in production"
+            )
+
+
+def load_gateway_settings_or_exit() -> GatewaySettings:
+    """Settings from the environment, or one line naming the variable and exit status 2."""
+    settings = load_settings_or_exit(GatewaySettings)
+    try:
+        check_secret_strength(settings)
+    except SettingsError as error:
+        sys.stderr.write(f"tickmesh: invalid setting: {error}\n")
+        raise SystemExit(2) from None
+    return settings

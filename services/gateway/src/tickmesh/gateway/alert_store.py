@@ -1,0 +1,191 @@
+"""Alerts and their firings in PostgreSQL; each user sees and changes only their own alerts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from tickmesh.core.errors import NotFound
+from tickmesh.gateway.schemas import AlertEventOut, AlertIn, AlertOut
+
+_COLUMNS = (
+    "id, user_id, symbol, condition, threshold, parameters, channel, target, active, "
+    "cooldown, one_time, last_triggered, created_at"
+)
+
+
+def _parameters(alert: AlertIn) -> str:
+    return json.dumps(
+        {
+            "timeframe": alert.timeframe,
+            "direction": alert.direction,
+            "lookback_bars": alert.lookback_bars,
+        }
+    )
+
+
+def alert_from_row(row: asyncpg.Record) -> AlertOut:
+    """The API form of an `alerts` row (its parameters spread into fields)."""
+    parameters: dict[str, Any] = json.loads(row["parameters"])
+    return AlertOut.model_construct(
+        id=row["id"],
+        user_id=row["user_id"],
+        symbol=row["symbol"],
+        condition=row["condition"],
+        threshold=row["threshold"],
+        timeframe=parameters.get("timeframe", "1m"),
+        direction=parameters.get("direction", "any"),
+        lookback_bars=parameters.get("lookback_bars", 1),
+        channel=row["channel"],
+        target=row["target"],
+        active=row["active"],
+        cooldown=row["cooldown"],
+        one_time=row["one_time"],
+        last_triggered=row["last_triggered"],
+        created_at=row["created_at"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedFiring:
+    """A firing this replica recorded (another replica recording it first yields none)."""
+
+    event: AlertEventOut
+    alert: AlertOut
+
+
+class AlertStore:
+    """The `alerts` and `alert_events` tables."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(self, user_id: int, alert: AlertIn) -> AlertOut:
+        """Store a new alert of `user_id`."""
+        row = await self._pool.fetchrow(
+            "INSERT INTO alerts (user_id, symbol, condition, threshold, parameters, channel, "
+            "target, active, cooldown, one_time) "
+            f"VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}",
+            user_id,
+            alert.symbol,
+            alert.condition,
+            alert.threshold,
+            _parameters(alert),
+            alert.channel,
+            alert.target,
+            alert.active,
+            alert.cooldown,
+            alert.one_time,
+        )
+        assert row is not None  # INSERT … RETURNING always returns the row
+        return alert_from_row(row)
+
+    async def list_for(self, user_id: int, limit: int, offset: int) -> list[AlertOut]:
+        """The user's alerts, newest first."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM alerts WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+            user_id,
+            limit,
+            offset,
+        )
+        return [alert_from_row(row) for row in rows]
+
+    async def get(self, user_id: int, alert_id: int) -> AlertOut:
+        """One of the user's alerts; NotFound for another user's (no existence leak)."""
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM alerts WHERE id = $1 AND user_id = $2", alert_id, user_id
+        )
+        if row is None:
+            raise NotFound(f"alert {alert_id} not found")
+        return alert_from_row(row)
+
+    async def replace(self, user_id: int, alert_id: int, alert: AlertIn) -> AlertOut:
+        """Replace one of the user's alerts."""
+        row = await self._pool.fetchrow(
+            "UPDATE alerts SET symbol = $3, condition = $4, threshold = $5, parameters = $6::jsonb, "
+            "channel = $7, target = $8, active = $9, cooldown = $10, one_time = $11 "
+            f"WHERE id = $1 AND user_id = $2 RETURNING {_COLUMNS}",
+            alert_id,
+            user_id,
+            alert.symbol,
+            alert.condition,
+            alert.threshold,
+            _parameters(alert),
+            alert.channel,
+            alert.target,
+            alert.active,
+            alert.cooldown,
+            alert.one_time,
+        )
+        if row is None:
+            raise NotFound(f"alert {alert_id} not found")
+        return alert_from_row(row)
+
+    async def delete(self, user_id: int, alert_id: int) -> None:
+        """Delete one of the user's alerts (its events go with it)."""
+        status = await self._pool.execute(
+            "DELETE FROM alerts WHERE id = $1 AND user_id = $2", alert_id, user_id
+        )
+        if status == "DELETE 0":
+            raise NotFound(f"alert {alert_id} not found")
+
+    async def events(self, user_id: int, alert_id: int, limit: int) -> list[AlertEventOut]:
+        """The alert's firings, newest first."""
+        await self.get(user_id, alert_id)
+        rows = await self._pool.fetch(
+            "SELECT id, alert_id, bar_time, fired_at, value, message FROM alert_events "
+            "WHERE alert_id = $1 ORDER BY bar_time DESC LIMIT $2",
+            alert_id,
+            limit,
+        )
+        return [AlertEventOut(**dict(row)) for row in rows]
+
+    async def active_for(self, symbols: list[str] | None = None) -> list[AlertOut]:
+        """Active alerts (of the given symbols, or all) for the evaluator."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM alerts WHERE active AND ($1::text[] IS NULL OR symbol = ANY($1))",
+            symbols,
+        )
+        return [alert_from_row(row) for row in rows]
+
+    async def record_firing(
+        self, alert_id: int, bar_time: datetime, value: float, message: str
+    ) -> RecordedFiring | None:
+        """Record a firing once per (alert, bar) across replicas; None when already recorded,
+        in cooldown, or no longer active.
+
+        The cooldown and one-shot checks happen in the same statement as the insert, under
+        the alert's row lock, so two replicas can never both fire the same alert.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            alert_row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM alerts WHERE id = $1 AND active FOR UPDATE", alert_id
+            )
+            if alert_row is None:
+                return None
+            last = alert_row["last_triggered"]
+            if last is not None and (bar_time - last).total_seconds() < alert_row["cooldown"]:
+                return None
+            event = await conn.fetchrow(
+                "INSERT INTO alert_events (alert_id, bar_time, value, message) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (alert_id, bar_time) DO NOTHING "
+                "RETURNING id, alert_id, bar_time, fired_at, value, message",
+                alert_id,
+                bar_time,
+                value,
+                message,
+            )
+            if event is None:
+                return None
+            updated = await conn.fetchrow(
+                "UPDATE alerts SET last_triggered = $2, active = active AND NOT one_time "
+                f"WHERE id = $1 RETURNING {_COLUMNS}",
+                alert_id,
+                bar_time,
+            )
+            assert updated is not None  # the row is locked by this transaction
+        return RecordedFiring(AlertEventOut(**dict(event)), alert_from_row(updated))

@@ -1,0 +1,124 @@
+"""The gRPC services the gateway calls: one channel each, errors mapped to domain errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tickmesh.core.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
+from tickmesh.core.grpc_client import open_channel
+from tickmesh.v1 import (
+    analytics_service_pb2_grpc,
+    bar_service_pb2_grpc,
+    symbol_service_pb2_grpc,
+)
+
+T = TypeVar("T")
+
+_DOMAIN_ERROR_BY_CODE: dict[grpc.StatusCode, type[DomainError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BackendHealth:
+    """One gRPC service's health as seen from the gateway."""
+
+    status: str
+    latency_ms: float
+    detail: str | None = None
+
+
+class Backend:
+    """One gRPC service: its address, channel and the call wrapper that maps failures."""
+
+    def __init__(self, name: str, address: str, timeout_seconds: float) -> None:
+        self.name = name
+        self.address = address
+        self.timeout_seconds = timeout_seconds
+        self.channel: aio.Channel = open_channel(address)
+
+    async def call(self, method: Callable[..., Awaitable[T]], request: object) -> T:
+        """Call a unary method with the deadline; DomainError (503 when down) on failure."""
+        try:
+            return await method(request, timeout=self.timeout_seconds)
+        except aio.AioRpcError as error:
+            raise self.domain_error(error) from None
+
+    def domain_error(self, error: aio.AioRpcError) -> DomainError:
+        """The domain error a failed call of this backend stands for."""
+        code = error.code()
+        mapped = _DOMAIN_ERROR_BY_CODE.get(code)
+        if mapped is not None:
+            return mapped(error.details() or code.name.lower())
+        # UNAVAILABLE, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, …: the backend cannot serve.
+        return Unavailable(f"{self.name} service unavailable at {self.address} ({code.name})")
+
+    async def health(self) -> BackendHealth:
+        """grpc.health.v1 Check of the whole server, with its round-trip time."""
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        started = time.perf_counter()
+        try:
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=min(self.timeout_seconds, 2.0)
+            )
+        except aio.AioRpcError as error:
+            latency = (time.perf_counter() - started) * 1000
+            return BackendHealth("unreachable", latency, error.code().name)
+        latency = (time.perf_counter() - started) * 1000
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        return BackendHealth(status.lower(), latency)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self.channel.close()
+
+
+class Backends:
+    """The collector (symbols), bar and analytics services."""
+
+    def __init__(
+        self,
+        collector_address: str,
+        bars_address: str,
+        analytics_address: str,
+        timeout_seconds: float,
+    ) -> None:
+        self.collector = Backend("collector", collector_address, timeout_seconds)
+        self.bars = Backend("bars", bars_address, timeout_seconds)
+        self.analytics = Backend("analytics", analytics_address, timeout_seconds)
+        self.symbols = symbol_service_pb2_grpc.SymbolServiceStub(self.collector.channel)
+        self.bar_service = bar_service_pb2_grpc.BarServiceStub(self.bars.channel)
+        self.analytics_service = analytics_service_pb2_grpc.AnalyticsServiceStub(
+            self.analytics.channel
+        )
+
+    def all(self) -> tuple[Backend, ...]:
+        """Every backend, in a stable order."""
+        return (self.collector, self.bars, self.analytics)
+
+    async def close(self) -> None:
+        """Close every channel."""
+        for backend in self.all():
+            await backend.close()

@@ -1,0 +1,115 @@
+"""FastAPI dependencies: the wired services, the caller, role checks and rate limits."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
+
+from tickmesh.core.errors import NotFound, PermissionDenied, Unauthenticated
+from tickmesh.gateway.accounts import Accounts, User
+from tickmesh.gateway.alert_store import AlertStore
+from tickmesh.gateway.backends import Backends
+from tickmesh.gateway.metrics import GatewayMetrics
+from tickmesh.gateway.problems import RateLimited
+from tickmesh.gateway.rate_limit import RateLimiter
+from tickmesh.gateway.settings import GatewaySettings
+from tickmesh.gateway.tokens import KeyRing, Role
+
+ROLE_RANK: dict[Role, int] = {"viewer": 0, "trader": 1, "admin": 2}
+
+
+@dataclass
+class GatewayServices:
+    """Everything the routes use, built once per app by the wiring and passed in."""
+
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    pool: asyncpg.Pool
+    keyring: KeyRing
+    accounts: Accounts
+    alerts: AlertStore
+    backends: Backends
+    rate_limiter: RateLimiter
+    redis_ping: Callable[[], Awaitable[object]]
+
+
+def get_services(connection: HTTPConnection) -> GatewayServices:
+    """The services the app was built with."""
+    services: GatewayServices = connection.app.state.services
+    return services
+
+
+ServicesDep = Annotated[GatewayServices, Depends(get_services)]
+
+# auto_error=False: a missing header becomes our own 401 problem, not FastAPI's 403.
+_bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login.")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def current_user(services: ServicesDep, credentials: BearerDep) -> User:
+    """The caller of a valid access token, re-read so a disabled or demoted user is seen at once."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("missing bearer access token")
+    claims = services.keyring.verify_access_token(credentials.credentials)
+    try:
+        user = await services.accounts.get(claims.user_id)
+    except NotFound:
+        raise Unauthenticated("user no longer exists") from None
+    if user.disabled:
+        raise Unauthenticated("account disabled")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_role(minimum: Role) -> Callable[[User], Awaitable[User]]:
+    """A dependency admitting users of `minimum` role or above."""
+
+    async def check(user: CurrentUser) -> User:
+        if ROLE_RANK[user.role] < ROLE_RANK[minimum]:
+            raise PermissionDenied(f"requires the {minimum} role; you are {user.role}")
+        return user
+
+    return check
+
+
+TraderUser = Annotated[User, Depends(require_role("trader"))]
+AdminUser = Annotated[User, Depends(require_role("admin"))]
+
+
+def client_id(request: Request, keyring: KeyRing) -> str:
+    """Who a bucket belongs to: the user of a valid token, else the client's address."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        try:
+            return f"user:{keyring.verify_access_token(token.strip()).user_id}"
+        except Unauthenticated:
+            pass  # a bad token is rejected by the route itself; bucket it by address
+    host = request.client.host if request.client is not None else "unknown"
+    return f"ip:{host}"
+
+
+def rate_limited(route_class: str) -> Callable[..., Awaitable[None]]:
+    """A dependency taking one token of `route_class` and setting the RateLimit-* headers."""
+
+    async def take(request: Request, response: Response, services: ServicesDep) -> None:
+        decision = await services.rate_limiter.take(
+            client_id(request, services.keyring), route_class
+        )
+        if not decision.allowed:
+            raise RateLimited(
+                f"rate limit of {decision.limit} requests per minute exceeded; "
+                f"retry in {decision.retry_after_seconds}s",
+                decision.headers(),
+            )
+        response.headers.update(decision.headers())
+
+    return take

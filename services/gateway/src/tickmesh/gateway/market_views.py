@@ -1,0 +1,88 @@
+"""Protobuf market messages turned into the API's JSON shapes (REST and WebSocket alike)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tickmesh.core.timeframes import NS_PER_SECOND, from_proto
+from tickmesh.gateway.schemas import (
+    AnomalyOut,
+    BarOut,
+    FeaturesOut,
+    IndicatorsOut,
+    QualityOut,
+)
+from tickmesh.v1 import analytics_pb2, market_pb2
+
+_INDICATOR_FIELDS = tuple(name for name in IndicatorsOut.model_fields if name != "time")
+
+
+def utc_from_ns(time_ns: int) -> datetime:
+    """A Unix-epoch nanosecond time as an aware UTC datetime (microsecond precision)."""
+    return datetime.fromtimestamp(time_ns // 1000 / 1_000_000, UTC)
+
+
+def ns_from_utc(value: datetime) -> int:
+    """An aware datetime as Unix-epoch nanoseconds."""
+    return int(value.timestamp() * 1_000_000) * 1000
+
+
+def bar_out(bar: market_pb2.Bar) -> BarOut:
+    """The API form of a bar."""
+    return BarOut(
+        time=bar.open_time_ns // NS_PER_SECOND,
+        open_time=utc_from_ns(bar.open_time_ns),
+        open=bar.open,
+        high=bar.high,
+        low=bar.low,
+        close=bar.close,
+        volume=bar.volume,
+        quote_volume=bar.quote_volume,
+        trade_count=bar.trade_count,
+        vwap=bar.vwap,
+        final=bar.final,
+        revision=bar.revision,
+    )
+
+
+def bar_message(bar: market_pb2.Bar) -> dict[str, object]:
+    """A bar as a WebSocket JSON object (with its symbol and timeframe label)."""
+    body = bar_out(bar).model_dump(mode="json")
+    body["symbol"] = bar.symbol
+    body["timeframe"] = from_proto(bar.timeframe).label
+    return body
+
+
+def indicators_out(row: analytics_pb2.Indicators) -> IndicatorsOut:
+    """The API form of an indicator row; unset fields become null."""
+    values = {
+        name: getattr(row, name)
+        for name in _INDICATOR_FIELDS
+        if row.HasField(name)  # type: ignore[arg-type]
+    }
+    return IndicatorsOut(time=row.open_time_ns // NS_PER_SECOND, **values)
+
+
+def features_out(row: analytics_pb2.Features) -> FeaturesOut:
+    """The API form of a feature row."""
+    return FeaturesOut(
+        time=row.open_time_ns // NS_PER_SECOND,
+        feature_version=row.feature_version,
+        values=dict(row.values),
+    )
+
+
+def quality_out(quality: analytics_pb2.Quality, timeframe: str) -> QualityOut:
+    """The API form of a quality assessment."""
+    return QualityOut(
+        symbol=quality.symbol,
+        timeframe=timeframe,
+        time=utc_from_ns(quality.time_ns),
+        score=quality.score,
+        checks_passed=list(quality.checks_passed),
+        checks_failed=list(quality.checks_failed),
+        anomalies=[
+            AnomalyOut(check=a.check, time=utc_from_ns(a.time_ns), detail=a.detail)
+            for a in quality.anomalies
+        ],
+    )

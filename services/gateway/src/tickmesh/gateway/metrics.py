@@ -1,0 +1,76 @@
+"""The gateway's own metrics, registered beside the core ones in the process registry."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from tickmesh.core.metrics import LATENCY_BUCKETS, CoreMetrics
+
+
+class GatewayMetrics:
+    """API latency, rate limiting, WebSocket clients and pushes, alert firings and deliveries."""
+
+    def __init__(self, core: CoreMetrics) -> None:
+        self.core = core
+        registry = core.registry
+        self.http_requests = Counter(
+            "tickmesh_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.http_latency = Histogram(
+            "tickmesh_http_latency_seconds",
+            "HTTP request handling time, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "tickmesh_rate_limited_requests",
+            "Requests refused with 429, by route class.",
+            ["route_class"],
+            registry=registry,
+        )
+        self.rate_limiter_errors = Counter(
+            "tickmesh_rate_limiter_errors",
+            "Requests admitted because Redis could not be asked.",
+            registry=registry,
+        )
+        self.ws_clients = Gauge(
+            "tickmesh_ws_clients", "Open WebSocket connections.", registry=registry
+        )
+        self.ws_messages = Counter(
+            "tickmesh_ws_messages_sent",
+            "WebSocket messages pushed, by type.",
+            ["type"],
+            registry=registry,
+        )
+        self.ws_slow_closed = Counter(
+            "tickmesh_ws_slow_clients_closed",
+            "WebSocket clients closed for not keeping up.",
+            registry=registry,
+        )
+        self.bar_upstreams = Gauge(
+            "tickmesh_ws_bar_upstreams",
+            "Open BarService.Subscribe streams (one per watched symbol).",
+            registry=registry,
+        )
+        self.upstream_errors = Counter(
+            "tickmesh_ws_bar_upstream_errors",
+            "BarService.Subscribe streams that ended in an error, by status code.",
+            ["code"],
+            registry=registry,
+        )
+        self.alerts_fired = Counter(
+            "tickmesh_alerts_fired",
+            "Alert firings recorded by this replica, by condition.",
+            ["condition"],
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "tickmesh_alert_notifications",
+            "Alert deliveries, by channel and outcome.",
+            ["channel", "outcome"],
+            registry=registry,
+        )

@@ -1,0 +1,99 @@
+"""Building the gateway's services from settings: storage, keys, limits, backends."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+import asyncpg
+import redis.asyncio as redis
+
+from tickmesh.core.cache import open_redis
+from tickmesh.core.db.pool import open_pool
+from tickmesh.core.metrics import CoreMetrics
+from tickmesh.gateway.accounts import Accounts
+from tickmesh.gateway.alert_store import AlertStore
+from tickmesh.gateway.backends import Backends
+from tickmesh.gateway.deps import GatewayServices
+from tickmesh.gateway.metrics import GatewayMetrics
+from tickmesh.gateway.passwords import Passwords
+from tickmesh.gateway.rate_limit import RateLimiter
+from tickmesh.gateway.settings import GatewaySettings
+from tickmesh.gateway.tokens import KeyRing
+
+log = logging.getLogger(__name__)
+
+# Looked up at run time: mypy, given only the gateway's sources, resolves
+# tickmesh.core.db.migrations to the SQL folder of that name instead of migrations.py.
+migrate_pool: Callable[[asyncpg.Pool], Awaitable[list[int]]] = importlib.import_module(
+    "tickmesh.core.db.migrations"
+).migrate_pool
+
+
+def build_services(
+    settings: GatewaySettings,
+    metrics: GatewayMetrics,
+    pool: asyncpg.Pool,
+    redis_client: redis.Redis,
+    passwords: Passwords | None = None,
+    rate_limit_prefix: str = "",
+) -> GatewayServices:
+    """Wire the services on an open pool and Redis client (the caller closes them)."""
+    backends = Backends(
+        settings.collector_address,
+        settings.bars_address,
+        settings.analytics_address,
+        settings.gateway_backend_timeout_seconds,
+    )
+    limits = {
+        "api": settings.gateway_rate_limit_per_minute,
+        "auth": settings.gateway_auth_rate_limit_per_minute,
+        "ws": settings.gateway_rate_limit_per_minute,
+    }
+
+    async def redis_ping() -> object:
+        return await redis_client.ping()
+
+    return GatewayServices(
+        settings=settings,
+        metrics=metrics,
+        pool=pool,
+        keyring=KeyRing.from_settings(settings),
+        accounts=Accounts(
+            pool, passwords or Passwords(), timedelta(days=settings.gateway_refresh_token_days)
+        ),
+        alerts=AlertStore(pool),
+        backends=backends,
+        rate_limiter=RateLimiter(redis_client, limits, metrics, rate_limit_prefix),
+        redis_ping=redis_ping,
+    )
+
+
+async def open_services(
+    settings: GatewaySettings, core_metrics: CoreMetrics, stack: AsyncExitStack
+) -> GatewayServices:
+    """Open PostgreSQL (migrated) and Redis with retries, wire everything; `stack` closes it all."""
+    pool = await open_pool(
+        settings.database_url,
+        core_metrics,
+        min_size=settings.database_pool_min,
+        max_size=settings.database_pool_max,
+        give_up_after_seconds=settings.startup_retry_seconds,
+    )
+    stack.push_async_callback(pool.close)
+    applied = await migrate_pool(pool)
+    if applied:
+        log.info("migrations applied", extra={"versions": applied})
+    client = await open_redis(settings.redis_url, core_metrics, settings.startup_retry_seconds)
+    stack.push_async_callback(client.aclose)
+    services = build_services(settings, GatewayMetrics(core_metrics), pool, client)
+    stack.push_async_callback(services.backends.close)
+    if settings.gateway_admin_username and settings.gateway_admin_password:
+        await services.accounts.ensure_admin(
+            settings.gateway_admin_username, settings.gateway_admin_password.get_secret_value()
+        )
+        log.info("bootstrap admin ensured", extra={"username": settings.gateway_admin_username})
+    return services
