@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
-
 from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES
 
 
@@ -102,3 +102,57 @@ def test_snapshot_changed_lists_only_symbols_touched_since_last_call(
 def test_restore_unknown_snapshot_version_raises() -> None:
     with pytest.raises(ValueError, match="snapshot version"):
         BarEngine().restore([{"version": 99}])
+
+
+def test_restore_from_incremental_heads_and_final_rows_continues_identically(
+    xrpeth_trades: TradeRun,
+) -> None:
+    parts = runs_of(xrpeth_trades, 200)
+    stop = int(len(parts) * 0.6)
+    clock = clock_after(xrpeth_trades)
+    uninterrupted = BarEngine()
+    expected: list[BarUpdate] = []
+    for part in parts:
+        expected += uninterrupted.apply_trades(part).updates
+    expected += uninterrupted.advance(clock)
+
+    # A store as the server keeps it: the latest head per symbol, final rows upserted by key.
+    heads: dict[tuple[int, str], dict[str, Any]] = {}
+    rows: dict[tuple[int, str, str, int], list[Any]] = {}
+    first = BarEngine()
+    actual: list[BarUpdate] = []
+    for position, part in enumerate(parts[:stop]):
+        actual += first.apply_trades(part).updates
+        if position % 7 == 0 or position == stop - 1:
+            changed_heads, final_rows = first.snapshot_changes()
+            for head in through_json(changed_heads):
+                heads[(head["exchange"], head["symbol"])] = head
+            for exchange, symbol, label, row in final_rows:
+                rows[(exchange, symbol, label, row[0])] = json.loads(json.dumps(row))
+    assert max(len(json.dumps(head)) for head in heads.values()) < 5_000
+    restarted = BarEngine()
+    restarted.restore(heads.values(), [(*key[:3], row) for key, row in rows.items()])
+    for part in parts[stop:]:
+        actual += restarted.apply_trades(part).updates
+    actual += restarted.advance(clock)
+
+    assert actual == expected
+
+
+def test_restore_incremental_keeps_final_bars_for_revisions(btc_2023_trades: TradeRun) -> None:
+    order = np.argsort(btc_2023_trades.event_time_ns, kind="stable")
+    withheld = int(order[len(order) // 2])
+    rest = btc_2023_trades.take(np.delete(np.arange(len(btc_2023_trades)), withheld))
+    engine = BarEngine()
+    for part in runs_of(rest, 500):
+        engine.apply_trades(part)
+    heads, rows = engine.snapshot_changes()
+    restarted = BarEngine()
+    restarted.restore(through_json(heads), [(e, s, label, list(row)) for e, s, label, row in rows])
+
+    late = btc_2023_trades.take(np.array([withheld]))
+    expected = engine.apply_trades(late).updates
+    actual = restarted.apply_trades(late).updates
+
+    assert [u.revision for u in actual] == [1, 1]
+    assert actual == expected

@@ -2,8 +2,8 @@
 
 The gRPC server owns one engine per process and calls it from one task (it is not thread-safe):
 `apply_batch` per ingested `TradeBatch`, `advance` on a wall-clock tick so idle symbols finalize,
-`take_forming_updates` on the forming-bar stream tick (every 250 ms), and `snapshot_changed` /
-`restore` around its group commits to PostgreSQL.
+`take_forming_updates` on the forming-bar stream tick (every 250 ms), and `snapshot_changes`
+(incremental) or `snapshot_changed` (whole states) plus `restore` around its group commits.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from tickmesh.bars.config import EngineConfig
 from tickmesh.bars.results import BatchResult, SourceBarResult, TradeRunResult
 from tickmesh.bars.symbol_bars import SymbolBars
 from tickmesh.bars.trades import SourceBar, TradeRun
-
 from tickmesh.v1 import market_pb2
 
 SymbolKey = tuple[int, str]
+# One saved final bar: (exchange, symbol, timeframe label, row of ACCUMULATOR_FIELDS).
+FinalBarRow = tuple[int, str, str, list[Any]]
 
 
 class BarEngine:
@@ -105,19 +106,51 @@ class BarEngine:
         return self._symbols[(exchange, symbol)].to_dict()
 
     def snapshot_changed(self) -> list[dict[str, Any]]:
-        """Return the states of the symbols changed since the last call (for group commits)."""
-        snapshots = [self._symbols[key].to_dict() for key in sorted(self._changed)]
+        """Return the whole states of the symbols changed since the last call."""
+        keys = sorted(self._changed)
         self._changed.clear()
+        snapshots = []
+        for key in keys:
+            state = self._symbols[key]
+            state.take_final_rows()  # a whole state already holds every final bar
+            snapshots.append(state.to_dict())
         return snapshots
 
+    def snapshot_changes(self) -> tuple[list[dict[str, Any]], list[FinalBarRow]]:
+        """Return an incremental snapshot for group commits: (heads, final-bar rows).
+
+        A head is a symbol's state without its final bars (dedup ids, watermark, frontier, last
+        closes, forming bars: a few kB), one per symbol changed since the last call; the rows are
+        the final bars emitted or revised since then, upserted by (exchange, symbol, timeframe,
+        open time). Restoring the latest head of each symbol plus every stored row gives the
+        same engine as a whole snapshot; rows older than a head's retention are ignored.
+        """
+        keys = sorted(self._changed)
+        self._changed.clear()
+        heads: list[dict[str, Any]] = []
+        rows: list[FinalBarRow] = []
+        for exchange, symbol in keys:
+            state = self._symbols[(exchange, symbol)]
+            heads.append(state.to_dict(with_finals=False))
+            for label, changed in state.take_final_rows().items():
+                rows.extend((exchange, symbol, label, row) for row in changed)
+        return heads, rows
+
     def snapshot(self) -> list[dict[str, Any]]:
-        """Return the states of every symbol."""
+        """Return the whole states of every symbol."""
         return [state.to_dict() for state in self._symbols.values()]
 
-    def restore(self, snapshots: Iterable[dict[str, Any]]) -> None:
-        """Load symbol states saved by a snapshot method, replacing what the engine holds for them."""
+    def restore(
+        self, snapshots: Iterable[dict[str, Any]], final_rows: Iterable[FinalBarRow] = ()
+    ) -> None:
+        """Load saved symbol states (whole, or heads plus their final-bar rows), replacing them."""
         for data in snapshots:
             state = SymbolBars.from_dict(data, self.config)
             key = (state.exchange, state.symbol)
             self._symbols[key] = state
             self._forming.add(key)
+        for exchange, symbol, label, row in final_rows:
+            restored = self._symbols.get((exchange, symbol))
+            if restored is None:
+                raise ValueError(f"final bar of {symbol} ({exchange}) has no saved head")
+            restored.add_final_rows(label, [row])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from tickmesh.bars.bar_state import NEVER_FINAL, BarAccumulator, BarUpdate
-
 from tickmesh.core.timeframes import TimeframeSpec
 
 
@@ -24,6 +24,7 @@ class TimeframeBook:
         "emitted_from",
         "emitted_until",
         "exchange",
+        "finals_changed",
         "flat_fill",
         "forming_changed",
         "lowered",
@@ -47,6 +48,8 @@ class TimeframeBook:
         self.prev_close: float | None = None
         self.pruned_until: int | None = None
         self.forming_changed: set[int] = set()
+        # Final bars emitted or revised since the last `take_final_rows` (incremental snapshots).
+        self.finals_changed: set[int] = set()
         # Set when the forming range grew backwards: finalize must run even if the frontier did not move.
         self.lowered = False
 
@@ -136,6 +139,11 @@ class TimeframeBook:
         self.bars[bar.open_time_ns] = bar
         self._touch(bar.open_time_ns, revised)
 
+    def _emit_final(self, bar: BarAccumulator, out: list[BarUpdate]) -> None:
+        """Emit a bar's final version and note it for the next incremental snapshot."""
+        out.append(bar.to_update(self.exchange, self.symbol, self.spec, True))
+        self.finals_changed.add(bar.open_time_ns)
+
     def emit_revisions(self, revised: set[int], out: list[BarUpdate]) -> None:
         """Emit each revised final bar once, then re-derive the flat bars that follow it."""
         until = self.emitted_until
@@ -144,7 +152,7 @@ class TimeframeBook:
         for bucket in sorted(revised):
             bar = self.bars[bucket]
             bar.revision += 1
-            out.append(bar.to_update(self.exchange, self.symbol, self.spec, True))
+            self._emit_final(bar, out)
             if self.emitted_from is None or bucket < self.emitted_from:
                 self.emitted_from = bucket
             close = bar.close
@@ -164,7 +172,7 @@ class TimeframeBook:
                 else:
                     flat.set_flat(close)
                 flat.revision += 1
-                out.append(flat.to_update(self.exchange, self.symbol, self.spec, True))
+                self._emit_final(flat, out)
                 following += duration
             else:
                 self.prev_close = close
@@ -201,7 +209,7 @@ class TimeframeBook:
                 continue
             bar.revision = 0
             self.forming_changed.discard(bucket)
-            out.append(bar.to_update(self.exchange, self.symbol, self.spec, True))
+            self._emit_final(bar, out)
             if self.emitted_from is None:
                 self.emitted_from = bucket
             bucket += duration
@@ -221,6 +229,8 @@ class TimeframeBook:
         else:
             for key in range(start, limit, self.duration_ns):
                 self.bars.pop(key, None)
+        if self.finals_changed:
+            self.finals_changed = {key for key in self.finals_changed if key >= limit}
         self.pruned_until = limit
 
     def take_forming(self, out: list[BarUpdate]) -> None:
@@ -245,15 +255,39 @@ class TimeframeBook:
             rebuilt.merge_bar(child)
         return rebuilt
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the book as a JSON-able dict (bars as rows of ACCUMULATOR_FIELDS)."""
+    def take_final_rows(self) -> list[list[Any]]:
+        """Return the rows of the final bars emitted or revised since the last call."""
+        rows = [self.bars[key].as_row() for key in sorted(self.finals_changed) if key in self.bars]
+        self.finals_changed.clear()
+        return rows
+
+    def to_dict(self, with_finals: bool = True) -> dict[str, Any]:
+        """Return the book as a JSON-able dict (bars as rows of ACCUMULATOR_FIELDS).
+
+        Without finals only the forming bars are included; the final ones then travel as rows
+        from `take_final_rows` and come back through `add_final_rows`.
+        """
+        until = self.emitted_until
+        bars: Iterable[BarAccumulator] = self.bars.values()
+        if not with_finals and until is not None:
+            bars = [bar for bar in bars if bar.open_time_ns >= until]
         return {
-            "emitted_until": self.emitted_until,
+            "emitted_until": until,
             "emitted_from": self.emitted_from,
             "prev_close": self.prev_close,
             "pruned_until": self.pruned_until,
-            "bars": [bar.as_row() for bar in self.bars.values()],
+            "bars": [bar.as_row() for bar in bars],
         }
+
+    def add_final_rows(self, rows: Iterable[list[Any]]) -> None:
+        """Load final bars saved as rows, skipping those pruned or not final by this book's state."""
+        until = self.emitted_until
+        pruned = self.pruned_until
+        for row in rows:
+            bar = BarAccumulator.from_row(row)
+            start = bar.open_time_ns
+            if until is not None and start < until and (pruned is None or start >= pruned):
+                self.bars[start] = bar
 
     @classmethod
     def from_dict(

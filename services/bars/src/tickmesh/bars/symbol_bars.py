@@ -17,7 +17,6 @@ from tickmesh.bars.results import SourceBarResult, TradeRunResult
 from tickmesh.bars.rollup import TimeframeBook
 from tickmesh.bars.trade_filter import AcceptedTrades, sort_run
 from tickmesh.bars.trades import QuarantineReason, SourceBar, TradeRun
-
 from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES
 
 SNAPSHOT_VERSION = 1
@@ -231,8 +230,8 @@ class SymbolBars:
             if book.forming_changed:
                 book.take_forming(out)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the symbol's whole state as a JSON-able dict."""
+    def to_dict(self, with_finals: bool = True) -> dict[str, Any]:
+        """Return the symbol's state as a JSON-able dict (final bars only if `with_finals`)."""
         return {
             "version": SNAPSHOT_VERSION,
             "exchange": self.exchange,
@@ -240,8 +239,21 @@ class SymbolBars:
             "max_event_ns": self.max_event_ns,
             "frontier_ns": self.frontier_ns,
             "trade_ids": self.ids.to_dict(),
-            "books": {book.spec.label: book.to_dict() for book in self.books},
+            "books": {book.spec.label: book.to_dict(with_finals) for book in self.books},
         }
+
+    def take_final_rows(self) -> dict[str, list[list[Any]]]:
+        """Return, per timeframe label, the final bars emitted or revised since the last call."""
+        rows = {book.spec.label: book.take_final_rows() for book in self.books}
+        return {label: changed for label, changed in rows.items() if changed}
+
+    def add_final_rows(self, label: str, rows: list[list[Any]]) -> None:
+        """Load saved final-bar rows of one timeframe (after `from_dict` of a head)."""
+        for book in self.books:
+            if book.spec.label == label:
+                book.add_final_rows(rows)
+                return
+        raise ValueError(f"unknown timeframe label {label!r} in saved final bars")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: EngineConfig) -> SymbolBars:
