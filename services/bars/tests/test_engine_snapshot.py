@@ -156,3 +156,21 @@ def test_restore_incremental_keeps_final_bars_for_revisions(btc_2023_trades: Tra
 
     assert [u.revision for u in actual] == [1, 1]
     assert actual == expected
+
+
+def test_clock_ticks_within_a_minute_leave_idle_symbol_unchanged(
+    btc_2023_trades: TradeRun,
+) -> None:
+    engine = BarEngine()
+    engine.apply_trades(runs_of(btc_2023_trades, 100)[0])
+    engine.snapshot_changes()
+    last = int(btc_2023_trades.event_time_ns[:100].max())
+    minute_end = last - last % NS_PER_MINUTE + NS_PER_MINUTE
+    lateness = engine.config.allowed_lateness_ns
+    for tick in range(5):
+        engine.advance(minute_end + lateness - 5 * NS_PER_MINUTE // 100 + tick)
+    assert engine.snapshot_changes() == ([], [])
+    finals = engine.advance(minute_end + lateness)
+    heads, rows = engine.snapshot_changes()
+    assert [head["symbol"] for head in heads] == ["BTCUSDT"]
+    assert len(rows) == len(finals) == 1

@@ -118,13 +118,17 @@ class SymbolBars:
 
     def _settle(
         self, frontier_ns: int | None, revised: list[set[int]], out: list[BarUpdate]
-    ) -> None:
-        """Move the frontier, then emit revisions, new finals and prune, book by book."""
+    ) -> bool:
+        """Move the frontier, then emit revisions, new finals and prune, book by book.
+
+        Return False when nothing could change: finality, pruning and the too-late boundary
+        depend on the frontier and horizon only through their minutes.
+        """
         if frontier_ns is not None and (self.frontier_ns is None or frontier_ns > self.frontier_ns):
             self.frontier_ns = frontier_ns
         frontier = self.frontier_ns
         if frontier is None:
-            return
+            return False
         horizon = frontier - self.config.retention_ns
         settled_at = (frontier // NS_PER_MINUTE, horizon // NS_PER_MINUTE)
         if (
@@ -132,7 +136,7 @@ class SymbolBars:
             and not any(revised)
             and not any(book.lowered for book in self.books)
         ):
-            return
+            return False
         self._settled_at = settled_at
         # Revisions first: they may change the close that the next flat bars repeat.
         for book, book_revised in zip(self.books, revised, strict=True):
@@ -140,13 +144,13 @@ class SymbolBars:
                 book.emit_revisions(book_revised, out)
             book.finalize(frontier, horizon, out)
             book.prune(horizon)
+        return True
 
     def advance(self, frontier_ns: int, out: list[BarUpdate]) -> bool:
-        """Move the frontier by the wall clock (already minus lateness); False if it did not move."""
+        """Move the frontier by the wall clock (already minus lateness); True if state changed."""
         if self.frontier_ns is not None and frontier_ns <= self.frontier_ns:
             return False
-        self._settle(frontier_ns, [set() for _ in self.books], out)
-        return True
+        return self._settle(frontier_ns, [set() for _ in self.books], out)
 
     def apply_source_bars(
         self, bars: list[SourceBar], clock_ns: int | None, result: SourceBarResult
