@@ -147,7 +147,8 @@ class TimeframeBook:
     def emit_revisions(self, revised: set[int], out: list[BarUpdate]) -> None:
         """Emit each revised final bar once, then re-derive the flat bars that follow it."""
         until = self.emitted_until
-        assert until is not None, "a revision needs a final bar"
+        if until is None:  # nothing is final yet, so nothing can be revised
+            return
         duration = self.duration_ns
         for bucket in sorted(revised):
             bar = self.bars[bucket]

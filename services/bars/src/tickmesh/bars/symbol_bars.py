@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from tickmesh.bars.bar_state import (
     SOURCE_CLOSE_TRADE_ID,
@@ -20,6 +20,7 @@ from tickmesh.bars.trades import QuarantineReason, SourceBar, TradeRun
 from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES
 
 SNAPSHOT_VERSION = 1
+SourceBarFate = Literal["accepted", "replaced", "duplicate", "too_late"]
 
 
 class SymbolBars:
@@ -155,7 +156,7 @@ class SymbolBars:
     def apply_source_bars(
         self, bars: list[SourceBar], clock_ns: int | None, result: SourceBarResult
     ) -> None:
-        """Apply source bars of this symbol (already in time order), adding to `result`."""
+        """Apply source bars of this symbol, adding their fates and bar updates to `result`."""
         revised: list[set[int]] = [set() for _ in self.books]
         latest: int | None = None
         for bar in bars:
@@ -184,7 +185,7 @@ class SymbolBars:
         frontier = None if latest is None else latest - self.config.allowed_lateness_ns
         self._settle(frontier, revised, result.updates)
 
-    def _apply_source_bar(self, bar: SourceBar, revised: list[set[int]]) -> str:
+    def _apply_source_bar(self, bar: SourceBar, revised: list[set[int]]) -> SourceBarFate:
         """Merge or replace one sound 1m source bar; return its fate."""
         minute_book = self.books[0]
         late_before = self.late_before_ns()
