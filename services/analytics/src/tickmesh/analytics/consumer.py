@@ -14,6 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from grpc import aio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
@@ -26,6 +27,9 @@ from tickmesh.analytics.indicators import RevisionOutOfRangeError
 from tickmesh.analytics.pipeline import BarAnalytics
 from tickmesh.core.timeframes import from_proto
 from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+
+if TYPE_CHECKING:  # the async stub exists only in the generated .pyi
+    from tickmesh.v1.bar_service_pb2_grpc import BarServiceAsyncStub
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,8 @@ class BarConsumer:
         metrics: AnalyticsMetrics,
         config: ConsumerConfig,
     ) -> None:
-        self._stub = bar_service_pb2_grpc.BarServiceStub(channel)
+        # grpc is untyped here, so mypy cannot pick the stub's aio.Channel overload by itself.
+        self._stub = cast("BarServiceAsyncStub", bar_service_pb2_grpc.BarServiceStub(channel))
         self._engine = engine
         self._committer = committer
         self._metrics = metrics
@@ -103,7 +108,9 @@ class BarConsumer:
             # does. Every RPC error is retried: the consumer must outlive any bar service trouble.
             retrying = AsyncRetrying(
                 retry=retry_if_exception_type((aio.AioRpcError, StreamEndedError)),
-                wait=wait_exponential_jitter(initial=0.1, max=self._config.reconnect_max_seconds),
+                wait=wait_exponential_jitter(
+                    multiplier=0.1, max=self._config.reconnect_max_seconds, jitter=0.1
+                ),
                 before_sleep=self._log_reconnect,
                 reraise=True,
             )

@@ -97,7 +97,7 @@ class GroupCommitter:
     async def _commit_with_retry(self, batch: PendingBatch) -> None:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_TRANSIENT_DB_ERRORS),
-            wait=wait_exponential_jitter(initial=0.1, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
             before_sleep=self._log_commit_failure,
             reraise=True,
         )

@@ -33,7 +33,7 @@ class SubscriberOverflowError(Exception):
     """The subscriber fell too far behind and was ended."""
 
 
-@dataclass
+@dataclass(eq=False)  # identity equality: subscriptions live in a set
 class Subscription:
     """One subscriber's queue of updates, in commit order."""
 

@@ -1,0 +1,131 @@
+"""The analytics store, cache and group commit against the run's real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+
+from tickmesh.analytics.consumer import RejectionLog
+from tickmesh.analytics.engine import PendingBatch
+from tickmesh.analytics.features import FEATURE_VERSION
+from tickmesh.analytics.quality import CHECK_NON_FINITE
+from tickmesh.analytics.store import RangeQuery
+from tickmesh.core.cache import features_key, indicators_key
+
+from .service_helpers import NS_PER_MINUTE, replace_bar, service_parts, unique_symbol, walk_bars
+
+
+async def _count(pool: asyncpg.Pool, table: str, symbol: str) -> int:
+    return int(await pool.fetchval(f"SELECT count(*) FROM {table} WHERE symbol = $1", symbol))
+
+
+async def test_group_commit_writes_rows_resume_point_and_cache(
+    db_pool: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
+    parts = service_parts(db_pool, redis_client)
+    symbol = unique_symbol()
+    bars = walk_bars(symbol, 30, seed=1, first_change_id=101)
+    await parts.feed(bars)
+
+    assert await parts.store.load_resume_point() == 130
+    for table in ("indicators", "ml_features", "data_quality_metrics"):
+        assert await _count(db_pool, table, symbol) == 30
+    rows = await db_pool.fetch(
+        "SELECT sma_20, sma_50 FROM indicators WHERE symbol = $1 ORDER BY time", symbol
+    )
+    # Too little history is NULL, never NaN.
+    assert [r["sma_20"] for r in rows[:19]] == [None] * 19
+    assert all(r["sma_20"] is not None and math.isfinite(r["sma_20"]) for r in rows[19:])
+    assert all(r["sma_50"] is None for r in rows)
+    feature = await db_pool.fetchrow(
+        "SELECT feature_version, features FROM ml_features WHERE symbol = $1 ORDER BY time DESC",
+        symbol,
+    )
+    assert feature is not None
+    assert feature["feature_version"] == FEATURE_VERSION
+    assert json.loads(feature["features"])["return_1"] == pytest.approx(
+        bars[-1].close / bars[-2].close - 1.0
+    )
+    cached = await redis_client.hgetall(indicators_key(symbol, "1m"))
+    assert cached[b"open_time_ns"] == str(bars[-1].open_time_ns).encode()
+    assert float(cached[b"sma_20"]) == rows[-1]["sma_20"]
+    assert b"sma_50" not in cached
+    cached_features = await redis_client.hgetall(features_key(symbol, "1m"))
+    assert cached_features[b"feature_version"] == FEATURE_VERSION.encode()
+
+
+async def test_group_commit_same_rows_twice_is_idempotent(
+    db_pool: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
+    parts = service_parts(db_pool, redis_client)
+    symbol = unique_symbol()
+    bars = walk_bars(symbol, 25, seed=2, first_change_id=11)
+    await parts.feed(bars)
+    before = await parts.store.fetch_indicators(RangeQuery(symbol, "1m", 0, 0, 5000))
+
+    # A restart that re-reads the same bars recomputes the same rows; upserts overwrite them.
+    consumer = "again-" + symbol
+    await service_parts(db_pool, redis_client, consumer).feed(bars)
+    await service_parts(db_pool, redis_client, consumer).feed(bars)
+
+    assert await _count(db_pool, "indicators", symbol) == 25
+    assert await _count(db_pool, "data_quality_metrics", symbol) == 25
+    assert await parts.store.fetch_indicators(RangeQuery(symbol, "1m", 0, 0, 5000)) == before
+
+
+async def test_resume_point_never_moves_back(
+    db_pool: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
+    parts = service_parts(db_pool, redis_client)
+    await parts.store.commit(PendingBatch(last_change_id=500))
+    await parts.store.commit(PendingBatch(last_change_id=400))
+    assert await parts.store.load_resume_point() == 500
+
+
+async def test_bad_bar_not_used_for_indicators_but_flagged_and_logged_once(
+    db_pool: asyncpg.Pool, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    parts = service_parts(db_pool, redis_client)
+    symbol = unique_symbol()
+    bars = walk_bars(symbol, 40, seed=3)
+    bad = [
+        replace_bar(bars[20], close=float("nan")),
+        replace_bar(bars[21], high=bars[21].low - 1.0),
+        replace_bar(bars[22], volume=-5.0),
+    ]
+    rejections = RejectionLog()
+    stream = [*bars[:20], *bad, *bars[23:]]
+    with caplog.at_level(logging.WARNING, logger="tickmesh.analytics.consumer"):
+        for bar in stream:
+            key = (bar.symbol, int(bar.timeframe))
+            if not parts.engine.knows(key):
+                parts.engine.warm(key)
+            result = parts.engine.process(bar)
+            if result.rejection is not None:
+                rejections.note(bar, result.rejection)
+                assert rejections.note(bar, result.rejection) is False  # once per key
+            parts.committer.batch.add(result, bar)
+        await parts.committer.flush()
+
+    logged = [r for r in caplog.records if r.getMessage() == "bar rejected for indicators"]
+    assert [(r.__dict__["symbol"], r.__dict__["open_time_ns"]) for r in logged] == [
+        (symbol, b.open_time_ns) for b in bad
+    ]
+    stored = await parts.store.fetch_indicators(RangeQuery(symbol, "1m", 0, 0, 5000))
+    assert [row.open_time_ns for row in stored] == [
+        b.open_time_ns for b in [*bars[:20], *bars[23:]]
+    ]
+    after_bad = await db_pool.fetchrow(
+        "SELECT failed_checks FROM data_quality_metrics WHERE symbol = $1 AND time = "
+        "to_timestamp($2::double precision)",
+        symbol,
+        (bars[20].open_time_ns + NS_PER_MINUTE) / 1e9,
+    )
+    assert after_bad is not None
+    assert CHECK_NON_FINITE in after_bad["failed_checks"]
+    assert await parts.store.load_resume_point() == stream[-1].change_id
