@@ -72,7 +72,9 @@ def test_random_late_and_duplicate_arrivals_converge_to_reference_bars(seed: int
         rng.uniform(0, 1.5, len(trades)),
         rng.uniform(3, 240, len(trades)),
     )
-    arrivals = [(trade[3] + int(delay * SECOND), trade) for trade, delay in zip(trades, delays)]
+    arrivals = [
+        (trade[3] + int(delay * SECOND), trade) for trade, delay in zip(trades, delays, strict=True)
+    ]
     arrivals += [arrivals[i] for i in rng.choice(len(trades), len(trades) // 20, replace=False)]
     arrivals.sort(key=lambda arrival: arrival[0])
 
