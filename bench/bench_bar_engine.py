@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
-
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND
 from tickmesh.v1 import market_pb2
 

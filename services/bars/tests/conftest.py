@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tickmesh.bars.trades import TradeRun
 
+from tickmesh.bars.trades import TradeRun
 from tickmesh.v1 import market_pb2
 
 NS_PER_MS = 1_000_000

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+
 from tickmesh.bars.dedup import TradeIdSet
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
-
 from tickmesh.core.timeframes import NS_PER_SECOND
 from tickmesh.v1 import market_pb2
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
-
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND, TIMEFRAMES
 from tickmesh.v1 import market_pb2
 

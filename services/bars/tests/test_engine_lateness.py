@@ -6,11 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
+
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.config import EngineConfig
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
-
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND, TIMEFRAMES
 from tickmesh.v1 import market_pb2
 

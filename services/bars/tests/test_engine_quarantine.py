@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import QuarantineReason, TradeRun, TradeRunError
-
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND
 from tickmesh.v1 import market_pb2
 

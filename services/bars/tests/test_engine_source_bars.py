@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.config import EngineConfig
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import QuarantineReason, SourceBar
-
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND, TIMEFRAMES
 from tickmesh.v1 import market_pb2
 

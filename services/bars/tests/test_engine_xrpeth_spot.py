@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
-
 from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES
 
 OhlcvKlines = dict[int, tuple[float, float, float, float, float]]

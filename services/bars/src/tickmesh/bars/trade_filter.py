@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
 from tickmesh.bars.dedup import TradeIdSet
 from tickmesh.bars.trades import QuarantinedTrades, QuarantineReason, TradeRun
 
