@@ -28,6 +28,9 @@ class EngineConfig:
     retention_ns: int = 26 * NS_PER_HOUR
     max_id_intervals: int = 4096
     max_future_ns: int = 60 * NS_PER_SECOND
+    # Events seen further behind the wall clock than this come from the past (a replay or a long
+    # backfill): such a symbol's clock follows its own events, not today's date.
+    replay_lag_ns: int = 10 * NS_PER_MINUTE
     flat_fill_exchanges: frozenset[int] = field(default=DEFAULT_FLAT_FILL_EXCHANGES)
 
     def __post_init__(self) -> None:

@@ -81,13 +81,15 @@ class BarEngine:
         return BatchResult(runs, source)
 
     def advance(self, now_ns: int) -> list[BarUpdate]:
-        """Tell the engine the wall-clock time; return the bars of idle symbols that became final."""
+        """Tell the engine the wall-clock time; return the bars that became final by each symbol's clock."""
         if self._clock_ns is None or now_ns > self._clock_ns:
             self._clock_ns = now_ns
-        frontier = now_ns - self.config.allowed_lateness_ns
         updates: list[BarUpdate] = []
         for key, state in self._symbols.items():
-            if state.advance(frontier, updates):
+            clock = state.symbol_clock_ns(now_ns)
+            if clock is None:
+                continue
+            if state.advance(clock - self.config.allowed_lateness_ns, updates):
                 self._changed.add(key)
         return updates
 

@@ -83,6 +83,9 @@ class IngestPipeline:
         self._engine.restore(states)
         for stream_id, sequence in (await self._store.load_stream_sequences()).items():
             self._streams[stream_id] = StreamState(applied=sequence, durable=sequence)
+        # Give the engine the wall clock before the first batch, so it can tell a live feed from
+        # a replay of past trades by how far behind the clock their events are.
+        self._pending_updates.extend(self._engine.advance(self._clock_ns()))
         log.info("restored %d symbols and %d ingest streams", len(states), len(self._streams))
         self._tasks = [
             asyncio.create_task(self._every(self._commit_interval, self.commit)),

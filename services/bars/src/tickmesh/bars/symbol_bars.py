@@ -30,6 +30,7 @@ class SymbolBars:
         "_settled_at",
         "books",
         "config",
+        "event_seen_wall_ns",
         "exchange",
         "frontier_ns",
         "ids",
@@ -45,6 +46,9 @@ class SymbolBars:
         flat_fill = exchange in config.flat_fill_exchanges
         self.books = tuple(TimeframeBook(exchange, symbol, spec, flat_fill) for spec in TIMEFRAMES)
         self.max_event_ns: int | None = None
+        # Wall-clock time at which max_event_ns was last raised: the symbol's clock runs on from
+        # its last event time by the wall-clock time elapsed since (see symbol_clock_ns).
+        self.event_seen_wall_ns: int | None = None
         # Everything ending at or before the frontier is final: max(watermark, wall clock - lateness).
         self.frontier_ns: int | None = None
         # (frontier minute, horizon minute) of the last settle: finality and pruning change only
@@ -68,6 +72,7 @@ class SymbolBars:
         if fates.latest_ns is not None:
             if self.max_event_ns is None or fates.latest_ns > self.max_event_ns:
                 self.max_event_ns = fates.latest_ns
+                self.event_seen_wall_ns = clock_ns
             revised: list[set[int]] = [set() for _ in self.books]
             if fates.accepted is not None:
                 self._merge_minutes(fates.accepted, revised)
@@ -147,6 +152,22 @@ class SymbolBars:
             book.prune(horizon)
         return True
 
+    def symbol_clock_ns(self, wall_ns: int) -> int | None:
+        """The symbol's clock for wall-clock finality; None before its first event.
+
+        A live feed (events seen within `replay_lag_ns` of the wall clock) follows the wall
+        clock. A feed of past trades (a replay, a long backfill) follows its last event time plus
+        the wall-clock time since it was seen, so replayed trades are never "too late" against
+        today's date, and the last bars of a replay still become final once it goes quiet.
+        """
+        if self.max_event_ns is None:
+            return None
+        seen = self.event_seen_wall_ns
+        # Events applied before any wall clock was known cannot be told apart: trust the clock.
+        if seen is None or seen - self.max_event_ns <= self.config.replay_lag_ns:
+            return wall_ns
+        return self.max_event_ns + max(0, wall_ns - seen)
+
     def advance(self, frontier_ns: int, out: list[BarUpdate]) -> bool:
         """Move the frontier by the wall clock (already minus lateness); True if state changed."""
         if self.frontier_ns is not None and frontier_ns <= self.frontier_ns:
@@ -182,6 +203,7 @@ class SymbolBars:
                 latest = bar.open_time_ns
         if latest is not None and (self.max_event_ns is None or latest > self.max_event_ns):
             self.max_event_ns = latest
+            self.event_seen_wall_ns = clock_ns
         frontier = None if latest is None else latest - self.config.allowed_lateness_ns
         self._settle(frontier, revised, result.updates)
 
@@ -242,6 +264,7 @@ class SymbolBars:
             "exchange": self.exchange,
             "symbol": self.symbol,
             "max_event_ns": self.max_event_ns,
+            "event_seen_wall_ns": self.event_seen_wall_ns,
             "frontier_ns": self.frontier_ns,
             "trade_ids": self.ids.to_dict(),
             "books": {book.spec.label: book.to_dict(with_finals) for book in self.books},
@@ -267,6 +290,7 @@ class SymbolBars:
             raise ValueError(f"unsupported bar snapshot version {data.get('version')!r}")
         restored = cls(int(data["exchange"]), str(data["symbol"]), config)
         restored.max_event_ns = data["max_event_ns"]
+        restored.event_seen_wall_ns = data.get("event_seen_wall_ns")
         restored.frontier_ns = data["frontier_ns"]
         restored.ids = TradeIdSet.from_dict(data["trade_ids"], config.max_id_intervals)
         flat_fill = restored.exchange in config.flat_fill_exchanges
