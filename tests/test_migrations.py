@@ -21,6 +21,7 @@ EXPECTED_TABLES = {
     "alert_events",
     "ingest_streams",
     "bar_engine_state",
+    "bar_engine_finals",
     "quarantined_trades",
     "schema_migrations",
 }

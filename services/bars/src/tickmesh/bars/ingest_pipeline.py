@@ -79,8 +79,8 @@ class IngestPipeline:
 
     async def start(self) -> None:
         """Restore the engine and stream sequences from PostgreSQL, then start the loops."""
-        states = await self._store.load_engine_states()
-        self._engine.restore(states)
+        states, finals = await self._store.load_engine_state()
+        self._engine.restore(states, finals)
         for stream_id, sequence in (await self._store.load_stream_sequences()).items():
             self._streams[stream_id] = StreamState(applied=sequence, durable=sequence)
         # Give the engine the wall clock before the first batch, so it can tell a live feed from
@@ -202,13 +202,23 @@ class IngestPipeline:
         latest: dict[tuple[str, str, int], BarUpdate] = {}
         for update in updates:  # a bar finalised then revised within one interval: keep the last
             latest[(update.symbol, update.timeframe.label, update.open_time_ns // 1000)] = update
-        snapshots = self._engine.snapshot_changed()
+        heads, finals = self._engine.snapshot_changes()
+        retention = self._engine.config.retention_ns
         commit = Commit(
             candles=[candle_row(u) for u in latest.values()],
             engine_states=[
-                (s["symbol"], exchange_label(s["exchange"]), json.dumps(s, separators=(",", ":")))
-                for s in snapshots
+                (h["symbol"], exchange_label(h["exchange"]), json.dumps(h, separators=(",", ":")))
+                for h in heads
             ],
+            engine_finals=[
+                (symbol, label, int(row[0]), exchange_label(exchange), json.dumps(row))
+                for exchange, symbol, label, row in finals
+            ],
+            engine_horizons={
+                h["symbol"]: h["frontier_ns"] - retention
+                for h in heads
+                if h["frontier_ns"] is not None
+            },
             stream_sequences={sid: self._streams[sid].applied for sid in self._dirty_streams},
             quarantine=self._pending_quarantine,
         )

@@ -18,8 +18,10 @@ from tickmesh.bars.bar_rows import (
     ns_to_datetime,
 )
 from tickmesh.core.db.bulk import UpsertSpec, upsert, upsert_returning
+from tickmesh.core.exchanges import exchange_proto
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.sharding import Shard
+from tickmesh.core.timeframes import TIMEFRAMES
 from tickmesh.v1 import market_pb2
 
 CANDLES = UpsertSpec(
@@ -34,6 +36,11 @@ ENGINE_STATE = UpsertSpec(
     columns=("symbol", "exchange", "state"),
     key=("symbol",),
     update_expressions={"updated_at": "now()"},
+)
+ENGINE_FINALS = UpsertSpec(
+    table="bar_engine_finals",
+    columns=("symbol", "timeframe", "open_time_ns", "exchange", "bar"),
+    key=("symbol", "timeframe", "open_time_ns"),
 )
 STREAMS = UpsertSpec(
     table="ingest_streams",
@@ -57,6 +64,9 @@ class Commit:
 
     candles: list[tuple[object, ...]] = field(default_factory=list)
     engine_states: list[tuple[str, str, str]] = field(default_factory=list)
+    engine_finals: list[tuple[str, str, int, str, str]] = field(default_factory=list)
+    # Retained final bars older than a symbol's horizon can no longer be revised: drop them.
+    engine_horizons: dict[str, int] = field(default_factory=dict)
     stream_sequences: dict[str, int] = field(default_factory=dict)
     quarantine: list[tuple[object, ...]] = field(default_factory=list)
 
@@ -73,10 +83,23 @@ class BarStore:
         self._metrics = metrics
         self._shard = shard
 
-    async def load_engine_states(self) -> list[dict[str, Any]]:
-        """The saved engine state of every symbol this shard owns."""
-        rows = await self._pool.fetch("SELECT symbol, state FROM bar_engine_state")
-        return [json.loads(r["state"]) for r in rows if self._shard.owns(r["symbol"])]
+    async def load_engine_state(
+        self,
+    ) -> tuple[list[dict[str, Any]], list[tuple[int, str, str, list[Any]]]]:
+        """The saved engine heads and retained final bars of every symbol this shard owns."""
+        heads = await self._pool.fetch("SELECT symbol, state FROM bar_engine_state")
+        finals = await self._pool.fetch(
+            "SELECT symbol, timeframe, exchange, bar FROM bar_engine_finals "
+            "ORDER BY symbol, timeframe, open_time_ns"
+        )
+        return (
+            [json.loads(r["state"]) for r in heads if self._shard.owns(r["symbol"])],
+            [
+                (exchange_proto(r["exchange"]), r["symbol"], r["timeframe"], json.loads(r["bar"]))
+                for r in finals
+                if self._shard.owns(r["symbol"])
+            ],
+        )
 
     async def load_stream_sequences(self) -> dict[str, int]:
         """The last durable sequence of every ingest stream."""
@@ -94,6 +117,20 @@ class BarStore:
                     key = (record["symbol"], record["timeframe"], micros)
                     change_ids[key] = record["change_id"]
             await upsert(conn, ENGINE_STATE, commit.engine_states)
+            await upsert(conn, ENGINE_FINALS, commit.engine_finals)
+            if commit.engine_horizons:
+                # The engine prunes each timeframe at the horizon floored to its bar length.
+                await conn.execute(
+                    "DELETE FROM bar_engine_finals f "
+                    "USING unnest($1::text[], $2::bigint[]) AS h(symbol, horizon), "
+                    "unnest($3::text[], $4::bigint[]) AS d(timeframe, duration) "
+                    "WHERE f.symbol = h.symbol AND f.timeframe = d.timeframe "
+                    "AND f.open_time_ns < h.horizon - h.horizon % d.duration",
+                    list(commit.engine_horizons),
+                    list(commit.engine_horizons.values()),
+                    [tf.label for tf in TIMEFRAMES],
+                    [tf.duration_ns for tf in TIMEFRAMES],
+                )
             await upsert(conn, STREAMS, list(commit.stream_sequences.items()))
             await upsert(conn, QUARANTINE, commit.quarantine)
         self._metrics.db_write_latency.labels(table="group_commit").observe(

@@ -139,11 +139,22 @@ CREATE TABLE ingest_streams (
     updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
+-- The bar engine's durable state, written with every group commit: one small head per symbol
+-- (dedup ids, watermark, forming bars) and the retained final bars that late trades may revise.
 CREATE TABLE bar_engine_state (
     symbol      VARCHAR(20) PRIMARY KEY,
     exchange    VARCHAR(20) NOT NULL,
     state       JSONB NOT NULL,
     updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE bar_engine_finals (
+    symbol        VARCHAR(20) NOT NULL,
+    timeframe     VARCHAR(10) NOT NULL,
+    open_time_ns  BIGINT NOT NULL,
+    exchange      VARCHAR(20) NOT NULL,
+    bar           JSONB NOT NULL,
+    PRIMARY KEY (symbol, timeframe, open_time_ns)
 );
 
 -- Suspect input kept out of bars but never lost: trades (id = trade id) and source bars

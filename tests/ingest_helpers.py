@@ -1,0 +1,119 @@
+"""Test-side ingest: fixture captures into batches, and a publisher that resends unacked ones.
+
+The collector's own ingest client is tested with the collector; these tests exercise the bar
+service's side of the contract, so they speak IngestService.Publish directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+from grpc import aio
+
+from tickmesh.collector.binance.decoder import BinanceStreamDecoder
+from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
+
+NS_PER_MS = 1_000_000
+
+
+def fixtures_root() -> Path:
+    """The shared fixtures: $TICKMESH_FIXTURES or ../shared/fixtures beside the repository."""
+    configured = os.environ.get("TICKMESH_FIXTURES")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def capture_batches(
+    path: Path, exchange: int, stream_id: str, batch_size: int = 1000
+) -> list[market_pb2.TradeBatch]:
+    """A "<local ts> <raw json>" capture decoded by the collector's parser into numbered batches."""
+    decoder = BinanceStreamDecoder(market_pb2.Exchange.ValueType(exchange))
+    batches: list[market_pb2.TradeBatch] = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            stamp, _, raw = line.partition(" ")
+            if not raw.strip():
+                continue
+            decoder.feed(raw, int(stamp))
+            if decoder.pending >= batch_size:
+                batches.append(_batch(stream_id, len(batches) + 1, decoder.take()))
+    if decoder.pending:
+        batches.append(_batch(stream_id, len(batches) + 1, decoder.take()))
+    return batches
+
+
+def xrpeth_batches(
+    path: Path, stream_id: str, batch_size: int = 1000
+) -> list[market_pb2.TradeBatch]:
+    """The derived XRPETH aggTrades CSV as numbered batches (trade count l - f + 1 each)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    batches: list[market_pb2.TradeBatch] = []
+    for start in range(0, len(rows), batch_size):
+        part = rows[start : start + batch_size]
+        run = market_pb2.SymbolTrades(
+            exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
+            symbol="XRPETH",
+            trade_ids=[int(r["agg_trade_id"]) for r in part],
+            prices=[float(r["price"]) for r in part],
+            quantities=[float(r["quantity"]) for r in part],
+            event_time_ns=[int(r["transact_time"]) * NS_PER_MS for r in part],
+            trade_counts=[int(r["last_trade_id"]) - int(r["first_trade_id"]) + 1 for r in part],
+        )
+        batches.append(_batch(stream_id, len(batches) + 1, [run]))
+    return batches
+
+
+def _batch(
+    stream_id: str, sequence: int, runs: list[market_pb2.SymbolTrades]
+) -> market_pb2.TradeBatch:
+    return market_pb2.TradeBatch(stream_id=stream_id, sequence=sequence, trades=runs)
+
+
+async def publish(address: str, batches: list[market_pb2.TradeBatch]) -> int:
+    """Send every batch on one Publish call; return the last acknowledged sequence."""
+    async with aio.insecure_channel(address) as channel:
+        stub = ingest_service_pb2_grpc.IngestServiceStub(channel)
+
+        async def requests() -> AsyncIterator[ingest_service_pb2.PublishRequest]:
+            for batch in batches:
+                yield ingest_service_pb2.PublishRequest(batch=batch)
+
+        acked = 0
+        async for response in stub.Publish(requests()):
+            acked = max(acked, response.acked_sequence)
+        return acked
+
+
+async def publish_until_acked(
+    address: str, batches: list[market_pb2.TradeBatch], pace_seconds: float = 0.0
+) -> int:
+    """Publish, reconnecting and resending every unacknowledged batch until the last is acked."""
+    acked = 0
+    while acked < batches[-1].sequence:
+        pending = [b for b in batches if b.sequence > acked]
+        try:
+            async with aio.insecure_channel(address) as channel:
+                stub = ingest_service_pb2_grpc.IngestServiceStub(channel)
+
+                async def requests(
+                    queue: list[market_pb2.TradeBatch] = pending,
+                ) -> AsyncIterator[ingest_service_pb2.PublishRequest]:
+                    for batch in queue:
+                        yield ingest_service_pb2.PublishRequest(batch=batch)
+                        if pace_seconds:
+                            await asyncio.sleep(pace_seconds)
+
+                async for response in stub.Publish(requests(), wait_for_ready=True):
+                    acked = max(acked, response.acked_sequence)
+        except aio.AioRpcError as error:
+            if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                raise
+            await asyncio.sleep(0.2)
+    return acked
