@@ -1,4 +1,4 @@
-"""GroupCommitter: the consumer's pending batch, written every interval or N bars in one transaction.
+"""GroupCommitter: the consumer's pending bars, written in groups, each in one transaction.
 
 After a commit the Redis hashes are refreshed and the updates handed to live subscribers,
 so neither ever shows a row the database does not hold.
@@ -54,7 +54,7 @@ class GroupCommitter:
         self.batch = PendingBatch()
         self.stored_change_id: int | None = None
         self._lock = asyncio.Lock()
-        self._full = asyncio.Event()
+        self._work = asyncio.Event()
 
     def start_from(self, change_id: int | None) -> None:
         """Set the resume point read from storage at start."""
@@ -63,18 +63,22 @@ class GroupCommitter:
             self._metrics.resume_change_id.set(change_id)
 
     async def after_bar(self) -> None:
-        """Wake the writer at N bars; past 2N wait for a commit, so memory stays bounded."""
-        bars = self.batch.bars
-        if bars >= self._max_bars:
-            self._full.set()
-        if bars >= 2 * self._max_bars:
+        """Wake the writer; past N pending bars wait for a commit, so memory stays bounded."""
+        self._work.set()
+        if self.batch.bars >= self._max_bars:
             await self.flush()
 
     async def run(self) -> None:
-        """Commit whatever is pending at least every interval until cancelled."""
+        """Commit pending work as soon as the writer gets a turn, until cancelled.
+
+        A lone bar is stored within one commit's time; under load the bars that arrive while
+        a commit is in flight form the next group, so groups grow with the load by themselves.
+        The interval bounds the wait should a wake-up ever be missed.
+        """
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), timeout=self._interval_seconds)
+                await asyncio.wait_for(self._work.wait(), timeout=self._interval_seconds)
+            self._work.clear()
             await self.flush()
 
     async def flush(self) -> None:
@@ -84,7 +88,6 @@ class GroupCommitter:
             if batch.is_empty():
                 return
             self.batch = PendingBatch()
-            self._full.clear()
             started = time.perf_counter()
             await self._commit_with_retry(batch)
             if batch.last_change_id is not None:
