@@ -4,31 +4,45 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tickmesh.collector.collector_app import Collector
+from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.settings import CollectorSettings
 from tickmesh.collector.symbol_registry import SymbolRegistry
 from tickmesh.collector.symbol_service import SymbolServicer
-
 from tickmesh.core.grpc_server import ServiceRegistration
 from tickmesh.core.runtime import ServiceContext, main_for
 from tickmesh.core.settings import load_settings_or_exit
 from tickmesh.v1 import symbol_service_pb2, symbol_service_pb2_grpc
 
 
-async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
-    """Build the collector's servicers from its dependencies."""
+def build(
+    context: ServiceContext, settings: CollectorSettings
+) -> tuple[Collector, list[ServiceRegistration]]:
+    """Wire the collector's sources and its SymbolService from its settings and dependencies."""
     registry = SymbolRegistry(context.pool)
-    return [
+    collector = Collector(
+        settings, CollectorMetrics(context.metrics.registry), registry, context.redis
+    )
+    registrations = [
         ServiceRegistration(
             symbol_service_pb2.DESCRIPTOR.services_by_name["SymbolService"].full_name,
             symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server,
             SymbolServicer(registry),
         )
     ]
+    return collector, registrations
 
 
 def main() -> None:
     """Run the collector until SIGTERM."""
     settings = load_settings_or_exit(CollectorSettings)
+
+    async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
+        collector, registrations = build(context, settings)
+        await collector.start()
+        context.exit_stack.push_async_callback(collector.stop, settings.drain_seconds)
+        return registrations
+
     main_for(
         "collector", settings, settings.collector_listen, settings.collector_metrics_port, wire
     )

@@ -1,0 +1,107 @@
+"""The trade-id trackers of every symbol a collector streams, shared by its parts.
+
+Live connections and the REST backfill pass their runs through ``deliver`` (only ids
+never delivered get through, to the ingest client); the ingest client reports trades it
+dropped from a full buffer to ``reopen_dropped``; the backfill asks ``due`` which ids to
+fetch. One book per collector, keyed by (exchange, symbol).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from tickmesh.collector.binance.id_tracker import TradeIdTracker
+from tickmesh.collector.collector_metrics import CollectorMetrics
+from tickmesh.collector.trade_runs import select_run, trade_ids
+from tickmesh.core.exchanges import exchange_label
+from tickmesh.v1 import market_pb2
+
+SymbolKey = tuple[int, str]
+
+
+class GapBook:
+    """Trade-id trackers by (exchange, symbol), with a wake-up for the backfill."""
+
+    def __init__(self, metrics: CollectorMetrics) -> None:
+        self._metrics = metrics
+        self.trackers: dict[SymbolKey, TradeIdTracker] = {}
+        self.changed = asyncio.Event()
+
+    def tracker(self, exchange: int, symbol: str) -> TradeIdTracker:
+        """The tracker of a symbol, created on first use."""
+        key = (exchange, symbol)
+        tracker = self.trackers.get(key)
+        if tracker is None:
+            tracker = self.trackers[key] = TradeIdTracker()
+        return tracker
+
+    def deliver(
+        self, run: market_pb2.SymbolTrades, outcome: str = "received"
+    ) -> market_pb2.SymbolTrades | None:
+        """The part of a run never delivered before (None if nothing), recording new gaps."""
+        tracker = self.tracker(run.exchange, run.symbol)
+        keep, new_gaps = tracker.accept(trade_ids(run))
+        source = exchange_label(run.exchange)
+        total = len(run.trade_ids)
+        if new_gaps:
+            self._metrics.gaps_found.labels(source=source).inc(new_gaps)
+            self.changed.set()
+        if keep is None:
+            self._metrics.trades.labels(source=source, outcome=outcome).inc(total)
+            return run
+        kept = int(keep.sum())
+        self._metrics.trades.labels(source=source, outcome=outcome).inc(kept)
+        if kept < total:
+            self._metrics.trades.labels(source=source, outcome="duplicate").inc(total - kept)
+        if kept == 0:
+            return None
+        return run if kept == total else select_run(run, keep)
+
+    def reopen_dropped(
+        self, runs: list[market_pb2.SymbolTrades], bars: list[market_pb2.SourceBar]
+    ) -> None:
+        """Record trades the ingest client dropped unsent as gaps (the backfill refills them)."""
+        for run in runs:
+            gaps = self.tracker(run.exchange, run.symbol).reopen(trade_ids(run))
+            self._metrics.gaps_found.labels(source=exchange_label(run.exchange)).inc(gaps)
+        if runs:
+            self.changed.set()
+
+    def start_tails(self, exchange: int, symbols: Iterable[str]) -> None:
+        """After a lost connection: ids after each symbol's high mark may have been missed."""
+        for symbol in symbols:
+            tracker = self.trackers.get((exchange, symbol))
+            if tracker is not None and tracker.high is not None:
+                tracker.start_tail()
+                self._metrics.gaps_found.labels(source=exchange_label(exchange)).inc()
+        self.changed.set()
+
+    def due(self, exchange: int, grace_s: float) -> list[tuple[str, int]]:
+        """(symbol, first id to fetch) of the exchange's symbols with a gap due for backfill."""
+        now = time.monotonic()
+        wanted: list[tuple[str, int]] = []
+        for (key_exchange, symbol), tracker in self.trackers.items():
+            if key_exchange != exchange:
+                continue
+            first = tracker.next_fetch(now, grace_s)
+            if first is not None:
+                wanted.append((symbol, first))
+        return wanted
+
+    def open_ids(self, exchange: int) -> int:
+        """Ids recorded missing over an exchange's symbols (for the gauge and health)."""
+        return sum(
+            tracker.missing_ids
+            for (key_exchange, _), tracker in self.trackers.items()
+            if key_exchange == exchange
+        )
+
+    def open_tails(self, exchange: int) -> int:
+        """Symbols of an exchange whose tail after a reconnect is not yet backfilled."""
+        return sum(
+            1
+            for (key_exchange, _), tracker in self.trackers.items()
+            if key_exchange == exchange and tracker.tail_from is not None
+        )
