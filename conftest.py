@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -99,18 +99,34 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.Redis]:
     await client.aclose()
 
 
+FreshDatabase = Callable[[], Awaitable[str]]
+
+
 @pytest.fixture
-async def fresh_database_url(server_database_url: str) -> AsyncIterator[str]:
+async def make_fresh_database(server_database_url: str) -> AsyncIterator[FreshDatabase]:
+    """A factory of empty databases (not migrated), all dropped after the test."""
+    created: list[str] = []
+
+    async def make() -> str:
+        name = f"tickmesh_fresh_{os.getpid()}_{secrets.token_hex(4)}"
+        admin = await asyncpg.connect(server_database_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        created.append(name)
+        return _with_database(server_database_url, name)
+
+    yield make
+    admin = await asyncpg.connect(server_database_url)
+    try:
+        for name in created:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def fresh_database_url(make_fresh_database: FreshDatabase) -> str:
     """An empty database (not migrated) for tests of the schema itself, dropped afterwards."""
-    name = f"tickmesh_fresh_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(server_database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield _with_database(server_database_url, name)
-    admin = await asyncpg.connect(server_database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    return await make_fresh_database()

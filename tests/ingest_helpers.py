@@ -113,7 +113,11 @@ async def publish_until_acked(
                 async for response in stub.Publish(requests(), wait_for_ready=True):
                     acked = max(acked, response.acked_sequence)
         except aio.AioRpcError as error:
-            if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            # A rejected batch is final; anything else is the connection dying with the server.
+            if error.code() in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ):
                 raise
             await asyncio.sleep(0.2)
     return acked

@@ -6,7 +6,9 @@ import asyncio
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 from .grpc_helpers import free_port, wait_serving
 
@@ -24,17 +26,23 @@ class ServiceProcess:
             f"TICKMESH_{service.upper()}_METRICS_PORT": "0",
         }
         self._process: asyncio.subprocess.Process | None = None
+        self.log_path = Path(tempfile.gettempdir()) / f"tickmesh-{service}-{self.address[10:]}.log"
 
     async def start(self) -> None:
         """Start the process and wait until it answers SERVING."""
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            f"tickmesh.{self.service}",
-            env=self._environment,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        await wait_serving(self.address)
+        with self.log_path.open("ab") as log:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                f"tickmesh.{self.service}",
+                env=self._environment,
+                stderr=log,
+            )
+        try:
+            await wait_serving(self.address)
+        except TimeoutError:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise TimeoutError(f"{self.service} did not start; its log ends:\n{tail}") from None
 
     async def kill(self) -> None:
         """SIGKILL: no drain, no last commit."""
