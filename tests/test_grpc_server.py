@@ -11,9 +11,9 @@ import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
 from tickmesh.collector.symbol_registry import SymbolRegistry
 from tickmesh.collector.symbol_service import SymbolServicer
-
 from tickmesh.core.grpc_server import GrpcServer, ServiceRegistration
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.v1 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc

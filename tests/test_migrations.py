@@ -22,6 +22,7 @@ EXPECTED_TABLES = {
     "ingest_streams",
     "bar_engine_state",
     "bar_engine_finals",
+    "analytics_consumer_state",
     "quarantined_trades",
     "schema_migrations",
 }

@@ -39,8 +39,8 @@ class MigrationError(Exception):
 
 
 def load_migrations() -> list[Migration]:
-    """Read the migrations shipped in tickmesh.core.db.migrations, in version order."""
-    folder = resources.files("tickmesh.core.db") / "migrations"
+    """Read the migrations shipped in tickmesh/core/db/sql, in version order."""
+    folder = resources.files("tickmesh.core.db") / "sql"
     migrations = []
     for entry in folder.iterdir():
         match = _NAME.match(entry.name)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from grpc import aio
-from tickmesh.collector.symbol_registry import RegisteredSymbol, SymbolRegistry
 
+from tickmesh.collector.symbol_registry import RegisteredSymbol, SymbolRegistry
 from tickmesh.v1 import symbol_service_pb2, symbol_service_pb2_grpc
 
 
