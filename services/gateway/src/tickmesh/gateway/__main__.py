@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from contextlib import AsyncExitStack
+from types import FrameType
 
 import uvicorn
 
@@ -32,7 +34,16 @@ async def serve(settings: GatewaySettings) -> None:
             timeout_graceful_shutdown=int(settings.drain_seconds),
             ws_ping_interval=settings.gateway_ws_heartbeat_seconds,
         )
+        # uvicorn drains on SIGTERM/SIGINT, restores the previous handlers and re-raises the
+        # signal; these handlers make that re-raise a no-op, so the exit stack closes the pool,
+        # Redis and channels and the process exits 0 like the gRPC services do.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _drained)
         await uvicorn.Server(config).serve()
+
+
+def _drained(signum: int, frame: FrameType | None) -> None:
+    log.info("gateway drained after %s", signal.Signals(signum).name)
 
 
 def main() -> None:
