@@ -79,6 +79,35 @@ def serve(
     runpy.run_module(f"tickmesh.{service}", run_name="__main__")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def simulate(context: typer.Context) -> None:
+    """Run the local exchange simulator (Binance WebSocket + REST); --help lists its options."""
+    from tickmesh.collector.simulator.server import main as simulator_main
+
+    raise typer.Exit(simulator_main(context.args))
+
+
+@app.command()
+def features() -> None:
+    """List the ML features the analytics service computes: name, unit, group, description, version."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tickmesh.analytics.feature_catalog import feature_catalog
+
+    catalog = feature_catalog()
+    version = catalog[0].version if catalog else "-"
+    table = Table(title=f"{len(catalog)} features, version {version}")
+    for column in ("name", "unit", "group", "min bars", "description"):
+        table.add_column(column)
+    for spec in catalog:
+        table.add_row(spec.name, spec.unit, spec.group, str(spec.min_bars), spec.description)
+    Console().print(table)
+
+
 def main() -> None:
     """Entry point of the `tickmesh` script."""
     app()
