@@ -12,7 +12,7 @@ from starlette.routing import Match
 
 from tickmesh.gateway.deps import GatewayServices
 from tickmesh.gateway.problems import install_problem_handlers
-from tickmesh.gateway.routes import alerts, auth, charts, health, symbols, users
+from tickmesh.gateway.routes import alerts, auth, charts, health, symbols, users, ws
 
 DESCRIPTION = """REST API of the tickmesh market-data mesh.
 
@@ -63,7 +63,7 @@ def create_app(services: GatewayServices) -> FastAPI:
         metrics.http_latency.labels(route).observe(time.perf_counter() - started)
         return response
 
-    for module in (health, auth, users, symbols, alerts, charts):
+    for module in (health, auth, users, symbols, alerts, charts, ws):
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)

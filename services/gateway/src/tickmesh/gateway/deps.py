@@ -15,6 +15,7 @@ from tickmesh.core.errors import NotFound, PermissionDenied, Unauthenticated
 from tickmesh.gateway.accounts import Accounts, User
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
+from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.problems import RateLimited
 from tickmesh.gateway.rate_limit import RateLimiter
@@ -37,6 +38,7 @@ class GatewayServices:
     backends: Backends
     rate_limiter: RateLimiter
     redis_ping: Callable[[], Awaitable[object]]
+    fanout: BarFanout
 
 
 def get_services(connection: HTTPConnection) -> GatewayServices:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -12,12 +10,14 @@ import asyncpg
 import redis.asyncio as redis
 
 from tickmesh.core.cache import open_redis
+from tickmesh.core.db.migrations import migrate_pool
 from tickmesh.core.db.pool import open_pool
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.gateway.accounts import Accounts
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.deps import GatewayServices
+from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.passwords import Passwords
 from tickmesh.gateway.rate_limit import RateLimiter
@@ -25,12 +25,6 @@ from tickmesh.gateway.settings import GatewaySettings
 from tickmesh.gateway.tokens import KeyRing
 
 log = logging.getLogger(__name__)
-
-# Looked up at run time: mypy, given only the gateway's sources, resolves
-# tickmesh.core.db.migrations to the SQL folder of that name instead of migrations.py.
-migrate_pool: Callable[[asyncpg.Pool], Awaitable[list[int]]] = importlib.import_module(
-    "tickmesh.core.db.migrations"
-).migrate_pool
 
 
 def build_services(
@@ -69,6 +63,7 @@ def build_services(
         backends=backends,
         rate_limiter=RateLimiter(redis_client, limits, metrics, rate_limit_prefix),
         redis_ping=redis_ping,
+        fanout=BarFanout(backends, metrics),
     )
 
 
@@ -91,6 +86,7 @@ async def open_services(
     stack.push_async_callback(client.aclose)
     services = build_services(settings, GatewayMetrics(core_metrics), pool, client)
     stack.push_async_callback(services.backends.close)
+    stack.push_async_callback(services.fanout.close)
     if settings.gateway_admin_username and settings.gateway_admin_password:
         await services.accounts.ensure_admin(
             settings.gateway_admin_username, settings.gateway_admin_password.get_secret_value()

@@ -1,0 +1,76 @@
+"""What one WebSocket client is owed: per timeframe, the latest forming bar and every final bar.
+
+Pure logic, no I/O: the connection asks it what is due. Forming bars coalesce (only the
+latest matters); final bars queue and are never dropped; each timeframe is pushed at most
+once per interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tickmesh.core.timeframes import from_proto
+from tickmesh.v1 import market_pb2
+
+
+@dataclass
+class _Slot:
+    finals: dict[int, market_pb2.Bar] = field(default_factory=dict)
+    forming: market_pb2.Bar | None = None
+    last_sent: float = float("-inf")
+
+
+class Outbox:
+    """Pending bars of one connection, by timeframe label."""
+
+    def __init__(self, interval_seconds: float, max_pending_finals: int) -> None:
+        self._interval = interval_seconds
+        self._max_finals = max_pending_finals
+        self._slots: dict[str, _Slot] = {}
+
+    @property
+    def timeframes(self) -> list[str]:
+        """The subscribed timeframe labels."""
+        return sorted(self._slots)
+
+    def subscribe(self, label: str) -> None:
+        """Start receiving a timeframe."""
+        self._slots.setdefault(label, _Slot())
+
+    def unsubscribe(self, label: str) -> None:
+        """Stop receiving a timeframe; what was pending for it is discarded."""
+        self._slots.pop(label, None)
+
+    def offer(self, bar: market_pb2.Bar) -> None:
+        """Take a bar from the upstream stream."""
+        slot = self._slots.get(from_proto(bar.timeframe).label)
+        if slot is None:
+            return
+        if bar.final:
+            # A revision replaces the pending version of the same bar: still no final lost.
+            slot.finals[bar.open_time_ns] = bar
+            if slot.forming is not None and slot.forming.open_time_ns <= bar.open_time_ns:
+                slot.forming = None
+        elif not slot.finals or bar.open_time_ns > max(slot.finals):
+            slot.forming = bar
+
+    def overflowing(self) -> bool:
+        """True when final bars pile up past the bound: the client is not keeping up."""
+        return any(len(slot.finals) > self._max_finals for slot in self._slots.values())
+
+    def due(self, now: float) -> list[tuple[str, list[market_pb2.Bar]]]:
+        """Take the updates whose interval has passed: (timeframe, bars oldest first)."""
+        updates = []
+        for label, slot in self._slots.items():
+            if now - slot.last_sent < self._interval:
+                continue
+            bars = [slot.finals[key] for key in sorted(slot.finals)]
+            if slot.forming is not None:
+                bars.append(slot.forming)
+            if not bars:
+                continue
+            slot.finals.clear()
+            slot.forming = None
+            slot.last_sent = now
+            updates.append((label, bars))
+        return updates
