@@ -7,6 +7,7 @@ collide, and drops it at the end.
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import tempfile
@@ -89,6 +90,32 @@ def redis_url(request: pytest.FixtureRequest) -> str:
         return configured
     servers: EmbeddedServers = request.getfixturevalue("embedded_servers")
     return servers.start_redis()
+
+
+_redis_databases = itertools.cycle(range(1, 16))
+
+
+@pytest.fixture
+async def fresh_redis_url(redis_url: str) -> str:
+    """The run's Redis server on its own logical database, emptied first.
+
+    Service processes on fresh PostgreSQL databases need a Redis of their own too: two bar
+    services caching `bars:BTCUSDT:1m` in one Redis database would serve each other's bars.
+    Tests run one at a time, so cycling through databases 1-15 keeps them apart.
+    """
+    parts = urlsplit(redis_url)
+    index = next(_redis_databases)
+    if parts.scheme == "unix":
+        query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("db="))
+        url = urlunsplit(
+            (parts.scheme, parts.netloc, parts.path, f"{query}&db={index}".lstrip("&"), "")
+        )
+    else:
+        url = urlunsplit((parts.scheme, parts.netloc, f"/{index}", parts.query, parts.fragment))
+    client = redis.Redis.from_url(url)
+    await client.flushdb()
+    await client.aclose()
+    return url
 
 
 @pytest.fixture

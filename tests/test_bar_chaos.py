@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 
+import redis.asyncio as redis
 from grpc import aio
 
 from tickmesh.core.timeframes import TIMEFRAMES
@@ -60,7 +61,7 @@ async def settled_bars(address: str) -> dict[BarKey, BarValues]:
 
 
 async def test_bar_service_killed_ten_times_loses_and_doubles_nothing(
-    make_fresh_database: Callable[[], Awaitable[str]], redis_url: str
+    make_fresh_database: Callable[[], Awaitable[str]], fresh_redis_url: str
 ) -> None:
     batches = capture_batches(
         fixtures_root() / CAPTURE, market_pb2.EXCHANGE_BINANCE_USDM, "chaos", batch_size=100
@@ -68,14 +69,16 @@ async def test_bar_service_killed_ten_times_loses_and_doubles_nothing(
     results = []
     for kills in (0, KILLS):
         database_url = await make_fresh_database()
+        # Each run caches its own bars: the second must not read the first's.
+        cache = redis.Redis.from_url(fresh_redis_url)
+        await cache.flushdb()
+        await cache.aclose()
         bars = ServiceProcess(
             "bars",
             {
                 "TICKMESH_DATABASE_URL": database_url,
-                "TICKMESH_REDIS_URL": redis_url,
+                "TICKMESH_REDIS_URL": fresh_redis_url,
                 "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
-                # Each run reads only its own Redis keys: the cache is per database here.
-                "TICKMESH_BARS_CACHE_SIZE": "5000",
             },
         )
         await bars.start()

@@ -48,13 +48,13 @@ FUTURES = {
 
 
 @pytest.fixture
-async def bars(fresh_database_url: str, redis_url: str) -> AsyncIterator[ServiceProcess]:
+async def bars(fresh_database_url: str, fresh_redis_url: str) -> AsyncIterator[ServiceProcess]:
     """A bar service on its own empty database."""
     process = ServiceProcess(
         "bars",
         {
             "TICKMESH_DATABASE_URL": fresh_database_url,
-            "TICKMESH_REDIS_URL": redis_url,
+            "TICKMESH_REDIS_URL": fresh_redis_url,
             "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
         },
     )
@@ -237,13 +237,13 @@ async def test_malformed_batch_rejected_naming_field_and_nothing_applied(
 
 
 async def test_symbol_of_another_shard_fails_precondition(
-    fresh_database_url: str, redis_url: str
+    fresh_database_url: str, fresh_redis_url: str
 ) -> None:
     process = ServiceProcess(
         "bars",
         {
             "TICKMESH_DATABASE_URL": fresh_database_url,
-            "TICKMESH_REDIS_URL": redis_url,
+            "TICKMESH_REDIS_URL": fresh_redis_url,
             "TICKMESH_BARS_SHARD_INDEX": "0",
             "TICKMESH_BARS_SHARD_COUNT": "2",
         },

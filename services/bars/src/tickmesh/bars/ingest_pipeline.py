@@ -23,6 +23,7 @@ from tickmesh.bars.bar_rows import candle_row, ns_to_datetime
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.batch_validation import CheckedBatch, check_batch
 from tickmesh.bars.engine import BarEngine
+from tickmesh.bars.forming_throttle import FormingThrottle
 from tickmesh.bars.results import BatchResult
 from tickmesh.bars.store import BarStore, Commit
 from tickmesh.bars.subscriptions import BarHub
@@ -32,6 +33,10 @@ from tickmesh.core.sharding import Shard
 from tickmesh.v1 import market_pb2
 
 log = logging.getLogger(__name__)
+
+# Forming bars are looked at this often; each symbol and timeframe is still sent at most once
+# per forming interval (250 ms), but the first change after a quiet interval goes out at once.
+FORMING_TICK_SECONDS = 0.01
 
 AckQueue = asyncio.Queue[tuple[str, int]]  # (stream id, cumulative durable sequence)
 
@@ -67,7 +72,7 @@ class IngestPipeline:
         self._metrics = metrics
         self._shard = shard
         self._commit_interval = commit_interval_seconds
-        self._forming_interval = forming_interval_seconds
+        self._forming = FormingThrottle(int(forming_interval_seconds * 1e9))
         self._clock_ns = clock_ns
         self._streams: dict[str, StreamState] = {}
         self._pending_updates: list[BarUpdate] = []
@@ -89,7 +94,7 @@ class IngestPipeline:
         log.info("restored %d symbols and %d ingest streams", len(states), len(self._streams))
         self._tasks = [
             asyncio.create_task(self._every(self._commit_interval, self.commit)),
-            asyncio.create_task(self._every(self._forming_interval, self._publish_forming)),
+            asyncio.create_task(self._every(FORMING_TICK_SECONDS, self._publish_forming)),
         ]
 
     async def stop(self) -> None:
@@ -234,6 +239,9 @@ class IngestPipeline:
             for u in updates
         ]
         bars.sort(key=lambda bar: bar.change_id)
+        # The cache first: whoever learns of these bars (an ack, a subscriber) and then asks
+        # GetBars must find them there.
+        await self._cache.put(bars)
         for update in updates:
             kind = "revised" if update.revision else "final"
             self._metrics.bars.labels(kind=kind, timeframe=update.timeframe.label).inc()
@@ -245,13 +253,15 @@ class IngestPipeline:
         self._metrics.unacked_streams.set(
             sum(1 for s in self._streams.values() if s.applied > s.durable)
         )
+        self._forming.forget_final(bars)
         self._hub.publish_finals(bars)
-        await self._cache.put(bars)
 
     async def _publish_forming(self) -> None:
         forming = self._engine.take_forming_updates()
-        if self._hub.subscriber_count:
-            self._hub.publish_forming([u.to_proto() for u in forming])
+        if not self._hub.subscriber_count:
+            return
+        self._forming.offer([u.to_proto() for u in forming])
+        self._hub.publish_forming(self._forming.due(time.monotonic_ns()))
 
     @staticmethod
     async def _every(seconds: float, action: Callable[[], object]) -> None:
