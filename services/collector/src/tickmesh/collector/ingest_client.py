@@ -172,7 +172,7 @@ class IngestClient:
         while True:
             retrying = AsyncRetrying(
                 wait=wait_exponential_jitter(
-                    initial=self.config.reconnect_initial_s, max=self.config.reconnect_max_s
+                    multiplier=self.config.reconnect_initial_s, max=self.config.reconnect_max_s
                 ),
                 retry=retry_if_exception_type(IngestUnavailable),
                 stop=stop_never,

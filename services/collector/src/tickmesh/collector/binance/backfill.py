@@ -182,6 +182,7 @@ class Backfiller:
 
     async def fill_page(self, symbol: str, first: int) -> int:
         """Fetch one page from `first` and deliver what was missing; return trades delivered."""
+        epoch = self._gaps.tracker(self._exchange, symbol).tail_epoch
         try:
             page = await self._fetcher.fetch(symbol, first, self._page_size)
         except RestRateLimited as error:
@@ -201,9 +202,11 @@ class Backfiller:
             return 0
         self._failures = 0
         self._metrics.rest_requests.labels(source=self._source, outcome="ok").inc()
-        return self._apply_page(symbol, first, page)
+        return self._apply_page(symbol, first, page, epoch)
 
-    def _apply_page(self, symbol: str, first: int, page: market_pb2.SymbolTrades) -> int:
+    def _apply_page(
+        self, symbol: str, first: int, page: market_pb2.SymbolTrades, epoch: int
+    ) -> int:
         tracker = self._gaps.tracker(self._exchange, symbol)
         for_gap = any(gap.first <= first <= gap.last for gap in tracker.gaps)
         count = len(page.trade_ids)
@@ -225,7 +228,10 @@ class Backfiller:
             last = first - 1
         if tracker.tail_from is not None and not for_gap:
             high = tracker.high if tracker.high is not None else last
-            if count < self._page_size or high > last:
+            if tracker.tail_epoch != epoch:
+                # A connection (re)opened while this page was in flight: fetch once more after it.
+                tracker.tail_from = max(tracker.tail_from, last + 1)
+            elif count < self._page_size or high > last:
                 tracker.tail_from = None  # caught up: the exchange or the live stream is ahead
             else:
                 tracker.tail_from = last + 1

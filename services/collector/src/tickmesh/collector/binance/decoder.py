@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import msgspec
+
 from tickmesh.collector.binance.columns import SymbolTradesBuilder
 from tickmesh.collector.binance.schemas import (
     AggTrade,
@@ -25,7 +26,6 @@ from tickmesh.collector.binance.schemas import (
     InvalidTradeError,
     SpotTrade,
 )
-
 from tickmesh.v1 import market_pb2
 
 _SAMPLE_CHARS: Final = 200

@@ -73,8 +73,7 @@ class GapBook:
         """After a lost connection: ids after each symbol's high mark may have been missed."""
         for symbol in symbols:
             tracker = self.trackers.get((exchange, symbol))
-            if tracker is not None and tracker.high is not None:
-                tracker.start_tail()
+            if tracker is not None and tracker.start_tail():
                 self._metrics.gaps_found.labels(source=exchange_label(exchange)).inc()
         self.changed.set()
 

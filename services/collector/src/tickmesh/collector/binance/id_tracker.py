@@ -34,13 +34,15 @@ class Gap:
 class TradeIdTracker:
     """Delivered ids of one symbol: a high mark plus the missing intervals below it."""
 
-    __slots__ = ("gaps", "high", "tail_from")
+    __slots__ = ("gaps", "high", "tail_epoch", "tail_from")
 
     def __init__(self) -> None:
         self.high: int | None = None
         self.gaps: list[Gap] = []
         # After a reconnect, ids from here up to the exchange's latest may have been missed.
         self.tail_from: int | None = None
+        # Bumped by every start_tail: a REST page requested before it cannot close the tail.
+        self.tail_epoch = 0
 
     @property
     def missing_ids(self) -> int:
@@ -126,10 +128,15 @@ class TradeIdTracker:
                 merged.append(gap)
         self.gaps = merged
 
-    def start_tail(self) -> None:
-        """Mark ids after the high mark as possibly missed (a connection was lost)."""
-        if self.high is not None and self.tail_from is None:
+    def start_tail(self) -> bool:
+        """Mark ids after the high mark as possibly missed; True if no tail was open."""
+        if self.high is None:
+            return False
+        opened = self.tail_from is None
+        if opened:
             self.tail_from = self.high + 1
+        self.tail_epoch += 1
+        return opened
 
     def next_fetch(self, now: float, grace_s: float) -> int | None:
         """The first id to fetch over REST: the lowest gap older than `grace_s`, or the tail."""

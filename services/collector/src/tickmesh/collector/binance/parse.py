@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import msgspec
+
 from tickmesh.collector.binance.columns import SymbolTradesBuilder
 from tickmesh.collector.binance.schemas import (
     InvalidTradeError,
@@ -17,7 +18,6 @@ from tickmesh.collector.binance.schemas import (
     RestFuturesTrade,
     RestSpotTrade,
 )
-
 from tickmesh.v1 import market_pb2
 
 _spot_trades = msgspec.json.Decoder(list[RestSpotTrade], strict=False)

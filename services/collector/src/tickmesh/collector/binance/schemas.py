@@ -10,8 +10,8 @@ Python-level ``float()`` call per field on the hot path.
 from __future__ import annotations
 
 import msgspec
-from tickmesh.collector.binance.columns import SymbolTradesBuilder
 
+from tickmesh.collector.binance.columns import SymbolTradesBuilder
 from tickmesh.v1 import market_pb2
 
 SIDE_BUY = market_pb2.AGGRESSOR_SIDE_BUY

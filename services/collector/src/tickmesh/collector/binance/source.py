@@ -144,7 +144,7 @@ class BinanceSource:
         while True:
             retrying = AsyncRetrying(
                 wait=wait_exponential_jitter(
-                    initial=self.config.reconnect_initial_s, max=self.config.reconnect_max_s
+                    multiplier=self.config.reconnect_initial_s, max=self.config.reconnect_max_s
                 ),
                 retry=retry_if_exception_type(ConnectionLost),
                 stop=stop_never,
@@ -184,6 +184,10 @@ class BinanceSource:
         finally:
             self._metrics.set_breaker(self.label, breaker.context.state)
         slot.connections.append(connection)
+        # Trades released between a lost connection and this one's subscription were seen by
+        # nobody: (re)open each symbol's tail now that the live stream covers what follows.
+        symbols = [stream.partition("@")[0].upper() for stream in slot.streams]
+        self._gaps.start_tails(self.config.exchange, symbols)
         return connection, task
 
     async def _serve(self, slot: _Slot) -> None:
