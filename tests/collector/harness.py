@@ -74,7 +74,7 @@ class CollectorHarness:
         sim: ExchangeSimulator,
         bars_address: str,
         stream_id: str,
-        symbols: dict[int, list[str]],
+        symbols: dict[market_pb2.Exchange.ValueType, list[str]],
         buffer_trades: int = 1_000_000,
         max_age_s: float = 3600.0,
     ) -> None:
@@ -155,7 +155,7 @@ class CollectorHarness:
         """Wait until `complete`; TimeoutError naming what is missing otherwise."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within_s):
-                while not self.complete(last_ids):
+                while not self.complete(last_ids):  # noqa: ASYNC110 - state spans many objects
                     await asyncio.sleep(0.05)
                 return
         state = {

@@ -180,7 +180,7 @@ async def _replay(
 
 
 async def test_collector_clean_run_bars_equal_klines(bars: ServiceProcess) -> None:
-    harness, stats = await _replay(bars, FaultConfig())
+    harness, _ = await _replay(bars, FaultConfig())
     assert harness.metrics.gaps_found.labels(source="binance_spot")._value.get() == 0
 
 
@@ -201,13 +201,13 @@ async def test_collector_ten_dropped_connections_backfilled_exactly_once(
 
 
 async def test_collector_duplicates_and_reordering_delivered_once(bars: ServiceProcess) -> None:
-    harness, stats = await _replay(bars, FaultConfig(seed=5, duplicate_rate=0.05, reorder_rate=0.05))
+    harness, _ = await _replay(bars, FaultConfig(seed=5, duplicate_rate=0.05, reorder_rate=0.05))
     duplicates = harness.metrics.trades.labels(source="binance_usdm", outcome="duplicate")
     assert duplicates._value.get() > 0
 
 
 async def test_collector_malformed_frames_counted_and_skipped(bars: ServiceProcess) -> None:
-    harness, stats = await _replay(bars, FaultConfig(seed=7, malformed_rate=0.02))
+    harness, _ = await _replay(bars, FaultConfig(seed=7, malformed_rate=0.02))
     errors = harness.metrics.parse_errors
     total = sum(
         errors.labels(source=source, kind=kind)._value.get()
@@ -229,10 +229,10 @@ async def test_collector_server_lifetime_close_and_rollover_lose_nothing(
 async def test_collector_bar_service_killed_mid_replay_resends_unacked(
     bars: ServiceProcess,
 ) -> None:
-    harness, stats = await _replay(bars, FaultConfig(), kill_bars_after_s=0.3)
+    harness, _ = await _replay(bars, FaultConfig(), kill_bars_after_s=0.3)
     assert harness.metrics.ingest_reconnects._value.get() >= 1
 
 
 async def test_collector_buffer_overflow_refilled_from_rest(bars: ServiceProcess) -> None:
-    harness, stats = await _replay(bars, FaultConfig(), buffer_trades=5000, start_bars_late=True)
+    harness, _ = await _replay(bars, FaultConfig(), buffer_trades=5000, start_bars_late=True)
     assert harness.ingest.dropped_trades > 0
