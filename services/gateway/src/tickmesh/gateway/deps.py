@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 
 from tickmesh.core.errors import NotFound, PermissionDenied, Unauthenticated
 from tickmesh.gateway.accounts import Accounts, User
+from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.fanout import BarFanout
@@ -39,6 +40,7 @@ class GatewayServices:
     rate_limiter: RateLimiter
     redis_ping: Callable[[], Awaitable[object]]
     fanout: BarFanout
+    alert_feed: AlertFeed
 
 
 def get_services(connection: HTTPConnection) -> GatewayServices:

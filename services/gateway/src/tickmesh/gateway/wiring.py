@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import asyncpg
+import httpx
 import redis.asyncio as redis
 
 from tickmesh.core.cache import open_redis
@@ -14,6 +17,9 @@ from tickmesh.core.db.migrations import migrate_pool
 from tickmesh.core.db.pool import open_pool
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.gateway.accounts import Accounts
+from tickmesh.gateway.alert_channels import AlertChannels
+from tickmesh.gateway.alert_engine import AlertEngine
+from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.deps import GatewayServices
@@ -64,6 +70,7 @@ def build_services(
         rate_limiter=RateLimiter(redis_client, limits, metrics, rate_limit_prefix),
         redis_ping=redis_ping,
         fanout=BarFanout(backends, metrics),
+        alert_feed=AlertFeed(),
     )
 
 
@@ -92,4 +99,28 @@ async def open_services(
             settings.gateway_admin_username, settings.gateway_admin_password.get_secret_value()
         )
         log.info("bootstrap admin ensured", extra={"username": settings.gateway_admin_username})
+    if settings.gateway_alerts_enabled:
+        await _start_alert_engine(services, stack)
     return services
+
+
+async def _start_alert_engine(services: GatewayServices, stack: AsyncExitStack) -> None:
+    """Run the alert engine beside the HTTP server; the stack cancels it first on shutdown."""
+    http = httpx.AsyncClient()
+    stack.push_async_callback(http.aclose)
+    engine = AlertEngine(
+        services.alerts,
+        services.fanout,
+        services.backends,
+        AlertChannels(services.settings, services.metrics, http),
+        services.metrics,
+        services.alert_feed.publish,
+    )
+    task = asyncio.create_task(engine.run(), name="alert-engine")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)

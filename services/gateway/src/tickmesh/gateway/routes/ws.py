@@ -18,7 +18,7 @@ from tickmesh.gateway.accounts import User
 from tickmesh.gateway.deps import GatewayServices, get_services
 from tickmesh.gateway.market_views import bar_message
 from tickmesh.gateway.outbox import Outbox
-from tickmesh.gateway.schemas import SYMBOL_PATTERN
+from tickmesh.gateway.schemas import SYMBOL_PATTERN, AlertEventOut
 from tickmesh.v1 import market_pb2
 
 router = APIRouter(tags=["websocket"])
@@ -75,10 +75,16 @@ class _Connection:
             settings.gateway_ws_update_seconds, settings.gateway_ws_max_pending_finals
         )
         self.wakeup = asyncio.Event()
+        self.alerts: list[AlertEventOut] = []
 
     def on_bar(self, bar: market_pb2.Bar) -> None:
         """Upstream listener: buffer, never block."""
         self.outbox.offer(bar)
+        self.wakeup.set()
+
+    def on_alert(self, event: AlertEventOut) -> None:
+        """Alert-feed listener: buffer, never block."""
+        self.alerts.append(event)
         self.wakeup.set()
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -132,6 +138,9 @@ class _Connection:
                 return
             now = time.monotonic()
             try:
+                while self.alerts:
+                    event = self.alerts.pop(0)
+                    await self.send({"type": "alert", **event.model_dump(mode="json")})
                 for label, bars in self.outbox.due(now):
                     await self.send(
                         {
@@ -166,6 +175,7 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
         return
     connection = _Connection(websocket, services, symbol)
     services.fanout.add(symbol, connection.on_bar)
+    services.alert_feed.add(user.id, connection.on_alert)
     services.metrics.ws_clients.inc()
     receiver = asyncio.create_task(connection.receive_loop())
     pusher = asyncio.create_task(connection.push_loop())
@@ -183,4 +193,5 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
             task.cancel()
         await asyncio.gather(receiver, pusher, return_exceptions=True)
         await services.fanout.remove(symbol, connection.on_bar)
+        services.alert_feed.remove(user.id, connection.on_alert)
         services.metrics.ws_clients.dec()

@@ -1,0 +1,84 @@
+"""Where a firing is said: a Slack-compatible webhook (with retries) or an e-mail over SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+from email.message import EmailMessage
+
+import httpx
+
+from tickmesh.gateway.metrics import GatewayMetrics
+from tickmesh.gateway.schemas import AlertEventOut, AlertOut
+from tickmesh.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+class AlertChannels:
+    """Deliver firings; every outcome is counted and failures are logged, never raised."""
+
+    def __init__(
+        self, settings: GatewaySettings, metrics: GatewayMetrics, http: httpx.AsyncClient
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._http = http
+
+    async def deliver(self, alert: AlertOut, event: AlertEventOut) -> bool:
+        """Send the firing on the alert's channel; True when delivered."""
+        if alert.channel == "webhook" and alert.target is not None:
+            delivered = await self._webhook(alert.target, event)
+        elif alert.channel == "email" and alert.target is not None:
+            delivered = await self._email(alert, event)
+        else:
+            return False  # WebSocket firings go to connected clients, not through here
+        outcome = "delivered" if delivered else "failed"
+        self._metrics.notifications.labels(channel=alert.channel, outcome=outcome).inc()
+        return delivered
+
+    async def _webhook(self, url: str, event: AlertEventOut) -> bool:
+        # Slack's incoming-webhook shape: {"text": ...}; extra fields are ignored by Slack.
+        payload = {
+            "text": f":rotating_light: {event.message}",
+            "alert_id": event.alert_id,
+            "bar_time": event.bar_time.isoformat(),
+            "value": event.value,
+        }
+        attempts = self._settings.gateway_webhook_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self._http.post(url, json=payload, timeout=5.0)
+                if response.status_code < 400:
+                    return True
+                retryable = response.status_code == 429 or response.status_code >= 500
+                reason = f"HTTP {response.status_code}"
+            except httpx.HTTPError as error:
+                retryable, reason = True, type(error).__name__
+            log.warning(
+                "webhook of alert %d failed (%s), attempt %d", event.alert_id, reason, attempt
+            )
+            if not retryable or attempt == attempts:
+                return False
+            await asyncio.sleep(self._settings.gateway_webhook_backoff_seconds * 2 ** (attempt - 1))
+        return False
+
+    async def _email(self, alert: AlertOut, event: AlertEventOut) -> bool:
+        message = EmailMessage()
+        message["From"] = self._settings.gateway_smtp_sender
+        message["To"] = alert.target
+        message["Subject"] = f"tickmesh alert: {alert.symbol} {alert.condition}"
+        message.set_content(f"{event.message}\nbar: {event.bar_time.isoformat()}\n")
+        try:
+            await asyncio.to_thread(self._send_mail, message)
+        except (OSError, smtplib.SMTPException) as error:
+            log.warning("e-mail of alert %d failed: %s", event.alert_id, error)
+            return False
+        return True
+
+    def _send_mail(self, message: EmailMessage) -> None:
+        with smtplib.SMTP(
+            self._settings.gateway_smtp_host, self._settings.gateway_smtp_port, timeout=10
+        ) as smtp:
+            smtp.send_message(message)

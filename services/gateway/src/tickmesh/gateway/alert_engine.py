@@ -1,0 +1,139 @@
+"""Evaluating active alerts on every final bar, recording each firing once across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from tickmesh.core.errors import DomainError
+from tickmesh.core.timeframes import from_proto
+from tickmesh.gateway.alert_channels import AlertChannels
+from tickmesh.gateway.alert_conditions import History, MacdPoint, evaluate
+from tickmesh.gateway.alert_store import AlertStore
+from tickmesh.gateway.backends import Backends
+from tickmesh.gateway.fanout import BarFanout
+from tickmesh.gateway.market_views import utc_from_ns
+from tickmesh.gateway.metrics import GatewayMetrics
+from tickmesh.gateway.schemas import AlertEventOut, AlertOut
+from tickmesh.v1 import analytics_service_pb2, market_pb2
+
+log = logging.getLogger(__name__)
+
+HISTORY_BARS = 501  # percent_change looks back at most 500 bars
+WebSocketSink = Callable[[int, AlertEventOut], None]
+
+
+class AlertEngine:
+    """Watches the symbols of active alerts through the shared bar fan-out."""
+
+    def __init__(
+        self,
+        store: AlertStore,
+        fanout: BarFanout,
+        backends: Backends,
+        channels: AlertChannels,
+        metrics: GatewayMetrics,
+        websocket_sink: WebSocketSink,
+        refresh_seconds: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._fanout = fanout
+        self._backends = backends
+        self._channels = channels
+        self._metrics = metrics
+        self._sink = websocket_sink
+        self._refresh = refresh_seconds
+        self._alerts: dict[str, list[AlertOut]] = {}
+        self._history: dict[tuple[str, str], deque[market_pb2.Bar]] = {}
+        self._finals: asyncio.Queue[market_pb2.Bar] = asyncio.Queue()
+
+    def _on_bar(self, bar: market_pb2.Bar) -> None:
+        if bar.final:
+            self._finals.put_nowait(bar)
+
+    async def run(self) -> None:
+        """Refresh the watched alerts and evaluate final bars until cancelled."""
+        evaluator = asyncio.create_task(self._evaluate_forever())
+        try:
+            while True:
+                await self.refresh()
+                await asyncio.sleep(self._refresh)
+        finally:
+            evaluator.cancel()
+            for symbol in list(self._alerts):
+                await self._fanout.remove(symbol, self._on_bar)
+
+    async def refresh(self) -> None:
+        """Re-read active alerts; follow new symbols, drop symbols no alert watches any more."""
+        grouped: dict[str, list[AlertOut]] = {}
+        for alert in await self._store.active_for():
+            grouped.setdefault(alert.symbol, []).append(alert)
+        for symbol in set(grouped) - set(self._alerts):
+            self._fanout.add(symbol, self._on_bar)
+        for symbol in set(self._alerts) - set(grouped):
+            await self._fanout.remove(symbol, self._on_bar)
+        self._alerts = grouped
+
+    async def _evaluate_forever(self) -> None:
+        while True:
+            bar = await self._finals.get()
+            try:
+                await self.on_final_bar(bar)
+            except DomainError as error:
+                log.warning("alerts on %s not evaluated: %s", bar.symbol, error)
+
+    async def on_final_bar(self, bar: market_pb2.Bar) -> None:
+        """Evaluate the alerts of the bar's symbol and timeframe; record and deliver firings."""
+        label = from_proto(bar.timeframe).label
+        ring = self._history.setdefault((bar.symbol, label), deque(maxlen=HISTORY_BARS))
+        if ring and ring[-1].open_time_ns >= bar.open_time_ns:
+            return  # a revision or replay: alerts judge each bar once, on its first final
+        ring.append(bar)
+        alerts = [a for a in self._alerts.get(bar.symbol, []) if a.timeframe == label]
+        if not alerts:
+            return
+        rsi: float | None = None
+        macd: tuple[MacdPoint, ...] = ()
+        if any(a.condition.startswith(("rsi", "macd")) for a in alerts):
+            rsi, macd = await self._indicators(bar)
+        history = History(
+            closes=[b.close for b in ring], volumes=[b.volume for b in ring], rsi=rsi, macd=macd
+        )
+        for alert in alerts:
+            firing = evaluate(alert, history)
+            if firing is None:
+                continue
+            recorded = await self._store.record_firing(
+                alert.id, utc_from_ns(bar.open_time_ns), firing.value, firing.message
+            )
+            if recorded is None:
+                continue  # another replica recorded it, or the alert is cooling down
+            self._metrics.alerts_fired.labels(condition=alert.condition).inc()
+            if alert.channel == "websocket":
+                self._sink(alert.user_id, recorded.event)
+            else:
+                await self._channels.deliver(alert, recorded.event)
+
+    async def _indicators(self, bar: market_pb2.Bar) -> tuple[float | None, tuple[MacdPoint, ...]]:
+        reply = await self._backends.analytics.call(
+            self._backends.analytics_service.GetIndicators,
+            analytics_service_pb2.GetIndicatorsRequest(
+                symbol=bar.symbol,
+                timeframe=bar.timeframe,
+                end_time_ns=bar.open_time_ns + 1,
+                limit=2,
+            ),
+        )
+        rows = list(reply.rows)
+        if not rows or rows[-1].open_time_ns != bar.open_time_ns:
+            return None, ()  # analytics has not caught up with this bar: no RSI/MACD verdict
+        points = tuple(
+            MacdPoint(
+                row.macd if row.HasField("macd") else None,
+                row.macd_signal if row.HasField("macd_signal") else None,
+            )
+            for row in rows
+        )
+        return (rows[-1].rsi if rows[-1].HasField("rsi") else None), points
