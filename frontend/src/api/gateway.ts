@@ -1,0 +1,94 @@
+/** Every gateway route the dashboard uses, typed. */
+import type { HttpClient } from "./http";
+import type {
+  Alert,
+  AlertEvent,
+  AlertInput,
+  Chart,
+  FeatureSeries,
+  Quality,
+  SymbolInfo,
+  TokenPair,
+  User,
+} from "./types";
+
+export interface ChartQuery {
+  timeframe: string;
+  limit?: number;
+  start?: string;
+  end?: string;
+  indicators?: boolean;
+}
+
+export class GatewayApi {
+  constructor(private readonly http: HttpClient) {}
+
+  register(username: string, password: string): Promise<User> {
+    return this.http.request("POST", "/api/v1/auth/register", {
+      body: { username, password },
+      auth: false,
+    });
+  }
+
+  login(username: string, password: string): Promise<TokenPair> {
+    return this.http.request("POST", "/api/v1/auth/login", {
+      body: { username, password },
+      auth: false,
+    });
+  }
+
+  refresh(refreshToken: string): Promise<TokenPair> {
+    return this.http.request("POST", "/api/v1/auth/refresh", {
+      body: { refresh_token: refreshToken },
+      auth: false,
+    });
+  }
+
+  logout(refreshToken: string): Promise<void> {
+    return this.http.request("POST", "/api/v1/auth/logout", {
+      body: { refresh_token: refreshToken },
+      auth: false,
+    });
+  }
+
+  me(): Promise<User> {
+    return this.http.request("GET", "/api/v1/auth/me");
+  }
+
+  symbols(): Promise<SymbolInfo[]> {
+    return this.http.request("GET", "/api/v1/symbols");
+  }
+
+  chart(symbol: string, query: ChartQuery, signal?: AbortSignal): Promise<Chart> {
+    const options = { query: { ...query }, ...(signal ? { signal } : {}) };
+    return this.http.request("GET", `/api/v1/charts/${encodeURIComponent(symbol)}`, options);
+  }
+
+  features(symbol: string, timeframe: string): Promise<FeatureSeries> {
+    return this.http.request("GET", `/api/v1/features/${encodeURIComponent(symbol)}`, {
+      query: { timeframe, limit: 1 },
+    });
+  }
+
+  quality(symbol: string, timeframe: string): Promise<Quality> {
+    return this.http.request("GET", `/api/v1/quality/${encodeURIComponent(symbol)}`, {
+      query: { timeframe },
+    });
+  }
+
+  alerts(): Promise<Alert[]> {
+    return this.http.request("GET", "/api/v1/alerts");
+  }
+
+  createAlert(alert: AlertInput): Promise<Alert> {
+    return this.http.request("POST", "/api/v1/alerts", { body: alert });
+  }
+
+  deleteAlert(id: number): Promise<void> {
+    return this.http.request("DELETE", `/api/v1/alerts/${id}`);
+  }
+
+  alertEvents(id: number, limit = 20): Promise<AlertEvent[]> {
+    return this.http.request("GET", `/api/v1/alerts/${id}/events`, { query: { limit } });
+  }
+}

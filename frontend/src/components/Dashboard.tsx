@@ -1,0 +1,89 @@
+import { useEffect } from "react";
+import { useAppServices, useMarket, useSession } from "../appServices";
+import { startMarketSync } from "../market/marketSync";
+import { AlertsPanel } from "./AlertsPanel";
+import { ChartControls } from "./ChartControls";
+import { ConnectionStatus } from "./ConnectionStatus";
+import { FeaturesTable } from "./FeaturesTable";
+import { LastPrice } from "./LastPrice";
+import { PriceChart } from "./PriceChart";
+import { QualityBadge } from "./QualityBadge";
+import { SymbolPicker } from "./SymbolPicker";
+import { TimeframeSwitch } from "./TimeframeSwitch";
+
+const ALERT_POLL_MS = 15_000;
+
+function socketUrl(symbol: string): string {
+  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${window.location.host}/ws/${encodeURIComponent(symbol)}`;
+}
+
+export function Dashboard() {
+  const { session, market, alerts } = useAppServices();
+  const user = useSession((state) => state.user);
+  const symbolsState = useMarket((state) => state.symbolsState);
+  const symbolsError = useMarket((state) => state.symbolsError);
+
+  useEffect(() => {
+    void market.getState().loadSymbols();
+    const stop = startMarketSync({
+      market,
+      accessToken: session.accessToken,
+      renewToken: session.renew,
+      socketUrl,
+      onAlert: (message) => alerts.getState().receive(message),
+    });
+    void alerts.getState().poll();
+    const poll = setInterval(() => void alerts.getState().poll(), ALERT_POLL_MS);
+    return () => {
+      stop();
+      clearInterval(poll);
+    };
+  }, [session, market, alerts]);
+
+  return (
+    <div className="dashboard">
+      <header className="topbar">
+        <h1 className="brand">
+          tick<span>mesh</span>
+        </h1>
+        <SymbolPicker />
+        <TimeframeSwitch />
+        <LastPrice />
+        <QualityBadge />
+        <ConnectionStatus />
+        <div className="account">
+          <span className="muted" title={`role: ${user?.role ?? ""}`}>
+            {user?.username}
+          </span>
+          <button type="button" onClick={() => void session.store.getState().logout()}>
+            Sign out
+          </button>
+        </div>
+      </header>
+      {symbolsState === "error" && (
+        <div className="banner error" role="alert">
+          Symbols could not be loaded: {symbolsError}{" "}
+          <button type="button" onClick={() => void market.getState().loadSymbols()}>
+            Retry
+          </button>
+        </div>
+      )}
+      {symbolsState === "empty" && (
+        <div className="banner" role="status">
+          No symbols are registered yet. An admin adds them with POST /api/v1/symbols.
+        </div>
+      )}
+      <main className="workspace">
+        <section className="chart-column" aria-label="Chart">
+          <ChartControls />
+          <PriceChart />
+        </section>
+        <aside className="side-column">
+          <AlertsPanel />
+          <FeaturesTable />
+        </aside>
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,244 @@
+/**
+ * What the dashboard shows of the market: the symbol list, the chosen symbol and
+ * timeframe, its candles and indicators, the connection state, quality and features.
+ * Bars change only through the pure merge functions in barMerge.ts.
+ */
+import { createStore, type StoreApi } from "zustand/vanilla";
+import type { GatewayApi } from "../api/gateway";
+import { ApiError, errorText } from "../api/http";
+import type { Bar, FeatureRow, IndicatorRow, Quality, SymbolInfo } from "../api/types";
+import { applyLiveBar, type BarChange, mergeHistory } from "./barMerge";
+import { mergeIndicators } from "./indicatorMerge";
+import type { ConnectionStatus } from "./liveFeed";
+import {
+  DEFAULT_OVERLAYS,
+  DEFAULT_PANES,
+  type OverlayId,
+  type OverlayVisibility,
+  type PaneId,
+  type PaneVisibility,
+} from "./overlays";
+import { type Timeframe, timeframeSeconds } from "./timeframes";
+
+export type LoadState = "idle" | "loading" | "ready" | "empty" | "error";
+
+/** Bars of the history window read over REST. */
+export const HISTORY_LIMIT = 500;
+
+export interface MarketState {
+  symbols: SymbolInfo[];
+  symbolsState: LoadState;
+  symbolsError: string | null;
+  symbol: string | null;
+  timeframe: Timeframe;
+
+  bars: Bar[];
+  /** The last change to `bars`, numbered, so the chart applies each one in order. */
+  barsChange: { seq: number; change: BarChange };
+  chartState: LoadState;
+  chartError: string | null;
+  indicators: IndicatorRow[];
+  warnings: string[];
+  connection: ConnectionStatus;
+  /** Live bar messages received for the current symbol and timeframe. */
+  liveUpdates: number;
+
+  overlays: OverlayVisibility;
+  panes: PaneVisibility;
+
+  quality: Quality | null;
+  qualityState: LoadState;
+  features: FeatureRow | null;
+  featuresState: LoadState;
+
+  loadSymbols(): Promise<void>;
+  selectSymbol(symbol: string): void;
+  selectTimeframe(timeframe: Timeframe): void;
+  loadHistory(): Promise<void>;
+  applyLiveBars(symbol: string, timeframe: string, bars: Bar[]): { finals: number; gap: boolean };
+  refreshIndicators(): Promise<void>;
+  refreshQuality(): Promise<void>;
+  refreshFeatures(): Promise<void>;
+  setConnection(status: ConnectionStatus): void;
+  toggleOverlay(id: OverlayId): void;
+  togglePane(id: PaneId): void;
+}
+
+export type MarketStore = StoreApi<MarketState>;
+
+export function createMarketStore(api: GatewayApi): MarketStore {
+  let seq = 0;
+  const reset = () => ({ seq: ++seq, change: { kind: "reset" } as BarChange });
+  const key = (state: { symbol: string | null; timeframe: string }) =>
+    `${state.symbol}/${state.timeframe}`;
+
+  const store = createStore<MarketState>()((set, get) => ({
+    symbols: [],
+    symbolsState: "idle",
+    symbolsError: null,
+    symbol: null,
+    timeframe: "1m",
+    bars: [],
+    barsChange: { seq: 0, change: { kind: "reset" } },
+    chartState: "idle",
+    chartError: null,
+    indicators: [],
+    warnings: [],
+    connection: "connecting",
+    liveUpdates: 0,
+    overlays: { ...DEFAULT_OVERLAYS },
+    panes: { ...DEFAULT_PANES },
+    quality: null,
+    qualityState: "idle",
+    features: null,
+    featuresState: "idle",
+
+    async loadSymbols() {
+      set({ symbolsState: "loading", symbolsError: null });
+      try {
+        const symbols = (await api.symbols()).filter((symbol) => symbol.active);
+        set({ symbols, symbolsState: symbols.length === 0 ? "empty" : "ready" });
+        const current = get().symbol;
+        const first = symbols[0];
+        if (first !== undefined && (current === null || !symbols.some((s) => s.symbol === current))) {
+          get().selectSymbol(first.symbol);
+        }
+      } catch (error) {
+        set({ symbolsState: "error", symbolsError: errorText(error) });
+      }
+    },
+
+    selectSymbol(symbol) {
+      if (symbol === get().symbol) return;
+      set({ symbol, ...emptyChart(), barsChange: reset() });
+    },
+
+    selectTimeframe(timeframe) {
+      if (timeframe === get().timeframe) return;
+      set({ timeframe, ...emptyChart(), barsChange: reset() });
+    },
+
+    async loadHistory() {
+      const { symbol, timeframe } = get();
+      if (symbol === null) return;
+      const wanted = key(get());
+      if (get().bars.length === 0) set({ chartState: "loading", chartError: null });
+      try {
+        const chart = await api.chart(symbol, { timeframe, limit: HISTORY_LIMIT });
+        if (key(get()) !== wanted) return; // the user moved on meanwhile
+        const bars = mergeHistory(get().bars, chart.bars);
+        set({
+          bars,
+          barsChange: reset(),
+          indicators: mergeIndicators([], chart.indicators ?? []),
+          warnings: chart.warnings,
+          chartState: bars.length === 0 ? "empty" : "ready",
+          chartError: null,
+        });
+      } catch (error) {
+        if (key(get()) !== wanted) return;
+        set({ chartState: get().bars.length > 0 ? "ready" : "error", chartError: errorText(error) });
+      }
+    },
+
+    applyLiveBars(symbol, timeframe, incoming) {
+      let finals = 0;
+      let gap = false;
+      const state = get();
+      if (symbol !== state.symbol || timeframe !== state.timeframe) return { finals, gap };
+      const step = timeframeSeconds(state.timeframe);
+      let bars = state.bars;
+      for (const bar of [...incoming].sort((a, b) => a.time - b.time)) {
+        const result = applyLiveBar(bars, bar, step);
+        bars = result.bars;
+        gap ||= result.gap;
+        if (bar.final) finals += 1;
+        if (result.change.kind !== "none") {
+          // One store update per change, so the chart sees every step in order.
+          set({
+            bars,
+            barsChange: { seq: ++seq, change: result.change },
+            chartState: "ready",
+          });
+        }
+      }
+      set({ liveUpdates: get().liveUpdates + 1 });
+      return { finals, gap };
+    },
+
+    async refreshIndicators() {
+      const { symbol, timeframe } = get();
+      if (symbol === null) return;
+      const wanted = key(get());
+      try {
+        const chart = await api.chart(symbol, { timeframe, limit: 5 });
+        if (key(get()) !== wanted) return;
+        set({ indicators: mergeIndicators(get().indicators, chart.indicators ?? []) });
+        // The same answer carries the final bars: fill in any the socket did not bring.
+        get().applyLiveBars(symbol, timeframe, chart.bars);
+      } catch {
+        // Indicators catch up with the next final bar; the candles do not depend on them.
+      }
+    },
+
+    async refreshQuality() {
+      const { symbol, timeframe } = get();
+      if (symbol === null) return;
+      const wanted = key(get());
+      if (get().quality === null) set({ qualityState: "loading" });
+      try {
+        const quality = await api.quality(symbol, timeframe);
+        if (key(get()) === wanted) set({ quality, qualityState: "ready" });
+      } catch (error) {
+        if (key(get()) !== wanted) return;
+        const none = error instanceof ApiError && error.status === 404;
+        set({ quality: null, qualityState: none ? "empty" : "error" });
+      }
+    },
+
+    async refreshFeatures() {
+      const { symbol, timeframe } = get();
+      if (symbol === null) return;
+      const wanted = key(get());
+      if (get().features === null) set({ featuresState: "loading" });
+      try {
+        const series = await api.features(symbol, timeframe);
+        if (key(get()) !== wanted) return;
+        const latest = series.rows[series.rows.length - 1] ?? null;
+        set({ features: latest, featuresState: latest === null ? "empty" : "ready" });
+      } catch (error) {
+        if (key(get()) !== wanted) return;
+        const none = error instanceof ApiError && error.status === 404;
+        set({ features: null, featuresState: none ? "empty" : "error" });
+      }
+    },
+
+    setConnection(connection) {
+      set({ connection });
+    },
+
+    toggleOverlay(id) {
+      set({ overlays: { ...get().overlays, [id]: !get().overlays[id] } });
+    },
+
+    togglePane(id) {
+      set({ panes: { ...get().panes, [id]: !get().panes[id] } });
+    },
+  }));
+  return store;
+}
+
+function emptyChart() {
+  return {
+    bars: [] as Bar[],
+    indicators: [] as IndicatorRow[],
+    warnings: [] as string[],
+    chartState: "loading" as LoadState,
+    chartError: null,
+    liveUpdates: 0,
+    quality: null,
+    qualityState: "loading" as LoadState,
+    features: null,
+    featuresState: "loading" as LoadState,
+  };
+}
