@@ -167,5 +167,5 @@ class CollectorHarness:
     async def wait_subscribed(self, sim: ExchangeSimulator, streams: int) -> None:
         """Wait until the simulator routes `streams` subscriptions to open connections."""
         async with asyncio.timeout(10):
-            while sum(len(c.subscriptions) for c in sim.hub.connections) < streams:
+            while sum(len(c.subscriptions) for c in sim.hub.connections) < streams:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
