@@ -1,0 +1,221 @@
+{{/* Names, labels and the pieces every service template shares. */}}
+
+{{- define "tickmesh.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tickmesh.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: tickmesh
+{{- end -}}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "bars") */}}
+{{- define "tickmesh.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "tickmesh.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "tickmesh.secretName" -}}
+{{- default (printf "%s-secrets" (include "tickmesh.fullname" .)) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{/* The ClusterIP address of a gRPC component: (dict "root" $ "component" "bars" "port" 50052) */}}
+{{- define "tickmesh.address" -}}
+{{- printf "%s-%s.%s.svc.cluster.local:%v" (include "tickmesh.fullname" .root) .component .root.Release.Namespace .port -}}
+{{- end -}}
+
+{{/* The address of bar shard `shard` (a number or an env reference like $(VAR)), by its pod DNS name. */}}
+{{- define "tickmesh.barsShardAddress" -}}
+{{- $name := include "tickmesh.fullname" .root -}}
+{{- printf "%s-bars-%v.%s-bars-shards.%s.svc.cluster.local:%v" $name .shard $name .root.Release.Namespace .root.Values.bars.grpcPort -}}
+{{- end -}}
+
+{{/* Shards must pair one to one: collector shard i sends to bar shard i, which rejects others. */}}
+{{- define "tickmesh.checkShards" -}}
+{{- if lt (int .Values.bars.shards) 1 -}}
+{{- fail "bars.shards must be at least 1" -}}
+{{- end -}}
+{{- if ne (int .Values.collector.shards) (int .Values.bars.shards) -}}
+{{- fail (printf "collector.shards (%v) must equal bars.shards (%v): collector shard i sends its symbols to bar shard i over one ingest stream (TICKMESH_BARS_ADDRESS), and a bar shard rejects symbols of other shards" .Values.collector.shards .Values.bars.shards) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Settings every service reads (CommonSettings) and OpenTelemetry:
+(dict "root" $ "service" "bars" "barsAddress" "...")
+*/}}
+{{- define "tickmesh.commonEnv" -}}
+{{- $root := .root -}}
+- name: TICKMESH_ENVIRONMENT
+  value: {{ $root.Values.environment | quote }}
+- name: TICKMESH_LOG_LEVEL
+  value: {{ $root.Values.logLevel | quote }}
+- name: TICKMESH_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tickmesh.secretName" $root }}
+      key: database-url
+- name: TICKMESH_REDIS_URL
+  value: {{ $root.Values.redisUrl | quote }}
+- name: TICKMESH_STARTUP_RETRY_SECONDS
+  value: {{ $root.Values.startupRetrySeconds | quote }}
+- name: TICKMESH_DRAIN_SECONDS
+  value: {{ $root.Values.drainSeconds | quote }}
+- name: TICKMESH_COLLECTOR_ADDRESS
+  value: {{ include "tickmesh.address" (dict "root" $root "component" "collector" "port" $root.Values.collector.grpcPort) | quote }}
+- name: TICKMESH_BARS_ADDRESS
+  value: {{ .barsAddress | quote }}
+- name: TICKMESH_ANALYTICS_ADDRESS
+  value: {{ include "tickmesh.address" (dict "root" $root "component" "analytics" "port" $root.Values.analytics.grpcPort) | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "tickmesh-%s" .service | quote }}
+{{- if $root.Values.opentelemetry.enabled }}
+- name: OTEL_TRACES_EXPORTER
+  value: otlp
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $root.Values.opentelemetry.endpoint | quote }}
+{{- else }}
+- name: OTEL_SDK_DISABLED
+  value: "true"
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "k8s.pod.name=$(POD_NAME),k8s.namespace.name={{ $root.Release.Namespace }}"
+{{- end -}}
+
+{{/* The pod name first, so OTEL_RESOURCE_ATTRIBUTES can refer to it. */}}
+{{- define "tickmesh.podNameEnv" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end -}}
+
+{{/* Extra settings from a service's `env` map. */}}
+{{- define "tickmesh.extraEnv" -}}
+{{- range $name, $value := . }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* gRPC health probes (grpc.health.v1) on a port; startup allows for migrations and waits. */}}
+{{- define "tickmesh.grpcProbes" -}}
+startupProbe:
+  grpc:
+    port: {{ . }}
+  periodSeconds: 5
+  failureThreshold: 36
+readinessProbe:
+  grpc:
+    port: {{ . }}
+  periodSeconds: 10
+  failureThreshold: 3
+livenessProbe:
+  grpc:
+    port: {{ . }}
+  periodSeconds: 20
+  timeoutSeconds: 5
+  failureThreshold: 3
+{{- end -}}
+
+{{/* Pod-level pieces every service shares: security, grace, scheduling, a writable /tmp. */}}
+{{- define "tickmesh.podSpec" -}}
+{{- $root := .root -}}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+automountServiceAccountToken: false
+enableServiceLinks: false
+securityContext:
+  {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
+terminationGracePeriodSeconds: {{ $root.Values.terminationGracePeriodSeconds }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 256Mi
+{{- end -}}
+
+{{/* Container-level pieces every service shares. */}}
+{{- define "tickmesh.container" -}}
+{{- $root := .root -}}
+image: {{ include "tickmesh.image" $root | quote }}
+imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+command: ["python", "-m", "tickmesh.{{ .service }}"]
+securityContext:
+  {{- toYaml $root.Values.securityContext | nindent 2 }}
+resources:
+  {{- toYaml .values.resources | nindent 2 }}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+{{- end -}}
+
+{{/* A PodDisruptionBudget: (dict "root" $ "name" "..." "component" "bars" "pdb" .Values.bars.pdb "extra" (dict)) */}}
+{{- define "tickmesh.pdb" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "tickmesh.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+spec:
+  maxUnavailable: {{ .pdb.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "tickmesh.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+      {{- with .extra }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+{{- end -}}
+
+{{/* A CPU HorizontalPodAutoscaler for a Deployment. */}}
+{{- define "tickmesh.hpa" -}}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "tickmesh.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ .name }}
+  minReplicas: {{ .autoscaling.minReplicas }}
+  maxReplicas: {{ .autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ .autoscaling.targetCPUUtilizationPercentage }}
+{{- end -}}

@@ -1,0 +1,389 @@
+"""helm/tickmesh: lints strict, and its rendered objects run the services the code expects."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+
+from tickmesh.core.sharding import shard_of
+
+from .service_settings import SETTINGS_BY_SERVICE, port_of, unknown_variables
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "helm" / "tickmesh"
+RELEASE = "prod"
+NAMESPACE = "markets"
+PREFIX = f"{RELEASE}-tickmesh"
+SHARDED = {"collector": {"shards": 3}, "bars": {"shards": 3}}
+POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
+
+Manifest = dict[str, Any]
+
+
+class Rendered:
+    """The objects of one render, by kind and name."""
+
+    def __init__(self, documents: list[Manifest]) -> None:
+        self.objects = documents
+
+    def of_kind(self, kind: str) -> dict[str, Manifest]:
+        return {o["metadata"]["name"]: o for o in self.objects if o["kind"] == kind}
+
+    def get(self, kind: str, name: str) -> Manifest:
+        return self.of_kind(kind)[name]
+
+    def workloads(self) -> dict[str, Manifest]:
+        return {**self.of_kind("StatefulSet"), **self.of_kind("Deployment")}
+
+    def secret_value(self, name: str, key: str) -> str:
+        data = self.get("Secret", name)["data"]
+        return base64.b64decode(data[key]).decode()
+
+
+@pytest.fixture(scope="module")
+def chart() -> helm_python.Chart:
+    return helm_python.Chart.load(str(CHART))
+
+
+def render(chart: helm_python.Chart, values: dict[str, Any] | None = None) -> Rendered:
+    manifests = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
+    documents = [
+        document
+        for path, text in manifests.items()
+        if path.endswith((".yaml", ".yml"))
+        for document in yaml.safe_load_all(text)
+        if document
+    ]
+    return Rendered(documents)
+
+
+@pytest.fixture(scope="module")
+def default(chart: helm_python.Chart) -> Rendered:
+    return render(chart)
+
+
+@pytest.fixture(scope="module")
+def sharded(chart: helm_python.Chart) -> Rendered:
+    return render(chart, SHARDED)
+
+
+def _container(workload: Manifest) -> Manifest:
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    result: Manifest = container
+    return result
+
+
+def _service_of(workload: Manifest) -> str:
+    command = _container(workload)["command"]
+    assert command[:2] == ["python", "-m"]
+    module: str = command[2]
+    return module.removeprefix("tickmesh.")
+
+
+def _workloads_of(rendered: Rendered, service: str) -> list[Manifest]:
+    return [w for w in rendered.workloads().values() if _service_of(w) == service]
+
+
+def _expand(value: str, resolved: dict[str, str]) -> str:
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: resolved[m.group(1)], value)
+
+
+def pod_environment(rendered: Rendered, workload: Manifest, ordinal: int) -> dict[str, str]:
+    """The environment Kubernetes gives pod `ordinal`: fieldRefs, secretKeyRefs, $(VAR) expanded."""
+    resolved: dict[str, str] = {}
+    for entry in _container(workload)["env"]:
+        if "value" in entry:
+            resolved[entry["name"]] = _expand(str(entry["value"]), resolved)
+            continue
+        source = entry["valueFrom"]
+        if "fieldRef" in source:
+            path = source["fieldRef"]["fieldPath"]
+            pod_name = f"{workload['metadata']['name']}-{ordinal}"
+            resolved[entry["name"]] = {"metadata.name": pod_name, POD_INDEX: str(ordinal)}[path]
+        else:
+            reference = source["secretKeyRef"]
+            resolved[entry["name"]] = rendered.secret_value(reference["name"], reference["key"])
+    return resolved
+
+
+def _pods(workload: Manifest) -> range:
+    if workload["kind"] == "StatefulSet":
+        return range(workload["spec"]["replicas"])
+    return range(1)
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for key in list(os.environ):
+        if key.startswith(("TICKMESH_", "OTEL_")):
+            monkeypatch.delenv(key)
+    return monkeypatch
+
+
+def _settings_of_pod(
+    monkeypatch: pytest.MonkeyPatch, service: str, environment: dict[str, str]
+) -> dict[str, Any]:
+    with monkeypatch.context() as patch:
+        for key, value in environment.items():
+            patch.setenv(key, value)
+        settings = SETTINGS_BY_SERVICE[service]()
+    dumped: dict[str, Any] = settings.model_dump()
+    return dumped
+
+
+def _headless_dns(rendered: Rendered, workload: Manifest, ordinal: int, port: int) -> str:
+    service = rendered.get("Service", workload["spec"]["serviceName"])
+    assert service["spec"]["clusterIP"] == "None"
+    name = workload["metadata"]["name"]
+    return f"{name}-{ordinal}.{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{port}"
+
+
+def test_chart_lints_strict_without_warnings() -> None:
+    for values in ({}, SHARDED):
+        report = helm_python.lint(str(CHART), values, strict=True, namespace=NAMESPACE)
+        assert report["errors"] == []
+        assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_default_render_has_the_kinds_of_the_design(default: Rendered) -> None:
+    assert set(default.of_kind("StatefulSet")) == {f"{PREFIX}-collector", f"{PREFIX}-bars"}
+    assert set(default.of_kind("Deployment")) == {f"{PREFIX}-analytics-0", f"{PREFIX}-gateway"}
+    hpas = default.of_kind("HorizontalPodAutoscaler")
+    assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()} == set(
+        default.of_kind("Deployment")
+    )
+    assert {h["spec"]["scaleTargetRef"]["kind"] for h in hpas.values()} == {"Deployment"}
+    assert len(default.of_kind("PodDisruptionBudget")) == 4
+    assert set(default.of_kind("Secret")) == {f"{PREFIX}-secrets"}
+    assert set(default.of_kind("ServiceMonitor")) == {PREFIX}
+
+
+@pytest.mark.parametrize("variant", ["default", "sharded"])
+def test_every_tickmesh_variable_is_a_settings_field(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    rendered: Rendered = request.getfixturevalue(variant)
+    for workload in rendered.workloads().values():
+        names = {entry["name"] for entry in _container(workload)["env"]}
+        assert unknown_variables(_service_of(workload), names) == set(), workload["metadata"]
+        assert len(names) == len(_container(workload)["env"]), "duplicate env names"
+
+
+@pytest.mark.parametrize("variant", ["default", "sharded"])
+def test_every_pod_environment_builds_its_settings(
+    variant: str, request: pytest.FixtureRequest, clean_environment: pytest.MonkeyPatch
+) -> None:
+    rendered: Rendered = request.getfixturevalue(variant)
+    for workload in rendered.workloads().values():
+        service = _service_of(workload)
+        for ordinal in _pods(workload):
+            environment = pod_environment(rendered, workload, ordinal)
+            settings = _settings_of_pod(clean_environment, service, environment)
+            assert settings["environment"] == "production"
+
+
+def test_sharded_statefulsets_take_shard_index_from_the_pod_ordinal(
+    sharded: Rendered, clean_environment: pytest.MonkeyPatch
+) -> None:
+    for service in ("collector", "bars"):
+        (workload,) = _workloads_of(sharded, service)
+        assert workload["spec"]["replicas"] == 3
+        assert workload["spec"]["podManagementPolicy"] == "Parallel"
+        indexes = []
+        for ordinal in _pods(workload):
+            environment = pod_environment(sharded, workload, ordinal)
+            settings = _settings_of_pod(clean_environment, service, environment)
+            assert settings[f"{service}_shard_count"] == 3
+            indexes.append(settings[f"{service}_shard_index"])
+        assert indexes == [0, 1, 2]
+
+
+def test_collector_shard_sends_to_the_bar_shard_that_owns_its_symbols(
+    sharded: Rendered, clean_environment: pytest.MonkeyPatch
+) -> None:
+    (collector,) = _workloads_of(sharded, "collector")
+    (bars,) = _workloads_of(sharded, "bars")
+    bars_port = port_of(pod_environment(sharded, bars, 0)["TICKMESH_BARS_LISTEN"])
+    for ordinal in _pods(collector):
+        environment = pod_environment(sharded, collector, ordinal)
+        settings = _settings_of_pod(clean_environment, "collector", environment)
+        assert settings["bars_address"] == _headless_dns(sharded, bars, ordinal, bars_port)
+        bar_settings = _settings_of_pod(
+            clean_environment, "bars", pod_environment(sharded, bars, ordinal)
+        )
+        for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "AAPL", "SPY", "BNBUSDT"):
+            collected = shard_of(symbol, settings["collector_shard_count"]) == ordinal
+            owned = (
+                shard_of(symbol, bar_settings["bars_shard_count"])
+                == (bar_settings["bars_shard_index"])
+            )
+            assert collected == owned, symbol
+
+
+def test_analytics_consumes_each_bar_shard_once(
+    sharded: Rendered, clean_environment: pytest.MonkeyPatch
+) -> None:
+    (bars,) = _workloads_of(sharded, "bars")
+    analytics = _workloads_of(sharded, "analytics")
+    assert len(analytics) == 3
+    addresses, consumers = set(), set()
+    for workload in analytics:
+        environment = pod_environment(sharded, workload, 0)
+        settings = _settings_of_pod(clean_environment, "analytics", environment)
+        addresses.add(settings["bars_address"])
+        consumers.add(settings["analytics_consumer_name"])
+    assert addresses == {_headless_dns(sharded, bars, i, 50052) for i in range(3)}
+    assert len(consumers) == 3
+
+
+def test_unequal_collector_and_bar_shards_refuse_to_render(chart: helm_python.Chart) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=r"collector.shards \(2\) must equal"):
+        render(chart, {"collector": {"shards": 2}, "bars": {"shards": 3}})
+
+
+@pytest.mark.parametrize("variant", ["default", "sharded"])
+def test_grpc_probes_ask_the_listen_port(variant: str, request: pytest.FixtureRequest) -> None:
+    rendered: Rendered = request.getfixturevalue(variant)
+    for workload in rendered.workloads().values():
+        service = _service_of(workload)
+        if service == "gateway":
+            continue
+        container = _container(workload)
+        environment = pod_environment(rendered, workload, 0)
+        listen = port_of(environment[f"TICKMESH_{service.upper()}_LISTEN"])
+        assert environment[f"TICKMESH_{service.upper()}_LISTEN"] == f"0.0.0.0:{listen}"
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["grpc"] == listen
+        assert ports["metrics"] == int(environment[f"TICKMESH_{service.upper()}_METRICS_PORT"])
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"] == {"port": listen}, (service, probe)
+
+
+def test_gateway_http_probes_and_port(default: Rendered) -> None:
+    (workload,) = _workloads_of(default, "gateway")
+    container = _container(workload)
+    environment = pod_environment(default, workload, 0)
+    assert environment["TICKMESH_GATEWAY_HOST"] == "0.0.0.0"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": int(environment["TICKMESH_GATEWAY_PORT"])}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}
+
+
+@pytest.mark.parametrize("variant", ["default", "sharded"])
+def test_security_context_is_locked_down(variant: str, request: pytest.FixtureRequest) -> None:
+    rendered: Rendered = request.getfixturevalue(variant)
+    for workload in rendered.workloads().values():
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] != 0
+        assert pod["automountServiceAccountToken"] is False
+        container = _container(workload)
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"]["drop"] == ["ALL"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        (mount,) = container["volumeMounts"]
+        assert mount["mountPath"] == "/tmp"
+        assert "emptyDir" in volumes[mount["name"]]
+        assert container["resources"]["requests"]["cpu"]
+        assert container["resources"]["limits"]["memory"]
+
+
+def test_services_route_to_named_container_ports(sharded: Rendered) -> None:
+    workloads = sharded.workloads().values()
+    for service in sharded.of_kind("Service").values():
+        selector = service["spec"]["selector"]
+        matched = [
+            w
+            for w in workloads
+            if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert matched, service["metadata"]["name"]
+        for workload in matched:
+            names = {p["name"] for p in _container(workload)["ports"]}
+            for port in service["spec"]["ports"]:
+                assert port["targetPort"] in names, service["metadata"]["name"]
+
+
+def test_disruption_budgets_and_selectors_match_their_pods(sharded: Rendered) -> None:
+    workloads = sharded.workloads()
+    for name, budget in sharded.of_kind("PodDisruptionBudget").items():
+        workload = workloads[name]
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert (
+            workload["spec"]["selector"]["matchLabels"] == budget["spec"]["selector"]["matchLabels"]
+        )
+
+
+def test_service_monitor_scrapes_every_service_metrics_endpoint(default: Rendered) -> None:
+    monitor = default.get("ServiceMonitor", PREFIX)
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    endpoints = {(e["port"], e["path"]) for e in monitor["spec"]["endpoints"]}
+    scraped = {
+        name: service
+        for name, service in default.of_kind("Service").items()
+        if selector.items() <= service["metadata"]["labels"].items()
+    }
+    assert set(scraped) == {f"{PREFIX}-{s}" for s in ("collector", "bars", "analytics", "gateway")}
+    for name, service in scraped.items():
+        port_names = {p["name"] for p in service["spec"]["ports"]}
+        expected = ("http" if name.endswith("-gateway") else "metrics", "/metrics")
+        assert expected in endpoints
+        assert expected[0] in port_names, name
+
+
+def test_generated_jwt_secret_is_long_enough_for_production(default: Rendered) -> None:
+    assert len(default.secret_value(f"{PREFIX}-secrets", "jwt-secret")) >= 32
+    assert default.secret_value(f"{PREFIX}-secrets", "database-url").startswith("postgresql://")
+
+
+def test_short_jwt_secret_refuses_to_render(chart: helm_python.Chart) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="at least 32 characters"):
+        render(chart, {"secrets": {"jwtSecret": "short"}})
+
+
+def test_existing_secret_replaces_the_chart_secret(chart: helm_python.Chart) -> None:
+    rendered = render(chart, {"secrets": {"existingSecret": "market-secrets"}})
+    assert rendered.of_kind("Secret") == {}
+    for workload in rendered.workloads().values():
+        references = {
+            entry["valueFrom"]["secretKeyRef"]["name"]
+            for entry in _container(workload)["env"]
+            if "secretKeyRef" in entry.get("valueFrom", {})
+        }
+        assert references == {"market-secrets"}
+
+
+def test_autoscaling_off_sets_replicas_and_drops_hpas(chart: helm_python.Chart) -> None:
+    rendered = render(
+        chart,
+        {
+            "analytics": {"autoscaling": {"enabled": False}, "replicas": 2},
+            "gateway": {"autoscaling": {"enabled": False}, "replicas": 3},
+            "serviceMonitor": {"enabled": False},
+        },
+    )
+    assert rendered.of_kind("HorizontalPodAutoscaler") == {}
+    assert rendered.of_kind("ServiceMonitor") == {}
+    assert rendered.get("Deployment", f"{PREFIX}-gateway")["spec"]["replicas"] == 3
+    assert rendered.get("Deployment", f"{PREFIX}-analytics-0")["spec"]["replicas"] == 2
+
+
+def test_values_outside_the_schema_refuse_to_render(chart: helm_python.Chart) -> None:
+    for values in (
+        {"bars": {"shards": 0}},
+        {"environment": "prod"},
+        {"collector": {"env": {"COLLECTOR_YAHOO_TICKERS": "AAPL"}}},
+    ):
+        with pytest.raises(helm_python.HelmValuesError):
+            render(chart, values)
