@@ -1,0 +1,204 @@
+// End-to-end check of the dashboard in a real headless Chromium (Debian's, driven by
+// playwright-core; no browser download).
+//
+//   node e2e/dashboard.e2e.mjs --url http://127.0.0.1:8000 [--out ../test-output]
+//
+// The URL serves the built dashboard and the gateway's /api and /ws on one origin (the
+// gateway itself, or `vite preview` proxying to it). The script registers a user, picks a
+// symbol, waits for candles and a live update, toggles an overlay, opens the RSI pane,
+// creates an alert that fires on the next final bar and waits to see it fire, saving a
+// screenshot after each step. Exit status 0 when every step passed.
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+
+const { values: args } = parseArgs({
+  options: {
+    url: { type: "string", default: process.env.TICKMESH_E2E_URL ?? "http://127.0.0.1:8000" },
+    out: { type: "string", default: process.env.TICKMESH_E2E_OUT ?? "test-output/e2e" },
+    chromium: { type: "string", default: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium" },
+    symbol: { type: "string", default: process.env.TICKMESH_E2E_SYMBOL ?? "" },
+    "alert-timeout": { type: "string", default: "75" },
+    headed: { type: "boolean", default: false },
+  },
+});
+
+const out = resolve(args.out);
+mkdirSync(out, { recursive: true });
+const started = Date.now();
+const steps = [];
+
+function log(message) {
+  const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
+  process.stdout.write(`[e2e ${seconds}s] ${message}\n`);
+}
+
+async function step(name, action) {
+  const begun = Date.now();
+  try {
+    await action();
+    steps.push({ name, ok: true, ms: Date.now() - begun });
+    log(`ok   ${name}`);
+  } catch (error) {
+    steps.push({ name, ok: false, ms: Date.now() - begun, error: String(error) });
+    log(`FAIL ${name}: ${error instanceof Error ? error.message : error}`);
+    throw error;
+  }
+}
+
+const profile = mkdtempSync(join(tmpdir(), "tickmesh-e2e-chromium-"));
+// A fresh profile per run (playwright passes it as --user-data-dir).
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: args.chromium,
+  headless: !args.headed,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+  viewport: { width: 1440, height: 900 },
+  deviceScaleFactor: 1,
+});
+const page = context.pages()[0] ?? (await context.newPage());
+const consoleErrors = [];
+page.on("console", (message) => {
+  if (message.type() === "error") consoleErrors.push(message.text());
+});
+page.on("pageerror", (error) => consoleErrors.push(String(error)));
+
+const shot = (name) => page.screenshot({ path: join(out, `${name}.png`) });
+const username = `e2e_${Date.now().toString(36)}`;
+const password = "e2e-password-1";
+let exitCode = 0;
+
+try {
+  await step("open the dashboard", async () => {
+    await page.goto(args.url, { waitUntil: "domcontentloaded" });
+    await page.getByRole("button", { name: "Sign in" }).waitFor({ timeout: 15_000 });
+    await shot("01-login");
+  });
+
+  await step("register a user (and be signed in)", async () => {
+    await page.getByRole("button", { name: /No account\? Create one/ }).click();
+    await page.getByLabel("Username").fill(username);
+    await page.getByLabel("Password").fill(password);
+    await page.getByRole("button", { name: "Create account" }).click();
+    await page.getByRole("button", { name: "Sign out" }).waitFor({ timeout: 15_000 });
+  });
+
+  let symbol = args.symbol;
+  await step("pick a symbol from the searchable list", async () => {
+    const picker = page.getByRole("combobox", { name: "Symbol" });
+    await picker.click();
+    const options = page.getByRole("option");
+    await options.first().waitFor({ timeout: 20_000 });
+    if (symbol === "") symbol = (await options.first().locator("strong").textContent())?.trim() ?? "";
+    await picker.fill(symbol.slice(0, 3));
+    await page.getByRole("option", { name: new RegExp(`^${symbol}`) }).first().click();
+    await page.waitForFunction(
+      (wanted) => document.querySelector('[role="combobox"]')?.value === wanted,
+      symbol,
+    );
+    log(`symbol ${symbol}`);
+  });
+
+  const chart = page.getByTestId("price-chart");
+  await step("see candles", async () => {
+    await page.waitForFunction(
+      () => Number(document.querySelector('[data-testid="price-chart"]')?.dataset.bars ?? 0) > 0,
+      undefined,
+      { timeout: 30_000 },
+    );
+    await page.getByRole("status").filter({ hasText: "Live" }).waitFor({ timeout: 20_000 });
+    log(`${await chart.getAttribute("data-bars")} bars`);
+    await shot("02-candles");
+  });
+
+  await step("see a live update arrive", async () => {
+    const price = page.getByTestId("last-price");
+    const before = Number(await price.getAttribute("data-live-updates"));
+    await page.waitForFunction(
+      (count) => Number(document.querySelector('[data-testid="last-price"]')?.dataset.liveUpdates) > count,
+      before,
+      { timeout: 20_000 },
+    );
+    log(`last price ${await price.textContent()}`);
+  });
+
+  await step("toggle an overlay (SMA 20 and Bollinger)", async () => {
+    await page.getByRole("checkbox", { name: "SMA 20", exact: true }).check();
+    await page.getByRole("checkbox", { name: "Bollinger" }).check();
+    if (!(await page.getByRole("checkbox", { name: "SMA 20", exact: true }).isChecked())) throw new Error("SMA 20 is not on");
+  });
+
+  await step("open the RSI pane (and MACD)", async () => {
+    const height = async () => (await chart.boundingBox())?.height ?? 0;
+    const before = await height();
+    await page.getByRole("checkbox", { name: "RSI", exact: true }).check();
+    await page.getByRole("checkbox", { name: "MACD", exact: true }).check();
+    // One chart, stacked panes: Lightweight Charts draws a canvas per pane and axis.
+    await page.waitForFunction(
+      () => document.querySelectorAll('[data-testid="price-chart"] table tr').length >= 5,
+      undefined,
+      { timeout: 10_000 },
+    );
+    log(`chart ${before}px -> ${await height()}px tall with panes`);
+    await page.waitForTimeout(500);
+    await shot("03-overlays-rsi-macd");
+  });
+
+  await step("see the quality badge and the features table", async () => {
+    await page.getByTestId("quality-badge").waitFor();
+    log(`quality: ${(await page.getByTestId("quality-badge").textContent())?.trim()}`);
+    log(`features: ${await page.getByTestId("features").locator("tbody tr").count()} rows`);
+  });
+
+  await step("create an alert and see it fire", async () => {
+    // Price above 0 holds for every bar: the next final bar fires it.
+    const alerts = page.getByTestId("alerts");
+    await alerts.getByLabel("Condition").selectOption("price_above");
+    await alerts.getByLabel(/Threshold/).fill("0.0001");
+    await alerts.getByRole("button", { name: /Add alert/ }).click();
+    const item = alerts.locator(".alert-list li").first();
+    await item.waitFor({ timeout: 10_000 });
+    await shot("04-alert-created");
+    await alerts
+      .getByTestId("alert-firings")
+      .locator(".firing")
+      .first()
+      .waitFor({ timeout: Number(args["alert-timeout"]) * 1000 });
+    log(`fired: ${(await alerts.getByTestId("alert-firings").locator(".firing").first().textContent())?.trim()}`);
+    await shot("05-alert-fired");
+  });
+
+  await step("phone width stays usable", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(400);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 2) throw new Error(`page is ${overflow}px wider than the phone`);
+    await shot("06-phone");
+    await page.setViewportSize({ width: 1440, height: 900 });
+  });
+
+  await step("sign out", async () => {
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("button", { name: "Sign in" }).waitFor();
+  });
+} catch {
+  exitCode = 1;
+  await shot("failure").catch(() => {});
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+
+const relevantErrors = consoleErrors.filter((text) => !/WebSocket|Failed to load resource/.test(text));
+if (relevantErrors.length > 0) log(`console errors:\n  ${relevantErrors.join("\n  ")}`);
+log(`${steps.filter((s) => s.ok).length}/${steps.length} steps passed; screenshots in ${out}`);
+process.exit(exitCode);
