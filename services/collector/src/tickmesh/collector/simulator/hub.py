@@ -8,6 +8,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 
 from aiohttp import web
+
 from tickmesh.collector.simulator.config import Market
 
 _log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+
 from tickmesh.collector.simulator.config import Market, SimulatorConfig
 from tickmesh.collector.simulator.frames import agg_trade_row, historical_trade_row
 from tickmesh.collector.simulator.hub import SimulatorStats

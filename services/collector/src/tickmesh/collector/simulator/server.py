@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Self
 
 from aiohttp import web
+
 from tickmesh.collector.simulator.config import FaultConfig, Market, SimulatorConfig, SourceSpec
 from tickmesh.collector.simulator.hub import SimulatorStats, StreamHub
 from tickmesh.collector.simulator.ledger import TradeLedger

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+
 from tickmesh.collector.simulator.config import Market, SimulatorConfig, SourceSpec
 
 

@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from aiohttp import WSCloseCode, WSMsgType, web
+
 from tickmesh.collector.simulator.config import Market, SimulatorConfig
 from tickmesh.collector.simulator.hub import SimulatorStats, StreamConnection, StreamHub
 
