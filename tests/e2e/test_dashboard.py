@@ -1,0 +1,220 @@
+"""The dashboard end to end: `tickmesh demo`, the built frontend and Debian's Chromium.
+
+The browser script (frontend/e2e/dashboard.e2e.mjs, playwright-core driving
+/usr/bin/chromium) registers a user, picks a symbol, sees candles and a live update,
+toggles overlays, opens the RSI and MACD panes, creates an alert and sees it fire;
+screenshots land in test-output/e2e/. This module brings up what it needs: Chromium
+from Debian's packages, `npm ci` and `vite build` when the build is missing or stale,
+and the whole demo mesh on free ports with its own state directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FRONTEND = REPO / "frontend"
+OUTPUT = REPO / "test-output" / "e2e"
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+TICKMESH = Path(sys.executable).parent / "tickmesh"
+BROWSER_SECONDS = 120
+STARTUP_SECONDS = 90
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status), response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{process.args!r} exited {process.returncode}; log:\n{_tail(log)}")
+        with contextlib.suppress(OSError):
+            if _get(url)[0] == 200:
+                return
+        time.sleep(0.3)
+    pytest.fail(f"{url} did not answer within {seconds:.0f} s; log:\n{_tail(log)}")
+
+
+def _tail(log: Path, size: int = 4000) -> str:
+    return log.read_text(errors="replace")[-size:] if log.exists() else "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT (a drain) to the process we started, then SIGKILL to its own process group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # leftovers of this test's own session only
+
+
+def _ensure_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.skip(f"{CHROMIUM} is missing and apt-get cannot install it here")
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+        subprocess.run(command, check=True, capture_output=True, timeout=600)
+
+
+def _newest_mtime(paths: list[Path]) -> float:
+    stamps = [
+        item.stat().st_mtime
+        for path in paths
+        for item in (path.rglob("*") if path.is_dir() else [path])
+        if item.is_file()
+    ]
+    return max(stamps, default=0.0)
+
+
+def _ensure_frontend_built() -> None:
+    """`npm ci` when node_modules is older than the lock file, `npm run build` when stale."""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        pytest.skip("Node.js and npm are needed to build the dashboard")
+    installed = FRONTEND / "node_modules" / ".package-lock.json"
+    lock = FRONTEND / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=FRONTEND,
+            check=True,
+            timeout=300,
+        )
+    built = FRONTEND / "dist" / "index.html"
+    sources = [FRONTEND / name for name in ("src", "index.html", "vite.config.ts", "package.json")]
+    if not built.exists() or built.stat().st_mtime < _newest_mtime(sources):
+        subprocess.run([npm, "run", "build"], cwd=FRONTEND, check=True, timeout=300)
+
+
+def _demo_available() -> bool:
+    if not TICKMESH.exists():
+        return False
+    found = subprocess.run(
+        [str(TICKMESH), "demo", "--help"], capture_output=True, timeout=60, check=False
+    )
+    return found.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def demo_gateway() -> Iterator[str]:
+    """`tickmesh demo` on free ports with a fresh state directory; yields the gateway URL."""
+    if not _demo_available():
+        pytest.skip("`tickmesh demo` is not available yet")
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="tickmesh-e2e-") as state:
+        environment = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("TICKMESH_DATABASE_URL", "TICKMESH_REDIS_URL")
+        }
+        environment |= {
+            "TICKMESH_STATE_DIR": state,
+            "TICKMESH_ENVIRONMENT": "development",
+            "TICKMESH_GATEWAY_PORT": str(port),
+            "TICKMESH_GATEWAY_SIGNUP_ROLE": "trader",  # the browser creates an alert
+            "TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000",
+        }
+        for service in ("collector", "bars", "analytics"):
+            address = f"127.0.0.1:{_free_port()}"
+            environment[f"TICKMESH_{service.upper()}_LISTEN"] = address
+            environment[f"TICKMESH_{service.upper()}_ADDRESS"] = address
+            environment[f"TICKMESH_{service.upper()}_METRICS_PORT"] = "0"
+        log = Path(state) / "demo.log"
+        with log.open("wb") as sink:
+            demo = subprocess.Popen(
+                [str(TICKMESH), "demo"],
+                cwd=REPO,
+                env=environment,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_for(f"{url}/health", demo, log, STARTUP_SECONDS)
+            yield url
+        finally:
+            _stop(demo)
+            OUTPUT.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, OUTPUT / "demo.log")
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(demo_gateway: str) -> Iterator[str]:
+    """Where the browser goes: the gateway when it serves the build, else `vite preview`."""
+    _ensure_frontend_built()
+    status, body = _get(f"{demo_gateway}/")
+    if status == 200 and 'id="root"' in body:
+        yield demo_gateway
+        return
+    port = _free_port()
+    log = OUTPUT / "vite-preview.log"
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as sink:
+        preview = subprocess.Popen(
+            [
+                str(FRONTEND / "node_modules" / ".bin" / "vite"),
+                "preview",
+                "--strictPort",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=FRONTEND,
+            env={**os.environ, "TICKMESH_GATEWAY_URL": demo_gateway},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/", preview, log, 30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(preview)
+
+
+def test_dashboard_in_chromium_against_demo_mesh_passes_every_step(dashboard_url: str) -> None:
+    _ensure_chromium()
+    run = subprocess.run(
+        ["node", "e2e/dashboard.e2e.mjs", "--url", dashboard_url, "--out", str(OUTPUT)],
+        cwd=FRONTEND,
+        capture_output=True,
+        text=True,
+        timeout=BROWSER_SECONDS,
+        check=False,
+    )
+    (OUTPUT / "browser.log").write_text(run.stdout + run.stderr)
+    assert run.returncode == 0, f"browser steps failed:\n{run.stdout}\n{run.stderr}"
+    assert (OUTPUT / "05-alert-fired.png").exists()
