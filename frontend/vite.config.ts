@@ -22,6 +22,9 @@ export default defineConfig({
   test: {
     include: ["src/**/*.test.ts"],
     environment: "node",
-    coverage: { include: ["src/**/*.ts"] },
+    coverage: {
+      include: ["src/**/*.ts"],
+      exclude: ["src/**/*.test.ts", "src/testing/**", "src/api/types.ts", "src/appServices.ts"],
+    },
   },
 });
