@@ -131,6 +131,35 @@ try {
     log(`last price ${await price.textContent()}`);
   });
 
+  await step("a dropped connection reconnects and re-reads history: no hole, no duplicate", async () => {
+    const status = page.locator(".connection");
+    await context.setOffline(true);
+    await page.waitForFunction(
+      () => ["reconnecting", "offline"].includes(document.querySelector(".connection")?.dataset.status ?? ""),
+      undefined,
+      { timeout: 15_000 },
+    );
+    log(`while offline: ${await status.getAttribute("data-status")}`);
+    await page.waitForTimeout(1500);
+    await context.setOffline(false);
+    await page.waitForFunction(
+      () => document.querySelector(".connection")?.dataset.status === "live",
+      undefined,
+      { timeout: 30_000 },
+    );
+    await page.waitForTimeout(1000); // the history re-read lands
+    const { bars, first, last } = await chart.evaluate((element) => ({
+      bars: Number(element.dataset.bars),
+      first: Number(element.dataset.firstTime),
+      last: Number(element.dataset.lastTime),
+    }));
+    // On 1m every minute has a bar once a symbol traded (flat bars fill idle minutes), so a
+    // series without holes or duplicates has exactly one bar per minute of its span.
+    const expected = (last - first) / 60 + 1;
+    if (bars !== expected) throw new Error(`${bars} bars over ${expected} minutes`);
+    log(`back to live with ${bars} contiguous bars`);
+  });
+
   await step("toggle an overlay (SMA 20 and Bollinger)", async () => {
     await page.getByRole("checkbox", { name: "SMA 20", exact: true }).check();
     await page.getByRole("checkbox", { name: "Bollinger" }).check();

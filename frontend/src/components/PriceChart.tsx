@@ -151,6 +151,7 @@ export function PriceChart() {
   const chartError = useMarket((state) => state.chartError);
   const symbol = useMarket((state) => state.symbol);
   const barCount = useMarket((state) => state.bars.length);
+  const firstTime = useMarket((state) => state.bars[0]?.time ?? 0);
   const lastTime = useMarket((state) => state.bars[state.bars.length - 1]?.time ?? 0);
   const anyPane = useMarket((state) => state.panes.rsi || state.panes.macd);
 
@@ -204,6 +205,7 @@ export function PriceChart() {
         data-testid="price-chart"
         data-state={chartState}
         data-bars={barCount}
+        data-first-time={firstTime}
         data-last-time={lastTime}
         role="img"
         aria-label={`Candlestick chart of ${symbol ?? "no symbol"}, ${barCount} bars`}

@@ -91,6 +91,24 @@ describe("LiveFeed", () => {
     expect(statuses[statuses.length - 1]).toBe("live");
   });
 
+  it("goes offline with the browser and reconnects at once when it is back", () => {
+    const { feed, statuses, subscribed } = feedWith();
+    feed.start();
+    const socket = FakeSocket.last();
+    goLive(socket);
+    feed.goOffline();
+    expect(socket.closedWith?.code).toBe(4001);
+    expect(statuses[statuses.length - 1]).toBe("offline");
+    feed.retryNow();
+    expect(FakeSocket.opened).toHaveLength(2);
+    expect(statuses[statuses.length - 1]).toBe("offline"); // until subscribed again
+    goLive(FakeSocket.last());
+    expect(statuses[statuses.length - 1]).toBe("live");
+    expect(subscribed).toEqual(["1m", "1m"]);
+    vi.advanceTimersByTime(60_000);
+    expect(FakeSocket.opened).toHaveLength(2); // the pending retry was cancelled
+  });
+
   it("backs off from half a second to ten seconds", () => {
     expect(reconnectDelayMs(0, () => 0.5)).toBe(500);
     expect(reconnectDelayMs(3, () => 0.5)).toBe(4000);

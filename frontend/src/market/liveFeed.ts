@@ -90,6 +90,22 @@ export class LiveFeed {
     this.send({ type: "subscribe", timeframes: [timeframe] });
   }
 
+  /** The browser lost its network: drop the socket and say offline until live again. */
+  goOffline(): void {
+    if (this.stopped) return;
+    this.failures = Math.max(this.failures, OFFLINE_AFTER_FAILURES - 1);
+    this.report("offline");
+    const socket = this.socket;
+    if (socket === null) return;
+    // Closing from this side may not call onclose at once (or at all while offline).
+    socket.onclose = null;
+    socket.onmessage = null;
+    socket.close(4001, "browser offline");
+    this.socket = null;
+    if (this.silenceTimer !== null) clearTimeout(this.silenceTimer);
+    this.scheduleRetry();
+  }
+
   /** Reconnect at once (e.g. the browser came back online). */
   retryNow(): void {
     if (this.stopped || this.socket !== null) return;

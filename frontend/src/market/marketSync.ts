@@ -90,7 +90,7 @@ export function startMarketSync(options: MarketSyncOptions): () => void {
   });
 
   const online = () => feed?.retryNow();
-  const offline = () => market.getState().setConnection("offline");
+  const offline = () => feed?.goOffline();
   const hasWindow = typeof window !== "undefined";
   if (hasWindow) {
     window.addEventListener("online", online);
