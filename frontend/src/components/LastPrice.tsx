@@ -11,7 +11,8 @@ export function LastPrice() {
   const previous = useMarket((state) => state.bars[state.bars.length - 2]);
   const updates = useMarket((state) => state.liveUpdates);
   if (last === undefined) return <span className="last-price muted">—</span>;
-  const change = previous === undefined ? 0 : (last.close - previous.close) / previous.close;
+  const raw = previous === undefined ? 0 : (last.close - previous.close) / previous.close;
+  const change = Math.abs(raw) < 0.00005 ? 0 : raw; // shown to 0.01%: no "-0.00%"
   const direction = change > 0 ? "up" : change < 0 ? "down" : "flat";
   return (
     <span
