@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,11 +21,12 @@ class ServiceProcess:
     def __init__(self, service: str, environment: Mapping[str, str]) -> None:
         self.service = service
         self.address = f"127.0.0.1:{free_port()}"
+        self.metrics_port = free_port()
         self._environment = {
             **os.environ,
             **environment,
             f"TICKMESH_{service.upper()}_LISTEN": self.address,
-            f"TICKMESH_{service.upper()}_METRICS_PORT": "0",
+            f"TICKMESH_{service.upper()}_METRICS_PORT": str(self.metrics_port),
         }
         self._process: asyncio.subprocess.Process | None = None
         self.log_path = Path(tempfile.gettempdir()) / f"tickmesh-{service}-{self.address[10:]}.log"
@@ -37,12 +40,23 @@ class ServiceProcess:
                 f"tickmesh.{self.service}",
                 env=self._environment,
                 stderr=log,
+                preexec_fn=_die_with_parent,
             )
         try:
             await wait_serving(self.address)
         except TimeoutError:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise TimeoutError(f"{self.service} did not start; its log ends:\n{tail}") from None
+
+    async def metric(self, name: str, labels: str = "") -> float:
+        """The value of one sample on the process's /metrics page (0 when absent)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        page = await asyncio.to_thread(_fetch, url)
+        wanted = f"{name}{{{labels}}}" if labels else name
+        for line in page.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
 
     async def kill(self) -> None:
         """SIGKILL: no drain, no last commit."""
@@ -57,3 +71,17 @@ class ServiceProcess:
             self._process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(self._process.wait(), timeout=20)
         return int(self._process.returncode or 0)
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: bytes = response.read()
+    return body.decode()
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this child when the test process dies, so no service outlives a test run."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -77,6 +78,13 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
         # Subscribe before replaying, so bars committed during the replay wait in the queue.
         subscription = self._hub.subscribe(bar_filter)
         self._metrics.subscribers.set(self._hub.subscriber_count)
+        handler = asyncio.current_task()
+        if handler is not None:
+
+            def interrupt() -> None:
+                handler.cancel()
+
+            subscription.on_overflow = interrupt
         try:
             last_change_id = 0
             if request.HasField("resume_after_change_id"):
@@ -92,6 +100,19 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
         except SubscriberOverflowError as error:
             log.warning("ending a slow subscriber: %s", error)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        except asyncio.CancelledError:
+            if not subscription.overflowed or handler is None:
+                raise
+            # Interrupted by on_overflow while blocked writing to a reader that stopped reading.
+            handler.uncancel()
+            log.warning(
+                "ending a slow subscriber: backlog over %d finals", subscription.backlog_limit
+            )
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"subscriber fell more than {subscription.backlog_limit} final bars behind; "
+                "resume from the last change_id received",
+            )
         finally:
             self._hub.unsubscribe(subscription)
             self._metrics.subscribers.set(self._hub.subscriber_count)

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # Forming bars are looked at this often; each symbol and timeframe is still sent at most once
 # per forming interval (250 ms), but the first change after a quiet interval goes out at once.
 FORMING_TICK_SECONDS = 0.01
+# A database that is down is retried with exponential backoff up to this interval.
+COMMIT_RETRY_MAX_SECONDS = 5.0
 
 AckQueue = asyncio.Queue[tuple[str, int]]  # (stream id, cumulative durable sequence)
 
@@ -80,6 +82,8 @@ class IngestPipeline:
         self._dirty_streams: set[str] = set()
         self._failed_commit: Commit | None = None
         self._failed_updates: list[BarUpdate] = []
+        self._commit_failures = 0
+        self._retry_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -185,6 +189,8 @@ class IngestPipeline:
     async def commit(self) -> None:
         """Make everything applied so far durable, then acknowledge and publish it."""
         if self._failed_commit is not None:
+            if time.monotonic() < self._retry_at:
+                return
             commit, updates = self._failed_commit, self._failed_updates
         else:
             commit, updates = self._build_commit()
@@ -196,9 +202,20 @@ class IngestPipeline:
             # Keep this commit and retry it first: later ones must not overtake it.
             self._failed_commit, self._failed_updates = commit, updates
             self._metrics.commit_failures.inc()
-            log.error("group commit failed, will retry: %s", error)
+            self._commit_failures += 1
+            delay = min(COMMIT_RETRY_MAX_SECONDS, self._commit_interval * 2**self._commit_failures)
+            self._retry_at = time.monotonic() + delay
+            log.error(
+                "group commit failed (attempt %d), retrying in %.2fs: %s",
+                self._commit_failures,
+                delay,
+                error,
+            )
             return
+        if self._commit_failures:
+            log.info("group commit succeeded after %d failed attempts", self._commit_failures)
         self._failed_commit, self._failed_updates = None, []
+        self._commit_failures = 0
         await self._after_commit(commit, updates, change_ids)
 
     def _build_commit(self) -> tuple[Commit, list[BarUpdate]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tickmesh.v1 import market_pb2
@@ -45,6 +45,9 @@ class Subscription:
     finals: deque[market_pb2.Bar] = field(default_factory=deque)
     forming: dict[BarKey, market_pb2.Bar] = field(default_factory=dict)
     overflowed: bool = False
+    # Called once when the backlog passes the limit: the stream may be blocked writing to a
+    # reader that stopped reading, so it must be interrupted rather than wait to notice.
+    on_overflow: Callable[[], None] | None = None
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer_finals(self, bars: Iterable[market_pb2.Bar]) -> None:
@@ -54,8 +57,10 @@ class Subscription:
                 self.finals.append(bar)
                 # A final supersedes a forming version of the same bar still waiting.
                 self.forming.pop((bar.symbol, bar.timeframe), None)
-        if len(self.finals) > self.backlog_limit:
+        if len(self.finals) > self.backlog_limit and not self.overflowed:
             self.overflowed = True
+            if self.on_overflow is not None:
+                self.on_overflow()
         if self.finals or self.overflowed:
             self._ready.set()
 
