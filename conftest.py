@@ -7,6 +7,7 @@ collide, and drops it at the end.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
@@ -103,6 +104,16 @@ async def fresh_redis_url(redis_url: str) -> str:
     services caching `bars:BTCUSDT:1m` in one Redis database would serve each other's bars.
     Tests run one at a time, so cycling through databases 1-15 keeps them apart.
     """
+    return await _fresh_redis(redis_url)
+
+
+@pytest.fixture(scope="module")
+async def module_redis_url(redis_url: str) -> str:
+    """A Redis logical database for one test module's processes, emptied first."""
+    return await _fresh_redis(redis_url)
+
+
+async def _fresh_redis(redis_url: str) -> str:
     parts = urlsplit(redis_url)
     index = next(_redis_databases)
     if parts.scheme == "unix":
@@ -129,9 +140,8 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.Redis]:
 FreshDatabase = Callable[[], Awaitable[str]]
 
 
-@pytest.fixture
-async def make_fresh_database(server_database_url: str) -> AsyncIterator[FreshDatabase]:
-    """A factory of empty databases (not migrated), all dropped after the test."""
+@contextlib.asynccontextmanager
+async def _database_factory(server_database_url: str) -> AsyncIterator[FreshDatabase]:
     created: list[str] = []
 
     async def make() -> str:
@@ -144,13 +154,29 @@ async def make_fresh_database(server_database_url: str) -> AsyncIterator[FreshDa
         created.append(name)
         return _with_database(server_database_url, name)
 
-    yield make
-    admin = await asyncpg.connect(server_database_url)
     try:
-        for name in created:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield make
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(server_database_url)
+        try:
+            for name in created:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def make_fresh_database(server_database_url: str) -> AsyncIterator[FreshDatabase]:
+    """A factory of empty databases (not migrated), all dropped after the test."""
+    async with _database_factory(server_database_url) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+async def module_database_url(server_database_url: str) -> AsyncIterator[str]:
+    """An empty database for one test module's processes, dropped after the module."""
+    async with _database_factory(server_database_url) as make:
+        yield await make()
 
 
 @pytest.fixture

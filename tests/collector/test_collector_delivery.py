@@ -41,13 +41,13 @@ SPOT_MINUTES = [(1_723_161_300 + 60 * i) * 1_000_000_000 for i in range(10)]
 
 
 @pytest.fixture
-async def bars(fresh_database_url: str, redis_url: str) -> AsyncIterator[ServiceProcess]:
+async def bars(fresh_database_url: str, fresh_redis_url: str) -> AsyncIterator[ServiceProcess]:
     """A bar service on its own empty database."""
     process = ServiceProcess(
         "bars",
         {
             "TICKMESH_DATABASE_URL": fresh_database_url,
-            "TICKMESH_REDIS_URL": redis_url,
+            "TICKMESH_REDIS_URL": fresh_redis_url,
             "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
         },
     )

@@ -28,22 +28,22 @@ START_NS = int(datetime(2024, 1, 2, tzinfo=UTC).timestamp()) * 1_000_000_000
 
 @pytest.fixture(scope="module")
 async def mesh(
-    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str, module_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[ServiceProcess, GatewayProcess, dict[str, str]]]:
     """A bar service and a gateway on it, plus an admin's header."""
     bars = ServiceProcess(
         "bars",
         {
-            "TICKMESH_DATABASE_URL": database_url,
-            "TICKMESH_REDIS_URL": redis_url,
+            "TICKMESH_DATABASE_URL": module_database_url,
+            "TICKMESH_REDIS_URL": module_redis_url,
             "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
             "TICKMESH_DRAIN_SECONDS": "1",
         },
     )
     await bars.start()
     gateway = await start_gateway(
-        database_url,
-        redis_url,
+        module_database_url,
+        module_redis_url,
         tmp_path_factory.mktemp("ws") / "gateway.log",
         TICKMESH_BARS_ADDRESS=bars.address,
         TICKMESH_GATEWAY_WS_HEARTBEAT_SECONDS="0.5",
