@@ -63,7 +63,7 @@ async def serve(
 ) -> None:
     """Run one service until SIGTERM/SIGINT, then drain and close everything."""
     metrics = CoreMetrics()
-    metrics_server = MetricsServer(metrics.registry, metrics_port)
+    metrics_server = MetricsServer(metrics.registry, metrics_port, settings.metrics_host)
     metrics_server.start()
     try:
         async with AsyncExitStack() as stack:

@@ -24,6 +24,8 @@ class CommonSettings(BaseSettings):
     database_pool_max: int = Field(default=10, ge=1, le=200)
     startup_retry_seconds: float = Field(default=60.0, gt=0)
     drain_seconds: float = Field(default=5.0, ge=0, le=120)
+    # Containers set 0.0.0.0 so Prometheus can scrape from outside the pod.
+    metrics_host: str = "127.0.0.1"
     collector_address: str = "127.0.0.1:50051"
     bars_address: str = "127.0.0.1:50052"
     analytics_address: str = "127.0.0.1:50053"

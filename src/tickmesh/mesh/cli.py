@@ -7,12 +7,15 @@ import logging
 import os
 import runpy
 import signal
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tickmesh.core.logs import configure_logging
+from tickmesh.mesh.demo_symbols import register_symbols
 from tickmesh.mesh.embedded import EmbeddedServers
 from tickmesh.mesh.supervisor import Supervisor, available_services, service_command
 
@@ -20,6 +23,7 @@ app = typer.Typer(
     help="tickmesh: a real-time market data platform as a gRPC mesh.", no_args_is_help=True
 )
 log = logging.getLogger("tickmesh.mesh")
+FRONTEND_DIST = Path(__file__).resolve().parents[3] / "frontend" / "dist"
 
 StateDir = Annotated[
     Path,
@@ -39,11 +43,26 @@ def _embedded_environment(servers: EmbeddedServers) -> dict[str, str]:
     return environment
 
 
-async def _supervise(supervisor: Supervisor) -> None:
+async def _supervise(
+    supervisor: Supervisor, after_start: Callable[[], Awaitable[None]] | None = None
+) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, supervisor.stop)
-    await supervisor.run()
+    running = asyncio.create_task(supervisor.run())
+    if after_start is not None:
+        try:
+            await after_start()
+        except Exception as error:  # the mesh still runs; the user sees why the step failed
+            log.error("demo set-up failed: %s", error)
+    await running
+
+
+def _dashboard_environment() -> dict[str, str]:
+    """Serve the built dashboard from the gateway when it exists (make run builds it)."""
+    if "TICKMESH_GATEWAY_STATIC_DIR" in os.environ or not (FRONTEND_DIST / "index.html").exists():
+        return {}
+    return {"TICKMESH_GATEWAY_STATIC_DIR": str(FRONTEND_DIST)}
 
 
 @app.command()
@@ -60,10 +79,55 @@ def run(
     if unknown:
         raise typer.BadParameter(f"unknown services: {', '.join(sorted(unknown))}")
     with EmbeddedServers(state_dir) as servers:
-        environment = _embedded_environment(servers)
+        environment = _embedded_environment(servers) | _dashboard_environment()
         supervisor = Supervisor({name: service_command(name) for name in chosen}, environment)
         log.info("starting %s", ", ".join(chosen))
         asyncio.run(_supervise(supervisor))
+    log.info("stopped")
+
+
+@app.command()
+def demo(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Binance trade CSV/zip or capture files to replay; none: a random walk."
+        ),
+    ] = None,
+    state_dir: StateDir = Path(".state/demo"),
+    symbols: Annotated[
+        str, typer.Option(help="Symbols to register (and to random-walk when no file is given).")
+    ] = "BTCUSDT,ETHUSDT",
+    simulator_port: Annotated[
+        int, typer.Option(envvar="TICKMESH_SIMULATOR_PORT", help="Port of the exchange simulator.")
+    ] = 9400,
+) -> None:
+    """Run the whole mesh against the local exchange simulator: no internet needed."""
+    configure_logging("mesh", os.environ.get("TICKMESH_LOG_LEVEL", "INFO"))
+    wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    simulator = [
+        sys.executable,
+        "-m",
+        "tickmesh.mesh.cli",
+        "simulate",
+        "--port",
+        str(simulator_port),
+    ]
+    simulator += ["--symbols", ",".join(wanted), "--seed", "1", *[str(f) for f in files or []]]
+    base = f"127.0.0.1:{simulator_port}"
+    with EmbeddedServers(state_dir) as servers:
+        environment = _embedded_environment(servers) | _dashboard_environment()
+        environment |= {
+            "TICKMESH_COLLECTOR_BINANCE_SPOT_STREAM_URL": f"ws://{base}",
+            "TICKMESH_COLLECTOR_BINANCE_SPOT_API_URL": f"http://{base}/api",
+            "TICKMESH_COLLECTOR_BINANCE_USDM_STREAM_URL": f"ws://{base}/usdm",
+            "TICKMESH_COLLECTOR_BINANCE_USDM_API_URL": f"http://{base}/fapi",
+        }
+        commands = {"simulator": simulator}
+        commands |= {name: service_command(name) for name in available_services()}
+        supervisor = Supervisor(commands, environment)
+        log.info("starting the demo: simulator on %s, symbols %s", base, ", ".join(wanted))
+        asyncio.run(_supervise(supervisor, lambda: register_symbols(wanted)))
     log.info("stopped")
 
 
@@ -111,3 +175,7 @@ def features() -> None:
 def main() -> None:
     """Entry point of the `tickmesh` script."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Match
 
@@ -71,4 +72,8 @@ def create_app(services: GatewayServices) -> FastAPI:
         """Prometheus exposition of this process's registry."""
         return Response(generate_latest(metrics.core.registry), media_type=CONTENT_TYPE_LATEST)
 
+    static_dir = services.settings.gateway_static_dir
+    if static_dir:
+        # Mounted last: the API, the WebSocket, /health, /docs and /metrics take precedence.
+        app.mount("/", StaticFiles(directory=static_dir, html=True), name="dashboard")
     return app
