@@ -18,11 +18,21 @@ function socketUrl(symbol: string): string {
   return `${scheme}://${window.location.host}/ws/${encodeURIComponent(symbol)}`;
 }
 
+const SYMBOL_RETRY_MS = 3000;
+
 export function Dashboard() {
   const { session, market, alerts } = useAppServices();
   const user = useSession((state) => state.user);
   const symbolsState = useMarket((state) => state.symbolsState);
   const symbolsError = useMarket((state) => state.symbolsError);
+
+  // A fresh install has no symbols until an admin (or `tickmesh demo`) adds some: look again
+  // every few seconds while the list is empty, so they appear without a reload.
+  useEffect(() => {
+    if (symbolsState !== "empty") return;
+    const timer = window.setInterval(() => void market.getState().loadSymbols(), SYMBOL_RETRY_MS);
+    return () => window.clearInterval(timer);
+  }, [symbolsState, market]);
 
   useEffect(() => {
     void market.getState().loadSymbols();
