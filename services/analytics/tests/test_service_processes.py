@@ -156,14 +156,14 @@ async def _publish(ingest: IngestServiceAsyncStub, batches: list[market_pb2.Trad
 
 @pytest.fixture
 async def mesh(
-    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
+    database_url: str, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Process, Process, str, str]]:
     """A bar service and an analytics service (not yet started) on free ports."""
     bars_address = f"127.0.0.1:{_free_port()}"
     analytics_address = f"127.0.0.1:{_free_port()}"
     common = {
-        "TICKMESH_DATABASE_URL": fresh_database_url,
-        "TICKMESH_REDIS_URL": fresh_redis_url,
+        "TICKMESH_DATABASE_URL": database_url,
+        "TICKMESH_REDIS_URL": redis_url,
         "TICKMESH_ENVIRONMENT": "test",
         "TICKMESH_STARTUP_RETRY_SECONDS": "10",
         "TICKMESH_DRAIN_SECONDS": "0.5",
