@@ -95,3 +95,11 @@ async def test_service_sigterm_drains_and_exits_0(database_url: str, redis_url: 
             process.kill()
     assert process.returncode == 0
     assert b"grpc draining" in stderr
+
+
+def test_gateway_static_dir_missing_exits_2_naming_variable() -> None:
+    result = _run("tickmesh.gateway", {"TICKMESH_GATEWAY_STATIC_DIR": "/no/such/dashboard"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "tickmesh: invalid setting: TICKMESH_GATEWAY_STATIC_DIR: /no/such/dashboard is not a directory"
+    ]

@@ -74,6 +74,8 @@ Settings every service reads (CommonSettings) and OpenTelemetry:
   value: {{ $root.Values.startupRetrySeconds | quote }}
 - name: TICKMESH_DRAIN_SECONDS
   value: {{ $root.Values.drainSeconds | quote }}
+- name: TICKMESH_METRICS_HOST
+  value: "0.0.0.0"
 - name: TICKMESH_COLLECTOR_ADDRESS
   value: {{ include "tickmesh.address" (dict "root" $root "component" "collector" "port" $root.Values.collector.grpcPort) | quote }}
 - name: TICKMESH_BARS_ADDRESS

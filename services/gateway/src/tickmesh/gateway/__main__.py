@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from contextlib import AsyncExitStack
 from types import FrameType
 
@@ -49,6 +50,12 @@ def _drained(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     """Run the gateway; exit 2 on bad settings, 1 with one line when a dependency is down."""
     settings = load_gateway_settings_or_exit()
+    static_dir = settings.gateway_static_dir
+    if static_dir is not None and not static_dir.is_dir():
+        sys.stderr.write(
+            f"tickmesh: invalid setting: TICKMESH_GATEWAY_STATIC_DIR: {static_dir} is not a directory\n"
+        )
+        raise SystemExit(2)
     configure_logging("gateway", settings.log_level)
     provider = configure_tracing("gateway")
     try:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Literal
 
-from pydantic import DirectoryPath, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from tickmesh.core.settings import CommonSettings, SettingsError, load_settings_or_exit
 
@@ -18,8 +19,8 @@ class GatewaySettings(CommonSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=0, le=65535)
-    # The built dashboard (frontend/dist) served at /; empty serves none.
-    gateway_static_dir: DirectoryPath | None = None
+    # The built dashboard (frontend/dist) served at /; unset serves none. Checked at start.
+    gateway_static_dir: Path | None = None
 
     # The active signing key and its `kid`; older keys stay valid for verifying until removed.
     gateway_jwt_secret: SecretStr | None = Field(default=None, validate_default=True)
