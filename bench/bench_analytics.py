@@ -15,10 +15,10 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from tickmesh.analytics.bars import BarInput
-from tickmesh.analytics.pipeline import SymbolAnalytics
 
 from bench.report import Figure
+from tickmesh.analytics.bars import BarInput
+from tickmesh.analytics.pipeline import SymbolAnalytics
 from tickmesh.core.timeframes import NS_PER_MINUTE, from_label
 
 QUALITY_WARMUP = 130

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from tickmesh.collector.binance import BinanceStreamDecoder
-
 from tickmesh.v1 import market_pb2
 
 _BATCH = 1000

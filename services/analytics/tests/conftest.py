@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tickmesh.analytics.bars import BarInput
 
 NS_PER_MINUTE = 60_000_000_000

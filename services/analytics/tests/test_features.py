@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.feature_catalog import FEATURE_VERSION, feature_catalog
 from tickmesh.analytics.features import compute_features, feature_values

@@ -11,10 +11,10 @@ import numpy.typing as npt
 import pytest
 import talib
 from talib._ta_lib import MA_Type
+
 from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.indicators import IndicatorWindow, RevisionOutOfRangeError
 from tickmesh.analytics.results import INDICATOR_NAMES, Indicators
-
 from tickmesh.v1 import analytics_pb2
 
 TOLERANCE = 1e-9

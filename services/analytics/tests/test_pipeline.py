@@ -9,7 +9,6 @@ from tickmesh.analytics.bars import BarInput, bar_from_proto
 from tickmesh.analytics.features import FEATURE_VERSION
 from tickmesh.analytics.pipeline import SymbolAnalytics
 from tickmesh.analytics.quality import CHECK_CROSS_TIMEFRAME, CHECK_NON_FINITE
-
 from tickmesh.core.timeframes import from_label
 from tickmesh.v1 import market_pb2
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+
 from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.quality import (
     CHECK_CROSS_TIMEFRAME,
@@ -22,7 +23,6 @@ from tickmesh.analytics.quality import (
     cross_timeframe_anomaly,
     roll_up,
 )
-
 from tickmesh.core.timeframes import from_label
 
 Walk = Callable[[int, int], list[BarInput]]

@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tickmesh.collector.binance import BinanceStreamDecoder, DecodeErrorKind
 
+from tickmesh.collector.binance import BinanceStreamDecoder, DecodeErrorKind
 from tickmesh.v1 import market_pb2
 
 SPOT = market_pb2.EXCHANGE_BINANCE_SPOT

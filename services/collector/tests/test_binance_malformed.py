@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tickmesh.collector.binance import BinanceStreamDecoder, DecodeErrorKind
 
+from tickmesh.collector.binance import BinanceStreamDecoder, DecodeErrorKind
 from tickmesh.v1 import market_pb2
 
 GOOD = (

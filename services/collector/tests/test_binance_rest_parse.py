@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tickmesh.collector.binance import (
     RestPageError,
     parse_rest_agg_trades,
     parse_rest_historical_trades,
 )
-
 from tickmesh.v1 import market_pb2
 
 SPOT_PAGE = (

@@ -8,10 +8,10 @@ import json
 
 import aiohttp
 import websockets
-from tickmesh.collector.binance import BinanceStreamDecoder, DecodeErrorKind
-from tickmesh.collector.simulator import ExchangeSimulator, FaultConfig, Market, SimulatorConfig
 from websockets.asyncio.client import ClientConnection
 
+from tickmesh.collector.binance import BinanceStreamDecoder, DecodeErrorKind
+from tickmesh.collector.simulator import ExchangeSimulator, FaultConfig, Market, SimulatorConfig
 from tickmesh.v1 import market_pb2
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT"]

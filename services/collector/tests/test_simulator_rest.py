@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 from binance import AsyncClient
+
 from tickmesh.collector.binance import parse_rest_historical_trades
 from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, SourceSpec
-
 from tickmesh.v1 import market_pb2
 
 USDM_2023 = "binance_futures_um/BTCUSDT_ws_trade_2023-04-04T2358_to_2023-04-05T0006.txt"

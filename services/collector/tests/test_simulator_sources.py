@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from tickmesh.collector.simulator import Market, SimulatorConfig, SourceSpec
 from tickmesh.collector.simulator.sources import (
     iter_capture,

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import talib
 from talib._ta_lib import MA_Type
+
 from tickmesh.analytics.bars import BarInput, rejection_reason
 from tickmesh.analytics.bars_window import BarWindow, FloatArray
 from tickmesh.analytics.recursive_state import RecursiveState
 from tickmesh.analytics.results import Indicators
-
 from tickmesh.core.errors import FailedPrecondition
 
 SMA_PERIODS = (20, 50, 100, 200)

@@ -10,7 +10,6 @@ from tickmesh.analytics.features import compute_features
 from tickmesh.analytics.indicators import DEFAULT_CAPACITY, IndicatorWindow
 from tickmesh.analytics.quality import QualityConfig, QualityMonitor
 from tickmesh.analytics.results import Anomaly, Features, Indicators, Quality
-
 from tickmesh.core.timeframes import TimeframeSpec
 
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+
 from tickmesh.analytics.bars_window import BarWindow
 from tickmesh.analytics.features import calendar, candles, derived, returns, volatility, volume
 from tickmesh.analytics.features.context import FeatureContext, build_context

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from tickmesh.analytics.features.context import FeatureContext
 from tickmesh.analytics.features.spec import FeatureSpec
 

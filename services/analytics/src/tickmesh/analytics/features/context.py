@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from tickmesh.analytics.bars_window import BarWindow, FloatArray
 from tickmesh.analytics.results import Indicators
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
 from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.results import Anomaly
 

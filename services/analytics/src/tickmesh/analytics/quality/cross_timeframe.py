@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.quality.checks import CHECK_CROSS_TIMEFRAME
 from tickmesh.analytics.results import Anomaly
-
 from tickmesh.core.timeframes import NS_PER_MINUTE
 
 # Prices are copied, not computed, by a roll-up; only the volume sum can differ by rounding.

@@ -26,7 +26,6 @@ from tickmesh.analytics.quality.checks import (
 )
 from tickmesh.analytics.quality.cross_timeframe import cross_timeframe_anomaly
 from tickmesh.analytics.results import Anomaly, Quality
-
 from tickmesh.core.timeframes import NS_PER_MINUTE, TimeframeSpec
 
 NS_PER_SECOND = 1_000_000_000
