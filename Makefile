@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PY_SOURCES := src services tests bench conftest.py
 
-.PHONY: run demo test lint proto bench setup clean
+.PHONY: run demo test lint proto bench setup clean frontend frontend-test
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -24,16 +24,31 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.synced node_modules/.installed
 
+# The dashboard: rebuilt when its sources change, served by the gateway at /.
+FRONTEND_SOURCES := $(shell find frontend/src -type f 2>/dev/null) frontend/index.html \
+	frontend/vite.config.ts frontend/package.json
+frontend/node_modules/.package-lock.json: frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+
+frontend/dist/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOURCES)
+	cd frontend && npm run build
+
+frontend: frontend/dist/index.html
+
+## frontend-test: type checks and unit tests of the dashboard (vitest)
+frontend-test: frontend/node_modules/.package-lock.json
+	cd frontend && npm run lint && npm test
+
 ## run: the whole mesh on this machine (embedded PostgreSQL and Redis unless URLs are given)
-run: setup
+run: setup frontend
 	$(BIN)/tickmesh run
 
 ## demo: the mesh against the local exchange simulator, no internet needed
-demo: setup
+demo: setup frontend
 	$(BIN)/tickmesh demo
 
 ## test: lint, type checks, contract checks and every test
-test: setup lint
+test: setup lint frontend-test
 	$(BIN)/pytest
 
 ## lint: ruff (lint + format check) and mypy strict on our code
