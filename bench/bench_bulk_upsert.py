@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from bench.report import Figure
+from tickmesh.bars.bar_rows import CANDLE_COLUMNS
 from tickmesh.core.db.bulk import UpsertSpec, upsert
 from tickmesh.core.db.migrations import migrate
 from tickmesh.mesh.embedded import EmbeddedServers
@@ -27,21 +28,7 @@ ROWS = 200_000
 BATCH = 10_000
 CANDLES = UpsertSpec(
     table="candles",
-    columns=(
-        "time",
-        "symbol",
-        "timeframe",
-        "exchange",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "quote_volume",
-        "trade_count",
-        "vwap",
-        "revision",
-    ),
+    columns=CANDLE_COLUMNS,
     key=("time", "symbol", "timeframe"),
     update_expressions={"change_id": "nextval('candle_change_seq')"},
 )

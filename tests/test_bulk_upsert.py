@@ -6,26 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from tickmesh.bars.bar_rows import CANDLE_COLUMNS
 from tickmesh.core.db.bulk import UpsertSpec, upsert
 from tickmesh.core.metrics import CoreMetrics
 
 CANDLES = UpsertSpec(
     table="candles",
-    columns=(
-        "time",
-        "symbol",
-        "timeframe",
-        "exchange",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "quote_volume",
-        "trade_count",
-        "vwap",
-        "revision",
-    ),
+    columns=CANDLE_COLUMNS,
     key=("time", "symbol", "timeframe"),
     update_expressions={"change_id": "nextval('candle_change_seq')"},
 )

@@ -12,10 +12,8 @@ import asyncpg
 import httpx
 import redis.asyncio as redis
 
-from tickmesh.core.cache import open_redis
-from tickmesh.core.db.migrations import migrate_pool
-from tickmesh.core.db.pool import open_pool
 from tickmesh.core.metrics import CoreMetrics
+from tickmesh.core.runtime import open_context
 from tickmesh.gateway.accounts import Accounts
 from tickmesh.gateway.alert_channels import AlertChannels
 from tickmesh.gateway.alert_engine import AlertEngine
@@ -78,20 +76,8 @@ async def open_services(
     settings: GatewaySettings, core_metrics: CoreMetrics, stack: AsyncExitStack
 ) -> GatewayServices:
     """Open PostgreSQL (migrated) and Redis with retries, wire everything; `stack` closes it all."""
-    pool = await open_pool(
-        settings.database_url,
-        core_metrics,
-        min_size=settings.database_pool_min,
-        max_size=settings.database_pool_max,
-        give_up_after_seconds=settings.startup_retry_seconds,
-    )
-    stack.push_async_callback(pool.close)
-    applied = await migrate_pool(pool)
-    if applied:
-        log.info("migrations applied", extra={"versions": applied})
-    client = await open_redis(settings.redis_url, core_metrics, settings.startup_retry_seconds)
-    stack.push_async_callback(client.aclose)
-    services = build_services(settings, GatewayMetrics(core_metrics), pool, client)
+    context = await open_context(settings, core_metrics, stack)
+    services = build_services(settings, GatewayMetrics(core_metrics), context.pool, context.redis)
     stack.push_async_callback(services.backends.close)
     stack.push_async_callback(services.fanout.close)
     if settings.gateway_admin_username and settings.gateway_admin_password:
