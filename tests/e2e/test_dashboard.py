@@ -82,7 +82,9 @@ def _ensure_chromium() -> None:
     if CHROMIUM.exists():
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip(f"{CHROMIUM} is missing and apt-get cannot install it here")
+        pytest.fail(
+            f"{CHROMIUM} is missing and apt-get could not install it (Debian package chromium)"
+        )
     for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
         subprocess.run(command, check=True, capture_output=True, timeout=600)
 
@@ -101,7 +103,7 @@ def _ensure_frontend_built() -> None:
     """`npm ci` when node_modules is older than the lock file, `npm run build` when stale."""
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
-        pytest.skip("Node.js and npm are needed to build the dashboard")
+        pytest.fail("Node.js 20 and npm are needed to build the dashboard (see README)")
     installed = FRONTEND / "node_modules" / ".package-lock.json"
     lock = FRONTEND / "package-lock.json"
     if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
@@ -117,20 +119,9 @@ def _ensure_frontend_built() -> None:
         subprocess.run([npm, "run", "build"], cwd=FRONTEND, check=True, timeout=300)
 
 
-def _demo_available() -> bool:
-    if not TICKMESH.exists():
-        return False
-    found = subprocess.run(
-        [str(TICKMESH), "demo", "--help"], capture_output=True, timeout=60, check=False
-    )
-    return found.returncode == 0
-
-
 @pytest.fixture(scope="module")
 def demo_gateway() -> Iterator[str]:
     """`tickmesh demo` on free ports with a fresh state directory; yields the gateway URL."""
-    if not _demo_available():
-        pytest.skip("`tickmesh demo` is not available yet")
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="tickmesh-e2e-") as state:
         environment = {
