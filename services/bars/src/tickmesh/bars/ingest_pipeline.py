@@ -108,8 +108,7 @@ class IngestPipeline:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(Exception):
-            await self.commit()
+        await self.commit()  # failures are logged, counted and left for the collector to resend
 
     def open_stream(self, stream_id: str, listener: AckQueue) -> None:
         """Route the acknowledgements of `stream_id` to `listener` (one per Publish call)."""
