@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis.asyncio as redis
 
@@ -60,11 +60,21 @@ async def replace_in_capped_zset(
     Replacing by score is what makes a revised bar overwrite its old version instead of
     sitting beside it.
     """
-    if not members:
+    await replace_in_capped_zsets(client, {key: members}, keep_latest)
+
+
+async def replace_in_capped_zsets(
+    client: redis.Redis,
+    members_by_key: Mapping[str, Sequence[tuple[int, bytes]]],
+    keep_latest: int,
+) -> None:
+    """`replace_in_capped_zset` for many keys in one transaction and one round trip."""
+    if not any(members_by_key.values()):
         return
     async with client.pipeline(transaction=True) as pipe:
-        for score, member in members:
-            pipe.zremrangebyscore(key, score, score)
-            pipe.zadd(key, {member: score})
-        pipe.zremrangebyrank(key, 0, -(keep_latest + 1))
+        for key, members in members_by_key.items():
+            for score, member in members:
+                pipe.zremrangebyscore(key, score, score)
+                pipe.zadd(key, {member: score})
+            pipe.zremrangebyrank(key, 0, -(keep_latest + 1))
         await pipe.execute()

@@ -17,7 +17,7 @@ from typing import cast
 import redis.asyncio as redis
 from prometheus_client import Counter
 
-from tickmesh.core.cache import bars_key, replace_in_capped_zset
+from tickmesh.core.cache import bars_key, replace_in_capped_zsets
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.timeframes import from_proto
 from tickmesh.v1 import market_pb2
@@ -60,8 +60,7 @@ class BarCache:
                 if self._stale:
                     await self._client.delete(*self._stale)
                     self._stale.clear()
-                for key, members in grouped.items():
-                    await replace_in_capped_zset(self._client, key, members, self._size)
+                await replace_in_capped_zsets(self._client, grouped, self._size)
             except (redis.RedisError, OSError) as error:
                 self.errors.inc()
                 self._stale.update(grouped)
