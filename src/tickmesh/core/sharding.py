@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -23,3 +24,8 @@ class Shard:
     def owns(self, symbol: str) -> bool:
         """Tell whether this shard owns `symbol`."""
         return shard_of(symbol, self.count) == self.index
+
+
+def shard_address(symbol: str, addresses: Sequence[str]) -> str:
+    """Return the address of the bar service owning `symbol`, given every shard's address by index."""
+    return addresses[shard_of(symbol, len(addresses))]

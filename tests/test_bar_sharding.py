@@ -1,0 +1,86 @@
+"""Two bar service shards on one database: each symbol is ingested by exactly one of them."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc import aio
+
+from tickmesh.core.sharding import shard_address, shard_of
+from tickmesh.core.timeframes import NS_PER_MINUTE
+from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+
+from .ingest_helpers import publish
+from .mesh_processes import ServiceProcess
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT")
+# 2023-01-01T00:00Z, in the past: the shard runs the symbol on its trades' event times.
+START_NS = 1_672_531_200 * 1_000_000_000
+
+
+def _batch(symbol: str, sequence: int) -> market_pb2.TradeBatch:
+    """Three trades in the first minute and one six minutes later, so the first minute is final."""
+    return market_pb2.TradeBatch(
+        stream_id=f"shard-{symbol}",
+        sequence=sequence,
+        trades=[
+            market_pb2.SymbolTrades(
+                exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
+                symbol=symbol,
+                trade_ids=[1, 2, 3, 4],
+                prices=[10.0, 12.0, 9.0, 11.0],
+                quantities=[1.0, 1.0, 1.0, 1.0],
+                event_time_ns=[START_NS + i * 1_000_000_000 for i in range(3)]
+                + [START_NS + 6 * NS_PER_MINUTE],
+            )
+        ],
+    )
+
+
+async def _one_minute_bars(address: str, symbol: str) -> list[market_pb2.Bar]:
+    async with aio.insecure_channel(address) as channel:
+        stub = bar_service_pb2_grpc.BarServiceStub(channel)
+        response = await stub.GetBars(
+            bar_service_pb2.GetBarsRequest(
+                symbol=symbol, timeframe=market_pb2.TIMEFRAME_1M, limit=10
+            )
+        )
+        return list(response.bars)
+
+
+async def test_each_symbol_is_ingested_by_exactly_one_shard(
+    fresh_database_url: str, fresh_redis_url: str
+) -> None:
+    assert {shard_of(s, 2) for s in SYMBOLS} == {0, 1}
+    shards = [
+        ServiceProcess(
+            "bars",
+            {
+                "TICKMESH_DATABASE_URL": fresh_database_url,
+                "TICKMESH_REDIS_URL": fresh_redis_url,
+                "TICKMESH_BARS_SHARD_INDEX": str(index),
+                "TICKMESH_BARS_SHARD_COUNT": "2",
+            },
+        )
+        for index in range(2)
+    ]
+    addresses = [shard.address for shard in shards]
+    try:
+        for shard in shards:
+            await shard.start()
+        for symbol in SYMBOLS:
+            owner = shard_address(symbol, addresses)
+            assert owner == addresses[shard_of(symbol, 2)]
+            (other,) = (a for a in addresses if a != owner)
+            assert await publish(owner, [_batch(symbol, 1)]) == 1
+            with pytest.raises(aio.AioRpcError) as raised:
+                await publish(other, [_batch(symbol, 1)])
+            assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        for symbol in SYMBOLS:
+            bars = await _one_minute_bars(shard_address(symbol, addresses), symbol)
+            assert [(b.open_time_ns, b.trade_count, b.high, b.low) for b in bars][:1] == [
+                (START_NS, 3, 12.0, 9.0)
+            ]
+    finally:
+        for shard in shards:
+            await shard.kill()
