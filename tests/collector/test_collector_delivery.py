@@ -233,6 +233,11 @@ async def test_collector_bar_service_killed_mid_replay_resends_unacked(
     assert harness.metrics.ingest_reconnects._value.get() >= 1
 
 
+async def test_collector_buffer_overflow_refilled_from_rest(bars: ServiceProcess) -> None:
+    harness, _ = await _replay(bars, FaultConfig(), buffer_trades=5000, start_bars_late=True)
+    assert harness.ingest.dropped_trades > 0
+
+
 # Each USD-M capture with its klines and the full minutes README section 1a verified.
 FUTURES_CASES = {
     "2023-04-04": (

@@ -213,12 +213,14 @@ class Backfiller:
         delivered = 0
         if count:
             fresh = self._gaps.deliver(page, outcome="backfilled")
-            if fresh is not None:
-                delivered = len(fresh.trade_ids)
-                self._ingest.submit([fresh])
             last = int(page.trade_ids[-1])
             # Ids in the covered range that the page does not hold are not market trades.
             tracker.resolve(first, last)
+            if fresh is not None:
+                delivered = len(fresh.trade_ids)
+                # Only after resolving: a full buffer may drop this very page inside submit,
+                # and the gaps it reopens for its ids must stay recorded to be fetched again.
+                self._ingest.submit([fresh])
         elif for_gap:
             # Nothing at or after an id below the high mark: the exchange holds no such trades.
             log.warning("%s: REST has no trades from id %d; gap resolved", symbol, first)
