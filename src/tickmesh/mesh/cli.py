@@ -172,6 +172,69 @@ def features() -> None:
     Console().print(table)
 
 
+@app.command(name="import")
+def import_trades(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True, dir_okay=False, help="Binance trades or aggTrades CSV files, or zips."
+        ),
+    ],
+    bars_address: Annotated[
+        str, typer.Option(envvar="TICKMESH_BARS_ADDRESS", help="The bar service's gRPC address.")
+    ] = "127.0.0.1:50052",
+    state: Annotated[
+        Path | None,
+        typer.Option(help="Resume state file (default: $TICKMESH_STATE_DIR/import-state.json)."),
+    ] = None,
+    exchange: Annotated[str, typer.Option(help="spot or usdm.")] = "spot",
+    symbol: Annotated[
+        str | None, typer.Option(help="Symbol (default: from each file name).")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="trades or aggTrades (default: detected).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many new trades (resumable).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Import Binance public trade CSVs into the bar service, resuming after what was acked."""
+    from rich.console import Console
+
+    from tickmesh.collector.importer import EXCHANGES, CsvKind, ImportFileError, import_files
+
+    if exchange not in EXCHANGES:
+        raise typer.BadParameter(f"--exchange must be one of {sorted(EXCHANGES)}")
+    if kind is not None and kind not in {member.value for member in CsvKind}:
+        raise typer.BadParameter(f"--kind must be one of {[member.value for member in CsvKind]}")
+    console = Console(stderr=True)
+    try:
+        results = asyncio.run(
+            import_files(
+                files,
+                bars_address,
+                state_path=state,
+                exchange=EXCHANGES[exchange],
+                symbol=symbol.upper() if symbol else None,
+                kind=CsvKind(kind) if kind else None,
+                max_trades=limit,
+                show_progress=progress,
+                console=console,
+            )
+        )
+    except (ConnectionError, ImportFileError, ValueError) as error:
+        console.print(f"[red]import failed:[/red] {error}")
+        raise typer.Exit(1) from error
+    submitted = sum(result.submitted for result in results)
+    skipped = sum(result.skipped for result in results)
+    done = sum(1 for result in results if result.already_done)
+    console.print(
+        f"imported {submitted:,} trades from {len(results)} file(s)"
+        f" ({skipped:,} acknowledged before skipped, {done} file(s) already done)"
+    )
+
+
 def main() -> None:
     """Entry point of the `tickmesh` script."""
     app()

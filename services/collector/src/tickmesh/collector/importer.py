@@ -1,0 +1,398 @@
+"""`tickmesh import`: Binance public trade or aggTrade CSV files into the bar service.
+
+Files from data.binance.vision (`<SYMBOL>-trades-<date>.csv` with columns id, price, qty,
+quote_qty, time, is_buyer_maker[, is_best_match], or `<SYMBOL>-aggTrades-<date>.csv` with
+agg_trade_id, price, quantity, first_trade_id, last_trade_id, transact_time,
+is_buyer_maker[, is_best_match]), with or without a header, plain or inside a .zip, are read
+in chunks and published through the collector's own IngestClient: numbered batches the bar
+service acknowledges once durable, under a fresh stream id per run. The last acknowledged
+trade id of every file is kept in a small JSON state file, so a rerun after an interruption
+skips what was acknowledged (Binance's files are in id order); the bar service drops any
+trade id it already applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import enum
+import json
+import os
+import secrets
+import time
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from prometheus_client import CollectorRegistry
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from tickmesh.collector.collector_metrics import CollectorMetrics
+from tickmesh.collector.ingest_client import IngestClient, IngestConfig
+from tickmesh.v1 import market_pb2
+
+EXCHANGES = {
+    "spot": market_pb2.EXCHANGE_BINANCE_SPOT,
+    "usdm": market_pb2.EXCHANGE_BINANCE_USDM,
+}
+_SAVE_INTERVAL_S = 0.5
+
+
+class CsvKind(enum.StrEnum):
+    """Which Binance public data file: individual trades or aggregate trades."""
+
+    TRADES = "trades"
+    AGG_TRADES = "aggTrades"
+
+
+class ImportFileError(ValueError):
+    """A file that is not a Binance trade or aggTrade CSV."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    path: Path
+    member: str | None
+    symbol: str
+
+    @property
+    def key(self) -> str:
+        resolved = str(self.path.resolve())
+        return resolved if self.member is None else f"{resolved}::{self.member}"
+
+    @property
+    def label(self) -> str:
+        return self.path.name if self.member is None else f"{self.path.name}:{self.member}"
+
+
+@dataclass(slots=True)
+class FileResult:
+    """What one import run did with one file (or zip member)."""
+
+    key: str
+    symbol: str
+    submitted: int = 0
+    skipped: int = 0
+    last_acked_id: int | None = None
+    already_done: bool = False
+
+
+@dataclass(slots=True)
+class ImportState:
+    """Per-file last acknowledged trade id and completion, kept in a small JSON file."""
+
+    path: Path
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> ImportState:
+        """Read the state file (empty state when it does not exist)."""
+        if not path.exists():
+            return cls(path)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(path, dict(data.get("files", {})))
+
+    def last_id(self, key: str) -> int | None:
+        """The last acknowledged trade id of a file, if any."""
+        entry = self.files.get(key)
+        return None if entry is None or entry.get("last_id") is None else int(entry["last_id"])
+
+    def done(self, key: str) -> bool:
+        """Whether every trade of the file was acknowledged."""
+        return bool(self.files.get(key, {}).get("done", False))
+
+    def record(self, key: str, last_id: int | None, done: bool = False) -> None:
+        """Remember a file's progress (in memory; `save` writes it)."""
+        self.files[key] = {"last_id": last_id, "done": done}
+
+    def save(self) -> None:
+        """Write the state atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"files": self.files}, indent=1), encoding="utf-8")
+        os.replace(temporary, self.path)
+
+
+def default_state_path() -> Path:
+    """The state file under $TICKMESH_STATE_DIR (default .state)."""
+    return Path(os.environ.get("TICKMESH_STATE_DIR", ".state")) / "import-state.json"
+
+
+def symbol_from_name(name: str) -> str:
+    """The symbol of a Binance public data file name, e.g. 'BTCUSDT-trades-2024-08-08.csv'."""
+    return Path(name).name.split("-", 1)[0].split(".", 1)[0].upper()
+
+
+def _sources(path: Path, symbol: str | None) -> list[_Source]:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            members = [
+                info.filename
+                for info in archive.infolist()
+                if not info.is_dir() and info.filename.lower().endswith(".csv")
+            ]
+        if not members:
+            raise ImportFileError(f"{path}: no .csv inside the zip")
+        return [_Source(path, member, symbol or symbol_from_name(member)) for member in members]
+    return [_Source(path, None, symbol or symbol_from_name(path.name))]
+
+
+class _CountingLines:
+    """Decoded lines of a binary stream, counting the bytes read (for the progress bar)."""
+
+    def __init__(self, binary: IO[bytes]) -> None:
+        self._binary = binary
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self._binary:
+            self.bytes_read += len(raw)
+            yield raw.decode("utf-8").lstrip("\ufeff")
+
+
+def _is_bool(text: str) -> bool:
+    return text.strip().lower() in ("true", "false")
+
+
+def _is_header(row: Sequence[str]) -> bool:
+    return not row[0].strip().isdigit()
+
+
+def detect_kind(first_row: Sequence[str]) -> CsvKind:
+    """Tell trades from aggTrades by a header row or by the columns of a data row."""
+    if _is_header(first_row):
+        names = {name.strip().lower() for name in first_row}
+        if "first_trade_id" in names or "agg_trade_id" in names:
+            return CsvKind.AGG_TRADES
+        if "id" in names and "quote_qty" in names:
+            return CsvKind.TRADES
+        raise ImportFileError(f"unknown header {list(first_row)}")
+    if len(first_row) >= 6 and _is_bool(first_row[5]):
+        return CsvKind.TRADES
+    if len(first_row) >= 7 and _is_bool(first_row[6]):
+        return CsvKind.AGG_TRADES
+    raise ImportFileError(f"not a Binance trades or aggTrades row: {list(first_row)}")
+
+
+def time_ns(value: str) -> int:
+    """Epoch nanoseconds of a Binance time column (milliseconds, or microseconds since 2025)."""
+    number = int(value)
+    if number < 10**14:
+        return number * 1_000_000
+    if number < 10**17:
+        return number * 1_000
+    return number
+
+
+def rows_to_run(
+    rows: Sequence[Sequence[str]],
+    kind: CsvKind,
+    exchange: market_pb2.Exchange.ValueType,
+    symbol: str,
+) -> market_pb2.SymbolTrades:
+    """One SymbolTrades run of CSV data rows."""
+    time_column, maker_column = (4, 5) if kind is CsvKind.TRADES else (5, 6)
+    received = time.time_ns()
+    run = market_pb2.SymbolTrades(
+        exchange=exchange,
+        symbol=symbol,
+        trade_ids=[int(row[0]) for row in rows],
+        prices=[float(row[1]) for row in rows],
+        quantities=[float(row[2]) for row in rows],
+        sides=[
+            market_pb2.AGGRESSOR_SIDE_SELL
+            if row[maker_column].strip().lower() == "true"
+            else market_pb2.AGGRESSOR_SIDE_BUY
+            for row in rows
+        ],
+        event_time_ns=[time_ns(row[time_column]) for row in rows],
+        receive_time_ns=[received] * len(rows),
+    )
+    if kind is CsvKind.AGG_TRADES:
+        run.trade_counts.extend(int(row[4]) - int(row[3]) + 1 for row in rows)
+    return run
+
+
+@contextlib.contextmanager
+def _open_binary(source: _Source) -> Iterator[tuple[IO[bytes], int]]:
+    if source.member is None:
+        with source.path.open("rb") as handle:
+            yield handle, source.path.stat().st_size
+        return
+    with zipfile.ZipFile(source.path) as archive:
+        info = archive.getinfo(source.member)
+        with archive.open(info) as handle:
+            yield handle, info.file_size
+
+
+class _Importer:
+    def __init__(
+        self,
+        ingest_config: IngestConfig,
+        state: ImportState,
+        exchange: market_pb2.Exchange.ValueType,
+        kind: CsvKind | None,
+        chunk_rows: int,
+        progress: Progress,
+        max_trades: int | None,
+    ) -> None:
+        self._state = state
+        self._remaining = max_trades
+        self._exchange = exchange
+        self._kind = kind
+        self._chunk_rows = chunk_rows
+        self._progress = progress
+        self.ingest = IngestClient(
+            ingest_config, CollectorMetrics(CollectorRegistry()), on_acked=self._on_acked
+        )
+        self._current: FileResult | None = None
+        self._task: TaskID | None = None
+        self._acked = 0
+        self._saved_at = 0.0
+
+    def _on_acked(self, batches: list[market_pb2.TradeBatch]) -> None:
+        current = self._current
+        if current is None:
+            return
+        for batch in batches:
+            for run in batch.trades:
+                if len(run.trade_ids):
+                    self._acked += len(run.trade_ids)
+                    last = int(run.trade_ids[-1])
+                    if current.last_acked_id is None or last > current.last_acked_id:
+                        current.last_acked_id = last
+        self._state.record(current.key, current.last_acked_id)
+        if self._task is not None:
+            self._progress.update(self._task, acked=self._acked)
+        now = time.monotonic()
+        if now - self._saved_at >= _SAVE_INTERVAL_S:
+            self._state.save()
+            self._saved_at = now
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether this run submitted as many trades as it may."""
+        return self._remaining is not None and self._remaining <= 0
+
+    async def import_source(self, source: _Source) -> FileResult:
+        result = FileResult(source.key, source.symbol)
+        if self._state.done(source.key):
+            result.already_done = True
+            result.last_acked_id = self._state.last_id(source.key)
+            return result
+        after = self._state.last_id(source.key)
+        result.last_acked_id = after
+        self._current = result
+        self._acked = 0
+        with _open_binary(source) as (binary, size):
+            self._task = self._progress.add_task(source.label, total=size, acked=0)
+            complete = False
+            lines = _CountingLines(binary)
+            reader = csv.reader(lines)
+            kind = self._kind
+            chunk: list[list[str]] = []
+            for row in reader:
+                if self._remaining is not None and len(chunk) >= self._remaining:
+                    break
+                if not row or not row[0].strip():
+                    continue
+                if kind is None:
+                    kind = detect_kind(row)
+                    if _is_header(row):
+                        continue
+                elif _is_header(row):
+                    continue
+                if after is not None and int(row[0]) <= after:
+                    result.skipped += 1
+                    continue
+                chunk.append(row)
+                if len(chunk) >= self._chunk_rows:
+                    await self._submit(chunk, kind, source.symbol, result)
+                    chunk = []
+                    self._progress.update(self._task, completed=lines.bytes_read)
+            else:
+                complete = True
+            if chunk:
+                assert kind is not None
+                await self._submit(chunk, kind, source.symbol, result)
+            self._progress.update(self._task, completed=lines.bytes_read)
+        await self.ingest.flush()
+        self._state.record(source.key, result.last_acked_id, done=complete)
+        self._state.save()
+        self._current = None
+        return result
+
+    async def _submit(
+        self, rows: list[list[str]], kind: CsvKind, symbol: str, result: FileResult
+    ) -> None:
+        await self.ingest.wait_room(len(rows))
+        self.ingest.submit([rows_to_run(rows, kind, self._exchange, symbol)])
+        result.submitted += len(rows)
+        if self._remaining is not None:
+            self._remaining -= len(rows)
+
+
+async def import_files(
+    paths: Sequence[Path],
+    bars_address: str,
+    *,
+    state_path: Path | None = None,
+    exchange: market_pb2.Exchange.ValueType = market_pb2.EXCHANGE_BINANCE_SPOT,
+    symbol: str | None = None,
+    kind: CsvKind | None = None,
+    chunk_rows: int = 5000,
+    max_trades: int | None = None,
+    max_buffered_trades: int = 200_000,
+    connect_timeout_s: float = 30.0,
+    show_progress: bool = True,
+    console: Console | None = None,
+) -> list[FileResult]:
+    """Import Binance trade/aggTrade CSVs (or zips) resumably; stop after `max_trades` new ones."""
+    state = ImportState.load(state_path or default_state_path())
+    sources = [source for path in paths for source in _sources(path, symbol)]
+    config = IngestConfig(
+        bars_address,
+        f"import-{secrets.token_hex(6)}",
+        max_buffered_trades=max(max_buffered_trades, chunk_rows),
+    )
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[acked]:,} trades acked"),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        disable=not show_progress,
+    )
+    importer = _Importer(config, state, exchange, kind, chunk_rows, progress, max_trades)
+    runner = asyncio.create_task(importer.ingest.run(), name="import-ingest")
+    results: list[FileResult] = []
+    try:
+        try:
+            async with asyncio.timeout(connect_timeout_s):
+                await importer.ingest.wait_connected()
+        except TimeoutError:
+            raise ConnectionError(f"the bar service at {bars_address} is unreachable") from None
+        with progress:
+            for source in sources:
+                if importer.exhausted:
+                    break
+                results.append(await importer.import_source(source))
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        state.save()
+    return results

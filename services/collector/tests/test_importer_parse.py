@@ -1,0 +1,79 @@
+"""Reading Binance public trade and aggTrade CSV rows for `tickmesh import`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tickmesh.collector.importer import (
+    CsvKind,
+    ImportFileError,
+    ImportState,
+    detect_kind,
+    import_files,
+    rows_to_run,
+    symbol_from_name,
+    time_ns,
+)
+from tickmesh.v1 import market_pb2
+
+SPOT_TRADE = ["1520538925", "2683.8", "0.002", "5.3676", "1723161255611", "True", "True"]
+USDM_TRADE = ["5140946780", "61000.1", "0.010", "610.001", "1723161255611", "false"]
+USDM_AGG = ["2294738501", "61000.1", "0.010", "5140946780", "5140946782", "1723161255611", "true"]
+SPOT_AGG = [*USDM_AGG, "True"]
+
+
+def test_detect_kind_from_rows_and_headers() -> None:
+    assert detect_kind(SPOT_TRADE) is CsvKind.TRADES
+    assert detect_kind(USDM_TRADE) is CsvKind.TRADES
+    assert detect_kind(USDM_AGG) is CsvKind.AGG_TRADES
+    assert detect_kind(SPOT_AGG) is CsvKind.AGG_TRADES
+    assert detect_kind(["id", "price", "qty", "quote_qty", "time", "is_buyer_maker"]) is (
+        CsvKind.TRADES
+    )
+    header = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id"]
+    assert detect_kind(header) is CsvKind.AGG_TRADES
+    with pytest.raises(ImportFileError):
+        detect_kind(["1", "2", "3"])
+
+
+def test_time_units_milliseconds_and_microseconds() -> None:
+    assert time_ns("1723161255611") == 1_723_161_255_611_000_000
+    assert time_ns("1735689600123456") == 1_735_689_600_123_456_000
+
+
+def test_agg_trade_rows_carry_trade_counts_and_sides() -> None:
+    run = rows_to_run([USDM_AGG], CsvKind.AGG_TRADES, market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT")
+    assert list(run.trade_ids) == [2294738501]
+    assert list(run.trade_counts) == [3]
+    assert list(run.sides) == [market_pb2.AGGRESSOR_SIDE_SELL]
+    assert list(run.event_time_ns) == [1_723_161_255_611_000_000]
+    trades = rows_to_run([USDM_TRADE], CsvKind.TRADES, market_pb2.EXCHANGE_BINANCE_USDM, "X")
+    assert list(trades.sides) == [market_pb2.AGGRESSOR_SIDE_BUY]
+    assert not len(trades.trade_counts)
+
+
+def test_symbol_from_file_name_and_state_round_trip(tmp_path: Path) -> None:
+    assert symbol_from_name("/data/BTCUSDT-trades-2024-08-08.zip") == "BTCUSDT"
+    state = ImportState.load(tmp_path / "state" / "import.json")
+    state.record("a.csv", 41)
+    state.save()
+    loaded = ImportState.load(tmp_path / "state" / "import.json")
+    assert loaded.last_id("a.csv") == 41
+    assert not loaded.done("a.csv")
+    assert loaded.last_id("b.csv") is None
+
+
+async def test_unreachable_bar_service_fails_fast_and_records_nothing(tmp_path: Path) -> None:
+    csv_path = tmp_path / "BTCUSDT-trades-2024-08-08.csv"
+    csv_path.write_text(",".join(USDM_TRADE) + "\n", encoding="utf-8")
+    with pytest.raises(ConnectionError):
+        await import_files(
+            [csv_path],
+            "127.0.0.1:1",
+            state_path=tmp_path / "state.json",
+            connect_timeout_s=0.5,
+            show_progress=False,
+        )
+    assert ImportState.load(tmp_path / "state.json").files == {}
