@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PY_SOURCES := src services tests bench conftest.py
 
-.PHONY: run demo test lint proto bench setup clean frontend frontend-test
+.PHONY: run demo test lint proto bench chaos setup clean frontend frontend-test
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -64,6 +64,11 @@ proto: setup
 ## bench: every benchmark in bench/, one table of figures
 bench: setup
 	$(BIN)/python -m bench
+
+## chaos: replay a capture while killing bars and analytics 10 times each and stopping
+## PostgreSQL for 30 s; compare with an uninterrupted run ("0 lost, 0 doubled" or exit 1)
+chaos: setup
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) .tools node_modules

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -31,22 +32,36 @@ class ServiceProcess:
         self._process: asyncio.subprocess.Process | None = None
         self.log_path = Path(tempfile.gettempdir()) / f"tickmesh-{service}-{self.address[10:]}.log"
 
-    async def start(self) -> None:
-        """Start the process and wait until it answers SERVING."""
+    async def start(self, within_seconds: float = 30.0) -> None:
+        """Start the process and wait (up to `within_seconds`) until it answers SERVING."""
+        command = [sys.executable, "-m", f"tickmesh.{self.service}"]
         with self.log_path.open("ab") as log:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                f"tickmesh.{self.service}",
-                env=self._environment,
-                stderr=log,
-                preexec_fn=_die_with_parent,
-            )
+            if SETPRIV is not None:
+                # No Python code between fork and exec: a preexec_fn can deadlock in the child
+                # when gRPC threads of this process hold a lock (dlopen, malloc) at fork time.
+                self._process = await asyncio.create_subprocess_exec(
+                    SETPRIV,
+                    "--pdeathsig",
+                    "KILL",
+                    "--",
+                    *command,
+                    env=self._environment,
+                    stderr=log,
+                )
+            else:
+                self._process = await asyncio.create_subprocess_exec(
+                    *command, env=self._environment, stderr=log, preexec_fn=_die_with_parent
+                )
         try:
-            await wait_serving(self.address)
+            await wait_serving(self.address, within_seconds)
         except TimeoutError:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise TimeoutError(f"{self.service} did not start; its log ends:\n{tail}") from None
+
+    @property
+    def running(self) -> bool:
+        """Tell whether the process was started and has not exited."""
+        return self._process is not None and self._process.returncode is None
 
     async def metric(self, name: str, labels: str = "") -> float:
         """The value of one sample on the process's /metrics page (0 when absent)."""
@@ -85,3 +100,5 @@ def _die_with_parent() -> None:
 
 
 PR_SET_PDEATHSIG = 1
+# util-linux's setpriv sets the parent-death signal and execs the service in place.
+SETPRIV = shutil.which("setpriv")
