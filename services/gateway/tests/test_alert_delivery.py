@@ -13,10 +13,10 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 
-from tickmesh.gateway.alert_channels import AlertChannels
+from tickmesh.gateway.alert_channels import AlertChannels, internal_target
 from tickmesh.gateway.alert_engine import AlertEngine
 from tickmesh.gateway.alert_store import AlertStore
-from tickmesh.gateway.schemas import AlertIn
+from tickmesh.gateway.schemas import AlertEventOut, AlertIn
 from tickmesh.v1 import market_pb2
 
 from .conftest import Gateway, GatewayFactory
@@ -84,7 +84,9 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
     smtp.start()
     try:
         gateway = await make_gateway(
-            gateway_webhook_backoff_seconds=0.01, gateway_smtp_port=smtp.port
+            gateway_webhook_backoff_seconds=0.01,
+            gateway_smtp_port=smtp.port,
+            gateway_webhook_allow_private=True,  # the test's webhook listens on loopback
         )
         services = gateway.services
         trader = await gateway.user("trader")
@@ -129,3 +131,35 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
         assert "ops@example.com" in mails[0].rcpt_tos
     finally:
         smtp.stop()
+
+
+def _event() -> AlertEventOut:
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    return AlertEventOut(
+        id=1, alert_id=1, bar_time=moment, fired_at=moment, value=1.0, message="test"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://localhost/hook",
+    ],
+)
+async def test_webhook_to_internal_address_refused_by_default(
+    make_gateway: GatewayFactory, url: str
+) -> None:
+    gateway = await make_gateway()
+    async with httpx.AsyncClient() as http:
+        channels = AlertChannels(gateway.services.settings, gateway.services.metrics, http)
+        assert await internal_target(url) is not None
+        refused = await channels._webhook(url, _event())
+    assert refused is False
+
+
+async def test_webhook_to_public_address_is_not_refused() -> None:
+    assert await internal_target("https://93.184.215.14/hook") is None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import smtplib
 from email.message import EmailMessage
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -39,6 +41,11 @@ class AlertChannels:
         return delivered
 
     async def _webhook(self, url: str, event: AlertEventOut) -> bool:
+        if not self._settings.gateway_webhook_allow_private:
+            refusal = await internal_target(url)
+            if refusal is not None:
+                log.warning("webhook of alert %d refused: %s", event.alert_id, refusal)
+                return False
         # Slack's incoming-webhook shape: {"text": ...}; extra fields are ignored by Slack.
         payload = {
             "text": f":rotating_light: {event.message}",
@@ -82,3 +89,25 @@ class AlertChannels:
             self._settings.gateway_smtp_host, self._settings.gateway_smtp_port, timeout=10
         ) as smtp:
             smtp.send_message(message)
+
+
+async def internal_target(url: str) -> str | None:
+    """Why `url` must not be called (it reaches this host or a private network), or None.
+
+    Any trader can name a webhook URL, so without this the gateway would post to services
+    that only its own network can reach.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname
+    if host is None:
+        return "no host in the URL"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+    except OSError as error:
+        return f"{host} does not resolve ({error})"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            return f"{host} resolves to the non-public address {address}"
+    return None

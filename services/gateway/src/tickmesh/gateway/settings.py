@@ -45,6 +45,8 @@ class GatewaySettings(CommonSettings):
 
     gateway_alerts_enabled: bool = True
     gateway_webhook_attempts: int = Field(default=3, ge=1, le=10)
+    # Webhooks to loopback or private addresses are refused unless this is set (tests, labs).
+    gateway_webhook_allow_private: bool = False
     gateway_webhook_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
     gateway_smtp_host: str = "127.0.0.1"
     gateway_smtp_port: int = Field(default=25, ge=1, le=65535)
