@@ -139,7 +139,7 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
                     yield message
             while True:
                 try:
-                    updates = await subscription.next_updates()
+                    updates = await subscription.next_items()
                 except SubscriberOverflowError as error:
                     raise ResourceExhausted(
                         f"{error}; resume from the last open time received"

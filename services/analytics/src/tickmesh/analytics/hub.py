@@ -7,12 +7,12 @@ ended (RESOURCE_EXHAUSTED) and may resume from the open time it last received.
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tickmesh.analytics.engine import AnalyticsUpdate
+from tickmesh.core.fanout import BoundedSubscription, Fanout, SubscriberOverflowError
+
+__all__ = ["AnalyticsHub", "SubscriberOverflowError", "UpdateFilter"]
 
 
 @dataclass(frozen=True)
@@ -22,71 +22,31 @@ class UpdateFilter:
     symbols: frozenset[str] = frozenset()
     timeframes: frozenset[int] = frozenset()
 
-    def wants(self, symbol: str, timeframe: int) -> bool:
-        """True when a stream passes the symbol and timeframe filters."""
-        return (not self.symbols or symbol in self.symbols) and (
-            not self.timeframes or timeframe in self.timeframes
+    def wants(self, update: AnalyticsUpdate) -> bool:
+        """True when an update passes the symbol and timeframe filters."""
+        return (not self.symbols or update.symbol in self.symbols) and (
+            not self.timeframes or update.timeframe in self.timeframes
         )
 
 
-class SubscriberOverflowError(Exception):
-    """The subscriber fell too far behind and was ended."""
-
-
-@dataclass(eq=False)  # identity equality: subscriptions live in a set
-class Subscription:
-    """One subscriber's queue of updates, in commit order."""
-
-    update_filter: UpdateFilter
-    backlog_limit: int
-    pending: deque[AnalyticsUpdate] = field(default_factory=deque)
-    overflowed: bool = False
-    _ready: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def offer(self, updates: Iterable[AnalyticsUpdate]) -> None:
-        """Queue the updates this subscriber wants; mark it overflowed past the backlog limit."""
-        wants = self.update_filter.wants
-        self.pending.extend(u for u in updates if wants(u.symbol, u.timeframe))
-        if len(self.pending) > self.backlog_limit:
-            self.overflowed = True
-            self.pending.clear()
-        if self.pending or self.overflowed:
-            self._ready.set()
-
-    async def next_updates(self) -> list[AnalyticsUpdate]:
-        """Wait for updates and take all that are queued."""
-        while True:
-            if self.overflowed:
-                raise SubscriberOverflowError(
-                    f"subscriber fell more than {self.backlog_limit} updates behind"
-                )
-            if self.pending:
-                taken = list(self.pending)
-                self.pending.clear()
-                return taken
-            self._ready.clear()
-            await self._ready.wait()
-
-
 class AnalyticsHub:
-    """Every open subscription of this process."""
+    """Every open analytics subscription of this process."""
 
     def __init__(self, backlog_limit: int) -> None:
         self._backlog_limit = backlog_limit
-        self._subscriptions: set[Subscription] = set()
+        self._subscriptions: Fanout[BoundedSubscription[AnalyticsUpdate]] = Fanout()
 
     @property
     def subscriber_count(self) -> int:
         """Open subscriptions."""
         return len(self._subscriptions)
 
-    def subscribe(self, update_filter: UpdateFilter) -> Subscription:
+    def subscribe(self, update_filter: UpdateFilter) -> BoundedSubscription[AnalyticsUpdate]:
         """Open a subscription; it receives every update published from now on."""
-        subscription = Subscription(update_filter, self._backlog_limit)
-        self._subscriptions.add(subscription)
-        return subscription
+        subscription = BoundedSubscription(update_filter.wants, self._backlog_limit)
+        return self._subscriptions.add(subscription)
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: BoundedSubscription[AnalyticsUpdate]) -> None:
         """Close a subscription."""
         self._subscriptions.discard(subscription)
 

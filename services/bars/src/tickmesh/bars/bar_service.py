@@ -93,7 +93,7 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
                     last_change_id = bar.change_id
                     yield bar_service_pb2.SubscribeResponse(bar=bar)
             while True:
-                for bar in await subscription.next_bars():
+                for bar in await subscription.next_items():
                     if bar.final and bar.change_id <= last_change_id:
                         continue  # already replayed from the database
                     yield bar_service_pb2.SubscribeResponse(bar=bar)

@@ -7,12 +7,13 @@ bound is ended (the servicer answers RESOURCE_EXHAUSTED) and resumes from its ch
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 
+from tickmesh.core.fanout import BoundedSubscription, Fanout, SubscriberOverflowError
 from tickmesh.v1 import market_pb2
+
+__all__ = ["BarFilter", "BarHub", "SubscriberOverflowError", "Subscription"]
 
 BarKey = tuple[str, int]  # symbol, timeframe enum
 
@@ -32,37 +33,17 @@ class BarFilter:
         )
 
 
-class SubscriberOverflowError(Exception):
-    """The subscriber fell too far behind and was ended."""
+class Subscription(BoundedSubscription[market_pb2.Bar]):
+    """One subscriber: finals in order, forming bars coalesced after them."""
 
+    def __init__(self, bar_filter: BarFilter, backlog_limit: int) -> None:
+        super().__init__(bar_filter.wants, backlog_limit)
+        self.bar_filter = bar_filter
+        self.forming: dict[BarKey, market_pb2.Bar] = {}
 
-@dataclass(eq=False)  # identity semantics: subscriptions live in a set
-class Subscription:
-    """One subscriber's queue: finals in order, forming bars coalesced."""
-
-    bar_filter: BarFilter
-    backlog_limit: int
-    finals: deque[market_pb2.Bar] = field(default_factory=deque)
-    forming: dict[BarKey, market_pb2.Bar] = field(default_factory=dict)
-    overflowed: bool = False
-    # Called once when the backlog passes the limit: the stream may be blocked writing to a
-    # reader that stopped reading, so it must be interrupted rather than wait to notice.
-    on_overflow: Callable[[], None] | None = None
-    _ready: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def offer_finals(self, bars: Iterable[market_pb2.Bar]) -> None:
-        """Queue finals this subscriber wants; mark it overflowed past the backlog limit."""
-        for bar in bars:
-            if self.bar_filter.wants(bar):
-                self.finals.append(bar)
-                # A final supersedes a forming version of the same bar still waiting.
-                self.forming.pop((bar.symbol, bar.timeframe), None)
-        if len(self.finals) > self.backlog_limit and not self.overflowed:
-            self.overflowed = True
-            if self.on_overflow is not None:
-                self.on_overflow()
-        if self.finals or self.overflowed:
-            self._ready.set()
+    def on_queued(self, item: market_pb2.Bar) -> None:
+        """A final supersedes a forming version of the same bar still waiting."""
+        self.forming.pop((item.symbol, item.timeframe), None)
 
     def offer_forming(self, bars: Iterable[market_pb2.Bar]) -> None:
         """Keep only the latest forming bar per symbol and timeframe."""
@@ -72,31 +53,24 @@ class Subscription:
             if self.bar_filter.wants(bar):
                 self.forming[(bar.symbol, bar.timeframe)] = bar
         if self.forming:
-            self._ready.set()
+            self.wake()
 
-    async def next_bars(self) -> list[market_pb2.Bar]:
-        """Wait for bars; finals first, then the coalesced forming bars."""
-        while True:
-            if self.overflowed:
-                raise SubscriberOverflowError(
-                    f"subscriber fell more than {self.backlog_limit} final bars behind"
-                )
-            if self.finals or self.forming:
-                taken = list(self.finals)
-                self.finals.clear()
-                taken.extend(self.forming.values())
-                self.forming.clear()
-                return taken
-            self._ready.clear()
-            await self._ready.wait()
+    def has_extra(self) -> bool:
+        """Forming bars wait outside the ordered queue."""
+        return bool(self.forming)
+
+    def take_extra(self, taken: list[market_pb2.Bar]) -> None:
+        """Forming bars go after the finals."""
+        taken.extend(self.forming.values())
+        self.forming.clear()
 
 
 class BarHub:
-    """Every open subscription of this process."""
+    """Every open bar subscription of this process."""
 
     def __init__(self, backlog_limit: int) -> None:
         self._backlog_limit = backlog_limit
-        self._subscriptions: set[Subscription] = set()
+        self._subscriptions: Fanout[Subscription] = Fanout()
 
     @property
     def subscriber_count(self) -> int:
@@ -105,9 +79,7 @@ class BarHub:
 
     def subscribe(self, bar_filter: BarFilter) -> Subscription:
         """Open a subscription; it receives every bar published from now on."""
-        subscription = Subscription(bar_filter, self._backlog_limit)
-        self._subscriptions.add(subscription)
-        return subscription
+        return self._subscriptions.add(Subscription(bar_filter, self._backlog_limit))
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Close a subscription."""
@@ -117,7 +89,7 @@ class BarHub:
         """Hand persisted final bars and revisions, in change-id order, to every subscriber."""
         if bars:
             for subscription in self._subscriptions:
-                subscription.offer_finals(bars)
+                subscription.offer(bars)
 
     def publish_forming(self, bars: list[market_pb2.Bar]) -> None:
         """Hand forming bars to the subscribers that asked for them."""
