@@ -166,17 +166,7 @@ class RestSpotTrade(msgspec.Struct, frozen=True):
 
     def parse_to_columns(self, builder: SymbolTradesBuilder, receive_time_ns: int) -> None:
         """Append this trade to a symbol's columns."""
-        check_price_quantity(self.price, self.qty)
-        builder.append(
-            self.id,
-            self.price,
-            self.qty,
-            SIDE_SELL if self.isBuyerMaker else SIDE_BUY,
-            self.time * _MS_TO_NS,
-            receive_time_ns,
-            TYPE_MARKET,
-            1,
-        )
+        _append_rest_trade(self, builder, receive_time_ns)
 
 
 class RestFuturesTrade(msgspec.Struct, frozen=True):
@@ -192,17 +182,7 @@ class RestFuturesTrade(msgspec.Struct, frozen=True):
 
     def parse_to_columns(self, builder: SymbolTradesBuilder, receive_time_ns: int) -> None:
         """Append this trade to a symbol's columns."""
-        check_price_quantity(self.price, self.qty)
-        builder.append(
-            self.id,
-            self.price,
-            self.qty,
-            SIDE_SELL if self.isBuyerMaker else SIDE_BUY,
-            self.time * _MS_TO_NS,
-            receive_time_ns,
-            TYPE_MARKET,
-            1,
-        )
+        _append_rest_trade(self, builder, receive_time_ns)
 
 
 class RestAggTrade(msgspec.Struct, frozen=True):
@@ -233,3 +213,20 @@ class RestAggTrade(msgspec.Struct, frozen=True):
             TYPE_MARKET,
             count,
         )
+
+
+def _append_rest_trade(
+    trade: RestSpotTrade | RestFuturesTrade, builder: SymbolTradesBuilder, receive_time_ns: int
+) -> None:
+    """Spot and USD-M historicalTrades rows carry the same fields: one way to append them."""
+    check_price_quantity(trade.price, trade.qty)
+    builder.append(
+        trade.id,
+        trade.price,
+        trade.qty,
+        SIDE_SELL if trade.isBuyerMaker else SIDE_BUY,
+        trade.time * _MS_TO_NS,
+        receive_time_ns,
+        TYPE_MARKET,
+        1,
+    )
