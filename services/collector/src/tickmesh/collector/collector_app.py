@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -190,6 +192,8 @@ class Collector:
             *(backfiller.run() for backfiller in self.backfillers),
         ]
         self._tasks = [asyncio.create_task(runner) for runner in runners]
+        for task in self._tasks:
+            task.add_done_callback(_stop_process_when_a_part_dies)
 
     async def stop(self, drain_s: float) -> None:
         """Stop the sources, give the ingest stream `drain_s` to be acknowledged, stop the rest."""
@@ -204,3 +208,12 @@ class Collector:
         await asyncio.gather(ingest_task, return_exceptions=True)
         for fetcher in self._fetchers:
             await fetcher.aclose()
+
+
+def _stop_process_when_a_part_dies(task: asyncio.Task[None]) -> None:
+    # Every part runs until cancelled; one that ends on its own would leave the collector up
+    # but silently not collecting. Stop (drain) so the supervisor or Kubernetes restarts it.
+    if task.cancelled() or task.exception() is None:
+        return
+    log.critical("collector part stopped: %r; stopping the process", task.exception())
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -209,7 +209,9 @@ class IngestClient:
                     task.cancel()
                 await asyncio.gather(reader, sender, return_exceptions=True)
                 call.cancel()
-        except (aio.AioRpcError, TimeoutError, ConnectionError) as error:
+        except (aio.AioRpcError, TimeoutError, ConnectionError, asyncio.InvalidStateError) as error:
+            # InvalidStateError: a write raced the end of the call (the bar service went away
+            # between two writes); it is a failed session like any other, not a client bug.
             code = error.code() if isinstance(error, aio.AioRpcError) else None
             if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
                 log.error("bar service rejected a batch: %s", error.details())  # type: ignore[union-attr]
