@@ -26,29 +26,33 @@ from tickmesh.v1 import analytics_pb2 as tickmesh_dot_v1_dot_analytics__pb2
 from tickmesh.v1 import market_pb2 as tickmesh_dot_v1_dot_market__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tickmesh/v1/analytics_service.proto\x12\x0btickmesh.v1\x1a\x1btickmesh/v1/analytics.proto\x1a\x18tickmesh/v1/market.proto\"\xa5\x01\n AnalyticsServiceSubscribeRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12*\n\ntimeframes\x18\x02 \x03(\x0e\x32\x16.tickmesh.v1.Timeframe\x12&\n\x19resume_after_open_time_ns\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x1c\n\x1a_resume_after_open_time_ns\"\xa0\x01\n!AnalyticsServiceSubscribeResponse\x12+\n\nindicators\x18\x01 \x01(\x0b\x32\x17.tickmesh.v1.Indicators\x12\'\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x15.tickmesh.v1.Features\x12%\n\x07quality\x18\x03 \x01(\x0b\x32\x14.tickmesh.v1.Quality\"\x8c\x01\n\x14GetIndicatorsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v1.Timeframe\x12\x15\n\rstart_time_ns\x18\x03 \x01(\x03\x12\x13\n\x0b\x65nd_time_ns\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\">\n\x15GetIndicatorsResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.tickmesh.v1.Indicators\"\x8a\x01\n\x12GetFeaturesRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v1.Timeframe\x12\x15\n\rstart_time_ns\x18\x03 \x01(\x03\x12\x13\n\x0b\x65nd_time_ns\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\":\n\x13GetFeaturesResponse\x12#\n\x04rows\x18\x01 \x03(\x0b\x32\x15.tickmesh.v1.Features\"N\n\x11GetQualityRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v1.Timeframe\";\n\x12GetQualityResponse\x12%\n\x07quality\x18\x01 \x01(\x0b\x32\x14.tickmesh.v1.Quality2\xf9\x02\n\x10\x41nalyticsService\x12l\n\tSubscribe\x12-.tickmesh.v1.AnalyticsServiceSubscribeRequest\x1a..tickmesh.v1.AnalyticsServiceSubscribeResponse0\x01\x12V\n\rGetIndicators\x12!.tickmesh.v1.GetIndicatorsRequest\x1a\".tickmesh.v1.GetIndicatorsResponse\x12P\n\x0bGetFeatures\x12\x1f.tickmesh.v1.GetFeaturesRequest\x1a .tickmesh.v1.GetFeaturesResponse\x12M\n\nGetQuality\x12\x1e.tickmesh.v1.GetQualityRequest\x1a\x1f.tickmesh.v1.GetQualityResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tickmesh/v1/analytics_service.proto\x12\x0btickmesh.v1\x1a\x1btickmesh/v1/analytics.proto\x1a\x18tickmesh/v1/market.proto\"\xa5\x01\n AnalyticsServiceSubscribeRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12*\n\ntimeframes\x18\x02 \x03(\x0e\x32\x16.tickmesh.v1.Timeframe\x12&\n\x19resume_after_open_time_ns\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x1c\n\x1a_resume_after_open_time_ns\"\xae\x02\n!AnalyticsServiceSubscribeResponse\x12+\n\nindicators\x18\x01 \x01(\x0b\x32\x17.tickmesh.v1.Indicators\x12\'\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x15.tickmesh.v1.Features\x12%\n\x07quality\x18\x03 \x01(\x0b\x32\x14.tickmesh.v1.Quality\x12W\n\rtrace_context\x18\x04 \x03(\x0b\x32@.tickmesh.v1.AnalyticsServiceSubscribeResponse.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\x14GetIndicatorsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v1.Timeframe\x12\x15\n\rstart_time_ns\x18\x03 \x01(\x03\x12\x13\n\x0b\x65nd_time_ns\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\">\n\x15GetIndicatorsResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.tickmesh.v1.Indicators\"\x8a\x01\n\x12GetFeaturesRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v1.Timeframe\x12\x15\n\rstart_time_ns\x18\x03 \x01(\x03\x12\x13\n\x0b\x65nd_time_ns\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\":\n\x13GetFeaturesResponse\x12#\n\x04rows\x18\x01 \x03(\x0b\x32\x15.tickmesh.v1.Features\"N\n\x11GetQualityRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v1.Timeframe\";\n\x12GetQualityResponse\x12%\n\x07quality\x18\x01 \x01(\x0b\x32\x14.tickmesh.v1.Quality2\xf9\x02\n\x10\x41nalyticsService\x12l\n\tSubscribe\x12-.tickmesh.v1.AnalyticsServiceSubscribeRequest\x1a..tickmesh.v1.AnalyticsServiceSubscribeResponse0\x01\x12V\n\rGetIndicators\x12!.tickmesh.v1.GetIndicatorsRequest\x1a\".tickmesh.v1.GetIndicatorsResponse\x12P\n\x0bGetFeatures\x12\x1f.tickmesh.v1.GetFeaturesRequest\x1a .tickmesh.v1.GetFeaturesResponse\x12M\n\nGetQuality\x12\x1e.tickmesh.v1.GetQualityRequest\x1a\x1f.tickmesh.v1.GetQualityResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tickmesh.v1.analytics_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_ANALYTICSSERVICESUBSCRIBEREQUEST']._serialized_start=108
   _globals['_ANALYTICSSERVICESUBSCRIBEREQUEST']._serialized_end=273
   _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE']._serialized_start=276
-  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE']._serialized_end=436
-  _globals['_GETINDICATORSREQUEST']._serialized_start=439
-  _globals['_GETINDICATORSREQUEST']._serialized_end=579
-  _globals['_GETINDICATORSRESPONSE']._serialized_start=581
-  _globals['_GETINDICATORSRESPONSE']._serialized_end=643
-  _globals['_GETFEATURESREQUEST']._serialized_start=646
-  _globals['_GETFEATURESREQUEST']._serialized_end=784
-  _globals['_GETFEATURESRESPONSE']._serialized_start=786
-  _globals['_GETFEATURESRESPONSE']._serialized_end=844
-  _globals['_GETQUALITYREQUEST']._serialized_start=846
-  _globals['_GETQUALITYREQUEST']._serialized_end=924
-  _globals['_GETQUALITYRESPONSE']._serialized_start=926
-  _globals['_GETQUALITYRESPONSE']._serialized_end=985
-  _globals['_ANALYTICSSERVICE']._serialized_start=988
-  _globals['_ANALYTICSSERVICE']._serialized_end=1365
+  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE']._serialized_end=578
+  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE_TRACECONTEXTENTRY']._serialized_start=527
+  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE_TRACECONTEXTENTRY']._serialized_end=578
+  _globals['_GETINDICATORSREQUEST']._serialized_start=581
+  _globals['_GETINDICATORSREQUEST']._serialized_end=721
+  _globals['_GETINDICATORSRESPONSE']._serialized_start=723
+  _globals['_GETINDICATORSRESPONSE']._serialized_end=785
+  _globals['_GETFEATURESREQUEST']._serialized_start=788
+  _globals['_GETFEATURESREQUEST']._serialized_end=926
+  _globals['_GETFEATURESRESPONSE']._serialized_start=928
+  _globals['_GETFEATURESRESPONSE']._serialized_end=986
+  _globals['_GETQUALITYREQUEST']._serialized_start=988
+  _globals['_GETQUALITYREQUEST']._serialized_end=1066
+  _globals['_GETQUALITYRESPONSE']._serialized_start=1068
+  _globals['_GETQUALITYRESPONSE']._serialized_end=1127
+  _globals['_ANALYTICSSERVICE']._serialized_start=1130
+  _globals['_ANALYTICSSERVICE']._serialized_end=1507
 # @@protoc_insertion_point(module_scope)

@@ -293,10 +293,31 @@ class TradeBatch(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     STREAM_ID_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     TRADES_FIELD_NUMBER: _builtins.int
     SOURCE_BARS_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
     """stream_id names the collector stream; stable across the collector's reconnects and restarts."""
     sequence: _builtins.int
@@ -309,6 +330,12 @@ class TradeBatch(_message.Message):
     def source_bars(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceBar]:
         """source_bars are the batch's source bars."""
 
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """trace_context is the W3C trace context (traceparent, tracestate) of the span that sent the
+        batch: one long-lived Publish call carries many batches, so call metadata cannot.
+        """
+
     def __init__(
         self,
         *,
@@ -316,10 +343,11 @@ class TradeBatch(_message.Message):
         sequence: _builtins.int = ...,
         trades: _abc.Iterable[Global___SymbolTrades] | None = ...,
         source_bars: _abc.Iterable[Global___SourceBar] | None = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence", "source_bars", b"source_bars", "stream_id", b"stream_id", "trades", b"trades"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence", "source_bars", b"source_bars", "stream_id", b"stream_id", "trace_context", b"trace_context", "trades", b"trades"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -330,6 +358,26 @@ class Bar(_message.Message):
     """Bar is one OHLCV bar of one symbol and timeframe."""
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     SYMBOL_FIELD_NUMBER: _builtins.int
     EXCHANGE_FIELD_NUMBER: _builtins.int
@@ -346,6 +394,9 @@ class Bar(_message.Message):
     FINAL_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     CHANGE_ID_FIELD_NUMBER: _builtins.int
+    DUPLICATE_TRADES_FIELD_NUMBER: _builtins.int
+    OUT_OF_ORDER_TRADES_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     """symbol is the registry name of the instrument."""
     exchange: Global___Exchange.ValueType
@@ -376,6 +427,16 @@ class Bar(_message.Message):
     """revision is 0 for the first final version and grows by one per late-trade correction."""
     change_id: _builtins.int
     """change_id orders persisted final bars and revisions; it is the resume point of BarService.Subscribe."""
+    duplicate_trades: _builtins.int
+    """duplicate_trades counts trades of this bar's minutes received again and dropped (same trade id)."""
+    out_of_order_trades: _builtins.int
+    """out_of_order_trades counts trades of this bar's minutes that arrived after a later trade."""
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """trace_context is the W3C trace context (traceparent, tracestate) of the span that produced
+        this version of the bar, so consumers of a stream continue the trace per bar.
+        """
+
     def __init__(
         self,
         *,
@@ -394,10 +455,13 @@ class Bar(_message.Message):
         final: _builtins.bool = ...,
         revision: _builtins.int = ...,
         change_id: _builtins.int = ...,
+        duplicate_trades: _builtins.int = ...,
+        out_of_order_trades: _builtins.int = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_id", b"change_id", "close", b"close", "exchange", b"exchange", "final", b"final", "high", b"high", "low", b"low", "open", b"open", "open_time_ns", b"open_time_ns", "quote_volume", b"quote_volume", "revision", b"revision", "symbol", b"symbol", "timeframe", b"timeframe", "trade_count", b"trade_count", "volume", b"volume", "vwap", b"vwap"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_id", b"change_id", "close", b"close", "duplicate_trades", b"duplicate_trades", "exchange", b"exchange", "final", b"final", "high", b"high", "low", b"low", "open", b"open", "open_time_ns", b"open_time_ns", "out_of_order_trades", b"out_of_order_trades", "quote_volume", b"quote_volume", "revision", b"revision", "symbol", b"symbol", "timeframe", b"timeframe", "trace_context", b"trace_context", "trade_count", b"trade_count", "volume", b"volume", "vwap", b"vwap"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
