@@ -21,6 +21,7 @@ from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.health import HealthReporter
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.collector.ingest_state import RedisSequenceStore
+from tickmesh.collector.resume_points import ResumePoints
 from tickmesh.collector.settings import CollectorSettings
 from tickmesh.collector.symbol_registry import RegisteredSymbol, SymbolRegistry
 from tickmesh.collector.yahoo.session import RedirectingSession
@@ -137,6 +138,9 @@ class Collector:
             {**probes, "yahoo": self.yahoo.health, "ingest": self._ingest_health},
             settings.collector_health_interval_seconds,
         )
+        self.resume = ResumePoints(
+            redis_client, settings.stream_id, self.gaps, self.ingest, metrics
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     def _dropped(
@@ -182,9 +186,16 @@ class Collector:
 
     async def start(self) -> None:
         """Start every part as a task."""
-        self.apply_symbols(await self._registry.list())
+        symbols = await self._registry.list()
+        await self.resume.restore(
+            (entry.exchange, entry.symbol)
+            for entry in symbols
+            if entry.active and entry.exchange in BINANCE and self.shard.owns(entry.symbol)
+        )
+        self.apply_symbols(symbols)
         runners = [
             self.ingest.run(),
+            self.resume.run(),
             self.follow_registry(),
             self.yahoo.run(),
             self.health.run(),

@@ -111,6 +111,11 @@ class CollectorMetrics:
             buckets=LAG_BUCKETS,
             registry=registry,
         )
+        self.resume_save_errors = Counter(
+            "tickmesh_collector_resume_save_errors",
+            "Failed writes of the per-symbol resume points to Redis (retried).",
+            registry=registry,
+        )
 
     def set_breaker(self, source: str, state: str) -> None:
         """Record a breaker state by purgatory's name (closed, half-opened, opened)."""

@@ -130,6 +130,20 @@ class IngestClient:
         """The highest sequence the bar service acknowledged in this process."""
         return self._acked_sequence
 
+    def lowest_buffered_ids(self) -> dict[tuple[int, str], int]:
+        """The lowest trade id per (exchange, symbol) still unsent or unacknowledged."""
+        runs = [run for sent in self._unacked for run in sent.request.batch.trades]
+        runs += [item.run for item in self._pending if item.run is not None]
+        lowest: dict[tuple[int, str], int] = {}
+        for run in runs:
+            if not len(run.trade_ids):
+                continue
+            key = (run.exchange, run.symbol)
+            low = min(run.trade_ids)
+            if key not in lowest or low < lowest[key]:
+                lowest[key] = low
+        return lowest
+
     def room(self) -> int:
         """Trades that can be submitted now without dropping any."""
         return max(0, self.config.max_buffered_trades - self.buffered_trades)

@@ -77,6 +77,29 @@ class GapBook:
                 self._metrics.gaps_found.labels(source=exchange_label(exchange)).inc()
         self.changed.set()
 
+    def complete_through(self, key: SymbolKey) -> int | None:
+        """The highest id up to which every id was delivered (None before the first)."""
+        tracker = self.trackers.get(key)
+        if tracker is None or tracker.high is None:
+            return None
+        bound = tracker.high
+        if tracker.gaps:
+            bound = min(bound, min(gap.first for gap in tracker.gaps) - 1)
+        if tracker.tail_from is not None:
+            bound = min(bound, tracker.tail_from - 1)
+        return bound
+
+    def resume_after(self, key: SymbolKey, last_durable: int) -> bool:
+        """Start a symbol not seen yet after `last_durable`, with the ids after it to backfill."""
+        tracker = self.tracker(*key)
+        if tracker.high is not None:
+            return False
+        tracker.high = last_durable
+        tracker.start_tail()
+        self._metrics.gaps_found.labels(source=exchange_label(key[0])).inc()
+        self.changed.set()
+        return True
+
     def due(self, exchange: int, grace_s: float) -> list[tuple[str, int]]:
         """(symbol, first id to fetch) of the exchange's symbols with a gap due for backfill."""
         now = time.monotonic()
