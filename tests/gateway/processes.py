@@ -36,6 +36,12 @@ class RunningProcess:
                 await self.process.wait()
         return int(self.process.returncode or 0)
 
+    async def kill(self) -> None:
+        """SIGKILL: no drain."""
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
     def log(self) -> str:
         """What the process wrote to stderr."""
         return self.log_path.read_text(errors="replace")

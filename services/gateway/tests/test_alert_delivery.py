@@ -120,6 +120,7 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
                 AlertChannels(services.settings, services.metrics, http),
                 services.metrics,
                 services.alert_feed.publish,
+                services.alert_cursor,
             )
             await engine.refresh()
             for minute, close in enumerate((99.0, 101.0, 102.0)):

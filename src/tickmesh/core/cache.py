@@ -27,6 +27,11 @@ def features_key(symbol: str, timeframe: str) -> str:
     return f"features:{symbol}:{timeframe}:latest"
 
 
+def alerts_judged_key() -> str:
+    """Sorted set: per "<symbol>:<timeframe>", the open time (ms) of the newest bar alerts judged."""
+    return "alerts:judged"
+
+
 def rate_limit_key(client_id: str, route_class: str) -> str:
     """Token bucket of one client and route class."""
     return f"rate_limit:{client_id}:{route_class}"

@@ -11,13 +11,14 @@ from tickmesh.core.errors import DomainError
 from tickmesh.core.timeframes import from_proto
 from tickmesh.gateway.alert_channels import AlertChannels
 from tickmesh.gateway.alert_conditions import History, MacdPoint, evaluate
+from tickmesh.gateway.alert_cursor import AlertCursor
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.market_views import utc_from_ns
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.schemas import AlertEventOut, AlertOut
-from tickmesh.v1 import analytics_service_pb2, market_pb2
+from tickmesh.v1 import analytics_service_pb2, bar_service_pb2, market_pb2
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,11 @@ class AlertEngine:
         channels: AlertChannels,
         metrics: GatewayMetrics,
         websocket_sink: WebSocketSink,
+        cursor: AlertCursor,
         refresh_seconds: float = 5.0,
     ) -> None:
         self._store = store
+        self._cursor = cursor
         self._fanout = fanout
         self._backends = backends
         self._channels = channels
@@ -85,12 +88,64 @@ class AlertEngine:
                 log.warning("alerts on %s not evaluated: %s", bar.symbol, error)
 
     async def on_final_bar(self, bar: market_pb2.Bar) -> None:
-        """Evaluate the alerts of the bar's symbol and timeframe; record and deliver firings."""
+        """Judge the bar (after any bars missed before it); record and deliver firings."""
         label = from_proto(bar.timeframe).label
-        ring = self._history.setdefault((bar.symbol, label), deque(maxlen=HISTORY_BARS))
-        if ring and ring[-1].open_time_ns >= bar.open_time_ns:
+        ring = self._history.get((bar.symbol, label))
+        if ring is None:
+            ring = self._history[(bar.symbol, label)] = deque(maxlen=HISTORY_BARS)
+            missed = await self._resume(bar, label, ring)
+        elif ring[-1].open_time_ns >= bar.open_time_ns:
             return  # a revision or replay: alerts judge each bar once, on its first final
-        ring.append(bar)
+        elif bar.open_time_ns > ring[-1].open_time_ns + from_proto(bar.timeframe).duration_ns:
+            # The upstream stream broke and came back: judge what it did not carry.
+            missed = await self._final_bars(bar, ring[-1].open_time_ns + 1, bar.open_time_ns)
+        else:
+            missed = []
+        for judged in (*missed, bar):
+            ring.append(judged)
+            await self._judge(judged, label, ring)
+        await self._cursor.advance(bar.symbol, label, bar.open_time_ns)
+
+    async def _resume(
+        self, bar: market_pb2.Bar, label: str, ring: deque[market_pb2.Bar]
+    ) -> list[market_pb2.Bar]:
+        """Seed the history of a (symbol, timeframe) seen first; return the bars to judge late."""
+        judged_through = await self._cursor.judged_through(bar.symbol, label)
+        history = await self._final_bars(bar, 0, bar.open_time_ns)
+        if judged_through is None:
+            ring.extend(history)  # no replica judged this series yet: history only
+            return []
+        ring.extend(b for b in history if b.open_time_ns <= judged_through)
+        missed = [b for b in history if b.open_time_ns > judged_through]
+        if missed:
+            self._metrics.alert_bars_caught_up.inc(len(missed))
+            log.info("judging %d %s %s bars missed while down", len(missed), bar.symbol, label)
+        return missed
+
+    async def _final_bars(
+        self, bar: market_pb2.Bar, start_ns: int, end_ns: int
+    ) -> list[market_pb2.Bar]:
+        """Final bars of the bar's series in [start_ns, end_ns), the newest HISTORY_BARS."""
+        try:
+            reply = await self._backends.bars.call(
+                self._backends.bar_service.GetBars,
+                bar_service_pb2.GetBarsRequest(
+                    symbol=bar.symbol,
+                    timeframe=bar.timeframe,
+                    start_time_ns=start_ns,
+                    end_time_ns=end_ns,
+                    limit=HISTORY_BARS,
+                ),
+            )
+        except DomainError as error:
+            # Judging the live bar on short history beats not judging it; counted and logged.
+            self._metrics.alert_catch_up_failures.inc()
+            log.warning("alerts on %s: earlier bars unavailable: %s", bar.symbol, error)
+            return []
+        return [b for b in reply.bars if b.final]
+
+    async def _judge(self, bar: market_pb2.Bar, label: str, ring: deque[market_pb2.Bar]) -> None:
+        """Evaluate the alerts of the bar's series on the history ending at the bar."""
         alerts = [a for a in self._alerts.get(bar.symbol, []) if a.timeframe == label]
         if not alerts:
             return

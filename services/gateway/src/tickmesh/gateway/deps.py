@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 
 from tickmesh.core.errors import NotFound, PermissionDenied, Unauthenticated
 from tickmesh.gateway.accounts import Accounts, User
+from tickmesh.gateway.alert_cursor import AlertCursor
 from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
@@ -39,6 +40,7 @@ class GatewayServices:
     backends: Backends
     rate_limiter: RateLimiter
     redis_ping: Callable[[], Awaitable[object]]
+    alert_cursor: AlertCursor
     fanout: BarFanout
     alert_feed: AlertFeed
 

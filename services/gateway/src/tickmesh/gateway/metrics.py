@@ -68,6 +68,16 @@ class GatewayMetrics:
             ["condition"],
             registry=registry,
         )
+        self.alert_bars_caught_up = Counter(
+            "tickmesh_alert_bars_caught_up",
+            "Final bars judged late for alerts: they became final while no replica was judging.",
+            registry=registry,
+        )
+        self.alert_catch_up_failures = Counter(
+            "tickmesh_alert_catch_up_failures",
+            "Times the earlier bars for alerts could not be read from the bar service.",
+            registry=registry,
+        )
         self.notifications = Counter(
             "tickmesh_alert_notifications",
             "Alert deliveries, by channel and outcome.",

@@ -44,6 +44,8 @@ class GatewaySettings(CommonSettings):
     gateway_ws_auth_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     gateway_alerts_enabled: bool = True
+    # How often the alert engine re-reads the active alerts (new alerts start being judged).
+    gateway_alert_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
     gateway_webhook_attempts: int = Field(default=3, ge=1, le=10)
     # Webhooks to loopback or private addresses are refused unless this is set (tests, labs).
     gateway_webhook_allow_private: bool = False

@@ -16,6 +16,7 @@ from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.runtime import open_context
 from tickmesh.gateway.accounts import Accounts
 from tickmesh.gateway.alert_channels import AlertChannels
+from tickmesh.gateway.alert_cursor import AlertCursor
 from tickmesh.gateway.alert_engine import AlertEngine
 from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
@@ -67,6 +68,7 @@ def build_services(
         backends=backends,
         rate_limiter=RateLimiter(redis_client, limits, metrics, rate_limit_prefix),
         redis_ping=redis_ping,
+        alert_cursor=AlertCursor(redis_client),
         fanout=BarFanout(backends, metrics),
         alert_feed=AlertFeed(),
     )
@@ -101,6 +103,8 @@ async def _start_alert_engine(services: GatewayServices, stack: AsyncExitStack) 
         AlertChannels(services.settings, services.metrics, http),
         services.metrics,
         services.alert_feed.publish,
+        services.alert_cursor,
+        services.settings.gateway_alert_refresh_seconds,
     )
     task = asyncio.create_task(engine.run(), name="alert-engine")
 

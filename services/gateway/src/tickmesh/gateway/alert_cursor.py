@@ -1,0 +1,34 @@
+"""How far the alert engines of all gateway replicas have judged each symbol and timeframe.
+
+One Redis sorted set: member "<symbol>:<timeframe>", score the open time (ms, exact in a
+double) of the newest final bar judged. ZADD GT only moves it forward, so replicas racing
+on the same bar cannot move it back. A gateway that starts (or whose upstream stream broke)
+judges the bars after the mark before the live ones: bars that became final while every
+replica was down still fire their alerts, and `record_firing` keeps each firing single.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as redis
+
+from tickmesh.core.cache import alerts_judged_key
+
+NS_PER_MS = 1_000_000
+
+
+class AlertCursor:
+    """The judged-through mark per (symbol, timeframe label), shared by every replica."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    async def judged_through(self, symbol: str, timeframe: str) -> int | None:
+        """Open time (ns) of the newest bar judged, None when none was."""
+        score = await self._client.zscore(alerts_judged_key(), f"{symbol}:{timeframe}")
+        return None if score is None else int(score) * NS_PER_MS
+
+    async def advance(self, symbol: str, timeframe: str, open_time_ns: int) -> None:
+        """Record that the bar opening at `open_time_ns` was judged (never moves back)."""
+        await self._client.zadd(
+            alerts_judged_key(), {f"{symbol}:{timeframe}": open_time_ns // NS_PER_MS}, gt=True
+        )
