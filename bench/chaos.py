@@ -1,23 +1,33 @@
-"""`make chaos`: replay a capture through real bar and analytics services while killing them and PostgreSQL.
+"""`make chaos`: replay a capture through the whole mesh while killing every service and PostgreSQL.
 
-The chaos run SIGKILLs the bar service 10 times and the analytics service 10 times at random
-points of the replay and stops its own embedded PostgreSQL for 30 s once (pg_ctl stop, then
-start on the same data directory). Its final bars on every timeframe and its analytics rows
-(indicators, ML features, data quality) are compared with an uninterrupted run's: the script
-prints "0 lost, 0 doubled" or the differences, and exits 1 on any difference.
+The exchange simulator replays a USD-M capture over Binance's protocols; a real collector,
+bar service, analytics service and gateway (judging price alerts) run as processes. The
+chaos run SIGKILLs each of the four services 10 times at random points of the replay (each
+service on its own schedule, so the kills overlap) and stops its own embedded PostgreSQL for
+30 s once (pg_ctl stop, then start on the same data directory). Its final bars on every
+timeframe, its indicator and feature rows and its alert firings are compared with an
+uninterrupted run's: the script prints "0 lost, 0 doubled" or the differences, and exits 1
+on any difference.
+
+A collector restart backfills the trades it missed over REST; when they belong to a minute
+that became final meanwhile, that bar is revised (revision + 1): the comparison is on the
+bar's values, not its revision number. Alerts judge each bar on its first final version
+(DESIGN: alerts fire on final bars), so a firing is only compared on bars never revised.
+Data-quality rows are not compared: out-of-order and late trades are what a disturbed run
+really saw.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,40 +37,48 @@ import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ at the repo root
 
-from tests.ingest_helpers import capture_batches, fixtures_root, publish_until_acked
+from tests.chaos_mesh import (
+    FiringKey,
+    Mesh,
+    Row,
+    RowKey,
+    alert_firings,
+    analytics_rows,
+    build_mesh,
+    register_symbol_and_alerts,
+    wait_subscribed,
+)
+from tests.ingest_helpers import fixtures_root
 from tests.mesh_processes import ServiceProcess
 from tests.test_bar_chaos import MINUTES, BarKey, BarValues, final_bars
+from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, SourceSpec
 from tickmesh.mesh.embedded import EmbeddedServers
 from tickmesh.v1 import market_pb2
 
 CAPTURE = "binance_futures_um/BTCUSDT_ws_trade_2023-04-04T2358_to_2023-04-05T0006.txt"
-SYMBOL = "BTCUSDT"
-# A loaded two-core machine can take well over the tests' 30 s to start analytics.
+# A loaded two-core machine can take well over the tests' 30 s to start a service.
 START_SECONDS = 120.0
-ANALYTICS_TABLES = ("indicators", "ml_features", "data_quality_metrics")
-RowKey = tuple[str, str, str]
-Row = tuple[Any, ...]
+SERVICES = ("bars", "analytics", "collector", "gateway")
 
 
 @dataclass(frozen=True)
 class ChaosPlan:
     """What the chaos run does to the mesh, and how fast it replays."""
 
-    bar_kills: int = 10
-    analytics_kills: int = 10
+    kills: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVICES, 10))
     outage_seconds: float = 30.0
-    batch_size: int = 20
-    # ~650 batches at 0.2 s: a replay of two minutes or more, long enough for every disturbance.
-    pace_seconds: float = 0.2
+    # The capture's eight minutes at 2.5x: a replay of about 190 s.
+    speed: float = 2.5
     seed: int = 7
 
 
 @dataclass
 class Outcome:
-    """The final bars and analytics rows of one run, and what happened on the way."""
+    """The final bars, analytics rows and alert firings of one run, and what happened on the way."""
 
     bars: dict[BarKey, BarValues]
     analytics: dict[RowKey, Row]
+    firings: dict[FiringKey, int]
     seconds: float
     restarts_after_crash: int
 
@@ -72,51 +90,17 @@ def say(*parts: object, end: str = "\n", flush: bool = True) -> None:
         sys.stdout.flush()
 
 
-def _normalise(value: Any) -> Any:
-    """Floats to 10 significant digits, JSON documents parsed: equal results compare equal."""
-    if isinstance(value, float):
-        return float(f"{value:.10g}")
-    if isinstance(value, str) and value[:1] in "{[":
-        return _normalise(json.loads(value))
-    if isinstance(value, dict):
-        return tuple(sorted((k, _normalise(v)) for k, v in value.items()))
-    if isinstance(value, list | tuple):
-        return tuple(_normalise(v) for v in value)
-    return value
-
-
-async def _analytics_rows(database_url: str) -> dict[RowKey, Row]:
-    """Every analytics row of the symbol, by (table, timeframe, time)."""
-    rows: dict[RowKey, Row] = {}
-    conn = await asyncpg.connect(database_url)
-    try:
-        for table in ANALYTICS_TABLES:
-            for record in await conn.fetch(
-                f"SELECT * FROM {table} WHERE symbol = $1",
-                SYMBOL,
-            ):
-                key = (table, str(record["timeframe"]), record["time"].isoformat())
-                rows[key] = tuple(
-                    _normalise(v)
-                    for name, v in record.items()
-                    if name not in ("time", "symbol", "timeframe")
-                )
-    finally:
-        await conn.close()
-    return rows
-
-
 async def _settled_bars(address: str) -> dict[BarKey, BarValues]:
-    """The final bars once every minute of the capture is final and they stand still (60 s at most)."""
+    """The final bars once every minute of the capture is final and they stand still (90 s at most)."""
     previous: dict[BarKey, BarValues] | None = None
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while True:
         current = await final_bars(address)
         minutes = sum(1 for timeframe, _ in current if timeframe == market_pb2.TIMEFRAME_1M)
         if (minutes >= MINUTES and current == previous) or time.monotonic() > deadline:
             return current
         previous = current
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
 
 
 async def _settled_analytics(database_url: str, bar_count: int) -> dict[RowKey, Row]:
@@ -124,7 +108,7 @@ async def _settled_analytics(database_url: str, bar_count: int) -> dict[RowKey, 
     previous: dict[RowKey, Row] | None = None
     deadline = time.monotonic() + 120
     while True:
-        current = await _analytics_rows(database_url)
+        current = await analytics_rows(database_url)
         complete = all(
             sum(1 for table, _, _ in current if table == wanted) >= bar_count
             for wanted in ("indicators", "ml_features")
@@ -160,6 +144,8 @@ class Watchdog:
         self._services = list(services)
         self.restarts = 0
         self.paused = asyncio.Lock()
+        # Services a kill schedule is restarting right now: not the watchdog's to start.
+        self.handling: set[str] = set()
 
     async def run(self) -> None:
         """Check twice a second until cancelled."""
@@ -167,7 +153,7 @@ class Watchdog:
             await asyncio.sleep(0.5)
             async with self.paused:
                 for service in self._services:
-                    if not service.running:
+                    if not service.running and service.service not in self.handling:
                         self.restarts += 1
                         say(f"  {service.service} exited on its own; restarting", flush=True)
                         await service.start(START_SECONDS)
@@ -178,9 +164,10 @@ async def run_once(
     admin_url: str,
     redis_url: str,
     index: int,
-    plan: ChaosPlan | None,
+    plan: ChaosPlan,
+    disturb: bool,
 ) -> Outcome:
-    """Replay the capture through fresh bar and analytics services; disturb them when `plan` says so."""
+    """Replay the capture through a fresh mesh; disturb it when `disturb` says so."""
     started = time.monotonic()
     database_url = await _create_database(admin_url, f"tickmesh_chaos_{index}")
     common = {
@@ -190,85 +177,85 @@ async def run_once(
         "TICKMESH_STARTUP_RETRY_SECONDS": "120",
         "TICKMESH_DRAIN_SECONDS": "0.5",
     }
-    bars = ServiceProcess("bars", {**common, "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
-    analytics = ServiceProcess(
-        "analytics",
-        {
-            **common,
-            "TICKMESH_BARS_ADDRESS": bars.address,
-            "TICKMESH_ANALYTICS_RECONNECT_MAX_SECONDS": "0.5",
-        },
+    config = SimulatorConfig(
+        sources=[SourceSpec(fixtures_root() / CAPTURE)], speed=plan.speed, paused=True
     )
-    batch_size = (plan or ChaosPlan()).batch_size
-    pace = plan.pace_seconds if plan else 0.0  # bars follow event times: pacing changes nothing
-    batches = capture_batches(
-        fixtures_root() / CAPTURE, market_pb2.EXCHANGE_BINANCE_USDM, "chaos", batch_size
-    )
-    await bars.start(START_SECONDS)
-    await analytics.start(START_SECONDS)
-    watchdog = Watchdog((bars, analytics))
-    guard = asyncio.create_task(watchdog.run())
-    publisher = asyncio.create_task(publish_until_acked(bars.address, batches, pace))
-    try:
-        if plan is not None:
-            # Every disturbance falls in the first 80% of the replay's undisturbed length.
-            await _disturb(
-                servers, bars, analytics, watchdog, plan, 0.8 * len(batches) * pace, publisher
-            )
-        acked = await asyncio.wait_for(publisher, timeout=600)
-        assert acked == batches[-1].sequence
-        say(f"  replay acknowledged after {time.monotonic() - started:.1f}s")
-        final = await _settled_bars(bars.address)
-        rows = await _settled_analytics(database_url, len(final))
-    finally:
-        guard.cancel()
-        publisher.cancel()
-        await asyncio.gather(guard, publisher, return_exceptions=True)
-        await analytics.kill()
-        await bars.kill()
-    return Outcome(final, rows, time.monotonic() - started, watchdog.restarts)
+    async with ExchangeSimulator(config) as sim:
+        mesh = build_mesh(common, sim)
+        for service in mesh.services.values():
+            await service.start(START_SECONDS)
+        watchdog = Watchdog(mesh.services.values())
+        guard = asyncio.create_task(watchdog.run())
+        try:
+            await register_symbol_and_alerts(mesh)
+            await wait_subscribed(sim)
+            await asyncio.sleep(1.0)  # the gateway's alert engine follows the symbol
+            sim.resume()
+            replay_seconds = _replay_seconds(plan)
+            if disturb:
+                await _disturb(servers, mesh, watchdog, plan, 0.8 * replay_seconds)
+            async with asyncio.timeout(replay_seconds + 300):
+                await sim.wait_replay_done()
+            say(f"  replay done after {time.monotonic() - started:.1f}s")
+            final = await _settled_bars(mesh.bars.address)
+            rows = await _settled_analytics(database_url, len(final))
+            await asyncio.sleep(3.0)  # the last final bars reach the alert engine
+            firings = await alert_firings(database_url)
+        finally:
+            guard.cancel()
+            await asyncio.gather(guard, return_exceptions=True)
+            for service in reversed(mesh.services.values()):
+                await service.kill()
+    return Outcome(final, rows, firings, time.monotonic() - started, watchdog.restarts)
+
+
+def _replay_seconds(plan: ChaosPlan) -> float:
+    """The capture's length in event time over the replay speed (8 minutes)."""
+    return 8 * 60 / plan.speed
 
 
 async def _disturb(
     servers: EmbeddedServers,
-    bars: ServiceProcess,
-    analytics: ServiceProcess,
+    mesh: Mesh,
     watchdog: Watchdog,
     plan: ChaosPlan,
-    replay_seconds: float,
-    publisher: asyncio.Task[int],
+    window_seconds: float,
 ) -> None:
-    """Kill each service at random moments of the replay; stop PostgreSQL once among them."""
+    """Kill each service on its own random schedule; stop PostgreSQL once among them."""
     chooser = random.Random(plan.seed)
-    events: list[tuple[float, str]] = [
-        (chooser.uniform(0.2, replay_seconds), "bars") for _ in range(plan.bar_kills)
-    ]
-    events += [
-        (chooser.uniform(0.2, replay_seconds), "analytics") for _ in range(plan.analytics_kills)
-    ]
-    events.append((chooser.uniform(0.2, replay_seconds), "postgresql"))
-    events.sort()
     begun = time.monotonic()
-    for at, target in events:
-        await asyncio.sleep(max(0.0, begun + at - time.monotonic()))
-        before = time.monotonic()
-        if publisher.done():
-            say(f"  t={before - begun:5.1f}s the replay ended before this {target} event")
-        async with watchdog.paused:
-            if target == "postgresql":
-                say(
-                    f"  t={before - begun:5.1f}s stop postgresql for {plan.outage_seconds:.0f}s",
-                    flush=True,
-                )
-                await asyncio.to_thread(servers.stop_postgres_server)
-                await asyncio.sleep(plan.outage_seconds)
-                await asyncio.to_thread(servers.restart_postgres_server)
-                say("  postgresql is back", flush=True)
-            else:
-                service = bars if target == "bars" else analytics
-                say(f"  t={before - begun:5.1f}s SIGKILL {target}", flush=True)
+
+    async def kill_on_schedule(service: ServiceProcess, count: int) -> None:
+        for at in sorted(chooser.uniform(0.5, window_seconds) for _ in range(count)):
+            await asyncio.sleep(max(0.0, begun + at - time.monotonic()))
+            say(f"  t={time.monotonic() - begun:5.1f}s SIGKILL {service.service}", flush=True)
+            watchdog.handling.add(service.service)
+            try:
                 await service.kill()
                 await service.start(START_SECONDS)
+            finally:
+                watchdog.handling.discard(service.service)
+
+    async def outage() -> None:
+        await asyncio.sleep(chooser.uniform(0.5, window_seconds))
+        async with watchdog.paused:
+            say(
+                f"  t={time.monotonic() - begun:5.1f}s stop postgresql"
+                f" for {plan.outage_seconds:.0f}s",
+                flush=True,
+            )
+            await asyncio.to_thread(servers.stop_postgres_server)
+            await asyncio.sleep(plan.outage_seconds)
+            await asyncio.to_thread(servers.restart_postgres_server)
+            say("  postgresql is back", flush=True)
+
+    await asyncio.gather(
+        outage(),
+        *(
+            kill_on_schedule(service, plan.kills.get(name, 0))
+            for name, service in mesh.services.items()
+        ),
+    )
 
 
 def _compare(
@@ -305,6 +292,23 @@ def _bar_verdict(expected: BarValues, got: BarValues) -> bool | None:
     return got[6] > expected[6]
 
 
+def _values(bars: dict[BarKey, BarValues]) -> dict[BarKey, BarValues]:
+    """The bars without their revision number (index 7): a late trade's revision is no loss."""
+    return {key: (*values[:7], 0) for key, values in bars.items()}
+
+
+def _unrevised_firings(
+    firings: dict[FiringKey, int], bars: dict[BarKey, BarValues]
+) -> dict[FiringKey, int]:
+    """Firings on bars the disturbed run never revised (alerts judge a bar's first final)."""
+    revised = {
+        datetime.fromtimestamp(open_ns / 1e9, UTC).isoformat()
+        for (_, open_ns), values in bars.items()
+        if values[7] > 0
+    }
+    return {key: n for key, n in firings.items() if key[3] not in revised}
+
+
 async def chaos(plan: ChaosPlan) -> int:
     """Run both replays and compare them; 0 when equal, 1 otherwise."""
     with (
@@ -314,33 +318,41 @@ async def chaos(plan: ChaosPlan) -> int:
         admin_url = servers.start_postgres()
         redis_url = servers.start_redis()
         say("uninterrupted run ...", flush=True)
-        calm = await run_once(servers, admin_url, redis_url, 1, None)
+        calm = await run_once(servers, admin_url, redis_url, 1, plan, disturb=False)
         say(
-            f"  {len(calm.bars)} final bars, {len(calm.analytics)} analytics rows"
-            f" in {calm.seconds:.1f}s",
+            f"  {len(calm.bars)} final bars, {len(calm.analytics)} analytics rows,"
+            f" {sum(calm.firings.values())} alert firings in {calm.seconds:.1f}s",
             flush=True,
         )
+        kills = ", ".join(f"{n} {name} kills" for name, n in plan.kills.items())
+        say(f"chaos run: {kills}, postgresql down {plan.outage_seconds:.0f}s once ...")
+        rough = await run_once(servers, admin_url, redis_url, 2, plan, disturb=True)
+        revised = sum(1 for values in rough.bars.values() if values[7] > 0)
         say(
-            f"chaos run: {plan.bar_kills} bar kills, {plan.analytics_kills} analytics kills,"
-            f" postgresql down {plan.outage_seconds:.0f}s once ...",
+            f"  {len(rough.bars)} final bars ({revised} revised by late trades),"
+            f" {len(rough.analytics)} analytics rows, {sum(rough.firings.values())} alert"
+            f" firings in {rough.seconds:.1f}s ({rough.restarts_after_crash} restarts after"
+            " a crash)",
             flush=True,
         )
-        rough = await run_once(servers, admin_url, redis_url, 2, plan)
-        say(
-            f"  {len(rough.bars)} final bars, {len(rough.analytics)} analytics rows"
-            f" in {rough.seconds:.1f}s ({rough.restarts_after_crash} restarts after a crash)",
-            flush=True,
-        )
-    bar_lost, bar_doubled, bar_lines = _compare("bar", calm.bars, rough.bars, _bar_verdict)
-    row_lost, row_doubled, row_lines = _compare(
-        "analytics row", calm.analytics, rough.analytics, lambda _e, _g: None
-    )
-    for line in bar_lines + row_lines:
+    results = [
+        _compare("bar", _values(calm.bars), _values(rough.bars), _bar_verdict),
+        _compare("analytics row", calm.analytics, rough.analytics, lambda _e, _g: None),
+        _compare(
+            "alert firing",
+            _unrevised_firings(calm.firings, rough.bars),
+            _unrevised_firings(rough.firings, rough.bars),
+            lambda expected, got: got > expected,
+        ),
+    ]
+    lines = [line for _, _, found in results for line in found]
+    for line in lines:
         say(line)
-    lost, doubled = bar_lost + row_lost, bar_doubled + row_doubled
+    lost = sum(result[0] for result in results)
+    doubled = sum(result[1] for result in results)
     say(f"{lost} lost, {doubled} doubled", end="")
-    if bar_lines or row_lines:
-        say(f", {len(bar_lines) + len(row_lines)} differences")
+    if lines:
+        say(f", {len(lines)} differences")
         return 1
     say()
     return 0
@@ -351,8 +363,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seed", type=int, default=ChaosPlan.seed)
     parser.add_argument("--outage-seconds", type=float, default=ChaosPlan.outage_seconds)
+    parser.add_argument("--kills", type=int, default=10, help="SIGKILLs per service")
+    parser.add_argument("--speed", type=float, default=ChaosPlan.speed)
     arguments = parser.parse_args()
-    plan = ChaosPlan(seed=arguments.seed, outage_seconds=arguments.outage_seconds)
+    plan = ChaosPlan(
+        kills=dict.fromkeys(SERVICES, arguments.kills),
+        outage_seconds=arguments.outage_seconds,
+        speed=arguments.speed,
+        seed=arguments.seed,
+    )
     sys.exit(asyncio.run(chaos(plan)))
 
 

@@ -53,10 +53,13 @@ class ServiceProcess:
                     *command, env=self._environment, stderr=log, preexec_fn=_die_with_parent
                 )
         try:
-            await wait_serving(self.address, within_seconds)
+            await self._wait_ready(within_seconds)
         except TimeoutError:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise TimeoutError(f"{self.service} did not start; its log ends:\n{tail}") from None
+
+    async def _wait_ready(self, within_seconds: float) -> None:
+        await wait_serving(self.address, within_seconds)
 
     @property
     def running(self) -> bool:
@@ -86,6 +89,29 @@ class ServiceProcess:
             self._process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(self._process.wait(), timeout=20)
         return int(self._process.returncode or 0)
+
+
+class GatewayServiceProcess(ServiceProcess):
+    """`python -m tickmesh.gateway` on a free HTTP port, ready when /health answers 200."""
+
+    def __init__(self, environment: Mapping[str, str]) -> None:
+        super().__init__("gateway", environment)
+        port = self.metrics_port  # the gateway serves /metrics on its HTTP port
+        self._environment["TICKMESH_GATEWAY_PORT"] = str(port)
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    async def _wait_ready(self, within_seconds: float) -> None:
+        deadline = asyncio.get_running_loop().time() + within_seconds
+        while True:
+            if self._process is not None and self._process.returncode is not None:
+                raise TimeoutError("the gateway exited")
+            try:
+                await asyncio.to_thread(_fetch, self.base_url + "/health")
+                return
+            except OSError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError("the gateway did not answer /health") from None
+                await asyncio.sleep(0.1)
 
 
 def _fetch(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -90,7 +91,7 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
         )
         services = gateway.services
         trader = await gateway.user("trader")
-        symbol = "ALRT" + str(trader.id)
+        symbol = "ALRT" + secrets.token_hex(4).upper()  # no judged mark left in Redis
         await services.alerts.create(
             trader.id,
             AlertIn(

@@ -32,3 +32,9 @@ class AlertCursor:
         await self._client.zadd(
             alerts_judged_key(), {f"{symbol}:{timeframe}": open_time_ns // NS_PER_MS}, gt=True
         )
+
+    async def start(self, symbol: str, timeframe: str, open_time_ns: int) -> None:
+        """Set the mark of a series no replica judged yet (never overrides an existing one)."""
+        await self._client.zadd(
+            alerts_judged_key(), {f"{symbol}:{timeframe}": open_time_ns // NS_PER_MS}, nx=True
+        )

@@ -7,8 +7,11 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
+import asyncpg
+import redis.asyncio as redis
+
 from tickmesh.core.errors import DomainError
-from tickmesh.core.timeframes import from_proto
+from tickmesh.core.timeframes import from_label, from_proto
 from tickmesh.gateway.alert_channels import AlertChannels
 from tickmesh.gateway.alert_conditions import History, MacdPoint, evaluate
 from tickmesh.gateway.alert_cursor import AlertCursor
@@ -23,6 +26,8 @@ from tickmesh.v1 import analytics_service_pb2, bar_service_pb2, market_pb2
 log = logging.getLogger(__name__)
 
 HISTORY_BARS = 501  # percent_change looks back at most 500 bars
+# A store or the bar service down: the engine retries rather than dying or skipping a bar.
+TRANSIENT = (asyncpg.PostgresError, asyncpg.InterfaceError, redis.RedisError, OSError)
 WebSocketSink = Callable[[int, AlertEventOut], None]
 
 
@@ -50,6 +55,7 @@ class AlertEngine:
         self._refresh = refresh_seconds
         self._alerts: dict[str, list[AlertOut]] = {}
         self._history: dict[tuple[str, str], deque[market_pb2.Bar]] = {}
+        self._marked: set[tuple[str, str]] = set()  # series whose shared mark exists
         self._finals: asyncio.Queue[market_pb2.Bar] = asyncio.Queue()
 
     def _on_bar(self, bar: market_pb2.Bar) -> None:
@@ -61,7 +67,11 @@ class AlertEngine:
         evaluator = asyncio.create_task(self._evaluate_forever())
         try:
             while True:
-                await self.refresh()
+                try:
+                    await self.refresh()
+                except TRANSIENT as error:
+                    self._metrics.alert_engine_errors.labels(stage="refresh").inc()
+                    log.warning("alerts not refreshed (retrying): %s", error)
                 await asyncio.sleep(self._refresh)
         finally:
             evaluator.cancel()
@@ -73,27 +83,57 @@ class AlertEngine:
         grouped: dict[str, list[AlertOut]] = {}
         for alert in await self._store.active_for():
             grouped.setdefault(alert.symbol, []).append(alert)
+        wanted = {(a.symbol, a.timeframe) for alerts in grouped.values() for a in alerts}
+        for series in wanted - self._marked:
+            try:
+                await self._start_mark(*series)
+                self._marked.add(series)
+            except DomainError as error:  # tried again on the next refresh
+                log.warning("alerts on %s %s: bar service unavailable: %s", *series, error)
         for symbol in set(grouped) - set(self._alerts):
             self._fanout.add(symbol, self._on_bar)
         for symbol in set(self._alerts) - set(grouped):
             await self._fanout.remove(symbol, self._on_bar)
         self._alerts = grouped
 
+    async def _start_mark(self, symbol: str, label: str) -> None:
+        """A series no replica judged yet is judged from the bars that become final from now on.
+
+        The mark starts at the newest final bar, or at 0 for a series without bars (so its
+        first bars are judged even when they become final while no replica is following).
+        DomainError when the bar service is down.
+        """
+        if await self._cursor.judged_through(symbol, label) is not None:
+            return
+        probe = market_pb2.Bar(symbol=symbol, timeframe=from_label(label).proto)  # type: ignore[arg-type]
+        newest = await self._final_bars(probe, 0, 0, limit=1)
+        await self._cursor.start(symbol, label, newest[-1].open_time_ns if newest else 0)
+
     async def _evaluate_forever(self) -> None:
         while True:
             bar = await self._finals.get()
-            try:
-                await self.on_final_bar(bar)
-            except DomainError as error:
-                log.warning("alerts on %s not evaluated: %s", bar.symbol, error)
+            delay = 0.2
+            while True:
+                try:
+                    await self.on_final_bar(bar)
+                    break
+                except (DomainError, *TRANSIENT) as error:
+                    # The bar service or a store is down: forget the series' state and judge
+                    # again from the shared mark once it is back (firings are recorded once).
+                    self._history.pop((bar.symbol, from_proto(bar.timeframe).label), None)
+                    self._metrics.alert_engine_errors.labels(stage="judge").inc()
+                    log.warning("alerts on %s not judged yet (retrying): %s", bar.symbol, error)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
 
     async def on_final_bar(self, bar: market_pb2.Bar) -> None:
         """Judge the bar (after any bars missed before it); record and deliver firings."""
         label = from_proto(bar.timeframe).label
         ring = self._history.get((bar.symbol, label))
         if ring is None:
-            ring = self._history[(bar.symbol, label)] = deque(maxlen=HISTORY_BARS)
+            ring = deque(maxlen=HISTORY_BARS)
             missed = await self._resume(bar, label, ring)
+            self._history[(bar.symbol, label)] = ring
         elif ring[-1].open_time_ns >= bar.open_time_ns:
             return  # a revision or replay: alerts judge each bar once, on its first final
         elif bar.open_time_ns > ring[-1].open_time_ns + from_proto(bar.timeframe).duration_ns:
@@ -111,10 +151,14 @@ class AlertEngine:
     ) -> list[market_pb2.Bar]:
         """Seed the history of a (symbol, timeframe) seen first; return the bars to judge late."""
         judged_through = await self._cursor.judged_through(bar.symbol, label)
-        history = await self._final_bars(bar, 0, bar.open_time_ns)
         if judged_through is None:
-            ring.extend(history)  # no replica judged this series yet: history only
+            # Nothing to catch up: history only helps crossings; judging goes on without it.
+            try:
+                ring.extend(await self._final_bars(bar, 0, bar.open_time_ns))
+            except DomainError as error:
+                log.warning("alerts on %s: earlier bars unavailable: %s", bar.symbol, error)
             return []
+        history = await self._final_bars(bar, 0, bar.open_time_ns)
         ring.extend(b for b in history if b.open_time_ns <= judged_through)
         missed = [b for b in history if b.open_time_ns > judged_through]
         if missed:
@@ -123,25 +167,19 @@ class AlertEngine:
         return missed
 
     async def _final_bars(
-        self, bar: market_pb2.Bar, start_ns: int, end_ns: int
+        self, bar: market_pb2.Bar, start_ns: int, end_ns: int, limit: int = HISTORY_BARS
     ) -> list[market_pb2.Bar]:
-        """Final bars of the bar's series in [start_ns, end_ns), the newest HISTORY_BARS."""
-        try:
-            reply = await self._backends.bars.call(
-                self._backends.bar_service.GetBars,
-                bar_service_pb2.GetBarsRequest(
-                    symbol=bar.symbol,
-                    timeframe=bar.timeframe,
-                    start_time_ns=start_ns,
-                    end_time_ns=end_ns,
-                    limit=HISTORY_BARS,
-                ),
-            )
-        except DomainError as error:
-            # Judging the live bar on short history beats not judging it; counted and logged.
-            self._metrics.alert_catch_up_failures.inc()
-            log.warning("alerts on %s: earlier bars unavailable: %s", bar.symbol, error)
-            return []
+        """Final bars of the bar's series in [start_ns, end_ns), the newest `limit`."""
+        reply = await self._backends.bars.call(
+            self._backends.bar_service.GetBars,
+            bar_service_pb2.GetBarsRequest(
+                symbol=bar.symbol,
+                timeframe=bar.timeframe,
+                start_time_ns=start_ns,
+                end_time_ns=end_ns,
+                limit=limit,
+            ),
+        )
         return [b for b in reply.bars if b.final]
 
     async def _judge(self, bar: market_pb2.Bar, label: str, ring: deque[market_pb2.Bar]) -> None:

@@ -73,9 +73,10 @@ class GatewayMetrics:
             "Final bars judged late for alerts: they became final while no replica was judging.",
             registry=registry,
         )
-        self.alert_catch_up_failures = Counter(
-            "tickmesh_alert_catch_up_failures",
-            "Times the earlier bars for alerts could not be read from the bar service.",
+        self.alert_engine_errors = Counter(
+            "tickmesh_alert_engine_errors",
+            "Alert engine steps that failed on a store or the bar service and were retried.",
+            ["stage"],
             registry=registry,
         )
         self.notifications = Counter(
