@@ -51,7 +51,9 @@ class IngestServiceServicer:
         a sequence only when every trade in it is durable; batches it has already
         applied are dropped and acknowledged again. Errors: INVALID_ARGUMENT for a
         malformed batch (naming the field; nothing of it applied),
-        FAILED_PRECONDITION for a symbol this shard does not own.
+        FAILED_PRECONDITION for a symbol this shard does not own; either way the
+        trailing metadata key "tickmesh-rejected-sequence" names the rejected batch,
+        so the client can set it aside and go on (the server accepts a sequence jump).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,7 +38,9 @@ class IngestServiceStub:
     a sequence only when every trade in it is durable; batches it has already
     applied are dropped and acknowledged again. Errors: INVALID_ARGUMENT for a
     malformed batch (naming the field; nothing of it applied),
-    FAILED_PRECONDITION for a symbol this shard does not own.
+    FAILED_PRECONDITION for a symbol this shard does not own; either way the
+    trailing metadata key "tickmesh-rejected-sequence" names the rejected batch,
+    so the client can set it aside and go on (the server accepts a sequence jump).
     """
 
 @_typing.type_check_only
@@ -51,7 +53,9 @@ class IngestServiceAsyncStub(IngestServiceStub):
     a sequence only when every trade in it is durable; batches it has already
     applied are dropped and acknowledged again. Errors: INVALID_ARGUMENT for a
     malformed batch (naming the field; nothing of it applied),
-    FAILED_PRECONDITION for a symbol this shard does not own.
+    FAILED_PRECONDITION for a symbol this shard does not own; either way the
+    trailing metadata key "tickmesh-rejected-sequence" names the rejected batch,
+    so the client can set it aside and go on (the server accepts a sequence jump).
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -67,7 +71,9 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         a sequence only when every trade in it is durable; batches it has already
         applied are dropped and acknowledged again. Errors: INVALID_ARGUMENT for a
         malformed batch (naming the field; nothing of it applied),
-        FAILED_PRECONDITION for a symbol this shard does not own.
+        FAILED_PRECONDITION for a symbol this shard does not own; either way the
+        trailing metadata key "tickmesh-rejected-sequence" names the rejected batch,
+        so the client can set it aside and go on (the server accepts a sequence jump).
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -10,6 +10,8 @@ from grpc import aio
 
 from tickmesh.bars.bar_metrics import BarMetrics
 from tickmesh.bars.ingest_pipeline import AckQueue, IngestPipeline
+from tickmesh.core.errors import DomainError
+from tickmesh.core.ingest_protocol import REJECTED_SEQUENCE_KEY
 from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 
 
@@ -28,7 +30,7 @@ class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
         """Apply each batch as it arrives; answer with cumulative acks once they are durable."""
         acks: AckQueue = asyncio.Queue()
         streams: set[str] = set()
-        reader = asyncio.create_task(self._read(request_iterator, acks, streams))
+        reader = asyncio.create_task(self._read(request_iterator, acks, streams, context))
         try:
             while True:
                 waiter = asyncio.create_task(acks.get())
@@ -57,13 +59,19 @@ class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
         requests: AsyncIterator[ingest_service_pb2.PublishRequest],
         acks: AckQueue,
         streams: set[str],
+        context: aio.ServicerContext,
     ) -> None:
         async for request in requests:
             batch = request.batch
             if batch.stream_id and batch.stream_id not in streams:
                 streams.add(batch.stream_id)
                 self._pipeline.open_stream(batch.stream_id, acks)
-            self._pipeline.apply(batch)
+            try:
+                self._pipeline.apply(batch)
+            except DomainError:
+                # Name the batch, so the collector sets it aside instead of resending it forever.
+                context.set_trailing_metadata(((REJECTED_SEQUENCE_KEY, str(batch.sequence)),))
+                raise
         # The client closed its side: wait for the remaining acks (a commit every few
         # milliseconds), then end the call.
         while self._pipeline.has_unacked(streams):  # noqa: ASYNC110

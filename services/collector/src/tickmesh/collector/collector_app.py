@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from tickmesh.collector.binance.source import BinanceSource, SourceConfig
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.health import HealthReporter
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
-from tickmesh.collector.ingest_state import RedisSequenceStore
+from tickmesh.collector.ingest_state import RedisSequenceStore, keep_rejected
 from tickmesh.collector.resume_points import ResumePoints
 from tickmesh.collector.settings import CollectorSettings
 from tickmesh.collector.symbol_registry import RegisteredSymbol, SymbolRegistry
@@ -68,6 +69,7 @@ class Collector:
             metrics,
             RedisSequenceStore(redis_client),
             on_dropped=self._dropped,
+            on_rejected=functools.partial(keep_rejected, redis_client),
         )
         breakers = AsyncCircuitBreakerFactory(
             default_threshold=settings.collector_breaker_threshold,

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
@@ -29,12 +29,16 @@ from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_state import MemorySequenceStore, SequenceStore
 from tickmesh.collector.trade_runs import slice_run
 from tickmesh.core.grpc_client import open_channel
+from tickmesh.core.ingest_protocol import REJECTED_SEQUENCE_KEY
 from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 
 log = logging.getLogger(__name__)
 
 DropHandler = Callable[[list[market_pb2.SymbolTrades], list[market_pb2.SourceBar]], None]
 AckHandler = Callable[[list[market_pb2.TradeBatch]], None]
+RejectHandler = Callable[[market_pb2.TradeBatch, str], Awaitable[None]]
+# Statuses for a batch the bar service will never take: set it aside rather than resend it.
+REJECTIONS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
 ChannelFactory = Callable[[str], aio.Channel]
 
 
@@ -86,12 +90,14 @@ class IngestClient:
         on_dropped: DropHandler | None = None,
         on_acked: AckHandler | None = None,
         channel_factory: ChannelFactory = open_channel,
+        on_rejected: RejectHandler | None = None,
     ) -> None:
         self.config = config
         self._metrics = metrics
         self._store = store if store is not None else MemorySequenceStore()
         self.on_dropped = on_dropped
         self.on_acked = on_acked
+        self.on_rejected = on_rejected
         self._channel_factory = channel_factory
         self._pending: deque[_Pending] = deque()
         self._pending_trades = 0
@@ -227,8 +233,8 @@ class IngestClient:
             # InvalidStateError: a write raced the end of the call (the bar service went away
             # between two writes); it is a failed session like any other, not a client bug.
             code = error.code() if isinstance(error, aio.AioRpcError) else None
-            if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
-                log.error("bar service rejected a batch: %s", error.details())  # type: ignore[union-attr]
+            if isinstance(error, aio.AioRpcError) and code in REJECTIONS:
+                await self._set_aside(error)
             else:
                 log.warning("ingest stream to %s failed: %s", self.config.address, code or error)
             raise IngestUnavailable(str(error)) from error
@@ -323,6 +329,32 @@ class IngestClient:
             assert isinstance(response, ingest_service_pb2.PublishResponse)
             self._metrics.ingest_acks.inc()
             self._apply_ack(response.acked_sequence)
+
+    async def _set_aside(self, error: aio.AioRpcError) -> None:
+        """Take the batch the bar service rejected out of the resend queue (it would fail again)."""
+        sequence = next(
+            (int(v) for k, v in error.trailing_metadata() or () if k == REJECTED_SEQUENCE_KEY),
+            None,
+        )
+        found = next(
+            (sent for sent in self._unacked if sent.request.batch.sequence == sequence), None
+        )
+        if found is None:
+            log.error("bar service rejected a batch: %s", error.details())
+            return
+        self._unacked.remove(found)
+        self._unacked_trades -= found.trades
+        self._metrics.ingest_batches.labels(outcome="rejected").inc()
+        self._update_gauges()
+        log.error(
+            "bar service rejected batch %d of stream %s (%d trades): %s; set aside",
+            sequence,
+            self.config.stream_id,
+            found.trades,
+            error.details(),
+        )
+        if self.on_rejected is not None:
+            await self.on_rejected(found.request.batch, error.details() or "")
 
     def _apply_ack(self, sequence: int) -> None:
         now = time.monotonic()

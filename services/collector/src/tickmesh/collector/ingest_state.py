@@ -1,4 +1,4 @@
-"""Where the ingest stream's sequence survives a collector restart.
+"""Where the ingest stream's sequence survives a collector restart, and rejected batches are kept.
 
 The stream id is stable across restarts, so a restarted collector must not reuse a
 sequence the bar service has already applied (it would drop those batches as re-sends).
@@ -9,9 +9,41 @@ the sequence, which the bar service accepts.
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 from typing import Protocol
 
 import redis.asyncio as redis
+
+from tickmesh.v1 import market_pb2
+
+log = logging.getLogger(__name__)
+
+REJECTED_KEEP = 10_000
+
+
+def rejected_key(stream_id: str) -> str:
+    """Redis list of the batches the bar service rejected (newest first, at most REJECTED_KEEP)."""
+    return f"collector:rejected:{stream_id}"
+
+
+async def keep_rejected(client: redis.Redis, batch: market_pb2.TradeBatch, reason: str) -> None:
+    """Keep a rejected batch for inspection: JSON with its sequence, the reason, the batch."""
+    entry = json.dumps(
+        {
+            "sequence": batch.sequence,
+            "reason": reason,
+            "batch": base64.b64encode(batch.SerializeToString()).decode(),
+        }
+    )
+    key = rejected_key(batch.stream_id)
+    try:
+        await client.lpush(key, entry)
+        await client.ltrim(key, 0, REJECTED_KEEP - 1)
+    except (redis.RedisError, OSError) as error:
+        # The batch is already counted and logged as rejected; only its copy is lost.
+        log.warning("cannot keep rejected batch %d in Redis: %s", batch.sequence, error)
 
 
 def sequence_key(stream_id: str) -> str:
