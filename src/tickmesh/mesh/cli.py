@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from tickmesh.core.logs import configure_logging
+from tickmesh.core.sharding import parse_shard_addresses
 from tickmesh.mesh.demo_symbols import register_symbols
 from tickmesh.mesh.embedded import EmbeddedServers
 from tickmesh.mesh.supervisor import Supervisor, available_services, service_command
@@ -183,6 +184,14 @@ def import_trades(
     bars_address: Annotated[
         str, typer.Option(envvar="TICKMESH_BARS_ADDRESS", help="The bar service's gRPC address.")
     ] = "127.0.0.1:50052",
+    bars_addresses: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TICKMESH_BARS_ADDRESSES",
+            help="Every bar shard's address in shard order, comma-separated: each file goes "
+            "to the shard owning its symbol (replaces --bars-address).",
+        ),
+    ] = None,
     state: Annotated[
         Path | None,
         typer.Option(help="Resume state file (default: $TICKMESH_STATE_DIR/import-state.json)."),
@@ -208,12 +217,16 @@ def import_trades(
         raise typer.BadParameter(f"--exchange must be one of {sorted(EXCHANGES)}")
     if kind is not None and kind not in {member.value for member in CsvKind}:
         raise typer.BadParameter(f"--kind must be one of {[member.value for member in CsvKind]}")
+    try:
+        shards = parse_shard_addresses(bars_addresses) if bars_addresses else (bars_address,)
+    except ValueError as error:
+        raise typer.BadParameter(f"--bars-addresses: {error}") from None
     console = Console(stderr=True)
     try:
         results = asyncio.run(
             import_files(
                 files,
-                bars_address,
+                shards,
                 state_path=state,
                 exchange=EXCHANGES[exchange],
                 symbol=symbol.upper() if symbol else None,
