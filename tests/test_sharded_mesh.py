@@ -230,6 +230,17 @@ async def _next_final(ws: websockets.ClientConnection, symbol: str) -> dict[str,
                     return dict(bar)
 
 
+async def _wait_subscribers(bars: list[ServiceProcess], wanted: int) -> None:
+    """Wait until every bar shard has `wanted` open Subscribe streams."""
+    deadline = time.monotonic() + WITHIN_SECONDS
+    while True:
+        counts = [await shard.metric("tickmesh_bars_subscribers") for shard in bars]
+        if counts == [wanted] * len(bars):
+            return
+        assert time.monotonic() < deadline, f"subscribers per shard: {counts}"
+        await asyncio.sleep(0.05)
+
+
 def _late_trades(symbol: str, minute_ms: int) -> list[market_pb2.TradeBatch]:
     """Three trades in one minute and one in the next, so the first minute's bar is final."""
     times = [(minute_ms + offset) * 1_000_000 for offset in (5_000, 20_000, 40_000, 65_000)]
@@ -301,6 +312,9 @@ async def test_sharded_mesh_serves_every_symbol_from_exactly_one_shard(
         try:
             for ws in sockets.values():
                 await ws.send(json.dumps({"type": "subscribe", "timeframes": ["1m"]}))
+            # Each bar shard streams to analytics and to the gateway for its watched symbol
+            # before any trade flows, so no final bar can pass before the stream is open.
+            await _wait_subscribers(running.bars, 2)
             running.simulator.resume()
             async with asyncio.timeout(WITHIN_SECONDS):
                 await running.simulator.wait_replay_done()
