@@ -48,6 +48,18 @@ async def _one_minute_bars(address: str, symbol: str) -> list[market_pb2.Bar]:
         return list(response.bars)
 
 
+async def _first_streamed(address: str, symbol: str) -> market_pb2.Bar:
+    async with aio.insecure_channel(address) as channel:
+        stub = bar_service_pb2_grpc.BarServiceStub(channel)
+        call = stub.Subscribe(
+            bar_service_pb2.SubscribeRequest(symbols=[symbol], resume_after_change_id=0)
+        )
+        async for response in call:
+            bar: market_pb2.Bar = response.bar
+            return bar
+    raise AssertionError("the stream ended without a bar")
+
+
 async def test_each_symbol_is_ingested_by_exactly_one_shard(
     fresh_database_url: str, fresh_redis_url: str
 ) -> None:
@@ -76,6 +88,14 @@ async def test_each_symbol_is_ingested_by_exactly_one_shard(
             with pytest.raises(aio.AioRpcError) as raised:
                 await publish(other, [_batch(symbol, 1)])
             assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            # Reads too: only the owner has the symbol's cache and live bars.
+            for call in (_one_minute_bars(other, symbol), _first_streamed(other, symbol)):
+                with pytest.raises(aio.AioRpcError) as raised:
+                    await call
+                assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+                assert f"belongs to bar shard {shard_of(symbol, 2)} of 2" in str(
+                    raised.value.details()
+                )
         for symbol in SYMBOLS:
             bars = await _one_minute_bars(shard_address(symbol, addresses), symbol)
             assert [(b.open_time_ns, b.trade_count, b.high, b.low) for b in bars][:1] == [

@@ -21,6 +21,7 @@ import pytest
 from grpc import aio
 
 from tickmesh.collector.importer import FileResult, import_files
+from tickmesh.core.sharding import shard_of
 from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 from ..ingest_helpers import fixtures_root
@@ -63,7 +64,7 @@ def _csv_rows(micros: bool) -> list[str]:
     return rows
 
 
-async def _wait_bars(address: str, expected: dict[int, MinuteBar]) -> None:
+async def _wait_bars(address: str, expected: dict[int, MinuteBar], symbol: str = "ETHUSDT") -> None:
     wrong = ["not read yet"]
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(30):
@@ -71,7 +72,7 @@ async def _wait_bars(address: str, expected: dict[int, MinuteBar]) -> None:
                 async with aio.insecure_channel(address) as channel:
                     response = await bar_service_pb2_grpc.BarServiceStub(channel).GetBars(
                         bar_service_pb2.GetBarsRequest(
-                            symbol="ETHUSDT",
+                            symbol=symbol,
                             timeframe=market_pb2.TIMEFRAME_1M,
                             start_time_ns=MINUTES[0],
                             end_time_ns=MINUTES[-1] + MINUTE_NS,
@@ -156,3 +157,54 @@ async def test_import_command_loads_zipped_csv_with_header(
     assert "14,515 trades" in output.decode(errors="replace")
     expected, _ = capture_minutes(fixtures_root() / SPOT_CAPTURE)
     await _wait_bars(bars.address, expected)
+
+
+async def test_import_command_sends_each_file_to_its_symbols_bar_shard(
+    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
+) -> None:
+    shards = [
+        ServiceProcess(
+            "bars",
+            {
+                "TICKMESH_DATABASE_URL": fresh_database_url,
+                "TICKMESH_REDIS_URL": fresh_redis_url,
+                "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
+                "TICKMESH_BARS_SHARD_INDEX": str(index),
+                "TICKMESH_BARS_SHARD_COUNT": "2",
+            },
+        )
+        for index in range(2)
+    ]
+    # The same trades under two names, one symbol per shard.
+    symbols = ("ETHUSDT", "BTCUSDT")
+    assert [shard_of(symbol, 2) for symbol in symbols] == [0, 1]
+    rows = _csv_rows(micros=False)
+    files = [tmp_path / f"{symbol}-trades-2024-08-08.csv" for symbol in symbols]
+    for path in files:
+        path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    try:
+        await asyncio.gather(*(shard.start() for shard in shards))
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("TICKMESH_")}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tickmesh.mesh.cli",
+            "import",
+            *map(str, files),
+            "--state",
+            str(tmp_path / "state.json"),
+            "--no-progress",
+            env=environment | {"TICKMESH_BARS_ADDRESSES": ",".join(s.address for s in shards)},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+        assert process.returncode == 0, output.decode(errors="replace")
+        expected, _ = capture_minutes(fixtures_root() / SPOT_CAPTURE)
+        for shard, symbol in zip(shards, symbols, strict=True):
+            await _wait_bars(shard.address, expected, symbol)
+            accepted = await shard.metric("tickmesh_bars_trades_total", 'outcome="accepted"')
+            assert accepted == len(rows), symbol
+    finally:
+        for shard in shards:
+            await shard.kill()

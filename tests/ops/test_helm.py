@@ -12,7 +12,8 @@ import helm_python
 import pytest
 import yaml
 
-from tickmesh.core.sharding import shard_of
+from tickmesh.core.settings import CommonSettings
+from tickmesh.core.sharding import shard_address, shard_of
 
 from .service_settings import SETTINGS_BY_SERVICE, port_of, unknown_variables
 
@@ -22,6 +23,7 @@ RELEASE = "prod"
 NAMESPACE = "markets"
 PREFIX = f"{RELEASE}-tickmesh"
 SHARDED = {"collector": {"shards": 3}, "bars": {"shards": 3}}
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "AAPL", "SPY", "BNBUSDT", "XRPUSDT", "MSFT")
 POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
 
 Manifest = dict[str, Any]
@@ -127,14 +129,20 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def _settings_of_pod(
+def _pod_settings(
     monkeypatch: pytest.MonkeyPatch, service: str, environment: dict[str, str]
-) -> dict[str, Any]:
+) -> Any:
+    """The service's settings object as the pod's environment builds it."""
     with monkeypatch.context() as patch:
         for key, value in environment.items():
             patch.setenv(key, value)
-        settings = SETTINGS_BY_SERVICE[service]()
-    dumped: dict[str, Any] = settings.model_dump()
+        return SETTINGS_BY_SERVICE[service]()
+
+
+def _settings_of_pod(
+    monkeypatch: pytest.MonkeyPatch, service: str, environment: dict[str, str]
+) -> dict[str, Any]:
+    dumped: dict[str, Any] = _pod_settings(monkeypatch, service, environment).model_dump()
     return dumped
 
 
@@ -154,7 +162,7 @@ def test_chart_lints_strict_without_warnings() -> None:
 
 def test_default_render_has_the_kinds_of_the_design(default: Rendered) -> None:
     assert set(default.of_kind("StatefulSet")) == {f"{PREFIX}-collector", f"{PREFIX}-bars"}
-    assert set(default.of_kind("Deployment")) == {f"{PREFIX}-analytics-0", f"{PREFIX}-gateway"}
+    assert set(default.of_kind("Deployment")) == {f"{PREFIX}-analytics", f"{PREFIX}-gateway"}
     hpas = default.of_kind("HorizontalPodAutoscaler")
     assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()} == set(
         default.of_kind("Deployment")
@@ -205,21 +213,44 @@ def test_sharded_statefulsets_take_shard_index_from_the_pod_ordinal(
         assert indexes == [0, 1, 2]
 
 
+def _bar_shard_dns(rendered: Rendered) -> list[str]:
+    """Each bar pod's headless DNS address, by ordinal."""
+    (bars,) = _workloads_of(rendered, "bars")
+    port = port_of(pod_environment(rendered, bars, 0)["TICKMESH_BARS_LISTEN"])
+    return [_headless_dns(rendered, bars, ordinal, port) for ordinal in _pods(bars)]
+
+
+@pytest.mark.parametrize("variant", ["default", "sharded"])
+def test_every_pod_lists_every_bar_shard_in_shard_order(
+    variant: str, request: pytest.FixtureRequest, clean_environment: pytest.MonkeyPatch
+) -> None:
+    rendered: Rendered = request.getfixturevalue(variant)
+    expected = _bar_shard_dns(rendered)
+    assert len(expected) == {"default": 1, "sharded": 3}[variant]
+    for workload in rendered.workloads().values():
+        for ordinal in _pods(workload):
+            environment = pod_environment(rendered, workload, ordinal)
+            assert "TICKMESH_BARS_ADDRESS" not in environment
+            settings = _pod_settings(clean_environment, _service_of(workload), environment)
+            assert isinstance(settings, CommonSettings)
+            assert settings.bar_shard_addresses == tuple(expected), workload["metadata"]["name"]
+
+
 def test_collector_shard_sends_to_the_bar_shard_that_owns_its_symbols(
     sharded: Rendered, clean_environment: pytest.MonkeyPatch
 ) -> None:
     (collector,) = _workloads_of(sharded, "collector")
     (bars,) = _workloads_of(sharded, "bars")
-    bars_port = port_of(pod_environment(sharded, bars, 0)["TICKMESH_BARS_LISTEN"])
+    dns = _bar_shard_dns(sharded)
     for ordinal in _pods(collector):
         environment = pod_environment(sharded, collector, ordinal)
-        settings = _settings_of_pod(clean_environment, "collector", environment)
-        assert settings["bars_address"] == _headless_dns(sharded, bars, ordinal, bars_port)
+        settings = _pod_settings(clean_environment, "collector", environment)
+        assert settings.ingest_address == dns[ordinal]
         bar_settings = _settings_of_pod(
             clean_environment, "bars", pod_environment(sharded, bars, ordinal)
         )
-        for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "AAPL", "SPY", "BNBUSDT"):
-            collected = shard_of(symbol, settings["collector_shard_count"]) == ordinal
+        for symbol in SYMBOLS:
+            collected = shard_of(symbol, settings.collector_shard_count) == ordinal
             owned = (
                 shard_of(symbol, bar_settings["bars_shard_count"])
                 == (bar_settings["bars_shard_index"])
@@ -227,20 +258,36 @@ def test_collector_shard_sends_to_the_bar_shard_that_owns_its_symbols(
             assert collected == owned, symbol
 
 
-def test_analytics_consumes_each_bar_shard_once(
+def test_gateway_routes_each_symbol_to_the_bar_pod_that_owns_it(
     sharded: Rendered, clean_environment: pytest.MonkeyPatch
 ) -> None:
+    (gateway,) = _workloads_of(sharded, "gateway")
     (bars,) = _workloads_of(sharded, "bars")
-    analytics = _workloads_of(sharded, "analytics")
-    assert len(analytics) == 3
-    addresses, consumers = set(), set()
-    for workload in analytics:
-        environment = pod_environment(sharded, workload, 0)
-        settings = _settings_of_pod(clean_environment, "analytics", environment)
-        addresses.add(settings["bars_address"])
-        consumers.add(settings["analytics_consumer_name"])
-    assert addresses == {_headless_dns(sharded, bars, i, 50052) for i in range(3)}
-    assert len(consumers) == 3
+    settings = _pod_settings(clean_environment, "gateway", pod_environment(sharded, gateway, 0))
+    dns = _bar_shard_dns(sharded)
+    owners = {
+        dns[ordinal]: _settings_of_pod(
+            clean_environment, "bars", pod_environment(sharded, bars, ordinal)
+        )
+        for ordinal in _pods(bars)
+    }
+    routed = set()
+    for symbol in SYMBOLS:
+        address = shard_address(symbol, settings.bar_shard_addresses)
+        owner = owners[address]
+        assert shard_of(symbol, owner["bars_shard_count"]) == owner["bars_shard_index"]
+        routed.add(address)
+    assert len(routed) > 1  # the symbols spread over several shards
+
+
+def test_analytics_consumes_every_bar_shard_with_a_resume_point_each(
+    sharded: Rendered, clean_environment: pytest.MonkeyPatch
+) -> None:
+    (analytics,) = _workloads_of(sharded, "analytics")
+    assert analytics["kind"] == "Deployment"
+    settings = _pod_settings(clean_environment, "analytics", pod_environment(sharded, analytics, 0))
+    assert settings.bar_shard_addresses == tuple(_bar_shard_dns(sharded))
+    assert len(set(settings.resume_point_names)) == 3
 
 
 def test_unequal_collector_and_bar_shards_refuse_to_render(chart: helm_python.Chart) -> None:
@@ -376,7 +423,7 @@ def test_autoscaling_off_sets_replicas_and_drops_hpas(chart: helm_python.Chart) 
     assert rendered.of_kind("HorizontalPodAutoscaler") == {}
     assert rendered.of_kind("ServiceMonitor") == {}
     assert rendered.get("Deployment", f"{PREFIX}-gateway")["spec"]["replicas"] == 3
-    assert rendered.get("Deployment", f"{PREFIX}-analytics-0")["spec"]["replicas"] == 2
+    assert rendered.get("Deployment", f"{PREFIX}-analytics")["spec"]["replicas"] == 2
 
 
 def test_values_outside_the_schema_refuse_to_render(chart: helm_python.Chart) -> None:

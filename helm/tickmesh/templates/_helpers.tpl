@@ -37,10 +37,23 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-%s.%s.svc.cluster.local:%v" (include "tickmesh.fullname" .root) .component .root.Release.Namespace .port -}}
 {{- end -}}
 
-{{/* The address of bar shard `shard` (a number or an env reference like $(VAR)), by its pod DNS name. */}}
+{{/* The address of bar shard `shard`, by its pod DNS name through the headless Service. */}}
 {{- define "tickmesh.barsShardAddress" -}}
 {{- $name := include "tickmesh.fullname" .root -}}
 {{- printf "%s-bars-%v.%s-bars-shards.%s.svc.cluster.local:%v" $name .shard $name .root.Release.Namespace .root.Values.bars.grpcPort -}}
+{{- end -}}
+
+{{/*
+TICKMESH_BARS_ADDRESSES: every bar shard's address in shard order, comma-separated. Every
+service gets the same list: collector shard i publishes to entry i, analytics consumes each
+entry, the gateway sends a symbol to entry crc32(symbol) mod len.
+*/}}
+{{- define "tickmesh.barsShardAddresses" -}}
+{{- $addresses := list -}}
+{{- range $shard := until (int .Values.bars.shards) -}}
+{{- $addresses = append $addresses (include "tickmesh.barsShardAddress" (dict "root" $ "shard" $shard)) -}}
+{{- end -}}
+{{- join "," $addresses -}}
 {{- end -}}
 
 {{/* Shards must pair one to one: collector shard i sends to bar shard i, which rejects others. */}}
@@ -49,13 +62,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- fail "bars.shards must be at least 1" -}}
 {{- end -}}
 {{- if ne (int .Values.collector.shards) (int .Values.bars.shards) -}}
-{{- fail (printf "collector.shards (%v) must equal bars.shards (%v): collector shard i sends its symbols to bar shard i over one ingest stream (TICKMESH_BARS_ADDRESS), and a bar shard rejects symbols of other shards" .Values.collector.shards .Values.bars.shards) -}}
+{{- fail (printf "collector.shards (%v) must equal bars.shards (%v): collector shard i collects the symbols bar shard i owns (crc32(symbol) mod n == i) and sends them over one ingest stream to that shard, which rejects symbols of other shards" .Values.collector.shards .Values.bars.shards) -}}
 {{- end -}}
 {{- end -}}
 
 {{/*
-Settings every service reads (CommonSettings) and OpenTelemetry:
-(dict "root" $ "service" "bars" "barsAddress" "...")
+Settings every service reads (CommonSettings) and OpenTelemetry: (dict "root" $ "service" "bars")
 */}}
 {{- define "tickmesh.commonEnv" -}}
 {{- $root := .root -}}
@@ -78,8 +90,8 @@ Settings every service reads (CommonSettings) and OpenTelemetry:
   value: "0.0.0.0"
 - name: TICKMESH_COLLECTOR_ADDRESS
   value: {{ include "tickmesh.address" (dict "root" $root "component" "collector" "port" $root.Values.collector.grpcPort) | quote }}
-- name: TICKMESH_BARS_ADDRESS
-  value: {{ .barsAddress | quote }}
+- name: TICKMESH_BARS_ADDRESSES
+  value: {{ include "tickmesh.barsShardAddresses" $root | quote }}
 - name: TICKMESH_ANALYTICS_ADDRESS
   value: {{ include "tickmesh.address" (dict "root" $root "component" "analytics" "port" $root.Values.analytics.grpcPort) | quote }}
 - name: OTEL_SERVICE_NAME

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import TypeVar
+from typing import Self, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tickmesh.core.sharding import parse_shard_addresses
 
 ENV_PREFIX = "TICKMESH_"
 
@@ -27,8 +29,36 @@ class CommonSettings(BaseSettings):
     # Containers set 0.0.0.0 so Prometheus can scrape from outside the pod.
     metrics_host: str = "127.0.0.1"
     collector_address: str = "127.0.0.1:50051"
+    # The one bar service, when there is one shard; TICKMESH_BARS_ADDRESSES names several.
     bars_address: str = "127.0.0.1:50052"
+    # Every bar shard's host:port in shard order (shard i at position i), comma-separated; a
+    # symbol's shard is crc32(symbol) mod the count (README "Sharding"). Empty: bars_address.
+    bars_addresses: str = ""
     analytics_address: str = "127.0.0.1:50053"
+
+    @field_validator("bars_addresses")
+    @classmethod
+    def _bar_shard_addresses_well_formed(cls, value: str) -> str:
+        if value.strip():
+            parse_shard_addresses(value)
+        return value
+
+    @model_validator(mode="after")
+    def _bar_shards_named_one_way(self) -> Self:
+        # Two sources for one list would leave the reader guessing which one a process used.
+        if self.bars_addresses.strip() and "bars_address" in self.model_fields_set:
+            raise ValueError(
+                "TICKMESH_BARS_ADDRESS and TICKMESH_BARS_ADDRESSES are both set: "
+                "list every bar shard in TICKMESH_BARS_ADDRESSES alone"
+            )
+        return self
+
+    @property
+    def bar_shard_addresses(self) -> tuple[str, ...]:
+        """Every bar shard's address in shard order: TICKMESH_BARS_ADDRESSES, else the one address."""
+        if self.bars_addresses.strip():
+            return parse_shard_addresses(self.bars_addresses)
+        return (self.bars_address,)
 
 
 class SettingsError(Exception):
@@ -41,11 +71,15 @@ S = TypeVar("S", bound=BaseSettings)
 def describe_validation_error(error: ValidationError, prefix: str = ENV_PREFIX) -> str:
     """Turn pydantic's error into one line naming the first bad variable."""
     first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "?"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if not first["loc"]:
+        # A check across fields (a model validator) names its variables in the message.
+        return message
+    field = ".".join(str(part) for part in first["loc"])
     variable = f"{prefix}{field.upper()}"
     value = first.get("input")
     shown = f" (got {value!r})" if isinstance(value, str | int | float) else ""
-    return f"{variable}: {first['msg']}{shown}"
+    return f"{variable}: {message}{shown}"
 
 
 def load_settings(settings_type: type[S]) -> S:

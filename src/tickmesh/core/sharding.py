@@ -1,10 +1,17 @@
-"""The shard rule: a symbol belongs to shard crc32(symbol) mod n, the same in every process and language."""
+"""The shard rule: a symbol belongs to shard crc32(symbol) mod n, the same in every process and language.
+
+Clients route by it too: given every bar shard's address in shard order (what
+TICKMESH_BARS_ADDRESSES lists), a symbol's bar service is `shard_address(symbol, addresses)`.
+"""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+# As many bar shards as BarsSettings.bars_shard_count allows.
+MAX_SHARDS = 1024
 
 
 def shard_of(symbol: str, shard_count: int) -> int:
@@ -29,3 +36,22 @@ class Shard:
 def shard_address(symbol: str, addresses: Sequence[str]) -> str:
     """Return the address of the bar service owning `symbol`, given every shard's address by index."""
     return addresses[shard_of(symbol, len(addresses))]
+
+
+def parse_shard_addresses(text: str) -> tuple[str, ...]:
+    """Split a comma-separated list of host:port addresses in shard order; ValueError says what is wrong.
+
+    Each shard must appear once: two positions at one address would send that server the
+    symbols of a shard it does not own, which it refuses.
+    """
+    addresses = tuple(item.strip() for item in text.split(","))
+    if not 1 <= len(addresses) <= MAX_SHARDS:
+        raise ValueError(f"list 1 to {MAX_SHARDS} addresses")
+    for position, address in enumerate(addresses):
+        host, colon, port = address.rpartition(":")
+        if not (host and colon and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"address {position} ({address!r}) is not host:port")
+    duplicates = sorted({a for a in addresses if addresses.count(a) > 1})
+    if duplicates:
+        raise ValueError(f"each shard needs its own address; {', '.join(duplicates)} repeats")
+    return addresses

@@ -15,9 +15,11 @@ from typing import Annotated
 import typer
 
 from tickmesh.core.logs import configure_logging
+from tickmesh.core.sharding import parse_shard_addresses
 from tickmesh.mesh.demo_symbols import register_symbols
 from tickmesh.mesh.embedded import EmbeddedServers
-from tickmesh.mesh.supervisor import Supervisor, available_services, service_command
+from tickmesh.mesh.shard_layout import Child, layout
+from tickmesh.mesh.supervisor import Supervisor, available_services
 
 app = typer.Typer(
     help="tickmesh: a real-time market data platform as a gRPC mesh.", no_args_is_help=True
@@ -31,6 +33,21 @@ StateDir = Annotated[
         envvar="TICKMESH_STATE_DIR", help="Where embedded PostgreSQL and Redis keep their data."
     ),
 ]
+
+BarShards = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Run a collector and a bar service per shard (shard i on the usual ports + 100·i).",
+    ),
+]
+
+
+def _shard_layout(services: list[str], bar_shards: int) -> tuple[list[Child], dict[str, str]]:
+    try:
+        return layout(services, bar_shards, os.environ)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 def _embedded_environment(servers: EmbeddedServers) -> dict[str, str]:
@@ -71,6 +88,7 @@ def run(
     services: Annotated[
         list[str] | None, typer.Option("--service", "-s", help="Run only these services.")
     ] = None,
+    bar_shards: BarShards = 1,
 ) -> None:
     """Run the mesh: embedded PostgreSQL and Redis unless URLs are set, each service in its own process."""
     configure_logging("mesh", os.environ.get("TICKMESH_LOG_LEVEL", "INFO"))
@@ -78,10 +96,15 @@ def run(
     unknown = set(chosen) - set(available_services())
     if unknown:
         raise typer.BadParameter(f"unknown services: {', '.join(sorted(unknown))}")
+    children, sharding = _shard_layout(chosen, bar_shards)
     with EmbeddedServers(state_dir) as servers:
-        environment = _embedded_environment(servers) | _dashboard_environment()
-        supervisor = Supervisor({name: service_command(name) for name in chosen}, environment)
-        log.info("starting %s", ", ".join(chosen))
+        environment = _embedded_environment(servers) | _dashboard_environment() | sharding
+        supervisor = Supervisor(
+            {child.name: child.command for child in children},
+            environment,
+            child_environments={child.name: child.environment for child in children},
+        )
+        log.info("starting %s", ", ".join(child.name for child in children))
         asyncio.run(_supervise(supervisor))
     log.info("stopped")
 
@@ -101,9 +124,11 @@ def demo(
     simulator_port: Annotated[
         int, typer.Option(envvar="TICKMESH_SIMULATOR_PORT", help="Port of the exchange simulator.")
     ] = 9400,
+    bar_shards: BarShards = 1,
 ) -> None:
     """Run the whole mesh against the local exchange simulator: no internet needed."""
     configure_logging("mesh", os.environ.get("TICKMESH_LOG_LEVEL", "INFO"))
+    children, sharding = _shard_layout(available_services(), bar_shards)
     wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()]
     simulator = [
         sys.executable,
@@ -123,9 +148,13 @@ def demo(
             "TICKMESH_COLLECTOR_BINANCE_USDM_STREAM_URL": f"ws://{base}/usdm",
             "TICKMESH_COLLECTOR_BINANCE_USDM_API_URL": f"http://{base}/fapi",
         }
-        commands = {"simulator": simulator}
-        commands |= {name: service_command(name) for name in available_services()}
-        supervisor = Supervisor(commands, environment)
+        environment |= sharding
+        commands = {"simulator": simulator} | {child.name: child.command for child in children}
+        supervisor = Supervisor(
+            commands,
+            environment,
+            child_environments={child.name: child.environment for child in children},
+        )
         log.info("starting the demo: simulator on %s, symbols %s", base, ", ".join(wanted))
         asyncio.run(_supervise(supervisor, lambda: register_symbols(wanted)))
     log.info("stopped")
@@ -183,6 +212,14 @@ def import_trades(
     bars_address: Annotated[
         str, typer.Option(envvar="TICKMESH_BARS_ADDRESS", help="The bar service's gRPC address.")
     ] = "127.0.0.1:50052",
+    bars_addresses: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TICKMESH_BARS_ADDRESSES",
+            help="Every bar shard's address in shard order, comma-separated: each file goes "
+            "to the shard owning its symbol (replaces --bars-address).",
+        ),
+    ] = None,
     state: Annotated[
         Path | None,
         typer.Option(help="Resume state file (default: $TICKMESH_STATE_DIR/import-state.json)."),
@@ -208,12 +245,16 @@ def import_trades(
         raise typer.BadParameter(f"--exchange must be one of {sorted(EXCHANGES)}")
     if kind is not None and kind not in {member.value for member in CsvKind}:
         raise typer.BadParameter(f"--kind must be one of {[member.value for member in CsvKind]}")
+    try:
+        shards = parse_shard_addresses(bars_addresses) if bars_addresses else (bars_address,)
+    except ValueError as error:
+        raise typer.BadParameter(f"--bars-addresses: {error}") from None
     console = Console(stderr=True)
     try:
         results = asyncio.run(
             import_files(
                 files,
-                bars_address,
+                shards,
                 state_path=state,
                 exchange=EXCHANGES[exchange],
                 symbol=symbol.upper() if symbol else None,

@@ -46,9 +46,12 @@ class Supervisor:
         environment: Mapping[str, str],
         policy: RestartPolicy | None = None,
         stop_grace_seconds: float = 10.0,
+        child_environments: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self._commands = dict(commands)
         self._environment = {**os.environ, **environment}
+        # Settings of one child on top of the shared ones (e.g. a shard's index and ports).
+        self._child_environments = {k: dict(v) for k, v in (child_environments or {}).items()}
         self._policy = policy or RestartPolicy()
         self._grace = stop_grace_seconds
         self._children: dict[str, asyncio.subprocess.Process] = {}
@@ -73,7 +76,8 @@ class Supervisor:
         while not self._stopping.is_set():
             started = time.monotonic()
             process = await asyncio.create_subprocess_exec(
-                *self._commands[name], env=self._environment
+                *self._commands[name],
+                env={**self._environment, **self._child_environments.get(name, {})},
             )
             self._children[name] = process
             log.info("started %s (pid %d)", name, process.pid)

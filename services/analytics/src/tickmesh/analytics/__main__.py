@@ -8,6 +8,9 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+from grpc import aio
 
 from tickmesh.analytics.analytics_cache import AnalyticsCache
 from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
@@ -30,35 +33,65 @@ log = logging.getLogger(__name__)
 _FINAL_FLUSH_SECONDS = 10.0
 
 
-async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
-    """Build the analytics service: its consumer of bars (started here) and its servicer."""
-    settings = context.settings
-    if not isinstance(settings, AnalyticsSettings):
-        settings = AnalyticsSettings()
-    metrics = AnalyticsMetrics(context.metrics.registry)
-    store = AnalyticsStore(context.pool, context.metrics, settings.analytics_consumer_name)
-    hub = AnalyticsHub(settings.analytics_subscriber_backlog)
+@dataclass
+class ShardStream:
+    """One bar shard's stream: its channel, consumer and committer (with its own resume point)."""
+
+    channel: aio.Channel
+    consumer: BarConsumer
+    committer: GroupCommitter
+
+
+async def open_shard_stream(
+    context: ServiceContext,
+    settings: AnalyticsSettings,
+    parts: tuple[AnalyticsMetrics, AnalyticsCache, AnalyticsHub],
+    index: int,
+) -> ShardStream:
+    """Build bar shard `index`'s consumer, resuming from that shard's stored point."""
+    metrics, cache, hub = parts
+    store = AnalyticsStore(context.pool, context.metrics, settings.resume_point_names[index])
     committer = GroupCommitter(
         store,
-        AnalyticsCache(context.redis),
+        cache,
         hub,
         metrics,
         settings.analytics_commit_interval_ms / 1000,
         settings.analytics_commit_max_bars,
+        bars_shard=index,
     )
     committer.start_from(await store.load_resume_point())
-    channel = open_channel(settings.bars_address)
+    # The shard that streams a symbol's bars also answers its GetBars warm-ups.
+    channel = open_channel(settings.bar_shard_addresses[index])
     consumer = BarConsumer(
         channel,
+        # Shards own disjoint symbols, so each stream keeps its own engine.
         AnalyticsEngine(capacity=settings.analytics_warmup_bars),
         committer,
         metrics,
         ConsumerConfig(settings.analytics_warmup_bars, settings.analytics_reconnect_max_seconds),
     )
-    tasks = [
-        asyncio.create_task(consumer.run(), name="bar-consumer"),
-        asyncio.create_task(committer.run(), name="group-committer"),
+    return ShardStream(channel, consumer, committer)
+
+
+async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
+    """Build the analytics service: a consumer of every bar shard (started here) and its servicer."""
+    settings = context.settings
+    if not isinstance(settings, AnalyticsSettings):
+        settings = AnalyticsSettings()
+    metrics = AnalyticsMetrics(context.metrics.registry)
+    hub = AnalyticsHub(settings.analytics_subscriber_backlog)
+    parts = (metrics, AnalyticsCache(context.redis), hub)
+    streams = [
+        await open_shard_stream(context, settings, parts, index)
+        for index in range(len(settings.bar_shard_addresses))
     ]
+    tasks = []
+    for index, stream in enumerate(streams):
+        tasks += [
+            asyncio.create_task(stream.consumer.run(), name=f"bar-consumer-{index}"),
+            asyncio.create_task(stream.committer.run(), name=f"group-committer-{index}"),
+        ]
     for task in tasks:
         task.add_done_callback(_stop_process_if_failed)
 
@@ -66,14 +99,18 @@ async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        flushes = asyncio.gather(*(stream.committer.flush() for stream in streams))
         try:
-            await asyncio.wait_for(committer.flush(), _FINAL_FLUSH_SECONDS)
+            await asyncio.wait_for(flushes, _FINAL_FLUSH_SECONDS)
         except TimeoutError:
             log.error("final analytics commit timed out; the restart resumes from the stored point")
-        await channel.close()
+        for stream in streams:
+            await stream.channel.close()
 
     context.exit_stack.push_async_callback(stop)
-    servicer = AnalyticsServicer(store, hub, metrics)
+    # Reads do not use the resume point: any store on the pool serves them.
+    reader = AnalyticsStore(context.pool, context.metrics, settings.analytics_consumer_name)
+    servicer = AnalyticsServicer(reader, hub, metrics)
     return [
         ServiceRegistration(
             "tickmesh.v1.AnalyticsService",

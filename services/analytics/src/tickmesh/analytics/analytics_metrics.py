@@ -59,7 +59,8 @@ class AnalyticsMetrics:
         )
         self.resume_change_id = Gauge(
             "tickmesh_analytics_resume_change_id",
-            "The change id of the last bar whose analytics are stored.",
+            "The change id of the last bar whose analytics are stored, per bar shard's stream.",
+            ["bars_shard"],
             registry=registry,
         )
         self.subscribers = Gauge(

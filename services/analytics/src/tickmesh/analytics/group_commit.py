@@ -44,11 +44,14 @@ class GroupCommitter:
         metrics: AnalyticsMetrics,
         interval_seconds: float,
         max_bars: int,
+        bars_shard: int = 0,
     ) -> None:
         self._store = store
         self._cache = cache
         self._hub = hub
         self._metrics = metrics
+        # One committer per bar shard's stream, each with its own resume point.
+        self._resume_gauge = metrics.resume_change_id.labels(bars_shard=str(bars_shard))
         self._interval_seconds = interval_seconds
         self._max_bars = max_bars
         self.batch = PendingBatch()
@@ -60,7 +63,7 @@ class GroupCommitter:
         """Set the resume point read from storage at start."""
         self.stored_change_id = change_id
         if change_id is not None:
-            self._metrics.resume_change_id.set(change_id)
+            self._resume_gauge.set(change_id)
 
     async def after_bar(self) -> None:
         """Wake the writer; past N pending bars wait for a commit, so memory stays bounded."""
@@ -92,7 +95,7 @@ class GroupCommitter:
             await self._commit_with_retry(batch)
             if batch.last_change_id is not None:
                 self.stored_change_id = batch.last_change_id
-                self._metrics.resume_change_id.set(batch.last_change_id)
+                self._resume_gauge.set(batch.last_change_id)
             await self._refresh_cache(batch)
             self._hub.publish(batch.updates)
             self._metrics.commit_seconds.observe(time.perf_counter() - started)

@@ -57,7 +57,7 @@ def build(
         ServiceRegistration(
             bar_service_pb2.DESCRIPTOR.services_by_name["BarService"].full_name,
             bar_service_pb2_grpc.add_BarServiceServicer_to_server,
-            BarServicer(store, cache, hub, metrics),
+            BarServicer(store, cache, hub, metrics, shard),
         ),
     ]
     return pipeline, registrations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from grpc import aio
@@ -13,7 +13,8 @@ from tickmesh.bars.bar_cache import BarCache
 from tickmesh.bars.bar_metrics import BarMetrics
 from tickmesh.bars.store import BarStore
 from tickmesh.bars.subscriptions import BarFilter, BarHub, SubscriberOverflowError
-from tickmesh.core.errors import InvalidArgument
+from tickmesh.core.errors import FailedPrecondition, InvalidArgument
+from tickmesh.core.sharding import Shard, shard_of
 from tickmesh.core.timeframes import BY_PROTO, from_proto
 from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
@@ -40,20 +41,43 @@ def _check_range(request: bar_service_pb2.GetBarsRequest) -> tuple[int, int, int
     return request.start_time_ns, end, request.limit or DEFAULT_LIMIT
 
 
+def check_owned(shard: Shard, symbols: Sequence[str]) -> None:
+    """FailedPrecondition when a symbol belongs to another shard: the caller routed it wrong.
+
+    Only the owner builds a symbol's bars, keeps its cache and streams its forming bars, so a
+    misrouted call is refused with where it belongs rather than answered partly.
+    """
+    for symbol in symbols:
+        if not shard.owns(symbol):
+            raise FailedPrecondition(
+                f"symbol: {symbol} belongs to bar shard {shard_of(symbol, shard.count)} of "
+                f"{shard.count}, not {shard.index}; route by crc32(symbol) mod {shard.count}"
+            )
+
+
 class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
     """Serves persisted bars from the cache or PostgreSQL and live bars from the hub."""
 
-    def __init__(self, store: BarStore, cache: BarCache, hub: BarHub, metrics: BarMetrics) -> None:
+    def __init__(
+        self,
+        store: BarStore,
+        cache: BarCache,
+        hub: BarHub,
+        metrics: BarMetrics,
+        shard: Shard | None = None,
+    ) -> None:
         self._store = store
         self._cache = cache
         self._hub = hub
         self._metrics = metrics
+        self._shard = shard or Shard()
 
     async def GetBars(
         self, request: bar_service_pb2.GetBarsRequest, context: aio.ServicerContext
     ) -> bar_service_pb2.GetBarsResponse:
         """The latest `limit` final bars in the range, oldest first, through the cache."""
         start, end, limit = _check_range(request)
+        check_owned(self._shard, [request.symbol])
         bars = await self._cache.get_range(
             request.symbol, request.timeframe, start, end, limit, self._load_latest
         )
@@ -72,6 +96,8 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
         for timeframe in request.timeframes:
             if timeframe not in BY_PROTO:
                 raise InvalidArgument(f"timeframes: unknown or unspecified ({timeframe})")
+        # No symbols means every symbol of this shard (the replay and the hub hold no others).
+        check_owned(self._shard, request.symbols)
         bar_filter = BarFilter(
             frozenset(request.symbols), frozenset(request.timeframes), request.include_forming
         )

@@ -24,7 +24,19 @@ class BarsSettings(CommonSettings):
     def _shard_in_range(self) -> BarsSettings:
         if self.bars_shard_index >= self.bars_shard_count:
             raise ValueError(
-                f"bars_shard_index {self.bars_shard_index} must be below "
-                f"bars_shard_count {self.bars_shard_count}"
+                f"TICKMESH_BARS_SHARD_INDEX ({self.bars_shard_index}) must be below "
+                f"TICKMESH_BARS_SHARD_COUNT ({self.bars_shard_count})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shard_count_matches_the_address_list(self) -> BarsSettings:
+        # Where the list is given (Helm gives it to every pod), a shard that counts differently
+        # would own symbols the collectors and gateways route elsewhere.
+        listed = len(self.bar_shard_addresses)
+        if self.bars_addresses.strip() and listed != self.bars_shard_count:
+            raise ValueError(
+                f"TICKMESH_BARS_SHARD_COUNT ({self.bars_shard_count}) must equal the number of "
+                f"addresses in TICKMESH_BARS_ADDRESSES ({listed})"
             )
         return self

@@ -59,7 +59,7 @@ class Collector:
         self.gaps = GapBook(metrics)
         self.ingest = IngestClient(
             IngestConfig(
-                address=settings.bars_address,
+                address=settings.ingest_address,
                 stream_id=settings.stream_id,
                 max_batch_trades=settings.collector_batch_trades,
                 max_batch_delay_s=settings.collector_batch_delay_ms / 1000,

@@ -41,6 +41,7 @@ from rich.progress import (
 
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
+from tickmesh.core.sharding import shard_address
 from tickmesh.v1 import market_pb2
 
 EXCHANGES = {
@@ -282,6 +283,20 @@ class _Importer:
             self._saved_at = now
 
     @property
+    def remaining(self) -> int | None:
+        """Trades this run may still submit (None: no limit)."""
+        return self._remaining
+
+    @property
+    def progress(self) -> Progress:
+        """The progress display the import shows."""
+        return self._progress
+
+    def save_state(self) -> None:
+        """Write the resume state now."""
+        self._state.save()
+
+    @property
     def exhausted(self) -> bool:
         """Whether this run submitted as many trades as it may."""
         return self._remaining is not None and self._remaining <= 0
@@ -346,7 +361,7 @@ class _Importer:
 
 async def import_files(
     paths: Sequence[Path],
-    bars_address: str,
+    bars_address: str | Sequence[str],
     *,
     state_path: Path | None = None,
     exchange: market_pb2.Exchange.ValueType = market_pb2.EXCHANGE_BINANCE_SPOT,
@@ -359,14 +374,17 @@ async def import_files(
     show_progress: bool = True,
     console: Console | None = None,
 ) -> list[FileResult]:
-    """Import Binance trade/aggTrade CSVs (or zips) resumably; stop after `max_trades` new ones."""
+    """Import Binance trade/aggTrade CSVs (or zips) resumably; stop after `max_trades` new ones.
+
+    `bars_address` is one bar service, or every bar shard's address in shard order: each
+    file then goes to the shard owning its symbol (crc32(symbol) mod the shard count).
+    """
+    addresses = (bars_address,) if isinstance(bars_address, str) else tuple(bars_address)
     state = ImportState.load(state_path or default_state_path())
     sources = [source for path in paths for source in _sources(path, symbol)]
-    config = IngestConfig(
-        bars_address,
-        f"import-{secrets.token_hex(6)}",
-        max_buffered_trades=max(max_buffered_trades, chunk_rows),
-    )
+    by_shard: dict[str, list[_Source]] = {}
+    for source in sources:
+        by_shard.setdefault(shard_address(source.symbol, addresses), []).append(source)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -377,7 +395,26 @@ async def import_files(
         console=console or Console(stderr=True),
         disable=not show_progress,
     )
-    importer = _Importer(config, state, exchange, kind, chunk_rows, progress, max_trades)
+    results: list[FileResult] = []
+    remaining = max_trades
+    for address, shard_sources in by_shard.items():
+        config = IngestConfig(
+            address,
+            f"import-{secrets.token_hex(6)}",
+            max_buffered_trades=max(max_buffered_trades, chunk_rows),
+        )
+        importer = _Importer(config, state, exchange, kind, chunk_rows, progress, remaining)
+        results += await _import_to_shard(importer, address, shard_sources, connect_timeout_s)
+        remaining = importer.remaining
+        if importer.exhausted:
+            break
+    return results
+
+
+async def _import_to_shard(
+    importer: _Importer, address: str, sources: list[_Source], connect_timeout_s: float
+) -> list[FileResult]:
+    """Import `sources` over one ingest stream to the bar service at `address`."""
     runner = asyncio.create_task(importer.ingest.run(), name="import-ingest")
     results: list[FileResult] = []
     try:
@@ -385,8 +422,8 @@ async def import_files(
             async with asyncio.timeout(connect_timeout_s):
                 await importer.ingest.wait_connected()
         except TimeoutError:
-            raise ConnectionError(f"the bar service at {bars_address} is unreachable") from None
-        with progress:
+            raise ConnectionError(f"the bar service at {address} is unreachable") from None
+        with importer.progress:
             for source in sources:
                 if importer.exhausted:
                     break
@@ -394,5 +431,5 @@ async def import_files(
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
-        state.save()
+        importer.save_state()
     return results

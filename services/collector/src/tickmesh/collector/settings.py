@@ -50,10 +50,29 @@ class CollectorSettings(CommonSettings):
     def _shard_in_range(self) -> CollectorSettings:
         if self.collector_shard_index >= self.collector_shard_count:
             raise ValueError(
-                f"collector_shard_index {self.collector_shard_index} must be below "
-                f"collector_shard_count {self.collector_shard_count}"
+                f"TICKMESH_COLLECTOR_SHARD_INDEX ({self.collector_shard_index}) must be below "
+                f"TICKMESH_COLLECTOR_SHARD_COUNT ({self.collector_shard_count})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _one_collector_shard_per_bar_shard(self) -> CollectorSettings:
+        # Collector shard i collects crc32(symbol) mod n == i, exactly what bar shard i of n owns,
+        # so one acknowledged ingest stream carries all it collects. Other counts would need a
+        # stream to every bar shard from every collector; refuse them rather than half-route.
+        bar_shards = len(self.bar_shard_addresses)
+        if bar_shards != self.collector_shard_count:
+            raise ValueError(
+                f"TICKMESH_COLLECTOR_SHARD_COUNT ({self.collector_shard_count}) must equal the "
+                f"number of bar shards ({bar_shards}, from TICKMESH_BARS_ADDRESSES or "
+                "TICKMESH_BARS_ADDRESS): collector shard i sends its symbols to bar shard i"
+            )
+        return self
+
+    @property
+    def ingest_address(self) -> str:
+        """The bar shard this collector shard publishes to: the one owning the same symbols."""
+        return self.bar_shard_addresses[self.collector_shard_index]
 
     @property
     def stream_id(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,6 +22,7 @@ from tickmesh.core.errors import (
     Unavailable,
 )
 from tickmesh.core.grpc_client import open_channel
+from tickmesh.core.sharding import shard_of
 from tickmesh.v1 import (
     analytics_service_pb2_grpc,
     bar_service_pb2_grpc,
@@ -95,28 +96,44 @@ class Backend:
         await self.channel.close()
 
 
+class BarShard(Backend):
+    """One bar service shard and its BarService stub."""
+
+    def __init__(self, name: str, address: str, timeout_seconds: float) -> None:
+        super().__init__(name, address, timeout_seconds)
+        self.stub = bar_service_pb2_grpc.BarServiceStub(self.channel)
+
+
 class Backends:
-    """The collector (symbols), bar and analytics services."""
+    """The collector (symbols), every bar shard and the analytics service."""
 
     def __init__(
         self,
         collector_address: str,
-        bars_address: str,
+        bar_shard_addresses: Sequence[str],
         analytics_address: str,
         timeout_seconds: float,
     ) -> None:
         self.collector = Backend("collector", collector_address, timeout_seconds)
-        self.bars = Backend("bars", bars_address, timeout_seconds)
+        # Health lists "bars" when there is one shard, "bars-<i>" for each of several.
+        count = len(bar_shard_addresses)
+        self.bar_shards = tuple(
+            BarShard("bars" if count == 1 else f"bars-{index}", address, timeout_seconds)
+            for index, address in enumerate(bar_shard_addresses)
+        )
         self.analytics = Backend("analytics", analytics_address, timeout_seconds)
         self.symbols = symbol_service_pb2_grpc.SymbolServiceStub(self.collector.channel)
-        self.bar_service = bar_service_pb2_grpc.BarServiceStub(self.bars.channel)
         self.analytics_service = analytics_service_pb2_grpc.AnalyticsServiceStub(
             self.analytics.channel
         )
 
+    def bar_shard(self, symbol: str) -> BarShard:
+        """The bar shard that owns `symbol` (crc32(symbol) mod the shard count)."""
+        return self.bar_shards[shard_of(symbol, len(self.bar_shards))]
+
     def all(self) -> tuple[Backend, ...]:
         """Every backend, in a stable order."""
-        return (self.collector, self.bars, self.analytics)
+        return (self.collector, *self.bar_shards, self.analytics)
 
     async def close(self) -> None:
         """Close every channel."""

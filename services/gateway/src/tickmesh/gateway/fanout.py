@@ -66,7 +66,7 @@ class BarFanout:
 
     async def _pump(self, symbol: str) -> None:
         backoff = 0.2
-        stub = self._backends.bar_service
+        stub = self._backends.bar_shard(symbol).stub  # the shard owning the symbol
         while True:
             call = stub.Subscribe(
                 bar_service_pb2.SubscribeRequest(symbols=[symbol], include_forming=True)

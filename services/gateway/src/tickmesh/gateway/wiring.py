@@ -43,7 +43,7 @@ def build_services(
     """Wire the services on an open pool and Redis client (the caller closes them)."""
     backends = Backends(
         settings.collector_address,
-        settings.bars_address,
+        settings.bar_shard_addresses,
         settings.analytics_address,
         settings.gateway_backend_timeout_seconds,
     )

@@ -67,8 +67,9 @@ async def chart(
     """Final bars (oldest first) plus indicator series; without analytics the bars still come."""
     start_ns, end_ns = _range_ns(start, end)
     proto_timeframe = from_label(timeframe).proto
-    reply = await services.backends.bars.call(
-        services.backends.bar_service.GetBars,
+    bar_shard = services.backends.bar_shard(symbol)
+    reply = await bar_shard.call(
+        bar_shard.stub.GetBars,
         bar_service_pb2.GetBarsRequest(
             symbol=symbol,
             timeframe=proto_timeframe,  # type: ignore[arg-type]
