@@ -170,8 +170,9 @@ class AlertEngine:
         self, bar: market_pb2.Bar, start_ns: int, end_ns: int, limit: int = HISTORY_BARS
     ) -> list[market_pb2.Bar]:
         """Final bars of the bar's series in [start_ns, end_ns), the newest `limit`."""
-        reply = await self._backends.bars.call(
-            self._backends.bar_service.GetBars,
+        shard = self._backends.bar_shard(bar.symbol)
+        reply = await shard.call(
+            shard.stub.GetBars,
             bar_service_pb2.GetBarsRequest(
                 symbol=bar.symbol,
                 timeframe=bar.timeframe,
