@@ -9,6 +9,9 @@ drops what it had already applied. The buffer is bounded: when unsent plus unack
 trades exceed ``max_buffered_trades`` the oldest UNSENT trades are dropped and reported to
 ``on_dropped`` (the sources record them as id gaps that the REST backfill refills once the
 bar service is reachable), so the process's memory stays bounded and nothing is lost.
+
+Each batch gets a "collector.publish_batch" span, from forming to acknowledgement, whose W3C
+context travels in the batch's trace_context (a resend is the same message, so it keeps it).
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from dataclasses import dataclass
 
 import grpc
 from grpc import aio
+from opentelemetry import trace
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential_jitter
 
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_state import MemorySequenceStore, SequenceStore
 from tickmesh.collector.trade_runs import slice_run
 from tickmesh.core.grpc_client import open_channel
+from tickmesh.core.tracing import get_tracer, inject_span_context
 from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,7 @@ class _Sent:
     request: ingest_service_pb2.PublishRequest
     trades: int
     submitted: float
+    span: trace.Span
 
 
 class IngestUnavailable(Exception):
@@ -86,6 +92,7 @@ class IngestClient:
         on_dropped: DropHandler | None = None,
         on_acked: AckHandler | None = None,
         channel_factory: ChannelFactory = open_channel,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.config = config
         self._metrics = metrics
@@ -93,6 +100,7 @@ class IngestClient:
         self.on_dropped = on_dropped
         self.on_acked = on_acked
         self._channel_factory = channel_factory
+        self._tracer = tracer if tracer is not None else get_tracer()
         self._pending: deque[_Pending] = deque()
         self._pending_trades = 0
         self._unacked: deque[_Sent] = deque()
@@ -294,7 +302,17 @@ class IngestClient:
                 source_bars=bars,
             )
             self._next_sequence += 1
-            sent = _Sent(ingest_service_pb2.PublishRequest(batch=batch), count, oldest)
+            span = self._tracer.start_span(
+                "collector.publish_batch",
+                kind=trace.SpanKind.PRODUCER,
+                attributes={
+                    "tickmesh.stream_id": batch.stream_id,
+                    "tickmesh.sequence": batch.sequence,
+                    "tickmesh.trade_count": count,
+                },
+            )
+            inject_span_context(batch.trace_context, span.get_span_context())
+            sent = _Sent(ingest_service_pb2.PublishRequest(batch=batch), count, oldest, span)
             self._unacked.append(sent)
             self._unacked_trades += count
             formed.append(sent)
@@ -317,6 +335,7 @@ class IngestClient:
             sent = self._unacked.popleft()
             self._unacked_trades -= sent.trades
             self._metrics.ingest_lag.observe(now - sent.submitted)
+            sent.span.end()
             acked.append(sent.request.batch)
         self._acked_sequence = max(self._acked_sequence, sequence)
         self._dropping = False
