@@ -1,11 +1,12 @@
-"""One trace through the real mesh: collector batch -> bars -> analytics and the WebSocket push.
+"""One trace through the real mesh: collector batch -> bars -> analytics -> WebSocket push.
 
 The bar, analytics and gateway processes export their spans with OTLP to an in-memory
 receiver this test runs; the collector side is the collector's own IngestClient, traced into
 an in-memory exporter. One trade batch finalises a bar; its trace must hold the batch span,
-the bar service's apply span (its child), the analytics bar span and the gateway's push span
-(children of that), and the WebSocket client must receive the bar with the push span's
-traceparent.
+the bar service's apply span (its child), the analytics bar span (the apply span's child) and
+the gateway's indicator push span (the analytics span's child), and the WebSocket client must
+receive the indicator row with that push span's traceparent; the bar itself is pushed in a
+gateway span under the apply span.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from websockets.asyncio.client import ClientConnection
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.core.tracing import TRACEPARENT, get_tracer
-from tickmesh.v1 import analytics_service_pb2, analytics_service_pb2_grpc, market_pb2
+from tickmesh.v1 import market_pb2
 
 from .gateway.processes import ADMIN, GatewayProcess, login, start_gateway
 from .mesh_processes import ServiceProcess
@@ -205,32 +206,19 @@ async def _publish(address: str, symbol: str, exporter: InMemorySpanExporter) ->
     return span
 
 
-async def _final_bar(ws: ClientConnection) -> dict[str, Any]:
-    """The final 1m bar of minute 0, as the WebSocket pushes it."""
+async def _pushed(ws: ClientConnection) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Minute 0's final 1m bar and its indicator message, as the WebSocket pushes them."""
+    minute = START_NS // 1_000_000_000
+    bar: dict[str, Any] | None = None
+    indicators: dict[str, Any] | None = None
     deadline = time.monotonic() + WITHIN_SECONDS
-    while True:
+    while bar is None or indicators is None:
         message = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
-        if message["type"] != "bars" or message["timeframe"] != "1m":
-            continue
-        for bar in message["bars"]:
-            if bar["final"] and bar["time"] == START_NS // 1_000_000_000:
-                return dict(bar)
-
-
-async def _analytics_update(
-    stream: aio.UnaryStreamCall,
-) -> analytics_service_pb2.AnalyticsServiceSubscribeResponse:
-    """The live analytics update of minute 0's 1m bar."""
-    async with asyncio.timeout(WITHIN_SECONDS):
-        async for update in stream:
-            indicators = update.indicators
-            if (
-                indicators.timeframe == market_pb2.TIMEFRAME_1M
-                and indicators.open_time_ns == START_NS
-            ):
-                assert isinstance(update, analytics_service_pb2.AnalyticsServiceSubscribeResponse)
-                return update
-    raise AssertionError("the analytics stream ended")
+        if message["type"] == "bars" and message["timeframe"] == "1m":
+            bar = next((b for b in message["bars"] if b["final"] and b["time"] == minute), bar)
+        elif message["type"] == "indicators" and message["indicators"]["time"] == minute:
+            indicators = message if message["timeframe"] == "1m" else indicators
+    return bar, indicators
 
 
 def _ids(traceparent: str) -> tuple[int, int]:
@@ -247,19 +235,12 @@ async def test_one_trace_follows_a_trade_batch_from_collector_to_the_websocket_p
     token = mesh.headers["Authorization"].removeprefix("Bearer ")
     url = mesh.gateway.base_url.replace("http://", "ws://") + f"/ws/{symbol}?token={token}"
     exporter = InMemorySpanExporter()
-    async with (
-        aio.insecure_channel(mesh.analytics.address) as channel,
-        websockets.connect(url) as ws,
-    ):
-        updates = analytics_service_pb2_grpc.AnalyticsServiceStub(channel).Subscribe(
-            analytics_service_pb2.AnalyticsServiceSubscribeRequest(symbols=[symbol])
-        )
+    async with websockets.connect(url) as ws:
         await ws.send(json.dumps({"type": "subscribe", "timeframes": ["1m"]}))
         while json.loads(await ws.recv())["type"] != "subscribed":
             pass
         batch_span = await _publish(mesh.bars.address, symbol, exporter)
-        pushed, update = await asyncio.gather(_final_bar(ws), _analytics_update(updates))
-        updates.cancel()
+        pushed_bar, pushed_indicators = await _pushed(ws)
 
     trace_id = batch_span.context.trace_id
     # The bar service applied the batch in a child of the collector's batch span.
@@ -277,20 +258,25 @@ async def test_one_trace_follows_a_trade_batch_from_collector_to_the_websocket_p
         ),
         "bars.commit linking the apply span",
     )
-    # Analytics computed the bar in a child of the apply span; its update names that span.
-    update_trace, update_span = _ids(update.trace_context[TRACEPARENT])
+    # The gateway pushed the indicator row in the span the WebSocket message names; it is a
+    # child of the analytics span that computed the row, itself a child of the apply span.
+    indicators_trace, indicators_span = _ids(pushed_indicators[TRACEPARENT])
+    assert indicators_trace == trace_id
+    pushed = await mesh.receiver.wait_for(
+        lambda s: s.span_id == indicators_span, "of the indicator message's traceparent"
+    )
+    assert (pushed.service, pushed.span.name) == ("tickmesh-gateway", "gateway.push_indicators")
     analysed = await mesh.receiver.wait_for(
-        lambda s: s.span_id == update_span, "of the analytics update's traceparent"
+        lambda s: s.span_id == pushed.parent_id, "parent of the indicator push"
     )
     assert (analysed.service, analysed.span.name) == ("tickmesh-analytics", "analytics.process_bar")
     assert analysed.parent_id == applied.span_id
-    assert update_trace == trace_id
-    # The gateway fanned the bar out in a child of the apply span, named by the pushed JSON.
-    pushed_trace, pushed_span = _ids(pushed[TRACEPARENT])
-    assert pushed_trace == trace_id
+    assert analysed.trace_id == trace_id
+    # The bar itself was fanned out in a gateway span under the apply span.
+    bar_trace, bar_span = _ids(pushed_bar[TRACEPARENT])
+    assert bar_trace == trace_id
     fanned_out = await mesh.receiver.wait_for(
-        lambda s: s.span_id == pushed_span, "of the WebSocket bar's traceparent"
+        lambda s: s.span_id == bar_span, "of the WebSocket bar's traceparent"
     )
     assert (fanned_out.service, fanned_out.span.name) == ("tickmesh-gateway", "gateway.push_bar")
     assert fanned_out.parent_id == applied.span_id
-    assert fanned_out.trace_id == trace_id

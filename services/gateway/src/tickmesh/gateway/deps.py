@@ -17,6 +17,7 @@ from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.fanout import BarFanout
+from tickmesh.gateway.indicator_fanout import IndicatorFanout
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.problems import RateLimited
 from tickmesh.gateway.rate_limit import RateLimiter
@@ -41,6 +42,7 @@ class GatewayServices:
     redis_ping: Callable[[], Awaitable[object]]
     fanout: BarFanout
     alert_feed: AlertFeed
+    indicator_fanout: IndicatorFanout
 
 
 def get_services(connection: HTTPConnection) -> GatewayServices:
