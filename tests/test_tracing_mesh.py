@@ -280,3 +280,27 @@ async def test_one_trace_follows_a_trade_batch_from_collector_to_the_websocket_p
     )
     assert (fanned_out.service, fanned_out.span.name) == ("tickmesh-gateway", "gateway.push_bar")
     assert fanned_out.parent_id == applied.span_id
+
+
+async def test_gateway_traces_each_request_but_not_each_websocket_message(
+    mesh: TracedMesh,
+) -> None:
+    login_span = await mesh.receiver.wait_for(
+        lambda s: s.service == "tickmesh-gateway" and s.span.name == "POST /api/v1/auth/login",
+        "of the fixture's login request",
+    )
+    assert login_span.span.kind == trace_pb2.Span.SPAN_KIND_SERVER
+    token = mesh.headers["Authorization"].removeprefix("Bearer ")
+    url = mesh.gateway.base_url.replace("http://", "ws://") + f"/ws/BTCUSDT?token={token}"
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        while json.loads(await ws.recv())["type"] != "pong":
+            pass
+    await mesh.receiver.wait_for(
+        lambda s: s.service == "tickmesh-gateway" and s.span.name == "HTTP /ws/{symbol}",
+        "of the WebSocket connection",
+    )
+    per_message = [s.span.name for s in mesh.receiver.spans if "websocket" in s.span.name]
+    assert per_message == []
+    probes = [s.span.name for s in mesh.receiver.spans if "grpc.health" in s.span.name]
+    assert probes == []

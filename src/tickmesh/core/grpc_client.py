@@ -6,6 +6,7 @@ import json
 
 from grpc import aio
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
+from opentelemetry.instrumentation.grpc.filters import health_check, negate
 from opentelemetry.trace import TracerProvider
 
 # gRPC retries idempotent unary calls itself (exponential backoff with jitter); streams are
@@ -47,6 +48,9 @@ def open_channel(address: str, tracer_provider: TracerProvider | None = None) ->
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ],
-        # Injects the current span's traceparent into every call's metadata.
-        interceptors=aio_client_interceptors(tracer_provider),  # type: ignore[no-untyped-call]
+        # Injects the current span's traceparent into every call's metadata (health probes
+        # are not traced).
+        interceptors=aio_client_interceptors(  # type: ignore[no-untyped-call]
+            tracer_provider, filter_=negate(health_check())
+        ),
     )

@@ -67,6 +67,11 @@ def configure_tracing(service: str) -> TracerProvider:
     return provider
 
 
+def exporting(provider: TracerProvider) -> bool:
+    """True when configure_tracing installed `provider` (an exporter was configured)."""
+    return trace.get_tracer_provider() is provider
+
+
 def get_tracer(provider: trace.TracerProvider | None = None) -> trace.Tracer:
     """The tickmesh tracer of `provider` (the global one when None: tests pass their own)."""
     return trace.get_tracer(TRACER_NAME, tracer_provider=provider)
