@@ -206,19 +206,37 @@ async def _publish(address: str, symbol: str, exporter: InMemorySpanExporter) ->
     return span
 
 
-async def _pushed(ws: ClientConnection) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Minute 0's final 1m bar and its indicator message, as the WebSocket pushes them."""
+@dataclass
+class Pushed:
+    """What the WebSocket client received: 1m bars by (time, final), indicator rows by time."""
+
+    bars: dict[tuple[int, bool], dict[str, Any]] = field(default_factory=dict)
+    indicators: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+async def _pushed(ws: ClientConnection) -> Pushed:
+    """Read until minute 0's final 1m bar, its indicator row and minute 3's forming bar came."""
     minute = START_NS // 1_000_000_000
-    bar: dict[str, Any] | None = None
-    indicators: dict[str, Any] | None = None
+    pushed = Pushed()
     deadline = time.monotonic() + WITHIN_SECONDS
-    while bar is None or indicators is None:
+    while (
+        (minute, True) not in pushed.bars
+        or (minute + 180, False) not in pushed.bars
+        or (minute not in pushed.indicators)
+    ):
         message = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
-        if message["type"] == "bars" and message["timeframe"] == "1m":
-            bar = next((b for b in message["bars"] if b["final"] and b["time"] == minute), bar)
-        elif message["type"] == "indicators" and message["indicators"]["time"] == minute:
-            indicators = message if message["timeframe"] == "1m" else indicators
-    return bar, indicators
+        if message.get("timeframe") != "1m":
+            continue
+        if message["type"] == "bars":
+            pushed.bars.update({(bar["time"], bar["final"]): bar for bar in message["bars"]})
+        elif message["type"] == "indicators":
+            pushed.indicators[message["indicators"]["time"]] = message
+    return pushed
+
+
+def _span_with_id(span_id: int) -> Callable[[ReceivedSpan], bool]:
+    """A span matcher by span id."""
+    return lambda span: span.span_id == span_id
 
 
 def _ids(traceparent: str) -> tuple[int, int]:
@@ -240,7 +258,8 @@ async def test_one_trace_follows_a_trade_batch_from_collector_to_the_websocket_p
         while json.loads(await ws.recv())["type"] != "subscribed":
             pass
         batch_span = await _publish(mesh.bars.address, symbol, exporter)
-        pushed_bar, pushed_indicators = await _pushed(ws)
+        pushed = await _pushed(ws)
+    minute = START_NS // 1_000_000_000
 
     trace_id = batch_span.context.trace_id
     # The bar service applied the batch in a child of the collector's batch span.
@@ -260,26 +279,30 @@ async def test_one_trace_follows_a_trade_batch_from_collector_to_the_websocket_p
     )
     # The gateway pushed the indicator row in the span the WebSocket message names; it is a
     # child of the analytics span that computed the row, itself a child of the apply span.
-    indicators_trace, indicators_span = _ids(pushed_indicators[TRACEPARENT])
+    indicators_trace, indicators_span = _ids(pushed.indicators[minute][TRACEPARENT])
     assert indicators_trace == trace_id
-    pushed = await mesh.receiver.wait_for(
+    push = await mesh.receiver.wait_for(
         lambda s: s.span_id == indicators_span, "of the indicator message's traceparent"
     )
-    assert (pushed.service, pushed.span.name) == ("tickmesh-gateway", "gateway.push_indicators")
+    assert (push.service, push.span.name) == ("tickmesh-gateway", "gateway.push_indicators")
     analysed = await mesh.receiver.wait_for(
-        lambda s: s.span_id == pushed.parent_id, "parent of the indicator push"
+        lambda s: s.span_id == push.parent_id, "parent of the indicator push"
     )
     assert (analysed.service, analysed.span.name) == ("tickmesh-analytics", "analytics.process_bar")
     assert analysed.parent_id == applied.span_id
     assert analysed.trace_id == trace_id
-    # The bar itself was fanned out in a gateway span under the apply span.
-    bar_trace, bar_span = _ids(pushed_bar[TRACEPARENT])
-    assert bar_trace == trace_id
-    fanned_out = await mesh.receiver.wait_for(
-        lambda s: s.span_id == bar_span, "of the WebSocket bar's traceparent"
-    )
-    assert (fanned_out.service, fanned_out.span.name) == ("tickmesh-gateway", "gateway.push_bar")
-    assert fanned_out.parent_id == applied.span_id
+    # The bars themselves, final and forming, were fanned out in gateway spans under it too.
+    for key in ((minute, True), (minute + 180, False)):
+        bar_trace, bar_span = _ids(pushed.bars[key][TRACEPARENT])
+        assert bar_trace == trace_id
+        fanned_out = await mesh.receiver.wait_for(
+            _span_with_id(bar_span), f"of the bar {key}'s traceparent"
+        )
+        assert (fanned_out.service, fanned_out.span.name) == (
+            "tickmesh-gateway",
+            "gateway.push_bar",
+        )
+        assert fanned_out.parent_id == applied.span_id
 
 
 async def test_gateway_traces_each_request_but_not_each_websocket_message(

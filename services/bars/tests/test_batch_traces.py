@@ -69,6 +69,20 @@ def test_bar_the_clock_finalised_continues_the_symbols_last_batch() -> None:
     assert traces.take(by_clock) == {update_key(u): context for u in by_clock}
 
 
+def test_forming_bar_continues_its_symbols_last_batch() -> None:
+    provider = TracerProvider()
+    traces = BatchTraces()
+    context = _span_context(provider, "latest")
+    traces.note(context, check_batch(_batch(1, 0, 1), Shard()), [])
+    forming = [
+        market_pb2.Bar(symbol="TRACEUSDT", timeframe=market_pb2.TIMEFRAME_1M),
+        market_pb2.Bar(symbol="OTHERUSDT", timeframe=market_pb2.TIMEFRAME_1M),
+    ]
+    traces.stamp_forming(forming)
+    assert forming[0].trace_context[TRACEPARENT] == traceparent(context)
+    assert dict(forming[1].trace_context) == {}
+
+
 def test_nothing_is_kept_for_untraced_batches() -> None:
     traces = BatchTraces()
     checked = check_batch(_batch(1, 0, 1), Shard())

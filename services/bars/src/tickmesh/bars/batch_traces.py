@@ -1,8 +1,8 @@
 """Which batch's span each bar update came from, so a published bar continues that batch's trace.
 
 A bar published after a group commit carries the context of the "bars.apply_batch" span of
-the batch that produced its update (finalised or revised it); a bar the clock finalised
-carries the span of its symbol's last applied batch. The commit span is a trace of its own,
+the batch that produced its update (finalised or revised it); a bar the clock finalised, and
+a forming bar, carry the span of its symbol's last applied batch. The commit span is a trace of its own,
 linked to the batches it made durable. Nothing is kept while no span context is valid (no
 incoming context and no exporter), and what is kept is per bar and per batch, never per trade.
 """
@@ -66,6 +66,15 @@ class BatchTraces:
             if context is not None:
                 traces[key] = context
         return traces
+
+    def stamp_forming(self, bars: list[market_pb2.Bar]) -> None:
+        """Write the span of each forming bar's symbol's last batch into its trace_context."""
+        if not self._symbols:
+            return
+        for bar in bars:
+            context = self._symbols.get(bar.symbol)
+            if context is not None:
+                inject_span_context(bar.trace_context, context)
 
 
 def stamp_bars(bars: list[market_pb2.Bar], traces: BarTraces) -> None:

@@ -323,7 +323,9 @@ class IngestPipeline:
         if not self._hub.subscriber_count:
             return
         self._forming.offer([u.to_proto() for u in forming])
-        self._hub.publish_forming(self._forming.due(time.monotonic_ns()))
+        due = self._forming.due(time.monotonic_ns())
+        self._traces.stamp_forming(due)
+        self._hub.publish_forming(due)
 
     @staticmethod
     async def _every(seconds: float, action: Callable[[], object]) -> None:
