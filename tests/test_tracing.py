@@ -116,7 +116,10 @@ def test_configure_tracing_without_exporter_installs_no_provider(
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     provider = configure_tracing("test")
     assert trace.get_tracer_provider() is not provider
-    assert not get_tracer().start_span("x").is_recording()
+    assert isinstance(get_tracer(), trace.NoOpTracer)  # message_span's free path
+    with message_span(get_tracer(), "batch", {}) as span:
+        assert span is trace.INVALID_SPAN
+        assert trace.get_current_span() is trace.INVALID_SPAN
     provider.shutdown()
 
 

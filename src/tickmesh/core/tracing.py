@@ -73,8 +73,16 @@ def exporting(provider: TracerProvider) -> bool:
 
 
 def get_tracer(provider: trace.TracerProvider | None = None) -> trace.Tracer:
-    """The tickmesh tracer of `provider` (the global one when None: tests pass their own)."""
-    return trace.get_tracer(TRACER_NAME, tracer_provider=provider)
+    """The tickmesh tracer of `provider` (the global one when None: tests pass their own).
+
+    With no provider installed (no exporter) this is the API's no-op tracer itself, which
+    message_span recognises to skip all work for messages that carry no context.
+    """
+    if provider is None:
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider):
+            return trace.NoOpTracer()
+    return provider.get_tracer(TRACER_NAME)
 
 
 def extract_context(carrier: Mapping[str, str]) -> Context:
@@ -106,6 +114,9 @@ def message_span(
     kind: SpanKind = SpanKind.INTERNAL,
 ) -> Iterator[Span]:
     """A current span handling one batch, bar or update: a child of the context it carries."""
+    if not carrier and isinstance(tracer, trace.NoOpTracer):
+        yield trace.INVALID_SPAN  # untraced all the way: not even a context switch
+        return
     with tracer.start_as_current_span(
         name, context=extract_context(carrier), kind=kind, attributes=attributes
     ) as span:
