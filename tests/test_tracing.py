@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
@@ -15,6 +16,7 @@ from opentelemetry.trace import NoOpTracerProvider, SpanKind
 
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.grpc_server import GrpcServer, ServiceRegistration
+from tickmesh.core.logs import TraceContextFilter
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.tracing import (
     TRACEPARENT,
@@ -184,3 +186,15 @@ async def test_grpc_calls_carry_traceparent_to_a_child_server_span(
         assert handler.parent is not None
         assert handler.parent.span_id == client.context.span_id
         assert handler.context.trace_id == caller.get_span_context().trace_id
+
+
+def test_log_lines_inside_a_message_span_carry_its_trace_and_span_ids(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = spans
+    incoming = {TRACEPARENT: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    record = logging.LogRecord("bars", logging.WARNING, __file__, 1, "jumped", None, None)
+    with message_span(get_tracer(provider), "bars.apply_batch", incoming) as span:
+        TraceContextFilter().filter(record)
+    assert record.__dict__["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert record.__dict__["span_id"] == f"{span.get_span_context().span_id:016x}"
