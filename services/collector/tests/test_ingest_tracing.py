@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
+from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.tracing import TRACEPARENT, get_tracer, traceparent
 from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 
@@ -79,6 +80,9 @@ async def test_batch_span_ends_on_ack_and_resends_carry_the_original_context() -
             reconnect_max_s=0.05,
         ),
         CollectorMetrics(CollectorRegistry()),
+        # The channel traces its calls too: the long-lived Publish call's span must not
+        # become the parent of the batches (each batch is a trace of its own).
+        channel_factory=lambda address: open_channel(address, tracer_provider=provider),
         tracer=get_tracer(provider),
     )
     client.submit(_run(i * TRADES_PER_BATCH) for i in range(BATCHES))
@@ -93,6 +97,8 @@ async def test_batch_span_ends_on_ack_and_resends_carry_the_original_context() -
         await server.stop(None)
     spans: dict[int, ReadableSpan] = {}
     for span in exporter.get_finished_spans():
+        if span.name == "/tickmesh.v1.IngestService/Publish":
+            continue  # the calls' own client spans
         attributes = dict(span.attributes or {})
         assert span.name == "collector.publish_batch"
         assert attributes["tickmesh.trade_count"] == TRADES_PER_BATCH
@@ -103,3 +109,6 @@ async def test_batch_span_ends_on_ack_and_resends_carry_the_original_context() -
         assert span.context is not None
         assert set(servicer.contexts[sequence]) == {traceparent(span.context)}
     assert len({span.context.trace_id for span in spans.values() if span.context}) == BATCHES
+    assert all(span.parent is None for span in spans.values())
+    calls = [s for s in exporter.get_finished_spans() if s.name.endswith("IngestService/Publish")]
+    assert len(calls) >= 1  # the aborted call's span (the live one ends with the client)
