@@ -6,6 +6,8 @@ import json
 
 from grpc import aio
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
+from opentelemetry.instrumentation.grpc.filters import health_check, negate
+from opentelemetry.trace import TracerProvider
 
 # gRPC retries idempotent unary calls itself (exponential backoff with jitter); streams are
 # resumed by their owners, which know their resume points.
@@ -34,8 +36,8 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
-def open_channel(address: str) -> aio.Channel:
-    """Open an insecure channel to `address` (host:port) with keepalive and unary retries."""
+def open_channel(address: str, tracer_provider: TracerProvider | None = None) -> aio.Channel:
+    """Open an insecure channel to `address` (host:port) with keepalive, unary retries, tracing."""
     return aio.insecure_channel(
         address,
         options=[
@@ -46,5 +48,9 @@ def open_channel(address: str) -> aio.Channel:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ],
-        interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
+        # Injects the current span's traceparent into every call's metadata (health probes
+        # are not traced).
+        interceptors=aio_client_interceptors(  # type: ignore[no-untyped-call]
+            tracer_provider, filter_=negate(health_check())
+        ),
     )

@@ -14,6 +14,8 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.instrumentation.grpc.filters import health_check, negate
+from opentelemetry.trace import TracerProvider
 
 from tickmesh.core.grpc_interceptors import StatusInterceptor
 from tickmesh.core.metrics import CoreMetrics
@@ -42,13 +44,18 @@ class GrpcServer:
         registrations: Sequence[ServiceRegistration],
         metrics: CoreMetrics,
         drain_seconds: float = 5.0,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self._listen = listen
         self._registrations = list(registrations)
         self._drain_seconds = drain_seconds
         self._server = aio.server(
             interceptors=[
-                aio_server_interceptor(),  # type: ignore[no-untyped-call]
+                # Starts each call's server span as a child of the caller's traceparent;
+                # health probes (every few seconds, from every prober) are not traced.
+                aio_server_interceptor(  # type: ignore[no-untyped-call]
+                    tracer_provider, filter_=negate(health_check())
+                ),
                 StatusInterceptor(metrics),
             ],
             options=[

@@ -5,6 +5,9 @@ after it: the bar service replays what was persisted since, then goes live. A sy
 timeframe met for the first time (or whose revision reaches past the kept bars) is warmed
 from BarService.GetBars, never from `candles`, which the bar service owns. Stream errors
 reconnect with backoff from the last stored change id.
+
+Each consumed final bar gets an "analytics.process_bar" span, a child of the bar's
+trace_context (the bar service's batch span); the updates it produces carry its context.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from grpc import aio
+from opentelemetry import trace
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
@@ -26,6 +30,7 @@ from tickmesh.analytics.group_commit import GroupCommitter
 from tickmesh.analytics.indicators import RevisionOutOfRangeError
 from tickmesh.analytics.pipeline import BarAnalytics
 from tickmesh.core.timeframes import from_proto
+from tickmesh.core.tracing import get_tracer, inject_span_context, message_span
 from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 if TYPE_CHECKING:  # the async stub exists only in the generated .pyi
@@ -90,6 +95,7 @@ class BarConsumer:
         committer: GroupCommitter,
         metrics: AnalyticsMetrics,
         config: ConsumerConfig,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         # grpc is untyped here, so mypy cannot pick the stub's aio.Channel overload by itself.
         self._stub = cast("BarServiceAsyncStub", bar_service_pb2_grpc.BarServiceStub(channel))
@@ -97,6 +103,7 @@ class BarConsumer:
         self._committer = committer
         self._metrics = metrics
         self._config = config
+        self._tracer = tracer if tracer is not None else get_tracer()
         self._since_yield = 0
         self._rejections = RejectionLog()
         self.connected = asyncio.Event()
@@ -166,6 +173,24 @@ class BarConsumer:
         seen = max(stored or 0, pending or 0)
         if 0 < bar.change_id <= seen:
             return  # Delivered again after a reconnect; its rows are stored or pending.
+        with message_span(
+            self._tracer,
+            "analytics.process_bar",
+            bar.trace_context,
+            {
+                "tickmesh.symbol": bar.symbol,
+                "tickmesh.timeframe": int(bar.timeframe),
+                "tickmesh.change_id": bar.change_id,
+            },
+            trace.SpanKind.CONSUMER,
+        ) as span:
+            await self._process(bar, span)
+        self._since_yield += 1
+        if self._since_yield >= _YIELD_EVERY_BARS:
+            self._since_yield = 0
+            await asyncio.sleep(0)
+
+    async def _process(self, bar: market_pb2.Bar, span: trace.Span) -> None:
         key: StreamKey = (bar.symbol, int(bar.timeframe))
         if not self._engine.knows(key):
             await self._warm(key, bar, "first_seen")
@@ -180,12 +205,10 @@ class BarConsumer:
         self._metrics.bars_consumed.inc()
         if result.rejection is not None:
             self._note_rejection(bar, result)
-        self._committer.batch.add(result, bar)
+        trace_context: dict[str, str] = {}
+        inject_span_context(trace_context, span.get_span_context())
+        self._committer.batch.add(result, bar, trace_context)
         await self._committer.after_bar()
-        self._since_yield += 1
-        if self._since_yield >= _YIELD_EVERY_BARS:
-            self._since_yield = 0
-            await asyncio.sleep(0)
 
     def _note_rejection(self, bar: market_pb2.Bar, result: BarAnalytics) -> None:
         self._metrics.bars_rejected.inc()

@@ -7,7 +7,7 @@ updates of what it computed until the consumer commits them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tickmesh.analytics.bars import BarInput, bar_from_proto
@@ -31,6 +31,8 @@ class AnalyticsUpdate:
     indicators: Indicators | None = None
     features: Features | None = None
     quality: Quality | None = None
+    # The W3C context of the span that computed it (empty when not traced).
+    trace_context: Mapping[str, str] = field(default_factory=dict)
 
     def to_proto(self) -> analytics_service_pb2.AnalyticsServiceSubscribeResponse:
         """Return the AnalyticsService.Subscribe message."""
@@ -41,6 +43,8 @@ class AnalyticsUpdate:
             message.features.CopyFrom(self.features.to_proto())
         if self.quality is not None:
             message.quality.CopyFrom(self.quality.to_proto())
+        if self.trace_context:
+            message.trace_context.update(self.trace_context)
         return message
 
 
@@ -59,8 +63,14 @@ class PendingBatch:
         """True when no bar was consumed since the last commit."""
         return self.bars == 0 and self.last_change_id is None
 
-    def add(self, result: BarAnalytics, bar: market_pb2.Bar) -> None:
-        """Take one bar's results: rows to store, updates to publish, its change id."""
+    def add(
+        self,
+        result: BarAnalytics,
+        bar: market_pb2.Bar,
+        trace_context: Mapping[str, str] | None = None,
+    ) -> None:
+        """Take one bar's results: rows to store, updates to publish (with `trace_context`), its change id."""
+        traced = {} if trace_context is None else trace_context
         self.bars += 1
         self.indicators.extend(result.indicators)
         self.features.extend(result.features)
@@ -77,11 +87,18 @@ class PendingBatch:
                     indicators,
                     features,
                     result.quality if last else None,
+                    traced,
                 )
             )
         if not pairs:
             self.updates.append(
-                AnalyticsUpdate(bar.symbol, bar.timeframe, bar.open_time_ns, quality=result.quality)
+                AnalyticsUpdate(
+                    bar.symbol,
+                    bar.timeframe,
+                    bar.open_time_ns,
+                    quality=result.quality,
+                    trace_context=traced,
+                )
             )
 
     def advance(self, change_id: int) -> None:

@@ -5,6 +5,10 @@ became final, the state of every changed symbol and the applied sequence of ever
 are written in ONE transaction; only after it commits are the sequences acknowledged and
 the bars published. A crash loses only uncommitted work, which the collector resends
 (unacknowledged batches) and the restored engine state then applies exactly once.
+
+Tracing: each applied batch gets a "bars.apply_batch" span, a child of the collector's batch
+span (the batch's trace_context), and each commit a "bars.commit" span linking the batches it
+made durable; published bars continue their batch's trace (see batch_traces).
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from opentelemetry import trace
+from opentelemetry.context import Context
+
 from tickmesh.bars.bar_cache import BarCache
 from tickmesh.bars.bar_metrics import BarMetrics
 from tickmesh.bars.bar_rows import candle_row, ns_to_datetime
 from tickmesh.bars.bar_state import BarUpdate
+from tickmesh.bars.batch_traces import BarTraces, BatchTraces, stamp_bars, update_key
 from tickmesh.bars.batch_validation import CheckedBatch, check_batch
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.forming_throttle import FormingThrottle
@@ -30,6 +38,7 @@ from tickmesh.bars.subscriptions import BarHub
 from tickmesh.bars.trades import QuarantineReason, SourceBar, TradeRun
 from tickmesh.core.exchanges import exchange_label
 from tickmesh.core.sharding import Shard
+from tickmesh.core.tracing import get_tracer, message_span
 from tickmesh.v1 import market_pb2
 
 log = logging.getLogger(__name__)
@@ -66,6 +75,7 @@ class IngestPipeline:
         commit_interval_seconds: float,
         forming_interval_seconds: float,
         clock_ns: Callable[[], int] = time.time_ns,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._engine = engine
         self._store = store
@@ -85,6 +95,9 @@ class IngestPipeline:
         self._commit_failures = 0
         self._retry_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._tracer = tracer if tracer is not None else get_tracer()
+        self._traces = BatchTraces()
+        self._failed_traces: BarTraces = {}
 
     async def start(self) -> None:
         """Restore the engine and stream sequences from PostgreSQL, then start the loops."""
@@ -149,17 +162,30 @@ class IngestPipeline:
                 state.applied,
                 batch.sequence,
             )
-        self._apply_checked(checked)
+        with message_span(
+            self._tracer,
+            "bars.apply_batch",
+            batch.trace_context,
+            {
+                "tickmesh.stream_id": checked.stream_id,
+                "tickmesh.sequence": checked.sequence,
+                "tickmesh.trade_count": checked.trade_count,
+            },
+            trace.SpanKind.CONSUMER,
+        ) as span:
+            updates = self._apply_checked(checked)
+            self._traces.note(span.get_span_context(), checked, updates)
         state.applied = checked.sequence
         self._dirty_streams.add(checked.stream_id)
         self._metrics.batches.labels(outcome="applied").inc()
 
-    def _apply_checked(self, checked: CheckedBatch) -> None:
+    def _apply_checked(self, checked: CheckedBatch) -> list[BarUpdate]:
         runs = [self._engine.apply_trades(run) for run in checked.runs]
         source = self._engine.apply_source_bars(checked.source_bars)
         result = BatchResult(runs, source)
         self._pending_updates.extend(result.updates)
         self._record_fates(result)
+        return result.updates
 
     def _record_fates(self, result: BatchResult) -> None:
         trades = self._metrics.trades
@@ -191,15 +217,32 @@ class IngestPipeline:
             if time.monotonic() < self._retry_at:
                 return
             commit, updates = self._failed_commit, self._failed_updates
+            traces = self._failed_traces
         else:
             commit, updates = self._build_commit()
+            traces = self._traces.take(updates)
         if commit.is_empty():
             return
+        with self._tracer.start_as_current_span(
+            "bars.commit",
+            context=Context(),  # a trace of its own, linked to the batches it makes durable
+            links=self._traces.take_links(),
+            attributes={"tickmesh.bar_count": len(updates)},
+        ):
+            await self._commit_and_publish(commit, updates, traces)
+
+    async def _commit_and_publish(
+        self,
+        commit: Commit,
+        updates: list[BarUpdate],
+        traces: BarTraces,
+    ) -> None:
         try:
             change_ids = await self._store.commit(commit)
         except Exception as error:
             # Keep this commit and retry it first: later ones must not overtake it.
             self._failed_commit, self._failed_updates = commit, updates
+            self._failed_traces = traces
             self._metrics.commit_failures.inc()
             self._commit_failures += 1
             delay = min(COMMIT_RETRY_MAX_SECONDS, self._commit_interval * 2**self._commit_failures)
@@ -214,8 +257,9 @@ class IngestPipeline:
         if self._commit_failures:
             log.info("group commit succeeded after %d failed attempts", self._commit_failures)
         self._failed_commit, self._failed_updates = None, []
+        self._failed_traces = {}
         self._commit_failures = 0
-        await self._after_commit(commit, updates, change_ids)
+        await self._after_commit(commit, updates, change_ids, traces)
 
     def _build_commit(self) -> tuple[Commit, list[BarUpdate]]:
         updates = self._pending_updates + self._engine.advance(self._clock_ns())
@@ -248,16 +292,18 @@ class IngestPipeline:
         return commit, list(latest.values())
 
     async def _after_commit(
-        self, commit: Commit, updates: list[BarUpdate], change_ids: dict[tuple[str, str, int], int]
+        self,
+        commit: Commit,
+        updates: list[BarUpdate],
+        change_ids: dict[tuple[str, str, int], int],
+        traces: BarTraces,
     ) -> None:
-        bars = [
-            u.to_proto(change_ids[(u.symbol, u.timeframe.label, u.open_time_ns // 1000)])
-            for u in updates
-        ]
+        bars = [u.to_proto(change_ids[update_key(u)]) for u in updates]
         bars.sort(key=lambda bar: bar.change_id)
         # The cache first: whoever learns of these bars (an ack, a subscriber) and then asks
         # GetBars must find them there.
         await self._cache.put(bars)
+        stamp_bars(bars, traces)  # after the cache: only live subscribers get trace contexts
         for update in updates:
             kind = "revised" if update.revision else "final"
             self._metrics.bars.labels(kind=kind, timeframe=update.timeframe.label).inc()
@@ -277,7 +323,9 @@ class IngestPipeline:
         if not self._hub.subscriber_count:
             return
         self._forming.offer([u.to_proto() for u in forming])
-        self._hub.publish_forming(self._forming.due(time.monotonic_ns()))
+        due = self._forming.due(time.monotonic_ns())
+        self._traces.stamp_forming(due)
+        self._hub.publish_forming(due)
 
     @staticmethod
     async def _every(seconds: float, action: Callable[[], object]) -> None:

@@ -9,6 +9,9 @@ drops what it had already applied. The buffer is bounded: when unsent plus unack
 trades exceed ``max_buffered_trades`` the oldest UNSENT trades are dropped and reported to
 ``on_dropped`` (the sources record them as id gaps that the REST backfill refills once the
 bar service is reachable), so the process's memory stays bounded and nothing is lost.
+
+Each batch gets a "collector.publish_batch" span, from forming to acknowledgement, whose W3C
+context travels in the batch's trace_context (a resend is the same message, so it keeps it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc import aio
+from opentelemetry import trace
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential_jitter
 
 from tickmesh.collector.collector_metrics import CollectorMetrics
@@ -30,6 +34,7 @@ from tickmesh.collector.ingest_state import MemorySequenceStore, SequenceStore
 from tickmesh.collector.trade_runs import slice_run
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.ingest_protocol import REJECTED_SEQUENCE_KEY
+from tickmesh.core.tracing import get_tracer, inject_span_context
 from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,7 @@ class _Sent:
     request: ingest_service_pb2.PublishRequest
     trades: int
     submitted: float
+    span: trace.Span
 
 
 class IngestUnavailable(Exception):
@@ -91,6 +97,7 @@ class IngestClient:
         on_acked: AckHandler | None = None,
         channel_factory: ChannelFactory = open_channel,
         on_rejected: RejectHandler | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.config = config
         self._metrics = metrics
@@ -99,6 +106,7 @@ class IngestClient:
         self.on_acked = on_acked
         self.on_rejected = on_rejected
         self._channel_factory = channel_factory
+        self._tracer = tracer if tracer is not None else get_tracer()
         self._pending: deque[_Pending] = deque()
         self._pending_trades = 0
         self._unacked: deque[_Sent] = deque()
@@ -314,7 +322,17 @@ class IngestClient:
                 source_bars=bars,
             )
             self._next_sequence += 1
-            sent = _Sent(ingest_service_pb2.PublishRequest(batch=batch), count, oldest)
+            span = self._tracer.start_span(
+                "collector.publish_batch",
+                kind=trace.SpanKind.PRODUCER,
+                attributes={
+                    "tickmesh.stream_id": batch.stream_id,
+                    "tickmesh.sequence": batch.sequence,
+                    "tickmesh.trade_count": count,
+                },
+            )
+            inject_span_context(batch.trace_context, span.get_span_context())
+            sent = _Sent(ingest_service_pb2.PublishRequest(batch=batch), count, oldest, span)
             self._unacked.append(sent)
             self._unacked_trades += count
             formed.append(sent)
@@ -344,6 +362,8 @@ class IngestClient:
             return
         self._unacked.remove(found)
         self._unacked_trades -= found.trades
+        found.span.set_status(trace.StatusCode.ERROR, error.details() or "rejected")
+        found.span.end()
         self._metrics.ingest_batches.labels(outcome="rejected").inc()
         self._update_gauges()
         log.error(
@@ -363,6 +383,7 @@ class IngestClient:
             sent = self._unacked.popleft()
             self._unacked_trades -= sent.trades
             self._metrics.ingest_lag.observe(now - sent.submitted)
+            sent.span.end()
             acked.append(sent.request.batch)
         self._acked_sequence = max(self._acked_sequence, sequence)
         self._dropping = False

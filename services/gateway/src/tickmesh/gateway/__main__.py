@@ -10,11 +10,12 @@ from contextlib import AsyncExitStack
 from types import FrameType
 
 import uvicorn
+from opentelemetry.sdk.trace import TracerProvider
 
 from tickmesh.core.errors import Unavailable
 from tickmesh.core.logs import configure_logging
 from tickmesh.core.metrics import CoreMetrics
-from tickmesh.core.tracing import configure_tracing
+from tickmesh.core.tracing import configure_tracing, exporting
 from tickmesh.gateway.app import create_app
 from tickmesh.gateway.settings import GatewaySettings, load_gateway_settings_or_exit
 from tickmesh.gateway.wiring import open_services
@@ -22,11 +23,11 @@ from tickmesh.gateway.wiring import open_services
 log = logging.getLogger("tickmesh.gateway")
 
 
-async def serve(settings: GatewaySettings) -> None:
+async def serve(settings: GatewaySettings, tracer_provider: TracerProvider | None = None) -> None:
     """Open the dependencies, serve HTTP until SIGTERM/SIGINT (uvicorn drains), close everything."""
     async with AsyncExitStack() as stack:
         services = await open_services(settings, CoreMetrics(), stack)
-        app = create_app(services)
+        app = create_app(services, tracer_provider)
         config = uvicorn.Config(
             app,
             host=settings.gateway_host,
@@ -59,7 +60,7 @@ def main() -> None:
     configure_logging("gateway", settings.log_level)
     provider = configure_tracing("gateway")
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, provider if exporting(provider) else None))
     except Unavailable as error:
         log.error("cannot start: %s", error)
         raise SystemExit(1) from None

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Match
 
@@ -32,8 +34,8 @@ def _route_template(request: Request) -> str:
     return "unmatched"  # one label for every unknown path, so scanners cannot blow up cardinality
 
 
-def create_app(services: GatewayServices) -> FastAPI:
-    """Build the gateway app around its wired services."""
+def create_app(services: GatewayServices, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """Build the gateway app around its wired services; with a tracer provider, trace requests."""
     app = FastAPI(
         title="tickmesh gateway",
         version="0.1.0",
@@ -72,6 +74,15 @@ def create_app(services: GatewayServices) -> FastAPI:
         """Prometheus exposition of this process's registry."""
         return Response(generate_latest(metrics.core.registry), media_type=CONTENT_TYPE_LATEST)
 
+    if tracer_provider is not None:
+        # A server span per request and per WebSocket connection, never per WebSocket message
+        # (the pushes have spans of their own, one per upstream update for all clients).
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=tracer_provider,
+            excluded_urls="/health,/metrics",
+            exclude_spans=["receive", "send"],
+        )
     static_dir = services.settings.gateway_static_dir
     if static_dir:
         # Mounted last: the API, the WebSocket, /health, /docs and /metrics take precedence.

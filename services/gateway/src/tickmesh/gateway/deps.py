@@ -18,6 +18,7 @@ from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.fanout import BarFanout
+from tickmesh.gateway.indicator_fanout import IndicatorFanout
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.problems import RateLimited
 from tickmesh.gateway.rate_limit import RateLimiter
@@ -43,6 +44,7 @@ class GatewayServices:
     alert_cursor: AlertCursor
     fanout: BarFanout
     alert_feed: AlertFeed
+    indicator_fanout: IndicatorFanout
 
 
 def get_services(connection: HTTPConnection) -> GatewayServices:

@@ -8,7 +8,9 @@ import logging
 from collections.abc import Callable
 
 from grpc import aio
+from opentelemetry import trace
 
+from tickmesh.core.tracing import get_tracer, inject_span_context, message_span
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.v1 import bar_service_pb2, market_pb2
@@ -22,8 +24,11 @@ _MAX_BACKOFF_SECONDS = 5.0
 class BarFanout:
     """Listeners per symbol; the upstream stream opens with the first and closes with the last."""
 
-    def __init__(self, backends: Backends, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, backends: Backends, metrics: GatewayMetrics, tracer: trace.Tracer | None = None
+    ) -> None:
         self._backends = backends
+        self._tracer = tracer if tracer is not None else get_tracer()
         self._metrics = metrics
         self._listeners: dict[str, set[BarListener]] = {}
         self._upstreams: dict[str, asyncio.Task[None]] = {}
@@ -64,6 +69,21 @@ class BarFanout:
             for listener in list(self._listeners.get(symbol, ())):
                 await self.remove(symbol, listener)
 
+    def _deliver(self, symbol: str, bar: market_pb2.Bar) -> None:
+        """Hand one upstream bar to every listener, in one span (per bar, not per client)."""
+        with message_span(
+            self._tracer,
+            "gateway.push_bar",
+            bar.trace_context,
+            {"tickmesh.symbol": bar.symbol, "tickmesh.timeframe": int(bar.timeframe)},
+            trace.SpanKind.PRODUCER,
+        ) as span:
+            if span.is_recording():  # the WebSocket message's traceparent names this span
+                bar.trace_context.clear()
+                inject_span_context(bar.trace_context, span.get_span_context())
+            for listener in tuple(self._listeners.get(symbol, ())):
+                listener(bar)
+
     async def _pump(self, symbol: str) -> None:
         backoff = 0.2
         stub = self._backends.bar_shard(symbol).stub  # the shard owning the symbol
@@ -74,8 +94,7 @@ class BarFanout:
             try:
                 async for response in call:
                     backoff = 0.2  # the stream works again: next failure retries quickly
-                    for listener in tuple(self._listeners.get(symbol, ())):
-                        listener(response.bar)
+                    self._deliver(symbol, response.bar)
                 code = "OK"
             except aio.AioRpcError as error:
                 code = error.code().name

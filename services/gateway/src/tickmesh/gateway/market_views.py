@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from tickmesh.core.timeframes import NS_PER_SECOND, from_proto
+from tickmesh.core.tracing import TRACEPARENT
 from tickmesh.gateway.schemas import (
     AnomalyOut,
     BarOut,
@@ -50,6 +51,9 @@ def bar_message(bar: market_pb2.Bar) -> dict[str, object]:
     body = bar_out(bar).model_dump(mode="json")
     body["symbol"] = bar.symbol
     body["timeframe"] = from_proto(bar.timeframe).label
+    parent = bar.trace_context.get(TRACEPARENT)
+    if parent:  # lets a browser's devtools find the trace that brought this bar
+        body[TRACEPARENT] = parent
     return body
 
 

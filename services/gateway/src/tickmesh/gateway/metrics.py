@@ -62,6 +62,17 @@ class GatewayMetrics:
             ["code"],
             registry=registry,
         )
+        self.indicator_upstreams = Gauge(
+            "tickmesh_ws_indicator_upstreams",
+            "Open AnalyticsService.Subscribe streams (one per watched symbol).",
+            registry=registry,
+        )
+        self.indicator_upstream_errors = Counter(
+            "tickmesh_ws_indicator_upstream_errors",
+            "AnalyticsService.Subscribe streams that ended, by status code (OK: ended cleanly).",
+            ["code"],
+            registry=registry,
+        )
         self.alerts_fired = Counter(
             "tickmesh_alerts_fired",
             "Alert firings recorded by this replica, by condition.",

@@ -23,6 +23,7 @@ from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.deps import GatewayServices
 from tickmesh.gateway.fanout import BarFanout
+from tickmesh.gateway.indicator_fanout import IndicatorFanout
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.passwords import Passwords
 from tickmesh.gateway.rate_limit import RateLimiter
@@ -71,6 +72,7 @@ def build_services(
         alert_cursor=AlertCursor(redis_client),
         fanout=BarFanout(backends, metrics),
         alert_feed=AlertFeed(),
+        indicator_fanout=IndicatorFanout(backends, metrics),
     )
 
 
@@ -82,6 +84,7 @@ async def open_services(
     services = build_services(settings, GatewayMetrics(core_metrics), context.pool, context.redis)
     stack.push_async_callback(services.backends.close)
     stack.push_async_callback(services.fanout.close)
+    stack.push_async_callback(services.indicator_fanout.close)
     if settings.gateway_admin_username and settings.gateway_admin_password:
         await services.accounts.ensure_admin(
             settings.gateway_admin_username, settings.gateway_admin_password.get_secret_value()

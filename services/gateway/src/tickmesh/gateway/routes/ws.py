@@ -76,11 +76,23 @@ class _Connection:
         )
         self.wakeup = asyncio.Event()
         self.alerts: list[AlertEventOut] = []
+        self.indicators: list[dict[str, Any]] = []
 
     def on_bar(self, bar: market_pb2.Bar) -> None:
         """Upstream listener: buffer, never block."""
         self.outbox.offer(bar)
         self.wakeup.set()
+
+    def on_indicators(self, message: dict[str, Any]) -> None:
+        """Indicator listener: keep the subscribed timeframes' rows, never block."""
+        if message["timeframe"] in self.outbox.timeframes:
+            self.indicators.append(message)
+            self.wakeup.set()
+
+    def too_slow(self) -> bool:
+        """True when final bars or indicator rows pile up past the bound."""
+        bound = self.services.settings.gateway_ws_max_pending_finals
+        return self.outbox.overflowing() or len(self.indicators) > bound
 
     def on_alert(self, event: AlertEventOut) -> None:
         """Alert-feed listener: buffer, never block."""
@@ -134,7 +146,7 @@ class _Connection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), _TICK_SECONDS)
             self.wakeup.clear()
-            if self.outbox.overflowing():
+            if self.too_slow():
                 return
             now = time.monotonic()
             try:
@@ -150,6 +162,8 @@ class _Connection:
                             "bars": [bar_message(bar) for bar in bars],
                         }
                     )
+                while self.indicators:
+                    await self.send(self.indicators.pop(0))
                 if now - last_beat >= settings.gateway_ws_heartbeat_seconds:
                     await self.send({"type": "heartbeat", "time": datetime.now(UTC).isoformat()})
                     last_beat = now
@@ -175,6 +189,7 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
         return
     connection = _Connection(websocket, services, symbol)
     services.fanout.add(symbol, connection.on_bar)
+    services.indicator_fanout.add(symbol, connection.on_indicators)
     services.alert_feed.add(user.id, connection.on_alert)
     services.metrics.ws_clients.inc()
     receiver = asyncio.create_task(connection.receive_loop())
@@ -193,5 +208,6 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
             task.cancel()
         await asyncio.gather(receiver, pusher, return_exceptions=True)
         await services.fanout.remove(symbol, connection.on_bar)
+        await services.indicator_fanout.remove(symbol, connection.on_indicators)
         services.alert_feed.remove(user.id, connection.on_alert)
         services.metrics.ws_clients.dec()
