@@ -22,7 +22,7 @@ from tickmesh.collector.simulator import ExchangeSimulator
 from tickmesh.v1 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
 
 from .gateway.processes import ADMIN, SECRET
-from .mesh_processes import GatewayServiceProcess, ServiceProcess
+from .mesh_processes import GatewayServiceProcess, ServiceProcess, simulator_urls
 
 SYMBOL = "BTCUSDT"
 # Closes of the capture's minutes run 28,140.6 .. 28,155.2: each rule fires a few times.
@@ -75,10 +75,7 @@ def build_mesh(common: dict[str, str], sim: ExchangeSimulator) -> Mesh:
         {
             **common,
             "TICKMESH_BARS_ADDRESS": bars.address,
-            "TICKMESH_COLLECTOR_BINANCE_SPOT_STREAM_URL": sim.ws_url,
-            "TICKMESH_COLLECTOR_BINANCE_SPOT_API_URL": sim.api_url,
-            "TICKMESH_COLLECTOR_BINANCE_USDM_STREAM_URL": sim.futures_ws_url,
-            "TICKMESH_COLLECTOR_BINANCE_USDM_API_URL": sim.futures_api_url,
+            **simulator_urls(sim),
             "TICKMESH_COLLECTOR_REGISTRY_POLL_SECONDS": "0.5",
             "TICKMESH_COLLECTOR_BACKFILL_GRACE_MS": "200",
         },

@@ -13,6 +13,8 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from tickmesh.collector.simulator import ExchangeSimulator
+
 from .grpc_helpers import free_port, wait_serving
 
 
@@ -112,6 +114,16 @@ class GatewayServiceProcess(ServiceProcess):
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError("the gateway did not answer /health") from None
                 await asyncio.sleep(0.1)
+
+
+def simulator_urls(sim: ExchangeSimulator) -> dict[str, str]:
+    """The collector settings that point its Binance sources at the exchange simulator."""
+    return {
+        "TICKMESH_COLLECTOR_BINANCE_SPOT_STREAM_URL": sim.ws_url,
+        "TICKMESH_COLLECTOR_BINANCE_SPOT_API_URL": sim.api_url,
+        "TICKMESH_COLLECTOR_BINANCE_USDM_STREAM_URL": sim.futures_ws_url,
+        "TICKMESH_COLLECTOR_BINANCE_USDM_API_URL": sim.futures_api_url,
+    }
 
 
 def _fetch(url: str) -> str:

@@ -38,7 +38,7 @@ from tickmesh.v1 import (
 
 from .gateway.processes import ADMIN, GatewayProcess, login, start_gateway
 from .ingest_helpers import publish_until_acked
-from .mesh_processes import ServiceProcess
+from .mesh_processes import ServiceProcess, simulator_urls
 
 SHARDS = 2
 SYMBOLS = {
@@ -127,10 +127,7 @@ async def mesh(
                     "TICKMESH_COLLECTOR_SHARD_INDEX": str(index),
                     "TICKMESH_COLLECTOR_SHARD_COUNT": str(SHARDS),
                     "TICKMESH_COLLECTOR_REGISTRY_POLL_SECONDS": "0.3",
-                    "TICKMESH_COLLECTOR_BINANCE_SPOT_STREAM_URL": simulator.ws_url,
-                    "TICKMESH_COLLECTOR_BINANCE_SPOT_API_URL": simulator.api_url,
-                    "TICKMESH_COLLECTOR_BINANCE_USDM_STREAM_URL": simulator.futures_ws_url,
-                    "TICKMESH_COLLECTOR_BINANCE_USDM_API_URL": simulator.futures_api_url,
+                    **simulator_urls(simulator),
                 },
             )
             for index in range(SHARDS)

@@ -15,7 +15,7 @@ from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig
 from tickmesh.core.cache import SYSTEM_HEALTH_KEY
 from tickmesh.v1 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
 
-from ..mesh_processes import ServiceProcess
+from ..mesh_processes import ServiceProcess, simulator_urls
 
 
 @pytest.fixture
@@ -37,10 +37,7 @@ async def test_collector_process_follows_registry_reports_health_and_feeds_bars(
         {
             **common,
             "TICKMESH_BARS_ADDRESS": bars.address,
-            "TICKMESH_COLLECTOR_BINANCE_SPOT_STREAM_URL": simulator.ws_url,
-            "TICKMESH_COLLECTOR_BINANCE_SPOT_API_URL": simulator.api_url,
-            "TICKMESH_COLLECTOR_BINANCE_USDM_STREAM_URL": simulator.futures_ws_url,
-            "TICKMESH_COLLECTOR_BINANCE_USDM_API_URL": simulator.futures_api_url,
+            **simulator_urls(simulator),
             "TICKMESH_COLLECTOR_HEALTH_INTERVAL_SECONDS": "0.5",
         },
     )

@@ -22,7 +22,7 @@ from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, Sou
 from tickmesh.v1 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
 
 from ..ingest_helpers import fixtures_root
-from ..mesh_processes import ServiceProcess
+from ..mesh_processes import ServiceProcess, simulator_urls
 from .test_collector_delivery import SPOT_CAPTURE, USDM_CAPTURE, _wait_bars
 
 KILLS = 3
@@ -60,10 +60,7 @@ async def test_collector_killed_three_times_mid_replay_loses_and_doubles_nothing
             {
                 **common,
                 "TICKMESH_BARS_ADDRESS": bars.address,
-                "TICKMESH_COLLECTOR_BINANCE_SPOT_STREAM_URL": sim.ws_url,
-                "TICKMESH_COLLECTOR_BINANCE_SPOT_API_URL": sim.api_url,
-                "TICKMESH_COLLECTOR_BINANCE_USDM_STREAM_URL": sim.futures_ws_url,
-                "TICKMESH_COLLECTOR_BINANCE_USDM_API_URL": sim.futures_api_url,
+                **simulator_urls(sim),
                 "TICKMESH_COLLECTOR_REGISTRY_POLL_SECONDS": "0.2",
                 "TICKMESH_COLLECTOR_BACKFILL_GRACE_MS": "200",
             },
