@@ -49,7 +49,7 @@ from tests.chaos_mesh import (
     wait_subscribed,
 )
 from tests.ingest_helpers import fixtures_root
-from tests.mesh_processes import ServiceProcess
+from tests.mesh_processes import ProcessExitedError, ServiceProcess
 from tests.test_bar_chaos import MINUTES, BarKey, BarValues, final_bars
 from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, SourceSpec
 from tickmesh.mesh.embedded import EmbeddedServers
@@ -137,6 +137,18 @@ async def _fresh_redis(redis_url: str, index: int) -> str:
     return url
 
 
+async def _start_until_up(service: ServiceProcess, attempts: int = 5) -> None:
+    """Start a killed service; one that exits while starting is started again, as a supervisor would."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await service.start(START_SECONDS)
+            return
+        except ProcessExitedError as error:
+            say(f"  {service.service} exited while starting (attempt {attempt}): restarting")
+            if attempt == attempts:
+                raise error
+
+
 class Watchdog:
     """Restart a service that exited on its own, as `tickmesh run`'s supervisor would."""
 
@@ -156,7 +168,7 @@ class Watchdog:
                     if not service.running and service.service not in self.handling:
                         self.restarts += 1
                         say(f"  {service.service} exited on its own; restarting", flush=True)
-                        await service.start(START_SECONDS)
+                        await _start_until_up(service)
 
 
 async def run_once(
@@ -232,7 +244,7 @@ async def _disturb(
             watchdog.handling.add(service.service)
             try:
                 await service.kill()
-                await service.start(START_SECONDS)
+                await _start_until_up(service)
             finally:
                 watchdog.handling.discard(service.service)
 

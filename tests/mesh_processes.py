@@ -18,6 +18,10 @@ from tickmesh.collector.simulator import ExchangeSimulator
 from .grpc_helpers import free_port, wait_serving
 
 
+class ProcessExitedError(RuntimeError):
+    """The service process ended before it was ready."""
+
+
 class ServiceProcess:
     """One `python -m tickmesh.<service>` child on a free port."""
 
@@ -54,8 +58,19 @@ class ServiceProcess:
                 self._process = await asyncio.create_subprocess_exec(
                     *command, env=self._environment, stderr=log, preexec_fn=_die_with_parent
                 )
+        waiter = asyncio.create_task(self._wait_ready(within_seconds))
+        exited = asyncio.create_task(self._process.wait())
+        await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiter.done():
+            waiter.cancel()
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise ProcessExitedError(
+                f"{self.service} exited with {self._process.returncode} while starting;"
+                f" its log ends:\n{tail}"
+            )
+        exited.cancel()
         try:
-            await self._wait_ready(within_seconds)
+            waiter.result()
         except TimeoutError:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise TimeoutError(f"{self.service} did not start; its log ends:\n{tail}") from None

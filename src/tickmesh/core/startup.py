@@ -27,8 +27,14 @@ async def connect_with_retry(
     connect: Callable[[], Awaitable[T]],
     metrics: CoreMetrics,
     give_up_after_seconds: float,
+    transient: tuple[type[BaseException], ...] = (),
 ) -> T:
-    """Call `connect` until it succeeds; Unavailable (one line, no traceback) after the deadline."""
+    """Call `connect` until it succeeds; Unavailable (one line, no traceback) after the deadline.
+
+    Network errors are retried, and so are the dependency's own `transient` errors (a
+    database that is starting up or shutting down).
+    """
+    retried: tuple[type[BaseException], ...] = (OSError, ConnectionError, TimeoutError, *transient)
 
     def before_sleep(state: RetryCallState) -> None:
         outcome = state.outcome
@@ -44,7 +50,7 @@ async def connect_with_retry(
         )
 
     retrying = AsyncRetrying(
-        retry=retry_if_exception_type((OSError, ConnectionError, TimeoutError)),
+        retry=retry_if_exception_type(retried),
         wait=wait_exponential_jitter(initial=0.2, max=5.0),
         stop=stop_after_delay(give_up_after_seconds),
         before_sleep=before_sleep,
@@ -52,7 +58,7 @@ async def connect_with_retry(
     )
     try:
         result = cast(T, await retrying(connect))
-    except (OSError, ConnectionError, TimeoutError) as error:
+    except retried as error:
         metrics.dependency_attempts.labels(dependency=dependency, outcome="failure").inc()
         raise Unavailable(
             f"{dependency} unreachable after {give_up_after_seconds:.0f}s: {error}"

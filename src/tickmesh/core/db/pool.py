@@ -29,4 +29,11 @@ async def open_pool(
             raise ConnectionError("asyncpg returned no pool")
         return pool
 
-    return await connect_with_retry("postgresql", connect, metrics, give_up_after_seconds)
+    return await connect_with_retry(
+        "postgresql",
+        connect,
+        metrics,
+        give_up_after_seconds,
+        # "the database system is starting up / shutting down", "too many clients": wait.
+        transient=(asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError),
+    )

@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import asyncpg
 import redis.asyncio as redis
 from purgatory import AsyncCircuitBreakerFactory
 
@@ -182,7 +183,7 @@ class Collector:
         while True:
             try:
                 self.apply_symbols(await self._registry.list())
-            except (TimeoutError, OSError) as error:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("cannot read the symbol registry: %s", error)
             await asyncio.sleep(self.settings.collector_registry_poll_seconds)
 
