@@ -120,7 +120,7 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
                 services.backends,
                 AlertChannels(services.settings, services.metrics, http),
                 services.metrics,
-                services.alert_feed.publish,
+                services.alert_broadcast.publish,
                 services.alert_cursor,
             )
             await engine.refresh()

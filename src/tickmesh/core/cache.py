@@ -32,6 +32,11 @@ def alerts_judged_key() -> str:
     return "alerts:judged"
 
 
+def alert_firings_channel() -> str:
+    """Pub/sub channel of recorded alert firings, for every gateway replica's WebSockets."""
+    return "alerts:fired"
+
+
 def rate_limit_key(client_id: str, route_class: str) -> str:
     """Token bucket of one client and route class."""
     return f"rate_limit:{client_id}:{route_class}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import redis.asyncio as redis
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 HISTORY_BARS = 501  # percent_change looks back at most 500 bars
 # A store or the bar service down: the engine retries rather than dying or skipping a bar.
 TRANSIENT = (asyncpg.PostgresError, asyncpg.InterfaceError, redis.RedisError, OSError)
-WebSocketSink = Callable[[int, AlertEventOut], None]
+WebSocketSink = Callable[[int, AlertEventOut], Awaitable[None]]
 
 
 class AlertEngine:
@@ -206,7 +206,7 @@ class AlertEngine:
                 continue  # another replica recorded it, or the alert is cooling down
             self._metrics.alerts_fired.labels(condition=alert.condition).inc()
             if alert.channel == "websocket":
-                self._sink(alert.user_id, recorded.event)
+                await self._sink(alert.user_id, recorded.event)
             else:
                 await self._channels.deliver(alert, recorded.event)
 

@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 
 from tickmesh.core.errors import NotFound, PermissionDenied, Unauthenticated
 from tickmesh.gateway.accounts import Accounts, User
+from tickmesh.gateway.alert_broadcast import AlertBroadcast
 from tickmesh.gateway.alert_cursor import AlertCursor
 from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
@@ -44,6 +45,7 @@ class GatewayServices:
     alert_cursor: AlertCursor
     fanout: BarFanout
     alert_feed: AlertFeed
+    alert_broadcast: AlertBroadcast
     indicator_fanout: IndicatorFanout
 
 

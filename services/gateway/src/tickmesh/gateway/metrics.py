@@ -84,6 +84,11 @@ class GatewayMetrics:
             "Final bars judged late for alerts: they became final while no replica was judging.",
             registry=registry,
         )
+        self.alert_broadcast_failures = Counter(
+            "tickmesh_alert_broadcast_failures",
+            "Alert firings that could not go through Redis pub/sub (or came back malformed).",
+            registry=registry,
+        )
         self.alert_engine_errors = Counter(
             "tickmesh_alert_engine_errors",
             "Alert engine steps that failed on a store or the bar service and were retried.",

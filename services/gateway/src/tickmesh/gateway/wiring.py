@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import httpx
@@ -15,6 +17,7 @@ import redis.asyncio as redis
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.runtime import open_context
 from tickmesh.gateway.accounts import Accounts
+from tickmesh.gateway.alert_broadcast import AlertBroadcast
 from tickmesh.gateway.alert_channels import AlertChannels
 from tickmesh.gateway.alert_cursor import AlertCursor
 from tickmesh.gateway.alert_engine import AlertEngine
@@ -57,6 +60,7 @@ def build_services(
     async def redis_ping() -> object:
         return await redis_client.ping()
 
+    alert_feed = AlertFeed()
     return GatewayServices(
         settings=settings,
         metrics=metrics,
@@ -71,7 +75,8 @@ def build_services(
         redis_ping=redis_ping,
         alert_cursor=AlertCursor(redis_client),
         fanout=BarFanout(backends, metrics),
-        alert_feed=AlertFeed(),
+        alert_feed=alert_feed,
+        alert_broadcast=AlertBroadcast(redis_client, alert_feed, metrics),
         indicator_fanout=IndicatorFanout(backends, metrics),
     )
 
@@ -90,9 +95,22 @@ async def open_services(
             settings.gateway_admin_username, settings.gateway_admin_password.get_secret_value()
         )
         log.info("bootstrap admin ensured", extra={"username": settings.gateway_admin_username})
+    _run_in_background(services.alert_broadcast.run(), "alert-broadcast", stack)
     if settings.gateway_alerts_enabled:
         await _start_alert_engine(services, stack)
     return services
+
+
+def _run_in_background(work: Coroutine[Any, Any, None], name: str, stack: AsyncExitStack) -> None:
+    """Run `work` beside the HTTP server; the stack cancels it on shutdown."""
+    task = asyncio.create_task(work, name=name)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
 
 
 async def _start_alert_engine(services: GatewayServices, stack: AsyncExitStack) -> None:
@@ -105,15 +123,8 @@ async def _start_alert_engine(services: GatewayServices, stack: AsyncExitStack) 
         services.backends,
         AlertChannels(services.settings, services.metrics, http),
         services.metrics,
-        services.alert_feed.publish,
+        services.alert_broadcast.publish,
         services.alert_cursor,
         services.settings.gateway_alert_refresh_seconds,
     )
-    task = asyncio.create_task(engine.run(), name="alert-engine")
-
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    stack.push_async_callback(stop)
+    _run_in_background(engine.run(), "alert-engine", stack)
