@@ -20,6 +20,8 @@ from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 
+from .synthetic_runs import flat_run
+
 RUNS = 400
 TRADES_PER_RUN = 10
 
@@ -51,15 +53,7 @@ class AbortingIngest(ingest_service_pb2_grpc.IngestServiceServicer):
 
 
 def _run(first_id: int) -> market_pb2.SymbolTrades:
-    ids = list(range(first_id, first_id + TRADES_PER_RUN))
-    return market_pb2.SymbolTrades(
-        exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
-        symbol="ETHUSDT",
-        trade_ids=ids,
-        prices=[100.0] * len(ids),
-        quantities=[1.0] * len(ids),
-        event_time_ns=[1_700_000_000_000_000_000 + i for i in ids],
-    )
+    return flat_run("ETHUSDT", list(range(first_id, first_id + TRADES_PER_RUN)))
 
 
 async def test_call_ended_mid_write_reconnects_and_delivers_everything_once() -> None:

@@ -20,6 +20,8 @@ from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.tracing import TRACEPARENT, get_tracer, traceparent
 from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 
+from .synthetic_runs import flat_run
+
 BATCHES = 5
 TRADES_PER_BATCH = 3
 
@@ -50,15 +52,7 @@ class RecordingIngest(ingest_service_pb2_grpc.IngestServiceServicer):
 
 
 def _run(first_id: int) -> market_pb2.SymbolTrades:
-    ids = list(range(first_id, first_id + TRADES_PER_BATCH))
-    return market_pb2.SymbolTrades(
-        exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
-        symbol="ETHUSDT",
-        trade_ids=ids,
-        prices=[100.0] * len(ids),
-        quantities=[1.0] * len(ids),
-        event_time_ns=[1_700_000_000_000_000_000 + i for i in ids],
-    )
+    return flat_run("ETHUSDT", list(range(first_id, first_id + TRADES_PER_BATCH)))
 
 
 async def test_batch_span_ends_on_ack_and_resends_carry_the_original_context() -> None:

@@ -14,18 +14,9 @@ from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.collector.resume_points import ResumePoints
 from tickmesh.v1 import market_pb2
 
+from .synthetic_runs import flat_run
+
 SPOT = market_pb2.EXCHANGE_BINANCE_SPOT
-
-
-def _run(symbol: str, ids: list[int]) -> market_pb2.SymbolTrades:
-    return market_pb2.SymbolTrades(
-        exchange=SPOT,
-        symbol=symbol,
-        trade_ids=ids,
-        prices=[1.0] * len(ids),
-        quantities=[1.0] * len(ids),
-        event_time_ns=[1_700_000_000_000_000_000 + i for i in ids],
-    )
 
 
 def _parts(redis_client: redis.Redis, stream_id: str) -> tuple[GapBook, IngestClient, ResumePoints]:
@@ -50,17 +41,17 @@ def _ack_everything(ingest: IngestClient) -> None:
 
 async def test_mark_stays_below_gaps_tails_and_buffered_trades(redis_client: redis.Redis) -> None:
     gaps, ingest, points = _parts(redis_client, f"resume-{secrets.token_hex(4)}")
-    _deliver(gaps, ingest, _run("AAA", list(range(100, 110))))  # delivered, all still buffered
+    _deliver(gaps, ingest, flat_run("AAA", list(range(100, 110))))  # delivered, all still buffered
     assert points.durable_marks() == {(SPOT, "AAA"): 99}
     _ack_everything(ingest)
     assert points.durable_marks() == {(SPOT, "AAA"): 109}
-    _deliver(gaps, ingest, _run("AAA", [115, 116]))  # ids 110..114 now a recorded gap
+    _deliver(gaps, ingest, flat_run("AAA", [115, 116]))  # ids 110..114 now a recorded gap
     _ack_everything(ingest)
     assert points.durable_marks() == {(SPOT, "AAA"): 109}
     gaps.tracker(SPOT, "AAA").resolve(110, 114)
     assert points.durable_marks() == {(SPOT, "AAA"): 116}
     gaps.start_tails(SPOT, ["AAA"])  # a reconnect: ids after 116 may have been missed
-    _deliver(gaps, ingest, _run("AAA", [130]))
+    _deliver(gaps, ingest, flat_run("AAA", [130]))
     _ack_everything(ingest)
     assert points.durable_marks() == {(SPOT, "AAA"): 116}
 
@@ -70,7 +61,7 @@ async def test_saved_marks_restart_the_tracker_with_a_tail_to_backfill(
 ) -> None:
     stream_id = f"resume-{secrets.token_hex(4)}"
     gaps, ingest, points = _parts(redis_client, stream_id)
-    _deliver(gaps, ingest, _run("BBB", list(range(1, 51))))
+    _deliver(gaps, ingest, flat_run("BBB", list(range(1, 51))))
     _ack_everything(ingest)
     await points.save()
 
