@@ -178,6 +178,7 @@ class BarConsumer:
             result = self._engine.process(bar)
         self._metrics.bar_seconds.observe(time.perf_counter() - started)
         self._metrics.bars_consumed.inc()
+        self._metrics.observe_quality(result.quality)
         if result.rejection is not None:
             self._note_rejection(bar, result)
         self._committer.batch.add(result, bar)

@@ -7,8 +7,9 @@ updates of what it computed until the consumer commits them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from tickmesh.analytics.bars import BarInput, bar_from_proto
 from tickmesh.analytics.indicators import DEFAULT_CAPACITY
@@ -94,10 +95,15 @@ class AnalyticsEngine:
     """The in-memory analytics state of every symbol and timeframe this process has met."""
 
     def __init__(
-        self, capacity: int = DEFAULT_CAPACITY, quality_config: QualityConfig | None = None
+        self,
+        capacity: int = DEFAULT_CAPACITY,
+        quality_config: QualityConfig | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._capacity = capacity
         self._quality_config = quality_config
+        # Wall clock: when each bar was received, so staleness can be judged later (see quality).
+        self._clock_ns = clock_ns
         self._streams: dict[StreamKey, SymbolAnalytics] = {}
         # The assessment time of each stream: the end of the newest bar seen, so replaying the
         # same bars assesses at the same times (idempotent rows) whatever the wall clock says.
@@ -141,4 +147,5 @@ class AnalyticsEngine:
             minutes = self._streams.get((message.symbol, market_pb2.TIMEFRAME_1M))
             if minutes is not None:
                 minute_bars = minutes.minute_bars_between(message.open_time_ns, end_ns)
-        return stream.on_bar(bar_from_proto(message), assessed_ns, minute_bars=minute_bars)
+        result = stream.on_bar(bar_from_proto(message), assessed_ns, minute_bars=minute_bars)
+        return replace(result, quality=replace(result.quality, received_ns=self._clock_ns()))

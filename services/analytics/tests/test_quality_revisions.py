@@ -1,0 +1,150 @@
+"""Quality rewinds on revisions and late bars, and judges staleness on the stream's clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tickmesh.analytics.bars import BarInput
+from tickmesh.analytics.indicators import RevisionOutOfRangeError
+from tickmesh.analytics.pipeline import SymbolAnalytics
+from tickmesh.analytics.quality import (
+    CHECK_GAPS,
+    CHECK_SPIKES,
+    CHECK_STALE,
+    QualityConfig,
+    QualityMonitor,
+    judge_staleness,
+)
+from tickmesh.analytics.results import Quality
+from tickmesh.core.timeframes import from_label
+
+Walk = Callable[[int, int], list[BarInput]]
+MINUTE = 60_000_000_000
+ONE_MINUTE = from_label("1m")
+
+
+def fresh_quality(bars: list[BarInput], now_ns: int) -> Quality:
+    """The quality of a monitor that only ever saw `bars`, in order."""
+    monitor = QualityMonitor("TEST", ONE_MINUTE, QualityConfig())
+    for bar in bars:
+        monitor.observe(bar)
+    return monitor.assess(now_ns)
+
+
+def with_spike(bar: BarInput) -> BarInput:
+    """The bar with its close (and high) half again above where it was."""
+    return replace(bar, close=bar.close * 1.5, high=bar.close * 1.5)
+
+
+def feed(analytics: SymbolAnalytics, bars: list[BarInput]) -> Quality:
+    """Feed bars as final bars; return the last quality."""
+    for bar in bars:
+        result = analytics.on_bar(bar, bar.open_time_ns + MINUTE)
+    return result.quality
+
+
+def test_revision_that_removes_a_spike_removes_its_anomaly(make_random_walk: Walk) -> None:
+    bars = make_random_walk(100, 7)
+    spiked = [*bars[:80], with_spike(bars[80]), *bars[81:]]
+    analytics = SymbolAnalytics("TEST", ONE_MINUTE)
+    before = feed(analytics, spiked)
+    assert CHECK_SPIKES in before.checks_failed
+    assert bars[80].open_time_ns in {a.time_ns for a in before.anomalies if a.check == CHECK_SPIKES}
+
+    now = bars[-1].open_time_ns + MINUTE
+    result = analytics.on_bar(replace(bars[80], revision=1), now)
+    assert CHECK_SPIKES in result.quality.checks_passed
+    assert not [a for a in result.quality.anomalies if a.check == CHECK_SPIKES]
+    assert result.quality == fresh_quality(bars, now)
+    assert result.anomalies == ()
+
+
+def test_revision_that_keeps_a_spike_keeps_it_exactly_once(make_random_walk: Walk) -> None:
+    bars = make_random_walk(100, 7)
+    spiked = [*bars[:80], with_spike(bars[80]), *bars[81:]]
+    analytics = SymbolAnalytics("TEST", ONE_MINUTE)
+    feed(analytics, spiked)
+    now = bars[-1].open_time_ns + MINUTE
+    revised = replace(spiked[80], volume=spiked[80].volume + 1.0, revision=1)
+    for revision in (revised, replace(revised, revision=2)):
+        result = analytics.on_bar(revision, now)
+        spikes = [a for a in result.quality.anomalies if a.check == CHECK_SPIKES]
+        assert [a.time_ns for a in spikes].count(bars[80].open_time_ns) == 1
+        assert result.quality == fresh_quality([*spiked[:80], revision, *spiked[81:]], now)
+        assert [a.check for a in result.anomalies] == [CHECK_SPIKES]
+
+
+def test_late_bar_filling_a_gap_removes_the_gap(make_random_walk: Walk) -> None:
+    bars = make_random_walk(60, 4)
+    monitor = QualityMonitor("TEST", ONE_MINUTE, QualityConfig())
+    for bar in bars[:30] + bars[31:]:
+        monitor.observe(bar)
+    now = bars[-1].open_time_ns + MINUTE
+    assert CHECK_GAPS in monitor.assess(now).checks_failed
+    monitor.observe(bars[30])
+    assert monitor.assess(now) == fresh_quality(bars, now)
+    assert CHECK_GAPS in monitor.assess(now).checks_passed
+
+
+def test_random_revisions_give_the_quality_of_the_final_series(make_random_walk: Walk) -> None:
+    rng = np.random.default_rng(3)
+    bars = make_random_walk(400, 11)
+    final = list(bars)
+    monitor = QualityMonitor("TEST", ONE_MINUTE, QualityConfig(), capacity=250)
+    for index, bar in enumerate(bars):
+        monitor.observe(bar)
+        if index > 30 and rng.random() < 0.2:
+            back = index - int(rng.integers(0, 25))
+            scale = float(rng.choice([0.6, 0.98, 1.0, 1.02, 1.7]))
+            revised = replace(
+                final[back],
+                close=final[back].close * scale,
+                high=max(final[back].high, final[back].close * scale),
+                low=min(final[back].low, final[back].close * scale),
+                duplicate_trades=int(rng.integers(0, 2)),
+                revision=final[back].revision + 1,
+            )
+            final[back] = revised
+            monitor.observe(revised)
+            now = bar.open_time_ns + MINUTE
+            assert monitor.assess(now) == fresh_quality(final[: index + 1], now)
+
+
+def test_revision_older_than_the_bars_kept_asks_for_a_rebuild(make_random_walk: Walk) -> None:
+    bars = make_random_walk(50, 5)
+    monitor = QualityMonitor("TEST", ONE_MINUTE, QualityConfig(), capacity=20)
+    for bar in bars:
+        monitor.observe(bar)
+    monitor.observe(replace(bars[30], revision=1))  # still kept
+    with pytest.raises(RevisionOutOfRangeError):
+        monitor.observe(replace(bars[10], revision=1))
+
+
+def test_staleness_runs_on_the_stream_clock_replay_fresh_stopped_stream_stale(
+    make_random_walk: Walk,
+) -> None:
+    # A 2019-dated stream assessed when its newest bar arrived, at wall clock `received`.
+    start_2019 = 1_570_752_000 * 1_000_000_000
+    bars = make_random_walk(30, 2)
+    bars = [replace(bar, open_time_ns=start_2019 + i * MINUTE) for i, bar in enumerate(bars)]
+    closed = bars[-1].open_time_ns + MINUTE
+    stored = fresh_quality(bars, closed)
+    assert CHECK_STALE in stored.checks_passed
+    received = 1_790_000_000 * 1_000_000_000
+    config = QualityConfig()
+    # Years behind the wall clock, but bars still arriving: fresh.
+    judged = judge_staleness(stored, received, received + 2 * MINUTE, ONE_MINUTE, config)
+    assert judged == stored
+    # No bar for longer than three 1m bars of wall-clock time: stale, and scored as such.
+    quiet = judge_staleness(stored, received, received + 3 * MINUTE + 1, ONE_MINUTE, config)
+    assert CHECK_STALE in quiet.checks_failed
+    assert CHECK_STALE not in quiet.checks_passed
+    assert quiet.score < stored.score
+    (stale,) = [a for a in quiet.anomalies if a.check == CHECK_STALE]
+    assert stale.time_ns == closed + 3 * MINUTE + 1
+    # A row stored before receive times were recorded is served as stored.
+    assert judge_staleness(stored, None, received + 10**12, ONE_MINUTE, config) == stored
