@@ -195,3 +195,19 @@ def test_counts_survive_a_snapshot_and_restore_mid_stream() -> None:
     minutes = latest_finals(got, "1m").values()
     assert sum(u.duplicate_trades for u in minutes) > 0
     assert sum(u.out_of_order_trades for u in minutes) > 0
+
+
+def test_state_saved_before_the_counters_existed_restores_and_counts_on() -> None:
+    engine = BarEngine()
+    engine.apply_trades(_run([1, 2], [10, 20]))
+    engine.apply_trades(_run([3], [75]))
+    heads, rows = engine.snapshot_changes()
+    legacy = [(exchange, symbol, label, row[:15]) for exchange, symbol, label, row in rows]
+    for head in heads:
+        head.pop("order_key")
+    restored = BarEngine()
+    restored.restore(json.loads(json.dumps(heads)), legacy)
+    result = restored.apply_trades(_run([4, 1], [15, 10]))  # late into minute 0: a revision
+    (revised,) = [u for u in result.updates if u.timeframe.label == "1m"]
+    # No saved order key: the latest event time stands in for it, so trade 4 is out of order.
+    assert (revised.trade_count, revised.duplicate_trades, revised.out_of_order_trades) == (3, 0, 1)

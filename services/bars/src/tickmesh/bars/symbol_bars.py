@@ -338,9 +338,12 @@ class SymbolBars:
         restored.max_event_ns = data["max_event_ns"]
         restored.event_seen_wall_ns = data.get("event_seen_wall_ns")
         restored.frontier_ns = data["frontier_ns"]
-        # Heads saved before out-of-order counting have no order key: the next trade sets it.
         order_key = data.get("order_key")
-        restored.order_key = None if order_key is None else (int(order_key[0]), int(order_key[1]))
+        if order_key is not None:
+            restored.order_key = (int(order_key[0]), int(order_key[1]))
+        elif restored.max_event_ns is not None:
+            # A head saved before out-of-order counting: the latest event time is the best bound.
+            restored.order_key = (restored.max_event_ns, -(2**63))
         restored.ids = TradeIdSet.from_dict(data["trade_ids"], config.max_id_intervals)
         flat_fill = restored.exchange in config.flat_fill_exchanges
         restored.books = tuple(
