@@ -83,7 +83,9 @@ class ServiceParts:
             key = (bar.symbol, int(bar.timeframe))
             if not self.engine.knows(key):
                 self.engine.warm(key)
-            self.committer.batch.add(self.engine.process(bar), bar)
+            result = self.engine.process(bar)
+            self.committer.batch.add_qualities(self.engine.take_rechecked())
+            self.committer.batch.add(result, bar)
         await self.committer.flush()
 
 

@@ -1,4 +1,4 @@
-"""Quality rewinds on revisions and late bars, and judges staleness on the stream's clock."""
+"""Quality rewinds on revisions and late bars, rechecks roll-ups, judges staleness on the stream's clock."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from tickmesh.analytics.bars import BarInput
+from tickmesh.analytics.engine import AnalyticsEngine
 from tickmesh.analytics.indicators import RevisionOutOfRangeError
 from tickmesh.analytics.pipeline import SymbolAnalytics
 from tickmesh.analytics.quality import (
+    CHECK_CROSS_TIMEFRAME,
     CHECK_GAPS,
     CHECK_SPIKES,
     CHECK_STALE,
@@ -21,6 +23,7 @@ from tickmesh.analytics.quality import (
 )
 from tickmesh.analytics.results import Quality
 from tickmesh.core.timeframes import from_label
+from tickmesh.v1 import market_pb2
 
 Walk = Callable[[int, int], list[BarInput]]
 MINUTE = 60_000_000_000
@@ -148,3 +151,62 @@ def test_staleness_runs_on_the_stream_clock_replay_fresh_stopped_stream_stale(
     assert stale.time_ns == closed + 3 * MINUTE + 1
     # A row stored before receive times were recorded is served as stored.
     assert judge_staleness(stored, None, received + 10**12, ONE_MINUTE, config) == stored
+
+
+def _proto(bar: BarInput, timeframe: int, change_id: int, revision: int = 0) -> market_pb2.Bar:
+    return market_pb2.Bar(
+        symbol="XRPETH",
+        exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
+        timeframe=market_pb2.Timeframe.ValueType(timeframe),
+        open_time_ns=bar.open_time_ns,
+        open=bar.open,
+        high=bar.high,
+        low=bar.low,
+        close=bar.close,
+        volume=bar.volume,
+        final=True,
+        revision=revision,
+        change_id=change_id,
+    )
+
+
+def test_higher_bar_before_its_last_minute_is_checked_once_the_minute_arrives(
+    xrpeth_minute_bars: list[BarInput], xrpeth_five_minute_bars: list[BarInput]
+) -> None:
+    # The bar service gives a commit's 15m/1h/1d bars smaller change ids than its 1m bars
+    # ("15m" < "1m"): here every 5m bar arrives before the minute that completes it.
+    engine = AnalyticsEngine()
+    minute_key, five_key = ("XRPETH", market_pb2.TIMEFRAME_1M), ("XRPETH", market_pb2.TIMEFRAME_5M)
+    engine.warm(minute_key)
+    engine.warm(five_key)
+    fives = {bar.open_time_ns: bar for bar in xrpeth_five_minute_bars}
+    minutes = xrpeth_minute_bars[:200]
+    change_id = 0
+    rechecked = []
+    for minute in minutes:
+        bucket = minute.open_time_ns - minute.open_time_ns % (5 * MINUTE)
+        if minute.open_time_ns == bucket + 4 * MINUTE:
+            change_id += 1
+            early = engine.process(_proto(fives[bucket], market_pb2.TIMEFRAME_5M, change_id))
+            assert CHECK_CROSS_TIMEFRAME not in early.quality.checks_failed
+        change_id += 1
+        engine.process(_proto(minute, market_pb2.TIMEFRAME_1M, change_id))
+        rechecked += engine.take_rechecked()
+    assert len(rechecked) == len(minutes) // 5
+    assert all(CHECK_CROSS_TIMEFRAME in q.checks_passed for q in rechecked)
+
+    # A late trade revises minute 4 of a bucket and its 5m bar; the 5m revision comes first.
+    bucket = minutes[100].open_time_ns
+    last = minutes[104]
+    higher = last.high * 1.01
+    revised_minute = replace(last, close=higher, high=higher)
+    five = fives[bucket]
+    revised_five = replace(five, close=higher, high=max(five.high, higher))
+    first = engine.process(_proto(revised_five, market_pb2.TIMEFRAME_5M, change_id + 1, 1))
+    assert CHECK_CROSS_TIMEFRAME in first.quality.checks_failed  # against the old minute
+    engine.process(_proto(revised_minute, market_pb2.TIMEFRAME_1M, change_id + 2, 1))
+    (after,) = engine.take_rechecked()
+    assert after.timeframe == market_pb2.TIMEFRAME_5M
+    assert after.time_ns == first.quality.time_ns
+    assert CHECK_CROSS_TIMEFRAME in after.checks_passed
+    assert not [a for a in after.anomalies if a.check == CHECK_CROSS_TIMEFRAME]

@@ -155,6 +155,43 @@ class QualityMonitor:
             self._append(old.open_time_ns, old.close, old.local, old.cross_checked)
         return [*observed.local, *observed.sequence]
 
+    def recheck_cross(self, bar: BarInput, minute_bars: Sequence[BarInput]) -> bool:
+        """Re-run the cross-timeframe check of an observed bar on newer 1m bars; True if it changed.
+
+        The bar service may persist (and stream) a 15m, 1h or 1d bar before the 1m bar that
+        completes or revises it; the caller rechecks once those 1m bars are in.
+        """
+        duration = self.timeframe.duration_ns
+        if duration <= NS_PER_MINUTE or non_finite_anomaly(bar) is not None:
+            return False
+        position = next(
+            (
+                index
+                for index in range(len(self._observed) - 1, -1, -1)
+                if self._observed[index].open_time_ns <= bar.open_time_ns
+            ),
+            None,
+        )
+        if position is None or self._observed[position].open_time_ns != bar.open_time_ns:
+            return False
+        compared, mismatch = cross_timeframe_anomaly(bar, minute_bars, duration)
+        old = self._observed[position]
+        if not compared:
+            return False
+        kept = tuple(anomaly for anomaly in old.local if anomaly.check != CHECK_CROSS_TIMEFRAME)
+        local = kept if mismatch is None else (*kept, mismatch)
+        if local == old.local and old.cross_checked:
+            return False
+        self._observed[position] = replace(old, local=local, cross_checked=True)
+        while self._anomalies and self._anomalies[-1].time_ns >= bar.open_time_ns:
+            self._anomalies.pop()
+        for index in range(position, len(self._observed)):
+            self._anomalies.extend(self._observed[index].local)
+            self._anomalies.extend(self._observed[index].sequence)
+        if self._cross_checked_ns is None or bar.open_time_ns > self._cross_checked_ns:
+            self._cross_checked_ns = bar.open_time_ns
+        return True
+
     def _append(
         self, open_time_ns: int, close: float | None, local: tuple[Anomaly, ...], cross: bool
     ) -> _Observed:
