@@ -1,4 +1,4 @@
-"""GetQuality over real gRPC and PostgreSQL: staleness on the stream's clock, and quality metrics."""
+"""GetQuality over real gRPC and PostgreSQL: revisions, staleness on the stream's clock, metrics."""
 
 from __future__ import annotations
 
@@ -20,7 +20,14 @@ from tickmesh.core.metrics import CoreMetrics
 from tickmesh.v1 import analytics_service_pb2 as pb
 from tickmesh.v1 import analytics_service_pb2_grpc, market_pb2
 
-from .service_helpers import NS_PER_MINUTE, ServiceParts, service_parts, unique_symbol
+from .service_helpers import (
+    NS_PER_MINUTE,
+    ServiceParts,
+    replace_bar,
+    service_parts,
+    unique_symbol,
+    walk_bars,
+)
 
 if TYPE_CHECKING:  # the async stub exists only in the generated .pyi
     from tickmesh.v1.analytics_service_pb2_grpc import AnalyticsServiceAsyncStub as Stub
@@ -154,3 +161,24 @@ def test_quality_metrics_export_score_failed_checks_and_receive_time() -> None:
     assert registry.get_sample_value(failed, {"check": "gaps"}) is None
     received = "tickmesh_analytics_bar_received_timestamp_seconds"
     assert registry.get_sample_value(received, labels) == pytest.approx(1_700_000_000.5)
+
+
+async def test_revision_clearing_a_spike_clears_it_from_get_quality(
+    parts: ServiceParts, stub: Stub
+) -> None:
+    symbol = unique_symbol("REV")
+    bars = walk_bars(symbol, 100, seed=21)
+    spiked = replace_bar(bars[80], close=bars[80].close * 1.5, high=bars[80].close * 1.5)
+    await parts.feed([*bars[:80], spiked, *bars[81:]])
+    request = pb.GetQualityRequest(symbol=symbol, timeframe=market_pb2.TIMEFRAME_1M)
+    before = (await stub.GetQuality(request)).quality
+    assert "price_spikes" in before.checks_failed
+    assert bars[80].open_time_ns in {a.time_ns for a in before.anomalies}
+
+    revision = replace_bar(bars[80], revision=1, change_id=bars[-1].change_id + 1)
+    await parts.feed([revision])
+    after = (await stub.GetQuality(request)).quality
+    assert after.time_ns == before.time_ns  # the same assessment row, recomputed
+    assert "price_spikes" in after.checks_passed
+    assert not [a for a in after.anomalies if a.check == "price_spikes"]
+    assert after.score == 1.0
