@@ -96,10 +96,11 @@ async def _analytics_rows(database_url: str) -> dict[RowKey, Row]:
                 SYMBOL,
             ):
                 key = (table, str(record["timeframe"]), record["time"].isoformat())
+                # received_at is when analytics got the bar (wall clock), not derived data.
                 rows[key] = tuple(
                     _normalise(v)
                     for name, v in record.items()
-                    if name not in ("time", "symbol", "timeframe")
+                    if name not in ("time", "symbol", "timeframe", "received_at")
                 )
     finally:
         await conn.close()
