@@ -210,3 +210,29 @@ def test_higher_bar_before_its_last_minute_is_checked_once_the_minute_arrives(
     assert after.time_ns == first.quality.time_ns
     assert CHECK_CROSS_TIMEFRAME in after.checks_passed
     assert not [a for a in after.anomalies if a.check == CHECK_CROSS_TIMEFRAME]
+
+
+def test_revised_minute_arriving_before_its_5m_revision_flags_nothing(
+    xrpeth_minute_bars: list[BarInput], xrpeth_five_minute_bars: list[BarInput]
+) -> None:
+    # 5m sorts after 1m: the revised minute comes first and must not flag the old 5m bar.
+    engine = AnalyticsEngine()
+    minute_key, five_key = ("XRPETH", market_pb2.TIMEFRAME_1M), ("XRPETH", market_pb2.TIMEFRAME_5M)
+    engine.warm(minute_key)
+    engine.warm(five_key)
+    fives = {bar.open_time_ns: bar for bar in xrpeth_five_minute_bars}
+    minutes = xrpeth_minute_bars[:50]
+    for change_id, minute in enumerate(minutes, start=1):
+        engine.process(_proto(minute, market_pb2.TIMEFRAME_1M, change_id))
+        bucket = minute.open_time_ns - minute.open_time_ns % (5 * MINUTE)
+        if minute.open_time_ns == bucket + 4 * MINUTE:
+            engine.process(_proto(fives[bucket], market_pb2.TIMEFRAME_5M, 1000 + change_id))
+    assert engine.take_rechecked() == []
+    last = minutes[24]
+    higher = last.high * 1.01
+    engine.process(_proto(replace(last, close=higher, high=higher), market_pb2.TIMEFRAME_1M, 99, 1))
+    assert engine.take_rechecked() == []
+    five = fives[minutes[20].open_time_ns]
+    revised = replace(five, close=higher, high=max(five.high, higher))
+    result = engine.process(_proto(revised, market_pb2.TIMEFRAME_5M, 2000, 1))
+    assert CHECK_CROSS_TIMEFRAME in result.quality.checks_passed

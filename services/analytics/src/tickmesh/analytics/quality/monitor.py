@@ -159,7 +159,9 @@ class QualityMonitor:
         """Re-run the cross-timeframe check of an observed bar on newer 1m bars; True if it changed.
 
         The bar service may persist (and stream) a 15m, 1h or 1d bar before the 1m bar that
-        completes or revises it; the caller rechecks once those 1m bars are in.
+        completes or revises it; the caller rechecks once those 1m bars are in. A bar never
+        compared may fail here; one already compared is only cleared, because a revised 1m bar
+        can also come first and the revision of the higher bar is then still on its way.
         """
         duration = self.timeframe.duration_ns
         if duration <= NS_PER_MINUTE or non_finite_anomaly(bar) is not None:
@@ -176,7 +178,7 @@ class QualityMonitor:
             return False
         compared, mismatch = cross_timeframe_anomaly(bar, minute_bars, duration)
         old = self._observed[position]
-        if not compared:
+        if not compared or (mismatch is not None and old.cross_checked):
             return False
         kept = tuple(anomaly for anomaly in old.local if anomaly.check != CHECK_CROSS_TIMEFRAME)
         local = kept if mismatch is None else (*kept, mismatch)
