@@ -53,6 +53,8 @@ def _rows(revision: int) -> list[tuple[object, ...]]:
             42,
             100.5 + m,
             revision,
+            0,  # duplicate trades
+            0,  # out-of-order trades
         )
         for symbol in symbols
         for m in range(per_symbol)

@@ -35,6 +35,8 @@ def _candle(minute: int, symbol: str, close: float, revision: int = 0) -> tuple[
         3,
         close,
         revision,
+        0,  # duplicate trades
+        0,  # out-of-order trades
     )
 
 

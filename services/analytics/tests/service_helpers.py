@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -81,17 +83,25 @@ class ServiceParts:
             key = (bar.symbol, int(bar.timeframe))
             if not self.engine.knows(key):
                 self.engine.warm(key)
-            self.committer.batch.add(self.engine.process(bar), bar)
+            result = self.engine.process(bar)
+            self.committer.batch.add_qualities(self.engine.take_rechecked())
+            self.committer.batch.add(result, bar)
         await self.committer.flush()
 
 
 def service_parts(
-    pool: asyncpg.Pool, client: redis.Redis, consumer: str | None = None
+    pool: asyncpg.Pool,
+    client: redis.Redis,
+    consumer: str | None = None,
+    clock_ns: Callable[[], int] = time.time_ns,
 ) -> ServiceParts:
-    """Fresh parts on the run's database and Redis, by default with a consumer name of their own."""
+    """Fresh parts on the run's database and Redis, by default with a consumer name of their own.
+
+    `clock_ns` is the engine's wall clock (when bars are received).
+    """
     core = CoreMetrics()
     metrics = AnalyticsMetrics(core.registry)
     store = AnalyticsStore(pool, core, consumer or unique_symbol("consumer-"))
     hub = AnalyticsHub(backlog_limit=1000)
     committer = GroupCommitter(store, AnalyticsCache(client), hub, metrics, 0.05, 500)
-    return ServiceParts(AnalyticsEngine(), store, hub, committer, metrics)
+    return ServiceParts(AnalyticsEngine(clock_ns=clock_ns), store, hub, committer, metrics)

@@ -129,16 +129,23 @@ def test_quality_no_bars_yet_is_stale() -> None:
     assert CHECK_STALE in quality.checks_failed
 
 
-def test_quality_reported_duplicates_and_out_of_order_fail_their_checks(
+def test_quality_bar_with_duplicate_and_out_of_order_trades_fails_their_checks(
     make_random_walk: Walk,
 ) -> None:
     bars = make_random_walk(40, 6)
-    monitor = monitor_after(bars)
-    quality = monitor.assess(now_after(bars), duplicate_count=2, out_of_order_count=1)
-    assert {CHECK_DUPLICATES, CHECK_OUT_OF_ORDER} <= set(quality.checks_failed)
+    bars[30] = replace(bars[30], duplicate_trades=2, out_of_order_trades=1)
+    quality = monitor_after(bars).assess(now_after(bars))
     assert set(quality.checks_failed) == {CHECK_DUPLICATES, CHECK_OUT_OF_ORDER}
-    clean = monitor.assess(now_after(bars))
+    found = {a.check: a for a in quality.anomalies}
+    assert found[CHECK_DUPLICATES].time_ns == bars[30].open_time_ns
+    assert found[CHECK_DUPLICATES].detail.startswith("2 duplicate trade(s)")
+    assert found[CHECK_OUT_OF_ORDER].detail.startswith("1 trade(s) arrived after a later")
+    clean = monitor_after(make_random_walk(40, 6)).assess(now_after(bars))
     assert {CHECK_DUPLICATES, CHECK_OUT_OF_ORDER} <= set(clean.checks_passed)
+    # Like every per-bar finding, it stops failing once it is older than the window.
+    later = make_random_walk(200, 6)
+    later[30] = replace(later[30], duplicate_trades=2)
+    assert CHECK_DUPLICATES in monitor_after(later).assess(now_after(later)).checks_passed
 
 
 def test_quality_price_jump_fails_spike_check_and_normal_moves_pass(make_random_walk: Walk) -> None:
@@ -247,8 +254,8 @@ def test_roll_up_missing_minute_bar_cannot_compare(xrpeth_minute_bars: list[BarI
 
 def test_quality_to_proto_keeps_checks_and_anomalies(make_random_walk: Walk) -> None:
     bars = make_random_walk(40, 9)
-    bars[20] = replace(bars[20], high=bars[20].low / 2)
-    quality = monitor_after(bars).assess(now_after(bars), duplicate_count=1)
+    bars[20] = replace(bars[20], high=bars[20].low / 2, duplicate_trades=1)
+    quality = monitor_after(bars).assess(now_after(bars))
     message = quality.to_proto()
     assert message.score == pytest.approx(quality.score)
     assert list(message.checks_failed) == list(quality.checks_failed)

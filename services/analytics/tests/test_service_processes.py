@@ -299,3 +299,83 @@ async def test_analytics_killed_mid_stream_resumes_without_missing_or_duplicate_
     finally:
         await bar_channel.close()
         await analytics_channel.close()
+
+
+def _with_faults(batch: market_pb2.TradeBatch, copies: int, swaps: int) -> market_pb2.TradeBatch:
+    """The batch with its first `copies` trades sent again and its first `swaps` pairs swapped."""
+    (run,) = batch.trades
+    order = list(range(len(run.trade_ids)))
+    for pair in range(swaps):
+        order[2 * pair], order[2 * pair + 1] = 2 * pair + 1, 2 * pair
+    order += list(range(copies))
+    faulty = market_pb2.SymbolTrades(exchange=run.exchange, symbol=run.symbol)
+    for name in ("trade_ids", "prices", "quantities", "sides", "event_time_ns", "receive_time_ns"):
+        getattr(faulty, name).extend(getattr(run, name)[i] for i in order)
+    return market_pb2.TradeBatch(
+        stream_id=batch.stream_id, sequence=batch.sequence, trades=[faulty]
+    )
+
+
+async def test_duplicates_through_the_bar_service_fail_the_quality_duplicates_check(
+    mesh: tuple[Process, Process, str, str],
+) -> None:
+    _, analytics, bars_address, analytics_address = mesh
+    symbol = unique_symbol("DUP")
+    minutes = 30
+    start_ns = (time.time_ns() // NS_PER_MINUTE - minutes - 2) * NS_PER_MINUTE
+    stream_id = unique_symbol("collector-")
+    batches = [
+        _trade_batch(stream_id, minute + 1, [symbol], minute, start_ns) for minute in range(minutes)
+    ]
+    faulty_minute = 20
+    batches[faulty_minute] = _with_faults(batches[faulty_minute], copies=3, swaps=2)
+    faulty_ns = start_ns + faulty_minute * NS_PER_MINUTE
+    bar_channel = open_channel(bars_address)
+    analytics_channel = open_channel(analytics_address)
+    ingest = cast("IngestServiceAsyncStub", ingest_service_pb2_grpc.IngestServiceStub(bar_channel))
+    bar_stub = cast("BarServiceAsyncStub", bar_service_pb2_grpc.BarServiceStub(bar_channel))
+    analytics_stub = cast(
+        "AnalyticsServiceAsyncStub",
+        analytics_service_pb2_grpc.AnalyticsServiceStub(analytics_channel),
+    )
+    try:
+        await analytics.start(analytics_address)
+        await _publish(ingest, batches)
+        bars = (
+            await bar_stub.GetBars(
+                bar_service_pb2.GetBarsRequest(
+                    symbol=symbol, timeframe=market_pb2.TIMEFRAME_1M, limit=100
+                )
+            )
+        ).bars
+        counted = {b.open_time_ns: (b.duplicate_trades, b.out_of_order_trades) for b in bars}
+        assert counted[faulty_ns] == (3, 2)
+        assert {t: c for t, c in counted.items() if c != (0, 0)} == {faulty_ns: (3, 2)}
+
+        durations = {
+            market_pb2.TIMEFRAME_1M: NS_PER_MINUTE,
+            market_pb2.TIMEFRAME_5M: 5 * NS_PER_MINUTE,
+        }
+        for timeframe in durations:
+
+            async def flagged(timeframe: market_pb2.Timeframe.ValueType = timeframe) -> None:
+                try:
+                    reply = await analytics_stub.GetQuality(
+                        analytics_service_pb2.GetQualityRequest(symbol=symbol, timeframe=timeframe)
+                    )
+                except aio.AioRpcError as error:
+                    raise AssertionError(f"no quality yet: {error.code()}") from error
+                quality = reply.quality
+                assert {"duplicates", "out_of_order"} <= set(quality.checks_failed)
+                assert "stale" in quality.checks_passed
+                bucket = faulty_ns - faulty_ns % durations[timeframe]
+                details = {(a.check, a.time_ns): a.detail for a in quality.anomalies}
+                assert details[("duplicates", bucket)].startswith("3 duplicate trade(s)")
+                assert details[("out_of_order", bucket)].startswith("2 trade(s)")
+                assert quality.score < 1.0
+
+            await _eventually(flagged)
+        assert "Traceback" not in analytics.log_path.read_text()
+    finally:
+        await bar_channel.close()
+        await analytics_channel.close()

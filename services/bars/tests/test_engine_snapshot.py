@@ -93,10 +93,17 @@ def test_snapshot_changed_lists_only_symbols_touched_since_last_call(
     engine.apply_trades(runs_of(btc_2023_trades, 100)[0])
     engine.apply_trades(runs_of(xrpeth_trades, 100)[0])
     assert [s["symbol"] for s in engine.snapshot_changed()] == ["XRPETH", "BTCUSDT"]
-    engine.apply_trades(runs_of(btc_2023_trades, 100)[0])
-    assert engine.snapshot_changed() == []
     engine.apply_trades(runs_of(btc_2023_trades, 100)[1])
     assert [s["symbol"] for s in engine.snapshot_changed()] == ["BTCUSDT"]
+    # A resend changes the state only through the duplicate counts of forming bars.
+    engine.apply_trades(runs_of(btc_2023_trades, 100)[1])
+    assert [s["symbol"] for s in engine.snapshot_changed()] == ["BTCUSDT"]
+    late = engine.apply_trades(runs_of(btc_2023_trades, 100)[60])
+    assert late.accepted == 100
+    engine.snapshot_changed()
+    resent = engine.apply_trades(runs_of(btc_2023_trades, 100)[0])  # minutes final by now
+    assert (resent.duplicates, resent.counted_duplicates) == (100, 0)
+    assert engine.snapshot_changed() == []
 
 
 def test_restore_unknown_snapshot_version_raises() -> None:

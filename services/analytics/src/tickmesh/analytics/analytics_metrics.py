@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tickmesh.analytics.results import Quality
 from tickmesh.core.metrics import LATENCY_BUCKETS
+from tickmesh.core.timeframes import from_proto
 
 _BAR_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 
 
 class AnalyticsMetrics:
-    """Bars consumed and rejected, compute time, warm-ups, reconnects, commits, subscribers."""
+    """Bars consumed and rejected, compute time, warm-ups, reconnects, commits, subscribers, quality."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.bars_consumed = Counter(
@@ -68,3 +70,31 @@ class AnalyticsMetrics:
             "Open AnalyticsService.Subscribe streams.",
             registry=registry,
         )
+        self.quality_score = Gauge(
+            "tickmesh_analytics_quality_score",
+            "Data-quality score (0-1) of the newest assessment, by symbol and timeframe.",
+            ["symbol", "timeframe"],
+            registry=registry,
+        )
+        self.quality_checks_failed = Counter(
+            "tickmesh_analytics_quality_checks_failed",
+            "Quality assessments that failed a check, by check name.",
+            ["check"],
+            registry=registry,
+        )
+        self.bar_received = Gauge(
+            "tickmesh_analytics_bar_received_timestamp_seconds",
+            "Wall-clock time the newest final bar was received, by symbol and timeframe "
+            "(time() minus it says how long a stream has been quiet).",
+            ["symbol", "timeframe"],
+            registry=registry,
+        )
+
+    def observe_quality(self, quality: Quality) -> None:
+        """Export one assessment: its score, its failed checks and when its bar was received."""
+        labels = (quality.symbol, from_proto(quality.timeframe).label)
+        self.quality_score.labels(*labels).set(quality.score)
+        for check in quality.checks_failed:
+            self.quality_checks_failed.labels(check).inc()
+        if quality.received_ns is not None:
+            self.bar_received.labels(*labels).set(quality.received_ns / 1e9)

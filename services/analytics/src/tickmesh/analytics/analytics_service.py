@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from grpc import aio
 
 from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
 from tickmesh.analytics.engine import AnalyticsUpdate
 from tickmesh.analytics.hub import AnalyticsHub, SubscriberOverflowError, UpdateFilter
+from tickmesh.analytics.quality import QualityConfig, judge_staleness
 from tickmesh.analytics.results import Quality
 from tickmesh.analytics.rows import timeframe_label
 from tickmesh.analytics.store import AnalyticsStore, RangeQuery
@@ -62,10 +64,19 @@ def range_query(
 class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
     """Serves what the consumer stored; live updates come from the hub after each commit."""
 
-    def __init__(self, store: AnalyticsStore, hub: AnalyticsHub, metrics: AnalyticsMetrics) -> None:
+    def __init__(
+        self,
+        store: AnalyticsStore,
+        hub: AnalyticsHub,
+        metrics: AnalyticsMetrics,
+        quality_config: QualityConfig | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         self._store = store
         self._hub = hub
         self._metrics = metrics
+        self._quality_config = quality_config or QualityConfig()
+        self._clock_ns = clock_ns
 
     async def GetIndicators(
         self, request: pb.GetIndicatorsRequest, context: aio.ServicerContext
@@ -100,14 +111,21 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
     async def GetQuality(
         self, request: pb.GetQualityRequest, context: aio.ServicerContext
     ) -> pb.GetQualityResponse:
-        """The latest quality assessment; NOT_FOUND before the first."""
+        """The latest quality assessment, its staleness judged now; NOT_FOUND before the first.
+
+        Staleness runs on the stream's clock (see tickmesh.analytics.quality.monitor): a stream
+        whose bars stopped arriving is stale, a replay of old data is not.
+        """
         if not request.symbol:
             raise InvalidArgument("symbol: required")
         spec = _timeframe(request.timeframe)
         quality = await self._store.latest_quality(request.symbol, spec.label)
         if quality is None:
             raise NotFound(f"no quality assessment yet for {request.symbol} {spec.label}")
-        return pb.GetQualityResponse(quality=quality.to_proto())
+        judged = judge_staleness(
+            quality, quality.received_ns, self._clock_ns(), spec, self._quality_config
+        )
+        return pb.GetQualityResponse(quality=judged.to_proto())
 
     async def Subscribe(
         self,

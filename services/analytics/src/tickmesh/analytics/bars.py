@@ -22,6 +22,9 @@ class BarInput:
     trade_count: int = 0
     final: bool = True
     revision: int = 0
+    # Trades of the bar's minutes the bar service dropped as duplicates / got out of order.
+    duplicate_trades: int = 0
+    out_of_order_trades: int = 0
 
     @property
     def is_flat(self) -> bool:
@@ -42,6 +45,8 @@ def bar_from_proto(bar: market_pb2.Bar) -> BarInput:
         trade_count=bar.trade_count,
         final=bar.final,
         revision=bar.revision,
+        duplicate_trades=bar.duplicate_trades,
+        out_of_order_trades=bar.out_of_order_trades,
     )
 
 

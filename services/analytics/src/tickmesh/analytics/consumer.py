@@ -203,6 +203,11 @@ class BarConsumer:
             result = self._engine.process(bar)
         self._metrics.bar_seconds.observe(time.perf_counter() - started)
         self._metrics.bars_consumed.inc()
+        self._metrics.observe_quality(result.quality)
+        rechecked = self._engine.take_rechecked()
+        for quality in rechecked:
+            self._metrics.observe_quality(quality)
+        self._committer.batch.add_qualities(rechecked)
         if result.rejection is not None:
             self._note_rejection(bar, result)
         trace_context: dict[str, str] = {}

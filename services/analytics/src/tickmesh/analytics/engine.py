@@ -7,15 +7,16 @@ updates of what it computed until the consumer commits them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from tickmesh.analytics.bars import BarInput, bar_from_proto
 from tickmesh.analytics.indicators import DEFAULT_CAPACITY
 from tickmesh.analytics.pipeline import BarAnalytics, SymbolAnalytics
 from tickmesh.analytics.quality import QualityConfig
 from tickmesh.analytics.results import Features, Indicators, Quality
-from tickmesh.core.timeframes import NS_PER_MINUTE, from_proto
+from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES, from_proto
 from tickmesh.v1 import analytics_service_pb2, market_pb2
 
 StreamKey = tuple[str, int]  # symbol, timeframe enum value
@@ -101,6 +102,16 @@ class PendingBatch:
                 )
             )
 
+    def add_qualities(self, qualities: Sequence[Quality]) -> None:
+        """Take assessments made outside a bar of their own (rechecks): rows and quality updates."""
+        for quality in qualities:
+            self.qualities.append(quality)
+            # Keyed like the update of the stream's newest bar, whose close is the assessment time.
+            open_time_ns = quality.time_ns - from_proto(quality.timeframe).duration_ns
+            self.updates.append(
+                AnalyticsUpdate(quality.symbol, quality.timeframe, open_time_ns, quality=quality)
+            )
+
     def advance(self, change_id: int) -> None:
         """Move the resume point to `change_id` (a bar consumed without output moves it too)."""
         if change_id > 0 and (self.last_change_id is None or change_id > self.last_change_id):
@@ -111,14 +122,21 @@ class AnalyticsEngine:
     """The in-memory analytics state of every symbol and timeframe this process has met."""
 
     def __init__(
-        self, capacity: int = DEFAULT_CAPACITY, quality_config: QualityConfig | None = None
+        self,
+        capacity: int = DEFAULT_CAPACITY,
+        quality_config: QualityConfig | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._capacity = capacity
         self._quality_config = quality_config
+        # Wall clock: when each bar was received, so staleness can be judged later (see quality).
+        self._clock_ns = clock_ns
         self._streams: dict[StreamKey, SymbolAnalytics] = {}
         # The assessment time of each stream: the end of the newest bar seen, so replaying the
         # same bars assesses at the same times (idempotent rows) whatever the wall clock says.
         self._assessed_ns: dict[StreamKey, int] = {}
+        self._received_ns: dict[StreamKey, int] = {}
+        self._rechecked: list[Quality] = []
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -158,4 +176,43 @@ class AnalyticsEngine:
             minutes = self._streams.get((message.symbol, market_pb2.TIMEFRAME_1M))
             if minutes is not None:
                 minute_bars = minutes.minute_bars_between(message.open_time_ns, end_ns)
-        return stream.on_bar(bar_from_proto(message), assessed_ns, minute_bars=minute_bars)
+        result = stream.on_bar(bar_from_proto(message), assessed_ns, minute_bars=minute_bars)
+        received_ns = self._clock_ns()
+        self._received_ns[key] = received_ns
+        if duration == NS_PER_MINUTE:
+            self._recheck_higher(message.symbol, stream, message.open_time_ns, message.revision > 0)
+        return replace(result, quality=replace(result.quality, received_ns=received_ns))
+
+    def _recheck_higher(
+        self, symbol: str, minutes: SymbolAnalytics, minute_ns: int, revised: bool
+    ) -> None:
+        """Recheck the higher-timeframe bars this 1m bar completes or revises against it.
+
+        Change ids order a commit's bars by timeframe label, so a 15m, 1h or 1d bar can arrive
+        before the 1m bar that completes it (not yet comparable) or, on a revision, before the
+        revised 1m bar (compared with the old one). Rechecked streams get a new assessment at
+        their newest time, in `take_rechecked`.
+        """
+        for spec in TIMEFRAMES[1:]:
+            key = (symbol, spec.proto)
+            stream = self._streams.get(key)
+            bucket = minute_ns - minute_ns % spec.duration_ns
+            end_ns = bucket + spec.duration_ns
+            if stream is None or key not in self._assessed_ns:
+                continue
+            if not revised and minute_ns + NS_PER_MINUTE != end_ns:
+                continue
+            bars = stream.window.bars
+            index = bars.index_at_or_after(bucket)
+            if index == len(bars) or int(bars.open_time[index]) != bucket:
+                continue
+            minute_bars = minutes.minute_bars_between(bucket, end_ns)
+            if stream.quality.recheck_cross(bars.bar(index), minute_bars):
+                quality = stream.quality.assess(self._assessed_ns[key])
+                received = self._received_ns.get(key)
+                self._rechecked.append(replace(quality, received_ns=received))
+
+    def take_rechecked(self) -> list[Quality]:
+        """Return the assessments changed by rechecks since the last call (to store and publish)."""
+        rechecked, self._rechecked = self._rechecked, []
+        return rechecked

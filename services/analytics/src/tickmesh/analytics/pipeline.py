@@ -43,21 +43,20 @@ class SymbolAnalytics:
         self.symbol = symbol
         self.timeframe = timeframe
         self.window = IndicatorWindow(symbol, timeframe.proto, capacity)
-        self.quality = QualityMonitor(symbol, timeframe, quality_config or QualityConfig())
+        self.quality = QualityMonitor(
+            symbol, timeframe, quality_config or QualityConfig(), capacity
+        )
 
     def on_bar(
-        self,
-        bar: BarInput,
-        now_ns: int,
-        *,
-        duplicate_count: int = 0,
-        out_of_order_count: int = 0,
-        minute_bars: Sequence[BarInput] = (),
+        self, bar: BarInput, now_ns: int, *, minute_bars: Sequence[BarInput] = ()
     ) -> BarAnalytics:
         """Feed one final bar (new, revised or late) and return its indicators, features and quality.
 
+        Quality is assessed on the stream's clock `now_ns` (the newest bar's close when it
+        arrives); the bar's own duplicate and out-of-order trade counts feed its checks.
         `minute_bars` are the final 1m bars of this bar's span, for the cross-timeframe check.
-        Raises RevisionOutOfRangeError when a revision reaches past the bars kept.
+        A revision rewinds indicators, features and quality alike and recomputes them from the
+        revised bar on. Raises RevisionOutOfRangeError when it reaches past the bars kept.
         """
         anomalies = tuple(self.quality.observe(bar, minute_bars))
         reason = rejection_reason(bar)
@@ -72,7 +71,7 @@ class SymbolAnalytics:
             current = window.append(item)
             indicators.append(current)
             features.append(compute_features(window.bars, current, previous))
-        quality = self.quality.assess(now_ns, duplicate_count, out_of_order_count)
+        quality = self.quality.assess(now_ns)
         return BarAnalytics(tuple(indicators), tuple(features), quality, anomalies, reason)
 
     def minute_bars_between(self, start_ns: int, end_ns: int) -> list[BarInput]:

@@ -116,7 +116,11 @@ class Anomaly:
 
 @dataclass(frozen=True, slots=True)
 class Quality:
-    """The data-quality assessment of one symbol and timeframe at one moment."""
+    """The data-quality assessment of one symbol and timeframe at one moment.
+
+    `time_ns` is the stream's clock (the newest bar's close); `received_ns` the wall-clock time
+    that bar was received, kept with the row so GetQuality can judge staleness later.
+    """
 
     symbol: str
     timeframe: int
@@ -125,6 +129,7 @@ class Quality:
     checks_passed: tuple[str, ...] = ()
     checks_failed: tuple[str, ...] = ()
     anomalies: tuple[Anomaly, ...] = field(default_factory=tuple)
+    received_ns: int | None = None
 
     def to_proto(self) -> analytics_pb2.Quality:
         """Return the tickmesh.v1.Quality message."""

@@ -22,6 +22,7 @@ QUALITY_COLUMNS: tuple[str, ...] = (
     "passed_checks",
     "failed_checks",
     "anomalies",
+    "received_at",
 )
 
 
@@ -95,6 +96,7 @@ def quality_row(quality: Quality) -> tuple[object, ...]:
         list(quality.checks_passed),
         list(quality.checks_failed),
         json.dumps(anomalies, separators=(",", ":")),
+        None if quality.received_ns is None else ns_to_datetime(quality.received_ns),
     )
 
 
@@ -134,4 +136,7 @@ def quality_from_record(record: Record) -> Quality:
         checks_passed=tuple(record["passed_checks"]),
         checks_failed=tuple(record["failed_checks"]),
         anomalies=anomalies,
+        received_ns=None
+        if record["received_at"] is None
+        else datetime_to_ns(record["received_at"]),
     )

@@ -25,6 +25,8 @@ CANDLE_COLUMNS = (
     "trade_count",
     "vwap",
     "revision",
+    "duplicate_trades",
+    "out_of_order_trades",
 )
 SELECT_CANDLE = ", ".join(CANDLE_COLUMNS) + ", change_id"
 
@@ -56,6 +58,8 @@ def candle_row(update: BarUpdate) -> tuple[object, ...]:
         update.trade_count,
         update.vwap,
         update.revision,
+        update.duplicate_trades,
+        update.out_of_order_trades,
     )
 
 
@@ -77,4 +81,6 @@ def bar_from_record(record: asyncpg.Record) -> market_pb2.Bar:
         final=True,
         revision=record["revision"],
         change_id=record["change_id"],
+        duplicate_trades=record["duplicate_trades"],
+        out_of_order_trades=record["out_of_order_trades"],
     )

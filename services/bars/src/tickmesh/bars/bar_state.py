@@ -32,6 +32,9 @@ class BarUpdate:
     vwap: float
     final: bool
     revision: int
+    # Trades of the bar's minutes dropped as duplicates, and accepted after a later trade.
+    duplicate_trades: int = 0
+    out_of_order_trades: int = 0
 
     @property
     def close_time_ns(self) -> int:
@@ -56,6 +59,8 @@ class BarUpdate:
             final=self.final,
             revision=self.revision,
             change_id=change_id,
+            duplicate_trades=self.duplicate_trades,
+            out_of_order_trades=self.out_of_order_trades,
         )
 
 
@@ -76,7 +81,11 @@ ACCUMULATOR_FIELDS: tuple[str, ...] = (
     "has_data",
     "from_source",
     "revision",
+    "duplicate_trades",
+    "out_of_order_trades",
 )
+# Rows saved before the two trade counters existed end at "revision".
+_LEGACY_ROW_LENGTH = 15
 
 
 class BarAccumulator:
@@ -106,6 +115,8 @@ class BarAccumulator:
         has_data: bool = True,
         from_source: bool = False,
         revision: int = NEVER_FINAL,
+        duplicate_trades: int = 0,
+        out_of_order_trades: int = 0,
     ) -> None:
         self.open_time_ns = open_time_ns
         self.open = open_
@@ -123,6 +134,8 @@ class BarAccumulator:
         self.from_source = from_source
         # NEVER_FINAL until the first final version is emitted, then 0, 1, ... per revision.
         self.revision = revision
+        self.duplicate_trades = duplicate_trades
+        self.out_of_order_trades = out_of_order_trades
 
     @classmethod
     def flat(cls, open_time_ns: int, close: float) -> BarAccumulator:
@@ -147,8 +160,12 @@ class BarAccumulator:
         quote_volume: float,
         trade_count: int,
         from_source: bool,
+        duplicate_trades: int = 0,
+        out_of_order_trades: int = 0,
     ) -> None:
         """Merge the aggregate of more trades (or a sub-bar) into this bar."""
+        self.duplicate_trades += duplicate_trades
+        self.out_of_order_trades += out_of_order_trades
         if not self.has_data:
             self.open, self.high, self.low, self.close = open_, high, low, close
             self.open_event_ns, self.open_trade_id = open_event_ns, open_trade_id
@@ -186,7 +203,13 @@ class BarAccumulator:
             other.quote_volume,
             other.trade_count,
             other.from_source,
+            other.duplicate_trades,
+            other.out_of_order_trades,
         )
+
+    def add_duplicates(self, count: int) -> None:
+        """Count trades of this bar's span that were received again and dropped."""
+        self.duplicate_trades += count
 
     def to_update(
         self, exchange: int, symbol: str, timeframe: TimeframeSpec, final: bool
@@ -208,6 +231,8 @@ class BarAccumulator:
             vwap,
             final,
             max(self.revision, 0) if final else 0,
+            self.duplicate_trades,
+            self.out_of_order_trades,
         )
 
     def as_row(self) -> list[Any]:
@@ -216,8 +241,11 @@ class BarAccumulator:
 
     @classmethod
     def from_row(cls, row: list[Any]) -> BarAccumulator:
-        """Rebuild an accumulator from `as_row` output."""
-        (open_time, o, h, lo, c, oe, oid, ce, cid, v, qv, n, has_data, src, rev) = row
+        """Rebuild an accumulator from `as_row` output (or a row saved before the trade counters)."""
+        (open_time, o, h, lo, c, oe, oid, ce, cid, v, qv, n, has_data, src, rev) = row[
+            :_LEGACY_ROW_LENGTH
+        ]
+        duplicates, out_of_order = row[_LEGACY_ROW_LENGTH:] or (0, 0)
         return cls(
             int(open_time),
             float(o),
@@ -234,4 +262,6 @@ class BarAccumulator:
             bool(has_data),
             bool(src),
             int(rev),
+            int(duplicates),
+            int(out_of_order),
         )

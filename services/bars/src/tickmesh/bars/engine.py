@@ -56,6 +56,9 @@ class BarEngine:
         result = self._symbol(*key).apply_trades(run, self._clock_ns)
         if result.accepted or result.too_late or result.quarantined or result.non_market:
             self._changed.add(key)
+        if result.counted_duplicates:  # only forming bars count them, see SymbolBars
+            self._changed.add(key)
+            self._forming.add(key)
         if result.accepted:
             self._forming.add(key)
         return result

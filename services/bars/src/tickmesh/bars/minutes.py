@@ -11,6 +11,7 @@ from tickmesh.core.timeframes import NS_PER_MINUTE
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class MinuteAggregates:
     volume: list[float]
     quote_volume: list[float]
     trade_count: list[int]
+    out_of_order_trades: list[int]
 
     def __len__(self) -> int:
         return len(self.open_time_ns)
@@ -41,8 +43,13 @@ def aggregate_minutes(
     notionals: FloatArray,
     event_time_ns: IntArray,
     trade_counts: IntArray | None,
+    out_of_order: BoolArray | None = None,
 ) -> MinuteAggregates:
-    """Aggregate trades sorted by (event time, trade id) into one partial bar per minute."""
+    """Aggregate trades sorted by (event time, trade id) into one partial bar per minute.
+
+    `out_of_order` flags the trades that arrived after a later one (None: none did); each
+    minute counts its flagged trades (records, not the trades an aggregate stands for).
+    """
     size = trade_ids.size
     minutes = event_time_ns - event_time_ns % NS_PER_MINUTE
     if minutes[0] == minutes[-1]:
@@ -60,6 +67,7 @@ def aggregate_minutes(
             volume=[float(quantities.sum())],
             quote_volume=[float(notionals.sum())],
             trade_count=[size if trade_counts is None else int(trade_counts.sum())],
+            out_of_order_trades=[0 if out_of_order is None else int(out_of_order.sum())],
         )
     firsts = np.concatenate(
         (np.zeros(1, dtype=np.intp), np.flatnonzero(minutes[1:] != minutes[:-1]) + 1)
@@ -69,6 +77,10 @@ def aggregate_minutes(
         counts = np.diff(np.append(firsts, size))
     else:
         counts = np.add.reduceat(trade_counts, firsts)
+    if out_of_order is None:
+        late = [0] * firsts.size
+    else:
+        late = np.add.reduceat(out_of_order.astype(np.int64), firsts).tolist()
     return MinuteAggregates(
         open_time_ns=minutes[firsts].tolist(),
         open=prices[firsts].tolist(),
@@ -82,4 +94,5 @@ def aggregate_minutes(
         volume=np.add.reduceat(quantities, firsts).tolist(),
         quote_volume=np.add.reduceat(notionals, firsts).tolist(),
         trade_count=counts.tolist(),
+        out_of_order_trades=late,
     )

@@ -22,6 +22,8 @@ class TradeRunResult:
     quarantined: int
     too_late_trades: TradeRun | None = None
     quarantined_trades: QuarantinedTrades | None = None
+    # Duplicates counted into forming bars (the rest belonged to final or unknown minutes).
+    counted_duplicates: int = 0
 
 
 @dataclass(slots=True)

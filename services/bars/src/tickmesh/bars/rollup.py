@@ -90,6 +90,7 @@ class TimeframeBook:
         trade_count: int,
         from_source: bool,
         revised: set[int],
+        out_of_order_trades: int = 0,
     ) -> None:
         """Merge the partial bar of one minute into the bucket holding that minute."""
         bucket = minute_ns - minute_ns % self.duration_ns
@@ -110,6 +111,7 @@ class TimeframeBook:
                 trade_count,
                 True,
                 from_source,
+                out_of_order_trades=out_of_order_trades,
             )
         else:
             bar.merge(
@@ -125,12 +127,21 @@ class TimeframeBook:
                 quote_volume,
                 trade_count,
                 from_source,
+                out_of_order_trades=out_of_order_trades,
             )
         until = self.emitted_until
         if until is not None and bucket >= until:
             self.forming_changed.add(bucket)
         else:
             self._touch(bucket, revised)
+
+    def add_duplicates(self, minute_ns: int, count: int) -> None:
+        """Count dropped duplicates of one minute into its forming bucket (the caller checks it forms)."""
+        bucket = minute_ns - minute_ns % self.duration_ns
+        bar = self.bars.get(bucket)
+        if bar is not None:
+            bar.add_duplicates(count)
+            self.forming_changed.add(bucket)
 
     def replace(self, bar: BarAccumulator, revised: set[int]) -> None:
         """Put a rebuilt bar (with data) in place of the bucket's bar, keeping its revision count."""

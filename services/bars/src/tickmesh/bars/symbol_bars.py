@@ -1,8 +1,22 @@
-"""All bar state of one (exchange, symbol): dedup ids, watermark, and one book per timeframe."""
+"""All bar state of one (exchange, symbol): dedup ids, watermark, and one book per timeframe.
+
+Each bar also counts the trades of its minutes that were dropped as duplicates (by the
+duplicate's own event time) and that arrived out of order (after a trade with a later
+(event time, trade id)); higher timeframes sum their minutes' counts. An out-of-order trade is
+built into its bar anyway, so it is counted in that bar's next version (a revision if the bar
+was final). A duplicate changes no price or volume, so it is counted only while its minute is
+still forming: revising a final bar (re-persisted, re-emitted on six timeframes, recomputed by
+analytics from there on) only to raise a counter would turn every overlap of a REST backfill
+with the live stream into a revision storm. Duplicates of final or pruned minutes are still
+counted in the bar service's trade metrics (outcome "duplicate").
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
 
 from tickmesh.bars.bar_state import (
     SOURCE_CLOSE_TRADE_ID,
@@ -15,11 +29,12 @@ from tickmesh.bars.dedup import TradeIdSet
 from tickmesh.bars.minutes import aggregate_minutes
 from tickmesh.bars.results import SourceBarResult, TradeRunResult
 from tickmesh.bars.rollup import TimeframeBook
-from tickmesh.bars.trade_filter import AcceptedTrades, sort_run
+from tickmesh.bars.trade_filter import AcceptedTrades, OrderKey, sort_run
 from tickmesh.bars.trades import QuarantineReason, SourceBar, TradeRun
 from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES
 
 SNAPSHOT_VERSION = 1
+IntArray = npt.NDArray[np.int64]
 SourceBarFate = Literal["accepted", "replaced", "duplicate", "too_late"]
 
 
@@ -35,6 +50,7 @@ class SymbolBars:
         "frontier_ns",
         "ids",
         "max_event_ns",
+        "order_key",
         "symbol",
     )
 
@@ -54,6 +70,8 @@ class SymbolBars:
         # (frontier minute, horizon minute) of the last settle: finality and pruning change only
         # when one of them moves, so most runs skip the per-book work.
         self._settled_at: tuple[int, int] | None = None
+        # The largest (event time, trade id) of every sound trade: a trade below it arrived late.
+        self.order_key: OrderKey | None = None
 
     def late_before_ns(self) -> int | None:
         """Return the first minute still retained; trades before it are too late for a revision."""
@@ -67,15 +85,20 @@ class SymbolBars:
         if len(run) == 0:
             return TradeRunResult(self.exchange, self.symbol, [], 0, 0, 0, 0, 0)
         future_limit = None if clock_ns is None else clock_ns + self.config.max_future_ns
-        fates = sort_run(run, self.ids, future_limit, self.late_before_ns())
+        fates = sort_run(run, self.ids, future_limit, self.late_before_ns(), self.order_key)
+        self.order_key = fates.order_key
         updates: list[BarUpdate] = []
+        revised: list[set[int]] = [set() for _ in self.books]
+        if fates.accepted is not None:
+            self._merge_minutes(fates.accepted, revised)
+        # After the merge (an original may be in this run), before the frontier moves on.
+        counted = 0
+        if fates.duplicate_times is not None:
+            counted = self._count_duplicates(fates.duplicate_times)
         if fates.latest_ns is not None:
             if self.max_event_ns is None or fates.latest_ns > self.max_event_ns:
                 self.max_event_ns = fates.latest_ns
                 self.event_seen_wall_ns = clock_ns
-            revised: list[set[int]] = [set() for _ in self.books]
-            if fates.accepted is not None:
-                self._merge_minutes(fates.accepted, revised)
             self._settle(fates.latest_ns - self.config.allowed_lateness_ns, revised, updates)
         too_late = 0 if fates.too_late is None else len(fates.too_late)
         quarantined = 0 if fates.quarantined is None else len(fates.quarantined.trades)
@@ -90,7 +113,27 @@ class SymbolBars:
             quarantined,
             fates.too_late,
             fates.quarantined,
+            counted,
         )
+
+    def _count_duplicates(self, event_time_ns: IntArray) -> int:
+        """Count dropped duplicates into the bars of their minutes still forming; return how many."""
+        minute_book = self.books[0]
+        forming_from = minute_book.emitted_until
+        minutes, counts = np.unique(
+            event_time_ns - event_time_ns % NS_PER_MINUTE, return_counts=True
+        )
+        counted = 0
+        for minute, count in zip(minutes.tolist(), counts.tolist(), strict=True):
+            if forming_from is not None and minute < forming_from:
+                continue  # final (or never built): see the module docstring
+            held = minute_book.bars.get(minute)
+            if held is None or not held.has_data:
+                continue  # no trade of that minute was built: nothing to count them against
+            for book in self.books:
+                book.add_duplicates(minute, count)
+            counted += count
+        return counted
 
     def _merge_minutes(self, trades: AcceptedTrades, revised: list[set[int]]) -> None:
         """Aggregate sorted trades per minute and merge each minute into every timeframe."""
@@ -101,6 +144,7 @@ class SymbolBars:
             trades.notionals,
             trades.event_time_ns,
             trades.trade_counts,
+            trades.out_of_order,
         )
         pairs = list(zip(self.books, revised, strict=True))
         for i in range(len(minutes)):
@@ -120,6 +164,7 @@ class SymbolBars:
                     minutes.trade_count[i],
                     False,
                     book_revised,
+                    minutes.out_of_order_trades[i],
                 )
 
     def _settle(
@@ -266,6 +311,7 @@ class SymbolBars:
             "max_event_ns": self.max_event_ns,
             "event_seen_wall_ns": self.event_seen_wall_ns,
             "frontier_ns": self.frontier_ns,
+            "order_key": None if self.order_key is None else list(self.order_key),
             "trade_ids": self.ids.to_dict(),
             "books": {book.spec.label: book.to_dict(with_finals) for book in self.books},
         }
@@ -292,6 +338,12 @@ class SymbolBars:
         restored.max_event_ns = data["max_event_ns"]
         restored.event_seen_wall_ns = data.get("event_seen_wall_ns")
         restored.frontier_ns = data["frontier_ns"]
+        order_key = data.get("order_key")
+        if order_key is not None:
+            restored.order_key = (int(order_key[0]), int(order_key[1]))
+        elif restored.max_event_ns is not None:
+            # A head saved before out-of-order counting: the latest event time is the best bound.
+            restored.order_key = (restored.max_event_ns, -(2**63))
         restored.ids = TradeIdSet.from_dict(data["trade_ids"], config.max_id_intervals)
         flat_fill = restored.exchange in config.flat_fill_exchanges
         restored.books = tuple(

@@ -16,6 +16,8 @@ from tickmesh.bars.trades import QuarantinedTrades, QuarantineReason, TradeRun
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+OrderKey = tuple[int, int]  # (event time, trade id): the order trades are built into bars in
 Selector = npt.NDArray[np.bool_] | slice
 
 # TRADE_TYPE_UNSPECIFIED (0) and TRADE_TYPE_MARKET (1) make bars; every other type does not.
@@ -32,11 +34,17 @@ class AcceptedTrades:
     quantities: FloatArray
     notionals: FloatArray
     trade_counts: IntArray | None
+    # Flags the trades that arrived after a trade with a later order key (None: none did).
+    out_of_order: BoolArray | None = None
 
 
 @dataclass(slots=True)
 class RunFates:
-    """What became of one run's trades; `latest_ns` is the newest sound trade's time, if any."""
+    """What became of one run's trades; `latest_ns` is the newest sound trade's time, if any.
+
+    `duplicate_times` are the event times of the trades dropped as duplicates (None: none
+    were), and `order_key` the largest (event time, trade id) of every sound trade so far.
+    """
 
     accepted: AcceptedTrades | None
     latest_ns: int | None
@@ -44,12 +52,14 @@ class RunFates:
     non_market: int
     too_late: TradeRun | None
     quarantined: QuarantinedTrades | None
+    duplicate_times: IntArray | None = None
+    order_key: OrderKey | None = None
 
 
 class _InPlay:
     """Columns of the run's trades still in play; `index` maps rows to run positions (None: same)."""
 
-    __slots__ = ("ids", "index", "notionals", "prices", "quantities", "run", "times")
+    __slots__ = ("ids", "index", "late", "notionals", "prices", "quantities", "run", "times")
 
     def __init__(self, run: TradeRun, index: npt.NDArray[np.intp] | None, ids: IntArray) -> None:
         self.run = run
@@ -59,6 +69,7 @@ class _InPlay:
         self.prices: FloatArray = run.prices
         self.quantities: FloatArray = run.quantities
         self.notionals: FloatArray = run.prices
+        self.late: BoolArray | None = None
 
     def reorder(self, order: npt.NDArray[np.intp]) -> None:
         """Permute the rows (only ids and times are gathered at this stage)."""
@@ -87,6 +98,8 @@ class _InPlay:
         self.prices = self.prices[selector]
         self.quantities = self.quantities[selector]
         self.notionals = self.notionals[selector]
+        if self.late is not None:
+            self.late = self.late[selector]
 
     def column(self, values: npt.NDArray[np.int32] | IntArray) -> npt.NDArray[np.int64]:
         """Return another run column in row order."""
@@ -105,32 +118,73 @@ def _quarantine(rows: _InPlay, valid: npt.NDArray[np.bool_]) -> QuarantinedTrade
     return QuarantinedTrades(rows.run.take(rows.positions(invalid)), reasons[invalid])
 
 
+def _flag_out_of_order(rows: _InPlay, order_key: OrderKey | None) -> BoolArray | None:
+    """Flag the rows (sorted by order key) that arrived after a row or an earlier trade with a later key.
+
+    Rows keep their run positions, which are the arrival order: a row is late when a row of
+    larger key (a larger rank) arrived before it. None when no row is late (the common case).
+    """
+    late: BoolArray | None = None
+    positions = rows.index
+    if (
+        positions is not None
+        and positions.size > 1
+        and bool((positions[1:] < positions[:-1]).any())
+    ):
+        # The key rank of each arrival, in arrival order: a scatter over the run's positions
+        # (a counting sort) instead of an argsort.
+        ranks = np.full(len(rows.run), -1, dtype=np.intp)
+        ranks[positions] = np.arange(positions.size)
+        arrival = ranks[ranks >= 0]
+        late_by_arrival = np.zeros(arrival.size, dtype=np.bool_)
+        late_by_arrival[1:] = arrival[1:] < np.maximum.accumulate(arrival)[:-1]
+        late = np.empty(arrival.size, dtype=np.bool_)
+        late[arrival] = late_by_arrival
+    if order_key is not None and (int(rows.times[0]), int(rows.ids[0])) < order_key:
+        time_ns, trade_id = order_key
+        before = (rows.times < time_ns) | ((rows.times == time_ns) & (rows.ids < trade_id))
+        late = before if late is None else late | before
+    return late
+
+
 def sort_run(
     run: TradeRun,
     applied: TradeIdSet,
     future_limit_ns: int | None,
     late_before_ns: int | None,
+    order_key: OrderKey | None = None,
 ) -> RunFates:
     """Sort a run's trades into fates, recording every non-duplicate id in `applied`.
 
     Every non-duplicate trade is disposed of exactly once (accepted, quarantined, excluded as
     non-market, or reported too late), so all of them count as applied and a resend is a duplicate.
+    The run's order is its arrival order: a sound trade whose (event time, trade id) is below
+    `order_key` (the largest key before the run) or below an earlier trade of the run is flagged
+    out of order.
     """
     size = len(run)
     ids = run.trade_ids
     rows: _InPlay
+    duplicate_times: IntArray | None = None
     if size < 2 or bool((ids[1:] > ids[:-1]).all()):
         rows = _InPlay(run, None, ids)
         if not applied.all_new(ids):
             unseen = ~applied.contains(ids)
             rows = _InPlay(run, np.flatnonzero(unseen), ids[unseen])
+            if rows.ids.size < size:
+                duplicate_times = run.event_time_ns[~unseen]
     else:
         unique_ids, first = np.unique(ids, return_index=True)
         unseen = ~applied.contains(unique_ids)
         rows = _InPlay(run, first[unseen], unique_ids[unseen])
+        if rows.ids.size < size:
+            # The first arrival of an id is the original; later ones and applied ids are duplicates.
+            dropped = np.ones(size, dtype=np.bool_)
+            dropped[first[unseen]] = False
+            duplicate_times = run.event_time_ns[dropped]
     duplicates = size - rows.ids.size
     if rows.ids.size == 0:
-        return RunFates(None, None, duplicates, 0, None, None)
+        return RunFates(None, None, duplicates, 0, None, None, duplicate_times, order_key)
     applied.add(rows.ids)
 
     times = rows.times
@@ -147,8 +201,14 @@ def sort_run(
         quarantined = _quarantine(rows, valid)
         rows.keep(valid)
         if rows.ids.size == 0:
-            return RunFates(None, None, duplicates, 0, None, quarantined)
+            return RunFates(
+                None, None, duplicates, 0, None, quarantined, duplicate_times, order_key
+            )
     latest = int(rows.times[-1])
+    rows.late = _flag_out_of_order(rows, order_key)
+    newest_key = (latest, int(rows.ids[-1]))
+    if order_key is None or newest_key > order_key:
+        order_key = newest_key
 
     non_market = 0
     if run.types is not None:
@@ -168,6 +228,15 @@ def sort_run(
     if rows.ids.size > 0:
         counts = None if run.trade_counts is None else rows.column(run.trade_counts)
         accepted = AcceptedTrades(
-            rows.ids, rows.times, rows.prices, rows.quantities, rows.notionals, counts
+            rows.ids, rows.times, rows.prices, rows.quantities, rows.notionals, counts, rows.late
         )
-    return RunFates(accepted, latest, duplicates, non_market, too_late, quarantined)
+    return RunFates(
+        accepted,
+        latest,
+        duplicates,
+        non_market,
+        too_late,
+        quarantined,
+        duplicate_times,
+        order_key,
+    )

@@ -14,7 +14,7 @@ from tickmesh.analytics.quality.checks import (
     CHECK_STALE,
 )
 from tickmesh.analytics.quality.cross_timeframe import cross_timeframe_anomaly, roll_up
-from tickmesh.analytics.quality.monitor import QualityConfig, QualityMonitor
+from tickmesh.analytics.quality.monitor import QualityConfig, QualityMonitor, judge_staleness
 
 __all__ = [
     "CHECK_CROSS_TIMEFRAME",
@@ -29,5 +29,6 @@ __all__ = [
     "QualityConfig",
     "QualityMonitor",
     "cross_timeframe_anomaly",
+    "judge_staleness",
     "roll_up",
 ]

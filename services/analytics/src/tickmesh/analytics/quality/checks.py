@@ -74,16 +74,28 @@ def ohlc_anomaly(bar: BarInput) -> Anomaly | None:
     return Anomaly(CHECK_OHLC, bar.open_time_ns, "; ".join(problems))
 
 
-def gap_anomaly(previous_open_ns: int, bar: BarInput, duration_ns: int) -> Anomaly | None:
-    """Return an anomaly when bars are missing between the previous bar and this one."""
-    missing = (bar.open_time_ns - previous_open_ns) // duration_ns - 1
+def gap_anomaly(previous_open_ns: int, open_time_ns: int, duration_ns: int) -> Anomaly | None:
+    """Return an anomaly when bars are missing between the previous bar and the one at `open_time_ns`."""
+    missing = (open_time_ns - previous_open_ns) // duration_ns - 1
     if missing <= 0:
         return None
     return Anomaly(
         CHECK_GAPS,
-        bar.open_time_ns,
+        open_time_ns,
         f"{missing} missing bar(s) after {previous_open_ns}",
     )
+
+
+def trade_order_anomalies(bar: BarInput) -> list[Anomaly]:
+    """Return anomalies for the duplicate and out-of-order trades the bar service counted in the bar."""
+    found = []
+    if bar.duplicate_trades > 0:
+        detail = f"{bar.duplicate_trades} duplicate trade(s) received again and dropped"
+        found.append(Anomaly(CHECK_DUPLICATES, bar.open_time_ns, detail))
+    if bar.out_of_order_trades > 0:
+        detail = f"{bar.out_of_order_trades} trade(s) arrived after a later trade"
+        found.append(Anomaly(CHECK_OUT_OF_ORDER, bar.open_time_ns, detail))
+    return found
 
 
 def robust_zscore(history: Sequence[float], value: float) -> float | None:
