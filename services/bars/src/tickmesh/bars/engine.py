@@ -146,11 +146,21 @@ class BarEngine:
         return [state.to_dict() for state in self._symbols.values()]
 
     def restore(
-        self, snapshots: Iterable[dict[str, Any]], final_rows: Iterable[FinalBarRow] = ()
+        self,
+        snapshots: Iterable[dict[str, Any]],
+        final_rows: Iterable[FinalBarRow] = (),
+        now_ns: int | None = None,
     ) -> None:
-        """Load saved symbol states (whole, or heads plus their final-bar rows), replacing them."""
+        """Load saved symbol states (whole, or heads plus their final-bar rows), replacing them.
+
+        With `now_ns` (a restart), the time the service was down does not count on a replayed
+        symbol's clock: its unacknowledged trades are about to be resent, and must not find
+        their minutes already final.
+        """
         for data in snapshots:
             state = SymbolBars.from_dict(data, self.config)
+            if now_ns is not None:
+                state.resume_clock_at(now_ns)
             key = (state.exchange, state.symbol)
             self._symbols[key] = state
             self._forming.add(key)

@@ -102,7 +102,7 @@ class IngestPipeline:
     async def start(self) -> None:
         """Restore the engine and stream sequences from PostgreSQL, then start the loops."""
         states, finals = await self._store.load_engine_state()
-        self._engine.restore(states, finals)
+        self._engine.restore(states, finals, now_ns=self._clock_ns())
         for stream_id, sequence in (await self._store.load_stream_sequences()).items():
             self._streams[stream_id] = StreamState(applied=sequence, durable=sequence)
         # Give the engine the wall clock before the first batch, so it can tell a live feed from

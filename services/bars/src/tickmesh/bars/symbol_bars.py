@@ -213,6 +213,16 @@ class SymbolBars:
             return wall_ns
         return self.max_event_ns + max(0, wall_ns - seen)
 
+    def resume_clock_at(self, wall_ns: int) -> None:
+        """After a restart: a replayed symbol's clock goes on from `wall_ns`, not from before the stop."""
+        seen = self.event_seen_wall_ns
+        if (
+            self.max_event_ns is not None
+            and seen is not None
+            and seen - self.max_event_ns > self.config.replay_lag_ns
+        ):
+            self.event_seen_wall_ns = max(seen, wall_ns)
+
     def advance(self, frontier_ns: int, out: list[BarUpdate]) -> bool:
         """Move the frontier by the wall clock (already minus lateness); True if state changed."""
         if self.frontier_ns is not None and frontier_ns <= self.frontier_ns:
