@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 from types import FrameType
 
 import uvicorn
+import uvloop
 
 from tickmesh.core.errors import Unavailable
 from tickmesh.core.logs import configure_logging
@@ -59,7 +60,9 @@ def main() -> None:
     configure_logging("gateway", settings.log_level)
     provider = configure_tracing("gateway")
     try:
-        asyncio.run(serve(settings))
+        # uvloop (from uvicorn[standard]): uvicorn picks it only in uvicorn.run, not in serve().
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(settings))
     except Unavailable as error:
         log.error("cannot start: %s", error)
         raise SystemExit(1) from None

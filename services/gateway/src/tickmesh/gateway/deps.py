@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import asyncpg
@@ -16,6 +16,8 @@ from tickmesh.gateway.accounts import Accounts, User
 from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
+from tickmesh.gateway.bar_json import PushEncoder
+from tickmesh.gateway.chart_cache import ChartCache
 from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.problems import RateLimited
@@ -41,6 +43,8 @@ class GatewayServices:
     redis_ping: Callable[[], Awaitable[object]]
     fanout: BarFanout
     alert_feed: AlertFeed
+    chart_cache: ChartCache
+    push_encoder: PushEncoder = field(default_factory=PushEncoder)
 
 
 def get_services(connection: HTTPConnection) -> GatewayServices:
@@ -49,7 +53,12 @@ def get_services(connection: HTTPConnection) -> GatewayServices:
     return services
 
 
-ServicesDep = Annotated[GatewayServices, Depends(get_services)]
+async def _services(connection: HTTPConnection) -> GatewayServices:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a hop per request.
+    return get_services(connection)
+
+
+ServicesDep = Annotated[GatewayServices, Depends(_services)]
 
 # auto_error=False: a missing header becomes our own 401 problem, not FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login.")
@@ -57,12 +66,19 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 async def current_user(services: ServicesDep, credentials: BearerDep) -> User:
-    """The caller of a valid access token, re-read so a disabled or demoted user is seen at once."""
+    """The caller of a valid access token, re-read so a disabled or demoted user loses access.
+
+    The row is reused for `gateway_user_cache_seconds` (2 s by default): that bounds how long
+    a change made through another replica takes to apply; this replica's own changes apply at
+    once.
+    """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("missing bearer access token")
     claims = services.keyring.verify_access_token(credentials.credentials)
     try:
-        user = await services.accounts.get(claims.user_id)
+        user = await services.accounts.get_recent(
+            claims.user_id, services.settings.gateway_user_cache_seconds
+        )
     except NotFound:
         raise Unauthenticated("user no longer exists") from None
     if user.disabled:

@@ -22,9 +22,12 @@ _MAX_BACKOFF_SECONDS = 5.0
 class BarFanout:
     """Listeners per symbol; the upstream stream opens with the first and closes with the last."""
 
-    def __init__(self, backends: Backends, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, backends: Backends, metrics: GatewayMetrics, on_bar: BarListener | None = None
+    ) -> None:
         self._backends = backends
         self._metrics = metrics
+        self._on_bar = on_bar  # sees every bar first (the chart cache drops what it changes)
         self._listeners: dict[str, set[BarListener]] = {}
         self._upstreams: dict[str, asyncio.Task[None]] = {}
 
@@ -74,6 +77,8 @@ class BarFanout:
             try:
                 async for response in call:
                     backoff = 0.2  # the stream works again: next failure retries quickly
+                    if self._on_bar is not None:
+                        self._on_bar(response.bar)
                     for listener in tuple(self._listeners.get(symbol, ())):
                         listener(response.bar)
                 code = "OK"

@@ -41,11 +41,11 @@ class Outbox:
         """Stop receiving a timeframe; what was pending for it is discarded."""
         self._slots.pop(label, None)
 
-    def offer(self, bar: market_pb2.Bar) -> None:
-        """Take a bar from the upstream stream."""
+    def offer(self, bar: market_pb2.Bar) -> bool:
+        """Take a bar from the upstream stream; False when its timeframe is not subscribed."""
         slot = self._slots.get(from_proto(bar.timeframe).label)
         if slot is None:
-            return
+            return False
         if bar.final:
             # A revision replaces the pending version of the same bar: still no final lost.
             slot.finals[bar.open_time_ns] = bar
@@ -53,6 +53,18 @@ class Outbox:
                 slot.forming = None
         elif not slot.finals or bar.open_time_ns > max(slot.finals):
             slot.forming = bar
+        return True
+
+    def next_due(self) -> float | None:
+        """When the earliest pending update may go (monotonic seconds); None when none is pending."""
+        return min(
+            (
+                slot.last_sent + self._interval
+                for slot in self._slots.values()
+                if slot.finals or slot.forming is not None
+            ),
+            default=None,
+        )
 
     def overflowing(self) -> bool:
         """True when final bars pile up past the bound: the client is not keeping up."""

@@ -20,6 +20,7 @@ from tickmesh.gateway.alert_engine import AlertEngine
 from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
+from tickmesh.gateway.chart_cache import ChartCache
 from tickmesh.gateway.deps import GatewayServices
 from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.metrics import GatewayMetrics
@@ -55,6 +56,7 @@ def build_services(
     async def redis_ping() -> object:
         return await redis_client.ping()
 
+    chart_cache = ChartCache(backends, metrics, settings.gateway_chart_cache_bytes)
     return GatewayServices(
         settings=settings,
         metrics=metrics,
@@ -67,8 +69,9 @@ def build_services(
         backends=backends,
         rate_limiter=RateLimiter(redis_client, limits, metrics, rate_limit_prefix),
         redis_ping=redis_ping,
-        fanout=BarFanout(backends, metrics),
+        fanout=BarFanout(backends, metrics, on_bar=chart_cache.bar_changed),
         alert_feed=AlertFeed(),
+        chart_cache=chart_cache,
     )
 
 
@@ -80,6 +83,7 @@ async def open_services(
     services = build_services(settings, GatewayMetrics(core_metrics), context.pool, context.redis)
     stack.push_async_callback(services.backends.close)
     stack.push_async_callback(services.fanout.close)
+    stack.push_async_callback(services.chart_cache.close)
     if settings.gateway_admin_username and settings.gateway_admin_password:
         await services.accounts.ensure_admin(
             settings.gateway_admin_username, settings.gateway_admin_password.get_secret_value()

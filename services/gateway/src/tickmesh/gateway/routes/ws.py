@@ -16,7 +16,6 @@ from tickmesh.core.errors import DomainError
 from tickmesh.core.timeframes import BY_LABEL
 from tickmesh.gateway.accounts import User
 from tickmesh.gateway.deps import GatewayServices, get_services
-from tickmesh.gateway.market_views import bar_message
 from tickmesh.gateway.outbox import Outbox
 from tickmesh.gateway.schemas import SYMBOL_PATTERN, AlertEventOut
 from tickmesh.v1 import market_pb2
@@ -26,7 +25,6 @@ router = APIRouter(tags=["websocket"])
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 _SYMBOL = re.compile(SYMBOL_PATTERN)
-_TICK_SECONDS = 0.05
 
 
 async def _authenticate(websocket: WebSocket, services: GatewayServices) -> User | None:
@@ -46,7 +44,9 @@ async def _authenticate(websocket: WebSocket, services: GatewayServices) -> User
             return None
     try:
         claims = services.keyring.verify_access_token(token)
-        user = await services.accounts.get(claims.user_id)
+        user = await services.accounts.get_recent(
+            claims.user_id, services.settings.gateway_user_cache_seconds
+        )
     except DomainError:
         return None
     return None if user.disabled else user
@@ -64,7 +64,11 @@ def _timeframes(message: dict[str, Any]) -> list[str] | str:
 
 
 class _Connection:
-    """One client's session: its outbox, the receive loop and the push loop."""
+    """One client's session: its outbox, the receive loop and the push loop.
+
+    The push loop sleeps until something is due (a timer set when a bar arrives inside the
+    throttle interval), not on a polling tick: with thousands of clients, idle ones cost nothing.
+    """
 
     def __init__(self, websocket: WebSocket, services: GatewayServices, symbol: str) -> None:
         self.websocket = websocket
@@ -75,11 +79,34 @@ class _Connection:
             settings.gateway_ws_update_seconds, settings.gateway_ws_max_pending_finals
         )
         self.wakeup = asyncio.Event()
+        self.timer: asyncio.TimerHandle | None = None
         self.alerts: list[AlertEventOut] = []
 
     def on_bar(self, bar: market_pb2.Bar) -> None:
         """Upstream listener: buffer, never block."""
-        self.outbox.offer(bar)
+        if not self.outbox.offer(bar):
+            return
+        if bar.final and self.outbox.overflowing():
+            self.wakeup.set()  # the push loop ends the connection
+        else:
+            self.arm()
+
+    def arm(self) -> None:
+        """Wake the push loop when the earliest pending update is due."""
+        if self.timer is not None or self.wakeup.is_set():
+            return
+        due = self.outbox.next_due()
+        if due is None:
+            return
+        delay = due - time.monotonic()
+        if delay <= 0:
+            self.wakeup.set()
+        else:
+            self.timer = asyncio.get_running_loop().call_later(delay, self.fire)
+
+    def fire(self) -> None:
+        """The throttle interval passed."""
+        self.timer = None
         self.wakeup.set()
 
     def on_alert(self, event: AlertEventOut) -> None:
@@ -89,11 +116,13 @@ class _Connection:
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send one message; a client that cannot take it in time is too slow."""
-        await asyncio.wait_for(
-            self.websocket.send_text(json.dumps(message)),
-            self.services.settings.gateway_ws_send_timeout_seconds,
-        )
-        self.services.metrics.ws_messages.labels(type=message["type"]).inc()
+        await self.send_text(message["type"], json.dumps(message))
+
+    async def send_text(self, kind: str, text: str) -> None:
+        """Send an encoded message of type `kind` within the send timeout."""
+        async with asyncio.timeout(self.services.settings.gateway_ws_send_timeout_seconds):
+            await self.websocket.send_text(text)
+        self.services.metrics.ws_messages.labels(type=kind).inc()
 
     async def receive_loop(self) -> None:
         """Handle subscribe / unsubscribe / ping messages until the client leaves."""
@@ -129,32 +158,34 @@ class _Connection:
     async def push_loop(self) -> None:
         """Push due updates and heartbeats; return (to be closed) when the client lags."""
         settings = self.services.settings
-        last_beat = time.monotonic()
+        encoder = self.services.push_encoder
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + settings.gateway_ws_heartbeat_seconds
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), _TICK_SECONDS)
+                async with asyncio.timeout_at(next_beat):
+                    await self.wakeup.wait()
             self.wakeup.clear()
             if self.outbox.overflowing():
                 return
-            now = time.monotonic()
             try:
                 while self.alerts:
                     event = self.alerts.pop(0)
                     await self.send({"type": "alert", **event.model_dump(mode="json")})
-                for label, bars in self.outbox.due(now):
-                    await self.send(
-                        {
-                            "type": "bars",
-                            "symbol": self.symbol,
-                            "timeframe": label,
-                            "bars": [bar_message(bar) for bar in bars],
-                        }
-                    )
-                if now - last_beat >= settings.gateway_ws_heartbeat_seconds:
+                for label, bars in self.outbox.due(time.monotonic()):
+                    await self.send_text("bars", encoder.bars_message(self.symbol, label, bars))
+                if loop.time() >= next_beat:
                     await self.send({"type": "heartbeat", "time": datetime.now(UTC).isoformat()})
-                    last_beat = now
+                    next_beat = loop.time() + settings.gateway_ws_heartbeat_seconds
             except TimeoutError:
                 return
+            self.arm()  # what arrived while sending, or a timeframe not due yet
+
+    def stop(self) -> None:
+        """Cancel a pending wake-up timer."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 @router.websocket("/ws/{symbol}")
@@ -192,6 +223,7 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
         for task in (receiver, pusher):
             task.cancel()
         await asyncio.gather(receiver, pusher, return_exceptions=True)
+        connection.stop()
         await services.fanout.remove(symbol, connection.on_bar)
         services.alert_feed.remove(user.id, connection.on_alert)
         services.metrics.ws_clients.dec()
