@@ -22,8 +22,10 @@ from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.problems import RateLimited
 from tickmesh.gateway.rate_limit import RateLimiter
+from tickmesh.gateway.send_watchdog import SendWatchdog
 from tickmesh.gateway.settings import GatewaySettings
 from tickmesh.gateway.tokens import KeyRing, Role
+from tickmesh.gateway.wake_wheel import WakeWheel
 
 ROLE_RANK: dict[Role, int] = {"viewer": 0, "trader": 1, "admin": 2}
 
@@ -45,6 +47,8 @@ class GatewayServices:
     alert_feed: AlertFeed
     chart_cache: ChartCache
     push_encoder: PushEncoder = field(default_factory=PushEncoder)
+    send_watchdog: SendWatchdog = field(default_factory=SendWatchdog)
+    wake_wheel: WakeWheel = field(default_factory=WakeWheel)
 
 
 def get_services(connection: HTTPConnection) -> GatewayServices:

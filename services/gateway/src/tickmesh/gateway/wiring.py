@@ -84,6 +84,7 @@ async def open_services(
     stack.push_async_callback(services.backends.close)
     stack.push_async_callback(services.fanout.close)
     stack.push_async_callback(services.chart_cache.close)
+    stack.push_async_callback(services.send_watchdog.close)
     if settings.gateway_admin_username and settings.gateway_admin_password:
         await services.accounts.ensure_admin(
             settings.gateway_admin_username, settings.gateway_admin_password.get_secret_value()

@@ -79,34 +79,41 @@ class _Connection:
             settings.gateway_ws_update_seconds, settings.gateway_ws_max_pending_finals
         )
         self.wakeup = asyncio.Event()
-        self.timer: asyncio.TimerHandle | None = None
+        self.armed = False  # a wake-up is pending in the wheel
+        self.beat: asyncio.TimerHandle | None = None
+        self.push_task: asyncio.Task[None] | None = None
         self.alerts: list[AlertEventOut] = []
+        self._bars_sent = services.metrics.ws_messages.labels(type="bars")
 
     def on_bar(self, bar: market_pb2.Bar) -> None:
         """Upstream listener: buffer, never block."""
-        if not self.outbox.offer(bar):
+        due = self.outbox.offer(bar, time.monotonic())
+        if due is None:
             return
         if bar.final and self.outbox.overflowing():
             self.wakeup.set()  # the push loop ends the connection
         else:
-            self.arm()
+            self.arm(due)
 
-    def arm(self) -> None:
-        """Wake the push loop when the earliest pending update is due."""
-        if self.timer is not None or self.wakeup.is_set():
+    def arm(self, due: float | None = None) -> None:
+        """Wake the push loop when the earliest pending update (or `due`) is due."""
+        if self.armed or self.wakeup.is_set():
             return
-        due = self.outbox.next_due()
         if due is None:
-            return
-        delay = due - time.monotonic()
-        if delay <= 0:
+            due = self.outbox.next_due()
+            if due is None:
+                return
+        now = time.monotonic()
+        if due <= now:
             self.wakeup.set()
         else:
-            self.timer = asyncio.get_running_loop().call_later(delay, self.fire)
+            self.armed = True
+            loop_time = asyncio.get_running_loop().time()
+            self.services.wake_wheel.call_at(loop_time + (due - now), self.fire)
 
     def fire(self) -> None:
         """The throttle interval passed."""
-        self.timer = None
+        self.armed = False
         self.wakeup.set()
 
     def on_alert(self, event: AlertEventOut) -> None:
@@ -123,6 +130,19 @@ class _Connection:
         async with asyncio.timeout(self.services.settings.gateway_ws_send_timeout_seconds):
             await self.websocket.send_text(text)
         self.services.metrics.ws_messages.labels(type=kind).inc()
+
+    async def push_bars(self, text: str) -> None:
+        """Send a `bars` message; the watchdog cancels this (push) task if the client stops
+        reading, and the session then closes it as too slow."""
+        watchdog = self.services.send_watchdog
+        task = self.push_task
+        assert task is not None
+        watchdog.sending(task, self.services.settings.gateway_ws_send_timeout_seconds)
+        try:
+            await self.websocket.send_text(text)
+        finally:
+            watchdog.sent(task)
+        self._bars_sent.inc()
 
     async def receive_loop(self) -> None:
         """Handle subscribe / unsubscribe / ping messages until the client leaves."""
@@ -161,10 +181,10 @@ class _Connection:
         encoder = self.services.push_encoder
         loop = asyncio.get_running_loop()
         next_beat = loop.time() + settings.gateway_ws_heartbeat_seconds
+        # One timer per heartbeat, not a timeout armed and cancelled around every wait.
+        self.beat = loop.call_at(next_beat, self.wakeup.set)
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(next_beat):
-                    await self.wakeup.wait()
+            await self.wakeup.wait()
             self.wakeup.clear()
             if self.outbox.overflowing():
                 return
@@ -173,19 +193,20 @@ class _Connection:
                     event = self.alerts.pop(0)
                     await self.send({"type": "alert", **event.model_dump(mode="json")})
                 for label, bars in self.outbox.due(time.monotonic()):
-                    await self.send_text("bars", encoder.bars_message(self.symbol, label, bars))
+                    await self.push_bars(encoder.bars_message(self.symbol, label, bars))
                 if loop.time() >= next_beat:
                     await self.send({"type": "heartbeat", "time": datetime.now(UTC).isoformat()})
                     next_beat = loop.time() + settings.gateway_ws_heartbeat_seconds
+                    self.beat = loop.call_at(next_beat, self.wakeup.set)
             except TimeoutError:
                 return
             self.arm()  # what arrived while sending, or a timeframe not due yet
 
     def stop(self) -> None:
-        """Cancel a pending wake-up timer."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """Cancel the heartbeat timer (a pending wheel wake-up just sets a dead event)."""
+        if self.beat is not None:
+            self.beat.cancel()
+            self.beat = None
 
 
 @router.websocket("/ws/{symbol}")
@@ -209,7 +230,7 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
     services.alert_feed.add(user.id, connection.on_alert)
     services.metrics.ws_clients.inc()
     receiver = asyncio.create_task(connection.receive_loop())
-    pusher = asyncio.create_task(connection.push_loop())
+    pusher = connection.push_task = asyncio.create_task(connection.push_loop())
     try:
         await connection.send({"type": "welcome", "symbol": symbol, "user": user.username})
         done, _ = await asyncio.wait({receiver, pusher}, return_when=asyncio.FIRST_COMPLETED)
