@@ -333,9 +333,10 @@ async def _chart_load(mesh: _Mesh, token: str) -> _ChartLoad:
     )
 
 
-async def _fan_out(mesh: _Mesh, token: str) -> tuple[int, list[float], int]:
-    """Clients connected, push lags (s), and probes expected in all (clients x probes)."""
+async def _fan_out(mesh: _Mesh, token: str) -> tuple[int, float, list[float], int]:
+    """Clients connected, seconds to connect them, push lags (s), and probes expected in all."""
     url = mesh.base_url
+    began = time.perf_counter()
     share = CLIENTS // CLIENT_PROCESSES
     processes = [
         await _clients(
@@ -350,6 +351,7 @@ async def _fan_out(mesh: _Mesh, token: str) -> tuple[int, list[float], int]:
         for index in range(CLIENT_PROCESSES)
     ]
     clients = sum([int((await _line(process))["connected"]) for process in processes])
+    connect_seconds = time.perf_counter() - began
     sent_at: dict[float, float] = {}
     queue: asyncio.Queue[ingest_service_pb2.PublishRequest | None] = asyncio.Queue()
 
@@ -379,19 +381,18 @@ async def _fan_out(mesh: _Mesh, token: str) -> tuple[int, list[float], int]:
             if float(close) in sent_at:
                 lags += [received - sent_at[float(close)] for received in times]
         await process.wait()
-    return clients, lags, clients * PROBES
+    return clients, connect_seconds, lags, clients * PROBES
 
 
 async def _run(
     database_url: str, redis_url: str, logs: Path
-) -> tuple[_ChartLoad, int, list[float], int]:
+) -> tuple[_ChartLoad, tuple[int, float, list[float], int]]:
     mesh = await _start(database_url, redis_url, logs)
     try:
         await _seed(mesh)
         token = await _token(mesh)
         load = await _chart_load(mesh, token)
-        clients, lags, expected = await _fan_out(mesh, token)
-        return load, clients, lags, expected
+        return load, await _fan_out(mesh, token)
     finally:
         for name in ("bars", "gateway"):
             tail = (logs / f"{name}.log").read_text(errors="replace")[-1500:]
@@ -408,7 +409,7 @@ def main() -> list[Figure]:
         tempfile.TemporaryDirectory(prefix="tickmesh-bench-") as state,
         EmbeddedServers(Path(state)) as servers,
     ):
-        load, clients, lags, expected = asyncio.run(
+        load, (clients, connect_seconds, lags, expected) = asyncio.run(
             _run(servers.start_postgres(), servers.start_redis(), Path(state))
         )
     ms = [1000 * latency for latency in load.latencies]
@@ -427,7 +428,8 @@ def main() -> list[Figure]:
         f"{throughput:.0f} ok/s); one at a time p50 {alone:.1f} ms; "
         f"gateway chart cache hit rate {100 * load.chart_hit_rate:.2f} %, "
         f"bar service cache hit rate {100 * load.bar_hit_rate:.2f} % (of the misses' GetBars)\n"
-        f"WebSocket fan-out: {clients} clients, {PROBES} trades at 1/s: push lag "
+        f"WebSocket fan-out: {clients} clients connected in {connect_seconds:.1f} s "
+        f"({clients / connect_seconds:.0f}/s), {PROBES} trades at 1/s: push lag "
         f"p50 {lag_p50:.1f} ms, p99 {lag_p99:.1f} ms ({len(lags)} of {expected} "
         f"probe receipts, {delivered:.1f} %)\n"
     )
@@ -440,6 +442,7 @@ def main() -> list[Figure]:
             "gateway chart cache hit rate under load", 100 * load.chart_hit_rate, "%", ">= 99 %"
         ),
         Figure("WebSocket clients connected (one process)", clients, "clients", "5,000"),
+        Figure("WebSocket connects per second", clients / connect_seconds, "/s"),
         Figure("WebSocket trade -> client push lag p50", lag_p50, "ms"),
         Figure("WebSocket trade -> client push lag p99", lag_p99, "ms", "<= 200 ms"),
         Figure("WebSocket probe receipts delivered", delivered, "%"),
