@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -28,6 +29,7 @@ async def serve(settings: GatewaySettings) -> None:
     async with AsyncExitStack() as stack:
         services = await open_services(settings, CoreMetrics(), stack)
         app = create_app(services)
+        _tune_garbage_collector()
         config = uvicorn.Config(
             app,
             host=settings.gateway_host,
@@ -42,6 +44,20 @@ async def serve(settings: GatewaySettings) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _drained)
         await uvicorn.Server(config).serve()
+
+
+def _tune_garbage_collector() -> None:
+    """Keep full collections off the push path of thousands of WebSocket clients.
+
+    Each open WebSocket holds a few hundred objects. With the default thresholds (700, 10, 10)
+    the objects alive in the middle of a push round survive young collections, pile up in the
+    old generation and set off full collections of about a second with 5,000 clients, stalling
+    every push (bench_gateway measured it). Young collections every 50,000 allocations let a
+    round's objects die young; what the process holds at start is frozen out of every scan.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _drained(signum: int, frame: FrameType | None) -> None:
