@@ -7,8 +7,9 @@ commit order. Per symbol this cache keeps one `BarService.Subscribe` open with
 `resume_after_change_id` (replay from the database, then live, no gap; resumed from the last id
 after a reconnect), and every bar it receives bumps the generation of that bar's timeframe.
 
-- The first answer of a symbol starts the watcher at the newest `change_id` in it: every change
-  GetBars did not see was committed later, so it has a larger id and reaches the watcher.
+- The first answer of a symbol up to now starts the watcher at the newest `change_id` in it:
+  every change GetBars did not see was committed later, so it has a larger id and reaches the
+  watcher. (This leans on one commit pipeline per symbol: the bar service's shard that owns it.)
 - An answer is stored only if its timeframe's generation did not move while GetBars ran (a
   change that arrived before the request was sent is in the answer; one that arrives after is
   either in it or drops it).
@@ -130,7 +131,10 @@ class ChartCache:
         newest = max((bar.change_id for bar in reply.bars), default=0)
         current = self._watches.get(key.symbol)
         if current is None:
-            if newest > 0:  # an answer without a change id gives no safe resume point
+            # Only an answer up to now starts a watcher: its newest change is recent, so the
+            # replay is short (a historical range would replay everything since). Without a
+            # change id there is no safe resume point at all.
+            if newest > 0 and key.end_ns == 0:
                 current = self._watch(key.symbol, newest, now)
                 self._store(key, _Entry(current, 0, 0, body))
         elif (

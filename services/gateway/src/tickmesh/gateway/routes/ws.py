@@ -87,6 +87,8 @@ class _Connection:
 
     def on_bar(self, bar: market_pb2.Bar) -> None:
         """Upstream listener: buffer, never block."""
+        if bar.timeframe not in self.outbox.protos:
+            return
         due = self.outbox.offer(bar, time.monotonic())
         if due is None:
             return
