@@ -66,8 +66,9 @@ def _timeframes(message: dict[str, Any]) -> list[str] | str:
 class _Connection:
     """One client's session: its outbox, the receive loop and the push loop.
 
-    The push loop sleeps until something is due (a timer set when a bar arrives inside the
-    throttle interval), not on a polling tick: with thousands of clients, idle ones cost nothing.
+    The push loop sleeps until something is due (a wake-up in the shared wheel when a bar
+    arrives inside the throttle interval), not on a polling tick: with thousands of clients,
+    idle ones cost nothing.
     """
 
     def __init__(self, websocket: WebSocket, services: GatewayServices, symbol: str) -> None:
@@ -79,7 +80,7 @@ class _Connection:
             settings.gateway_ws_update_seconds, settings.gateway_ws_max_pending_finals
         )
         self.wakeup = asyncio.Event()
-        self.armed = False  # a wake-up is pending in the wheel
+        self.armed_at: float | None = None  # when the pending wheel wake-up is due
         self.beat: asyncio.TimerHandle | None = None
         self.push_task: asyncio.Task[None] | None = None
         self.alerts: list[AlertEventOut] = []
@@ -99,23 +100,25 @@ class _Connection:
 
     def arm(self, due: float | None = None) -> None:
         """Wake the push loop when the earliest pending update (or `due`) is due."""
-        if self.armed or self.wakeup.is_set():
+        if self.wakeup.is_set():
             return
         if due is None:
             due = self.outbox.next_due()
             if due is None:
                 return
+        if self.armed_at is not None and self.armed_at <= due:
+            return  # an earlier wake-up is pending already
         now = time.monotonic()
         if due <= now:
             self.wakeup.set()
         else:
-            self.armed = True
+            self.armed_at = due
             loop_time = asyncio.get_running_loop().time()
             self.services.wake_wheel.call_at(loop_time + (due - now), self.fire)
 
     def fire(self) -> None:
-        """The throttle interval passed."""
-        self.armed = False
+        """A throttle interval passed (a superseded wake-up only wakes the loop once more)."""
+        self.armed_at = None
         self.wakeup.set()
 
     def on_alert(self, event: AlertEventOut) -> None:
