@@ -26,6 +26,7 @@ from tickmesh.gateway.send_watchdog import SendWatchdog
 from tickmesh.gateway.settings import GatewaySettings
 from tickmesh.gateway.tokens import KeyRing, Role
 from tickmesh.gateway.wake_wheel import WakeWheel
+from tickmesh.gateway.ws_feeds import SymbolFeeds
 
 ROLE_RANK: dict[Role, int] = {"viewer": 0, "trader": 1, "admin": 2}
 
@@ -49,6 +50,7 @@ class GatewayServices:
     push_encoder: PushEncoder = field(default_factory=PushEncoder)
     send_watchdog: SendWatchdog = field(default_factory=SendWatchdog)
     wake_wheel: WakeWheel = field(default_factory=WakeWheel)
+    ws_feeds: SymbolFeeds = field(default_factory=SymbolFeeds)
 
 
 def get_services(connection: HTTPConnection) -> GatewayServices:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tickmesh.core.timeframes import BY_LABEL, from_proto
+from tickmesh.core.timeframes import from_proto
 from tickmesh.v1 import market_pb2
 
 
@@ -29,9 +29,6 @@ class Outbox:
         self._interval = interval_seconds
         self._max_finals = max_pending_finals
         self._slots: dict[str, _Slot] = {}
-        # The subscribed timeframes as proto values: most upstream bars are of other
-        # timeframes, and thousands of connections see each one.
-        self.protos: frozenset[int] = frozenset()
 
     @property
     def timeframes(self) -> list[str]:
@@ -41,12 +38,10 @@ class Outbox:
     def subscribe(self, label: str) -> None:
         """Start receiving a timeframe."""
         self._slots.setdefault(label, _Slot())
-        self.protos = self.protos | {BY_LABEL[label].proto}
 
     def unsubscribe(self, label: str) -> None:
         """Stop receiving a timeframe; what was pending for it is discarded."""
         self._slots.pop(label, None)
-        self.protos = self.protos - {BY_LABEL[label].proto}
 
     def offer(self, bar: market_pb2.Bar, now: float | None = None) -> float | None:
         """Take a bar from the upstream stream (arriving at `now`); when it may go, or None when

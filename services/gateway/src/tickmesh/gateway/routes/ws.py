@@ -88,8 +88,6 @@ class _Connection:
 
     def on_bar(self, bar: market_pb2.Bar) -> None:
         """Upstream listener: buffer, never block."""
-        if bar.timeframe not in self.outbox.protos:
-            return
         due = self.outbox.offer(bar, time.monotonic())
         if due is None:
             return
@@ -151,6 +149,7 @@ class _Connection:
 
     async def receive_loop(self) -> None:
         """Handle subscribe / unsubscribe / ping messages until the client leaves."""
+        feeds = self.services.ws_feeds
         while True:
             raw = await self.websocket.receive_text()
             try:
@@ -174,8 +173,10 @@ class _Connection:
             for label in labels:
                 if kind == "subscribe":
                     self.outbox.subscribe(label)
+                    feeds.subscribe(self.symbol, BY_LABEL[label].proto, self.on_bar)
                 else:
                     self.outbox.unsubscribe(label)
+                    feeds.unsubscribe(self.symbol, BY_LABEL[label].proto, self.on_bar)
             await self.send(
                 {"type": "subscribed", "symbol": self.symbol, "timeframes": self.outbox.timeframes}
             )
@@ -231,7 +232,7 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
         await websocket.close(TRY_AGAIN_LATER, "rate limited")
         return
     connection = _Connection(websocket, services, symbol)
-    services.fanout.add(symbol, connection.on_bar)
+    services.ws_feeds.attach(services.fanout, symbol)
     services.alert_feed.add(user.id, connection.on_alert)
     services.metrics.ws_clients.inc()
     receiver = asyncio.create_task(connection.receive_loop())
@@ -250,6 +251,6 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
             task.cancel()
         await asyncio.gather(receiver, pusher, return_exceptions=True)
         connection.stop()
-        await services.fanout.remove(symbol, connection.on_bar)
+        await services.ws_feeds.detach(services.fanout, symbol, connection.on_bar)
         services.alert_feed.remove(user.id, connection.on_alert)
         services.metrics.ws_clients.dec()
