@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ class IssuedRefreshToken:
 
 
 _USER_COLUMNS = "id, username, role, disabled, created_at"
+_RECENT_USERS = 10_000
 
 
 def _user(row: asyncpg.Record) -> User:
@@ -53,6 +55,7 @@ class Accounts:
         self._pool = pool
         self._passwords = passwords
         self._refresh_lifetime = refresh_lifetime
+        self._recent: dict[int, tuple[float, User]] = {}
 
     async def register(self, username: str, password: str, role: Role) -> User:
         """Create a user; AlreadyExists when the name is taken."""
@@ -101,6 +104,18 @@ class Accounts:
             raise NotFound(f"user {user_id} does not exist")
         return _user(row)
 
+    async def get_recent(self, user_id: int, max_age_seconds: float) -> User:
+        """The user, re-read when the last read is older than `max_age_seconds`; NotFound otherwise."""
+        now = time.monotonic()
+        cached = self._recent.get(user_id)
+        if cached is not None and now - cached[0] <= max_age_seconds:
+            return cached[1]
+        user = await self.get(user_id)
+        if len(self._recent) >= _RECENT_USERS:
+            self._recent.clear()  # a crude bound: refilling costs one query per active user
+        self._recent[user_id] = (now, user)
+        return user
+
     async def list_all(self) -> list[User]:
         """Every user, by id."""
         rows = await self._pool.fetch(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")
@@ -124,6 +139,8 @@ class Accounts:
                     "WHERE user_id = $1 AND revoked_at IS NULL",
                     user_id,
                 )
+        # After the commit: a read racing it may have cached the old row a moment ago.
+        self._recent.pop(user_id, None)
         return _user(row)
 
     async def issue_refresh_token(self, user_id: int) -> IssuedRefreshToken:

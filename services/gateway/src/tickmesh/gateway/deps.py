@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import asyncpg
@@ -18,13 +18,18 @@ from tickmesh.gateway.alert_cursor import AlertCursor
 from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
+from tickmesh.gateway.bar_json import PushEncoder
+from tickmesh.gateway.chart_cache import ChartCache
 from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.indicator_fanout import IndicatorFanout
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.problems import RateLimited
 from tickmesh.gateway.rate_limit import RateLimiter
+from tickmesh.gateway.send_watchdog import SendWatchdog
 from tickmesh.gateway.settings import GatewaySettings
 from tickmesh.gateway.tokens import KeyRing, Role
+from tickmesh.gateway.wake_wheel import WakeWheel
+from tickmesh.gateway.ws_feeds import SymbolFeeds
 
 ROLE_RANK: dict[Role, int] = {"viewer": 0, "trader": 1, "admin": 2}
 
@@ -47,6 +52,11 @@ class GatewayServices:
     alert_feed: AlertFeed
     alert_broadcast: AlertBroadcast
     indicator_fanout: IndicatorFanout
+    chart_cache: ChartCache
+    push_encoder: PushEncoder = field(default_factory=PushEncoder)
+    send_watchdog: SendWatchdog = field(default_factory=SendWatchdog)
+    wake_wheel: WakeWheel = field(default_factory=WakeWheel)
+    ws_feeds: SymbolFeeds = field(default_factory=SymbolFeeds)
 
 
 def get_services(connection: HTTPConnection) -> GatewayServices:
@@ -55,7 +65,12 @@ def get_services(connection: HTTPConnection) -> GatewayServices:
     return services
 
 
-ServicesDep = Annotated[GatewayServices, Depends(get_services)]
+async def _services(connection: HTTPConnection) -> GatewayServices:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a hop per request.
+    return get_services(connection)
+
+
+ServicesDep = Annotated[GatewayServices, Depends(_services)]
 
 # auto_error=False: a missing header becomes our own 401 problem, not FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login.")
@@ -63,12 +78,19 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 async def current_user(services: ServicesDep, credentials: BearerDep) -> User:
-    """The caller of a valid access token, re-read so a disabled or demoted user is seen at once."""
+    """The caller of a valid access token, re-read so a disabled or demoted user loses access.
+
+    The row is reused for `gateway_user_cache_seconds` (2 s by default): that bounds how long
+    a change made through another replica takes to apply; this replica's own changes apply at
+    once.
+    """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("missing bearer access token")
     claims = services.keyring.verify_access_token(credentials.credentials)
     try:
-        user = await services.accounts.get(claims.user_id)
+        user = await services.accounts.get_recent(
+            claims.user_id, services.settings.gateway_user_cache_seconds
+        )
     except NotFound:
         raise Unauthenticated("user no longer exists") from None
     if user.disabled:

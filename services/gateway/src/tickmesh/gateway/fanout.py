@@ -25,11 +25,16 @@ class BarFanout:
     """Listeners per symbol; the upstream stream opens with the first and closes with the last."""
 
     def __init__(
-        self, backends: Backends, metrics: GatewayMetrics, tracer: trace.Tracer | None = None
+        self,
+        backends: Backends,
+        metrics: GatewayMetrics,
+        on_bar: BarListener | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._backends = backends
         self._tracer = tracer if tracer is not None else get_tracer()
         self._metrics = metrics
+        self._on_bar = on_bar  # sees every bar first (the chart cache drops what it changes)
         self._listeners: dict[str, set[BarListener]] = {}
         self._upstreams: dict[str, asyncio.Task[None]] = {}
 
@@ -94,6 +99,8 @@ class BarFanout:
             try:
                 async for response in call:
                     backoff = 0.2  # the stream works again: next failure retries quickly
+                    if self._on_bar is not None:
+                        self._on_bar(response.bar)
                     self._deliver(symbol, response.bar)
                 code = "OK"
             except aio.AioRpcError as error:

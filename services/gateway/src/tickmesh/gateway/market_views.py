@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tickmesh.core.timeframes import NS_PER_SECOND, from_proto
-from tickmesh.core.tracing import TRACEPARENT
+from tickmesh.core.timeframes import NS_PER_SECOND
 from tickmesh.gateway.schemas import (
     AnomalyOut,
     BarOut,
@@ -44,17 +43,6 @@ def bar_out(bar: market_pb2.Bar) -> BarOut:
         final=bar.final,
         revision=bar.revision,
     )
-
-
-def bar_message(bar: market_pb2.Bar) -> dict[str, object]:
-    """A bar as a WebSocket JSON object (with its symbol and timeframe label)."""
-    body = bar_out(bar).model_dump(mode="json")
-    body["symbol"] = bar.symbol
-    body["timeframe"] = from_proto(bar.timeframe).label
-    parent = bar.trace_context.get(TRACEPARENT)
-    if parent:  # lets a browser's devtools find the trace that brought this bar
-        body[TRACEPARENT] = parent
-    return body
 
 
 def indicators_out(row: analytics_pb2.Indicators) -> IndicatorsOut:

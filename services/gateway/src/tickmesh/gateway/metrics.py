@@ -73,6 +73,18 @@ class GatewayMetrics:
             ["code"],
             registry=registry,
         )
+        self.chart_cache = Counter(
+            "tickmesh_chart_cache_lookups",
+            "Chart bar lookups of the gateway's encoded-response cache, by result (hit or miss).",
+            ["result"],
+            registry=registry,
+        )
+        self.chart_cache_streams = Counter(
+            "tickmesh_chart_cache_stream_ends",
+            "Change streams of the chart cache that ended (its entries were dropped), by code.",
+            ["code"],
+            registry=registry,
+        )
         self.alerts_fired = Counter(
             "tickmesh_alerts_fired",
             "Alert firings recorded by this replica, by condition.",

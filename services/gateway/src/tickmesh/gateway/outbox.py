@@ -2,7 +2,8 @@
 
 Pure logic, no I/O: the connection asks it what is due. Forming bars coalesce (only the
 latest matters); final bars queue and are never dropped; each timeframe is pushed at most
-once per interval.
+once per interval of its schedule (a push the event loop got to late does not delay the next
+one by as much, so lag does not build up under load).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class _Slot:
     finals: dict[int, market_pb2.Bar] = field(default_factory=dict)
     forming: market_pb2.Bar | None = None
     last_sent: float = float("-inf")
+    pending_since: float | None = None
 
 
 class Outbox:
@@ -41,11 +43,14 @@ class Outbox:
         """Stop receiving a timeframe; what was pending for it is discarded."""
         self._slots.pop(label, None)
 
-    def offer(self, bar: market_pb2.Bar) -> None:
-        """Take a bar from the upstream stream."""
+    def offer(self, bar: market_pb2.Bar, now: float | None = None) -> float | None:
+        """Take a bar from the upstream stream (arriving at `now`); when it may go, or None when
+        its timeframe is not subscribed."""
         slot = self._slots.get(from_proto(bar.timeframe).label)
         if slot is None:
-            return
+            return None
+        if slot.pending_since is None and not slot.finals and slot.forming is None:
+            slot.pending_since = now
         if bar.final:
             # A revision replaces the pending version of the same bar: still no final lost.
             slot.finals[bar.open_time_ns] = bar
@@ -53,6 +58,18 @@ class Outbox:
                 slot.forming = None
         elif not slot.finals or bar.open_time_ns > max(slot.finals):
             slot.forming = bar
+        return slot.last_sent + self._interval
+
+    def next_due(self) -> float | None:
+        """When the earliest pending update may go (monotonic seconds); None when none is pending."""
+        return min(
+            (
+                slot.last_sent + self._interval
+                for slot in self._slots.values()
+                if slot.finals or slot.forming is not None
+            ),
+            default=None,
+        )
 
     def overflowing(self) -> bool:
         """True when final bars pile up past the bound: the client is not keeping up."""
@@ -69,8 +86,12 @@ class Outbox:
                 bars.append(slot.forming)
             if not bars:
                 continue
+            # The schedule, not the moment the loop got round to it, sets the next slot: a
+            # push delayed by a busy loop does not push every later update back with it.
+            became_due = max(slot.last_sent + self._interval, slot.pending_since or now)
             slot.finals.clear()
             slot.forming = None
-            slot.last_sent = now
+            slot.pending_since = None
+            slot.last_sent = min(now, became_due)
             updates.append((label, bars))
         return updates

@@ -37,6 +37,13 @@ class GatewaySettings(CommonSettings):
     gateway_cors_origins: list[str] = Field(default_factory=list)
     gateway_backend_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
+    # Encoded chart answers kept in memory (0 turns the cache off); see chart_cache.py.
+    gateway_chart_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0, le=4 * 1024**3)
+    # How long a user row read for a request is reused: a user disabled or demoted through
+    # another replica (or in the database) loses access within this bound; this replica's own
+    # changes apply at once.
+    gateway_user_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+
     gateway_ws_update_seconds: float = Field(default=1.0, gt=0, le=60)
     gateway_ws_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     gateway_ws_send_timeout_seconds: float = Field(default=5.0, gt=0, le=60)

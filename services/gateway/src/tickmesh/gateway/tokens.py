@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, cast
 
@@ -21,6 +21,7 @@ ROLES: tuple[Role, ...] = ("viewer", "trader", "admin")
 ALGORITHM = "HS256"
 ISSUER = "tickmesh-gateway"
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "typ"]
+_VERIFIED_TOKENS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,9 @@ class KeyRing:
     keys: dict[str, bytes]
     active_kid: str
     access_lifetime: timedelta
+    # Tokens already verified, by their exact text: the same signature verifies the same way,
+    # only the expiry is checked again. Bounded; cleared when full.
+    _verified: dict[str, AccessClaims] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> KeyRing:
@@ -90,6 +94,16 @@ class KeyRing:
 
     def verify_access_token(self, token: str) -> AccessClaims:
         """The claims of a valid access token; Unauthenticated saying why otherwise."""
+        claims = self._verified.get(token)
+        if claims is not None and claims.expires_at > datetime.now(UTC):
+            return claims
+        claims = self._verify(token)
+        if len(self._verified) >= _VERIFIED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> AccessClaims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:

@@ -24,6 +24,7 @@ from tickmesh.gateway.alert_engine import AlertEngine
 from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
+from tickmesh.gateway.chart_cache import ChartCache
 from tickmesh.gateway.deps import GatewayServices
 from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.indicator_fanout import IndicatorFanout
@@ -61,6 +62,7 @@ def build_services(
         return await redis_client.ping()
 
     alert_feed = AlertFeed()
+    chart_cache = ChartCache(backends, metrics, settings.gateway_chart_cache_bytes)
     return GatewayServices(
         settings=settings,
         metrics=metrics,
@@ -74,10 +76,11 @@ def build_services(
         rate_limiter=RateLimiter(redis_client, limits, metrics, rate_limit_prefix),
         redis_ping=redis_ping,
         alert_cursor=AlertCursor(redis_client),
-        fanout=BarFanout(backends, metrics),
+        fanout=BarFanout(backends, metrics, on_bar=chart_cache.bar_changed),
         alert_feed=alert_feed,
         alert_broadcast=AlertBroadcast(redis_client, alert_feed, metrics),
         indicator_fanout=IndicatorFanout(backends, metrics),
+        chart_cache=chart_cache,
     )
 
 
@@ -90,6 +93,8 @@ async def open_services(
     stack.push_async_callback(services.backends.close)
     stack.push_async_callback(services.fanout.close)
     stack.push_async_callback(services.indicator_fanout.close)
+    stack.push_async_callback(services.chart_cache.close)
+    stack.push_async_callback(services.send_watchdog.close)
     if settings.gateway_admin_username and settings.gateway_admin_password:
         await services.accounts.ensure_admin(
             settings.gateway_admin_username, settings.gateway_admin_password.get_secret_value()

@@ -8,14 +8,10 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from tickmesh.core.errors import DomainError, InvalidArgument
 from tickmesh.core.timeframes import from_label
+from tickmesh.gateway.bar_json import bars_json, chart_json, indicators_json
+from tickmesh.gateway.chart_cache import ChartKey
 from tickmesh.gateway.deps import CurrentUser, ServicesDep, rate_limited
-from tickmesh.gateway.market_views import (
-    bar_out,
-    features_out,
-    indicators_out,
-    ns_from_utc,
-    quality_out,
-)
+from tickmesh.gateway.market_views import features_out, ns_from_utc, quality_out
 from tickmesh.gateway.problems import PROBLEM_RESPONSES
 from tickmesh.gateway.schemas import (
     SYMBOL_PATTERN,
@@ -67,23 +63,32 @@ async def chart(
     """Final bars (oldest first) plus indicator series; without analytics the bars still come."""
     start_ns, end_ns = _range_ns(start, end)
     proto_timeframe = from_label(timeframe).proto
-    bar_shard = services.backends.bar_shard(symbol)
-    reply = await bar_shard.call(
-        bar_shard.stub.GetBars,
-        bar_service_pb2.GetBarsRequest(
-            symbol=symbol,
-            timeframe=proto_timeframe,  # type: ignore[arg-type]
-            start_time_ns=start_ns,
-            end_time_ns=end_ns,
-            limit=limit,
-        ),
+    bar_shard = services.backends.bar_shard(symbol)  # the shard owning the symbol
+    request = bar_service_pb2.GetBarsRequest(
+        symbol=symbol,
+        timeframe=proto_timeframe,  # type: ignore[arg-type]
+        start_time_ns=start_ns,
+        end_time_ns=end_ns,
+        limit=limit,
+    )
+
+    async def fetch() -> bar_service_pb2.GetBarsResponse:
+        return await bar_shard.call(bar_shard.stub.GetBars, request)
+
+    # Encoded bars from the cache (dropped on every change of this symbol's bars), else fetched.
+    bars = await services.chart_cache.get(
+        ChartKey(symbol, proto_timeframe, start_ns, end_ns, limit),
+        fetch,
+        lambda reply: bars_json(reply.bars),
     )
     series = None
     warnings: list[str] = []
     if indicators:
+        # Not cached: analytics stores a bar's indicators after the bar service publishes it.
         try:
-            rows = await services.backends.analytics.call(
-                services.backends.analytics_service.GetIndicators,
+            backends = services.backends
+            rows = await backends.analytics.call(
+                backends.analytics_service.GetIndicators,
                 analytics_service_pb2.GetIndicatorsRequest(
                     symbol=symbol,
                     timeframe=proto_timeframe,  # type: ignore[arg-type]
@@ -92,19 +97,14 @@ async def chart(
                     limit=limit,
                 ),
             )
-            series = [indicators_out(row) for row in rows.rows]
+            series = indicators_json(rows.rows)
         except DomainError as error:
             # Candles are the chart; indicators are an overlay the dashboard can do without.
             warnings.append(f"indicators unavailable: {error}")
-    chart = ChartOut(
-        symbol=symbol,
-        timeframe=timeframe,
-        bars=[bar_out(bar) for bar in reply.bars],
-        indicators=series,
-        warnings=warnings,
+    # Pre-encoded bytes: FastAPI's generic path would validate and encode every bar again.
+    return Response(
+        chart_json(symbol, timeframe, bars, series, warnings), media_type="application/json"
     )
-    # One pydantic pass: FastAPI's generic path would validate and encode 5,000 bars again.
-    return Response(chart.model_dump_json(), media_type="application/json")
 
 
 @router.get("/features/{symbol}")
