@@ -1,0 +1,107 @@
+"""One upstream server stream per watched symbol, shared by every listener of this replica.
+
+The bar fan-out (BarService.Subscribe) and the indicator fan-out (AnalyticsService.Subscribe)
+differ only in what they subscribe to and what they hand on; the listener bookkeeping, the
+stream's life (opened by the first listener, closed by the last) and reconnecting with
+backoff live here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, Callable
+from typing import Generic, TypeVar
+
+from grpc import aio
+from prometheus_client import Counter, Gauge
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")  # what listeners get
+M = TypeVar("M")  # what the upstream stream yields
+_MAX_BACKOFF_SECONDS = 5.0
+
+
+class SymbolStreams(ABC, Generic[T, M]):
+    """Listeners per symbol; subclasses say what to subscribe to and what to deliver."""
+
+    kind = "upstream"  # names the streams in task names and log lines
+
+    def __init__(self, upstreams: Gauge, upstream_errors: Counter) -> None:
+        self._upstreams_gauge = upstreams
+        self._upstream_errors = upstream_errors
+        self._listeners: dict[str, set[Callable[[T], None]]] = {}
+        self._upstreams: dict[str, asyncio.Task[None]] = {}
+
+    def upstream_count(self) -> int:
+        """Open upstream streams (one per symbol with listeners)."""
+        return len(self._upstreams)
+
+    def add(self, symbol: str, listener: Callable[[T], None]) -> None:
+        """Deliver `symbol`'s messages to `listener`, which must not block or modify them."""
+        self._listeners.setdefault(symbol, set()).add(listener)
+        if symbol not in self._upstreams:
+            self._upstreams[symbol] = asyncio.create_task(
+                self._pump(symbol), name=f"{self.kind}-upstream-{symbol}"
+            )
+            self._upstreams_gauge.set(len(self._upstreams))
+
+    async def remove(self, symbol: str, listener: Callable[[T], None]) -> None:
+        """Stop delivering to `listener`; the last one leaving closes the upstream stream."""
+        listeners = self._listeners.get(symbol)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if listeners:
+            return
+        del self._listeners[symbol]
+        task = self._upstreams.pop(symbol, None)
+        self._upstreams_gauge.set(len(self._upstreams))
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def close(self) -> None:
+        """Close every upstream stream."""
+        for symbol in list(self._listeners):
+            for listener in list(self._listeners.get(symbol, ())):
+                await self.remove(symbol, listener)
+
+    def _hand_out(self, symbol: str, message: T) -> None:
+        """Give one message to every listener of `symbol`."""
+        for listener in tuple(self._listeners.get(symbol, ())):
+            listener(message)
+
+    @abstractmethod
+    def _subscribe(self, symbol: str) -> aio.UnaryStreamCall[object, M]:
+        """Open the upstream stream of `symbol`."""
+
+    @abstractmethod
+    def _on_message(self, symbol: str, message: M) -> None:
+        """Handle one upstream message (usually: build and hand out)."""
+
+    async def _pump(self, symbol: str) -> None:
+        backoff = 0.2
+        while True:
+            call = self._subscribe(symbol)
+            try:
+                messages: AsyncIterable[M] = call
+                async for message in messages:
+                    backoff = 0.2  # the stream works again: next failure retries quickly
+                    self._on_message(symbol, message)
+                code = "OK"
+            except aio.AioRpcError as error:
+                code = error.code().name
+            finally:
+                call.cancel()
+            # Live-only streams: after a gap the browser re-reads history over REST.
+            self._upstream_errors.labels(code=code).inc()
+            log.warning(
+                "%s stream of %s ended (%s); reopening in %.1fs", self.kind, symbol, code, backoff
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
