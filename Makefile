@@ -65,8 +65,9 @@ proto: setup
 bench: setup
 	$(BIN)/python -m bench
 
-## chaos: replay a capture while killing bars and analytics 10 times each and stopping
-## PostgreSQL for 30 s; compare with an uninterrupted run ("0 lost, 0 doubled" or exit 1)
+## chaos: replay a capture through the whole mesh while killing the collector, bars, analytics
+## and gateway 10 times each and stopping PostgreSQL for 30 s; compare with an uninterrupted
+## run ("0 lost, 0 doubled" or exit 1)
 chaos: setup
 	$(BIN)/python -m bench.chaos
 
