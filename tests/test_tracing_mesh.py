@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 from grpc import aio
@@ -39,7 +38,7 @@ from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.core.tracing import TRACEPARENT, get_tracer
 from tickmesh.v1 import market_pb2
 
-from .gateway.processes import ADMIN, GatewayProcess, login, start_gateway
+from .gateway.processes import GatewayProcess, bars_analytics_gateway
 from .mesh_processes import ServiceProcess
 
 MINUTE_NS = 60 * 1_000_000_000
@@ -133,39 +132,14 @@ async def mesh(
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
-    common = otel | {
-        "TICKMESH_DATABASE_URL": fresh_database_url,
-        "TICKMESH_REDIS_URL": fresh_redis_url,
-        "TICKMESH_DRAIN_SECONDS": "1",
-    }
-    bars = ServiceProcess("bars", common | {"TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
-    analytics = ServiceProcess(
-        "analytics",
-        common
-        | {"TICKMESH_BARS_ADDRESS": bars.address, "TICKMESH_ANALYTICS_COMMIT_INTERVAL_MS": "20"},
-    )
-    gateway: GatewayProcess | None = None
     try:
-        await bars.start()
-        await analytics.start()
-        gateway = await start_gateway(
-            fresh_database_url,
-            fresh_redis_url,
-            tmp_path / "gateway.log",
-            TICKMESH_BARS_ADDRESS=bars.address,
-            TICKMESH_ANALYTICS_ADDRESS=analytics.address,
-            TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE="10000",
-            **otel,
-        )
-        async with httpx.AsyncClient(base_url=gateway.base_url) as client:
-            headers = await login(client, *ADMIN)
-        yield TracedMesh(bars, analytics, gateway, receiver, headers)
+        async with bars_analytics_gateway(
+            fresh_database_url, fresh_redis_url, tmp_path / "gateway.log", otel
+        ) as running:
+            yield TracedMesh(
+                running.bars, running.analytics, running.gateway, receiver, running.headers
+            )
     finally:
-        if gateway is not None:
-            await gateway.stop()
-        for process in (analytics, bars):
-            if process.running:
-                await process.stop()
         await server.stop(0)
 
 

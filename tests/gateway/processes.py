@@ -7,12 +7,15 @@ import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from ..grpc_helpers import free_port, wait_serving
+from ..mesh_processes import ServiceProcess
 
 SECRET = "whole-mesh-test-secret-0123456789abcdef"
 ADMIN = ("admin", "admin-password-123")
@@ -129,3 +132,65 @@ async def login(client: httpx.AsyncClient, username: str, password: str) -> dict
     )
     reply.raise_for_status()
     return {"Authorization": f"Bearer {reply.json()['access_token']}"}
+
+
+@dataclass
+class BarsAnalyticsGateway:
+    """A bar service, analytics on it, a gateway on both, and an admin's header."""
+
+    bars: ServiceProcess
+    analytics: ServiceProcess
+    gateway: GatewayProcess
+    headers: dict[str, str]
+
+    @property
+    def token(self) -> str:
+        """The admin's access token."""
+        return self.headers["Authorization"].removeprefix("Bearer ")
+
+
+@asynccontextmanager
+async def bars_analytics_gateway(
+    database_url: str,
+    redis_url: str,
+    log_path: Path,
+    common: Mapping[str, str] | None = None,
+    **gateway_env: str,
+) -> AsyncIterator[BarsAnalyticsGateway]:
+    """Start the three (with `common` settings for all of them), yield them, stop them."""
+    env = {
+        "TICKMESH_DATABASE_URL": database_url,
+        "TICKMESH_REDIS_URL": redis_url,
+        "TICKMESH_DRAIN_SECONDS": "1",
+        **(common or {}),
+    }
+    bars = ServiceProcess("bars", env | {"TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
+    analytics = ServiceProcess(
+        "analytics",
+        env
+        | {"TICKMESH_BARS_ADDRESS": bars.address, "TICKMESH_ANALYTICS_COMMIT_INTERVAL_MS": "20"},
+    )
+    gateway: GatewayProcess | None = None
+    try:
+        await bars.start()
+        await analytics.start()
+        gateway = await start_gateway(
+            database_url,
+            redis_url,
+            log_path,
+            TICKMESH_BARS_ADDRESS=bars.address,
+            TICKMESH_ANALYTICS_ADDRESS=analytics.address,
+            TICKMESH_GATEWAY_BACKEND_TIMEOUT_SECONDS="5",
+            TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE="10000",
+            **(common or {}),
+            **gateway_env,
+        )
+        async with httpx.AsyncClient(base_url=gateway.base_url) as client:
+            headers = await login(client, *ADMIN)
+        yield BarsAnalyticsGateway(bars, analytics, gateway, headers)
+    finally:
+        if gateway is not None:
+            await gateway.stop()
+        for process in (analytics, bars):
+            if process.running:
+                await process.stop()

@@ -16,7 +16,7 @@ from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 from ..ingest_helpers import capture_batches, fixtures_root, publish
 from ..mesh_processes import ServiceProcess
-from .processes import ADMIN, GatewayProcess, login, start_gateway
+from .processes import ADMIN, GatewayProcess, bars_analytics_gateway, login
 
 CAPTURE = "BTCUSDT_ws_trade_2023-04-04T2358_to_2023-04-05T0006.txt"
 CATCH_UP_SECONDS = 30.0
@@ -27,34 +27,10 @@ async def mesh(
     fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[ServiceProcess, GatewayProcess]]:
     """A bar service, an analytics service on it, and a gateway on both."""
-    common = {
-        "TICKMESH_DATABASE_URL": fresh_database_url,
-        "TICKMESH_REDIS_URL": fresh_redis_url,
-        "TICKMESH_DRAIN_SECONDS": "1",
-    }
-    bars = ServiceProcess("bars", common | {"TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
-    await bars.start()
-    analytics = ServiceProcess(
-        "analytics",
-        common
-        | {"TICKMESH_BARS_ADDRESS": bars.address, "TICKMESH_ANALYTICS_COMMIT_INTERVAL_MS": "20"},
-    )
-    await analytics.start()
-    gateway = await start_gateway(
-        fresh_database_url,
-        fresh_redis_url,
-        tmp_path / "gateway.log",
-        TICKMESH_BARS_ADDRESS=bars.address,
-        TICKMESH_ANALYTICS_ADDRESS=analytics.address,
-        TICKMESH_GATEWAY_BACKEND_TIMEOUT_SECONDS="5",
-        TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE="10000",
-    )
-    try:
-        yield bars, gateway
-    finally:
-        await gateway.stop()
-        await analytics.stop()
-        await bars.stop()
+    async with bars_analytics_gateway(
+        fresh_database_url, fresh_redis_url, tmp_path / "gateway.log"
+    ) as running:
+        yield running.bars, running.gateway
 
 
 async def _grpc_bars(address: str) -> list[market_pb2.Bar]:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 
@@ -19,7 +18,7 @@ from tickmesh.v1 import market_pb2
 
 from ..ingest_helpers import publish_until_acked
 from ..mesh_processes import ServiceProcess
-from .processes import ADMIN, GatewayProcess, login, start_gateway
+from .processes import GatewayProcess, bars_analytics_gateway
 
 MINUTE_NS = 60 * 1_000_000_000
 START_NS = int(datetime(2024, 1, 3, tzinfo=UTC).timestamp()) * 1_000_000_000
@@ -31,37 +30,10 @@ async def mesh(
     fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[ServiceProcess, GatewayProcess, str]]:
     """Bars, analytics on it, a gateway on both (no tracing), and an admin's access token."""
-    common = {
-        "TICKMESH_DATABASE_URL": fresh_database_url,
-        "TICKMESH_REDIS_URL": fresh_redis_url,
-        "TICKMESH_DRAIN_SECONDS": "1",
-    }
-    bars = ServiceProcess("bars", common | {"TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
-    analytics = ServiceProcess(
-        "analytics",
-        common
-        | {"TICKMESH_BARS_ADDRESS": bars.address, "TICKMESH_ANALYTICS_COMMIT_INTERVAL_MS": "20"},
-    )
-    gateway: GatewayProcess | None = None
-    try:
-        await bars.start()
-        await analytics.start()
-        gateway = await start_gateway(
-            fresh_database_url,
-            fresh_redis_url,
-            tmp_path / "gateway.log",
-            TICKMESH_BARS_ADDRESS=bars.address,
-            TICKMESH_ANALYTICS_ADDRESS=analytics.address,
-        )
-        async with httpx.AsyncClient(base_url=gateway.base_url) as client:
-            headers = await login(client, *ADMIN)
-        yield bars, gateway, headers["Authorization"].removeprefix("Bearer ")
-    finally:
-        if gateway is not None:
-            await gateway.stop()
-        for process in (analytics, bars):
-            if process.running:
-                await process.stop()
+    async with bars_analytics_gateway(
+        fresh_database_url, fresh_redis_url, tmp_path / "gateway.log"
+    ) as running:
+        yield running.bars, running.gateway, running.token
 
 
 def _batch(symbol: str, sequence: int, seconds: list[int]) -> market_pb2.TradeBatch:
