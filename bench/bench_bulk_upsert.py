@@ -19,19 +19,13 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from bench.report import Figure
-from tickmesh.bars.bar_rows import CANDLE_COLUMNS
-from tickmesh.core.db.bulk import UpsertSpec, upsert
+from tickmesh.bars.store import CANDLES
+from tickmesh.core.db.bulk import upsert_returning
 from tickmesh.core.db.migrations import migrate
 from tickmesh.mesh.embedded import EmbeddedServers
 
 ROWS = 200_000
 BATCH = 10_000
-CANDLES = UpsertSpec(
-    table="candles",
-    columns=CANDLE_COLUMNS,
-    key=("time", "symbol", "timeframe"),
-    update_expressions={"change_id": "nextval('candle_change_seq')"},
-)
 
 
 def _rows(revision: int) -> list[tuple[object, ...]]:
@@ -70,7 +64,8 @@ async def _measure(url: str) -> tuple[float, float]:
             rows = _rows(revision)
             started = time.perf_counter()
             for offset in range(0, len(rows), BATCH):
-                await upsert(conn, CANDLES, rows[offset : offset + BATCH])
+                # What the bar service's commit runs: upsert, returning each row's change id.
+                await upsert_returning(conn, CANDLES, rows[offset : offset + BATCH])
             rates.append(len(rows) / (time.perf_counter() - started))
         return rates[0], rates[1]
     finally:
