@@ -105,8 +105,7 @@ class AlertEngine:
         """
         if await self._cursor.judged_through(symbol, label) is not None:
             return
-        probe = market_pb2.Bar(symbol=symbol, timeframe=from_label(label).proto)  # type: ignore[arg-type]
-        newest = await self._final_bars(probe, 0, 0, limit=1)
+        newest = await self._final_bars(symbol, from_label(label).proto, 0, 0, limit=1)
         await self._cursor.start(symbol, label, newest[-1].open_time_ns if newest else 0)
 
     async def _evaluate_forever(self) -> None:
@@ -138,7 +137,9 @@ class AlertEngine:
             return  # a revision or replay: alerts judge each bar once, on its first final
         elif bar.open_time_ns > ring[-1].open_time_ns + from_proto(bar.timeframe).duration_ns:
             # The upstream stream broke and came back: judge what it did not carry.
-            missed = await self._final_bars(bar, ring[-1].open_time_ns + 1, bar.open_time_ns)
+            missed = await self._final_bars(
+                bar.symbol, bar.timeframe, ring[-1].open_time_ns + 1, bar.open_time_ns
+            )
         else:
             missed = []
         for judged in (*missed, bar):
@@ -154,11 +155,11 @@ class AlertEngine:
         if judged_through is None:
             # Nothing to catch up: history only helps crossings; judging goes on without it.
             try:
-                ring.extend(await self._final_bars(bar, 0, bar.open_time_ns))
+                ring.extend(await self._final_bars(bar.symbol, bar.timeframe, 0, bar.open_time_ns))
             except DomainError as error:
                 log.warning("alerts on %s: earlier bars unavailable: %s", bar.symbol, error)
             return []
-        history = await self._final_bars(bar, 0, bar.open_time_ns)
+        history = await self._final_bars(bar.symbol, bar.timeframe, 0, bar.open_time_ns)
         ring.extend(b for b in history if b.open_time_ns <= judged_through)
         missed = [b for b in history if b.open_time_ns > judged_through]
         if missed:
@@ -167,15 +168,15 @@ class AlertEngine:
         return missed
 
     async def _final_bars(
-        self, bar: market_pb2.Bar, start_ns: int, end_ns: int, limit: int = HISTORY_BARS
+        self, symbol: str, timeframe: int, start_ns: int, end_ns: int, limit: int = HISTORY_BARS
     ) -> list[market_pb2.Bar]:
-        """Final bars of the bar's series in [start_ns, end_ns), the newest `limit`."""
-        shard = self._backends.bar_shard(bar.symbol)
+        """Final bars of a series in [start_ns, end_ns) (0: unbounded), the newest `limit`."""
+        shard = self._backends.bar_shard(symbol)
         reply = await shard.call(
             shard.stub.GetBars,
             bar_service_pb2.GetBarsRequest(
-                symbol=bar.symbol,
-                timeframe=bar.timeframe,
+                symbol=symbol,
+                timeframe=timeframe,  # type: ignore[arg-type]
                 start_time_ns=start_ns,
                 end_time_ns=end_ns,
                 limit=limit,

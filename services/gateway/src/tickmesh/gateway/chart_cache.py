@@ -37,11 +37,11 @@ from grpc import aio
 
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.metrics import GatewayMetrics
+from tickmesh.gateway.symbol_streams import follow_stream
 from tickmesh.v1 import bar_service_pb2, market_pb2
 
 log = logging.getLogger(__name__)
 
-_MAX_BACKOFF_SECONDS = 5.0
 _SWEEP_EVERY_SECONDS = 10.0
 
 
@@ -212,34 +212,34 @@ class ChartCache:
             await watch.task
 
     async def _pump(self, symbol: str, watch: _Watch) -> None:
-        backoff = 0.2
         stub = self._backends.bar_shard(symbol).stub  # the shard owning the symbol
-        while True:
-            call = stub.Subscribe(
+
+        def subscribe() -> aio.UnaryStreamCall[object, bar_service_pb2.SubscribeResponse]:
+            # Every change after resume_after reaches this stream (replay, then live).
+            return stub.Subscribe(
                 bar_service_pb2.SubscribeRequest(
                     symbols=[symbol],
                     include_forming=False,
                     resume_after_change_id=watch.resume_after,
                 )
             )
-            # From here every change after resume_after reaches this stream (replay, then live).
+
+        def changed(response: bar_service_pb2.SubscribeResponse) -> None:
+            watch.resume_after = max(watch.resume_after, response.bar.change_id)
+            watch.bump(response.bar.timeframe)
+
+        def opened() -> None:
             watch.live = True
-            try:
-                async for response in call:
-                    backoff = 0.2
-                    bar = response.bar
-                    watch.resume_after = max(watch.resume_after, bar.change_id)
-                    watch.bump(bar.timeframe)
-                code = "OK"
-            except aio.AioRpcError as error:
-                code = error.code().name
-            finally:
-                watch.live = False
-                watch.bump_all()
-                call.cancel()
-            self._metrics.chart_cache_streams.labels(code=code).inc()
-            log.warning(
-                "chart cache stream of %s ended (%s); retrying in %.1fs", symbol, code, backoff
-            )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+
+        def closed() -> None:
+            watch.live = False
+            watch.bump_all()
+
+        await follow_stream(
+            f"chart cache stream of {symbol}",
+            subscribe,
+            changed,
+            self._metrics.chart_cache_streams,
+            on_open=opened,
+            on_close=closed,
+        )

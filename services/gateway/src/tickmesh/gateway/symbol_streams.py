@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, Callable
@@ -85,23 +86,46 @@ class SymbolStreams(ABC, Generic[T, M]):
         """Handle one upstream message (usually: build and hand out)."""
 
     async def _pump(self, symbol: str) -> None:
-        backoff = 0.2
-        while True:
-            call = self._subscribe(symbol)
-            try:
-                messages: AsyncIterable[M] = call
-                async for message in messages:
-                    backoff = 0.2  # the stream works again: next failure retries quickly
-                    self._on_message(symbol, message)
-                code = "OK"
-            except aio.AioRpcError as error:
-                code = error.code().name
-            finally:
-                call.cancel()
-            # Live-only streams: after a gap the browser re-reads history over REST.
-            self._upstream_errors.labels(code=code).inc()
-            log.warning(
-                "%s stream of %s ended (%s); reopening in %.1fs", self.kind, symbol, code, backoff
-            )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+        # Live-only streams: after a gap the browser re-reads history over REST.
+        await follow_stream(
+            f"{self.kind} stream of {symbol}",
+            lambda: self._subscribe(symbol),
+            functools.partial(self._on_message, symbol),
+            self._upstream_errors,
+        )
+
+
+async def follow_stream(
+    name: str,
+    subscribe: Callable[[], aio.UnaryStreamCall[object, M]],
+    on_message: Callable[[M], None],
+    ended: Counter,
+    on_open: Callable[[], None] | None = None,
+    on_close: Callable[[], None] | None = None,
+) -> None:
+    """Read a server stream until cancelled, reopening it with backoff whenever it ends.
+
+    Each end is counted in `ended` by status code and logged; `on_open` runs once the call
+    is made, `on_close` once it is over (before the wait).
+    """
+    backoff = 0.2
+    while True:
+        call = subscribe()
+        if on_open is not None:
+            on_open()
+        try:
+            messages: AsyncIterable[M] = call
+            async for message in messages:
+                backoff = 0.2  # the stream works again: next failure retries quickly
+                on_message(message)
+            code = "OK"
+        except aio.AioRpcError as error:
+            code = error.code().name
+        finally:
+            if on_close is not None:
+                on_close()
+            call.cancel()
+        ended.labels(code=code).inc()
+        log.warning("%s ended (%s); reopening in %.1fs", name, code, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
