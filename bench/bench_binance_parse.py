@@ -7,23 +7,16 @@ collector does per batch. Prints trades/s for spot and USD-M frames.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 from tickmesh.collector.binance import BinanceStreamDecoder
+from tickmesh.core.fixtures import fixtures_root as _fixtures_dir
 from tickmesh.v1 import market_pb2
 
 _BATCH = 1000
 _MIN_SECONDS = 3.0
-
-
-def _fixtures_dir() -> Path:
-    env = os.environ.get("TICKMESH_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 
 def _frames(path: Path) -> list[bytes]:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from tickmesh.collector.binance import BinanceStreamDecoder
 from tickmesh.collector.binance.gap_book import GapBook
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
+from tickmesh.core.fixtures import fixtures_root as _fixtures_dir
 from tickmesh.v1 import market_pb2
 
 CAPTURES = [
@@ -37,13 +37,6 @@ CAPTURES = [
         market_pb2.EXCHANGE_BINANCE_SPOT,
     ),
 ]
-
-
-def _fixtures_dir() -> Path:
-    env = os.environ.get("TICKMESH_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 
 def _frames(path: Path) -> list[bytes]:

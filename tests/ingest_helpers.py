@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,17 +15,10 @@ import grpc
 from grpc import aio
 
 from tickmesh.collector.binance.decoder import BinanceStreamDecoder
+from tickmesh.core.fixtures import fixtures_root as fixtures_root  # the tests import it here
 from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 
 NS_PER_MS = 1_000_000
-
-
-def fixtures_root() -> Path:
-    """The shared fixtures: $TICKMESH_FIXTURES or ../shared/fixtures beside the repository."""
-    configured = os.environ.get("TICKMESH_FIXTURES")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 def capture_batches(

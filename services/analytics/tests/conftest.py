@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,17 +11,10 @@ import numpy as np
 import pytest
 
 from tickmesh.analytics.bars import BarInput
+from tickmesh.core.fixtures import fixtures_root as fixtures_dir
 
 NS_PER_MINUTE = 60_000_000_000
 NS_PER_DAY = 1440 * NS_PER_MINUTE
-
-
-def fixtures_dir() -> Path:
-    """Return the shared fixtures directory: $TICKMESH_FIXTURES, else <workspace>/shared/fixtures."""
-    configured = os.environ.get("TICKMESH_FIXTURES")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[3].parent / "shared" / "fixtures"
 
 
 def random_walk_bars(

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tickmesh.bars.trades import TradeRun
+from tickmesh.core.fixtures import fixtures_root
 from tickmesh.v1 import market_pb2
 
 NS_PER_MS = 1_000_000
@@ -43,14 +43,6 @@ _TRADE_TYPES = {
     "INSURANCE_FUND": market_pb2.TRADE_TYPE_INSURANCE_FUND,
     "ADL": market_pb2.TRADE_TYPE_ADL,
 }
-
-
-def fixtures_root() -> Path:
-    """Return the shared fixtures directory: $TICKMESH_FIXTURES or <workspace>/shared/fixtures."""
-    configured = os.environ.get("TICKMESH_FIXTURES")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures"
 
 
 def load_futures_capture(path: Path) -> TradeRun:

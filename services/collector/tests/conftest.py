@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-
-def fixtures_root() -> Path:
-    """The shared fixtures directory: $TICKMESH_FIXTURES or <workspace>/shared/fixtures."""
-    env = os.environ.get("TICKMESH_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3].parent / "shared" / "fixtures"
+from tickmesh.core.fixtures import fixtures_root
 
 
 @pytest.fixture(scope="session")
