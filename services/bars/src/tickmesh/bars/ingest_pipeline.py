@@ -28,7 +28,7 @@ from tickmesh.bars.bar_cache import BarCache
 from tickmesh.bars.bar_metrics import BarMetrics
 from tickmesh.bars.bar_rows import candle_row, ns_to_datetime
 from tickmesh.bars.bar_state import BarUpdate
-from tickmesh.bars.batch_traces import BarTraces, BatchTraces, stamp_bars, update_key
+from tickmesh.bars.batch_traces import BarTraces, BatchTraces, stamp_bars
 from tickmesh.bars.batch_validation import CheckedBatch, check_batch
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.forming_throttle import FormingThrottle
@@ -295,10 +295,11 @@ class IngestPipeline:
         self,
         commit: Commit,
         updates: list[BarUpdate],
-        change_ids: dict[tuple[str, str, int], int],
+        change_ids: list[int],
         traces: BarTraces,
     ) -> None:
-        bars = [u.to_proto(change_ids[update_key(u)]) for u in updates]
+        # `updates` are in the order of commit.candles, whose change ids the store returned.
+        bars = [u.to_proto(change_id) for u, change_id in zip(updates, change_ids, strict=True)]
         bars.sort(key=lambda bar: bar.change_id)
         # The cache first: whoever learns of these bars (an ack, a subscriber) and then asks
         # GetBars must find them there.

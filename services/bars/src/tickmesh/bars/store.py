@@ -14,22 +14,22 @@ from tickmesh.bars.bar_rows import (
     CANDLE_COLUMNS,
     SELECT_CANDLE,
     bar_from_record,
-    datetime_to_ns,
     ns_to_datetime,
 )
-from tickmesh.core.db.bulk import UpsertSpec, upsert, upsert_returning
+from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert, next_sequence_values, upsert
+from tickmesh.core.db.pool import Connection
 from tickmesh.core.exchanges import exchange_proto
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.sharding import Shard
 from tickmesh.core.timeframes import TIMEFRAMES
 from tickmesh.v1 import market_pb2
 
+_REVISION = CANDLE_COLUMNS.index("revision")
+# The writer takes each row's change id from candle_change_seq before writing it.
 CANDLES = UpsertSpec(
     table="candles",
-    columns=CANDLE_COLUMNS,
+    columns=(*CANDLE_COLUMNS, "change_id"),
     key=("symbol", "timeframe", "time"),
-    update_expressions={"change_id": "nextval('candle_change_seq')"},
-    returning=("symbol", "timeframe", "time", "change_id"),
 )
 ENGINE_STATE = UpsertSpec(
     table="bar_engine_state",
@@ -55,7 +55,16 @@ QUARANTINE = UpsertSpec(
     update_columns=(),
 )
 
-CandleKey = tuple[str, str, int]  # symbol, timeframe label, open time in µs
+
+async def write_candles(conn: Connection, rows: Sequence[tuple[object, ...]]) -> list[int]:
+    """Upsert `candles` rows (CANDLE_COLUMNS order, keys unique); their change ids, in order."""
+    change_ids = await next_sequence_values(conn, "candle_change_seq", len(rows))
+    numbered = [(*row, change_id) for row, change_id in zip(rows, change_ids, strict=True)]
+    # A bar final for the first time (revision 0) is a new row unless a restart replays it,
+    # so those go in by plain COPY; revisions overwrite rows that exist.
+    await insert_or_upsert(conn, CANDLES, [row for row in numbered if row[_REVISION] == 0])
+    await upsert(conn, CANDLES, [row for row in numbered if row[_REVISION] != 0])
+    return change_ids
 
 
 @dataclass
@@ -106,16 +115,11 @@ class BarStore:
         rows = await self._pool.fetch("SELECT stream_id, acked_sequence FROM ingest_streams")
         return {r["stream_id"]: r["acked_sequence"] for r in rows}
 
-    async def commit(self, commit: Commit) -> dict[CandleKey, int]:
-        """Write a group commit atomically; return the change id given to each candle."""
+    async def commit(self, commit: Commit) -> list[int]:
+        """Write a group commit atomically; return the change id of each candle, in order."""
         started = time.perf_counter()
-        change_ids: dict[CandleKey, int] = {}
         async with self._pool.acquire() as conn, conn.transaction():
-            if commit.candles:
-                for record in await upsert_returning(conn, CANDLES, commit.candles):
-                    micros = datetime_to_ns(record["time"]) // 1000
-                    key = (record["symbol"], record["timeframe"], micros)
-                    change_ids[key] = record["change_id"]
+            change_ids = await write_candles(conn, commit.candles)
             await upsert(conn, ENGINE_STATE, commit.engine_states)
             await upsert(conn, ENGINE_FINALS, commit.engine_finals)
             if commit.engine_horizons:
