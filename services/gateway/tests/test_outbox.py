@@ -20,7 +20,7 @@ def _bar(minute: int, close: float, final: bool, revision: int = 0) -> market_pb
 
 
 def test_outbox_coalesces_forming_bars_to_latest() -> None:
-    outbox = Outbox(interval_seconds=1.0, max_pending_finals=10)
+    outbox = Outbox(interval_seconds=1.0)
     outbox.subscribe("1m")
     for close in (1.0, 2.0, 3.0):
         outbox.offer(_bar(5, close, final=False))
@@ -30,7 +30,7 @@ def test_outbox_coalesces_forming_bars_to_latest() -> None:
 
 
 def test_outbox_keeps_every_final_and_drops_superseded_forming() -> None:
-    outbox = Outbox(interval_seconds=1.0, max_pending_finals=10)
+    outbox = Outbox(interval_seconds=1.0)
     outbox.subscribe("1m")
     outbox.offer(_bar(5, 1.0, final=False))
     outbox.offer(_bar(5, 1.5, final=True))
@@ -45,7 +45,7 @@ def test_outbox_keeps_every_final_and_drops_superseded_forming() -> None:
 
 
 def test_outbox_pushes_each_timeframe_at_most_once_per_interval() -> None:
-    outbox = Outbox(interval_seconds=1.0, max_pending_finals=10)
+    outbox = Outbox(interval_seconds=1.0)
     outbox.subscribe("1m")
     outbox.offer(_bar(5, 1.0, final=False))
     assert len(outbox.due(now=100.0)) == 1
@@ -56,7 +56,7 @@ def test_outbox_pushes_each_timeframe_at_most_once_per_interval() -> None:
 
 
 def test_outbox_revision_replaces_pending_version_of_same_bar() -> None:
-    outbox = Outbox(interval_seconds=1.0, max_pending_finals=10)
+    outbox = Outbox(interval_seconds=1.0)
     outbox.subscribe("1m")
     outbox.offer(_bar(5, 1.0, final=True))
     outbox.offer(_bar(5, 1.2, final=True, revision=1))
@@ -64,11 +64,12 @@ def test_outbox_revision_replaces_pending_version_of_same_bar() -> None:
     assert [(bar.close, bar.revision) for bar in bars] == [(1.2, 1)]
 
 
-def test_outbox_ignores_unsubscribed_timeframes_and_reports_overflow() -> None:
-    outbox = Outbox(interval_seconds=1.0, max_pending_finals=2)
+def test_outbox_ignores_unsubscribed_timeframes() -> None:
+    outbox = Outbox(interval_seconds=1.0)
     outbox.offer(_bar(1, 1.0, final=True))
     assert outbox.due(now=100.0) == []
     outbox.subscribe("1m")
     for minute in range(3):
         outbox.offer(_bar(minute, 1.0, final=True))
-    assert outbox.overflowing()
+    [(label, bars)] = outbox.due(now=100.0)
+    assert (label, [bar.open_time_ns for bar in bars]) == ("1m", [m * MINUTE for m in range(3)])

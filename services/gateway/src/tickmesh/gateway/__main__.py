@@ -19,6 +19,7 @@ from tickmesh.core.logs import configure_logging
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.tracing import configure_tracing, exporting
 from tickmesh.gateway.app import create_app
+from tickmesh.gateway.frame_protocol import FrameWritingProtocol
 from tickmesh.gateway.settings import GatewaySettings, load_gateway_settings_or_exit
 from tickmesh.gateway.wiring import open_services
 
@@ -37,6 +38,8 @@ async def serve(settings: GatewaySettings, tracer_provider: TracerProvider | Non
             port=settings.gateway_port,
             log_config=None,
             timeout_graceful_shutdown=int(settings.drain_seconds),
+            ws=FrameWritingProtocol,  # bars are framed once and written to every client
+            ws_per_message_deflate=False,  # a compressed frame could not be shared
             ws_ping_interval=settings.gateway_ws_heartbeat_seconds,
         )
         # uvicorn drains on SIGTERM/SIGINT, restores the previous handlers and re-raises the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
@@ -18,17 +18,14 @@ from tickmesh.gateway.alert_cursor import AlertCursor
 from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
-from tickmesh.gateway.bar_json import PushEncoder
 from tickmesh.gateway.chart_cache import ChartCache
 from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.indicator_fanout import IndicatorFanout
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.problems import RateLimited
 from tickmesh.gateway.rate_limit import RateLimiter
-from tickmesh.gateway.send_watchdog import SendWatchdog
 from tickmesh.gateway.settings import GatewaySettings
 from tickmesh.gateway.tokens import KeyRing, Role
-from tickmesh.gateway.wake_wheel import WakeWheel
 from tickmesh.gateway.ws_feeds import SymbolFeeds
 
 ROLE_RANK: dict[Role, int] = {"viewer": 0, "trader": 1, "admin": 2}
@@ -53,10 +50,7 @@ class GatewayServices:
     alert_broadcast: AlertBroadcast
     indicator_fanout: IndicatorFanout
     chart_cache: ChartCache
-    push_encoder: PushEncoder = field(default_factory=PushEncoder)
-    send_watchdog: SendWatchdog = field(default_factory=SendWatchdog)
-    wake_wheel: WakeWheel = field(default_factory=WakeWheel)
-    ws_feeds: SymbolFeeds = field(default_factory=SymbolFeeds)
+    ws_feeds: SymbolFeeds
 
 
 def get_services(connection: HTTPConnection) -> GatewayServices:

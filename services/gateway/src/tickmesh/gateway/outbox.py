@@ -1,6 +1,6 @@
-"""What one WebSocket client is owed: per timeframe, the latest forming bar and every final bar.
+"""What a push channel owes its clients: per timeframe, the latest forming bar and every final bar.
 
-Pure logic, no I/O: the connection asks it what is due. Forming bars coalesce (only the
+Pure logic, no I/O: the channel asks it what is due. Forming bars coalesce (only the
 latest matters); final bars queue and are never dropped; each timeframe is pushed at most
 once per interval of its schedule (a push the event loop got to late does not delay the next
 one by as much, so lag does not build up under load).
@@ -25,9 +25,8 @@ class _Slot:
 class Outbox:
     """Pending bars of one connection, by timeframe label."""
 
-    def __init__(self, interval_seconds: float, max_pending_finals: int) -> None:
+    def __init__(self, interval_seconds: float) -> None:
         self._interval = interval_seconds
-        self._max_finals = max_pending_finals
         self._slots: dict[str, _Slot] = {}
 
     @property
@@ -70,10 +69,6 @@ class Outbox:
             ),
             default=None,
         )
-
-    def overflowing(self) -> bool:
-        """True when final bars pile up past the bound: the client is not keeping up."""
-        return any(len(slot.finals) > self._max_finals for slot in self._slots.values())
 
     def due(self, now: float) -> list[tuple[str, list[market_pb2.Bar]]]:
         """Take the updates whose interval has passed: (timeframe, bars oldest first)."""

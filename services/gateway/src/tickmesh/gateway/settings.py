@@ -48,6 +48,8 @@ class GatewaySettings(CommonSettings):
     gateway_ws_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     gateway_ws_send_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     gateway_ws_max_pending_finals: int = Field(default=500, ge=1, le=100_000)
+    # Bytes a client's socket has not taken yet past which it is closed as too slow.
+    gateway_ws_max_buffered_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1 << 30)
     gateway_ws_auth_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     gateway_alerts_enabled: bool = True

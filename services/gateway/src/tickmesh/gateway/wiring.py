@@ -24,6 +24,7 @@ from tickmesh.gateway.alert_engine import AlertEngine
 from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.backends import Backends
+from tickmesh.gateway.bar_json import PushEncoder
 from tickmesh.gateway.chart_cache import ChartCache
 from tickmesh.gateway.deps import GatewayServices
 from tickmesh.gateway.fanout import BarFanout
@@ -33,6 +34,7 @@ from tickmesh.gateway.passwords import Passwords
 from tickmesh.gateway.rate_limit import RateLimiter
 from tickmesh.gateway.settings import GatewaySettings
 from tickmesh.gateway.tokens import KeyRing
+from tickmesh.gateway.ws_feeds import SymbolFeeds
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,11 @@ def build_services(
         alert_broadcast=AlertBroadcast(redis_client, alert_feed, metrics),
         indicator_fanout=IndicatorFanout(backends, metrics),
         chart_cache=chart_cache,
+        ws_feeds=SymbolFeeds(
+            PushEncoder(),
+            settings.gateway_ws_update_seconds,
+            metrics.ws_messages.labels(type="bars"),
+        ),
     )
 
 
@@ -94,7 +101,6 @@ async def open_services(
     stack.push_async_callback(services.fanout.close)
     stack.push_async_callback(services.indicator_fanout.close)
     stack.push_async_callback(services.chart_cache.close)
-    stack.push_async_callback(services.send_watchdog.close)
     if settings.gateway_admin_username and settings.gateway_admin_password:
         await services.accounts.ensure_admin(
             settings.gateway_admin_username, settings.gateway_admin_password.get_secret_value()

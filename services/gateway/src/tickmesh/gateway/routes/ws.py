@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import logging
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,13 +15,15 @@ from tickmesh.core.errors import DomainError
 from tickmesh.core.timeframes import BY_LABEL
 from tickmesh.gateway.accounts import User
 from tickmesh.gateway.deps import GatewayServices, get_services
-from tickmesh.gateway.outbox import Outbox
+from tickmesh.gateway.frame_protocol import FrameWriter
 from tickmesh.gateway.schemas import SYMBOL_PATTERN, AlertEventOut
-from tickmesh.v1 import market_pb2
+from tickmesh.gateway.ws_feeds import ClientSocket
 
 router = APIRouter(tags=["websocket"])
+log = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 _SYMBOL = re.compile(SYMBOL_PATTERN)
 
@@ -64,72 +65,37 @@ def _timeframes(message: dict[str, Any]) -> list[str] | str:
 
 
 class _Connection:
-    """One client's session: its outbox, the receive loop and the push loop.
+    """One client's session: the receive loop, and a push loop for all but bars.
 
-    The push loop sleeps until something is due (a wake-up in the shared wheel when a bar
-    arrives inside the throttle interval), not on a polling tick: with thousands of clients,
-    idle ones cost nothing.
+    Bars are written by the symbol's channels straight to the socket (`ClientSocket`); alerts,
+    indicator rows, heartbeats and replies go through this session's own task.
     """
 
-    def __init__(self, websocket: WebSocket, services: GatewayServices, symbol: str) -> None:
+    def __init__(
+        self, websocket: WebSocket, services: GatewayServices, symbol: str, frames: FrameWriter
+    ) -> None:
         self.websocket = websocket
         self.services = services
         self.symbol = symbol
-        settings = services.settings
-        self.outbox = Outbox(
-            settings.gateway_ws_update_seconds, settings.gateway_ws_max_pending_finals
-        )
+        self.timeframes: set[str] = set()
         self.wakeup = asyncio.Event()
-        self.armed_at: float | None = None  # when the pending wheel wake-up is due
+        # The push loop ends the session when the channels find the client too slow.
+        max_buffered = services.settings.gateway_ws_max_buffered_bytes
+        self.socket = ClientSocket(frames, max_buffered, self.wakeup.set)
         self.beat: asyncio.TimerHandle | None = None
-        self.push_task: asyncio.Task[None] | None = None
         self.alerts: list[AlertEventOut] = []
         self.indicators: list[dict[str, Any]] = []
-        self._bars_sent = services.metrics.ws_messages.labels(type="bars")
-
-    def on_bar(self, bar: market_pb2.Bar) -> None:
-        """Upstream listener: buffer, never block."""
-        due = self.outbox.offer(bar, time.monotonic())
-        if due is None:
-            return
-        if bar.final and self.outbox.overflowing():
-            self.wakeup.set()  # the push loop ends the connection
-        else:
-            self.arm(due)
-
-    def arm(self, due: float | None = None) -> None:
-        """Wake the push loop when the earliest pending update (or `due`) is due."""
-        if self.wakeup.is_set():
-            return
-        if due is None:
-            due = self.outbox.next_due()
-            if due is None:
-                return
-        if self.armed_at is not None and self.armed_at <= due:
-            return  # an earlier wake-up is pending already
-        now = time.monotonic()
-        if due <= now:
-            self.wakeup.set()
-        else:
-            self.armed_at = due
-            loop_time = asyncio.get_running_loop().time()
-            self.services.wake_wheel.call_at(loop_time + (due - now), self.fire)
-
-    def fire(self) -> None:
-        """A throttle interval passed (a superseded wake-up only wakes the loop once more)."""
-        self.armed_at = None
-        self.wakeup.set()
 
     def on_indicators(self, message: dict[str, Any]) -> None:
         """Indicator listener: keep the subscribed timeframes' rows, never block."""
-        if message["timeframe"] in self.outbox.timeframes:
+        if message["timeframe"] in self.timeframes:
             self.indicators.append(message)
             self.wakeup.set()
 
     def too_slow(self) -> bool:
-        """True when final bars or indicator rows pile up past the bound."""
+        """True when the socket or the indicator and alert queues are backed up past the bound."""
         bound = self.services.settings.gateway_ws_max_pending_finals
-        return self.outbox.overflowing() or len(self.indicators) > bound
+        return self.socket.slow or len(self.indicators) > bound or len(self.alerts) > bound
 
     def on_alert(self, event: AlertEventOut) -> None:
         """Alert-feed listener: buffer, never block."""
@@ -138,26 +104,9 @@ class _Connection:
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send one message; a client that cannot take it in time is too slow."""
-        await self.send_text(message["type"], json.dumps(message))
-
-    async def send_text(self, kind: str, text: str) -> None:
-        """Send an encoded message of type `kind` within the send timeout."""
         async with asyncio.timeout(self.services.settings.gateway_ws_send_timeout_seconds):
-            await self.websocket.send_text(text)
-        self.services.metrics.ws_messages.labels(type=kind).inc()
-
-    async def push_bars(self, text: str) -> None:
-        """Send a `bars` message; the watchdog cancels this (push) task if the client stops
-        reading, and the session then closes it as too slow."""
-        watchdog = self.services.send_watchdog
-        task = self.push_task
-        assert task is not None
-        watchdog.sending(task, self.services.settings.gateway_ws_send_timeout_seconds)
-        try:
-            await self.websocket.send_text(text)
-        finally:
-            watchdog.sent(task)
-        self._bars_sent.inc()
+            await self.websocket.send_text(json.dumps(message))
+        self.services.metrics.ws_messages.labels(type=message["type"]).inc()
 
     async def receive_loop(self) -> None:
         """Handle subscribe / unsubscribe / ping messages until the client leaves."""
@@ -184,19 +133,18 @@ class _Connection:
                 continue
             for label in labels:
                 if kind == "subscribe":
-                    self.outbox.subscribe(label)
-                    feeds.subscribe(self.symbol, BY_LABEL[label].proto, self.on_bar)
+                    self.timeframes.add(label)
+                    feeds.subscribe(self.symbol, BY_LABEL[label].proto, self.socket)
                 else:
-                    self.outbox.unsubscribe(label)
-                    feeds.unsubscribe(self.symbol, BY_LABEL[label].proto, self.on_bar)
+                    self.timeframes.discard(label)
+                    feeds.unsubscribe(self.symbol, BY_LABEL[label].proto, self.socket)
             await self.send(
-                {"type": "subscribed", "symbol": self.symbol, "timeframes": self.outbox.timeframes}
+                {"type": "subscribed", "symbol": self.symbol, "timeframes": sorted(self.timeframes)}
             )
 
     async def push_loop(self) -> None:
-        """Push due updates and heartbeats; return (to be closed) when the client lags."""
+        """Send alerts, indicator rows and heartbeats; return (to be closed) when the client lags."""
         settings = self.services.settings
-        encoder = self.services.push_encoder
         loop = asyncio.get_running_loop()
         next_beat = loop.time() + settings.gateway_ws_heartbeat_seconds
         # One timer per heartbeat, not a timeout armed and cancelled around every wait.
@@ -210,8 +158,6 @@ class _Connection:
                 while self.alerts:
                     event = self.alerts.pop(0)
                     await self.send({"type": "alert", **event.model_dump(mode="json")})
-                for label, bars in self.outbox.due(time.monotonic()):
-                    await self.push_bars(encoder.bars_message(self.symbol, label, bars))
                 while self.indicators:
                     await self.send(self.indicators.pop(0))
                 if loop.time() >= next_beat:
@@ -220,10 +166,9 @@ class _Connection:
                     self.beat = loop.call_at(next_beat, self.wakeup.set)
             except TimeoutError:
                 return
-            self.arm()  # what arrived while sending, or a timeframe not due yet
 
     def stop(self) -> None:
-        """Cancel the heartbeat timer (a pending wheel wake-up just sets a dead event)."""
+        """Cancel the heartbeat timer."""
         if self.beat is not None:
             self.beat.cancel()
             self.beat = None
@@ -236,7 +181,12 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
     if _SYMBOL.match(symbol) is None:
         await websocket.close(POLICY_VIOLATION, "symbol: 1-20 of A-Z, 0-9, '.', '-', '^', '='")
         return
+    frames = FrameWriter.of(websocket)
     await websocket.accept()
+    if frames is None:
+        # Served without tickmesh.gateway's protocol (the gateway's own main sets it).
+        await websocket.close(INTERNAL_ERROR, "this server cannot write WebSocket frames directly")
+        return
     user = await _authenticate(websocket, services)
     if user is None:
         await websocket.close(POLICY_VIOLATION, "a valid access token is required")
@@ -245,20 +195,26 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
     if not decision.allowed:
         await websocket.close(TRY_AGAIN_LATER, "rate limited")
         return
-    connection = _Connection(websocket, services, symbol)
+    connection = _Connection(websocket, services, symbol, frames)
     services.ws_feeds.attach(services.fanout, symbol)
     services.indicator_fanout.add(symbol, connection.on_indicators)
     services.alert_feed.add(user.id, connection.on_alert)
     services.metrics.ws_clients.inc()
     receiver = asyncio.create_task(connection.receive_loop())
-    pusher = connection.push_task = asyncio.create_task(connection.push_loop())
+    pusher = asyncio.create_task(connection.push_loop())
     try:
         await connection.send({"type": "welcome", "symbol": symbol, "user": user.username})
         done, _ = await asyncio.wait({receiver, pusher}, return_when=asyncio.FIRST_COMPLETED)
         if pusher in done and not receiver.done():
             services.metrics.ws_slow_closed.inc()
-            with contextlib.suppress(Exception):  # the socket may already be gone
-                await websocket.close(TRY_AGAIN_LATER, "too slow: updates were piling up")
+            log.warning("closing a WebSocket client of %s as too slow", symbol)
+            try:
+                async with asyncio.timeout(services.settings.gateway_ws_send_timeout_seconds):
+                    await websocket.close(TRY_AGAIN_LATER, "too slow: updates were piling up")
+            except TimeoutError:
+                frames.abort()  # it reads nothing, not even the close frame
+            except Exception:
+                pass
     except (WebSocketDisconnect, TimeoutError):
         pass  # the client left or stopped reading; cleanup below
     finally:
@@ -266,7 +222,7 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
             task.cancel()
         await asyncio.gather(receiver, pusher, return_exceptions=True)
         connection.stop()
-        await services.ws_feeds.detach(services.fanout, symbol, connection.on_bar)
+        await services.ws_feeds.detach(services.fanout, symbol, connection.socket)
         await services.indicator_fanout.remove(symbol, connection.on_indicators)
         services.alert_feed.remove(user.id, connection.on_alert)
         services.metrics.ws_clients.dec()
