@@ -1,20 +1,23 @@
-"""Firings recorded once across replicas and delivered by webhook (with retries) and e-mail."""
+"""Firings recorded once across replicas and delivered from the table by webhook and e-mail."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 
-from tickmesh.gateway.alert_channels import AlertChannels, internal_target
+from tickmesh.gateway.alert_channels import AlertChannels, Outcome, internal_target
+from tickmesh.gateway.alert_delivery import AlertDeliveries
 from tickmesh.gateway.alert_engine import AlertEngine
 from tickmesh.gateway.alert_store import AlertStore
 from tickmesh.gateway.schemas import AlertEventOut, AlertIn
@@ -51,14 +54,28 @@ async def test_two_replicas_record_a_firing_once(gateway: Gateway) -> None:
     assert sum(result is not None for result in results) == 1
 
 
-@pytest.fixture
-async def webhook_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    """A webhook that fails its first call with 503, then accepts; records what it got."""
+Hook = tuple[str, list[dict[str, Any]]]
+
+
+@dataclass
+class Hang:
+    """The first call waits: `reached` when it arrives, until `released`."""
+
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def _serve_hook(statuses: list[int], hang: Hang | None = None) -> tuple[web.AppRunner, Hook]:
+    """A webhook answering the given statuses in turn (then 200); records what it got."""
     received: list[dict[str, Any]] = []
 
     async def hook(request: web.Request) -> web.Response:
         received.append(await request.json())
-        return web.Response(status=503 if len(received) == 1 else 200)
+        if hang is not None and len(received) == 1:
+            hang.reached.set()
+            await hang.released.wait()  # the sender is killed while waiting here
+        status = statuses[len(received) - 1] if len(received) <= len(statuses) else 200
+        return web.Response(status=status)
 
     app = web.Application()
     app.router.add_post("/hook", hook)
@@ -66,12 +83,38 @@ async def webhook_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/hook", received
+    return runner, (f"http://127.0.0.1:{port}/hook", received)
+
+
+@pytest.fixture
+async def webhook_server() -> AsyncIterator[Hook]:
+    """A webhook that fails its first call with 503, then accepts."""
+    runner, hook = await _serve_hook([503])
+    yield hook
     await runner.cleanup()
 
 
+async def _deliveries_of(pool: asyncpg.Pool, alert_id: int) -> list[tuple[str, int]]:
+    rows = await pool.fetch(
+        "SELECT delivery, delivery_attempts FROM alert_events WHERE alert_id = $1 ORDER BY id",
+        alert_id,
+    )
+    return [(row["delivery"], row["delivery_attempts"]) for row in rows]
+
+
+async def _drain(deliveries: AlertDeliveries, pool: asyncpg.Pool, alert_ids: list[int]) -> None:
+    """Attempt due deliveries until none of these alerts' firings is pending."""
+    async with asyncio.timeout(10):
+        while True:
+            await deliveries.deliver_due()
+            states = [d for a in alert_ids for d, _ in await _deliveries_of(pool, a)]
+            if "pending" not in states:
+                return
+            await asyncio.sleep(0.02)
+
+
 async def test_engine_fires_webhook_with_retry_and_email_once(
-    make_gateway: GatewayFactory, webhook_server: tuple[str, list[dict[str, Any]]]
+    make_gateway: GatewayFactory, webhook_server: Hook
 ) -> None:
     url, received = webhook_server
     mails: list[Any] = []
@@ -92,7 +135,7 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
         services = gateway.services
         trader = await gateway.user("trader")
         symbol = "ALRT" + secrets.token_hex(4).upper()  # no judged mark left in Redis
-        await services.alerts.create(
+        hooked = await services.alerts.create(
             trader.id,
             AlertIn(
                 symbol=symbol,
@@ -102,7 +145,7 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
                 target=url,
             ),
         )
-        await services.alerts.create(
+        mailed = await services.alerts.create(
             trader.id,
             AlertIn(
                 symbol=symbol,
@@ -114,11 +157,12 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
             ),
         )
         async with httpx.AsyncClient() as http:
+            deliveries = _deliveries(gateway, http)
             engine = AlertEngine(
                 services.alerts,
                 services.fanout,
                 services.backends,
-                AlertChannels(services.settings, services.metrics, http),
+                deliveries.wake,
                 services.metrics,
                 services.alert_broadcast.publish,
                 services.alert_cursor,
@@ -127,12 +171,108 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
             for minute, close in enumerate((99.0, 101.0, 102.0)):
                 await engine.on_final_bar(_bar(symbol, minute, close))
             await services.fanout.close()
+            await _drain(deliveries, services.pool, [hooked.id, mailed.id])
         assert len(received) == 2  # one 503, one accepted retry of the same firing
         assert received[1]["text"].endswith(f"{symbol} crossed up through 100 at 101")
         assert len(mails) == 1  # one-shot: the 102 close did not mail again
         assert "ops@example.com" in mails[0].rcpt_tos
+        assert await _deliveries_of(services.pool, hooked.id) == [("delivered", 2)]
+        assert await _deliveries_of(services.pool, mailed.id) == [("delivered", 1)]
     finally:
         smtp.stop()
+
+
+def _deliveries(gateway: Gateway, http: httpx.AsyncClient, lease: float = 60.0) -> AlertDeliveries:
+    services = gateway.services
+    channels = AlertChannels(services.settings, services.metrics, http)
+    return AlertDeliveries(
+        services.pool,
+        services.alerts,
+        channels,
+        services.settings,
+        services.metrics,
+        lease_seconds=lease,
+    )
+
+
+async def _webhook_firing(gateway: Gateway, url: str) -> int:
+    """A recorded, not yet sent webhook firing (as left by a replica killed right after)."""
+    trader = await gateway.user("trader")
+    alert = await gateway.services.alerts.create(
+        trader.id,
+        AlertIn(
+            symbol="BTCUSDT", condition="price_above", threshold=1.0, channel="webhook", target=url
+        ),
+    )
+    recorded = await gateway.services.alerts.record_firing(
+        alert.id, datetime(2024, 3, 1, tzinfo=UTC), 2.0, "BTCUSDT above 1"
+    )
+    assert recorded is not None
+    return alert.id
+
+
+async def test_a_firing_left_pending_is_sent_once_by_another_replica(
+    make_gateway: GatewayFactory,
+) -> None:
+    runner, (url, received) = await _serve_hook([])
+    try:
+        gateway = await make_gateway(gateway_webhook_allow_private=True)
+        alert_id = await _webhook_firing(gateway, url)
+        async with httpx.AsyncClient() as http:
+            replicas = [_deliveries(gateway, http) for _ in range(3)]
+            await asyncio.gather(*(replica.deliver_due() for replica in replicas))
+        assert len(received) == 1  # claimed by one replica under its row lock
+        assert await _deliveries_of(gateway.services.pool, alert_id) == [("delivered", 1)]
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_replica_killed_mid_send_is_taken_over_after_its_lease(
+    make_gateway: GatewayFactory,
+) -> None:
+    hang = Hang()
+    runner, (url, received) = await _serve_hook([], hang)
+    try:
+        gateway = await make_gateway(gateway_webhook_allow_private=True)
+        alert_id = await _webhook_firing(gateway, url)
+        async with httpx.AsyncClient() as http:
+            dying = asyncio.create_task(_deliveries(gateway, http, lease=0.5).deliver_due())
+            async with asyncio.timeout(5):
+                await hang.reached.wait()
+            dying.cancel()  # killed while its webhook call hangs: nothing marked
+            other = _deliveries(gateway, http)
+            assert await other.deliver_due() == 0  # the lease still holds
+            await asyncio.sleep(0.6)
+            assert await other.deliver_due() == 1
+        assert len(received) == 2  # at least once: the hung call, then the takeover
+        assert await _deliveries_of(gateway.services.pool, alert_id) == [("delivered", 2)]
+    finally:
+        hang.released.set()
+        await runner.cleanup()
+
+
+async def test_delivery_gives_up_after_its_attempts_or_on_a_refusal(
+    make_gateway: GatewayFactory,
+) -> None:
+    runner, (url, received) = await _serve_hook([503, 503, 503])
+    refusing, (refused_url, refused) = await _serve_hook([404])
+    try:
+        gateway = await make_gateway(
+            gateway_webhook_allow_private=True,
+            gateway_webhook_attempts=2,
+            gateway_webhook_backoff_seconds=0.01,
+        )
+        down = await _webhook_firing(gateway, url)
+        gone = await _webhook_firing(gateway, refused_url)
+        async with httpx.AsyncClient() as http:
+            await _drain(_deliveries(gateway, http), gateway.services.pool, [down, gone])
+        assert len(received) == 2
+        assert len(refused) == 1  # a 404 is not retried
+        assert await _deliveries_of(gateway.services.pool, down) == [("failed", 2)]
+        assert await _deliveries_of(gateway.services.pool, gone) == [("failed", 1)]
+    finally:
+        await runner.cleanup()
+        await refusing.cleanup()
 
 
 def _event() -> AlertEventOut:
@@ -159,8 +299,8 @@ async def test_webhook_to_internal_address_refused_by_default(
     async with httpx.AsyncClient() as http:
         channels = AlertChannels(gateway.services.settings, gateway.services.metrics, http)
         assert await internal_target(url) is not None
-        refused = await channels._webhook(url, _event())
-    assert refused is False
+        outcome = await channels._webhook(url, _event())
+    assert outcome is Outcome.REFUSED
 
 
 async def test_webhook_to_public_address_is_not_refused() -> None:

@@ -1,8 +1,9 @@
-"""Where a firing is said: a Slack-compatible webhook (with retries) or an e-mail over SMTP."""
+"""Where a firing is said: a Slack-compatible webhook or an e-mail over SMTP, one attempt at a time."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import ipaddress
 import logging
 import smtplib
@@ -18,8 +19,16 @@ from tickmesh.gateway.settings import GatewaySettings
 log = logging.getLogger(__name__)
 
 
+class Outcome(enum.Enum):
+    """What one delivery attempt came to."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # the target was down or busy: try again later
+    REFUSED = "refused"  # no later attempt can succeed (a 4xx, a private address)
+
+
 class AlertChannels:
-    """Deliver firings; every outcome is counted and failures are logged, never raised."""
+    """Make one delivery attempt of a firing; outcomes are counted, failures logged."""
 
     def __init__(
         self, settings: GatewaySettings, metrics: GatewayMetrics, http: httpx.AsyncClient
@@ -28,24 +37,23 @@ class AlertChannels:
         self._metrics = metrics
         self._http = http
 
-    async def deliver(self, alert: AlertOut, event: AlertEventOut) -> bool:
-        """Send the firing on the alert's channel; True when delivered."""
+    async def attempt(self, alert: AlertOut, event: AlertEventOut) -> Outcome:
+        """Send the firing once on the alert's channel (webhook or e-mail)."""
         if alert.channel == "webhook" and alert.target is not None:
-            delivered = await self._webhook(alert.target, event)
+            outcome = await self._webhook(alert.target, event)
         elif alert.channel == "email" and alert.target is not None:
-            delivered = await self._email(alert, event)
+            outcome = await self._email(alert, event)
         else:
-            return False  # WebSocket firings go to connected clients, not through here
-        outcome = "delivered" if delivered else "failed"
-        self._metrics.notifications.labels(channel=alert.channel, outcome=outcome).inc()
-        return delivered
+            outcome = Outcome.REFUSED  # WebSocket firings go to connected clients, not here
+        self._metrics.notifications.labels(channel=alert.channel, outcome=outcome.value).inc()
+        return outcome
 
-    async def _webhook(self, url: str, event: AlertEventOut) -> bool:
+    async def _webhook(self, url: str, event: AlertEventOut) -> Outcome:
         if not self._settings.gateway_webhook_allow_private:
             refusal = await internal_target(url)
             if refusal is not None:
                 log.warning("webhook of alert %d refused: %s", event.alert_id, refusal)
-                return False
+                return Outcome.REFUSED
         # Slack's incoming-webhook shape: {"text": ...}; extra fields are ignored by Slack.
         payload = {
             "text": f":rotating_light: {event.message}",
@@ -53,25 +61,19 @@ class AlertChannels:
             "bar_time": event.bar_time.isoformat(),
             "value": event.value,
         }
-        attempts = self._settings.gateway_webhook_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                response = await self._http.post(url, json=payload, timeout=5.0)
-                if response.status_code < 400:
-                    return True
-                retryable = response.status_code == 429 or response.status_code >= 500
-                reason = f"HTTP {response.status_code}"
-            except httpx.HTTPError as error:
-                retryable, reason = True, type(error).__name__
-            log.warning(
-                "webhook of alert %d failed (%s), attempt %d", event.alert_id, reason, attempt
-            )
-            if not retryable or attempt == attempts:
-                return False
-            await asyncio.sleep(self._settings.gateway_webhook_backoff_seconds * 2 ** (attempt - 1))
-        return False
+        try:
+            response = await self._http.post(url, json=payload, timeout=5.0)
+        except httpx.HTTPError as error:
+            log.warning("webhook of alert %d failed: %s", event.alert_id, type(error).__name__)
+            return Outcome.RETRY
+        if response.status_code < 400:
+            return Outcome.DELIVERED
+        log.warning("webhook of alert %d failed: HTTP %d", event.alert_id, response.status_code)
+        if response.status_code == 429 or response.status_code >= 500:
+            return Outcome.RETRY
+        return Outcome.REFUSED
 
-    async def _email(self, alert: AlertOut, event: AlertEventOut) -> bool:
+    async def _email(self, alert: AlertOut, event: AlertEventOut) -> Outcome:
         message = EmailMessage()
         message["From"] = self._settings.gateway_smtp_sender
         message["To"] = alert.target
@@ -79,10 +81,13 @@ class AlertChannels:
         message.set_content(f"{event.message}\nbar: {event.bar_time.isoformat()}\n")
         try:
             await asyncio.to_thread(self._send_mail, message)
+        except smtplib.SMTPRecipientsRefused as error:
+            log.warning("e-mail of alert %d refused: %s", event.alert_id, error)
+            return Outcome.REFUSED
         except (OSError, smtplib.SMTPException) as error:
             log.warning("e-mail of alert %d failed: %s", event.alert_id, error)
-            return False
-        return True
+            return Outcome.RETRY
+        return Outcome.DELIVERED
 
     def _send_mail(self, message: EmailMessage) -> None:
         with smtplib.SMTP(

@@ -12,7 +12,6 @@ import redis.asyncio as redis
 
 from tickmesh.core.errors import DomainError
 from tickmesh.core.timeframes import from_label, from_proto
-from tickmesh.gateway.alert_channels import AlertChannels
 from tickmesh.gateway.alert_conditions import History, MacdPoint, evaluate
 from tickmesh.gateway.alert_cursor import AlertCursor
 from tickmesh.gateway.alert_store import AlertStore
@@ -39,7 +38,7 @@ class AlertEngine:
         store: AlertStore,
         fanout: BarFanout,
         backends: Backends,
-        channels: AlertChannels,
+        wake_deliveries: Callable[[], None],
         metrics: GatewayMetrics,
         websocket_sink: WebSocketSink,
         cursor: AlertCursor,
@@ -49,7 +48,7 @@ class AlertEngine:
         self._cursor = cursor
         self._fanout = fanout
         self._backends = backends
-        self._channels = channels
+        self._wake_deliveries = wake_deliveries
         self._metrics = metrics
         self._sink = websocket_sink
         self._refresh = refresh_seconds
@@ -126,7 +125,7 @@ class AlertEngine:
                     delay = min(delay * 2, 5.0)
 
     async def on_final_bar(self, bar: market_pb2.Bar) -> None:
-        """Judge the bar (after any bars missed before it); record and deliver firings."""
+        """Judge the bar (after any bars missed before it); record firings and hand them on."""
         label = from_proto(bar.timeframe).label
         ring = self._history.get((bar.symbol, label))
         if ring is None:
@@ -209,7 +208,7 @@ class AlertEngine:
             if alert.channel == "websocket":
                 await self._sink(alert.user_id, recorded.event)
             else:
-                await self._channels.deliver(alert, recorded.event)
+                self._wake_deliveries()  # recorded as pending: AlertDeliveries sends it
 
     async def _indicators(self, bar: market_pb2.Bar) -> tuple[float | None, tuple[MacdPoint, ...]]:
         reply = await self._backends.analytics.call(

@@ -152,6 +152,13 @@ class AlertStore:
         )
         return [alert_from_row(row) for row in rows]
 
+    async def by_ids(self, alert_ids: list[int]) -> dict[int, AlertOut]:
+        """The alerts of these ids, active or not, by id (deleted ones are absent)."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM alerts WHERE id = ANY($1::int[])", alert_ids
+        )
+        return {row["id"]: alert_from_row(row) for row in rows}
+
     async def record_firing(
         self, alert_id: int, bar_time: datetime, value: float, message: str
     ) -> RecordedFiring | None:
@@ -170,14 +177,18 @@ class AlertStore:
             last = alert_row["last_triggered"]
             if last is not None and (bar_time - last).total_seconds() < alert_row["cooldown"]:
                 return None
+            # Webhook and e-mail firings are sent from the table (AlertDeliveries).
+            delivery = "none" if alert_row["channel"] == "websocket" else "pending"
             event = await conn.fetchrow(
-                "INSERT INTO alert_events (alert_id, bar_time, value, message) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (alert_id, bar_time) DO NOTHING "
+                "INSERT INTO alert_events (alert_id, bar_time, value, message, delivery, "
+                "next_attempt_at) VALUES ($1, $2, $3, $4, $5, now()) "
+                "ON CONFLICT (alert_id, bar_time) DO NOTHING "
                 "RETURNING id, alert_id, bar_time, fired_at, value, message",
                 alert_id,
                 bar_time,
                 value,
                 message,
+                delivery,
             )
             if event is None:
                 return None

@@ -20,6 +20,7 @@ from tickmesh.gateway.accounts import Accounts
 from tickmesh.gateway.alert_broadcast import AlertBroadcast
 from tickmesh.gateway.alert_channels import AlertChannels
 from tickmesh.gateway.alert_cursor import AlertCursor
+from tickmesh.gateway.alert_delivery import AlertDeliveries
 from tickmesh.gateway.alert_engine import AlertEngine
 from tickmesh.gateway.alert_feed import AlertFeed
 from tickmesh.gateway.alert_store import AlertStore
@@ -128,14 +129,22 @@ async def _start_alert_engine(services: GatewayServices, stack: AsyncExitStack) 
     """Run the alert engine beside the HTTP server; the stack cancels it first on shutdown."""
     http = httpx.AsyncClient()
     stack.push_async_callback(http.aclose)
+    deliveries = AlertDeliveries(
+        services.pool,
+        services.alerts,
+        AlertChannels(services.settings, services.metrics, http),
+        services.settings,
+        services.metrics,
+    )
     engine = AlertEngine(
         services.alerts,
         services.fanout,
         services.backends,
-        AlertChannels(services.settings, services.metrics, http),
+        deliveries.wake,
         services.metrics,
         services.alert_broadcast.publish,
         services.alert_cursor,
         services.settings.gateway_alert_refresh_seconds,
     )
+    _run_in_background(deliveries.run(), "alert-deliveries", stack)
     _run_in_background(engine.run(), "alert-engine", stack)
