@@ -6,16 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tickmesh.collector.importer import (
+from tickmesh.collector.binance_csv import (
     CsvKind,
     ImportFileError,
-    ImportState,
     detect_kind,
-    import_files,
     rows_to_run,
-    symbol_from_name,
     time_ns,
 )
+from tickmesh.collector.importer import ImportState, import_files, symbol_from_name
 from tickmesh.v1 import market_pb2
 
 SPOT_TRADE = ["1520538925", "2683.8", "0.002", "5.3676", "1723161255611", "True", "True"]

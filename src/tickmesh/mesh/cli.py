@@ -239,7 +239,8 @@ def import_trades(
     """Import Binance public trade CSVs into the bar service, resuming after what was acked."""
     from rich.console import Console
 
-    from tickmesh.collector.importer import EXCHANGES, CsvKind, ImportFileError, import_files
+    from tickmesh.collector.binance_csv import CsvKind, ImportFileError
+    from tickmesh.collector.importer import EXCHANGES, import_files
 
     if exchange not in EXCHANGES:
         raise typer.BadParameter(f"--exchange must be one of {sorted(EXCHANGES)}")
