@@ -95,10 +95,14 @@ async def upsert(
     except asyncpg.CardinalityViolationError:
         # A key appears twice in the batch; rare, so only then pay for de-duplication.
         written = await _copy_and_merge(conn, spec, last_per_key(spec, rows))
+    _count(metrics, spec, started, written)
+    return written
+
+
+def _count(metrics: CoreMetrics | None, spec: UpsertSpec, started: float, written: int) -> None:
     if metrics is not None:
         metrics.db_write_latency.labels(table=spec.table).observe(time.perf_counter() - started)
         metrics.db_rows_written.labels(table=spec.table).inc(written)
-    return written
 
 
 async def insert_or_upsert(
@@ -123,9 +127,7 @@ async def insert_or_upsert(
             await conn.copy_records_to_table(spec.table, records=rows, columns=list(spec.columns))
     except asyncpg.UniqueViolationError:
         return await upsert(conn, spec, rows, metrics)
-    if metrics is not None:
-        metrics.db_write_latency.labels(table=spec.table).observe(time.perf_counter() - started)
-        metrics.db_rows_written.labels(table=spec.table).inc(len(rows))
+    _count(metrics, spec, started, len(rows))
     return len(rows)
 
 

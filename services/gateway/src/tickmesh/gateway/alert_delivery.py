@@ -17,9 +17,9 @@ import asyncpg
 
 from tickmesh.gateway.alert_channels import AlertChannels, Outcome
 from tickmesh.gateway.alert_engine import TRANSIENT
-from tickmesh.gateway.alert_store import AlertStore
+from tickmesh.gateway.alert_store import EVENT_COLUMNS, AlertStore, event_from_row
 from tickmesh.gateway.metrics import GatewayMetrics
-from tickmesh.gateway.schemas import AlertEventOut, AlertOut
+from tickmesh.gateway.schemas import AlertOut
 from tickmesh.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ BATCH = 20
 LEASE_SECONDS = 60.0  # longer than any one send (webhook 5 s, SMTP 10 s timeouts)
 MAX_BACKOFF_SECONDS = 300.0
 
-_CLAIM = """
+_CLAIM = f"""
 UPDATE alert_events
 SET delivery_attempts = delivery_attempts + 1,
     next_attempt_at = now() + make_interval(secs => $2)
@@ -39,7 +39,7 @@ WHERE id IN (
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, alert_id, bar_time, fired_at, value, message, delivery_attempts
+RETURNING {EVENT_COLUMNS}, delivery_attempts
 """
 
 
@@ -94,14 +94,7 @@ class AlertDeliveries:
         return len(claimed)
 
     async def _attempt(self, row: asyncpg.Record, alert: AlertOut | None) -> None:
-        event = AlertEventOut(
-            id=row["id"],
-            alert_id=row["alert_id"],
-            bar_time=row["bar_time"],
-            fired_at=row["fired_at"],
-            value=row["value"],
-            message=row["message"],
-        )
+        event = event_from_row(row)
         if alert is None:  # the alert was deleted; its events go with it (ON DELETE CASCADE)
             return
         outcome = await self._channels.attempt(alert, event)

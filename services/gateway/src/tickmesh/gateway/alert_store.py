@@ -17,6 +17,13 @@ _COLUMNS = (
     "cooldown, one_time, last_triggered, created_at"
 )
 
+EVENT_COLUMNS = "id, alert_id, bar_time, fired_at, value, message"
+
+
+def event_from_row(row: asyncpg.Record) -> AlertEventOut:
+    """An `AlertEventOut` of an `alert_events` row selected with EVENT_COLUMNS (and more)."""
+    return AlertEventOut(**{name: row[name] for name in EVENT_COLUMNS.split(", ")})
+
 
 def _parameters(alert: AlertIn) -> str:
     return json.dumps(
@@ -137,12 +144,12 @@ class AlertStore:
         """The alert's firings, newest first."""
         await self.get(user_id, alert_id)
         rows = await self._pool.fetch(
-            "SELECT id, alert_id, bar_time, fired_at, value, message FROM alert_events "
+            f"SELECT {EVENT_COLUMNS} FROM alert_events "
             "WHERE alert_id = $1 ORDER BY bar_time DESC LIMIT $2",
             alert_id,
             limit,
         )
-        return [AlertEventOut(**dict(row)) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     async def active_for(self, symbols: list[str] | None = None) -> list[AlertOut]:
         """Active alerts (of the given symbols, or all) for the evaluator."""
@@ -183,7 +190,7 @@ class AlertStore:
                 "INSERT INTO alert_events (alert_id, bar_time, value, message, delivery, "
                 "next_attempt_at) VALUES ($1, $2, $3, $4, $5, now()) "
                 "ON CONFLICT (alert_id, bar_time) DO NOTHING "
-                "RETURNING id, alert_id, bar_time, fired_at, value, message",
+                f"RETURNING {EVENT_COLUMNS}",
                 alert_id,
                 bar_time,
                 value,
@@ -199,4 +206,4 @@ class AlertStore:
                 bar_time,
             )
             assert updated is not None  # the row is locked by this transaction
-        return RecordedFiring(AlertEventOut(**dict(event)), alert_from_row(updated))
+        return RecordedFiring(event_from_row(event), alert_from_row(updated))
