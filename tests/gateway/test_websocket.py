@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from tickmesh.core.timeframes import BY_LABEL
 from tickmesh.v1 import market_pb2
 
 from ..ingest_helpers import publish_until_acked
@@ -72,6 +75,22 @@ async def _gauge(gateway: GatewayProcess, name: str) -> float:
     async with httpx.AsyncClient(base_url=gateway.base_url) as client:
         text = (await client.get("/metrics")).text
     return float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+async def _until(
+    gateway: GatewayProcess, name: str, holds: Callable[[float], bool], within: float = 20.0
+) -> None:
+    """Poll the gateway's metric `name` until `holds` is true of it."""
+    async with asyncio.timeout(within):
+        while not holds(await _gauge(gateway, name)):  # noqa: ASYNC110 - another process's state
+            await asyncio.sleep(0.2)
+
+
+async def _read_to_the_end(ws: ClientConnection) -> None:
+    """Read what got through until the connection ends (ConnectionClosed)."""
+    async with asyncio.timeout(20):
+        while True:
+            await ws.recv()
 
 
 def _trades(symbol: str, stream: str) -> list[market_pb2.TradeBatch]:
@@ -156,3 +175,75 @@ async def test_ws_heartbeat_and_bad_subscription_message(
         assert "unknown" in error["detail"]
         beat = await _next(ws, "heartbeat", within=5)
         assert beat["time"].startswith("20")
+
+
+def _minutes_of_trades(
+    symbol: str, stream: str, sequence: int, first_minute: int, minutes: int
+) -> market_pb2.TradeBatch:
+    """One trade a minute for `minutes` minutes from `first_minute`, ids by minute."""
+    span = range(first_minute, first_minute + minutes)
+    times = [START_NS + m * MINUTE_NS for m in span]
+    run = market_pb2.SymbolTrades(
+        exchange=market_pb2.EXCHANGE_SIMULATOR,
+        symbol=symbol,
+        trade_ids=[m + 1 for m in span],
+        prices=[100.0 + m % 7 for m in span],
+        quantities=[1.0] * minutes,
+        event_time_ns=times,
+        receive_time_ns=times,
+    )
+    return market_pb2.TradeBatch(stream_id=stream, sequence=sequence, trades=[run])
+
+
+async def test_ws_client_that_stops_reading_is_closed_as_too_slow(
+    mesh: tuple[ServiceProcess, GatewayProcess, dict[str, str]],
+    module_database_url: str,
+    module_redis_url: str,
+    tmp_path: Path,
+) -> None:
+    bars, _, headers = mesh
+    gateway = await start_gateway(
+        module_database_url,
+        module_redis_url,
+        tmp_path / "gateway.log",
+        TICKMESH_BARS_ADDRESS=bars.address,
+        TICKMESH_GATEWAY_ALERTS_ENABLED="false",
+        TICKMESH_GATEWAY_WS_MAX_BUFFERED_BYTES="1024",
+        TICKMESH_GATEWAY_WS_SEND_TIMEOUT_SECONDS="1",
+        # No heartbeat in the test's time: its send timing out would close the client too.
+        TICKMESH_GATEWAY_WS_HEARTBEAT_SECONDS="120",
+    )
+    try:
+        symbol = f"SLOW{secrets.token_hex(3).upper()}"
+        token = headers["Authorization"].removeprefix("Bearer ")
+        # A small receive buffer, and a client that takes at most one message off it.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        port = int(gateway.base_url.rsplit(":", 1)[1])
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        async with websockets.connect(
+            _ws_url(gateway, symbol, token), sock=sock, max_queue=1, ping_interval=None
+        ) as ws:
+            await _next(ws, "welcome")
+            await ws.send(json.dumps({"type": "subscribe", "timeframes": list(BY_LABEL)}))
+            await _next(ws, "subscribed")
+            stream = f"slow-{symbol}"
+            # Two weeks of minutes within a second: their final bars (about 7 MB of frames)
+            # are more than the kernel's socket buffers hold (4 MiB at most here), so the
+            # next push, a second later, finds the rest still waiting in the gateway. In
+            # four batches, so that no burst overflows the bar service's subscriber backlog.
+            for sequence in range(1, 5):
+                batch = _minutes_of_trades(symbol, stream, sequence, (sequence - 1) * 5000, 5000)
+                await publish_until_acked(bars.address, [batch])
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1.5)
+            await publish_until_acked(
+                bars.address, [_minutes_of_trades(symbol, stream, 5, 20_000, 5)]
+            )
+            await _until(gateway, "tickmesh_ws_slow_clients_closed_total", lambda v: v == 1)
+            with pytest.raises(ConnectionClosed):
+                await _read_to_the_end(ws)
+        await _until(gateway, "tickmesh_ws_clients", lambda v: v == 0)
+    finally:
+        await gateway.stop()
