@@ -247,3 +247,58 @@ async def test_ws_client_that_stops_reading_is_closed_as_too_slow(
         await _until(gateway, "tickmesh_ws_clients", lambda v: v == 0)
     finally:
         await gateway.stop()
+
+
+async def test_ws_gets_every_final_bar_though_the_upstream_was_cut_as_too_slow(
+    module_database_url: str, module_redis_url: str, tmp_path: Path
+) -> None:
+    # A bar service that ends any subscriber 100 final bars behind: a burst cuts the
+    # gateway's upstream, which must resume after the last final bar it had.
+    bars = ServiceProcess(
+        "bars",
+        {
+            "TICKMESH_DATABASE_URL": module_database_url,
+            "TICKMESH_REDIS_URL": module_redis_url,
+            "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
+            "TICKMESH_BARS_SUBSCRIBER_BACKLOG": "100",
+            "TICKMESH_DRAIN_SECONDS": "1",
+        },
+    )
+    await bars.start()
+    gateway = await start_gateway(
+        module_database_url,
+        module_redis_url,
+        tmp_path / "gateway.log",
+        TICKMESH_BARS_ADDRESS=bars.address,
+        TICKMESH_GATEWAY_ALERTS_ENABLED="false",
+    )
+    try:
+        async with httpx.AsyncClient(base_url=gateway.base_url) as client:
+            token = (await login(client, *ADMIN))["Authorization"].removeprefix("Bearer ")
+        symbol = f"CUT{secrets.token_hex(3).upper()}"
+        stream = f"cut-{symbol}"
+        async with websockets.connect(_ws_url(gateway, symbol, token), max_size=None) as ws:
+            await _next(ws, "welcome")
+            await ws.send(json.dumps({"type": "subscribe", "timeframes": ["1m"]}))
+            await _next(ws, "subscribed")
+            finals: set[int] = set()
+
+            async def receive_finals(through_minute: int) -> None:
+                last = (START_NS + through_minute * MINUTE_NS) // 1_000_000_000
+                while last not in finals:
+                    update = await _next(ws, "bars", within=30)
+                    finals.update(bar["time"] for bar in update["bars"] if bar["final"])
+
+            # Minute 0 final (the gateway now has a resume point), then 600 minutes at once.
+            await publish_until_acked(bars.address, [_minutes_of_trades(symbol, stream, 1, 0, 2)])
+            await receive_finals(0)
+            await publish_until_acked(bars.address, [_minutes_of_trades(symbol, stream, 2, 2, 600)])
+            await receive_finals(600)
+        expected = {(START_NS + m * MINUTE_NS) // 1_000_000_000 for m in range(601)}
+        assert finals >= expected
+        async with httpx.AsyncClient(base_url=gateway.base_url) as client:
+            text = (await client.get("/metrics")).text
+        assert 'tickmesh_ws_bar_upstream_errors_total{code="RESOURCE_EXHAUSTED"}' in text
+    finally:
+        await gateway.stop()
+        await bars.stop()

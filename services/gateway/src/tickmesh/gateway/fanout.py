@@ -32,16 +32,30 @@ class BarFanout(SymbolStreams[market_pb2.Bar, bar_service_pb2.SubscribeResponse]
         self._backends = backends
         self._tracer = tracer if tracer is not None else get_tracer()
         self._on_bar = on_bar  # sees every bar first (the chart cache drops what it changes)
+        # The change id of the last final bar per watched symbol: a reopened stream resumes
+        # after it, so final bars committed while it was broken (a bar-service restart, or
+        # the bar service ending it as too slow) are replayed, not lost to the listeners.
+        self._last_final: dict[str, int] = {}
+
+    async def remove(self, symbol: str, listener: BarListener) -> None:
+        """Stop delivering to `listener`; a symbol watched again later starts live."""
+        await super().remove(symbol, listener)
+        if symbol not in self._listeners:
+            self._last_final.pop(symbol, None)
 
     def _subscribe(self, symbol: str) -> aio.UnaryStreamCall[object, bar_service_pb2.SubscribeResponse]:  # fmt: skip
         stub = self._backends.bar_shard(symbol).stub  # the shard owning the symbol
-        return stub.Subscribe(
-            bar_service_pb2.SubscribeRequest(symbols=[symbol], include_forming=True)
-        )
+        request = bar_service_pb2.SubscribeRequest(symbols=[symbol], include_forming=True)
+        resume = self._last_final.get(symbol)
+        if resume is not None:
+            request.resume_after_change_id = resume
+        return stub.Subscribe(request)
 
     def _on_message(self, symbol: str, message: bar_service_pb2.SubscribeResponse) -> None:
         """Hand one upstream bar to every listener, in one span (per bar, not per client)."""
         bar = message.bar
+        if bar.final and bar.change_id > self._last_final.get(symbol, 0):
+            self._last_final[symbol] = bar.change_id
         if self._on_bar is not None:
             self._on_bar(bar)
         with message_span(

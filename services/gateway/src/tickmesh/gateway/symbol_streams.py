@@ -86,7 +86,7 @@ class SymbolStreams(ABC, Generic[T, M]):
         """Handle one upstream message (usually: build and hand out)."""
 
     async def _pump(self, symbol: str) -> None:
-        # Live-only streams: after a gap the browser re-reads history over REST.
+        # A subclass's _subscribe may resume where the broken stream left off.
         await follow_stream(
             f"{self.kind} stream of {symbol}",
             lambda: self._subscribe(symbol),
