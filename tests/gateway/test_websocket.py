@@ -29,21 +29,28 @@ MINUTE_NS = 60 * 1_000_000_000
 START_NS = int(datetime(2024, 1, 2, tzinfo=UTC).timestamp()) * 1_000_000_000
 
 
+async def _start_bars(database_url: str, redis_url: str, **env: str) -> ServiceProcess:
+    """A bar service committing every 20 ms, with `env` on top."""
+    bars = ServiceProcess(
+        "bars",
+        {
+            "TICKMESH_DATABASE_URL": database_url,
+            "TICKMESH_REDIS_URL": redis_url,
+            "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
+            "TICKMESH_DRAIN_SECONDS": "1",
+        }
+        | env,
+    )
+    await bars.start()
+    return bars
+
+
 @pytest.fixture(scope="module")
 async def mesh(
     module_database_url: str, module_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[ServiceProcess, GatewayProcess, dict[str, str]]]:
     """A bar service and a gateway on it, plus an admin's header."""
-    bars = ServiceProcess(
-        "bars",
-        {
-            "TICKMESH_DATABASE_URL": module_database_url,
-            "TICKMESH_REDIS_URL": module_redis_url,
-            "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
-            "TICKMESH_DRAIN_SECONDS": "1",
-        },
-    )
-    await bars.start()
+    bars = await _start_bars(module_database_url, module_redis_url)
     gateway = await start_gateway(
         module_database_url,
         module_redis_url,
@@ -254,17 +261,9 @@ async def test_ws_gets_every_final_bar_though_the_upstream_was_cut_as_too_slow(
 ) -> None:
     # A bar service that ends any subscriber 100 final bars behind: a burst cuts the
     # gateway's upstream, which must resume after the last final bar it had.
-    bars = ServiceProcess(
-        "bars",
-        {
-            "TICKMESH_DATABASE_URL": module_database_url,
-            "TICKMESH_REDIS_URL": module_redis_url,
-            "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
-            "TICKMESH_BARS_SUBSCRIBER_BACKLOG": "100",
-            "TICKMESH_DRAIN_SECONDS": "1",
-        },
+    bars = await _start_bars(
+        module_database_url, module_redis_url, TICKMESH_BARS_SUBSCRIBER_BACKLOG="100"
     )
-    await bars.start()
     gateway = await start_gateway(
         module_database_url,
         module_redis_url,

@@ -23,7 +23,7 @@ class _Slot:
 
 
 class Outbox:
-    """Pending bars of one connection, by timeframe label."""
+    """Pending bars of one push channel, by timeframe label."""
 
     def __init__(self, interval_seconds: float) -> None:
         self._interval = interval_seconds

@@ -14,7 +14,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from prometheus_client import Counter
 
@@ -27,14 +26,6 @@ from tickmesh.v1 import market_pb2
 
 # uvloop's timers may fire up to a millisecond early; a push must never precede its interval.
 _TIMER_SLACK_SECONDS = 0.002
-
-
-class Subscriber(Protocol):
-    """A client connection as a channel sees it."""
-
-    def push(self, frame: bytes, has_final: bool) -> bool:
-        """Write a `bars` frame (or skip or refuse it); True when written."""
-        ...
 
 
 class ClientSocket:
@@ -68,7 +59,7 @@ class ClientSocket:
 @dataclass
 class _Channel:
     outbox: Outbox
-    subscribers: dict[Subscriber, None] = field(default_factory=dict)  # an ordered set
+    subscribers: dict[ClientSocket, None] = field(default_factory=dict)  # an ordered set
     timer: asyncio.TimerHandle | None = None
 
     def close(self) -> None:
@@ -134,7 +125,7 @@ class SymbolFeeds:
             fanout.add(symbol, feed.on_bar)
         feed.clients += 1
 
-    def subscribe(self, symbol: str, timeframe: int, subscriber: Subscriber) -> None:
+    def subscribe(self, symbol: str, timeframe: int, subscriber: ClientSocket) -> None:
         """Push `symbol`'s bars of `timeframe` to `subscriber` from the next push on."""
         channels = self._feeds[symbol].channels
         channel = channels.get(timeframe)
@@ -144,7 +135,7 @@ class SymbolFeeds:
             channel = channels[timeframe] = _Channel(outbox)
         channel.subscribers[subscriber] = None
 
-    def unsubscribe(self, symbol: str, timeframe: int, subscriber: Subscriber) -> None:
+    def unsubscribe(self, symbol: str, timeframe: int, subscriber: ClientSocket) -> None:
         """Stop pushing bars of `timeframe` to `subscriber`; the last one ends the channel."""
         feed = self._feeds.get(symbol)
         channel = None if feed is None else feed.channels.get(timeframe)
@@ -155,7 +146,7 @@ class SymbolFeeds:
             channel.close()
             del feed.channels[timeframe]
 
-    async def detach(self, fanout: BarFanout, symbol: str, subscriber: Subscriber) -> None:
+    async def detach(self, fanout: BarFanout, symbol: str, subscriber: ClientSocket) -> None:
         """A client left: drop its subscriptions; the last one closes the upstream."""
         feed = self._feeds.get(symbol)
         if feed is None:
