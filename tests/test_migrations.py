@@ -1,13 +1,19 @@
-"""Migrations: idempotent, safe when several processes start at once, all or nothing."""
+"""Migrations: idempotent, safe when several processes start at once, all or nothing; a v1 database upgrades."""
 
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import asyncpg
 import pytest
+from grpc import aio
 
 from tickmesh.core.db.migrations import Migration, MigrationError, load_migrations, migrate
+from tickmesh.core.instruments import InstrumentId
+from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+
+from .mesh_processes import ServiceProcess
 
 EXPECTED_TABLES = {
     "symbols",
@@ -80,3 +86,92 @@ async def test_migrate_edited_migration_is_refused(fresh_database_url: str) -> N
             await migrate(conn, [edited])
     finally:
         await conn.close()
+
+
+# What main at 6224de1 (tickmesh.v1) stored: float columns holding float sums, tables keyed
+# by symbol alone, BTCUSDT registered on USD-M and ETHUSDT never registered.
+_V1_ROWS = """
+INSERT INTO symbols (symbol, exchange, asset_type) VALUES ('BTCUSDT', 'binance_usdm', 'crypto');
+INSERT INTO candles (time, symbol, timeframe, exchange, open, high, low, close, volume,
+                     quote_volume, trade_count, vwap, revision)
+VALUES ('2024-08-08 23:55:00+00', 'BTCUSDT', '1m', 'binance_usdm', 61700.8, 61763.5, 61683.6,
+        61700.8, 203.14300000000014, 12536520.476199998, 3483, 61713.3, 0),
+       ('2024-08-08 23:55:00+00', 'ETHUSDT', '1m', 'binance_spot', 2661.5, 2662.1, 2660.2,
+        2661.0, 607.1479999999992, 1615887.2145999998, 1200, 2661.4, 1);
+INSERT INTO indicators (time, symbol, timeframe, rsi)
+VALUES ('2024-08-08 23:55:00+00', 'BTCUSDT', '1m', 55.5),
+       ('2024-08-08 23:55:00+00', 'ETHUSDT', '1m', 44.4);
+INSERT INTO users (username, password_hash, role) VALUES ('ada', 'x', 'trader');
+INSERT INTO alerts (user_id, symbol, condition, threshold, channel)
+VALUES (1, 'BTCUSDT', 'price_above', 70000, 'websocket');
+"""
+
+
+async def test_migrate_v1_database_keeps_rows_under_their_venue(fresh_database_url: str) -> None:
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        await migrate(conn, [m for m in load_migrations() if m.version <= 4])
+        await conn.execute(_V1_ROWS)
+        await migrate(conn)
+        candles = await conn.fetch(
+            "SELECT exchange, symbol, volume, quote_volume, taker_buy_volume, revision"
+            " FROM candles ORDER BY symbol"
+        )
+        assert [tuple(row) for row in candles] == [
+            ("binance_usdm", "BTCUSDT", Decimal("203.143"), Decimal("12536520.4762"), None, 0),
+            ("binance_spot", "ETHUSDT", Decimal("607.148"), Decimal("1615887.2146"), None, 1),
+        ]
+        indicators = await conn.fetch("SELECT exchange, symbol FROM indicators ORDER BY symbol")
+        # BTCUSDT's registered venue; ETHUSDT was never registered: the venue of its candles.
+        assert [tuple(row) for row in indicators] == [
+            ("binance_usdm", "BTCUSDT"),
+            ("binance_spot", "ETHUSDT"),
+        ]
+        assert await conn.fetchval("SELECT exchange FROM alerts") == "binance_usdm"
+        # The same symbol on another venue is a second instrument now.
+        await conn.execute(
+            "INSERT INTO symbols (symbol, exchange, asset_type)"
+            " VALUES ('BTCUSDT', 'binance_spot', 'crypto')"
+        )
+        assert await conn.fetchval("SELECT count(*) FROM symbols WHERE symbol = 'BTCUSDT'") == 2
+    finally:
+        await conn.close()
+
+
+async def test_migrated_v1_database_serves_its_bars_exactly(
+    fresh_database_url: str, fresh_redis_url: str
+) -> None:
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        await migrate(conn, [m for m in load_migrations() if m.version <= 4])
+        await conn.execute(_V1_ROWS)
+    finally:
+        await conn.close()
+    # The bar service applies 0005 at start, then serves the v1 rows by instrument.
+    bars = ServiceProcess(
+        "bars", {"TICKMESH_DATABASE_URL": fresh_database_url, "TICKMESH_REDIS_URL": fresh_redis_url}
+    )
+    await bars.start()
+    try:
+        async with aio.insecure_channel(bars.address) as channel:
+            stub = bar_service_pb2_grpc.BarServiceStub(channel)
+            answers = {}
+            for instrument in (
+                "binance_usdm:BTCUSDT",
+                "binance_spot:ETHUSDT",
+                "binance_spot:BTCUSDT",
+            ):
+                response = await stub.GetBars(
+                    bar_service_pb2.GetBarsRequest(
+                        instrument=InstrumentId.parse(instrument).to_proto(),
+                        timeframe=market_pb2.TIMEFRAME_1M,
+                    )
+                )
+                answers[instrument] = [(bar.volume, bar.quote_volume) for bar in response.bars]
+    finally:
+        await bars.stop()
+    assert answers == {
+        "binance_usdm:BTCUSDT": [("203.143", "12536520.4762")],
+        "binance_spot:ETHUSDT": [("607.148", "1615887.2146")],
+        "binance_spot:BTCUSDT": [],
+    }

@@ -6,29 +6,33 @@ from collections.abc import Mapping, Sequence
 
 import redis.asyncio as redis
 
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.startup import connect_with_retry
 
 SYSTEM_HEALTH_KEY = "system:health"
 
 
-def bars_key(symbol: str, timeframe: str) -> str:
-    """Sorted set of the latest bars (score: open time in ms, member: bar JSON)."""
-    return f"bars:{symbol}:{timeframe}"
+def bars_key(instrument: InstrumentId, timeframe: str) -> str:
+    """Sorted set of the latest bars (score: open time in ms, member: bar JSON).
+
+    Keys name the instrument's text form: "bars:binance_usdm:BTCUSDT:1m".
+    """
+    return f"bars:{instrument}:{timeframe}"
 
 
-def indicators_key(symbol: str, timeframe: str) -> str:
+def indicators_key(instrument: InstrumentId, timeframe: str) -> str:
     """Hash of the latest indicator values."""
-    return f"indicators:{symbol}:{timeframe}:latest"
+    return f"indicators:{instrument}:{timeframe}:latest"
 
 
-def features_key(symbol: str, timeframe: str) -> str:
+def features_key(instrument: InstrumentId, timeframe: str) -> str:
     """Hash of the latest feature values."""
-    return f"features:{symbol}:{timeframe}:latest"
+    return f"features:{instrument}:{timeframe}:latest"
 
 
 def alerts_judged_key() -> str:
-    """Sorted set: per "<symbol>:<timeframe>", the open time (ms) of the newest bar alerts judged."""
+    """Sorted set: per "<venue>:<symbol>:<timeframe>", the open time (ms) of the newest bar alerts judged."""
     return "alerts:judged"
 
 

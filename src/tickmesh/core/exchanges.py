@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 _PREFIX = "EXCHANGE_"
 

@@ -41,3 +41,18 @@ def fixtures_root() -> Path:
     if origin is not None and (origin.parent / "shared" / "fixtures").is_dir():
         return origin.parent / "shared" / "fixtures"
     return beside  # absent: the tests that need it say where they looked
+
+
+# The value columns of a Binance Vision kline CSV that bars must equal exactly (README
+# section 1a of the fixtures); "count" is the bar's trade_count.
+BINANCE_KLINE_FIELDS = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+)

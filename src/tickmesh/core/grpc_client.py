@@ -16,11 +16,11 @@ _SERVICE_CONFIG = json.dumps(
         "methodConfig": [
             {
                 "name": [
-                    {"service": "tickmesh.v1.BarService", "method": "GetBars"},
-                    {"service": "tickmesh.v1.SymbolService", "method": "ListSymbols"},
-                    {"service": "tickmesh.v1.AnalyticsService", "method": "GetIndicators"},
-                    {"service": "tickmesh.v1.AnalyticsService", "method": "GetFeatures"},
-                    {"service": "tickmesh.v1.AnalyticsService", "method": "GetQuality"},
+                    {"service": "tickmesh.v2.BarService", "method": "GetBars"},
+                    {"service": "tickmesh.v2.SymbolService", "method": "ListSymbols"},
+                    {"service": "tickmesh.v2.AnalyticsService", "method": "GetIndicators"},
+                    {"service": "tickmesh.v2.AnalyticsService", "method": "GetFeatures"},
+                    {"service": "tickmesh.v2.AnalyticsService", "method": "GetQuality"},
                     {"service": "grpc.health.v1.Health", "method": "Check"},
                 ],
                 "retryPolicy": {

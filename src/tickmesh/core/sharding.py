@@ -1,7 +1,9 @@
-"""The shard rule: a symbol belongs to shard crc32(symbol) mod n, the same in every process and language.
+"""The shard rule: an instrument belongs to shard crc32("<venue>:<symbol>") mod n, in every process and language.
 
 Clients route by it too: given every bar shard's address in shard order (what
-TICKMESH_BARS_ADDRESSES lists), a symbol's bar service is `shard_address(symbol, addresses)`.
+TICKMESH_BARS_ADDRESSES lists), an instrument's bar service is
+`shard_address(instrument, addresses)`. The key is the instrument's text form
+("binance_usdm:BTCUSDT"), so the same symbol on two venues may live on different shards.
 """
 
 from __future__ import annotations
@@ -10,39 +12,41 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tickmesh.core.instruments import InstrumentId
+
 # As many bar shards as BarsSettings.bars_shard_count allows.
 MAX_SHARDS = 1024
 
 
-def shard_of(symbol: str, shard_count: int) -> int:
-    """Return the shard (0..shard_count-1) that owns `symbol`: CRC-32 of its UTF-8 name, mod n."""
+def shard_of(instrument: InstrumentId, shard_count: int) -> int:
+    """Return the shard (0..shard_count-1) owning `instrument`: CRC-32 of its UTF-8 text form, mod n."""
     if shard_count < 1:
         raise ValueError("shard_count must be at least 1")
-    return zlib.crc32(symbol.encode("utf-8")) % shard_count
+    return zlib.crc32(str(instrument).encode("utf-8")) % shard_count
 
 
 @dataclass(frozen=True, slots=True)
 class Shard:
-    """Shard `index` of `count`; shard 0 of 1 owns every symbol."""
+    """Shard `index` of `count`; shard 0 of 1 owns every instrument."""
 
     index: int = 0
     count: int = 1
 
-    def owns(self, symbol: str) -> bool:
-        """Tell whether this shard owns `symbol`."""
-        return shard_of(symbol, self.count) == self.index
+    def owns(self, instrument: InstrumentId) -> bool:
+        """Tell whether this shard owns `instrument`."""
+        return shard_of(instrument, self.count) == self.index
 
 
-def shard_address(symbol: str, addresses: Sequence[str]) -> str:
-    """Return the address of the bar service owning `symbol`, given every shard's address by index."""
-    return addresses[shard_of(symbol, len(addresses))]
+def shard_address(instrument: InstrumentId, addresses: Sequence[str]) -> str:
+    """Return the address of the bar service owning `instrument`, given every shard's address by index."""
+    return addresses[shard_of(instrument, len(addresses))]
 
 
 def parse_shard_addresses(text: str) -> tuple[str, ...]:
     """Split a comma-separated list of host:port addresses in shard order; ValueError says what is wrong.
 
     Each shard must appear once: two positions at one address would send that server the
-    symbols of a shard it does not own, which it refuses.
+    instruments of a shard it does not own, which it refuses.
     """
     addresses = tuple(item.strip() for item in text.split(","))
     if not 1 <= len(addresses) <= MAX_SHARDS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import runpy
@@ -16,7 +17,6 @@ import typer
 
 from tickmesh.core.logs import configure_logging
 from tickmesh.core.sharding import parse_shard_addresses
-from tickmesh.mesh.demo_symbols import register_symbols
 from tickmesh.mesh.embedded import EmbeddedServers
 from tickmesh.mesh.shard_layout import Child, layout
 from tickmesh.mesh.supervisor import Supervisor, available_services
@@ -109,36 +109,63 @@ def run(
     log.info("stopped")
 
 
+Speed = Annotated[
+    str | None,
+    typer.Option(
+        help="Replay speed: 1 (real time), 10 or 10x (ten times faster), or max (as fast as "
+        "the collector reads; an hour of captures in minutes). Default: 10x for files, so a "
+        "capture's minutes close while you watch; 1 for the random walk, a live market.",
+    ),
+]
+
+
+def _parse_speed(speed: str | None, default: str) -> float | None:
+    from tickmesh.collector.simulator import parse_speed
+
+    try:
+        return parse_speed(speed if speed is not None else default)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--speed") from None
+
+
 @app.command()
 def demo(
     files: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Binance trade CSV/zip or capture files to replay; none: a random walk."
+            exists=True,
+            dir_okay=False,
+            help="Binance trade CSV/zip or capture files to replay; each file's instruments are "
+            "registered on the venue it comes from (spot or USD-M). None: a random walk.",
         ),
     ] = None,
     state_dir: StateDir = Path(".state/demo"),
     symbols: Annotated[
-        str, typer.Option(help="Symbols to register (and to random-walk when no file is given).")
+        str,
+        typer.Option(help="Symbols to random-walk on both spot and USD-M when no file is given."),
     ] = "BTCUSDT,ETHUSDT",
+    speed: Speed = None,
     simulator_port: Annotated[
         int, typer.Option(envvar="TICKMESH_SIMULATOR_PORT", help="Port of the exchange simulator.")
     ] = 9400,
     bar_shards: BarShards = 1,
 ) -> None:
     """Run the whole mesh against the local exchange simulator: no internet needed."""
+    from tickmesh.collector.simulator import Market
+    from tickmesh.mesh.demo_symbols import demo_instruments, register_instruments
+
     configure_logging("mesh", os.environ.get("TICKMESH_LOG_LEVEL", "INFO"))
+    paths = list(files or [])
+    chosen_speed = _parse_speed(speed, "10x" if paths else "1")
     children, sharding = _shard_layout(available_services(), bar_shards)
     wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()]
-    simulator = [
-        sys.executable,
-        "-m",
-        "tickmesh.mesh.cli",
-        "simulate",
-        "--port",
-        str(simulator_port),
-    ]
-    simulator += ["--symbols", ",".join(wanted), "--seed", "1", *[str(f) for f in files or []]]
+    instruments = demo_instruments(paths, wanted, (Market.SPOT, Market.USDM))
+    simulator = [sys.executable, "-m", "tickmesh.mesh.cli", "simulate", "--port"]
+    simulator += [str(simulator_port), "--symbols", ",".join(wanted), "--seed", "1"]
+    simulator += ["--speed", "max" if chosen_speed is None else f"{chosen_speed:g}"]
+    # A file replays from its start only once the collector listens (at max speed the whole
+    # file would otherwise be gone before the instruments are registered).
+    simulator += ["--paused", *(str(path) for path in paths)] if paths else []
     base = f"127.0.0.1:{simulator_port}"
     with EmbeddedServers(state_dir) as servers:
         environment = _embedded_environment(servers) | _dashboard_environment()
@@ -147,6 +174,8 @@ def demo(
             "TICKMESH_COLLECTOR_BINANCE_SPOT_API_URL": f"http://{base}/api",
             "TICKMESH_COLLECTOR_BINANCE_USDM_STREAM_URL": f"ws://{base}/usdm",
             "TICKMESH_COLLECTOR_BINANCE_USDM_API_URL": f"http://{base}/fapi",
+            # The demo registers what it replays; the internet watchlist would only fail here.
+            "TICKMESH_COLLECTOR_DEFAULT_WATCHLIST": "",
         }
         environment |= sharding
         commands = {"simulator": simulator} | {child.name: child.command for child in children}
@@ -155,8 +184,19 @@ def demo(
             environment,
             child_environments={child.name: child.environment for child in children},
         )
-        log.info("starting the demo: simulator on %s, symbols %s", base, ", ".join(wanted))
-        asyncio.run(_supervise(supervisor, lambda: register_symbols(wanted)))
+        log.info(
+            "starting the demo: simulator on %s, instruments %s",
+            base,
+            ", ".join(str(instrument) for instrument in instruments),
+        )
+        asyncio.run(
+            _supervise(
+                supervisor,
+                lambda: register_instruments(
+                    instruments, resume_url=f"http://{base}" if paths else None
+                ),
+            )
+        )
     log.info("stopped")
 
 
@@ -172,15 +212,80 @@ def serve(
     runpy.run_module(f"tickmesh.{service}", run_name="__main__")
 
 
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
-def simulate(context: typer.Context) -> None:
-    """Run the local exchange simulator (Binance WebSocket + REST); --help lists its options."""
-    from tickmesh.collector.simulator.server import main as simulator_main
+class WalkMarket(enum.StrEnum):
+    """Which venues the random walk trades on."""
 
-    raise typer.Exit(simulator_main(context.args))
+    SPOT = "spot"
+    USDM = "usdm"
+    BOTH = "both"
+
+
+@app.command()
+def simulate(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help='Captures ("<ts> <json>" lines) or Binance trade CSV/zip files to replay, '
+            "each on the venue it comes from. None: a seeded random walk.",
+        ),
+    ] = None,
+    speed: Annotated[
+        str, typer.Option(help="Replay speed: 1 (real time), 10 or 10x, or max.")
+    ] = "1",
+    symbols: Annotated[
+        str, typer.Option(help="Random-walk symbols, comma-separated.")
+    ] = "BTCUSDT,ETHUSDT",
+    market: Annotated[
+        WalkMarket, typer.Option(help="Venues of the random walk (files detect their own).")
+    ] = WalkMarket.BOTH,
+    seed: Annotated[int, typer.Option(help="Seed of the random walk and of injected faults.")] = 0,
+    rate: Annotated[
+        float, typer.Option(min=0.001, help="Random-walk trades per second per symbol.")
+    ] = 5.0,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(
+            envvar="TICKMESH_SIMULATOR_PORT", min=0, max=65535, help="Port (0: any free port)."
+        ),
+    ] = 9400,
+    paused: Annotated[
+        bool,
+        typer.Option(
+            help="Start with the replay paused until POST /sim/resume (the demo resumes it "
+            "once the collector has subscribed, so no trade of a file goes unseen)."
+        ),
+    ] = False,
+) -> None:
+    """Run the local exchange simulator: Binance spot and USD-M WebSocket streams and REST.
+
+    Spot is served under /api/v3 and ws://HOST:PORT/, USD-M under /fapi/v1 and
+    ws://HOST:PORT/usdm. It logs JSON lines to stderr like the services.
+    """
+    from tickmesh.collector.simulator import (
+        Market,
+        SimulatorConfig,
+        SourceSpec,
+        serve_until_signalled,
+    )
+
+    configure_logging("simulator", os.environ.get("TICKMESH_LOG_LEVEL", "INFO"))
+    markets = (Market.SPOT, Market.USDM) if market is WalkMarket.BOTH else (Market(market.value),)
+    config = SimulatorConfig(
+        host=host,
+        port=port,
+        sources=[SourceSpec(path) for path in files or []],
+        speed=_parse_speed(speed, "1"),
+        symbols=[s.strip().upper() for s in symbols.split(",") if s.strip()],
+        random_walk_market=markets[0],
+        random_walk_markets=markets,
+        trades_per_second=rate,
+        seed=seed,
+        paused=paused,
+    )
+    raise typer.Exit(serve_until_signalled(config))
 
 
 @app.command()
@@ -240,6 +345,7 @@ def import_trades(
     from rich.console import Console
 
     from tickmesh.collector.binance_csv import CsvKind, ImportFileError
+    from tickmesh.collector.import_summary import summary_lines
     from tickmesh.collector.importer import EXCHANGES, import_files
 
     if exchange not in EXCHANGES:
@@ -268,13 +374,8 @@ def import_trades(
     except (ConnectionError, ImportFileError, ValueError) as error:
         console.print(f"[red]import failed:[/red] {error}")
         raise typer.Exit(1) from error
-    submitted = sum(result.submitted for result in results)
-    skipped = sum(result.skipped for result in results)
-    done = sum(1 for result in results if result.already_done)
-    console.print(
-        f"imported {submitted:,} trades from {len(results)} file(s)"
-        f" ({skipped:,} acknowledged before skipped, {done} file(s) already done)"
-    )
+    for line in summary_lines(results, EXCHANGES[exchange]):
+        console.print(line, markup=False, highlight=False)
 
 
 def main() -> None:

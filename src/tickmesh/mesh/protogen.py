@@ -1,4 +1,4 @@
-"""Generate the Python contracts (src/tickmesh/v1) from proto/ with grpcio-tools and mypy-protobuf."""
+"""Generate the Python contracts (src/tickmesh/v2) from proto/ with grpcio-tools and mypy-protobuf."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parents[3]
 PROTO_DIR = ROOT / "proto"
-OUTPUT_DIR = ROOT / "src" / "tickmesh" / "v1"
-INIT_TEXT = '"""Generated from proto/tickmesh/v1 by `make proto`. Do not edit."""\n'
+OUTPUT_DIR = ROOT / "src" / "tickmesh" / "v2"
+INIT_TEXT = '"""Generated from proto/tickmesh/v2 by `make proto`. Do not edit."""\n'
 
 
 def generate(into: Path) -> None:
-    """Write the generated package for every proto file into `into` (which becomes tickmesh/v1)."""
+    """Write the generated package for every proto file into `into` (which becomes tickmesh/v2)."""
     protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
     with tempfile.TemporaryDirectory() as scratch:
         well_known = Path(grpc_tools.__file__).parent / "_proto"
@@ -37,7 +37,7 @@ def generate(into: Path) -> None:
         ]
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
-        generated = Path(scratch) / "tickmesh" / "v1"
+        generated = Path(scratch) / "tickmesh" / "v2"
         if into.exists():
             shutil.rmtree(into)
         shutil.copytree(generated, into)
@@ -46,7 +46,7 @@ def generate(into: Path) -> None:
 
 
 def main() -> None:
-    """Regenerate src/tickmesh/v1 in place."""
+    """Regenerate src/tickmesh/v2 in place."""
     generate(OUTPUT_DIR)
     sys.stderr.write(f"generated {OUTPUT_DIR.relative_to(ROOT)}\n")
 

@@ -21,12 +21,17 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 @dataclass(frozen=True)
 class Migration:
-    """One versioned step: the plain-PostgreSQL SQL and, optionally, its TimescaleDB companion."""
+    """One versioned step: the plain-PostgreSQL SQL and, optionally, its TimescaleDB companions.
+
+    `timescale_pre_sql` runs before the plain SQL (e.g. to decompress chunks whose columns
+    change), `timescale_sql` after it.
+    """
 
     version: int
     name: str
     sql: str
     timescale_sql: str | None
+    timescale_pre_sql: str | None = None
 
     @property
     def checksum(self) -> str:
@@ -47,12 +52,14 @@ def load_migrations() -> list[Migration]:
         if match is None:
             continue
         companion = folder / entry.name.replace(".sql", ".timescale.sql")
+        pre_companion = folder / entry.name.replace(".sql", ".timescale-pre.sql")
         migrations.append(
             Migration(
                 version=int(match.group(1)),
                 name=match.group(2),
                 sql=entry.read_text(),
                 timescale_sql=companion.read_text() if companion.is_file() else None,
+                timescale_pre_sql=pre_companion.read_text() if pre_companion.is_file() else None,
             )
         )
     migrations.sort(key=lambda m: m.version)
@@ -100,6 +107,8 @@ async def migrate(conn: Connection, migrations: list[Migration] | None = None) -
         with_timescale = await timescale_loaded(conn)
         for migration in pending:
             log.info("applying migration %04d_%s", migration.version, migration.name)
+            if with_timescale and migration.timescale_pre_sql is not None:
+                await conn.execute(migration.timescale_pre_sql)
             await conn.execute(migration.sql)
             if with_timescale and migration.timescale_sql is not None:
                 await conn.execute(migration.timescale_sql)

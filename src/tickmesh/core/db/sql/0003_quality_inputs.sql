@@ -1,5 +1,5 @@
 -- Data-quality inputs. The bar service counts, per bar, the trades of its minutes dropped as
--- duplicates and those that arrived out of order (tickmesh.v1.Bar duplicate_trades and
+-- duplicates and those that arrived out of order (tickmesh.v2.Bar duplicate_trades and
 -- out_of_order_trades); bars stored before this migration read as 0. The analytics service
 -- records when it received the newest bar of an assessment, so GetQuality can tell a stream
 -- that stopped (stale) from one that replays old data (judged by its own clock).

@@ -1,0 +1,1 @@
+"""Generated from proto/tickmesh/v2 by `make proto`. Do not edit."""
