@@ -12,6 +12,7 @@ import contextlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -24,7 +25,7 @@ from tickmesh.collector.binance.source import BinanceSource, SourceConfig
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.collector.simulator import ExchangeSimulator
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 SPOT = market_pb2.EXCHANGE_BINANCE_SPOT
 USDM = market_pb2.EXCHANGE_BINANCE_USDM
@@ -34,19 +35,21 @@ MINUTE_NS = 60_000_000_000
 
 @dataclass
 class MinuteBar:
-    """A 1m bar computed from a capture's market trades (the reference)."""
+    """A 1m bar computed from a capture's market trades (the reference), exact decimals."""
 
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
     count: int
+    # Sum of quantities whose buyer was the taker (Binance m=false); None where unknown.
+    taker_buy_volume: Decimal | None = None
 
 
 def capture_minutes(path: Path) -> tuple[dict[int, MinuteBar], int]:
     """Reference 1m bars by open time (ns) of a capture's market trades, and its last trade id."""
-    trades: dict[int, list[tuple[int, int, float, float]]] = defaultdict(list)
+    trades: dict[int, list[tuple[int, int, Decimal, Decimal, bool]]] = defaultdict(list)
     last_id = 0
     with path.open(encoding="utf-8") as handle:
         for line in handle:
@@ -55,13 +58,20 @@ def capture_minutes(path: Path) -> tuple[dict[int, MinuteBar], int]:
             if data.get("X", "MARKET") != "MARKET":
                 continue
             minute = data["T"] * NS_PER_MS // MINUTE_NS * MINUTE_NS
-            trades[minute].append((data["T"], data["t"], float(data["p"]), float(data["q"])))
+            trade = (data["T"], data["t"], Decimal(data["p"]), Decimal(data["q"]), not data["m"])
+            trades[minute].append(trade)
     bars = {}
     for minute, rows in trades.items():
         rows.sort()
         prices = [row[2] for row in rows]
         bars[minute] = MinuteBar(
-            prices[0], max(prices), min(prices), prices[-1], sum(r[3] for r in rows), len(rows)
+            prices[0],
+            max(prices),
+            min(prices),
+            prices[-1],
+            sum((r[3] for r in rows), Decimal(0)),
+            len(rows),
+            sum((r[3] for r in rows if r[4]), Decimal(0)),
         )
     return bars, last_id
 

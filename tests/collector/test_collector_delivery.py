@@ -14,6 +14,7 @@ import contextlib
 import csv
 import secrets
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,8 @@ from tickmesh.collector.simulator import (
     SimulatorStats,
     SourceSpec,
 )
-from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+from tickmesh.core.instruments import InstrumentId
+from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 from ..ingest_helpers import fixtures_root
 from ..mesh_processes import ServiceProcess
@@ -59,23 +61,26 @@ def _klines(path: Path) -> dict[int, MinuteBar]:
     with path.open(newline="") as handle:
         return {
             int(row["open_time"]) * NS_PER_MS: MinuteBar(
-                float(row["open"]),
-                float(row["high"]),
-                float(row["low"]),
-                float(row["close"]),
-                float(row["volume"]),
+                Decimal(row["open"]),
+                Decimal(row["high"]),
+                Decimal(row["low"]),
+                Decimal(row["close"]),
+                Decimal(row["volume"]),
                 int(row["count"]),
+                Decimal(row["taker_buy_volume"]),
             )
             for row in csv.DictReader(handle)
         }
 
 
-async def _final_bars(address: str, symbol: str, minutes: list[int]) -> dict[int, market_pb2.Bar]:
+async def _final_bars(
+    address: str, instrument: str, minutes: list[int]
+) -> dict[int, market_pb2.Bar]:
     async with aio.insecure_channel(address) as channel:
         stub = bar_service_pb2_grpc.BarServiceStub(channel)
         response = await stub.GetBars(
             bar_service_pb2.GetBarsRequest(
-                symbol=symbol,
+                instrument=InstrumentId.parse(instrument).to_proto(),
                 timeframe=market_pb2.TIMEFRAME_1M,
                 start_time_ns=minutes[0],
                 end_time_ns=minutes[-1] + MINUTE_NS,
@@ -94,12 +99,16 @@ def _mismatches(
         if bar is None:
             wrong.append(f"{minute}: missing")
             continue
-        got = (bar.open, bar.high, bar.low, bar.close, bar.trade_count)
-        if (
-            got != (want.open, want.high, want.low, want.close, want.count)
-            or abs(bar.volume - want.volume) > 1e-9 * want.volume
-        ):
-            wrong.append(f"{minute}: {got} {bar.volume} != {want}")
+        # Exact: the bar's decimal strings equal the reference as decimals, no tolerance.
+        prices = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+        got = (*(Decimal(text) for text in prices), bar.trade_count)
+        wanted = (want.open, want.high, want.low, want.close, want.volume, want.count)
+        taker_ok = (
+            not bar.HasField("taker_buy_volume")
+            or Decimal(bar.taker_buy_volume) == want.taker_buy_volume
+        )
+        if got != wanted or not taker_ok:
+            wrong.append(f"{minute}: {got} {bar.taker_buy_volume} != {want}")
     return wrong
 
 
@@ -112,8 +121,8 @@ async def _wait_bars(address: str) -> None:
         async with asyncio.timeout(30):
             # Late trades (a refilled overflow) arrive as revisions: wait until they are in.
             while wrong:
-                usdm = await _final_bars(address, "BTCUSDT", USDM_MINUTES)
-                spot = await _final_bars(address, "ETHUSDT", SPOT_MINUTES)
+                usdm = await _final_bars(address, "binance_usdm:BTCUSDT", USDM_MINUTES)
+                spot = await _final_bars(address, "binance_spot:ETHUSDT", SPOT_MINUTES)
                 wrong = _mismatches(usdm, usdm_expected, USDM_MINUTES)
                 wrong += _mismatches(spot, spot_expected, SPOT_MINUTES)
                 if wrong:
@@ -276,7 +285,7 @@ async def test_futures_capture_through_simulator_and_collector_equals_klines(
     expected = _klines(fixtures / klines_file)
     wrong = ["not read yet"]
     for _ in range(100):  # the capture's last full minute waits for the quiet symbol's clock
-        built = await _final_bars(bars.address, "BTCUSDT", minutes)
+        built = await _final_bars(bars.address, "binance_usdm:BTCUSDT", minutes)
         wrong = _mismatches(built, expected, minutes)
         if not wrong:
             break

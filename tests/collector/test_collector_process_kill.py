@@ -19,7 +19,7 @@ from grpc import aio
 
 from tickmesh.collector.resume_points import resume_key
 from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, SourceSpec
-from tickmesh.v1 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
+from tickmesh.v2 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
 
 from ..ingest_helpers import fixtures_root
 from ..mesh_processes import ServiceProcess, simulator_urls

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.collector.ingest_state import keep_rejected, rejected_key
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 from ..mesh_processes import ServiceProcess
 
@@ -33,8 +33,8 @@ def _run(symbol: str, first_id: int) -> market_pb2.SymbolTrades:
         exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
         symbol=symbol,
         trade_ids=ids,
-        prices=[100.0] * len(ids),
-        quantities=[1.0] * len(ids),
+        prices=[100] * len(ids),
+        quantities=[1] * len(ids),
         event_time_ns=[T0 + i * 1_000_000_000 for i in ids],
     )
 

@@ -15,14 +15,16 @@ import os
 import sys
 import zipfile
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from grpc import aio
 
 from tickmesh.collector.importer import FileResult, import_files
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.sharding import shard_of
-from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 from ..ingest_helpers import fixtures_root
 from ..mesh_processes import ServiceProcess
@@ -31,6 +33,7 @@ from .harness import MINUTE_NS, MinuteBar, capture_minutes
 SPOT_CAPTURE = "binance_spot/ETHUSDT_ws_trade_2024-08-08T2354_to_2024-08-09T0005.txt"
 # Full minutes (epoch ns) 23:55..00:04.
 MINUTES = [(1_723_161_300 + 60 * i) * 1_000_000_000 for i in range(10)]
+SPOT = market_pb2.EXCHANGE_BINANCE_SPOT
 HEADER = "id,price,qty,quote_qty,time,is_buyer_maker,is_best_match"
 
 
@@ -58,9 +61,9 @@ def _csv_rows(micros: bool) -> list[str]:
             data = json.loads(line.partition(" ")[2])["data"]
             price, qty = data["p"], data["q"]
             when = data["T"] * 1000 if micros else data["T"]
-            quote = float(price) * float(qty)
+            quote = Decimal(price) * Decimal(qty)
             maker = "True" if data["m"] else "False"
-            rows.append(f"{data['t']},{price},{qty},{quote:.8f},{when},{maker},True")
+            rows.append(f"{data['t']},{price},{qty},{quote},{when},{maker},True")
     return rows
 
 
@@ -72,7 +75,7 @@ async def _wait_bars(address: str, expected: dict[int, MinuteBar], symbol: str =
                 async with aio.insecure_channel(address) as channel:
                     response = await bar_service_pb2_grpc.BarServiceStub(channel).GetBars(
                         bar_service_pb2.GetBarsRequest(
-                            symbol=symbol,
+                            instrument=InstrumentId(SPOT, symbol).to_proto(),
                             timeframe=market_pb2.TIMEFRAME_1M,
                             start_time_ns=MINUTES[0],
                             end_time_ns=MINUTES[-1] + MINUTE_NS,
@@ -83,12 +86,14 @@ async def _wait_bars(address: str, expected: dict[int, MinuteBar], symbol: str =
                 wrong = []
                 for minute in MINUTES:
                     bar, want = built.get(minute), expected[minute]
-                    got = None if bar is None else (bar.open, bar.high, bar.low, bar.close)
+                    # Exact decimals, no tolerance: the CSV's strings summed as integers.
+                    texts = () if bar is None else (bar.open, bar.high, bar.low, bar.close)
+                    got = tuple(Decimal(text) for text in texts)
                     if (
                         bar is None
                         or got != (want.open, want.high, want.low, want.close)
                         or bar.trade_count != want.count
-                        or abs(bar.volume - want.volume) > 1e-9 * want.volume
+                        or Decimal(bar.volume) != want.volume
                     ):
                         wrong.append(f"{minute}: {bar} != {want}")
                 if wrong:
@@ -154,7 +159,10 @@ async def test_import_command_loads_zipped_csv_with_header(
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode == 0, output.decode(errors="replace")
-    assert "14,515 trades" in output.decode(errors="replace")
+    text = output.decode(errors="replace")
+    assert "acknowledged by the bar service: 14,515" in text
+    assert "quarantined by the importer (malformed, not sent): 0" in text
+    assert "imported" not in text
     expected, _ = capture_minutes(fixtures_root() / SPOT_CAPTURE)
     await _wait_bars(bars.address, expected)
 
@@ -175,9 +183,9 @@ async def test_import_command_sends_each_file_to_its_symbols_bar_shard(
         )
         for index in range(2)
     ]
-    # The same trades under two names, one symbol per shard.
-    symbols = ("ETHUSDT", "BTCUSDT")
-    assert [shard_of(symbol, 2) for symbol in symbols] == [0, 1]
+    # The same trades under two names, one instrument per shard.
+    symbols = ("BTCUSDT", "ETHUSDT")
+    assert [shard_of(InstrumentId(SPOT, symbol), 2) for symbol in symbols] == [0, 1]
     rows = _csv_rows(micros=False)
     files = [tmp_path / f"{symbol}-trades-2024-08-08.csv" for symbol in symbols]
     for path in files:
@@ -208,3 +216,41 @@ async def test_import_command_sends_each_file_to_its_symbols_bar_shard(
     finally:
         for shard in shards:
             await shard.kill()
+
+
+async def test_import_summary_counts_quarantined_rows_with_reasons(
+    bars: ServiceProcess, tmp_path: Path
+) -> None:
+    rows = _csv_rows(micros=False)[:3000]
+    first_id = int(rows[0].split(",")[0])
+    # Two refused rows the exchange could not have sent: a zero price, a quantity in exponent form.
+    rows[10] = rows[10].replace(rows[10].split(",")[1], "0", 1)
+    parts = rows[20].split(",")
+    rows[20] = ",".join([parts[0], parts[1], "1e-3", *parts[3:]])
+    csv_path = tmp_path / "ETHUSDT-trades-2024-08-08.csv"
+    csv_path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tickmesh.mesh.cli",
+        "import",
+        str(csv_path),
+        "--state",
+        str(tmp_path / "state.json"),
+        "--no-progress",
+        env={**os.environ, "TICKMESH_BARS_ADDRESS": bars.address},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text
+    assert "(binance_spot:ETHUSDT)" in text
+    assert "acknowledged by the bar service: 2,998" in text
+    assert "non-market: 0" in text
+    assert "quarantined by the importer (malformed, not sent): 2 [price 1, qty 1]" in text
+    assert f"row {first_id + 10}: price:" in text
+    assert f"row {first_id + 20}: qty:" in text
+    assert "rejected by the bar service: 0" in text
+    assert "imported" not in text
+    assert await bars.metric("tickmesh_bars_trades_total", 'outcome="accepted"') == 2998

@@ -8,7 +8,7 @@ from tickmesh.collector.binance.backfill import Backfiller
 from tickmesh.collector.binance.gap_book import GapBook
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 SPOT = market_pb2.EXCHANGE_BINANCE_SPOT
 
@@ -19,8 +19,8 @@ def _run(first: int, last: int) -> market_pb2.SymbolTrades:
         exchange=SPOT,
         symbol="ETHUSDT",
         trade_ids=ids,
-        prices=[100.0] * len(ids),
-        quantities=[1.0] * len(ids),
+        prices=[100] * len(ids),
+        quantities=[1] * len(ids),
         sides=[market_pb2.AGGRESSOR_SIDE_BUY] * len(ids),
         event_time_ns=[trade_id * 1_000_000 for trade_id in ids],
         receive_time_ns=[trade_id * 1_000_000 for trade_id in ids],

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tickmesh.collector.binance import BinanceStreamDecoder, DecodeErrorKind
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
+
+from .exact_values import decimals, prices, quantities
 
 SPOT = market_pb2.EXCHANGE_BINANCE_SPOT
 USDM = market_pb2.EXCHANGE_BINANCE_USDM
@@ -48,8 +51,8 @@ def test_decoder_spot_trade_2024_sample_exact_columns(fixtures_dir: Path) -> Non
     run = _all_trades(decoder)["BTCUSDT"]
     assert run.exchange == SPOT
     assert list(run.trade_ids) == [3735683259]
-    assert list(run.prices) == [61837.63]
-    assert list(run.quantities) == [0.02]
+    assert prices(run) == decimals("61837.63")
+    assert quantities(run) == decimals("0.02")
     assert list(run.sides) == [SELL]
     assert list(run.event_time_ns) == [1723161255342 * 1_000_000]
     assert list(run.receive_time_ns) == [RECEIVED_NS]
@@ -63,8 +66,8 @@ def test_decoder_spot_trade_2023_with_order_ids_parses(fixtures_dir: Path) -> No
     assert decoder.feed(raw, RECEIVED_NS) is None
     run = _all_trades(decoder)["BTCUSDT"]
     assert list(run.trade_ids) == [3071245454]
-    assert list(run.prices) == [28165.47]
-    assert list(run.quantities) == [0.00056]
+    assert prices(run) == decimals("28165.47")
+    assert quantities(run) == decimals("0.00056")
     assert list(run.event_time_ns) == [1680652799999 * 1_000_000]
 
 
@@ -79,7 +82,7 @@ def test_decoder_usdm_trade_types_map_x_field(fixtures_dir: Path) -> None:
         market_pb2.TRADE_TYPE_MARKET,
         market_pb2.TRADE_TYPE_INSURANCE_FUND,
     ]
-    assert list(run.prices) == [63943.9, 28722.5]
+    assert prices(run) == decimals("63943.9", "28722.5")
     assert list(run.sides) == [SELL, SELL]
 
 
@@ -102,7 +105,7 @@ def test_decoder_agg_trade_samples_count_trades(fixtures_dir: Path) -> None:
     assert spot.feed(samples["spot_aggTrade_combined_2021"], RECEIVED_NS) is None
     run = _all_trades(spot)["FTMUSDT"]
     assert list(run.trade_ids) == [31718372]
-    assert list(run.prices) == [0.33993]
+    assert prices(run) == decimals("0.33993")
     assert list(run.trade_counts) == []  # one trade each: the column stays empty
     usdm = BinanceStreamDecoder(USDM)
     assert usdm.feed(samples["usdm_aggTrade_combined_2021"], RECEIVED_NS) is None
@@ -173,10 +176,10 @@ def test_decoder_trade_capture_every_trade_gap_free(
     assert ids == list(range(ids[0], ids[0] + count))
     if first_id is not None:
         assert ids[0] == first_id
-    # Prices and quantities decoded by msgspec equal Python's own parse of the strings.
+    # Prices and quantities are exactly the capture's strings, as mantissas at the run's scales.
     expected = [json.loads(frame)["data"] for frame in frames]
-    assert list(run.prices) == [float(row["p"]) for row in expected]
-    assert list(run.quantities) == [float(row["q"]) for row in expected]
+    assert prices(run) == [Decimal(row["p"]) for row in expected]
+    assert quantities(run) == [Decimal(row["q"]) for row in expected]
     assert list(run.event_time_ns) == [row["T"] * 1_000_000 for row in expected]
     assert list(run.sides) == [SELL if row["m"] else BUY for row in expected]
 
@@ -191,8 +194,8 @@ def test_decoder_usdm_2023_capture_one_insurance_fund_trade(fixtures_dir: Path) 
     (i,) = non_market
     assert run.trade_ids[i] == 3535191080
     assert run.types[i] == market_pb2.TRADE_TYPE_INSURANCE_FUND
-    assert run.prices[i] == 28722.50
-    assert run.quantities[i] == 0.001
+    assert prices(run)[i] == Decimal("28722.50")
+    assert quantities(run)[i] == Decimal("0.001")
     assert run.event_time_ns[i] == 1680652874400 * 1_000_000  # 2023-04-05 00:01:14.400
     assert run.sides[i] == SELL
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tickmesh.collector.binance import BinanceStreamDecoder, DecodeErrorKind
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
+
+from .exact_values import decimals, prices
 
 GOOD = (
     '{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":%d,'
@@ -74,7 +76,7 @@ def test_decoder_malformed_between_good_frames_keeps_columns_aligned() -> None:
     assert decoder.stats.error_count == len(MALFORMED)
     (run,) = decoder.take()
     assert list(run.trade_ids) == [1, 2]
-    assert list(run.prices) == [10.0, 11.0]
+    assert prices(run) == decimals("10.0", "11.0")
     lengths = {len(run.prices), len(run.quantities), len(run.sides), len(run.event_time_ns)}
     assert lengths == {2}
     assert len(run.receive_time_ns) == len(run.types) == 2

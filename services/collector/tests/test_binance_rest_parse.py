@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from tickmesh.collector.binance import (
     parse_rest_agg_trades,
     parse_rest_historical_trades,
 )
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
+
+from .exact_values import decimals, prices
 
 SPOT_PAGE = (
     b'[{"id":28457,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012",'
@@ -31,7 +34,7 @@ def test_rest_historical_trades_spot_page_columns() -> None:
     run = builder.to_proto()
     assert run.symbol == "BNBBTC"
     assert list(run.trade_ids) == [28457, 28458]
-    assert list(run.prices) == [4.000001, 4.000002]
+    assert prices(run) == decimals("4.000001", "4.000002")
     assert list(run.sides) == [market_pb2.AGGRESSOR_SIDE_SELL, market_pb2.AGGRESSOR_SIDE_BUY]
     assert list(run.event_time_ns) == [1499865549590_000_000, 1499865549591_000_000]
     assert list(run.receive_time_ns) == [5, 5]
@@ -68,5 +71,5 @@ def test_rest_agg_trades_freqtrade_rows_count_every_trade(fixtures_dir: Path) ->
     assert list(run.trade_ids) == list(range(13519807, 13532284))
     # Trade ids 15373518..15388189 are contiguous, so the counts must cover all of them.
     assert sum(run.trade_counts) == 15388189 - 15373518 + 1
-    assert run.prices[0] == 0.00141342
+    assert prices(run)[0] == Decimal("0.00141342")
     assert run.event_time_ns[0] == 1570752011620 * 1_000_000

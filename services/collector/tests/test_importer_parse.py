@@ -14,7 +14,7 @@ from tickmesh.collector.binance_csv import (
     time_ns,
 )
 from tickmesh.collector.importer import ImportState, import_files, symbol_from_name
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 SPOT_TRADE = ["1520538925", "2683.8", "0.002", "5.3676", "1723161255611", "True", "True"]
 USDM_TRADE = ["5140946780", "61000.1", "0.010", "610.001", "1723161255611", "false"]
@@ -42,12 +42,14 @@ def test_time_units_milliseconds_and_microseconds() -> None:
 
 
 def test_agg_trade_rows_carry_trade_counts_and_sides() -> None:
-    run = rows_to_run([USDM_AGG], CsvKind.AGG_TRADES, market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT")
+    chunk = rows_to_run([USDM_AGG], CsvKind.AGG_TRADES, market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT")
+    assert chunk.refused == []
+    run = chunk.run
     assert list(run.trade_ids) == [2294738501]
     assert list(run.trade_counts) == [3]
     assert list(run.sides) == [market_pb2.AGGRESSOR_SIDE_SELL]
     assert list(run.event_time_ns) == [1_723_161_255_611_000_000]
-    trades = rows_to_run([USDM_TRADE], CsvKind.TRADES, market_pb2.EXCHANGE_BINANCE_USDM, "X")
+    trades = rows_to_run([USDM_TRADE], CsvKind.TRADES, market_pb2.EXCHANGE_BINANCE_USDM, "X").run
     assert list(trades.sides) == [market_pb2.AGGRESSOR_SIDE_BUY]
     assert not len(trades.trade_counts)
 
@@ -75,3 +77,16 @@ async def test_unreachable_bar_service_fails_fast_and_records_nothing(tmp_path: 
             show_progress=False,
         )
     assert ImportState.load(tmp_path / "state.json").files == {}
+
+
+def test_csv_rows_exact_and_bad_rows_refused_alone_naming_the_field() -> None:
+    bad_price = ["1520538926", "0", "0.002", "0", "1723161255612", "True", "True"]
+    bad_qty = ["1520538927", "2683.8", "1e-3", "0", "1723161255613", "True", "True"]
+    rows = [SPOT_TRADE, bad_price, bad_qty]
+    chunk = rows_to_run(rows, CsvKind.TRADES, market_pb2.EXCHANGE_BINANCE_SPOT, "ETHUSDT")
+    assert list(chunk.run.trade_ids) == [1520538925]
+    assert (list(chunk.run.prices), chunk.run.price_scale) == ([26838], 1)
+    assert (list(chunk.run.quantities), chunk.run.quantity_scale) == ([2], 3)
+    assert len(chunk.refused) == 2
+    assert chunk.refused[0].startswith("row 1520538926: price:")
+    assert chunk.refused[1].startswith("row 1520538927: qty:")

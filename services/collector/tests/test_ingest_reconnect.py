@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
-from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
+from tickmesh.v2 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 
 from .synthetic_runs import flat_run
 

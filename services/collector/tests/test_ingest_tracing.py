@@ -18,7 +18,7 @@ from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.tracing import TRACEPARENT, get_tracer, traceparent
-from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
+from tickmesh.v2 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 
 from .synthetic_runs import flat_run
 
@@ -91,7 +91,7 @@ async def test_batch_span_ends_on_ack_and_resends_carry_the_original_context() -
         await server.stop(None)
     spans: dict[int, ReadableSpan] = {}
     for span in exporter.get_finished_spans():
-        if span.name == "/tickmesh.v1.IngestService/Publish":
+        if span.name == "/tickmesh.v2.IngestService/Publish":
             continue  # the calls' own client spans
         attributes = dict(span.attributes or {})
         assert span.name == "collector.publish_batch"

@@ -12,7 +12,7 @@ from tickmesh.collector.binance.gap_book import GapBook
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.collector.resume_points import ResumePoints
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 from .synthetic_runs import flat_run
 

@@ -12,7 +12,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tickmesh.collector.binance import BinanceStreamDecoder, DecodeErrorKind
 from tickmesh.collector.simulator import ExchangeSimulator, FaultConfig, Market, SimulatorConfig
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT"]
 STREAMS = "stream?streams=aaausdt@trade/bbbusdt@trade"

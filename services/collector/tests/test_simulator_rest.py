@@ -14,7 +14,9 @@ from binance import AsyncClient
 
 from tickmesh.collector.binance import parse_rest_historical_trades
 from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, SourceSpec
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
+
+from .exact_values import decimals, prices, quantities
 
 USDM_2023 = "binance_futures_um/BTCUSDT_ws_trade_2023-04-04T2358_to_2023-04-05T0006.txt"
 KLINES_2023 = "binance_futures_um/BTCUSDT-1m-2023-04-04_2350_to_2023-04-05_0010.csv"
@@ -75,8 +77,8 @@ async def test_simulator_historical_trades_parse_into_symbol_trades(
         body = await response.read()
     run = parse_rest_historical_trades(body, market_pb2.EXCHANGE_BINANCE_SPOT, "BTCUSDT").to_proto()
     assert list(run.trade_ids) == [3735683259, 3735683260]
-    assert list(run.prices) == [61837.63, 61837.63]
-    assert list(run.quantities) == [0.02, 0.048]
+    assert prices(run) == decimals("61837.63", "61837.63")
+    assert quantities(run) == decimals("0.02", "0.048")
 
 
 async def test_simulator_futures_history_skips_insurance_fund(replayed: ExchangeSimulator) -> None:
@@ -158,3 +160,34 @@ async def test_simulator_fault_429_with_retry_after_then_recovers() -> None:
         assert results[0][1]["Retry-After"] == "7"
         client = await _client_class(sim).create()
         await client.close_connection()
+
+
+async def test_simulator_exchange_info_increments_from_the_captures_decimals(
+    replayed: ExchangeSimulator,
+) -> None:
+    status, _, spot = await _get(replayed.api_url + '/v3/exchangeInfo?symbols=["BTCUSDT"]')
+    assert status == 200
+    (info,) = spot["symbols"]
+    filters = {f["filterType"]: f for f in info["filters"]}
+    # The finest decimals the 2024 spot capture carries: Binance's own BTCUSDT tick and step.
+    assert (filters["PRICE_FILTER"]["tickSize"], filters["LOT_SIZE"]["stepSize"]) == (
+        "0.01",
+        "0.00001",
+    )
+    _, _, futures = await _get(replayed.futures_api_url + "/v1/exchangeInfo")
+    (usdm,) = [s for s in futures["symbols"] if s["symbol"] == "BTCUSDT"]
+    ticks = {f["filterType"]: f for f in usdm["filters"]}
+    assert (ticks["PRICE_FILTER"]["tickSize"], ticks["LOT_SIZE"]["stepSize"]) == ("0.1", "0.001")
+    status, _, refused = await _get(replayed.api_url + "/v3/exchangeInfo?symbols=notjson")
+    assert status == 400
+    assert refused["code"] == -1100
+
+
+async def test_simulator_trade_csv_symbols_listed_without_increments(tmp_path: Path) -> None:
+    path = tmp_path / "SOLUSDT-trades-2024-08-08.csv"
+    path.write_text("1,150.25,0.5,75.125,1723161255611,true,true\n", encoding="utf-8")
+    config = SimulatorConfig(sources=[SourceSpec(path)], paused=True)
+    async with ExchangeSimulator(config) as sim:
+        _, _, body = await _get(sim.api_url + "/v3/exchangeInfo?symbol=SOLUSDT")
+    # A CSV may hold millions of rows: not scanned, so the venue's sizes stay unknown.
+    assert [(s["symbol"], s["filters"]) for s in body["symbols"]] == [("SOLUSDT", [])]

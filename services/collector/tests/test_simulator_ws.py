@@ -14,7 +14,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tickmesh.collector.binance import BinanceStreamDecoder
 from tickmesh.collector.simulator import ExchangeSimulator, Market, SimulatorConfig, SourceSpec
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 USDM_2023 = "binance_futures_um/BTCUSDT_ws_trade_2023-04-04T2358_to_2023-04-05T0006.txt"
 

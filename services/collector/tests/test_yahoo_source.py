@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ from prometheus_client import CollectorRegistry
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.collector.yahoo.session import RedirectingSession, rewrite_yahoo_url
-from tickmesh.collector.yahoo.source import YahooSource
-from tickmesh.v1 import market_pb2
+from tickmesh.collector.yahoo.source import YahooSource, price_text, volume_text
+from tickmesh.v2 import market_pb2
 
 NOW_NS = 1_800_000_000 * 1_000_000_000  # long after every recorded bar
 
@@ -108,8 +109,15 @@ async def test_yahoo_poll_fixture_publishes_each_completed_bar_once(
     first = bars[0]
     assert first.open_time_ns == result["timestamp"][0] * 1_000_000_000
     got = [first.open, first.high, first.low, first.close, first.volume]
+    # Yahoo's floats went through float32 (225.88999938964844): each price is rounded to the
+    # chart's priceHint decimals (2), the volume to whole shares, giving exact decimals.
+    assert result["meta"]["priceHint"] == 2
     want = [quote[name][0] for name in ("open", "high", "low", "close", "volume")]
-    assert got == pytest.approx(want)
+    assert got == [f"{value:.2f}".rstrip("0").rstrip(".") for value in want[:4]] + [
+        str(round(want[4]))
+    ]
+    assert got[0] == "225.89"
+    assert all(Decimal(bar.close) == Decimal(bar.close).quantize(Decimal("0.01")) for bar in bars)
     assert all(bar.timeframe == market_pb2.TIMEFRAME_1M for bar in bars)
     assert all(bar.exchange == market_pb2.EXCHANGE_YAHOO for bar in bars)
     # The all-null minute (15:15 UTC) and Yahoo's trailing live bar are not bars.
@@ -128,3 +136,11 @@ async def test_yahoo_weekend_empty_and_errors_survive(yahoo_url: tuple[str, Fake
     assert _pending_bars(ingest) == []
     assert source.polls == 2
     assert fake.requests >= 2  # both reached the server; neither produced a bar or an exception
+
+
+def test_yahoo_price_text_rounds_float32_artifacts_to_the_price_hint() -> None:
+    assert price_text(226.7899932861328, 2) == "226.79"
+    assert price_text(226.80000305175781, 2) == "226.8"
+    assert price_text(0.123449999, 4) == "0.1234"
+    assert volume_text(1205461.0) == "1205461"
+    assert volume_text(float("nan")) == "0"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tickmesh.collector.binance.exchange_info import ExchangeInfoClient
 from tickmesh.collector.collector_app import Collector
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.settings import CollectorSettings
@@ -12,7 +13,7 @@ from tickmesh.collector.symbol_service import SymbolServicer
 from tickmesh.core.grpc_server import ServiceRegistration
 from tickmesh.core.runtime import ServiceContext, main_for
 from tickmesh.core.settings import load_settings_or_exit
-from tickmesh.v1 import symbol_service_pb2, symbol_service_pb2_grpc
+from tickmesh.v2 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
 
 
 def build(
@@ -20,14 +21,24 @@ def build(
 ) -> tuple[Collector, list[ServiceRegistration]]:
     """Wire the collector's sources and its SymbolService from its settings and dependencies."""
     registry = SymbolRegistry(context.pool)
+    exchange_info = ExchangeInfoClient(
+        {
+            market_pb2.EXCHANGE_BINANCE_SPOT: settings.collector_binance_spot_api_url,
+            market_pb2.EXCHANGE_BINANCE_USDM: settings.collector_binance_usdm_api_url,
+        }
+    )
     collector = Collector(
-        settings, CollectorMetrics(context.metrics.registry), registry, context.redis
+        settings,
+        CollectorMetrics(context.metrics.registry),
+        registry,
+        context.redis,
+        exchange_info,
     )
     registrations = [
         ServiceRegistration(
             symbol_service_pb2.DESCRIPTOR.services_by_name["SymbolService"].full_name,
             symbol_service_pb2_grpc.add_SymbolServiceServicer_to_server,
-            SymbolServicer(registry),
+            SymbolServicer(registry, exchange_info),
         )
     ]
     return collector, registrations

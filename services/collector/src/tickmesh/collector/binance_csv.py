@@ -5,8 +5,11 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from tickmesh.v1 import market_pb2
+from tickmesh.collector.binance.columns import InvalidTradeError, SymbolTradesBuilder
+from tickmesh.core.decimals import DecimalValueError
+from tickmesh.v2 import market_pb2
 
 
 class CsvKind(enum.StrEnum):
@@ -55,30 +58,46 @@ def time_ns(value: str) -> int:
     return number
 
 
+@dataclass(slots=True)
+class CsvRun:
+    """A chunk of CSV rows as one exact SymbolTrades run, plus the rows refused and why."""
+
+    run: market_pb2.SymbolTrades
+    # One "<field>: <reason>" per refused row (a malformed or non-positive value).
+    refused: list[str]
+
+
 def rows_to_run(
     rows: Sequence[Sequence[str]],
     kind: CsvKind,
     exchange: market_pb2.Exchange.ValueType,
     symbol: str,
-) -> market_pb2.SymbolTrades:
-    """One SymbolTrades run of CSV data rows."""
+) -> CsvRun:
+    """One exact SymbolTrades run of CSV data rows; a bad row is refused alone, named by field."""
     time_column, maker_column = (4, 5) if kind is CsvKind.TRADES else (5, 6)
-    received = time.time_ns()
-    run = market_pb2.SymbolTrades(
-        exchange=exchange,
-        symbol=symbol,
-        trade_ids=[int(row[0]) for row in rows],
-        prices=[float(row[1]) for row in rows],
-        quantities=[float(row[2]) for row in rows],
-        sides=[
-            market_pb2.AGGRESSOR_SIDE_SELL
-            if row[maker_column].strip().lower() == "true"
-            else market_pb2.AGGRESSOR_SIDE_BUY
-            for row in rows
-        ],
-        event_time_ns=[time_ns(row[time_column]) for row in rows],
-        receive_time_ns=[received] * len(rows),
+    quantity_field = "qty" if kind is CsvKind.TRADES else "quantity"
+    builder = SymbolTradesBuilder(
+        exchange, symbol, price_field="price", quantity_field=quantity_field
     )
-    if kind is CsvKind.AGG_TRADES:
-        run.trade_counts.extend(int(row[4]) - int(row[3]) + 1 for row in rows)
-    return run
+    received = time.time_ns()
+    refused: list[str] = []
+    for row in rows:
+        try:
+            count = 1 if kind is CsvKind.TRADES else int(row[4]) - int(row[3]) + 1
+            if count < 1:
+                raise InvalidTradeError(f"last_trade_id: {row[4]} precedes first_trade_id")
+            builder.append(
+                int(row[0]),
+                row[1].strip(),
+                row[2].strip(),
+                market_pb2.AGGRESSOR_SIDE_SELL
+                if row[maker_column].strip().lower() == "true"
+                else market_pb2.AGGRESSOR_SIDE_BUY,
+                time_ns(row[time_column]),
+                received,
+                market_pb2.TRADE_TYPE_MARKET,
+                count,
+            )
+        except (InvalidTradeError, DecimalValueError, OverflowError, ValueError, IndexError) as e:
+            refused.append(f"row {row[0] if row else '?'}: {e}")
+    return CsvRun(builder.to_proto(), refused)

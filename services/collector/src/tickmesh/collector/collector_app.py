@@ -17,6 +17,7 @@ from purgatory import AsyncCircuitBreakerFactory
 
 from tickmesh.collector.binance.backfill import Backfiller, BinanceRestFetcher, RestConfig
 from tickmesh.collector.binance.connection import ConnectionConfig
+from tickmesh.collector.binance.exchange_info import ExchangeInfoClient
 from tickmesh.collector.binance.gap_book import GapBook
 from tickmesh.collector.binance.source import BinanceSource, SourceConfig
 from tickmesh.collector.collector_metrics import CollectorMetrics
@@ -29,8 +30,9 @@ from tickmesh.collector.symbol_registry import RegisteredSymbol, SymbolRegistry
 from tickmesh.collector.yahoo.session import RedirectingSession
 from tickmesh.collector.yahoo.source import YahooSource
 from tickmesh.core.exchanges import exchange_label
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.sharding import Shard
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +55,13 @@ class Collector:
         metrics: CollectorMetrics,
         registry: SymbolRegistry,
         redis_client: redis.Redis,
+        exchange_info: ExchangeInfoClient,
     ) -> None:
         self.settings = settings
         self._registry = registry
+        self._exchange_info = exchange_info
+        # When exchangeInfo was last asked per venue, so an unreachable venue is not hammered.
+        self._info_asked: dict[int, float] = {}
         self.shard = Shard(settings.collector_shard_index, settings.collector_shard_count)
         self.gaps = GapBook(metrics)
         self.ingest = IngestClient(
@@ -104,7 +110,7 @@ class Collector:
                 silence_s=settings.collector_binance_silence_seconds,
                 flush_trades=settings.collector_batch_trades,
             )
-            self.sources[exchange] = BinanceSource(
+            source = self.sources[exchange] = BinanceSource(
                 SourceConfig(
                     exchange,
                     connection,
@@ -116,7 +122,11 @@ class Collector:
                 metrics,
                 breakers,
             )
-            fetcher = BinanceRestFetcher(RestConfig(api_url, exchange, aggregated, weight))
+            fetcher = BinanceRestFetcher(
+                RestConfig(api_url, exchange, aggregated, weight),
+                source.increments,
+                source.on_rest_refused,
+            )
             self._fetchers.append(fetcher)
             self.backfillers.append(
                 Backfiller(
@@ -155,7 +165,10 @@ class Collector:
     def _ingest_health(self) -> dict[str, Any]:
         ingest = self.ingest
         return {
-            "state": "up" if ingest.connected else "down",
+            "state": "up" if ingest.connected else "connecting",
+            "error": None
+            if ingest.connected
+            else f"not connected to the bar service at {ingest.config.address}",
             "stream_id": ingest.config.stream_id,
             "acked_sequence": ingest.acked_sequence,
             "unacked_batches": ingest.unacked_batches,
@@ -164,36 +177,83 @@ class Collector:
         }
 
     def apply_symbols(self, symbols: Iterable[RegisteredSymbol]) -> None:
-        """Collect the active symbols of this shard (plus the configured Yahoo tickers)."""
+        """Collect the active instruments of this shard (plus the configured Yahoo tickers)."""
         by_exchange: dict[int, set[str]] = {exchange: set() for exchange in BINANCE}
-        yahoo = {t for t in self.settings.yahoo_tickers if self.shard.owns(t)}
+        increments: dict[int, dict[str, tuple[int | None, int | None]]] = {
+            exchange: {} for exchange in BINANCE
+        }
+        yahoo = {
+            ticker
+            for ticker in self.settings.yahoo_tickers
+            if self.shard.owns(InstrumentId(market_pb2.EXCHANGE_YAHOO, ticker))
+        }
         for entry in symbols:
-            if not entry.active or not self.shard.owns(entry.symbol):
+            if not entry.active or not self.shard.owns(entry.instrument):
                 continue
             if entry.exchange in by_exchange:
                 by_exchange[entry.exchange].add(entry.symbol)
+                increments[entry.exchange][entry.symbol] = entry.increment_decimals
             elif entry.exchange == market_pb2.EXCHANGE_YAHOO:
                 yahoo.add(entry.symbol)
         for exchange, wanted in by_exchange.items():
+            self.sources[exchange].set_increments(increments[exchange])
             self.sources[exchange].set_symbols(wanted)
         self.yahoo.set_tickers(yahoo)
+
+    async def _ask_increments(self, symbols: list[RegisteredSymbol]) -> list[RegisteredSymbol]:
+        """Fill unknown tick/step sizes from exchangeInfo, each venue at most once per retry."""
+        now = asyncio.get_running_loop().time()
+        unknown: dict[int, list[str]] = {}
+        for entry in symbols:
+            wanted = entry.active and entry.exchange in BINANCE and not entry.price_increment
+            if wanted and self.shard.owns(entry.instrument):
+                unknown.setdefault(entry.exchange, []).append(entry.symbol)
+        filled: dict[InstrumentId, RegisteredSymbol] = {}
+        for exchange, names in unknown.items():
+            asked = self._info_asked.get(exchange)
+            if (
+                asked is not None
+                and now - asked < self.settings.collector_exchange_info_retry_seconds
+            ):
+                continue
+            self._info_asked[exchange] = now
+            for symbol, found in (await self._exchange_info.increments(exchange, names)).items():
+                instrument = InstrumentId(exchange, symbol)
+                filled[instrument] = await self._registry.set_increments(
+                    instrument, found.price, found.quantity
+                )
+        return [filled.get(entry.instrument, entry) for entry in symbols]
 
     async def follow_registry(self) -> None:
         """Poll the `symbols` table and follow its changes until cancelled."""
         while True:
             try:
-                self.apply_symbols(await self._registry.list())
+                self.apply_symbols(await self._ask_increments(await self._registry.list()))
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("cannot read the symbol registry: %s", error)
             await asyncio.sleep(self.settings.collector_registry_poll_seconds)
 
+    async def register_default_watchlist(self) -> None:
+        """On an empty registry, register the default watchlist so a first run shows the market."""
+        watchlist = self.settings.default_watchlist
+        if not watchlist or not await self._registry.is_empty():
+            return
+        added = await self._registry.add_default(watchlist)
+        if added:
+            log.info(
+                "empty symbol registry: registered the default watchlist %s "
+                "(set TICKMESH_COLLECTOR_DEFAULT_WATCHLIST to change it)",
+                ", ".join(str(instrument) for instrument in watchlist),
+            )
+
     async def start(self) -> None:
         """Start every part as a task."""
+        await self.register_default_watchlist()
         symbols = await self._registry.list()
         await self.resume.restore(
             (entry.exchange, entry.symbol)
             for entry in symbols
-            if entry.active and entry.exchange in BINANCE and self.shard.owns(entry.symbol)
+            if entry.active and entry.exchange in BINANCE and self.shard.owns(entry.instrument)
         )
         self.apply_symbols(symbols)
         runners = [

@@ -47,8 +47,9 @@ from tickmesh.collector.binance_csv import (
 )
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.sharding import shard_address
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 EXCHANGES = {
     "spot": market_pb2.EXCHANGE_BINANCE_SPOT,
@@ -83,6 +84,18 @@ class FileResult:
     skipped: int = 0
     last_acked_id: int | None = None
     already_done: bool = False
+    # Counted by the importer: trades the bar service acknowledged as durable. Its acks are
+    # cumulative sequence numbers (PublishResponse.acked_sequence) and do not say how many
+    # of a batch were new or duplicates of trades it already had.
+    acknowledged: int = 0
+    # Counted by the importer: rows refused before sending (malformed or non-positive values),
+    # with the reason of each ("<field>: why").
+    refused: list[str] = field(default_factory=list)
+    # Trades of batches the bar service rejected (INVALID_ARGUMENT and the like), with its reason.
+    rejected: int = 0
+    rejected_reasons: list[str] = field(default_factory=list)
+    # Binance's public trade files hold market trades only (no X column): always 0 here.
+    non_market: int = 0
 
 
 @dataclass(slots=True)
@@ -188,7 +201,10 @@ class _Importer:
         self._chunk_rows = chunk_rows
         self._progress = progress
         self.ingest = IngestClient(
-            ingest_config, CollectorMetrics(CollectorRegistry()), on_acked=self._on_acked
+            ingest_config,
+            CollectorMetrics(CollectorRegistry()),
+            on_acked=self._on_acked,
+            on_rejected=self._on_rejected,
         )
         self._current: FileResult | None = None
         self._task: TaskID | None = None
@@ -203,6 +219,7 @@ class _Importer:
             for run in batch.trades:
                 if len(run.trade_ids):
                     self._acked += len(run.trade_ids)
+                    current.acknowledged += len(run.trade_ids)
                     last = int(run.trade_ids[-1])
                     if current.last_acked_id is None or last > current.last_acked_id:
                         current.last_acked_id = last
@@ -213,6 +230,14 @@ class _Importer:
         if now - self._saved_at >= _SAVE_INTERVAL_S:
             self._state.save()
             self._saved_at = now
+
+    async def _on_rejected(self, batch: market_pb2.TradeBatch, reason: str) -> None:
+        current = self._current
+        if current is None:
+            return
+        current.rejected += sum(len(run.trade_ids) for run in batch.trades)
+        if reason not in current.rejected_reasons:
+            current.rejected_reasons.append(reason)
 
     @property
     def remaining(self) -> int | None:
@@ -276,6 +301,8 @@ class _Importer:
                 await self._submit(chunk, kind, source.symbol, result)
             self._progress.update(self._task, completed=lines.bytes_read)
         await self.ingest.flush()
+        # A rejected batch is answered with an error, not an ack: let its callback land.
+        await asyncio.sleep(0)
         self._state.record(source.key, result.last_acked_id, done=complete)
         self._state.save()
         self._current = None
@@ -285,8 +312,11 @@ class _Importer:
         self, rows: list[list[str]], kind: CsvKind, symbol: str, result: FileResult
     ) -> None:
         await self.ingest.wait_room(len(rows))
-        self.ingest.submit([rows_to_run(rows, kind, self._exchange, symbol)])
-        result.submitted += len(rows)
+        chunk = rows_to_run(rows, kind, self._exchange, symbol)
+        result.refused += chunk.refused
+        if len(chunk.run.trade_ids):
+            self.ingest.submit([chunk.run])
+        result.submitted += len(chunk.run.trade_ids)
         if self._remaining is not None:
             self._remaining -= len(rows)
 
@@ -309,14 +339,15 @@ async def import_files(
     """Import Binance trade/aggTrade CSVs (or zips) resumably; stop after `max_trades` new ones.
 
     `bars_address` is one bar service, or every bar shard's address in shard order: each
-    file then goes to the shard owning its symbol (crc32(symbol) mod the shard count).
+    file then goes to the shard owning its instrument (tickmesh.core.sharding).
     """
     addresses = (bars_address,) if isinstance(bars_address, str) else tuple(bars_address)
     state = ImportState.load(state_path or default_state_path())
     sources = [source for path in paths for source in _sources(path, symbol)]
     by_shard: dict[str, list[_Source]] = {}
     for source in sources:
-        by_shard.setdefault(shard_address(source.symbol, addresses), []).append(source)
+        instrument = InstrumentId(exchange, source.symbol)
+        by_shard.setdefault(shard_address(instrument, addresses), []).append(source)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -35,7 +35,7 @@ from tickmesh.collector.trade_runs import slice_run
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.ingest_protocol import REJECTED_SEQUENCE_KEY
 from tickmesh.core.tracing import get_tracer, inject_span_context
-from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
+from tickmesh.v2 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 
 log = logging.getLogger(__name__)
 

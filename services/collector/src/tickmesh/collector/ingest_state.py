@@ -16,7 +16,7 @@ from typing import Protocol
 
 import redis.asyncio as redis
 
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from tickmesh.core.instruments import InstrumentError, InstrumentId, check_symbol
 from tickmesh.core.settings import CommonSettings
+
+# What a first run collects when the registry is empty, so a new user sees the market.
+DEFAULT_WATCHLIST = (
+    "binance_spot:BTCUSDT,binance_spot:ETHUSDT,binance_usdm:BTCUSDT,binance_usdm:ETHUSDT,"
+    "yahoo:SPY,yahoo:AAPL"
+)
 
 
 class CollectorSettings(CommonSettings):
@@ -45,6 +52,33 @@ class CollectorSettings(CommonSettings):
     collector_yahoo_requests_per_minute: float = Field(default=30.0, gt=0, le=6000)
     # Send Yahoo's requests to this server instead (the demo's and the tests' local Yahoo).
     collector_yahoo_base_url: str = ""
+    # Instruments registered when the collector starts on an empty registry, as
+    # "<venue>:<symbol>" texts separated by commas; an empty string registers none.
+    collector_default_watchlist: str = DEFAULT_WATCHLIST
+    # How often to ask exchangeInfo again for instruments whose tick/step size is unknown.
+    collector_exchange_info_retry_seconds: float = Field(default=300.0, gt=0, le=86_400)
+
+    @field_validator("collector_yahoo_tickers")
+    @classmethod
+    def _tickers_well_formed(cls, value: str) -> str:
+        for ticker in value.split(","):
+            if ticker.strip():
+                try:
+                    check_symbol(ticker.strip().upper())
+                except InstrumentError as error:
+                    raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("collector_default_watchlist")
+    @classmethod
+    def _watchlist_well_formed(cls, value: str) -> str:
+        for text in value.split(","):
+            if text.strip():
+                try:
+                    InstrumentId.parse(text.strip())
+                except InstrumentError as error:
+                    raise ValueError(str(error)) from None
+        return value
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> CollectorSettings:
@@ -57,7 +91,8 @@ class CollectorSettings(CommonSettings):
 
     @model_validator(mode="after")
     def _one_collector_shard_per_bar_shard(self) -> CollectorSettings:
-        # Collector shard i collects crc32(symbol) mod n == i, exactly what bar shard i of n owns,
+        # Collector shard i collects the instruments with shard_of(instrument, n) == i (crc32 of
+        # "<venue>:<symbol>"), exactly what bar shard i of n owns,
         # so one acknowledged ingest stream carries all it collects. Other counts would need a
         # stream to every bar shard from every collector; refuse them rather than half-route.
         bar_shards = len(self.bar_shard_addresses)
@@ -65,7 +100,7 @@ class CollectorSettings(CommonSettings):
             raise ValueError(
                 f"TICKMESH_COLLECTOR_SHARD_COUNT ({self.collector_shard_count}) must equal the "
                 f"number of bar shards ({bar_shards}, from TICKMESH_BARS_ADDRESSES or "
-                "TICKMESH_BARS_ADDRESS): collector shard i sends its symbols to bar shard i"
+                "TICKMESH_BARS_ADDRESS): collector shard i sends its instruments to bar shard i"
             )
         return self
 
@@ -79,6 +114,12 @@ class CollectorSettings(CommonSettings):
         """The ingest stream id: configured, or derived from the shard."""
         derived = f"collector-{self.collector_shard_index}-of-{self.collector_shard_count}"
         return self.collector_stream_id or derived
+
+    @property
+    def default_watchlist(self) -> list[InstrumentId]:
+        """The instruments to register on an empty registry, in the order given."""
+        parts = [text.strip() for text in self.collector_default_watchlist.split(",")]
+        return [InstrumentId.parse(text) for text in parts if text]
 
     @property
     def yahoo_tickers(self) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 
 def trade_ids(run: market_pb2.SymbolTrades) -> npt.NDArray[np.int64]:
@@ -29,6 +29,8 @@ def slice_run(run: market_pb2.SymbolTrades, start: int, stop: int) -> market_pb2
         receive_time_ns=run.receive_time_ns[start:stop],
         types=types,
         trade_counts=run.trade_counts[start:stop] if len(run.trade_counts) else (),
+        price_scale=run.price_scale,
+        quantity_scale=run.quantity_scale,
     )
 
 
@@ -47,11 +49,13 @@ def select_run(
         exchange=run.exchange,
         symbol=run.symbol,
         trade_ids=pick(run.trade_ids, np.int64),
-        prices=pick(run.prices, np.float64),
-        quantities=pick(run.quantities, np.float64),
+        prices=pick(run.prices, np.int64),
+        quantities=pick(run.quantities, np.int64),
         sides=pick(run.sides, np.int32),
         event_time_ns=pick(run.event_time_ns, np.int64),
         receive_time_ns=pick(run.receive_time_ns, np.int64),
         types=pick(run.types, np.int32),
         trade_counts=pick(run.trade_counts, np.uint32),
+        price_scale=run.price_scale,
+        quantity_scale=run.quantity_scale,
     )

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,8 +25,10 @@ from aiolimiter import AsyncLimiter
 from binance import AsyncClient
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
+from tickmesh.collector.binance.columns import OffIncrementError
 from tickmesh.collector.binance.gap_book import GapBook
 from tickmesh.collector.binance.parse import (
+    Increments,
     RestPageError,
     parse_rest_agg_trades,
     parse_rest_historical_trades,
@@ -33,7 +36,7 @@ from tickmesh.collector.binance.parse import (
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient
 from tickmesh.core.exchanges import exchange_label
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,16 @@ class RestConfig:
 class BinanceRestFetcher:
     """Pages through python-binance's AsyncClient, paced by the venue's request weights."""
 
-    def __init__(self, config: RestConfig) -> None:
+    def __init__(
+        self,
+        config: RestConfig,
+        increments: Mapping[str, Increments] | None = None,
+        on_refused: Callable[[str, OffIncrementError], None] | None = None,
+    ) -> None:
         self._config = config
+        # The live map of each symbol's tick/step decimals, shared with the stream source.
+        self._increments: Mapping[str, Increments] = increments if increments is not None else {}
+        self._on_refused = on_refused
         futures = config.exchange == market_pb2.EXCHANGE_BINANCE_USDM
         # python-binance has no URL argument: a subclass carries the (simulator's) roots.
         overrides = {"FUTURES_URL": config.api_url} if futures else {"API_URL": config.api_url}
@@ -119,7 +130,18 @@ class BinanceRestFetcher:
                 raise RestRateLimited(error.status_code, retry_after) from error
             raise
         parse = parse_rest_agg_trades if self._config.aggregated else parse_rest_historical_trades
-        return parse(rows, self._config.exchange, symbol).to_proto()
+        refused: list[OffIncrementError] = []
+        builder = parse(
+            rows,
+            self._config.exchange,
+            symbol,
+            increments=self._increments.get(symbol, (None, None)),
+            refused=refused,
+        )
+        if self._on_refused is not None:
+            for refusal in refused:
+                self._on_refused(symbol, refusal)
+        return builder.to_proto()
 
     async def aclose(self) -> None:
         """Close the HTTP session."""

@@ -1,7 +1,14 @@
-"""Columnar per-symbol trade builder that becomes one ``SymbolTrades`` message.
+"""Columnar per-instrument trade builder that becomes one exact ``SymbolTrades`` message.
 
-Trades are appended into typed ``array`` columns (machine ints and doubles, no
-per-trade Python objects kept) and turned into protobuf once per batch.
+Trades are appended into typed ``array`` columns (machine ints, no per-trade Python
+objects kept) and turned into protobuf once per batch. Prices and quantities arrive as
+the exchange's decimal strings and are kept exactly as int64 mantissas.
+
+While appending, a value keeps the decimals it was written with (Binance spot writes a
+fixed "61837.63000000"), so the hot path rarely changes scale; when a finer value arrives
+the earlier rows of that column are multiplied up, exactly. When the run becomes a
+message, the trailing zeros every row shares are divided out, so the run's scale is the
+most significant decimals seen in it ("61837.63000000" -> 6183763 at price_scale 2).
 """
 
 from __future__ import annotations
@@ -12,32 +19,144 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from tickmesh.v1 import market_pb2
+from tickmesh.core.decimals import (
+    INT64_MAX,
+    MAX_SCALE,
+    DecimalValueError,
+    parse_decimal,
+    power_of_ten,
+)
+from tickmesh.v2 import market_pb2
+
+# Prices and quantities repeat heavily (a taker sweeping one level, round lots), so each
+# builder remembers the values it has accepted: a hit needs neither a parse nor a check.
+_CACHE_LIMIT = 65_536
+_POWERS = tuple(power_of_ten(exponent) for exponent in range(MAX_SCALE + 1))
+_UNKNOWN_LIMIT = MAX_SCALE + 1
+
+
+class InvalidTradeError(ValueError):
+    """A trade payload that decoded but carries impossible values; the message names the field."""
+
+
+class OffIncrementError(InvalidTradeError):
+    """A price or quantity with more decimals than the instrument's tick or step size."""
+
+    def __init__(self, message: str, symbol: str, trade_id: int) -> None:
+        super().__init__(message)
+        self.symbol = symbol
+        self.trade_id = trade_id
+
+
+def read_written(text: str, field: str) -> tuple[int, int]:
+    """(mantissa, scale as written) of a plain decimal, exactly: "61837.630" gives (61837630, 3).
+
+    Anything but plain ASCII digits with an optional fraction goes through `parse_decimal`,
+    which refuses it naming `field`, or reads it with trailing zeros dropped.
+    """
+    whole, dot, fraction = text.partition(".")
+    digits = whole + fraction
+    # isdigit alone accepts other scripts' digits; isascii keeps it to 0-9.
+    if digits.isdigit() and digits.isascii() and whole and (fraction or not dot):
+        scale = len(fraction)
+        mantissa = int(digits)
+        if mantissa <= INT64_MAX and scale <= MAX_SCALE:
+            return mantissa, scale
+    if not text.isascii():
+        # parse_decimal's \d would take other scripts' digits ("١٢"); the wire has only ASCII.
+        raise DecimalValueError(f"{field}: {text[:40]!r} is not a plain decimal number")
+    return parse_decimal(text, field)
+
+
+def significant_decimals(mantissa: int, scale: int) -> int:
+    """Decimals of mantissa * 10**-scale without trailing zeros (6183763000000, 8 gives 2)."""
+    while scale and not mantissa % 10:
+        mantissa //= 10
+        scale -= 1
+    return scale
+
+
+def _rescaled(column: array[int], factor_exponent: int, field: str) -> array[int]:
+    """The column's mantissas multiplied by 10**factor_exponent; DecimalValueError if too big."""
+    factor = power_of_ten(factor_exponent)
+    values = np.frombuffer(column, dtype=np.int64)
+    if len(values) and int(np.abs(values).max()) > INT64_MAX // factor:
+        raise DecimalValueError(f"{field}: run cannot hold {factor_exponent} more decimals")
+    scaled = array("q")
+    scaled.frombytes((values * factor).tobytes())
+    return scaled
+
+
+def _normalized(column: array[int], scale: int) -> tuple[array[int], int]:
+    """The column with the trailing zeros all its rows share divided out, and its scale."""
+    if not len(column):
+        return column, 0
+    values = np.frombuffer(column, dtype=np.int64)
+    divided = False
+    while scale > 0 and not np.any(values % 10):
+        values = values // 10
+        scale -= 1
+        divided = True
+    if not divided:
+        return column, scale
+    result = array("q")
+    result.frombytes(values.tobytes())
+    return result, scale
 
 
 class SymbolTradesBuilder:
-    """Accumulates one symbol's trades column by column."""
+    """Accumulates one instrument's trades column by column, prices and quantities exact."""
 
     __slots__ = (
         "_counts",
         "_event_ns",
         "_has_aggregates",
         "_ids",
+        "_price_cache",
+        "_price_limit",
         "_prices",
         "_quantities",
+        "_quantity_cache",
+        "_quantity_limit",
         "_receive_ns",
         "_sides",
         "_types",
         "exchange",
+        "price_field",
+        "price_scale",
+        "quantity_field",
+        "quantity_scale",
         "symbol",
     )
 
-    def __init__(self, exchange: market_pb2.Exchange.ValueType, symbol: str) -> None:
+    def __init__(
+        self,
+        exchange: market_pb2.Exchange.ValueType,
+        symbol: str,
+        *,
+        price_field: str = "p",
+        quantity_field: str = "q",
+        max_price_scale: int | None = None,
+        max_quantity_scale: int | None = None,
+    ) -> None:
         self.exchange = exchange
         self.symbol = symbol
+        # Accepted values: text -> (mantissa, scale as written); only valid ones are kept.
+        self._price_cache: dict[str, tuple[int, int]] = {}
+        self._quantity_cache: dict[str, tuple[int, int]] = {}
+        # Field names as the wire spells them, so an error names what the exchange sent.
+        self.price_field = price_field
+        self.quantity_field = quantity_field
+        # Decimals of the tick and step size when the registry knows them (None: unknown).
+        self._price_limit = _UNKNOWN_LIMIT
+        self._quantity_limit = _UNKNOWN_LIMIT
+        self.max_price_scale = max_price_scale
+        self.max_quantity_scale = max_quantity_scale
+        self.price_scale = 0
+        self.quantity_scale = 0
         self._ids = array("q")
-        self._prices = array("d")
-        self._quantities = array("d")
+        self._prices = array("q")
+        self._quantities = array("q")
         self._sides = array("b")
         self._event_ns = array("q")
         self._receive_ns = array("q")
@@ -51,31 +170,123 @@ class SymbolTradesBuilder:
     def append(
         self,
         trade_id: int,
-        price: float,
-        quantity: float,
+        price: str,
+        quantity: str,
         side: int,
         event_time_ns: int,
         receive_time_ns: int,
         trade_type: int,
         trade_count: int,
+        market: bool = True,
     ) -> None:
-        """Append one trade (or one aggregate of trade_count trades); all columns or none."""
+        """Append one trade (or one aggregate of trade_count trades); all columns or none.
+
+        A market trade must have a positive price and quantity; a non-market one (USD-M "NA"
+        events carry p=0, q=0) may be zero. Either must be within the instrument's tick and
+        step size (a limit lowered mid-run applies from the next run, at most one batch later).
+        """
+        # The hot path: two dict hits (a hit is a value already accepted) and the appends.
+        price_value = self._price_cache.get(price)
+        if price_value is None:
+            price_value = self._read_price(trade_id, price, market)
+        quantity_value = self._quantity_cache.get(quantity)
+        if quantity_value is None:
+            quantity_value = self._read_quantity(trade_id, quantity, market)
+        price_mantissa, price_scale = price_value
+        quantity_mantissa, quantity_scale = quantity_value
+        run_scale = self.price_scale
+        if price_scale != run_scale:
+            if price_scale < run_scale:
+                price_mantissa *= _POWERS[run_scale - price_scale]
+            else:
+                self._prices = _rescaled(self._prices, price_scale - run_scale, self.price_field)
+                self.price_scale = price_scale
+        run_scale = self.quantity_scale
+        if quantity_scale != run_scale:
+            if quantity_scale < run_scale:
+                quantity_mantissa *= _POWERS[run_scale - quantity_scale]
+            else:
+                self._quantities = _rescaled(
+                    self._quantities, quantity_scale - run_scale, self.quantity_field
+                )
+                self.quantity_scale = quantity_scale
         try:
             self._ids.append(trade_id)
-            self._prices.append(price)
-            self._quantities.append(quantity)
+            self._prices.append(price_mantissa)
+            self._quantities.append(quantity_mantissa)
             self._sides.append(side)
             self._event_ns.append(event_time_ns)
             self._receive_ns.append(receive_time_ns)
             self._types.append(trade_type)
             self._counts.append(trade_count)
         except (OverflowError, TypeError):
-            # A value that does not fit its column (e.g. an id beyond int64) must not
-            # leave the columns with different lengths.
+            # A value that does not fit its column (an id beyond int64, a mantissa that the
+            # run's scale pushes past int64) must not leave the columns with different lengths.
             self._truncate(len(self._counts))
             raise
         if trade_count != 1:
             self._has_aggregates = True
+
+    @property
+    def max_price_scale(self) -> int | None:
+        """Decimals of the tick size (None: unknown, any price up to MAX_SCALE decimals)."""
+        return None if self._price_limit == _UNKNOWN_LIMIT else self._price_limit
+
+    @max_price_scale.setter
+    def max_price_scale(self, decimals: int | None) -> None:
+        # The cache holds values checked against the old limit: forget them.
+        self._price_limit = _UNKNOWN_LIMIT if decimals is None else decimals
+        self._price_cache.clear()
+
+    @property
+    def max_quantity_scale(self) -> int | None:
+        """Decimals of the step size (None: unknown)."""
+        return None if self._quantity_limit == _UNKNOWN_LIMIT else self._quantity_limit
+
+    @max_quantity_scale.setter
+    def max_quantity_scale(self, decimals: int | None) -> None:
+        self._quantity_limit = _UNKNOWN_LIMIT if decimals is None else decimals
+        self._quantity_cache.clear()
+
+    def _read_price(self, trade_id: int, text: str, market: bool) -> tuple[int, int]:
+        mantissa, scale = read_written(text, self.price_field)
+        if market and mantissa <= 0:
+            raise InvalidTradeError(f"{self.price_field}: {text!r} is not a positive price")
+        # Written decimals within the limit need no count of the significant ones.
+        significant = scale if scale <= self._price_limit else significant_decimals(mantissa, scale)
+        if significant > self._price_limit:
+            raise OffIncrementError(
+                f"{self.price_field}: {text!r} has {significant} decimals, more than the tick "
+                f"size of {self.symbol} allows ({self._price_limit})",
+                self.symbol,
+                trade_id,
+            )
+        value = (mantissa, scale)
+        if mantissa > 0:  # zero (USD-M "NA" events) is valid only for non-market trades
+            if len(self._price_cache) >= _CACHE_LIMIT:
+                self._price_cache.clear()
+            self._price_cache[text] = value
+        return value
+
+    def _read_quantity(self, trade_id: int, text: str, market: bool) -> tuple[int, int]:
+        mantissa, scale = read_written(text, self.quantity_field)
+        if market and mantissa <= 0:
+            raise InvalidTradeError(f"{self.quantity_field}: {text!r} is not a positive quantity")
+        limit = self._quantity_limit
+        significant = scale if scale <= limit else significant_decimals(mantissa, scale)
+        if significant > self._quantity_limit:
+            raise OffIncrementError(
+                f"{self.quantity_field}: {text!r} has {significant} decimals, more than the "
+                f"step size of {self.symbol} allows ({self._quantity_limit})",
+                self.symbol,
+                trade_id,
+            )
+        value = (mantissa, scale)
+        if mantissa > 0:
+            if len(self._quantity_cache) >= _CACHE_LIMIT:
+                self._quantity_cache.clear()
+            self._quantity_cache[text] = value
+        return value
 
     def _truncate(self, length: int) -> None:
         for column in self._columns():
@@ -86,17 +297,21 @@ class SymbolTradesBuilder:
         # The generated stubs type enum columns as NewType ints; the arrays hold those ints.
         sides = cast("Any", self._sides)
         types = cast("Any", self._types)
+        prices, price_scale = _normalized(self._prices, self.price_scale)
+        quantities, quantity_scale = _normalized(self._quantities, self.quantity_scale)
         return market_pb2.SymbolTrades(
             exchange=self.exchange,
             symbol=self.symbol,
             trade_ids=self._ids,
-            prices=self._prices,
-            quantities=self._quantities,
+            prices=prices,
+            quantities=quantities,
             sides=sides,
             event_time_ns=self._event_ns,
             receive_time_ns=self._receive_ns,
             types=types,
             trade_counts=self._counts if self._has_aggregates else (),
+            price_scale=price_scale,
+            quantity_scale=quantity_scale,
         )
 
     def trade_ids(self) -> npt.NDArray[np.int64]:
@@ -104,14 +319,17 @@ class SymbolTradesBuilder:
         # A copy, because a live buffer export would forbid the array from growing.
         return np.frombuffer(self._ids, dtype=np.int64).copy()
 
-    def prices(self) -> npt.NDArray[np.float64]:
-        """A numpy copy of the price column."""
-        return np.frombuffer(self._prices, dtype=np.float64).copy()
+    def prices(self) -> tuple[npt.NDArray[np.int64], int]:
+        """A copy of the price mantissas and their scale, as the message will carry them."""
+        values, scale = _normalized(self._prices, self.price_scale)
+        return np.frombuffer(values, dtype=np.int64).copy(), scale
 
     def clear(self) -> None:
-        """Drop every trade, keeping the symbol and exchange."""
+        """Drop every trade, keeping the instrument, its increments and the decimal cache."""
         self._truncate(0)
         self._has_aggregates = False
+        self.price_scale = 0
+        self.quantity_scale = 0
 
     def _columns(self) -> tuple[array[Any], ...]:
         return (

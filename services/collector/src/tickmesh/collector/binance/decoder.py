@@ -5,6 +5,10 @@ str), routes it by stream name (combined streams) or event type (raw streams),
 and appends trades into one ``SymbolTradesBuilder`` per symbol. Nothing raises
 out of ``feed``: a bad frame is counted by kind and returned as a
 ``DecodeError`` carrying a sample, so the connection loop can log it and go on.
+
+A trade refused for a price or quantity finer than the instrument's tick or step size
+(known from exchangeInfo) is a real trade of the exchange: its id is kept in
+``take_refused`` so the gap book counts it as seen and never asks REST for it again.
 """
 
 from __future__ import annotations
@@ -18,15 +22,21 @@ from typing import Final, Protocol
 
 import msgspec
 
-from tickmesh.collector.binance.columns import SymbolTradesBuilder
+from tickmesh.collector.binance.columns import (
+    InvalidTradeError,
+    OffIncrementError,
+    SymbolTradesBuilder,
+)
 from tickmesh.collector.binance.schemas import (
     AggTrade,
+    CombinedFuturesTrade,
+    CombinedSpotTrade,
     FrameHead,
     FuturesTrade,
-    InvalidTradeError,
     SpotTrade,
 )
-from tickmesh.v1 import market_pb2
+from tickmesh.core.decimals import DecimalValueError
+from tickmesh.v2 import market_pb2
 
 _SAMPLE_CHARS: Final = 200
 
@@ -61,6 +71,8 @@ class DecodeErrorKind(enum.StrEnum):
     MISSING_FIELD = "missing_field"
     WRONG_TYPE = "wrong_type"
     INVALID_VALUE = "invalid_value"
+    # A price or quantity finer than the instrument's tick or step size: refused, id seen.
+    OFF_INCREMENT = "off_increment"
     UNKNOWN_STREAM = "unknown_stream"
     EXCHANGE_ERROR = "exchange_error"
 
@@ -99,6 +111,9 @@ class _TradePayload(Protocol):
 
 
 _PayloadDecoder = msgspec.json.Decoder[SpotTrade] | msgspec.json.Decoder[FuturesTrade]
+_CombinedDecoder = (
+    msgspec.json.Decoder[CombinedSpotTrade] | msgspec.json.Decoder[CombinedFuturesTrade]
+)
 _AnyDecoder = _PayloadDecoder | msgspec.json.Decoder[AggTrade]
 
 
@@ -130,38 +145,63 @@ class BinanceStreamDecoder:
             trade = msgspec.json.Decoder(SpotTrade, strict=False)
         agg: _AnyDecoder = msgspec.json.Decoder(AggTrade, strict=False)
         self._by_event: dict[str, _AnyDecoder] = {"trade": trade, "aggTrade": agg}
+        # The hot path: a combined-stream trade frame decoded in one pass. Any other frame
+        # (or the first of each stream) takes the general path below, which routes by stream.
+        self._combined: _CombinedDecoder = (
+            msgspec.json.Decoder(CombinedFuturesTrade, strict=False)
+            if is_futures
+            else msgspec.json.Decoder(CombinedSpotTrade, strict=False)
+        )
+        self._trade_type: type = FuturesTrade if is_futures else SpotTrade
+        # stream name -> payload class the general path routed it to (trades only).
+        self._fast_streams: dict[str, type] = {}
         # stream name -> (payload decoder or None for a known non-trade stream, stream type).
         self._routes: dict[str, tuple[_AnyDecoder | None, str]] = {}
         self._builders: dict[str, SymbolTradesBuilder] = {}
+        # symbol -> (decimals of the tick size, of the step size); None where unknown.
+        self._increments: dict[str, tuple[int | None, int | None]] = {}
+        self._refused: dict[str, list[int]] = {}
         self.stats = DecodeStats()
         self.pending = 0
+
+    def set_increments(
+        self, symbol: str, price_decimals: int | None, quantity_decimals: int | None
+    ) -> None:
+        """Refuse this symbol's trades with more decimals than its tick or step size."""
+        self._increments[symbol] = (price_decimals, quantity_decimals)
+        builder = self._builders.get(symbol)
+        if builder is not None:
+            builder.max_price_scale = price_decimals
+            builder.max_quantity_scale = quantity_decimals
+
+    def _builder(self, symbol: str) -> SymbolTradesBuilder:
+        price_decimals, quantity_decimals = self._increments.get(symbol, (None, None))
+        builder = self._builders[symbol] = SymbolTradesBuilder(
+            self.exchange,
+            symbol,
+            max_price_scale=price_decimals,
+            max_quantity_scale=quantity_decimals,
+        )
+        return builder
 
     def feed(self, frame: bytes | str, receive_time_ns: int | None = None) -> DecodeError | None:
         """Decode one frame, appending its trade if any; return the error when rejected."""
         self.stats.frames += 1
         try:
-            head = self._head.decode(frame)
-            if head.stream is not None and len(head.data):
-                decoder, stream_type = self._routes.get(head.stream) or self._route(head.stream)
-                if decoder is None:
-                    self.stats.ignored[stream_type] += 1
-                    return None
-                payload: _TradePayload = decoder.decode(head.data)
-            elif head.e is not None:
-                event_decoder = self._by_event.get(head.e)
-                if event_decoder is None:
-                    return self._ignore_or_reject(head.e, frame)
-                payload = event_decoder.decode(frame)
-            elif head.id is not None and (len(head.result) or len(head.error)):
-                self.stats.control_replies += 1
-                if len(head.error):
-                    return self._reject(DecodeErrorKind.EXCHANGE_ERROR, "error reply", frame)
-                return None
-            else:
-                return self._reject(DecodeErrorKind.UNKNOWN_STREAM, "no stream or event", frame)
+            payload: _TradePayload
+            try:
+                combined = self._combined.decode(frame)
+                payload = combined.data
+                if self._fast_streams.get(combined.stream) is not type(payload):
+                    raise _GeneralPath
+            except (msgspec.MsgspecError, _GeneralPath):
+                routed = self._route_frame(frame)
+                if routed is None or isinstance(routed, DecodeError):
+                    return routed
+                payload = routed
             builder = self._builders.get(payload.s)
-            if builder is None:
-                builder = self._builders[payload.s] = SymbolTradesBuilder(self.exchange, payload.s)
+            if builder is None:  # not `or`: that would call the builder's __len__ per trade
+                builder = self._builder(payload.s)
             payload.parse_to_columns(
                 builder, time.time_ns() if receive_time_ns is None else receive_time_ns
             )
@@ -177,11 +217,38 @@ class BinanceStreamDecoder:
             return self._reject(kind, message, frame)
         except msgspec.DecodeError as exc:
             return self._reject(DecodeErrorKind.BAD_JSON, str(exc), frame)
-        except (InvalidTradeError, OverflowError) as exc:
+        except OffIncrementError as exc:
+            self._refused.setdefault(exc.symbol, []).append(exc.trade_id)
+            return self._reject(DecodeErrorKind.OFF_INCREMENT, str(exc), frame)
+        except (InvalidTradeError, DecimalValueError, OverflowError) as exc:
             return self._reject(DecodeErrorKind.INVALID_VALUE, str(exc), frame)
         self.stats.trades += 1
         self.pending += 1
         return None
+
+    def _route_frame(self, frame: bytes | str) -> _TradePayload | DecodeError | None:
+        """The general path: a trade payload, None (ignored or a control reply), or the error."""
+        head = self._head.decode(frame)
+        if head.stream is not None and len(head.data):
+            decoder, stream_type = self._routes.get(head.stream) or self._route(head.stream)
+            if decoder is None:
+                self.stats.ignored[stream_type] += 1
+                return None
+            payload: _TradePayload = decoder.decode(head.data)
+            self._fast_streams[head.stream] = type(payload)
+            return payload
+        if head.e is not None:
+            event_decoder = self._by_event.get(head.e)
+            if event_decoder is None:
+                return self._ignore_or_reject(head.e, frame)
+            raw_payload: _TradePayload = event_decoder.decode(frame)
+            return raw_payload
+        if head.id is not None and (len(head.result) or len(head.error)):
+            self.stats.control_replies += 1
+            if len(head.error):
+                return self._reject(DecodeErrorKind.EXCHANGE_ERROR, "error reply", frame)
+            return None
+        return self._reject(DecodeErrorKind.UNKNOWN_STREAM, "no stream or event", frame)
 
     def feed_many(
         self, frames: Iterable[bytes | str], receive_time_ns: int | None = None
@@ -208,6 +275,11 @@ class BinanceStreamDecoder:
         self.pending = 0
         return runs
 
+    def take_refused(self) -> dict[str, list[int]]:
+        """Ids of trades refused off-increment since the last call, by symbol, and clear them."""
+        refused, self._refused = self._refused, {}
+        return refused
+
     def _route(self, stream: str) -> tuple[_AnyDecoder | None, str]:
         stream_type = _stream_type(stream)
         decoder = self._by_event.get(stream_type)
@@ -232,3 +304,7 @@ class BinanceStreamDecoder:
 
 class _UnknownStreamError(Exception):
     pass
+
+
+class _GeneralPath(Exception):
+    """The frame is not a trade of a stream already routed: take the general path."""

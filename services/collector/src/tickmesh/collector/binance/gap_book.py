@@ -12,11 +12,13 @@ import asyncio
 import time
 from collections.abc import Iterable
 
+import numpy as np
+
 from tickmesh.collector.binance.id_tracker import TradeIdTracker
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.trade_runs import select_run, trade_ids
 from tickmesh.core.exchanges import exchange_label
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 SymbolKey = tuple[int, str]
 
@@ -58,6 +60,18 @@ class GapBook:
         if kept == 0:
             return None
         return run if kept == total else select_run(run, keep)
+
+    def mark_seen(self, exchange: int, symbol: str, ids: list[int]) -> None:
+        """Count refused trades' ids as seen: they exist, so they are never a gap to fetch."""
+        if not ids:
+            return
+        tracker = self.tracker(exchange, symbol)
+        # Called right after the run they came with was delivered: an id inside a gap the run
+        # opened fills it, an id above the high mark moves the mark.
+        _, new_gaps = tracker.accept(np.array(sorted(ids), dtype=np.int64))
+        if new_gaps:
+            self._metrics.gaps_found.labels(source=exchange_label(exchange)).inc(new_gaps)
+            self.changed.set()
 
     def reopen_dropped(
         self, runs: list[market_pb2.SymbolTrades], bars: list[market_pb2.SourceBar]

@@ -1,18 +1,17 @@
 """Binance wire payloads as frozen msgspec Structs, one per message shape.
 
 Field names are Binance's own single letters so msgspec decodes without renaming.
-Prices and quantities arrive as JSON strings; the decoders are built with
-``strict=False`` so msgspec converts them to floats while decoding (correctly
-rounded, and checked against ``float(str)`` in the tests), which avoids a
-Python-level ``float()`` call per field on the hot path.
+Prices and quantities arrive as JSON strings and stay strings here: the column
+builder parses them exactly into integer mantissas (never through a float, which
+would turn "0.1" into 0.1000000000000000055...).
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from tickmesh.collector.binance.columns import SymbolTradesBuilder
-from tickmesh.v1 import market_pb2
+from tickmesh.collector.binance.columns import InvalidTradeError, SymbolTradesBuilder
+from tickmesh.v2 import market_pb2
 
 SIDE_BUY = market_pb2.AGGRESSOR_SIDE_BUY
 SIDE_SELL = market_pb2.AGGRESSOR_SIDE_SELL
@@ -26,21 +25,7 @@ FUTURES_TRADE_TYPES: dict[str, int] = {
     "NA": market_pb2.TRADE_TYPE_OTHER,
 }
 
-_INF = float("inf")
 _MS_TO_NS = 1_000_000
-
-
-class InvalidTradeError(ValueError):
-    """A trade payload that decoded but carries impossible values."""
-
-
-def check_price_quantity(price: float, quantity: float) -> None:
-    """Raise InvalidTradeError unless price and quantity are finite and positive."""
-    # Chained comparisons also reject NaN, which compares false with everything.
-    if not 0.0 < price < _INF:
-        raise InvalidTradeError(f"price {price!r} is not a positive finite number")
-    if not 0.0 < quantity < _INF:
-        raise InvalidTradeError(f"quantity {quantity!r} is not a positive finite number")
 
 
 class CombinedStreamMessage(msgspec.Struct, frozen=True):
@@ -62,15 +47,14 @@ class FrameHead(msgspec.Struct, frozen=True):
     error: msgspec.Raw = msgspec.Raw()
 
 
-class SpotTrade(msgspec.Struct, frozen=True):
+class SpotTrade(msgspec.Struct, frozen=True, tag_field="e", tag="trade"):
     """Spot @trade event; the 2023 format also carries buyer/seller order ids b and a."""
 
-    e: str
     E: int
     s: str
     t: int
-    p: float
-    q: float
+    p: str
+    q: str
     T: int
     m: bool
     M: bool = True
@@ -79,7 +63,6 @@ class SpotTrade(msgspec.Struct, frozen=True):
 
     def parse_to_columns(self, builder: SymbolTradesBuilder, receive_time_ns: int) -> None:
         """Append this trade to a symbol's columns (spot trades are market trades)."""
-        check_price_quantity(self.p, self.q)
         builder.append(
             self.t,
             self.p,
@@ -92,22 +75,25 @@ class SpotTrade(msgspec.Struct, frozen=True):
         )
 
 
-class FuturesTrade(msgspec.Struct, frozen=True):
+class FuturesTrade(msgspec.Struct, frozen=True, tag_field="e", tag="trade"):
     """USD-M @trade event; X is MARKET, INSURANCE_FUND, ADL or NA."""
 
-    e: str
     E: int
     T: int
     s: str
     t: int
-    p: float
-    q: float
+    p: str
+    q: str
     X: str
     m: bool
 
     def parse_to_columns(self, builder: SymbolTradesBuilder, receive_time_ns: int) -> None:
-        """Append this trade to a symbol's columns with its execution type."""
-        check_price_quantity(self.p, self.q)
+        """Append this trade to a symbol's columns with its execution type.
+
+        X is read first: non-market executions ("NA" events carry p=0, q=0) are routed as
+        their TradeType for the bar service to leave out, never refused as malformed.
+        """
+        trade_type = FUTURES_TRADE_TYPES.get(self.X, market_pb2.TRADE_TYPE_OTHER)
         builder.append(
             self.t,
             self.p,
@@ -115,20 +101,20 @@ class FuturesTrade(msgspec.Struct, frozen=True):
             SIDE_SELL if self.m else SIDE_BUY,
             self.T * _MS_TO_NS,
             receive_time_ns,
-            FUTURES_TRADE_TYPES.get(self.X, market_pb2.TRADE_TYPE_OTHER),
+            trade_type,
             1,
+            trade_type == TYPE_MARKET,
         )
 
 
-class AggTrade(msgspec.Struct, frozen=True):
+class AggTrade(msgspec.Struct, frozen=True, tag_field="e", tag="aggTrade"):
     """Spot or USD-M @aggTrade event: trades f..l of one taker order at one price."""
 
-    e: str
     E: int
     s: str
     a: int
-    p: float
-    q: float
+    p: str
+    q: str
     f: int
     l: int  # noqa: E741 - Binance's field name
     T: int
@@ -137,7 +123,6 @@ class AggTrade(msgspec.Struct, frozen=True):
 
     def parse_to_columns(self, builder: SymbolTradesBuilder, receive_time_ns: int) -> None:
         """Append this aggregate to a symbol's columns, counting the trades it covers."""
-        check_price_quantity(self.p, self.q)
         count = self.l - self.f + 1
         if count < 1:
             raise InvalidTradeError(f"aggTrade last id {self.l} precedes first id {self.f}")
@@ -153,15 +138,29 @@ class AggTrade(msgspec.Struct, frozen=True):
         )
 
 
+class CombinedSpotTrade(msgspec.Struct, frozen=True):
+    """A combined-stream spot trade or aggTrade, decoded in one pass (the hot path)."""
+
+    stream: str
+    data: SpotTrade | AggTrade
+
+
+class CombinedFuturesTrade(msgspec.Struct, frozen=True):
+    """A combined-stream USD-M trade or aggTrade, decoded in one pass (the hot path)."""
+
+    stream: str
+    data: FuturesTrade | AggTrade
+
+
 class RestSpotTrade(msgspec.Struct, frozen=True):
     """A row of GET /api/v3/historicalTrades (and /api/v3/trades)."""
 
     id: int
-    price: float
-    qty: float
+    price: str
+    qty: str
     time: int
     isBuyerMaker: bool  # noqa: N815 - Binance's field name
-    quoteQty: float | None = None  # noqa: N815
+    quoteQty: str | None = None  # noqa: N815
     isBestMatch: bool | None = None  # noqa: N815
 
     def parse_to_columns(self, builder: SymbolTradesBuilder, receive_time_ns: int) -> None:
@@ -173,11 +172,11 @@ class RestFuturesTrade(msgspec.Struct, frozen=True):
     """A row of GET /fapi/v1/historicalTrades; Binance returns market trades only."""
 
     id: int
-    price: float
-    qty: float
+    price: str
+    qty: str
     time: int
     isBuyerMaker: bool  # noqa: N815
-    quoteQty: float | None = None  # noqa: N815
+    quoteQty: str | None = None  # noqa: N815
     isRPITrade: bool | None = None  # noqa: N815
 
     def parse_to_columns(self, builder: SymbolTradesBuilder, receive_time_ns: int) -> None:
@@ -189,8 +188,8 @@ class RestAggTrade(msgspec.Struct, frozen=True):
     """A row of GET /api/v3/aggTrades or /fapi/v1/aggTrades."""
 
     a: int
-    p: float
-    q: float
+    p: str
+    q: str
     f: int
     l: int  # noqa: E741
     T: int
@@ -199,7 +198,6 @@ class RestAggTrade(msgspec.Struct, frozen=True):
 
     def parse_to_columns(self, builder: SymbolTradesBuilder, receive_time_ns: int) -> None:
         """Append this aggregate to a symbol's columns, counting the trades it covers."""
-        check_price_quantity(self.p, self.q)
         count = self.l - self.f + 1
         if count < 1:
             raise InvalidTradeError(f"aggTrade last id {self.l} precedes first id {self.f}")
@@ -219,7 +217,6 @@ def _append_rest_trade(
     trade: RestSpotTrade | RestFuturesTrade, builder: SymbolTradesBuilder, receive_time_ns: int
 ) -> None:
     """Spot and USD-M historicalTrades rows carry the same fields: one way to append them."""
-    check_price_quantity(trade.price, trade.qty)
     builder.append(
         trade.id,
         trade.price,

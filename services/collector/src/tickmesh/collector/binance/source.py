@@ -23,17 +23,19 @@ from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential_jitter
 
+from tickmesh.collector.binance.columns import OffIncrementError
 from tickmesh.collector.binance.connection import (
     BinanceConnection,
     ConnectionConfig,
     ConnectionLost,
 )
-from tickmesh.collector.binance.decoder import BinanceStreamDecoder, DecodeError
+from tickmesh.collector.binance.decoder import BinanceStreamDecoder, DecodeError, DecodeErrorKind
 from tickmesh.collector.binance.gap_book import GapBook
+from tickmesh.collector.binance.parse import Increments
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient
 from tickmesh.core.exchanges import exchange_label
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,13 @@ class BinanceSource:
         self.reconnects = 0
         self.last_frame_at: float | None = None
         self._errors_logged: dict[str, int] = {}
+        # Each symbol's tick/step decimals from the registry; shared with the REST fetcher.
+        self.increments: dict[str, Increments] = {}
+        # Why the venue could not be reached, until a connection opens again.
+        self.last_error: str | None = None
+        self._failed_attempts = 0
+        self._ever_connected = False
+        self._unreachable_logged = False
         metrics.set_breaker(self.label, "closed")
 
     def stream_name(self, symbol: str) -> str:
@@ -93,6 +102,16 @@ class BinanceSource:
     def symbols(self) -> set[str]:
         """The symbols currently subscribed or wanted."""
         return {stream.partition("@")[0].upper() for slot in self._slots for stream in slot.streams}
+
+    def set_increments(self, increments: dict[str, Increments]) -> None:
+        """Follow the registry's tick/step sizes: finer prices or quantities are refused."""
+        for symbol, (price_decimals, quantity_decimals) in increments.items():
+            if self.increments.get(symbol) == (price_decimals, quantity_decimals):
+                continue
+            self.increments[symbol] = (price_decimals, quantity_decimals)
+            for slot in self._slots:
+                for connection in slot.connections:
+                    connection.decoder.set_increments(symbol, price_decimals, quantity_decimals)
 
     def set_symbols(self, symbols: Iterable[str]) -> None:
         """Follow the registry: subscribe new symbols, unsubscribe removed ones."""
@@ -153,10 +172,30 @@ class BinanceSource:
             with contextlib.suppress(_HealthyConnectionLost):
                 async for attempt in retrying:
                     with attempt:
-                        await self._serve(slot)
+                        try:
+                            await self._serve(slot)
+                        except ConnectionLost as error:
+                            self._note_failure(error)
+                            raise
+
+    def _note_failure(self, error: ConnectionLost) -> None:
+        self._failed_attempts += 1
+        self.last_error = error.reason
+        if not self._ever_connected and not self._unreachable_logged:
+            # The first thing a user without internet sees: say which venue and what to do.
+            self._unreachable_logged = True
+            log.warning(
+                "%s cannot be reached at %s (%s); retrying in the background. Without "
+                "internet access, run `make demo` for the offline simulator",
+                self.label,
+                self.config.connection.stream_url,
+                error.reason,
+            )
 
     def _connection(self, slot: _Slot) -> BinanceConnection:
         decoder = BinanceStreamDecoder(self.config.exchange)
+        for symbol, (price_decimals, quantity_decimals) in self.increments.items():
+            decoder.set_increments(symbol, price_decimals, quantity_decimals)
         return BinanceConnection(
             self.config.connection, decoder, slot.streams, self._publish, self._on_decode_error
         )
@@ -184,6 +223,9 @@ class BinanceSource:
         finally:
             self._metrics.set_breaker(self.label, breaker.context.state)
         slot.connections.append(connection)
+        self._ever_connected = True
+        self._failed_attempts = 0
+        self.last_error = None
         # Trades released between a lost connection and this one's subscription were seen by
         # nobody: (re)open each symbol's tail now that the live stream covers what follows.
         symbols = [stream.partition("@")[0].upper() for stream in slot.streams]
@@ -248,6 +290,8 @@ class BinanceSource:
     def _publish(self, connection: BinanceConnection) -> None:
         runs = connection.decoder.take()
         fresh = [run for run in map(self._gaps.deliver, runs) if run is not None]
+        for symbol, ids in connection.decoder.take_refused().items():
+            self._gaps.mark_seen(self.config.exchange, symbol, ids)
         if fresh:
             self._ingest.submit(fresh)
         if connection.frames > connection.frames_counted:
@@ -270,6 +314,12 @@ class BinanceSource:
                 error.sample,
             )
 
+    def on_rest_refused(self, symbol: str, error: OffIncrementError) -> None:
+        """A REST row finer than the tick or step size: counted and logged like a frame."""
+        self._on_decode_error(
+            DecodeError(DecodeErrorKind.OFF_INCREMENT, str(error), f"{symbol} id {error.trade_id}")
+        )
+
     def health(self) -> dict[str, Any]:
         """State for `system:health`: connections, breaker, gaps, last frame age."""
         live = sum(len(slot.connections) for slot in self._slots)
@@ -277,9 +327,19 @@ class BinanceSource:
         age = (
             None if self.last_frame_at is None else round(time.monotonic() - self.last_frame_at, 3)
         )
-        state = "up" if wanted and live >= wanted else ("idle" if not wanted else "down")
+        if not wanted:
+            state = "idle"
+        elif live >= wanted:
+            state = "up"
+        elif live:
+            state = "degraded"
+        elif self._failed_attempts:
+            state = "unreachable"
+        else:
+            state = "connecting"
         return {
             "state": state,
+            "error": None if state in ("up", "idle") else self.last_error,
             "connections": live,
             "streams": sum(len(slot.streams) for slot in self._slots),
             "reconnects": self.reconnects,

@@ -11,8 +11,11 @@ from tickmesh.collector.simulator.server import (
     ExchangeSimulator,
     main,
     parse_args,
+    parse_speed,
     run_simulator,
+    serve_until_signalled,
 )
+from tickmesh.collector.simulator.sources import file_instruments
 
 __all__ = [
     "ExchangeSimulator",
@@ -21,7 +24,10 @@ __all__ = [
     "SimulatorConfig",
     "SimulatorStats",
     "SourceSpec",
+    "file_instruments",
     "main",
     "parse_args",
+    "parse_speed",
     "run_simulator",
+    "serve_until_signalled",
 ]

@@ -63,6 +63,8 @@ class SimulatorConfig:
     random_walk: bool | None = None
     symbols: list[str] = field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
     random_walk_market: Market = Market.SPOT
+    # Random-walk on each of these venues instead (the demo walks spot and USD-M side by side).
+    random_walk_markets: tuple[Market, ...] = ()
     trades_per_second: float = 5.0
     random_walk_trades: int | None = None
     start_time_ms: int | None = None
@@ -84,6 +86,10 @@ class SimulatorConfig:
     requests_before_ban: int = 5
     ban_s: float = 120.0
     faults: FaultConfig = field(default_factory=FaultConfig)
+
+    def walk_markets(self) -> tuple[Market, ...]:
+        """The venues the random walk trades on."""
+        return self.random_walk_markets or (self.random_walk_market,)
 
     def uses_random_walk(self) -> bool:
         """Whether the random walk runs: explicitly, or because no file was given."""

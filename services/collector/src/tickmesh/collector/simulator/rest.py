@@ -108,11 +108,14 @@ class RestApi:
         config: SimulatorConfig,
         stats: SimulatorStats,
         listed: dict[Market, set[str]],
+        increments: dict[tuple[Market, str], tuple[str, str]] | None = None,
     ) -> None:
         self._ledger = ledger
         self._config = config
         self._stats = stats
         self._listed = listed
+        # Tick and step size per symbol; a symbol without them is listed with no filters.
+        self._increments = increments or {}
         self.limiters = {
             Market.SPOT: WeightLimiter(
                 config.spot_weight_limit,
@@ -127,6 +130,10 @@ class RestApi:
                 config.ban_s,
             ),
         }
+
+    def listed(self, market: Market) -> set[str]:
+        """The symbols a venue lists."""
+        return set(self._listed[market])
 
     def routes(self) -> list[web.RouteDef]:
         """Every endpoint under /api/v3 and /fapi/v1."""
@@ -217,9 +224,18 @@ class RestApi:
 
     async def _exchange_info(self, request: web.Request, market: Market) -> web.Response:
         wanted = request.query.get("symbol")
+        many = request.query.get("symbols")
         names = sorted(self._listed[market] | set(self._ledger.symbols(market)))
         if wanted:
             names = [name for name in names if name == wanted.upper()]
+        elif many:
+            try:
+                asked = {str(name).upper() for name in json.loads(many)}
+            except (ValueError, TypeError):
+                raise BinanceApiError(
+                    400, -1100, "Illegal characters found in parameter 'symbols'."
+                ) from None
+            names = [name for name in names if name in asked]
         limiter = self.limiters[market]
         return web.json_response(
             {
@@ -234,7 +250,9 @@ class RestApi:
                     }
                 ],
                 "exchangeFilters": [],
-                "symbols": [_symbol_info(name, market) for name in names],
+                "symbols": [
+                    _symbol_info(name, self._increments.get((market, name))) for name in names
+                ],
             }
         )
 
@@ -272,17 +290,12 @@ class RestApi:
 _QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "TRY", "EUR", "RUB")
 
 
-def _symbol_info(symbol: str, market: Market) -> dict[str, object]:
+def _symbol_info(symbol: str, increments: tuple[str, str] | None) -> dict[str, object]:
     quote = next((q for q in _QUOTES if symbol.endswith(q) and len(symbol) > len(q)), symbol[-4:])
-    tick, step = ("0.01000000", "0.00001000") if market is Market.SPOT else ("0.10", "0.001")
-    return {
-        "symbol": symbol,
-        "status": "TRADING",
-        "baseAsset": symbol[: -len(quote)],
-        "quoteAsset": quote,
-        "baseAssetPrecision": 8,
-        "quotePrecision": 8,
-        "filters": [
+    filters: list[dict[str, str]] = []
+    if increments is not None:
+        tick, step = increments
+        filters = [
             {
                 "filterType": "PRICE_FILTER",
                 "minPrice": tick,
@@ -290,5 +303,13 @@ def _symbol_info(symbol: str, market: Market) -> dict[str, object]:
                 "tickSize": tick,
             },
             {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "9000.00", "stepSize": step},
-        ],
+        ]
+    return {
+        "symbol": symbol,
+        "status": "TRADING",
+        "baseAsset": symbol[: -len(quote)],
+        "quoteAsset": quote,
+        "baseAssetPrecision": 8,
+        "quotePrecision": 8,
+        "filters": filters,
     }

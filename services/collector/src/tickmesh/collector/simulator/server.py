@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import time
@@ -22,8 +23,9 @@ from tickmesh.collector.simulator.hub import SimulatorStats, StreamHub
 from tickmesh.collector.simulator.ledger import TradeLedger
 from tickmesh.collector.simulator.replay import ReplayEngine
 from tickmesh.collector.simulator.rest import RestApi
-from tickmesh.collector.simulator.sources import open_sources
+from tickmesh.collector.simulator.sources import open_sources, source_increments
 from tickmesh.collector.simulator.websocket import WebSocketEndpoint
+from tickmesh.core.logs import configure_logging
 
 _log = logging.getLogger(__name__)
 _FAULT_FIELDS = frozenset(f.name for f in dataclasses.fields(FaultConfig))
@@ -42,7 +44,9 @@ class ExchangeSimulator:
             for symbol in symbols:
                 self.ledger.register(market, symbol)
         self.replay = ReplayEngine(events, self.config, self.hub, self.ledger, self.stats)
-        self.rest = RestApi(self.ledger, self.config, self.stats, listed)
+        self.rest = RestApi(
+            self.ledger, self.config, self.stats, listed, source_increments(self.config)
+        )
         self._ws = WebSocketEndpoint(self.hub, self.config, self.stats)
         self._runner: web.AppRunner | None = None
         self._replay_task: asyncio.Task[None] | None = None
@@ -152,6 +156,14 @@ class ExchangeSimulator:
                 "paused": self.replay.paused,
                 "done": self.replay.done.is_set(),
                 "connections": len(self.hub.connections),
+                # "<market>:<stream>" of every live subscription (the demo waits for its own).
+                "subscriptions": sorted(
+                    {
+                        f"{connection.market.value}:{stream}"
+                        for connection in self.hub.connections
+                        for stream in connection.subscriptions
+                    }
+                ),
                 "faults": dataclasses.asdict(self.config.faults),
                 "symbols": {m.value: self.ledger.symbols(m) for m in Market},
             }
@@ -206,17 +218,28 @@ async def run_simulator(
         return simulator.stats
 
 
-def _speed(text: str) -> float | None:
-    if text.lower() in ("max", "full", "0"):
+def parse_speed(text: str) -> float | None:
+    """A replay speed: "1" real time, "10" or "10x" ten times faster, "max" as fast as read."""
+    if text.strip().lower() in ("max", "full", "0"):
         return None
-    value = float(text.lower().removesuffix("x"))
-    if value <= 0:
-        raise argparse.ArgumentTypeError("speed must be positive, or 'max'")
+    try:
+        value = float(text.strip().lower().removesuffix("x"))
+    except ValueError:
+        raise ValueError(f"speed {text!r} must be a number (1, 10, 10x) or 'max'") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"speed {text!r} must be positive, or 'max'")
     return value
 
 
+def _speed(text: str) -> float | None:
+    try:
+        return parse_speed(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
-    """Build a SimulatorConfig from command-line arguments (used by `tickmesh simulate`)."""
+    """Build a SimulatorConfig from command-line arguments (the argparse form of the options)."""
     parser = argparse.ArgumentParser(prog="tickmesh simulate", description=__doc__)
     parser.add_argument("files", nargs="*", type=Path, help="captures or Binance trade CSV/zip")
     parser.add_argument("--speed", type=_speed, default=1.0, help="1, 10x, ... or max")
@@ -240,17 +263,30 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the simulator from the command line until SIGINT or SIGTERM."""
-    config = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+def serve_until_signalled(config: SimulatorConfig) -> int:
+    """Run the simulator in this process until SIGINT or SIGTERM; the exit status."""
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await run_simulator(config, stop)
+        async with ExchangeSimulator(config) as simulator:
+            _log.info(
+                "exchange simulator on %s: spot %s, USD-M %s, speed %s",
+                simulator.rest_url,
+                ",".join(sorted(simulator.rest.listed(Market.SPOT))) or "-",
+                ",".join(sorted(simulator.rest.listed(Market.USDM))) or "-",
+                "max" if config.speed is None else f"{config.speed:g}x",
+            )
+            await stop.wait()
 
     asyncio.run(serve())
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the simulator from argparse-style arguments until SIGINT or SIGTERM."""
+    config = parse_args(argv)
+    configure_logging("simulator", os.environ.get("TICKMESH_LOG_LEVEL", "INFO"))
+    return serve_until_signalled(config)

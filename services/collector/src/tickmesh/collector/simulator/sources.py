@@ -200,12 +200,19 @@ def _walk_symbol(
             if rng.random() < 0.3:
                 price_cents = max(1, price_cents + (-1 if is_buyer_maker else 1))
             lots = rng.randint(1, 2_000)
-            price = f"{price_cents / 100:.{price_decimals}f}"
-            qty = f"{lots / 1000:.{qty_decimals}f}"
+            # Integer arithmetic, never a float: the strings are exact, as Binance's are.
+            price = _fixed(price_cents, 2, price_decimals)
+            qty = _fixed(lots, 3, qty_decimals)
             trade = SimTrade(market, symbol, trade_id, price, qty, time_ms, is_buyer_maker)
             yield SimEvent(time_ms * 1_000_000, market, stream, trade=trade)
             trade_id += 1
             emitted += 1
+
+
+def _fixed(mantissa: int, scale: int, decimals: int) -> str:
+    """mantissa * 10**-scale written with `decimals` decimals (decimals >= scale)."""
+    whole, fraction = divmod(mantissa, 10**scale)
+    return f"{whole}.{fraction:0{scale}d}{'0' * (decimals - scale)}"
 
 
 def random_walk(
@@ -225,6 +232,57 @@ def random_walk(
     return heapq.merge(*walks, key=lambda event: event.at_ns)
 
 
+# The random walk quotes cents (2 decimals) and lots of 0.001.
+WALK_INCREMENTS = ("0.01", "0.001")
+_PRICE_QTY = re.compile(rb'"s":"([A-Za-z0-9]+)"[^}]*?"p":"([0-9.]+)","q":"([0-9.]+)"')
+
+
+def _decimals(text: bytes) -> int:
+    return len(text.partition(b".")[2].rstrip(b"0"))
+
+
+def scan_increments(path: Path) -> dict[str, tuple[str, str]]:
+    """Tick and step size per symbol of a capture, from the most decimals its trades carry.
+
+    A real venue's exchangeInfo gives them; for a replayed capture the finest price and
+    quantity seen is the tick and step the recorded venue had (as exact as can be known).
+    """
+    finest: dict[str, tuple[int, int]] = {}
+    for match in _PRICE_QTY.finditer(path.read_bytes()):
+        symbol = match.group(1).decode().upper()
+        price, quantity = _decimals(match.group(2)), _decimals(match.group(3))
+        seen = finest.get(symbol, (0, 0))
+        finest[symbol] = (max(seen[0], price), max(seen[1], quantity))
+    return {
+        symbol: (_increment(price), _increment(quantity))
+        for symbol, (price, quantity) in finest.items()
+    }
+
+
+def _increment(decimals: int) -> str:
+    return "1" if decimals == 0 else f"0.{'0' * (decimals - 1)}1"
+
+
+def source_increments(config: SimulatorConfig) -> dict[tuple[Market, str], tuple[str, str]]:
+    """(tick size, step size) of every symbol the simulator plays, where they can be known.
+
+    Captures are scanned; random-walk symbols use WALK_INCREMENTS. CSV files are not scanned
+    (they can hold millions of rows), so their symbols are listed without increments.
+    """
+    found: dict[tuple[Market, str], tuple[str, str]] = {}
+    for spec in config.sources:
+        if spec.path.name.lower().endswith((".csv", ".zip")):
+            continue
+        market = spec.market or scan_capture(spec.path)[0]
+        for symbol, increments in scan_increments(spec.path).items():
+            found[(market, symbol)] = increments
+    if config.uses_random_walk():
+        for market in config.walk_markets():
+            for symbol in config.symbols:
+                found[(market, symbol.upper())] = WALK_INCREMENTS
+    return found
+
+
 def open_sources(
     config: SimulatorConfig, now_ms: int
 ) -> tuple[Iterator[SimEvent], dict[Market, set[str]]]:
@@ -235,29 +293,39 @@ def open_sources(
         streams.append(_open_file(spec, symbols))
     if config.uses_random_walk():
         names = [symbol.upper() for symbol in config.symbols]
-        symbols[config.random_walk_market].update(names)
         start = config.start_time_ms if config.start_time_ms is not None else now_ms
-        streams.append(
-            random_walk(
-                names,
-                config.random_walk_market,
-                seed=config.seed,
-                trades_per_second=config.trades_per_second,
-                start_ms=start,
-                count=config.random_walk_trades,
+        for index, market in enumerate(config.walk_markets()):
+            symbols[market].update(names)
+            streams.append(
+                random_walk(
+                    names,
+                    market,
+                    # Each venue its own walk: the same symbol trades at other prices there.
+                    seed=config.seed + index,
+                    trades_per_second=config.trades_per_second,
+                    start_ms=start,
+                    count=config.random_walk_trades,
+                )
             )
-        )
     return heapq.merge(*streams, key=lambda event: event.at_ns), symbols
 
 
-def _open_file(spec: SourceSpec, symbols: dict[Market, set[str]]) -> Iterator[SimEvent]:
-    name = spec.path.name.lower()
-    if name.endswith((".csv", ".zip")):
+def file_instruments(spec: SourceSpec) -> tuple[Market, set[str]]:
+    """The venue a recorded file comes from and the symbols it holds (the demo registers them)."""
+    if spec.path.name.lower().endswith((".csv", ".zip")):
         symbol = (spec.symbol or csv_symbol(spec.path)).upper()
-        market = spec.market or (Market.USDM if "futures" in str(spec.path) else Market.SPOT)
-        symbols[market].add(symbol)
-        return iter_trade_csv(spec.path, market, symbol)
+        # Binance Vision keeps USD-M files under data/futures/um/; its spot files elsewhere.
+        path = str(spec.path).lower()
+        futures = "futures" in path or "usdm" in path
+        return spec.market or (Market.USDM if futures else Market.SPOT), {symbol}
     detected, found = scan_capture(spec.path)
-    market = spec.market or detected
+    return spec.market or detected, found
+
+
+def _open_file(spec: SourceSpec, symbols: dict[Market, set[str]]) -> Iterator[SimEvent]:
+    market, found = file_instruments(spec)
     symbols[market].update(found)
+    if spec.path.name.lower().endswith((".csv", ".zip")):
+        (symbol,) = found
+        return iter_trade_csv(spec.path, market, symbol)
     return iter_capture(spec.path, market)

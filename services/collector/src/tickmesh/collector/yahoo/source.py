@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import yfinance as yf
@@ -24,7 +25,8 @@ from aiolimiter import AsyncLimiter
 
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient
-from tickmesh.v1 import market_pb2
+from tickmesh.core.decimals import format_decimal, from_decimal
+from tickmesh.v2 import market_pb2
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +35,56 @@ SOURCE = "yahoo"
 SessionFactory = Callable[[], Any]
 
 
+# Yahoo's chart JSON carries prices as floats that went through float32 on Yahoo's side
+# (226.7899932861328 for a trade at 226.79), so the float is not the exchange's value.
+# The chart meta's `priceHint` says how many decimals the instrument is quoted in (2 for
+# US stocks, 4 for sub-dollar ones): rounding each price to it, half-even, gives back the
+# exact quoted decimal. Volumes are share counts, so they are rounded to integers.
+DEFAULT_PRICE_HINT = 2
+
+OhlcvText = tuple[int, str, str, str, str, str]
+
+
+def price_text(value: float, price_hint: int) -> str:
+    """A Yahoo price as the exact decimal it stands for: rounded to `price_hint` decimals."""
+    rounded = Decimal(value).quantize(Decimal(1).scaleb(-price_hint), rounding=ROUND_HALF_EVEN)
+    return format_decimal(*from_decimal(rounded, "price"))
+
+
+def volume_text(value: float) -> str:
+    """A Yahoo volume as a whole number of shares (0 for Yahoo's missing volume)."""
+    return "0" if math.isnan(value) else str(round(value))
+
+
 @dataclass(frozen=True, slots=True)
 class MinuteBars:
-    """One answer: the bars (OHLCV, open time in ns) and whether the regular session is open."""
+    """One answer: the bars (open time in ns, exact OHLCV strings) and whether it is open."""
 
-    bars: list[tuple[int, float, float, float, float, float]]
+    bars: list[OhlcvText]
     market_open: bool | None
+
+
+def _price_hint(handle: Any) -> int:
+    try:
+        hint = int(handle.history_metadata.get("priceHint", DEFAULT_PRICE_HINT))
+    except (AttributeError, TypeError, ValueError):
+        return DEFAULT_PRICE_HINT
+    return hint if 0 <= hint <= 8 else DEFAULT_PRICE_HINT
 
 
 def fetch_minute_bars(ticker: str, session: Any, now_ns: int) -> MinuteBars:
     """Ask yfinance for today's 1m bars of `ticker` (blocking; run it in a thread)."""
     handle = yf.Ticker(ticker, session=session)
     frame = handle.history(period="1d", interval="1m", prepost=False, auto_adjust=False)
-    bars: list[tuple[int, float, float, float, float, float]] = []
+    bars: list[OhlcvText] = []
     if frame is not None and not frame.empty:
+        hint = _price_hint(handle)
         columns = [frame[name].tolist() for name in ("Open", "High", "Low", "Close", "Volume")]
         for stamp, o, h, low, c, v in zip(frame.index, *columns, strict=True):
             if any(math.isnan(x) for x in (o, h, low, c)):
                 continue  # Yahoo's all-null rows (a minute without quotes)
-            bars.append((int(stamp.value), o, h, low, c, 0.0 if math.isnan(v) else v))
+            prices = [price_text(x, hint) for x in (o, h, low, c)]
+            bars.append((int(stamp.value), *prices, volume_text(v)))  # type: ignore[arg-type]
     return MinuteBars(bars, _market_open(handle, now_ns))
 
 
@@ -70,6 +103,8 @@ class _Ticker:
     market_open: bool | None = None
     next_poll: float = 0.0
     errors: int = 0
+    last_error: str | None = None
+    answered: bool = False
 
 
 class YahooSource:
@@ -94,6 +129,7 @@ class YahooSource:
         self._clock_ns = clock_ns
         self._tickers: dict[str, _Ticker] = {}
         self._wake = asyncio.Event()
+        self._unreachable_logged = False
         self.polls = 0
 
     def set_tickers(self, tickers: Iterable[str]) -> None:
@@ -140,13 +176,25 @@ class YahooSource:
             answer = await asyncio.to_thread(fetch_minute_bars, symbol, session, now_ns)
         except Exception as error:  # yfinance raises many kinds; every one is counted and retried
             state.errors += 1
+            state.last_error = f"{type(error).__name__}: {error}"[:300]
             self._metrics.rest_requests.labels(source=SOURCE, outcome="error").inc()
-            log.warning("yahoo %s poll failed: %s", symbol, error)
+            if not self._unreachable_logged and not any(t.answered for t in self._tickers.values()):
+                self._unreachable_logged = True
+                log.warning(
+                    "Yahoo Finance cannot be reached (%s: %s); retrying in the background. "
+                    "Without internet access, run `make demo` for the offline simulator",
+                    symbol,
+                    error,
+                )
+            else:
+                log.warning("yahoo %s poll failed: %s", symbol, error)
             state.next_poll = time.monotonic() + min(
                 self._closed_poll_s, self._poll_s * 2**state.errors
             )
             return 0
         state.errors = 0
+        state.last_error = None
+        state.answered = True
         self._metrics.rest_requests.labels(source=SOURCE, outcome="ok").inc()
         state.market_open = answer.market_open
         pace = self._closed_poll_s if answer.market_open is False else self._poll_s
@@ -176,10 +224,23 @@ class YahooSource:
 
     def health(self) -> dict[str, Any]:
         """State for `system:health`: tickers, market hours, failing tickers."""
-        failing = sorted(t.symbol for t in self._tickers.values() if t.errors)
-        open_now = [t.symbol for t in self._tickers.values() if t.market_open]
+        tickers = list(self._tickers.values())
+        failing = sorted(t.symbol for t in tickers if t.errors)
+        open_now = [t.symbol for t in tickers if t.market_open]
+        errors = [t.last_error for t in tickers if t.last_error is not None]
+        if not tickers:
+            state = "idle"
+        elif failing and not any(t.answered for t in tickers):
+            state = "unreachable"
+        elif failing:
+            state = "degraded"
+        elif not any(t.answered for t in tickers):
+            state = "connecting"
+        else:
+            state = "up"
         return {
-            "state": "degraded" if failing else ("up" if self._tickers else "idle"),
+            "state": state,
+            "error": errors[0] if errors else None,
             "tickers": len(self._tickers),
             "market_open": sorted(open_now),
             "failing": failing,
