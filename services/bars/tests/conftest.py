@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,11 @@ import pytest
 
 from tickmesh.bars.trades import TradeRun
 from tickmesh.core.fixtures import fixtures_root
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
+
+from .kline_helpers import KLINE_FIELDS, FuturesKlines, OhlcvKlines, exact_column
 
 NS_PER_MS = 1_000_000
-
-# open_time_ns -> (open, high, low, close, volume, quote_volume, trade_count)
-FuturesKlines = dict[int, tuple[float, float, float, float, float, float, int]]
-# open_time_ns -> (open, high, low, close, volume)
-OhlcvKlines = dict[int, tuple[float, float, float, float, float]]
 
 FUTURES_CAPTURES: dict[str, tuple[str, str]] = {
     "2023-04-04": (
@@ -48,22 +46,38 @@ _TRADE_TYPES = {
 def load_futures_capture(path: Path) -> TradeRun:
     """Load a "<local ts> <raw json>" USD-M @trade capture as one run, in capture order."""
     ids: list[int] = []
-    prices: list[float] = []
-    quantities: list[float] = []
+    prices: list[str] = []
+    quantities: list[str] = []
     times: list[int] = []
     types: list[int] = []
+    sides: list[int] = []
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             if not line.strip():
                 continue
             data = json.loads(line.split(" ", 1)[1])["data"]
             ids.append(data["t"])
-            prices.append(float(data["p"]))
-            quantities.append(float(data["q"]))
+            prices.append(data["p"])
+            quantities.append(data["q"])
             times.append(data["T"] * NS_PER_MS)
             types.append(_TRADE_TYPES.get(data["X"], market_pb2.TRADE_TYPE_OTHER))
+            # m: the buyer was the maker, so the seller took liquidity.
+            sides.append(
+                market_pb2.AGGRESSOR_SIDE_SELL if data["m"] else market_pb2.AGGRESSOR_SIDE_BUY
+            )
+    price_column, price_scale = exact_column(prices, "p")
+    quantity_column, quantity_scale = exact_column(quantities, "q")
     return TradeRun.from_columns(
-        market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT", ids, prices, quantities, times, types
+        market_pb2.EXCHANGE_BINANCE_USDM,
+        "BTCUSDT",
+        ids,
+        price_column,
+        quantity_column,
+        times,
+        types,
+        sides=sides,
+        price_scale=price_scale,
+        quantity_scale=quantity_scale,
     )
 
 
@@ -72,15 +86,9 @@ def load_futures_klines(path: Path) -> FuturesKlines:
     klines: FuturesKlines = {}
     with path.open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
-            klines[int(row["open_time"]) * NS_PER_MS] = (
-                float(row["open"]),
-                float(row["high"]),
-                float(row["low"]),
-                float(row["close"]),
-                float(row["volume"]),
-                float(row["quote_volume"]),
-                int(row["count"]),
-            )
+            klines[int(row["open_time"]) * NS_PER_MS] = {
+                name: Decimal(row[name]) for name in KLINE_FIELDS
+            }
     return klines
 
 
@@ -88,29 +96,43 @@ def load_xrpeth_aggtrades(path: Path) -> TradeRun:
     """Load the derived XRPETH aggTrades CSV; each aggregate carries l - f + 1 trades."""
     with path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
+    prices, price_scale = exact_column([row["price"] for row in rows], "price")
+    quantities, quantity_scale = exact_column([row["quantity"] for row in rows], "quantity")
     return TradeRun.from_columns(
         market_pb2.EXCHANGE_BINANCE_SPOT,
         "XRPETH",
         [int(row["agg_trade_id"]) for row in rows],
-        [float(row["price"]) for row in rows],
-        [float(row["quantity"]) for row in rows],
+        prices,
+        quantities,
         [int(row["transact_time"]) * NS_PER_MS for row in rows],
         trade_counts=np.array(
             [int(row["last_trade_id"]) - int(row["first_trade_id"]) + 1 for row in rows]
         ),
+        sides=[
+            market_pb2.AGGRESSOR_SIDE_SELL
+            if row["is_buyer_maker"] == "True"
+            else market_pb2.AGGRESSOR_SIDE_BUY
+            for row in rows
+        ],
+        price_scale=price_scale,
+        quantity_scale=quantity_scale,
     )
 
 
 def load_ohlcv_json(path: Path) -> OhlcvKlines:
-    """Load ccxt-style [[ms, o, h, l, c, v], ...] klines."""
+    """Load ccxt-style [[ms, o, h, l, c, v], ...] klines; each float as Decimal(repr(float)).
+
+    ccxt parsed Binance's decimal strings into floats; repr gives the shortest string that
+    reads back as the same float, which is Binance's string for these short decimals.
+    """
     rows = json.loads(path.read_text(encoding="utf-8"))
     return {
         int(row[0]) * NS_PER_MS: (
-            float(row[1]),
-            float(row[2]),
-            float(row[3]),
-            float(row[4]),
-            float(row[5]),
+            Decimal(repr(float(row[1]))),
+            Decimal(repr(float(row[2]))),
+            Decimal(repr(float(row[3]))),
+            Decimal(repr(float(row[4]))),
+            Decimal(repr(float(row[5]))),
         )
         for row in rows
     }

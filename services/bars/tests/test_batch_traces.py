@@ -10,7 +10,7 @@ from tickmesh.bars.batch_validation import check_batch
 from tickmesh.bars.engine import BarEngine
 from tickmesh.core.sharding import Shard
 from tickmesh.core.tracing import TRACEPARENT, get_tracer, traceparent
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 MINUTE_NS = 60 * 1_000_000_000
 START_NS = 1_704_153_600 * 1_000_000_000  # 2024-01-02 00:00 UTC
@@ -22,8 +22,8 @@ def _batch(sequence: int, minute: int, trade_id: int) -> market_pb2.TradeBatch:
         exchange=market_pb2.EXCHANGE_SIMULATOR,
         symbol="TRACEUSDT",
         trade_ids=[trade_id],
-        prices=[100.0 + minute],
-        quantities=[1.0],
+        prices=[100 + minute],
+        quantities=[1],
         event_time_ns=[at],
         receive_time_ns=[at],
     )
@@ -75,8 +75,17 @@ def test_forming_bar_continues_its_symbols_last_batch() -> None:
     context = _span_context(provider, "latest")
     traces.note(context, check_batch(_batch(1, 0, 1), Shard()), [])
     forming = [
-        market_pb2.Bar(symbol="TRACEUSDT", timeframe=market_pb2.TIMEFRAME_1M),
-        market_pb2.Bar(symbol="OTHERUSDT", timeframe=market_pb2.TIMEFRAME_1M),
+        market_pb2.Bar(
+            exchange=market_pb2.EXCHANGE_SIMULATOR,
+            symbol="TRACEUSDT",
+            timeframe=market_pb2.TIMEFRAME_1M,
+        ),
+        # The same symbol on another venue is another instrument: not this batch's.
+        market_pb2.Bar(
+            exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
+            symbol="TRACEUSDT",
+            timeframe=market_pb2.TIMEFRAME_1M,
+        ),
     ]
     traces.stamp_forming(forming)
     assert forming[0].trace_context[TRACEPARENT] == traceparent(context)

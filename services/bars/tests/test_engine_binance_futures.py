@@ -1,6 +1,12 @@
-"""Bars rebuilt from real Binance USD-M @trade captures against Binance's own 1m klines."""
+"""Bars rebuilt from real Binance USD-M @trade captures against Binance's own 1m klines.
+
+Every comparison is exact: the Decimal of each decimal string the bar is served with equals
+the Decimal of the kline's string, for all nine kline fields; no tolerance anywhere.
+"""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -9,9 +15,10 @@ from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
-FuturesKlines = dict[int, tuple[float, float, float, float, float, float, int]]
+from .kline_helpers import KLINE_FIELDS, FuturesKlines, bar_fields
+
 MINUTE = NS_PER_MINUTE
 # 2023-04-05 00:01 UTC, the minute that holds the INSURANCE_FUND trade t=3535191080.
 INSURANCE_MINUTE_NS = 1_680_652_860 * NS_PER_SECOND
@@ -40,15 +47,9 @@ def minute_finals(updates: list[BarUpdate]) -> dict[int, BarUpdate]:
     return {u.open_time_ns: u for u in updates if u.final and u.timeframe.label == "1m"}
 
 
-def matches(bar: BarUpdate, kline: tuple[float, float, float, float, float, float, int]) -> bool:
-    """Tell whether a bar equals a kline: OHLC and count exactly, volumes to 1e-9 relative."""
-    open_, high, low, close, volume, quote_volume, count = kline
-    return (
-        (bar.open, bar.high, bar.low, bar.close, bar.trade_count)
-        == (open_, high, low, close, count)
-        and bar.volume == pytest.approx(volume, rel=1e-9)
-        and bar.quote_volume == pytest.approx(quote_volume, rel=1e-9)
-    )
+def matches(bar: BarUpdate, kline: dict[str, Decimal]) -> bool:
+    """Tell whether a bar equals a kline exactly in all nine fields."""
+    return bar_fields(bar) == kline
 
 
 @pytest.mark.parametrize("label", list(EXPECTED_MINUTES))
@@ -61,8 +62,10 @@ def test_replay_full_minutes_equal_binance_klines(
     full_minutes = range(first * NS_PER_SECOND, (last + 60) * NS_PER_SECOND, MINUTE)
     for minute in full_minutes:
         bar = finals[minute]
-        assert matches(bar, klines[minute]), (label, minute, bar, klines[minute])
-        assert bar.vwap == pytest.approx(bar.quote_volume / bar.volume, rel=1e-12)
+        served = bar_fields(bar)
+        for name in KLINE_FIELDS:
+            assert served[name] == klines[minute][name], (label, minute, name)
+        assert bar.vwap == float(served["quote_volume"] / served["volume"])
         assert bar.revision == 0
 
 
@@ -74,7 +77,7 @@ def test_replay_partial_edge_minutes_differ_from_binance_klines(
     finals = minute_finals(replay(BarEngine(), run, 500))
     for edge in EXPECTED_MINUTES[label][2]:
         minute = edge * NS_PER_SECOND
-        assert finals[minute].trade_count < klines[minute][6]
+        assert finals[minute].trade_count < klines[minute]["count"]
         assert not matches(finals[minute], klines[minute])
 
 
@@ -87,7 +90,7 @@ def test_replay_insurance_fund_trade_excluded_from_bar(
     assert (result.non_market, result.accepted) == (1, len(run) - 1)
     finals = minute_finals(result.updates + engine.advance(int(run.event_time_ns.max()) + MINUTE))
     assert matches(finals[INSURANCE_MINUTE_NS], klines[INSURANCE_MINUTE_NS])
-    assert finals[INSURANCE_MINUTE_NS].high == 28154.2
+    assert bar_fields(finals[INSURANCE_MINUTE_NS])["high"] == Decimal("28154.2")
 
 
 def test_replay_insurance_fund_counted_as_market_breaks_kline(
@@ -95,14 +98,23 @@ def test_replay_insurance_fund_counted_as_market_breaks_kline(
 ) -> None:
     run, klines = futures_cases["2023-04-04"]
     all_market = TradeRun.from_columns(
-        run.exchange, run.symbol, run.trade_ids, run.prices, run.quantities, run.event_time_ns
+        run.exchange,
+        run.symbol,
+        run.trade_ids,
+        run.prices,
+        run.quantities,
+        run.event_time_ns,
+        sides=run.sides,
+        price_scale=run.price_scale,
+        quantity_scale=run.quantity_scale,
     )
     engine = BarEngine()
     updates = engine.apply_trades(all_market).updates
     finals = minute_finals(updates + engine.advance(int(run.event_time_ns.max()) + MINUTE))
     bar = finals[INSURANCE_MINUTE_NS]
     assert not matches(bar, klines[INSURANCE_MINUTE_NS])
-    assert (bar.high, bar.trade_count) == (28722.5, klines[INSURANCE_MINUTE_NS][6] + 1)
+    assert bar_fields(bar)["high"] == Decimal("28722.5")
+    assert bar.trade_count == klines[INSURANCE_MINUTE_NS]["count"] + 1
 
 
 def test_replay_higher_timeframes_equal_rollup_of_minute_klines(
@@ -115,10 +127,10 @@ def test_replay_higher_timeframes_equal_rollup_of_minute_klines(
     start = 1_680_652_800 * NS_PER_SECOND
     minutes = [klines[start + i * MINUTE] for i in range(5)]
     bar = five[start]
-    assert (bar.open, bar.close) == (minutes[0][0], minutes[-1][3])
-    assert bar.high == max(k[1] for k in minutes)
-    assert bar.low == min(k[2] for k in minutes)
-    assert bar.trade_count == sum(k[6] for k in minutes)
-    assert bar.volume == pytest.approx(sum(k[4] for k in minutes), rel=1e-9)
-    assert bar.quote_volume == pytest.approx(sum(k[5] for k in minutes), rel=1e-9)
+    served = bar_fields(bar)
+    assert (served["open"], served["close"]) == (minutes[0]["open"], minutes[-1]["close"])
+    assert served["high"] == max(k["high"] for k in minutes)
+    assert served["low"] == min(k["low"] for k in minutes)
+    for name in ("count", "volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume"):
+        assert served[name] == sum(k[name] for k in minutes), name
     assert bar.timeframe.proto == market_pb2.TIMEFRAME_5M

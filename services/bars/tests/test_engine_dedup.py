@@ -8,7 +8,7 @@ from tickmesh.bars.dedup import TradeIdSet
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
 from tickmesh.core.timeframes import NS_PER_SECOND
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 
 def ids(*values: int) -> np.ndarray[tuple[int], np.dtype[np.int64]]:
@@ -73,8 +73,8 @@ def test_run_with_repeated_ids_counts_duplicates_once_applied() -> None:
         market_pb2.EXCHANGE_BINANCE_SPOT,
         "ETHUSDT",
         [5, 3, 5, 4, 3],
-        [10.0, 11.0, 10.0, 12.0, 11.0],
-        [1.0, 1.0, 1.0, 1.0, 1.0],
+        [10, 11, 10, 12, 11],
+        [1, 1, 1, 1, 1],
         [t + 3, t + 1, t + 3, t + 2, t + 1],
     )
     engine = BarEngine()
@@ -91,6 +91,6 @@ def test_same_ids_on_other_symbol_are_not_duplicates() -> None:
     engine = BarEngine()
     for symbol in ("BTCUSDT", "ETHUSDT"):
         run = TradeRun.from_columns(
-            market_pb2.EXCHANGE_BINANCE_SPOT, symbol, [1, 2], [1.0, 2.0], [1.0, 1.0], [t, t + 1]
+            market_pb2.EXCHANGE_BINANCE_SPOT, symbol, [1, 2], [1, 2], [1, 1], [t, t + 1]
         )
         assert engine.apply_trades(run).accepted == 2

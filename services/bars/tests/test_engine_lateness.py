@@ -5,14 +5,15 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pytest
 
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.config import EngineConfig
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND, TIMEFRAMES
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
+
+from .kline_helpers import bar_fields, whole
 
 MINUTE = NS_PER_MINUTE
 SECOND = NS_PER_SECOND
@@ -24,7 +25,7 @@ def trades(*rows: tuple[int, float, float, int]) -> TradeRun:
     """Build a USD-M run from (trade id, price, quantity, event time ns) rows."""
     ids, prices, quantities, times = zip(*rows, strict=True)
     return TradeRun.from_columns(
-        market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT", ids, prices, quantities, times
+        market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT", ids, whole(prices), whole(quantities), times
     )
 
 
@@ -43,16 +44,8 @@ def latest_finals(updates: list[BarUpdate]) -> dict[BarKey, BarUpdate]:
 
 
 def assert_same_bar(actual: BarUpdate, expected: BarUpdate) -> None:
-    """Bars agree: OHLC, count exactly; sums to 1e-9 (float addition order may differ)."""
-    assert (actual.open, actual.high, actual.low, actual.close, actual.trade_count) == (
-        expected.open,
-        expected.high,
-        expected.low,
-        expected.close,
-        expected.trade_count,
-    )
-    assert actual.volume == pytest.approx(expected.volume, rel=1e-9)
-    assert actual.quote_volume == pytest.approx(expected.quote_volume, rel=1e-9)
+    """Bars agree exactly in every kline field, in any order of arrival (integer sums)."""
+    assert bar_fields(actual) == bar_fields(expected)
 
 
 def end_of_day_after(run: TradeRun) -> int:

@@ -1,5 +1,6 @@
 """Random disordered streams against a naive per-trade reference: after every revision, the
-latest final version of each bar equals the bar built from all trades at once."""
+latest final version of each bar equals the bar built from all trades at once, exactly (every
+value an integer mantissa: prices at scale 2, quantities at scale 3)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND, TIMEFRAMES
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 SECOND = NS_PER_SECOND
 T0 = 1_700_000_000 * SECOND - (1_700_000_000 * SECOND) % TIMEFRAMES[-1].duration_ns
-Trade = tuple[int, float, float, int]  # (trade id, price, quantity, event time ns)
-Expected = dict[tuple[str, int], tuple[float, float, float, float, float, int]]
+# (trade id, price mantissa, quantity mantissa, event time ns, aggressor side)
+Trade = tuple[int, int, int, int, int]
+# (open, high, low, close, volume, quote volume, count, taker-buy volume, taker-buy quote volume)
+Expected = dict[tuple[str, int], tuple[int, ...]]
+BUY = market_pb2.AGGRESSOR_SIDE_BUY
 
 
 def random_trades(rng: np.random.Generator, size: int) -> list[Trade]:
@@ -24,11 +28,12 @@ def random_trades(rng: np.random.Generator, size: int) -> list[Trade]:
     idle = rng.random(size) < 0.004
     gaps[idle] += rng.uniform(60, 400, int(idle.sum())) * SECOND
     times = T0 + 50 * NS_PER_MINUTE + np.cumsum(gaps).astype(np.int64)
-    prices = np.round(100.0 + np.cumsum(rng.normal(0, 0.05, size)), 2)
-    quantities = np.round(rng.uniform(0.001, 2.0, size), 3)
+    prices = np.round(10_000 + np.cumsum(rng.normal(0, 5, size))).astype(np.int64)
+    quantities = rng.integers(1, 2000, size)
+    sides = rng.integers(1, 3, size)
     return [
-        (1000 + i, float(p), float(q), int(t))
-        for i, (p, q, t) in enumerate(zip(prices, quantities, times, strict=True))
+        (1000 + i, int(p), int(q), int(t), int(side))
+        for i, (p, q, t, side) in enumerate(zip(prices, quantities, times, sides, strict=True))
     ]
 
 
@@ -40,23 +45,26 @@ def reference_finals(trades: list[Trade], frontier_ns: int) -> Expected:
         buckets: dict[int, list[Trade]] = {}
         for trade in ordered:
             buckets.setdefault(tf.bucket(trade[3]), []).append(trade)
-        close = 0.0
+        close = 0
         bucket = min(buckets)
         while bucket + tf.duration_ns <= frontier_ns:
             inside = buckets.get(bucket)
             if inside is None:
-                expected[(tf.label, bucket)] = (close, close, close, close, 0.0, 0)
+                expected[(tf.label, bucket)] = (close, close, close, close, 0, 0, 0, 0, 0)
             else:
                 prices = [trade[1] for trade in inside]
                 close = prices[-1]
-                volume = sum(trade[2] for trade in inside)
+                buys = [trade for trade in inside if trade[4] == BUY]
                 expected[(tf.label, bucket)] = (
                     prices[0],
                     max(prices),
                     min(prices),
                     close,
-                    volume,
+                    sum(trade[2] for trade in inside),
+                    sum(trade[1] * trade[2] for trade in inside),
                     len(inside),
+                    sum(trade[2] for trade in buys),
+                    sum(trade[1] * trade[2] for trade in buys),
                 )
             bucket += tf.duration_ns
     return expected
@@ -85,10 +93,11 @@ def test_random_late_and_duplicate_arrivals_converge_to_reference_bars(seed: int
         size = int(rng.integers(1, 40))
         chunk = arrivals[position : position + size]
         position += size
-        ids, prices, quantities, times = zip(*(trade for _, trade in chunk), strict=True)
+        ids, prices, quantities, times, sides = zip(*(trade for _, trade in chunk), strict=True)
         run = TradeRun.from_columns(
-            market_pb2.EXCHANGE_SIMULATOR, "SIM", ids, prices, quantities, times
-        )
+            market_pb2.EXCHANGE_SIMULATOR, "SIM", ids, prices, quantities, times,
+            sides=sides, price_scale=2, quantity_scale=3,
+        )  # fmt: skip
         # The wall clock reads the chunk's arrival time: idle minutes finalize, late trades revise.
         updates += engine.advance(chunk[-1][0])
         result = engine.apply_trades(run)
@@ -108,7 +117,17 @@ def test_random_late_and_duplicate_arrivals_converge_to_reference_bars(seed: int
 
     expected = reference_finals(trades, end_clock - engine.config.allowed_lateness_ns)
     assert latest.keys() == expected.keys()
-    for key, (o, h, lo, c, volume, count) in expected.items():
+    for key, values in expected.items():
         bar = latest[key]
-        assert (bar.open, bar.high, bar.low, bar.close, bar.trade_count) == (o, h, lo, c, count)
-        assert bar.volume == pytest.approx(volume, rel=1e-9, abs=1e-12)
+        assert (bar.price_scale, bar.quantity_scale) == (2, 3)
+        assert (
+            bar.open,
+            bar.high,
+            bar.low,
+            bar.close,
+            bar.volume,
+            bar.quote_volume,
+            bar.trade_count,
+            bar.taker_buy_volume,
+            bar.taker_buy_quote_volume,
+        ) == values, key

@@ -12,7 +12,7 @@ import json
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
 from tickmesh.core.timeframes import NS_PER_SECOND
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 T0 = 1_680_652_800 * NS_PER_SECOND  # 2023-04-05 00:00 UTC: a replay, years behind the clock
 WALL = 1_790_000_000 * NS_PER_SECOND
@@ -23,8 +23,8 @@ def _run(ids: list[int], seconds: list[float]) -> TradeRun:
         market_pb2.EXCHANGE_BINANCE_SPOT,
         "ETHUSDT",
         ids,
-        [100.0] * len(ids),
-        [1.0] * len(ids),
+        [100] * len(ids),
+        [1] * len(ids),
         [T0 + int(s * NS_PER_SECOND) for s in seconds],
     )
 

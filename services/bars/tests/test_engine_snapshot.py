@@ -11,6 +11,7 @@ import pytest
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
+from tickmesh.core.decimals import format_decimal
 from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES
 
 
@@ -181,3 +182,93 @@ def test_clock_ticks_within_a_minute_leave_idle_symbol_unchanged(
     heads, rows = engine.snapshot_changes()
     assert [head["symbol"] for head in heads] == ["BTCUSDT"]
     assert len(rows) == len(finals) == 1
+
+
+def _as_float_version(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite a snapshot as the float version of the engine saved it (version 1)."""
+    price, quantity = 10 ** snapshot["price_scale"], 10 ** snapshot["quantity_scale"]
+    books = {}
+    for label, book in snapshot["books"].items():
+        rows = []
+        for row in book["bars"]:
+            legacy = list(row[:17])
+            for index in (1, 2, 3, 4):
+                legacy[index] = row[index] / price
+            legacy[9] = row[9] / quantity
+            # A float sum of the trades' notionals: off from the exact value in the last bits.
+            legacy[10] = row[10] / (price * quantity) * (1 + 2**-50)
+            rows.append(legacy)
+        close = book["prev_close"]
+        books[label] = {
+            **book,
+            "bars": rows,
+            "prev_close": None if close is None else close / price,
+        }
+    legacy_head = {k: v for k, v in snapshot.items() if k not in ("price_scale", "quantity_scale")}
+    return {**legacy_head, "version": 1, "books": books}
+
+
+def test_state_saved_by_the_float_version_restores_exactly_and_continues(
+    xrpeth_trades: TradeRun,
+) -> None:
+    parts = runs_of(xrpeth_trades, 250)
+    stop = len(parts) // 2
+    clock = clock_after(xrpeth_trades)
+    uninterrupted = BarEngine()
+    expected: list[BarUpdate] = []
+    for part in parts:
+        expected += uninterrupted.apply_trades(part).updates
+    expected += uninterrupted.advance(clock)
+
+    first = BarEngine()
+    for part in parts[:stop]:
+        first.apply_trades(part)
+    legacy = [_as_float_version(state) for state in through_json(first.snapshot())]
+    restarted = BarEngine()
+    restarted.restore(through_json(legacy))
+    actual: list[BarUpdate] = []
+    for part in parts[stop:]:
+        actual += restarted.apply_trades(part).updates
+    actual += restarted.advance(clock)
+
+    # Prices come back exactly (repr of the exchange's decimals), volumes at 15 significant
+    # digits as migration 0005 converts stored candles; taker-buy volumes were never saved.
+    after = {(u.timeframe.label, u.open_time_ns): u for u in expected}
+    assert actual
+    for update in actual:
+        reference = after[(update.timeframe.label, update.open_time_ns)]
+        ours, theirs = update.to_proto(), reference.to_proto()
+        for name in ("open", "high", "low", "close", "volume", "quote_volume", "trade_count"):
+            assert getattr(ours, name) == getattr(theirs, name), name
+        if update.open_time_ns >= parts[stop].event_time_ns.min():
+            continue
+        assert not ours.HasField("taker_buy_volume")  # built partly from the legacy state
+
+
+def test_final_rows_saved_by_the_float_version_restore() -> None:
+    engine = BarEngine()
+    legacy_row = [60_000_000_000, 0.1, 0.3, 0.1, 0.2, 1, 1, 2, 2, 0.30000000000000004,
+                  0.07, 2, True, False, 0]  # fmt: skip
+    head = engine_head_with_one_final()
+    engine.restore([head], [(1, "XRPETH", "1m", legacy_row)])
+    saved = engine.snapshot_symbol(1, "XRPETH")
+    (row,) = [r for r in saved["books"]["1m"]["bars"] if r[0] == 60_000_000_000]
+    price_scale, quantity_scale = saved["price_scale"], saved["quantity_scale"]
+    texts = [format_decimal(row[i], price_scale) for i in (1, 2, 3, 4)]
+    texts += [format_decimal(row[9], quantity_scale)]
+    texts += [format_decimal(row[10], price_scale + quantity_scale)]
+    assert texts == ["0.1", "0.3", "0.1", "0.2", "0.3", "0.07"]
+    assert (row[17], row[18]) == (None, None)  # taker-buy volumes: unknown
+
+
+def engine_head_with_one_final() -> dict[str, Any]:
+    """A version-2 head of XRPETH whose first minute is final (at scales 1 and 1)."""
+    engine = BarEngine()
+    run = TradeRun.from_columns(
+        1, "XRPETH", [1, 2], [1, 3], [1, 2], [60_000_000_000 + 1, 3 * 60_000_000_000],
+        price_scale=1, quantity_scale=1,
+    )  # fmt: skip
+    engine.apply_trades(run)
+    heads, _ = engine.snapshot_changes()
+    head: dict[str, Any] = through_json(heads)[0]
+    return head

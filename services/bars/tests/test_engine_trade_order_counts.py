@@ -19,9 +19,10 @@ from tickmesh.bars.config import EngineConfig
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
-from .test_engine_binance_futures import EXPECTED_MINUTES, FuturesKlines, matches
+from .kline_helpers import FuturesKlines
+from .test_engine_binance_futures import EXPECTED_MINUTES, matches
 
 SLICE = 500
 LATENESS_NS = EngineConfig().allowed_lateness_ns
@@ -134,9 +135,9 @@ def test_capture_with_injected_faults_counts_them_per_minute_and_keeps_klines(
 
 def _run(ids: list[int], seconds: list[float]) -> TradeRun:
     times = [T0 + int(s * NS_PER_SECOND) for s in seconds]
-    prices = [100.0 + i for i in range(len(ids))]
+    prices = [100 + i for i in range(len(ids))]
     return TradeRun.from_columns(
-        market_pb2.EXCHANGE_BINANCE_SPOT, "ETHUSDT", ids, prices, [1.0] * len(ids), times
+        market_pb2.EXCHANGE_BINANCE_SPOT, "ETHUSDT", ids, prices, [1] * len(ids), times
     )
 
 

@@ -3,9 +3,15 @@
 XRPETH trades thinly: 1,091 of its 3,560 minutes have no trade, and Binance prints them as flat
 zero-volume klines at the previous close. The 5m klines open at the first real trade, so they
 match only if roll-ups skip those flat 1m bars (fixtures README, section 1b).
+
+
+Comparisons are exact: the Decimal of each served decimal string equals Decimal(repr(float))
+of ccxt's kline value (and the float is the one the string parses to); no tolerance.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -15,7 +21,7 @@ from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
 from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES
 
-OhlcvKlines = dict[int, tuple[float, float, float, float, float]]
+from .kline_helpers import OhlcvKlines, bar_fields
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +46,13 @@ def xrpeth_finals(xrpeth_trades: TradeRun) -> dict[str, dict[int, BarUpdate]]:
     return finals
 
 
-def equal_ohlcv(bar: BarUpdate, kline: tuple[float, float, float, float, float]) -> bool:
-    """Tell whether a bar equals an OHLCV kline: prices exactly, volume to 1e-9 relative."""
-    return (bar.open, bar.high, bar.low, bar.close) == kline[:4] and bar.volume == pytest.approx(
-        kline[4], rel=1e-9, abs=1e-12
-    )
+def equal_ohlcv(bar: BarUpdate, kline: tuple[Decimal, Decimal, Decimal, Decimal, Decimal]) -> bool:
+    """Tell whether a bar equals an OHLCV kline exactly (served strings against the floats)."""
+    served = bar_fields(bar)
+    values = tuple(served[name] for name in ("open", "high", "low", "close", "volume"))
+    message = bar.to_proto()
+    texts = (message.open, message.high, message.low, message.close, message.volume)
+    return values == kline and all(float(t) == float(k) for t, k in zip(texts, kline, strict=True))
 
 
 def test_xrpeth_minute_bars_equal_every_minute_kline_including_flats(
@@ -56,7 +64,9 @@ def test_xrpeth_minute_bars_equal_every_minute_kline_including_flats(
     assert mismatched == []
     flats = [bar for t, bar in bars.items() if t in klines and bar.trade_count == 0]
     assert len(flats) == 1091
-    assert all(bar.volume == 0 and bar.vwap == bar.close for bar in flats)
+    assert all(
+        bar.to_proto().volume == "0" and bar.vwap == float(bar.to_proto().close) for bar in flats
+    )
 
 
 def test_xrpeth_five_minute_bars_equal_every_kline_skipping_flat_minutes(
@@ -86,9 +96,9 @@ def test_xrpeth_higher_timeframes_roll_up_the_same_trades(
     for label in ("5m", "15m", "1h", "4h", "1d"):
         bars = list(xrpeth_finals[label].values())
         assert sum(bar.trade_count for bar in bars) == sum(bar.trade_count for bar in minutes)
-        assert sum(bar.volume for bar in bars) == pytest.approx(
-            sum(bar.volume for bar in minutes), rel=1e-9
-        )
+        for name in ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume"):
+            total = sum(bar_fields(bar)[name] for bar in bars)
+            assert total == sum(bar_fields(bar)[name] for bar in minutes), (label, name)
     daily = xrpeth_finals["1d"]
     day = min(daily)
     first_minute = min(bar.open_time_ns for bar in minutes)

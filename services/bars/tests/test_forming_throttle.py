@@ -1,43 +1,57 @@
-"""Forming bars: at most one per symbol and timeframe per interval, the first at once."""
+"""Forming bars: at most one per instrument and timeframe per interval, the first at once."""
 
 from __future__ import annotations
 
 from tickmesh.bars.forming_throttle import FormingThrottle
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 MS = 1_000_000
 
 
-def _bar(close: float, open_time_ns: int = 0, symbol: str = "BTCUSDT") -> market_pb2.Bar:
+def _bar(
+    close: str,
+    open_time_ns: int = 0,
+    symbol: str = "BTCUSDT",
+    exchange: int = market_pb2.EXCHANGE_BINANCE_USDM,
+) -> market_pb2.Bar:
     return market_pb2.Bar(
-        symbol=symbol, timeframe=market_pb2.TIMEFRAME_1M, open_time_ns=open_time_ns, close=close
+        exchange=market_pb2.Exchange.ValueType(exchange),
+        symbol=symbol,
+        timeframe=market_pb2.TIMEFRAME_1M,
+        open_time_ns=open_time_ns,
+        close=close,
     )
 
 
 def test_first_change_is_due_at_once_then_coalesced_until_interval_ends() -> None:
     throttle = FormingThrottle(250 * MS)
-    throttle.offer([_bar(1.0)])
-    assert [b.close for b in throttle.due(1000 * MS)] == [1.0]
-    throttle.offer([_bar(2.0)])
-    throttle.offer([_bar(3.0)])
+    throttle.offer([_bar("1")])
+    assert [b.close for b in throttle.due(1000 * MS)] == ["1"]
+    throttle.offer([_bar("2")])
+    throttle.offer([_bar("3")])
     assert throttle.due(1100 * MS) == []
-    assert [b.close for b in throttle.due(1250 * MS)] == [3.0]
+    assert [b.close for b in throttle.due(1250 * MS)] == ["3"]
     assert throttle.due(1600 * MS) == []
 
 
 def test_keys_are_throttled_independently() -> None:
     throttle = FormingThrottle(250 * MS)
-    throttle.offer([_bar(1.0), _bar(5.0, symbol="ETHUSDT")])
-    assert {b.symbol for b in throttle.due(0)} == {"BTCUSDT", "ETHUSDT"}
+    spot = market_pb2.EXCHANGE_BINANCE_SPOT
+    throttle.offer([_bar("1"), _bar("5", symbol="ETHUSDT"), _bar("2", exchange=spot)])
+    assert {(b.exchange, b.symbol) for b in throttle.due(0)} == {
+        (market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT"),
+        (market_pb2.EXCHANGE_BINANCE_USDM, "ETHUSDT"),
+        (spot, "BTCUSDT"),
+    }
 
 
 def test_final_bar_drops_its_pending_forming_version_only() -> None:
     throttle = FormingThrottle(250 * MS)
-    throttle.offer([_bar(1.0)])
+    throttle.offer([_bar("1")])
     throttle.due(0)
-    throttle.offer([_bar(2.0, open_time_ns=0)])
-    throttle.forget_final([_bar(2.0, open_time_ns=0)])
+    throttle.offer([_bar("2", open_time_ns=0)])
+    throttle.forget_final([_bar("2", open_time_ns=0)])
     assert throttle.due(500 * MS) == []
-    throttle.offer([_bar(7.0, open_time_ns=60_000 * MS)])
-    throttle.forget_final([_bar(2.0, open_time_ns=0)])
-    assert [b.close for b in throttle.due(1000 * MS)] == [7.0]
+    throttle.offer([_bar("7", open_time_ns=60_000 * MS)])
+    throttle.forget_final([_bar("2", open_time_ns=0)])
+    assert [b.close for b in throttle.due(1000 * MS)] == ["7"]

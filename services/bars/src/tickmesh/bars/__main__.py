@@ -18,7 +18,7 @@ from tickmesh.core.grpc_server import ServiceRegistration
 from tickmesh.core.runtime import ServiceContext, main_for
 from tickmesh.core.settings import load_settings_or_exit
 from tickmesh.core.sharding import Shard
-from tickmesh.v1 import (
+from tickmesh.v2 import (
     bar_service_pb2,
     bar_service_pb2_grpc,
     ingest_service_pb2,

@@ -1,7 +1,7 @@
-"""Read-through Redis cache of the latest final bars: `bars:{symbol}:{timeframe}` sorted sets.
+"""Read-through Redis cache of the latest final bars: `bars:{venue}:{symbol}:{timeframe}` sorted sets.
 
 Each set holds the latest N final bars (score: open time in ms, member: the serialized
-`tickmesh.v1.Bar`) and is complete from its oldest member on, because every final and
+`tickmesh.v2.Bar`) and is complete from its oldest member on, because every final and
 revision is written to it after its commit. A set that may have missed a write is deleted,
 so the next read misses and reloads it from PostgreSQL.
 """
@@ -18,19 +18,20 @@ import redis.asyncio as redis
 from prometheus_client import Counter
 
 from tickmesh.core.cache import bars_key, replace_in_capped_zsets
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.timeframes import from_proto
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 log = logging.getLogger(__name__)
 
 NS_PER_MS = 1_000_000
 
-LoadLatest = Callable[[str, str, int], Awaitable[list[market_pb2.Bar]]]
+LoadLatest = Callable[[InstrumentId, str, int], Awaitable[list[market_pb2.Bar]]]
 
 
 class BarCache:
-    """The latest bars per symbol and timeframe in Redis; the bar service is its only writer."""
+    """The latest bars per instrument and timeframe in Redis; the bar service is its only writer."""
 
     def __init__(self, client: redis.Redis, metrics: CoreMetrics, size: int) -> None:
         self._client = client
@@ -53,7 +54,8 @@ class BarCache:
         """Add final or revised bars (a revision replaces its earlier version)."""
         grouped: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
         for bar in bars:
-            key = bars_key(bar.symbol, from_proto(bar.timeframe).label)
+            instrument = InstrumentId(int(bar.exchange), bar.symbol)
+            key = bars_key(instrument, from_proto(bar.timeframe).label)
             grouped[key].append((bar.open_time_ns // NS_PER_MS, bar.SerializeToString()))
         async with self._lock:
             try:
@@ -68,7 +70,7 @@ class BarCache:
 
     async def get_range(
         self,
-        symbol: str,
+        instrument: InstrumentId,
         timeframe: int,
         start_ns: int,
         end_ns: int,
@@ -80,11 +82,12 @@ class BarCache:
         On a miss of an empty set, the latest N bars are loaded with `load_latest` so the next
         read hits.
         """
-        key = bars_key(symbol, from_proto(timeframe).label)
+        key = bars_key(instrument, from_proto(timeframe).label)
         try:
             found = await self._read(key, start_ns, end_ns, limit)
             if found is None:
-                await self._reload_if_empty(key, symbol, from_proto(timeframe).label, load_latest)
+                label = from_proto(timeframe).label
+                await self._reload_if_empty(key, instrument, label, load_latest)
         except (redis.RedisError, OSError) as error:
             self.errors.inc()
             log.warning("bar cache read failed: %s", error)
@@ -109,12 +112,12 @@ class BarCache:
         return [market_pb2.Bar.FromString(cast(bytes, m)) for m in reversed(members)]
 
     async def _reload_if_empty(
-        self, key: str, symbol: str, timeframe: str, load_latest: LoadLatest
+        self, key: str, instrument: InstrumentId, timeframe: str, load_latest: LoadLatest
     ) -> None:
         async with self._lock:
             if await self._client.exists(key) and key not in self._stale:
                 return
-            bars = await load_latest(symbol, timeframe, self._size)
+            bars = await load_latest(instrument, timeframe, self._size)
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.delete(key)
                 if bars:

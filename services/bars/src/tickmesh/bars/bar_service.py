@@ -14,9 +14,10 @@ from tickmesh.bars.bar_metrics import BarMetrics
 from tickmesh.bars.store import BarStore
 from tickmesh.bars.subscriptions import BarFilter, BarHub, SubscriberOverflowError
 from tickmesh.core.errors import FailedPrecondition, InvalidArgument
+from tickmesh.core.instruments import InstrumentError, InstrumentId
 from tickmesh.core.sharding import Shard, shard_of
 from tickmesh.core.timeframes import BY_PROTO, from_proto
-from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,15 @@ REPLAY_PAGE = 2000
 FAR_FUTURE_NS = 2**62
 
 
+def read_instrument(field: str, message: market_pb2.Instrument) -> InstrumentId:
+    """The InstrumentId of a request's Instrument; InvalidArgument naming `field` if malformed."""
+    try:
+        return InstrumentId.from_proto(message)
+    except InstrumentError as error:
+        raise InvalidArgument(f"{field}: {error}") from None
+
+
 def _check_range(request: bar_service_pb2.GetBarsRequest) -> tuple[int, int, int]:
-    if not request.symbol:
-        raise InvalidArgument("symbol: required")
     if request.timeframe not in BY_PROTO:
         raise InvalidArgument(f"timeframe: unknown or unspecified ({request.timeframe})")
     if not 0 <= request.limit <= MAX_LIMIT:
@@ -41,17 +48,18 @@ def _check_range(request: bar_service_pb2.GetBarsRequest) -> tuple[int, int, int
     return request.start_time_ns, end, request.limit or DEFAULT_LIMIT
 
 
-def check_owned(shard: Shard, symbols: Sequence[str]) -> None:
-    """FailedPrecondition when a symbol belongs to another shard: the caller routed it wrong.
+def check_owned(shard: Shard, instruments: Sequence[InstrumentId]) -> None:
+    """FailedPrecondition when an instrument belongs to another shard: the caller routed it wrong.
 
-    Only the owner builds a symbol's bars, keeps its cache and streams its forming bars, so a
-    misrouted call is refused with where it belongs rather than answered partly.
+    Only the owner builds an instrument's bars, keeps its cache and streams its forming bars, so
+    a misrouted call is refused with where it belongs rather than answered partly.
     """
-    for symbol in symbols:
-        if not shard.owns(symbol):
+    for instrument in instruments:
+        if not shard.owns(instrument):
             raise FailedPrecondition(
-                f"symbol: {symbol} belongs to bar shard {shard_of(symbol, shard.count)} of "
-                f"{shard.count}, not {shard.index}; route by crc32(symbol) mod {shard.count}"
+                f"instrument: {instrument} belongs to bar shard "
+                f"{shard_of(instrument, shard.count)} of {shard.count}, not {shard.index}; "
+                f'route by crc32("{instrument}") mod {shard.count}'
             )
 
 
@@ -76,18 +84,21 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
         self, request: bar_service_pb2.GetBarsRequest, context: aio.ServicerContext
     ) -> bar_service_pb2.GetBarsResponse:
         """The latest `limit` final bars in the range, oldest first, through the cache."""
+        instrument = read_instrument("instrument", request.instrument)
         start, end, limit = _check_range(request)
-        check_owned(self._shard, [request.symbol])
+        check_owned(self._shard, [instrument])
         bars = await self._cache.get_range(
-            request.symbol, request.timeframe, start, end, limit, self._load_latest
+            instrument, request.timeframe, start, end, limit, self._load_latest
         )
         if bars is None:
             label = from_proto(request.timeframe).label
-            bars = await self._store.fetch_range(request.symbol, label, start, end, limit)
+            bars = await self._store.fetch_range(instrument, label, start, end, limit)
         return bar_service_pb2.GetBarsResponse(bars=bars)
 
-    async def _load_latest(self, symbol: str, timeframe: str, count: int) -> list[market_pb2.Bar]:
-        return await self._store.fetch_range(symbol, timeframe, 0, FAR_FUTURE_NS, count)
+    async def _load_latest(
+        self, instrument: InstrumentId, timeframe: str, count: int
+    ) -> list[market_pb2.Bar]:
+        return await self._store.fetch_range(instrument, timeframe, 0, FAR_FUTURE_NS, count)
 
     async def Subscribe(
         self, request: bar_service_pb2.SubscribeRequest, context: aio.ServicerContext
@@ -96,10 +107,16 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
         for timeframe in request.timeframes:
             if timeframe not in BY_PROTO:
                 raise InvalidArgument(f"timeframes: unknown or unspecified ({timeframe})")
-        # No symbols means every symbol of this shard (the replay and the hub hold no others).
-        check_owned(self._shard, request.symbols)
+        instruments = [
+            read_instrument(f"instruments[{index}]", message)
+            for index, message in enumerate(request.instruments)
+        ]
+        # No instruments means every instrument of this shard (the replay and the hub hold no others).
+        check_owned(self._shard, instruments)
         bar_filter = BarFilter(
-            frozenset(request.symbols), frozenset(request.timeframes), request.include_forming
+            frozenset((i.exchange, i.symbol) for i in instruments),
+            frozenset(request.timeframes),
+            request.include_forming,
         )
         # Subscribe before replaying, so bars committed during the replay wait in the queue.
         subscription = self._hub.subscribe(bar_filter)
@@ -115,7 +132,7 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
             last_change_id = 0
             if request.HasField("resume_after_change_id"):
                 last_change_id = request.resume_after_change_id
-                async for bar in self._replay(request, last_change_id):
+                async for bar in self._replay(request, instruments, last_change_id):
                     last_change_id = bar.change_id
                     yield bar_service_pb2.SubscribeResponse(bar=bar)
             while True:
@@ -144,12 +161,15 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
             self._metrics.subscribers.set(self._hub.subscriber_count)
 
     async def _replay(
-        self, request: bar_service_pb2.SubscribeRequest, after: int
+        self,
+        request: bar_service_pb2.SubscribeRequest,
+        instruments: list[InstrumentId],
+        after: int,
     ) -> AsyncIterator[market_pb2.Bar]:
         labels = [from_proto(tf).label for tf in request.timeframes]
         while True:
             bars, last_seen = await self._store.fetch_changes(
-                after, list(request.symbols), labels, REPLAY_PAGE
+                after, instruments, labels, REPLAY_PAGE
             )
             for bar in bars:
                 yield bar

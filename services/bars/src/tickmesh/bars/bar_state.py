@@ -1,12 +1,19 @@
-"""One bar as it is built (a mergeable accumulator) and as it is emitted (a frozen update)."""
+"""One bar as it is built (a mergeable accumulator) and as it is emitted (a frozen update).
+
+Values are exact integers: prices are mantissas at the instrument's price scale, volumes at its
+quantity scale, quote volumes (sums of price * quantity) at the sum of both. Python ints never
+overflow, so a day bar of a busy instrument sums exactly. Taker-buy volumes are None when
+unknown (source bars, trades without aggressor sides); unknown absorbs known in a merge.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from tickmesh.core.decimals import format_decimal, power_of_ten, to_decimal
 from tickmesh.core.timeframes import TimeframeSpec
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 # Order keys of source bars, which have no trades: before and after every real trade id.
 SOURCE_OPEN_TRADE_ID = -(2**63)
@@ -16,18 +23,22 @@ NEVER_FINAL = -1
 
 @dataclass(frozen=True, slots=True)
 class BarUpdate:
-    """One emitted bar: forming (final False) or final with its revision (0 for the first)."""
+    """One emitted bar: forming (final False) or final with its revision (0 for the first).
+
+    Prices are mantissas at `price_scale`, volumes at `quantity_scale`, quote volumes at
+    `price_scale + quantity_scale`; the `*_text` helpers write them as plain decimal strings.
+    """
 
     exchange: int
     symbol: str
     timeframe: TimeframeSpec
     open_time_ns: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    quote_volume: float
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int
+    quote_volume: int
     trade_count: int
     vwap: float
     final: bool
@@ -35,25 +46,54 @@ class BarUpdate:
     # Trades of the bar's minutes dropped as duplicates, and accepted after a later trade.
     duplicate_trades: int = 0
     out_of_order_trades: int = 0
+    taker_buy_volume: int | None = None
+    taker_buy_quote_volume: int | None = None
+    price_scale: int = 0
+    quantity_scale: int = 0
 
     @property
     def close_time_ns(self) -> int:
         """Return the first nanosecond after the bar."""
         return self.open_time_ns + self.timeframe.duration_ns
 
+    @property
+    def quote_scale(self) -> int:
+        """Return the scale of the quote volumes."""
+        return self.price_scale + self.quantity_scale
+
+    def price_text(self, mantissa: int) -> str:
+        """Write a price mantissa of this bar as a plain decimal string."""
+        return format_decimal(mantissa, self.price_scale)
+
+    def decimals(self) -> tuple[Any, ...]:
+        """Return (open, high, low, close, volume, quote volume, taker buy, taker buy quote) as Decimals."""
+        ps, qs = self.price_scale, self.quantity_scale
+        tb, tbq = self.taker_buy_volume, self.taker_buy_quote_volume
+        return (
+            to_decimal(self.open, ps),
+            to_decimal(self.high, ps),
+            to_decimal(self.low, ps),
+            to_decimal(self.close, ps),
+            to_decimal(self.volume, qs),
+            to_decimal(self.quote_volume, ps + qs),
+            None if tb is None else to_decimal(tb, qs),
+            None if tbq is None else to_decimal(tbq, ps + qs),
+        )
+
     def to_proto(self, change_id: int = 0) -> market_pb2.Bar:
-        """Return the bar as a `tickmesh.v1.Bar`; the server assigns `change_id` when persisting."""
-        return market_pb2.Bar(
+        """Return the bar as a `tickmesh.v2.Bar`; the server assigns `change_id` when persisting."""
+        ps, qs = self.price_scale, self.quantity_scale
+        bar = market_pb2.Bar(
             symbol=self.symbol,
             exchange=market_pb2.Exchange.ValueType(self.exchange),
             timeframe=market_pb2.Timeframe.ValueType(self.timeframe.proto),
             open_time_ns=self.open_time_ns,
-            open=self.open,
-            high=self.high,
-            low=self.low,
-            close=self.close,
-            volume=self.volume,
-            quote_volume=self.quote_volume,
+            open=format_decimal(self.open, ps),
+            high=format_decimal(self.high, ps),
+            low=format_decimal(self.low, ps),
+            close=format_decimal(self.close, ps),
+            volume=format_decimal(self.volume, qs),
+            quote_volume=format_decimal(self.quote_volume, ps + qs),
             trade_count=self.trade_count,
             vwap=self.vwap,
             final=self.final,
@@ -62,9 +102,15 @@ class BarUpdate:
             duplicate_trades=self.duplicate_trades,
             out_of_order_trades=self.out_of_order_trades,
         )
+        if self.taker_buy_volume is not None:
+            bar.taker_buy_volume = format_decimal(self.taker_buy_volume, qs)
+        if self.taker_buy_quote_volume is not None:
+            bar.taker_buy_quote_volume = format_decimal(self.taker_buy_quote_volume, ps + qs)
+        return bar
 
 
-# Field order of an accumulator in snapshots (one row per bar, see TimeframeBook.to_dict).
+# Field order of an accumulator in snapshots (one row per bar, see TimeframeBook.to_dict); a
+# saved row adds the price and quantity scale its values are at (ROW_FIELDS).
 ACCUMULATOR_FIELDS: tuple[str, ...] = (
     "open_time_ns",
     "open",
@@ -83,9 +129,27 @@ ACCUMULATOR_FIELDS: tuple[str, ...] = (
     "revision",
     "duplicate_trades",
     "out_of_order_trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
 )
-# Rows saved before the two trade counters existed end at "revision".
-_LEGACY_ROW_LENGTH = 15
+ROW_FIELDS: tuple[str, ...] = (*ACCUMULATOR_FIELDS, "price_scale", "quantity_scale")
+_PRICES = (1, 2, 3, 4)  # open, high, low, close
+_VOLUME, _QUOTE_VOLUME = 9, 10
+_TAKER_BUY, _TAKER_BUY_QUOTE = 17, 18
+
+
+def rescale_row(row: list[Any], price_factor: int, quantity_factor: int) -> list[Any]:
+    """Return a saved row with its prices and volumes multiplied up to finer scales."""
+    scaled = list(row)
+    for index in _PRICES:
+        scaled[index] *= price_factor
+    scaled[_VOLUME] *= quantity_factor
+    scaled[_QUOTE_VOLUME] *= price_factor * quantity_factor
+    if scaled[_TAKER_BUY] is not None:
+        scaled[_TAKER_BUY] *= quantity_factor
+    if scaled[_TAKER_BUY_QUOTE] is not None:
+        scaled[_TAKER_BUY_QUOTE] *= price_factor * quantity_factor
+    return scaled
 
 
 class BarAccumulator:
@@ -93,7 +157,8 @@ class BarAccumulator:
 
     Keeping the order keys makes merging commutative, so trades that arrive out of order within
     the allowed lateness, and late trades applied as revisions, give the same bar. A bar without
-    data is a flat placeholder (O=H=L=C=previous close) that roll-ups never use.
+    data is a flat placeholder (O=H=L=C=previous close, volume 0) that roll-ups never use. Values
+    are mantissas at the scales of the owning instrument (see the module docstring).
     """
 
     __slots__ = ACCUMULATOR_FIELDS
@@ -101,22 +166,24 @@ class BarAccumulator:
     def __init__(
         self,
         open_time_ns: int,
-        open_: float,
-        high: float,
-        low: float,
-        close: float,
+        open_: int,
+        high: int,
+        low: int,
+        close: int,
         open_event_ns: int,
         open_trade_id: int,
         close_event_ns: int,
         close_trade_id: int,
-        volume: float,
-        quote_volume: float,
+        volume: int,
+        quote_volume: int,
         trade_count: int,
         has_data: bool = True,
         from_source: bool = False,
         revision: int = NEVER_FINAL,
         duplicate_trades: int = 0,
         out_of_order_trades: int = 0,
+        taker_buy_volume: int | None = None,
+        taker_buy_quote_volume: int | None = None,
     ) -> None:
         self.open_time_ns = open_time_ns
         self.open = open_
@@ -136,32 +203,51 @@ class BarAccumulator:
         self.revision = revision
         self.duplicate_trades = duplicate_trades
         self.out_of_order_trades = out_of_order_trades
+        self.taker_buy_volume = taker_buy_volume
+        self.taker_buy_quote_volume = taker_buy_quote_volume
 
     @classmethod
-    def flat(cls, open_time_ns: int, close: float) -> BarAccumulator:
-        """Return a flat placeholder bar at the previous close."""
-        return cls(open_time_ns, close, close, close, close, 0, 0, 0, 0, 0.0, 0.0, 0, False)
+    def flat(cls, open_time_ns: int, close: int) -> BarAccumulator:
+        """Return a flat placeholder bar at the previous close (no trades: every volume is 0)."""
+        return cls(open_time_ns, close, close, close, close, 0, 0, 0, 0, 0, 0, 0, False, False,
+                   NEVER_FINAL, 0, 0, 0, 0)  # fmt: skip
 
-    def set_flat(self, close: float) -> None:
+    def set_flat(self, close: int) -> None:
         """Move a flat placeholder to a new previous close."""
         self.open = self.high = self.low = self.close = close
 
+    def rescale(self, price_factor: int, quantity_factor: int) -> None:
+        """Multiply prices and volumes up to finer scales (the instrument's scale grew)."""
+        self.open *= price_factor
+        self.high *= price_factor
+        self.low *= price_factor
+        self.close *= price_factor
+        quote_factor = price_factor * quantity_factor
+        self.volume *= quantity_factor
+        self.quote_volume *= quote_factor
+        if self.taker_buy_volume is not None:
+            self.taker_buy_volume *= quantity_factor
+        if self.taker_buy_quote_volume is not None:
+            self.taker_buy_quote_volume *= quote_factor
+
     def merge(
         self,
-        open_: float,
-        high: float,
-        low: float,
-        close: float,
+        open_: int,
+        high: int,
+        low: int,
+        close: int,
         open_event_ns: int,
         open_trade_id: int,
         close_event_ns: int,
         close_trade_id: int,
-        volume: float,
-        quote_volume: float,
+        volume: int,
+        quote_volume: int,
         trade_count: int,
         from_source: bool,
         duplicate_trades: int = 0,
         out_of_order_trades: int = 0,
+        taker_buy_volume: int | None = None,
+        taker_buy_quote_volume: int | None = None,
     ) -> None:
         """Merge the aggregate of more trades (or a sub-bar) into this bar."""
         self.duplicate_trades += duplicate_trades
@@ -171,6 +257,8 @@ class BarAccumulator:
             self.open_event_ns, self.open_trade_id = open_event_ns, open_trade_id
             self.close_event_ns, self.close_trade_id = close_event_ns, close_trade_id
             self.volume, self.quote_volume, self.trade_count = volume, quote_volume, trade_count
+            self.taker_buy_volume = taker_buy_volume
+            self.taker_buy_quote_volume = taker_buy_quote_volume
             self.has_data = True
             self.from_source = from_source
             return
@@ -186,6 +274,17 @@ class BarAccumulator:
         self.volume += volume
         self.quote_volume += quote_volume
         self.trade_count += trade_count
+        # Unknown (None) absorbs known; inline, as this runs per minute and timeframe.
+        held = self.taker_buy_volume
+        self.taker_buy_volume = (
+            None if held is None or taker_buy_volume is None else held + taker_buy_volume
+        )
+        held = self.taker_buy_quote_volume
+        self.taker_buy_quote_volume = (
+            None
+            if held is None or taker_buy_quote_volume is None
+            else held + taker_buy_quote_volume
+        )
         self.from_source = self.from_source or from_source
 
     def merge_bar(self, other: BarAccumulator) -> None:
@@ -205,6 +304,8 @@ class BarAccumulator:
             other.from_source,
             other.duplicate_trades,
             other.out_of_order_trades,
+            other.taker_buy_volume,
+            other.taker_buy_quote_volume,
         )
 
     def add_duplicates(self, count: int) -> None:
@@ -212,10 +313,19 @@ class BarAccumulator:
         self.duplicate_trades += count
 
     def to_update(
-        self, exchange: int, symbol: str, timeframe: TimeframeSpec, final: bool
+        self,
+        exchange: int,
+        symbol: str,
+        timeframe: TimeframeSpec,
+        final: bool,
+        price_scale: int,
+        quantity_scale: int,
     ) -> BarUpdate:
-        """Return the emitted form of this bar."""
-        vwap = self.quote_volume / self.volume if self.volume > 0 else self.close
+        """Return the emitted form of this bar at the instrument's scales."""
+        unit = power_of_ten(price_scale)
+        # quote (scale ps+qs) / volume (scale qs) is a price at scale ps; one int division
+        # rounds once, correctly, for the statistic VWAP is (the close for a flat bar).
+        vwap = self.quote_volume / (self.volume * unit) if self.volume > 0 else self.close / unit
         return BarUpdate(
             exchange,
             symbol,
@@ -233,35 +343,39 @@ class BarAccumulator:
             max(self.revision, 0) if final else 0,
             self.duplicate_trades,
             self.out_of_order_trades,
+            self.taker_buy_volume,
+            self.taker_buy_quote_volume,
+            price_scale,
+            quantity_scale,
         )
 
-    def as_row(self) -> list[Any]:
-        """Return the fields in ACCUMULATOR_FIELDS order (for snapshots)."""
-        return [getattr(self, name) for name in ACCUMULATOR_FIELDS]
+    def as_row(self, price_scale: int, quantity_scale: int) -> list[Any]:
+        """Return the fields in ROW_FIELDS order (for snapshots): values, then their scales."""
+        return [*(getattr(self, name) for name in ACCUMULATOR_FIELDS), price_scale, quantity_scale]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> BarAccumulator:
-        """Rebuild an accumulator from `as_row` output (or a row saved before the trade counters)."""
-        (open_time, o, h, lo, c, oe, oid, ce, cid, v, qv, n, has_data, src, rev) = row[
-            :_LEGACY_ROW_LENGTH
-        ]
-        duplicates, out_of_order = row[_LEGACY_ROW_LENGTH:] or (0, 0)
+        """Rebuild an accumulator from the values of an `as_row` row (the caller handles scales)."""
+        (open_time, o, h, lo, c, oe, oid, ce, cid, v, qv, n, has_data, src, rev) = row[:15]
+        duplicates, out_of_order, taker_buy, taker_buy_quote = row[15:19]
         return cls(
             int(open_time),
-            float(o),
-            float(h),
-            float(lo),
-            float(c),
+            int(o),
+            int(h),
+            int(lo),
+            int(c),
             int(oe),
             int(oid),
             int(ce),
             int(cid),
-            float(v),
-            float(qv),
+            int(v),
+            int(qv),
             int(n),
             bool(has_data),
             bool(src),
             int(rev),
             int(duplicates),
             int(out_of_order),
+            None if taker_buy is None else int(taker_buy),
+            None if taker_buy_quote is None else int(taker_buy_quote),
         )

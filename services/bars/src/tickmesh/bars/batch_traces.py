@@ -2,7 +2,7 @@
 
 A bar published after a group commit carries the context of the "bars.apply_batch" span of
 the batch that produced its update (finalised or revised it); a bar the clock finalised, and
-a forming bar, carry the span of its symbol's last applied batch. The commit span is a trace of its own,
+a forming bar, carry the span of its instrument's last applied batch. The commit span is a trace of its own,
 linked to the batches it made durable. Nothing is kept while no span context is valid (no
 incoming context and no exporter), and what is kept is per bar and per batch, never per trade.
 """
@@ -15,9 +15,10 @@ from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.batch_validation import CheckedBatch
 from tickmesh.core.timeframes import from_proto
 from tickmesh.core.tracing import inject_span_context, links_to
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
-UpdateKey = tuple[str, str, int]  # symbol, timeframe label, open time in µs
+UpdateKey = tuple[int, str, str, int]  # exchange enum, symbol, timeframe label, open time in µs
+InstrumentKey = tuple[int, str]  # exchange enum, symbol
 BarTraces = dict[UpdateKey, SpanContext]
 # A commit span links at most this many batches (the SDK's default link limit).
 MAX_COMMIT_LINKS = 128
@@ -25,7 +26,7 @@ MAX_COMMIT_LINKS = 128
 
 def update_key(update: BarUpdate) -> UpdateKey:
     """The key a commit gives an update (and its change id)."""
-    return (update.symbol, update.timeframe.label, update.open_time_ns // 1000)
+    return (update.exchange, update.symbol, update.timeframe.label, update.open_time_ns // 1000)
 
 
 class BatchTraces:
@@ -33,7 +34,7 @@ class BatchTraces:
 
     def __init__(self) -> None:
         self._updates: BarTraces = {}
-        self._symbols: dict[str, SpanContext] = {}
+        self._symbols: dict[InstrumentKey, SpanContext] = {}
         self._batches: list[SpanContext] = []
 
     def note(self, context: SpanContext, checked: CheckedBatch, updates: list[BarUpdate]) -> None:
@@ -43,9 +44,9 @@ class BatchTraces:
         if len(self._batches) < MAX_COMMIT_LINKS:
             self._batches.append(context)
         for run in checked.runs:
-            self._symbols[run.symbol] = context
+            self._symbols[(run.exchange, run.symbol)] = context
         for bar in checked.source_bars:
-            self._symbols[bar.symbol] = context
+            self._symbols[(bar.exchange, bar.symbol)] = context
         for update in updates:
             self._updates[update_key(update)] = context
 
@@ -62,7 +63,9 @@ class BatchTraces:
         traces: BarTraces = {}
         for update in updates:
             key = update_key(update)
-            context = self._updates.pop(key, None) or self._symbols.get(update.symbol)
+            context = self._updates.pop(key, None) or self._symbols.get(
+                (update.exchange, update.symbol)
+            )
             if context is not None:
                 traces[key] = context
         return traces
@@ -72,7 +75,7 @@ class BatchTraces:
         if not self._symbols:
             return
         for bar in bars:
-            context = self._symbols.get(bar.symbol)
+            context = self._symbols.get((bar.exchange, bar.symbol))
             if context is not None:
                 inject_span_context(bar.trace_context, context)
 
@@ -83,6 +86,6 @@ def stamp_bars(bars: list[market_pb2.Bar], traces: BarTraces) -> None:
         return
     for bar in bars:
         label = from_proto(bar.timeframe).label
-        context = traces.get((bar.symbol, label, bar.open_time_ns // 1000))
+        context = traces.get((bar.exchange, bar.symbol, label, bar.open_time_ns // 1000))
         if context is not None:
             inject_span_context(bar.trace_context, context)

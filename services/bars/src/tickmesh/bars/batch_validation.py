@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from tickmesh.bars.trades import SourceBar, TradeRun, TradeRunError
+from tickmesh.core.decimals import MAX_SCALE, DecimalValueError
 from tickmesh.core.errors import FailedPrecondition, InvalidArgument
 from tickmesh.core.exchanges import LABEL_BY_PROTO
+from tickmesh.core.instruments import InstrumentError, InstrumentId, check_symbol
 from tickmesh.core.sharding import Shard
-from tickmesh.v1 import market_pb2
-
-MAX_SYMBOL_LENGTH = 20
+from tickmesh.v2 import market_pb2
 
 
 @dataclass(frozen=True)
@@ -30,19 +30,37 @@ class CheckedBatch:
         return sum(len(run) for run in self.runs)
 
 
-def _check_symbol(field: str, exchange: int, symbol: str, shard: Shard) -> None:
+def check_instrument(field: str, exchange: int, symbol: str, shard: Shard) -> InstrumentId:
+    """The instrument of a run or source bar; InvalidArgument or FailedPrecondition naming `field`."""
+    if exchange == market_pb2.EXCHANGE_UNSPECIFIED:
+        raise InvalidArgument(f"{field}.exchange: unspecified")
     if exchange not in LABEL_BY_PROTO:
         raise InvalidArgument(f"{field}.exchange: unknown exchange {exchange}")
-    if not symbol or len(symbol) > MAX_SYMBOL_LENGTH:
-        raise InvalidArgument(f"{field}.symbol: must be 1-{MAX_SYMBOL_LENGTH} characters")
-    if not shard.owns(symbol):
+    try:
+        instrument = InstrumentId(exchange, check_symbol(symbol))
+    except InstrumentError as error:
+        raise InvalidArgument(f"{field}.symbol: {error}") from None
+    if not shard.owns(instrument):
         raise FailedPrecondition(
-            f"{field}.symbol: {symbol} belongs to another shard than {shard.index} of {shard.count}"
+            f"{field}: instrument {instrument} belongs to another shard than "
+            f"{shard.index} of {shard.count}"
         )
+    return instrument
+
+
+def _check_scale(field: str, scale: int) -> None:
+    if not 0 <= scale <= MAX_SCALE:
+        raise InvalidArgument(f"{field}: {scale} is outside 0..{MAX_SCALE}")
 
 
 def check_batch(batch: market_pb2.TradeBatch, shard: Shard) -> CheckedBatch:
-    """Validate and convert a batch; InvalidArgument or FailedPrecondition, nothing applied."""
+    """Validate and convert a batch; InvalidArgument or FailedPrecondition, nothing applied.
+
+    Malformed runs and source bars (an unspecified exchange, a bad symbol, a scale outside
+    0..18, columns that do not line up, a value that is not a plain decimal) reject the whole
+    batch; suspect trades in a well-formed run (a price or quantity not above zero) are for the
+    engine to quarantine.
+    """
     if not batch.stream_id:
         raise InvalidArgument("batch.stream_id: required")
     if batch.sequence < 1:
@@ -50,7 +68,9 @@ def check_batch(batch: market_pb2.TradeBatch, shard: Shard) -> CheckedBatch:
     runs = []
     for index, message in enumerate(batch.trades):
         field = f"batch.trades[{index}]"
-        _check_symbol(field, message.exchange, message.symbol, shard)
+        check_instrument(field, message.exchange, message.symbol, shard)
+        _check_scale(f"{field}.price_scale", message.price_scale)
+        _check_scale(f"{field}.quantity_scale", message.quantity_scale)
         try:
             run = TradeRun.from_proto(message)
         except TradeRunError as error:
@@ -64,10 +84,16 @@ def check_batch(batch: market_pb2.TradeBatch, shard: Shard) -> CheckedBatch:
     source_bars = []
     for index, bar in enumerate(batch.source_bars):
         field = f"batch.source_bars[{index}]"
-        _check_symbol(field, bar.exchange, bar.symbol, shard)
+        check_instrument(field, bar.exchange, bar.symbol, shard)
         if bar.timeframe == market_pb2.TIMEFRAME_UNSPECIFIED:
             raise InvalidArgument(f"{field}.timeframe: required")
         if bar.open_time_ns <= 0:
             raise InvalidArgument(f"{field}.open_time_ns: must be a positive epoch time")
-        source_bars.append(SourceBar.from_proto(bar))
+        try:
+            # Not a plain decimal is a malformed message, like a bad column: the whole batch
+            # is refused naming the field. A sound decimal that makes no sense as a bar (a
+            # price not above zero, low above open) is quarantined by the engine instead.
+            source_bars.append(SourceBar.from_proto(bar, field))
+        except DecimalValueError as error:
+            raise InvalidArgument(str(error)) from None
     return CheckedBatch(batch.stream_id, batch.sequence, runs, source_bars)

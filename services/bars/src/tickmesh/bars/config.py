@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 NS_PER_HOUR = 60 * NS_PER_MINUTE
 

@@ -1,5 +1,8 @@
 """The bar engine: exact OHLCV bars on six timeframes from trade runs and source bars, no I/O.
 
+State is kept per instrument, keyed by (exchange, symbol): BTCUSDT on Binance spot and on USD-M
+are two instruments side by side. Values are integer mantissas at each instrument's scales.
+
 The gRPC server owns one engine per process and calls it from one task (it is not thread-safe):
 `apply_batch` per ingested `TradeBatch`, `advance` on a wall-clock tick so idle symbols finalize,
 `take_forming_updates` on the forming-bar stream tick (every 250 ms), and `snapshot_changes`
@@ -16,15 +19,15 @@ from tickmesh.bars.config import EngineConfig
 from tickmesh.bars.results import BatchResult, SourceBarResult, TradeRunResult
 from tickmesh.bars.symbol_bars import SymbolBars
 from tickmesh.bars.trades import SourceBar, TradeRun
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 SymbolKey = tuple[int, str]
-# One saved final bar: (exchange, symbol, timeframe label, row of ACCUMULATOR_FIELDS).
+# One saved final bar: (exchange, symbol, timeframe label, row of ROW_FIELDS).
 FinalBarRow = tuple[int, str, str, list[Any]]
 
 
 class BarEngine:
-    """Bars of every symbol the process owns, keyed by (exchange, symbol)."""
+    """Bars of every instrument the process owns, keyed by (exchange, symbol)."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config if config is not None else EngineConfig()

@@ -1,4 +1,4 @@
-"""At most one forming update per symbol and timeframe per interval, sent as early as allowed.
+"""At most one forming update per instrument and timeframe per interval, sent as early as allowed.
 
 The first change after a quiet interval goes out at the next tick (leading edge); changes
 inside the interval are coalesced to the latest and sent when it ends (trailing edge).
@@ -6,9 +6,13 @@ inside the interval are coalesced to the latest and sent when it ends (trailing 
 
 from __future__ import annotations
 
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
-BarKey = tuple[str, int]
+BarKey = tuple[int, str, int]  # exchange enum, symbol, timeframe enum
+
+
+def _key(bar: market_pb2.Bar) -> BarKey:
+    return (bar.exchange, bar.symbol, bar.timeframe)
 
 
 class FormingThrottle:
@@ -22,7 +26,7 @@ class FormingThrottle:
     def offer(self, bars: list[market_pb2.Bar]) -> None:
         """Keep the latest forming bar of each key."""
         for bar in bars:
-            self._pending[(bar.symbol, bar.timeframe)] = bar
+            self._pending[_key(bar)] = bar
 
     def due(self, now_ns: int) -> list[market_pb2.Bar]:
         """Take the pending bars whose key has not been sent within the interval."""
@@ -31,7 +35,7 @@ class FormingThrottle:
             if now_ns - self._last_sent_ns.get(key, -self._interval_ns) >= self._interval_ns:
                 ready.append(bar)
         for bar in ready:
-            key = (bar.symbol, bar.timeframe)
+            key = _key(bar)
             del self._pending[key]
             self._last_sent_ns[key] = now_ns
         return ready
@@ -39,6 +43,6 @@ class FormingThrottle:
     def forget_final(self, bars: list[market_pb2.Bar]) -> None:
         """Drop pending forming versions of bars that just became final."""
         for bar in bars:
-            pending = self._pending.get((bar.symbol, bar.timeframe))
+            pending = self._pending.get(_key(bar))
             if pending is not None and pending.open_time_ns <= bar.open_time_ns:
-                del self._pending[(bar.symbol, bar.timeframe)]
+                del self._pending[_key(bar)]

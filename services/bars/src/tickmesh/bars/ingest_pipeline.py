@@ -36,10 +36,11 @@ from tickmesh.bars.results import BatchResult
 from tickmesh.bars.store import BarStore, Commit
 from tickmesh.bars.subscriptions import BarHub
 from tickmesh.bars.trades import QuarantineReason, SourceBar, TradeRun
+from tickmesh.core.decimals import to_decimal
 from tickmesh.core.exchanges import exchange_label
 from tickmesh.core.sharding import Shard
 from tickmesh.core.tracing import get_tracer, message_span
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,11 @@ class IngestPipeline:
             return
         try:
             checked = check_batch(batch, self._shard)
-        except Exception:
+        except Exception as error:
             self._metrics.batches.labels(outcome="rejected").inc()
+            log.warning(
+                "rejected batch %d of stream %s: %s", batch.sequence, batch.stream_id, error
+            )
             raise
         if batch.sequence > state.applied + 1 and state.applied:
             log.warning(
@@ -198,6 +202,15 @@ class IngestPipeline:
             exchange = exchange_label(run.exchange)
             if run.quarantined_trades is not None:
                 q = run.quarantined_trades
+                reasons = sorted({QuarantineReason(int(r)).name.lower() for r in q.reasons})
+                log.warning(
+                    "quarantined %d trades of %s:%s (%s), first id %d",
+                    len(q.trades),
+                    exchange,
+                    run.symbol,
+                    ", ".join(reasons),
+                    int(q.trades.trade_ids[0]),
+                )
                 for i in range(len(q.trades)):
                     why = QuarantineReason(int(q.reasons[i])).name.lower()
                     self._pending_quarantine.append(_trade_row(exchange, q.trades, i, why))
@@ -209,6 +222,13 @@ class IngestPipeline:
         for bar in source.too_late:
             self._pending_quarantine.append(_source_row(bar, "too_late"))
         for bar, reason in source.quarantined:
+            log.warning(
+                "quarantined the source bar of %s:%s at %d: %s",
+                exchange_label(bar.exchange),
+                bar.symbol,
+                bar.open_time_ns,
+                reason.name.lower(),
+            )
             self._pending_quarantine.append(_source_row(bar, reason.name.lower()))
 
     async def commit(self) -> None:
@@ -264,23 +284,24 @@ class IngestPipeline:
     def _build_commit(self) -> tuple[Commit, list[BarUpdate]]:
         updates = self._pending_updates + self._engine.advance(self._clock_ns())
         self._pending_updates = []
-        latest: dict[tuple[str, str, int], BarUpdate] = {}
+        latest: dict[tuple[int, str, str, int], BarUpdate] = {}
         for update in updates:  # a bar finalised then revised within one interval: keep the last
-            latest[(update.symbol, update.timeframe.label, update.open_time_ns // 1000)] = update
+            key = (update.exchange, update.symbol, update.timeframe.label)
+            latest[(*key, update.open_time_ns // 1000)] = update
         heads, finals = self._engine.snapshot_changes()
         retention = self._engine.config.retention_ns
         commit = Commit(
             candles=[candle_row(u) for u in latest.values()],
             engine_states=[
-                (h["symbol"], exchange_label(h["exchange"]), json.dumps(h, separators=(",", ":")))
+                (exchange_label(h["exchange"]), h["symbol"], json.dumps(h, separators=(",", ":")))
                 for h in heads
             ],
             engine_finals=[
-                (symbol, label, int(row[0]), exchange_label(exchange), json.dumps(row))
+                (exchange_label(exchange), symbol, label, int(row[0]), json.dumps(row))
                 for exchange, symbol, label, row in finals
             ],
             engine_horizons={
-                h["symbol"]: h["frontier_ns"] - retention
+                (exchange_label(h["exchange"]), h["symbol"]): h["frontier_ns"] - retention
                 for h in heads
                 if h["frontier_ns"] is not None
             },
@@ -346,8 +367,8 @@ def _trade_row(exchange: str, run: TradeRun, index: int, reason: str) -> tuple[o
         run.symbol,
         "trade",
         int(run.trade_ids[index]),
-        float(run.prices[index]),
-        float(run.quantities[index]),
+        to_decimal(int(run.prices[index]), run.price_scale),
+        to_decimal(int(run.quantities[index]), run.quantity_scale),
         ns_to_datetime(int(run.event_time_ns[index])),
         reason,
     )
@@ -359,8 +380,8 @@ def _source_row(bar: SourceBar, reason: str) -> tuple[object, ...]:
         bar.symbol,
         "source_bar",
         bar.open_time_ns,
-        bar.close,
-        bar.volume,
+        to_decimal(bar.close, bar.price_scale),
+        to_decimal(bar.volume, bar.quantity_scale),
         ns_to_datetime(bar.open_time_ns),
         reason,
     )

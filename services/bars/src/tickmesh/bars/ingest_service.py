@@ -12,7 +12,7 @@ from tickmesh.bars.bar_metrics import BarMetrics
 from tickmesh.bars.ingest_pipeline import AckQueue, IngestPipeline
 from tickmesh.core.errors import DomainError
 from tickmesh.core.ingest_protocol import REJECTED_SEQUENCE_KEY
-from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc
+from tickmesh.v2 import ingest_service_pb2, ingest_service_pb2_grpc
 
 
 class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
@@ -31,6 +31,7 @@ class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
         acks: AckQueue = asyncio.Queue()
         streams: set[str] = set()
         reader = asyncio.create_task(self._read(request_iterator, acks, streams, context))
+        waiter: asyncio.Task[tuple[str, int]] | None = None
         try:
             while True:
                 waiter = asyncio.create_task(acks.get())
@@ -38,15 +39,21 @@ class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
                 if waiter in done:
                     yield self._ack(*waiter.result())
                     continue
-                waiter.cancel()
                 reader.result()  # re-raise a rejected batch as its status code
                 while not acks.empty():
                     yield self._ack(*acks.get_nowait())
                 return
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            # A client that closes the call cancels this generator while it waits: both tasks
+            # must be cancelled and awaited here, or asyncio logs "Task was destroyed but it is
+            # pending!" for the ack waiter when it is garbage-collected.
+            for task in (waiter, reader):
+                if task is not None and not task.done():
+                    task.cancel()
+            for task in (waiter, reader):
+                if task is not None:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             for stream_id in streams:
                 self._pipeline.close_stream(stream_id, acks)
 

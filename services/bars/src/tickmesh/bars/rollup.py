@@ -1,12 +1,27 @@
-"""The bars of one symbol on one timeframe: forming bars, finality, flat bars, revisions, retention."""
+"""The bars of one symbol on one timeframe: forming bars, finality, flat bars, revisions, retention.
+
+Values are integer mantissas at the instrument's `Scales`, shared by its six books and raised
+for all of them at once when a finer input arrives (see SymbolBars.rescale_to).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from tickmesh.bars.bar_state import NEVER_FINAL, BarAccumulator, BarUpdate
+from tickmesh.bars.bar_state import NEVER_FINAL, BarAccumulator, BarUpdate, rescale_row
+from tickmesh.core.decimals import power_of_ten
 from tickmesh.core.timeframes import TimeframeSpec
+
+
+class Scales:
+    """The price and quantity scale of one instrument's bars (mutable: a finer input raises them)."""
+
+    __slots__ = ("price", "quantity")
+
+    def __init__(self, price: int = 0, quantity: int = 0) -> None:
+        self.price = price
+        self.quantity = quantity
 
 
 class TimeframeBook:
@@ -30,13 +45,22 @@ class TimeframeBook:
         "lowered",
         "prev_close",
         "pruned_until",
+        "scales",
         "spec",
         "symbol",
     )
 
-    def __init__(self, exchange: int, symbol: str, spec: TimeframeSpec, flat_fill: bool) -> None:
+    def __init__(
+        self,
+        exchange: int,
+        symbol: str,
+        spec: TimeframeSpec,
+        flat_fill: bool,
+        scales: Scales | None = None,
+    ) -> None:
         self.exchange = exchange
         self.symbol = symbol
+        self.scales = scales if scales is not None else Scales()
         self.spec = spec
         self.duration_ns = spec.duration_ns
         self.flat_fill = flat_fill
@@ -45,7 +69,7 @@ class TimeframeBook:
         # Lowest bucket ever emitted final; None while nothing is final, so the forming range may
         # still grow backwards for trades that arrive out of order before the first final bar.
         self.emitted_from: int | None = None
-        self.prev_close: float | None = None
+        self.prev_close: int | None = None
         self.pruned_until: int | None = None
         self.forming_changed: set[int] = set()
         # Final bars emitted or revised since the last `take_final_rows` (incremental snapshots).
@@ -77,20 +101,22 @@ class TimeframeBook:
     def merge(
         self,
         minute_ns: int,
-        open_: float,
-        high: float,
-        low: float,
-        close: float,
+        open_: int,
+        high: int,
+        low: int,
+        close: int,
         open_event_ns: int,
         open_trade_id: int,
         close_event_ns: int,
         close_trade_id: int,
-        volume: float,
-        quote_volume: float,
+        volume: int,
+        quote_volume: int,
         trade_count: int,
         from_source: bool,
         revised: set[int],
         out_of_order_trades: int = 0,
+        taker_buy_volume: int | None = None,
+        taker_buy_quote_volume: int | None = None,
     ) -> None:
         """Merge the partial bar of one minute into the bucket holding that minute."""
         bucket = minute_ns - minute_ns % self.duration_ns
@@ -112,6 +138,8 @@ class TimeframeBook:
                 True,
                 from_source,
                 out_of_order_trades=out_of_order_trades,
+                taker_buy_volume=taker_buy_volume,
+                taker_buy_quote_volume=taker_buy_quote_volume,
             )
         else:
             bar.merge(
@@ -127,7 +155,10 @@ class TimeframeBook:
                 quote_volume,
                 trade_count,
                 from_source,
-                out_of_order_trades=out_of_order_trades,
+                0,
+                out_of_order_trades,
+                taker_buy_volume,
+                taker_buy_quote_volume,
             )
         until = self.emitted_until
         if until is not None and bucket >= until:
@@ -150,9 +181,22 @@ class TimeframeBook:
         self.bars[bar.open_time_ns] = bar
         self._touch(bar.open_time_ns, revised)
 
+    def rescale(self, price_factor: int, quantity_factor: int) -> None:
+        """Multiply every held value up to finer scales (the caller updates the shared Scales)."""
+        for bar in self.bars.values():
+            bar.rescale(price_factor, quantity_factor)
+        if self.prev_close is not None:
+            self.prev_close *= price_factor
+
+    def _update(self, bar: BarAccumulator, final: bool) -> BarUpdate:
+        scales = self.scales
+        return bar.to_update(
+            self.exchange, self.symbol, self.spec, final, scales.price, scales.quantity
+        )
+
     def _emit_final(self, bar: BarAccumulator, out: list[BarUpdate]) -> None:
         """Emit a bar's final version and note it for the next incremental snapshot."""
-        out.append(bar.to_update(self.exchange, self.symbol, self.spec, True))
+        out.append(self._update(bar, True))
         self.finals_changed.add(bar.open_time_ns)
 
     def emit_revisions(self, revised: set[int], out: list[BarUpdate]) -> None:
@@ -251,7 +295,7 @@ class TimeframeBook:
         for bucket in sorted(self.forming_changed):
             bar = self.bars.get(bucket)
             if bar is not None and until is not None and bucket >= until:
-                out.append(bar.to_update(self.exchange, self.symbol, self.spec, False))
+                out.append(self._update(bar, False))
         self.forming_changed.clear()
 
     def children_rollup(self, minute_book: TimeframeBook, bucket: int) -> BarAccumulator | None:
@@ -269,12 +313,15 @@ class TimeframeBook:
 
     def take_final_rows(self) -> list[list[Any]]:
         """Return the rows of the final bars emitted or revised since the last call."""
-        rows = [self.bars[key].as_row() for key in sorted(self.finals_changed) if key in self.bars]
+        ps, qs = self.scales.price, self.scales.quantity
+        rows = [
+            self.bars[key].as_row(ps, qs) for key in sorted(self.finals_changed) if key in self.bars
+        ]
         self.finals_changed.clear()
         return rows
 
     def to_dict(self, with_finals: bool = True) -> dict[str, Any]:
-        """Return the book as a JSON-able dict (bars as rows of ACCUMULATOR_FIELDS).
+        """Return the book as a JSON-able dict (bars as rows of ROW_FIELDS).
 
         Without finals only the forming bars are included; the final ones then travel as rows
         from `take_final_rows` and come back through `add_final_rows`.
@@ -288,18 +335,34 @@ class TimeframeBook:
             "emitted_from": self.emitted_from,
             "prev_close": self.prev_close,
             "pruned_until": self.pruned_until,
-            "bars": [bar.as_row() for bar in bars],
+            "bars": [bar.as_row(self.scales.price, self.scales.quantity) for bar in bars],
         }
 
     def add_final_rows(self, rows: Iterable[list[Any]]) -> None:
-        """Load final bars saved as rows, skipping those pruned or not final by this book's state."""
+        """Load final bars saved as rows, skipping those pruned or not final by this book's state.
+
+        Each row names its scales; a row saved before the instrument's scales grew is multiplied
+        up (the caller first raises the scales to cover every row).
+        """
         until = self.emitted_until
         pruned = self.pruned_until
         for row in rows:
-            bar = BarAccumulator.from_row(row)
+            bar = BarAccumulator.from_row(self.at_book_scales(row))
             start = bar.open_time_ns
             if until is not None and start < until and (pruned is None or start >= pruned):
                 self.bars[start] = bar
+
+    def at_book_scales(self, row: list[Any]) -> list[Any]:
+        """Return a saved row (ROW_FIELDS) with its values at this book's scales."""
+        row_price, row_quantity = int(row[-2]), int(row[-1])
+        price, quantity = self.scales.price, self.scales.quantity
+        if (row_price, row_quantity) == (price, quantity):
+            return row
+        if row_price > price or row_quantity > quantity:
+            raise ValueError(f"saved bar of {self.symbol} is finer than its instrument's scales")
+        return rescale_row(
+            row, power_of_ten(price - row_price), power_of_ten(quantity - row_quantity)
+        )
 
     @classmethod
     def from_dict(
@@ -309,15 +372,16 @@ class TimeframeBook:
         spec: TimeframeSpec,
         flat_fill: bool,
         data: dict[str, Any],
+        scales: Scales,
     ) -> TimeframeBook:
-        """Rebuild a book saved by `to_dict`; every forming bar counts as changed."""
-        book = cls(exchange, symbol, spec, flat_fill)
+        """Rebuild a book saved by `to_dict` at `scales`; every forming bar counts as changed."""
+        book = cls(exchange, symbol, spec, flat_fill, scales)
         book.emitted_until = data["emitted_until"]
         book.emitted_from = data["emitted_from"]
         book.prev_close = data["prev_close"]
         book.pruned_until = data["pruned_until"]
         for row in data["bars"]:
-            bar = BarAccumulator.from_row(row)
+            bar = BarAccumulator.from_row(book.at_book_scales(row))
             book.bars[bar.open_time_ns] = bar
         until = book.emitted_until
         book.forming_changed = {key for key in book.bars if until is None or key >= until}

@@ -1,4 +1,7 @@
-"""The bar service's PostgreSQL adapter: candles, engine state, stream sequences, quarantine."""
+"""The bar service's PostgreSQL adapter: candles, engine state, stream sequences, quarantine.
+
+Every table is keyed by instrument (exchange label, symbol); prices and volumes are numeric.
+"""
 
 from __future__ import annotations
 
@@ -13,34 +16,38 @@ import asyncpg
 from tickmesh.bars.bar_rows import (
     CANDLE_COLUMNS,
     SELECT_CANDLE,
+    CandleRow,
     bar_from_record,
     ns_to_datetime,
 )
 from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert, next_sequence_values, upsert
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.exchanges import exchange_proto
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.sharding import Shard
 from tickmesh.core.timeframes import TIMEFRAMES
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
-_REVISION = CANDLE_COLUMNS.index("revision")
-# The writer takes each row's change id from candle_change_seq before writing it.
+# The writer takes each row's change id from candle_change_seq before writing it. Rows travel
+# as COPY text (see bar_rows.candle_row): eight numeric columns cost asyncpg's binary encoder
+# more than the rest of the row.
 CANDLES = UpsertSpec(
     table="candles",
     columns=(*CANDLE_COLUMNS, "change_id"),
-    key=("symbol", "timeframe", "time"),
+    key=("exchange", "symbol", "timeframe", "time"),
+    text_copy=True,
 )
 ENGINE_STATE = UpsertSpec(
     table="bar_engine_state",
-    columns=("symbol", "exchange", "state"),
-    key=("symbol",),
+    columns=("exchange", "symbol", "state"),
+    key=("exchange", "symbol"),
     update_expressions={"updated_at": "now()"},
 )
 ENGINE_FINALS = UpsertSpec(
     table="bar_engine_finals",
-    columns=("symbol", "timeframe", "open_time_ns", "exchange", "bar"),
-    key=("symbol", "timeframe", "open_time_ns"),
+    columns=("exchange", "symbol", "timeframe", "open_time_ns", "bar"),
+    key=("exchange", "symbol", "timeframe", "open_time_ns"),
 )
 STREAMS = UpsertSpec(
     table="ingest_streams",
@@ -56,14 +63,17 @@ QUARANTINE = UpsertSpec(
 )
 
 
-async def write_candles(conn: Connection, rows: Sequence[tuple[object, ...]]) -> list[int]:
-    """Upsert `candles` rows (CANDLE_COLUMNS order, keys unique); their change ids, in order."""
+async def write_candles(conn: Connection, rows: Sequence[CandleRow]) -> list[int]:
+    """Upsert `candles` rows (keys unique); their change ids, in order."""
     change_ids = await next_sequence_values(conn, "candle_change_seq", len(rows))
-    numbered = [(*row, change_id) for row, change_id in zip(rows, change_ids, strict=True)]
+    numbered = [
+        (row.revision, f"{row.text}\t{change_id}")
+        for row, change_id in zip(rows, change_ids, strict=True)
+    ]
     # A bar final for the first time (revision 0) is a new row unless a restart replays it,
     # so those go in by plain COPY; revisions overwrite rows that exist.
-    await insert_or_upsert(conn, CANDLES, [row for row in numbered if row[_REVISION] == 0])
-    await upsert(conn, CANDLES, [row for row in numbered if row[_REVISION] != 0])
+    await insert_or_upsert(conn, CANDLES, [line for revision, line in numbered if revision == 0])
+    await upsert(conn, CANDLES, [line for revision, line in numbered if revision != 0])
     return change_ids
 
 
@@ -71,11 +81,14 @@ async def write_candles(conn: Connection, rows: Sequence[tuple[object, ...]]) ->
 class Commit:
     """Everything one group commit makes durable, in one transaction."""
 
-    candles: list[tuple[object, ...]] = field(default_factory=list)
+    candles: list[CandleRow] = field(default_factory=list)
+    # (exchange label, symbol, state JSON)
     engine_states: list[tuple[str, str, str]] = field(default_factory=list)
-    engine_finals: list[tuple[str, str, int, str, str]] = field(default_factory=list)
-    # Retained final bars older than a symbol's horizon can no longer be revised: drop them.
-    engine_horizons: dict[str, int] = field(default_factory=dict)
+    # (exchange label, symbol, timeframe label, open time ns, bar row JSON)
+    engine_finals: list[tuple[str, str, str, int, str]] = field(default_factory=list)
+    # Retained final bars older than an instrument's horizon can no longer be revised: drop
+    # them. Keyed by (exchange label, symbol).
+    engine_horizons: dict[tuple[str, str], int] = field(default_factory=dict)
     stream_sequences: dict[str, int] = field(default_factory=dict)
     quarantine: list[tuple[object, ...]] = field(default_factory=list)
 
@@ -95,20 +108,23 @@ class BarStore:
     async def load_engine_state(
         self,
     ) -> tuple[list[dict[str, Any]], list[tuple[int, str, str, list[Any]]]]:
-        """The saved engine heads and retained final bars of every symbol this shard owns."""
-        heads = await self._pool.fetch("SELECT symbol, state FROM bar_engine_state")
+        """The saved engine heads and retained final bars of every instrument this shard owns."""
+        heads = await self._pool.fetch("SELECT exchange, symbol, state FROM bar_engine_state")
         finals = await self._pool.fetch(
-            "SELECT symbol, timeframe, exchange, bar FROM bar_engine_finals "
-            "ORDER BY symbol, timeframe, open_time_ns"
+            "SELECT exchange, symbol, timeframe, bar FROM bar_engine_finals "
+            "ORDER BY exchange, symbol, timeframe, open_time_ns"
         )
         return (
-            [json.loads(r["state"]) for r in heads if self._shard.owns(r["symbol"])],
+            [json.loads(r["state"]) for r in heads if self._owns(r)],
             [
                 (exchange_proto(r["exchange"]), r["symbol"], r["timeframe"], json.loads(r["bar"]))
                 for r in finals
-                if self._shard.owns(r["symbol"])
+                if self._owns(r)
             ],
         )
+
+    def _owns(self, record: asyncpg.Record) -> bool:
+        return self._shard.owns(InstrumentId.of(record["exchange"], record["symbol"]))
 
     async def load_stream_sequences(self) -> dict[str, int]:
         """The last durable sequence of every ingest stream."""
@@ -126,11 +142,14 @@ class BarStore:
                 # The engine prunes each timeframe at the horizon floored to its bar length.
                 await conn.execute(
                     "DELETE FROM bar_engine_finals f "
-                    "USING unnest($1::text[], $2::bigint[]) AS h(symbol, horizon), "
-                    "unnest($3::text[], $4::bigint[]) AS d(timeframe, duration) "
-                    "WHERE f.symbol = h.symbol AND f.timeframe = d.timeframe "
+                    "USING unnest($1::text[], $2::text[], $3::bigint[]) "
+                    "AS h(exchange, symbol, horizon), "
+                    "unnest($4::text[], $5::bigint[]) AS d(timeframe, duration) "
+                    "WHERE f.exchange = h.exchange AND f.symbol = h.symbol "
+                    "AND f.timeframe = d.timeframe "
                     "AND f.open_time_ns < h.horizon - h.horizon % d.duration",
-                    list(commit.engine_horizons),
+                    [exchange for exchange, _ in commit.engine_horizons],
+                    [symbol for _, symbol in commit.engine_horizons],
                     list(commit.engine_horizons.values()),
                     [tf.label for tf in TIMEFRAMES],
                     [tf.duration_ns for tf in TIMEFRAMES],
@@ -144,13 +163,14 @@ class BarStore:
         return change_ids
 
     async def fetch_range(
-        self, symbol: str, timeframe: str, start_ns: int, end_ns: int, limit: int
+        self, instrument: InstrumentId, timeframe: str, start_ns: int, end_ns: int, limit: int
     ) -> list[market_pb2.Bar]:
-        """The latest `limit` final bars with start <= open time < end, oldest first."""
+        """The latest `limit` final bars of an instrument with start <= open time < end, oldest first."""
         rows = await self._pool.fetch(
-            f"SELECT {SELECT_CANDLE} FROM candles WHERE symbol = $1 AND timeframe = $2 "
-            "AND time >= $3 AND time < $4 ORDER BY time DESC LIMIT $5",
-            symbol,
+            f"SELECT {SELECT_CANDLE} FROM candles WHERE exchange = $1 AND symbol = $2 "
+            "AND timeframe = $3 AND time >= $4 AND time < $5 ORDER BY time DESC LIMIT $6",
+            instrument.venue,
+            instrument.symbol,
             timeframe,
             ns_to_datetime(start_ns),
             ns_to_datetime(end_ns),
@@ -161,21 +181,25 @@ class BarStore:
     async def fetch_changes(
         self,
         after_change_id: int,
-        symbols: Sequence[str],
+        instruments: Sequence[InstrumentId],
         timeframes: Sequence[str],
         limit: int,
     ) -> tuple[list[market_pb2.Bar], int | None]:
         """Persisted bars of this shard with a change id above `after_change_id`, in change-id
-        order, and the last change id looked at (None when there was none): page on from it."""
+        order, and the last change id looked at (None when there was none): page on from it.
+
+        `instruments` filters (empty: every instrument)."""
         rows = await self._pool.fetch(
             f"SELECT {SELECT_CANDLE} FROM candles WHERE change_id > $1 "
-            "AND (cardinality($2::text[]) = 0 OR symbol = ANY($2::text[])) "
-            "AND (cardinality($3::text[]) = 0 OR timeframe = ANY($3::text[])) "
-            "ORDER BY change_id LIMIT $4",
+            "AND (cardinality($2::text[]) = 0 OR (exchange, symbol) IN "
+            "(SELECT * FROM unnest($2::text[], $3::text[]))) "
+            "AND (cardinality($4::text[]) = 0 OR timeframe = ANY($4::text[])) "
+            "ORDER BY change_id LIMIT $5",
             after_change_id,
-            list(symbols),
+            [i.venue for i in instruments],
+            [i.symbol for i in instruments],
             list(timeframes),
             limit,
         )
         last_seen = rows[-1]["change_id"] if rows else None
-        return [bar_from_record(r) for r in rows if self._shard.owns(r["symbol"])], last_seen
+        return [bar_from_record(r) for r in rows if self._owns(r)], last_seen

@@ -1,7 +1,7 @@
 """Fan-out of bars to `BarService.Subscribe` streams, each with a bounded backlog.
 
 Final bars and revisions queue in order and are never dropped; forming bars are coalesced
-to the latest per symbol and timeframe. A subscriber whose backlog of finals passes the
+to the latest per instrument and timeframe. A subscriber whose backlog of finals passes the
 bound is ended (the servicer answers RESOURCE_EXHAUSTED) and resumes from its change id.
 """
 
@@ -11,24 +11,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tickmesh.core.fanout import BoundedSubscription, Fanout, SubscriberOverflowError
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 __all__ = ["BarFilter", "BarHub", "SubscriberOverflowError", "Subscription"]
 
-BarKey = tuple[str, int]  # symbol, timeframe enum
+BarKey = tuple[int, str, int]  # exchange enum, symbol, timeframe enum
+InstrumentKey = tuple[int, str]  # exchange enum, symbol
 
 
 @dataclass(frozen=True)
 class BarFilter:
     """Which bars a subscriber wants; empty sets mean everything."""
 
-    symbols: frozenset[str] = frozenset()
+    instruments: frozenset[InstrumentKey] = frozenset()
     timeframes: frozenset[int] = frozenset()
     include_forming: bool = False
 
     def wants(self, bar: market_pb2.Bar) -> bool:
-        """True when `bar` passes the symbol and timeframe filters."""
-        return (not self.symbols or bar.symbol in self.symbols) and (
+        """True when `bar` passes the instrument and timeframe filters."""
+        return (not self.instruments or (bar.exchange, bar.symbol) in self.instruments) and (
             not self.timeframes or bar.timeframe in self.timeframes
         )
 
@@ -43,15 +44,15 @@ class Subscription(BoundedSubscription[market_pb2.Bar]):
 
     def on_queued(self, item: market_pb2.Bar) -> None:
         """A final supersedes a forming version of the same bar still waiting."""
-        self.forming.pop((item.symbol, item.timeframe), None)
+        self.forming.pop((item.exchange, item.symbol, item.timeframe), None)
 
     def offer_forming(self, bars: Iterable[market_pb2.Bar]) -> None:
-        """Keep only the latest forming bar per symbol and timeframe."""
+        """Keep only the latest forming bar per instrument and timeframe."""
         if not self.bar_filter.include_forming:
             return
         for bar in bars:
             if self.bar_filter.wants(bar):
-                self.forming[(bar.symbol, bar.timeframe)] = bar
+                self.forming[(bar.exchange, bar.symbol, bar.timeframe)] = bar
         if self.forming:
             self.wake()
 

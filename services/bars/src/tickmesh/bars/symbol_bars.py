@@ -9,6 +9,10 @@ still forming: revising a final bar (re-persisted, re-emitted on six timeframes,
 analytics from there on) only to raise a counter would turn every overlap of a REST backfill
 with the live stream into a revision storm. Duplicates of final or pruned minutes are still
 counted in the bar service's trade metrics (outcome "duplicate").
+
+Values are exact integers at the instrument's one (price scale, quantity scale): a run at a
+coarser scale is multiplied up (vectorised, int64 when it fits), and a run or source bar at a
+finer scale first raises the scales of every held bar (`rescale_to`, the rare path).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tickmesh.bars.bar_state import (
+    ROW_FIELDS,
     SOURCE_CLOSE_TRADE_ID,
     SOURCE_OPEN_TRADE_ID,
     BarAccumulator,
@@ -26,14 +31,18 @@ from tickmesh.bars.bar_state import (
 )
 from tickmesh.bars.config import EngineConfig
 from tickmesh.bars.dedup import TradeIdSet
+from tickmesh.bars.legacy_snapshots import LEGACY_SNAPSHOT_VERSION, upgrade_row, upgrade_snapshot
 from tickmesh.bars.minutes import aggregate_minutes
 from tickmesh.bars.results import SourceBarResult, TradeRunResult
-from tickmesh.bars.rollup import TimeframeBook
+from tickmesh.bars.rollup import Scales, TimeframeBook
+from tickmesh.bars.scaling import raise_scales, run_at_scales
 from tickmesh.bars.trade_filter import AcceptedTrades, OrderKey, sort_run
 from tickmesh.bars.trades import QuarantineReason, SourceBar, TradeRun
+from tickmesh.core.decimals import power_of_ten
 from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES
 
-SNAPSHOT_VERSION = 1
+# Version 2: integer values at the instrument's scales (version 1 held floats, see legacy_snapshots).
+SNAPSHOT_VERSION = 2
 IntArray = npt.NDArray[np.int64]
 SourceBarFate = Literal["accepted", "replaced", "duplicate", "too_late"]
 
@@ -51,6 +60,7 @@ class SymbolBars:
         "ids",
         "max_event_ns",
         "order_key",
+        "scales",
         "symbol",
     )
 
@@ -60,7 +70,12 @@ class SymbolBars:
         self.config = config
         self.ids = TradeIdSet(config.max_id_intervals)
         flat_fill = exchange in config.flat_fill_exchanges
-        self.books = tuple(TimeframeBook(exchange, symbol, spec, flat_fill) for spec in TIMEFRAMES)
+        # None until the first input sets them; every book shares the one Scales object.
+        self.scales: Scales | None = None
+        shared = Scales()
+        self.books = tuple(
+            TimeframeBook(exchange, symbol, spec, flat_fill, shared) for spec in TIMEFRAMES
+        )
         self.max_event_ns: int | None = None
         # Wall-clock time at which max_event_ns was last raised: the symbol's clock runs on from
         # its last event time by the wall-clock time elapsed since (see symbol_clock_ns).
@@ -80,10 +95,27 @@ class SymbolBars:
         horizon = self.frontier_ns - self.config.retention_ns
         return horizon - horizon % NS_PER_MINUTE
 
+    def _cover_scales(self, price_scale: int, quantity_scale: int) -> Scales:
+        """Make the instrument's scales at least these (first input, or a finer one)."""
+        scales = self.scales
+        if scales is None:
+            scales = self.books[0].scales
+            scales.price, scales.quantity = price_scale, quantity_scale
+            self.scales = scales
+        elif price_scale > scales.price or quantity_scale > scales.quantity:
+            self.rescale_to(max(price_scale, scales.price), max(quantity_scale, scales.quantity))
+        return scales
+
+    def rescale_to(self, price_scale: int, quantity_scale: int) -> None:
+        """Raise the instrument's scales, multiplying every held value up (exact, rare)."""
+        raise_scales(self.books, price_scale, quantity_scale)
+        self.scales = self.books[0].scales
+
     def apply_trades(self, run: TradeRun, clock_ns: int | None) -> TradeRunResult:
         """Apply one trade run: dedup, quarantine, exclude non-market, build bars, emit finals."""
         if len(run) == 0:
             return TradeRunResult(self.exchange, self.symbol, [], 0, 0, 0, 0, 0)
+        run = run_at_scales(run, self._cover_scales(run.price_scale, run.quantity_scale))
         future_limit = None if clock_ns is None else clock_ns + self.config.max_future_ns
         fates = sort_run(run, self.ids, future_limit, self.late_before_ns(), self.order_key)
         self.order_key = fates.order_key
@@ -145,6 +177,7 @@ class SymbolBars:
             trades.event_time_ns,
             trades.trade_counts,
             trades.out_of_order,
+            trades.taker_buys,
         )
         pairs = list(zip(self.books, revised, strict=True))
         for i in range(len(minutes)):
@@ -165,6 +198,8 @@ class SymbolBars:
                     False,
                     book_revised,
                     minutes.out_of_order_trades[i],
+                    minutes.taker_buy_volume[i],
+                    minutes.taker_buy_quote_volume[i],
                 )
 
     def _settle(
@@ -243,7 +278,13 @@ class SymbolBars:
             if problem is not None:
                 result.quarantined.append((bar, problem))
                 continue
-            outcome = self._apply_source_bar(bar, revised)
+            scales = self._cover_scales(bar.price_scale, bar.quantity_scale)
+            outcome = self._apply_source_bar(
+                bar,
+                power_of_ten(scales.price - bar.price_scale),
+                power_of_ten(scales.quantity - bar.quantity_scale),
+                revised,
+            )
             if outcome == "too_late":
                 result.too_late.append(bar)
                 continue
@@ -262,36 +303,42 @@ class SymbolBars:
         frontier = None if latest is None else latest - self.config.allowed_lateness_ns
         self._settle(frontier, revised, result.updates)
 
-    def _apply_source_bar(self, bar: SourceBar, revised: list[set[int]]) -> SourceBarFate:
-        """Merge or replace one sound 1m source bar; return its fate."""
+    def _apply_source_bar(
+        self, bar: SourceBar, price_factor: int, quantity_factor: int, revised: list[set[int]]
+    ) -> SourceBarFate:
+        """Merge or replace one sound 1m source bar (values times the factors); return its fate."""
         minute_book = self.books[0]
         late_before = self.late_before_ns()
         start = bar.open_time_ns
         if late_before is not None and start < late_before:
             return "too_late"
-        # Yahoo bars carry no quote volume: estimate it at the typical price (H+L+C)/3.
-        quote_volume = bar.volume * (bar.high + bar.low + bar.close) / 3.0
+        o, h, lo, c = (v * price_factor for v in (bar.open, bar.high, bar.low, bar.close))
+        volume = bar.volume * quantity_factor
+        # Yahoo bars carry no quote volume: estimate it at the typical price (H+L+C)/3, rounded
+        # to the quote scale (no tie is possible when dividing by 3).
+        whole, remainder = divmod(volume * (h + lo + c), 3)
+        quote_volume = whole + (1 if remainder == 2 else 0)
         fields = (
-            bar.open,
-            bar.high,
-            bar.low,
-            bar.close,
+            o,
+            h,
+            lo,
+            c,
             start,
             SOURCE_OPEN_TRADE_ID,
             start + NS_PER_MINUTE - 1,
             SOURCE_CLOSE_TRADE_ID,
-            bar.volume,
+            volume,
             quote_volume,
             0,
         )
         existing = minute_book.bars.get(start)
         if existing is None or not existing.has_data:
             for book, book_revised in zip(self.books, revised, strict=True):
-                book.merge(start, *fields, True, book_revised)
+                book.merge(start, *fields, True, book_revised)  # taker-buy volumes unknown
             return "accepted"
         if existing.from_source and (
             (existing.open, existing.high, existing.low, existing.close, existing.volume)
-            == (bar.open, bar.high, bar.low, bar.close, bar.volume)
+            == (o, h, lo, c, volume)
         ):
             return "duplicate"
         # A changed source bar replaces the old one; higher timeframes cannot subtract the old
@@ -318,6 +365,8 @@ class SymbolBars:
             "version": SNAPSHOT_VERSION,
             "exchange": self.exchange,
             "symbol": self.symbol,
+            "price_scale": None if self.scales is None else self.scales.price,
+            "quantity_scale": None if self.scales is None else self.scales.quantity,
             "max_event_ns": self.max_event_ns,
             "event_seen_wall_ns": self.event_seen_wall_ns,
             "frontier_ns": self.frontier_ns,
@@ -332,7 +381,14 @@ class SymbolBars:
         return {label: changed for label, changed in rows.items() if changed}
 
     def add_final_rows(self, label: str, rows: list[list[Any]]) -> None:
-        """Load saved final-bar rows of one timeframe (after `from_dict` of a head)."""
+        """Load saved final-bar rows of one timeframe (after `from_dict` of a head).
+
+        A row saved by the float version (legacy_snapshots) is converted first; a row finer
+        than the instrument raises its scales.
+        """
+        rows = [upgrade_row(row) if len(row) < len(ROW_FIELDS) else row for row in rows]
+        for row in rows:
+            self._cover_scales(int(row[-2]), int(row[-1]))
         for book in self.books:
             if book.spec.label == label:
                 book.add_final_rows(rows)
@@ -341,10 +397,17 @@ class SymbolBars:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: EngineConfig) -> SymbolBars:
-        """Rebuild a symbol saved by `to_dict`; ValueError for an unknown snapshot version."""
+        """Rebuild a symbol saved by `to_dict`; ValueError for an unknown snapshot version.
+
+        A head saved by the float version is converted to exact values (see legacy_snapshots).
+        """
+        if data.get("version") == LEGACY_SNAPSHOT_VERSION:
+            data = upgrade_snapshot(data)
         if data.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported bar snapshot version {data.get('version')!r}")
         restored = cls(int(data["exchange"]), str(data["symbol"]), config)
+        if data["price_scale"] is not None:
+            restored._cover_scales(int(data["price_scale"]), int(data["quantity_scale"]))
         restored.max_event_ns = data["max_event_ns"]
         restored.event_seen_wall_ns = data.get("event_seen_wall_ns")
         restored.frontier_ns = data["frontier_ns"]
@@ -356,9 +419,15 @@ class SymbolBars:
             restored.order_key = (restored.max_event_ns, -(2**63))
         restored.ids = TradeIdSet.from_dict(data["trade_ids"], config.max_id_intervals)
         flat_fill = restored.exchange in config.flat_fill_exchanges
+        shared = restored.books[0].scales
         restored.books = tuple(
             TimeframeBook.from_dict(
-                restored.exchange, restored.symbol, spec, flat_fill, data["books"][spec.label]
+                restored.exchange,
+                restored.symbol,
+                spec,
+                flat_fill,
+                data["books"][spec.label],
+                shared,
             )
             for spec in TIMEFRAMES
         )
