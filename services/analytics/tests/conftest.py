@@ -27,6 +27,7 @@ def random_walk_bars(
     high = np.maximum(open_, close) * (1.0 + rng.uniform(0.0, 0.005, count))
     low = np.minimum(open_, close) * (1.0 - rng.uniform(0.0, 0.005, count))
     volume = rng.uniform(1.0, 100.0, count)
+    taker_buy = volume * rng.uniform(0.0, 1.0, count)
     return [
         BarInput(
             open_time_ns=start_ns + index * step_ns,
@@ -37,6 +38,7 @@ def random_walk_bars(
             volume=float(volume[index]),
             quote_volume=float(volume[index] * close[index]),
             trade_count=int(volume[index]) + 1,
+            taker_buy_volume=float(taker_buy[index]),
         )
         for index in range(count)
     ]

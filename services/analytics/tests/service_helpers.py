@@ -17,8 +17,9 @@ from tickmesh.analytics.engine import AnalyticsEngine
 from tickmesh.analytics.group_commit import GroupCommitter
 from tickmesh.analytics.hub import AnalyticsHub
 from tickmesh.analytics.store import AnalyticsStore
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.metrics import CoreMetrics
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 NS_PER_MINUTE = 60_000_000_000
 START_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01 00:00 UTC
@@ -29,26 +30,51 @@ def unique_symbol(prefix: str = "T") -> str:
     return f"{prefix}{secrets.token_hex(4).upper()}"
 
 
-def walk_bars(symbol: str, count: int, seed: int, first_change_id: int = 1) -> list[market_pb2.Bar]:
-    """`count` final 1m proto bars of a random walk, with growing change ids."""
+def unique_instrument(
+    prefix: str = "T", exchange: int = market_pb2.EXCHANGE_BINANCE_USDM
+) -> InstrumentId:
+    """An instrument no other test uses, on `exchange` (Binance USD-M by default)."""
+    return InstrumentId(exchange, unique_symbol(prefix))
+
+
+def decimal_text(value: float, places: int = 8) -> str:
+    """A float as the bar service writes values: a plain decimal string without trailing zeros."""
+    text = f"{value:.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def value(bar: market_pb2.Bar, field: str) -> float:
+    """A decimal-string field of a proto bar as the float analytics computes with."""
+    return float(getattr(bar, field))
+
+
+def walk_bars(
+    instrument: InstrumentId, count: int, seed: int, first_change_id: int = 1
+) -> list[market_pb2.Bar]:
+    """`count` final 1m proto bars of a random walk, with growing change ids.
+
+    Prices have 4 decimals and volumes 3, as exact decimal strings.
+    """
     rng = np.random.default_rng(seed)
     close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, count)))
     open_ = np.concatenate(([close[0]], close[:-1]))
     high = np.maximum(open_, close) * 1.001
     low = np.minimum(open_, close) * 0.999
-    volume = rng.uniform(1.0, 100.0, count)
+    volume = np.round(rng.uniform(1.0, 100.0, count), 3)
+    taker_share = rng.uniform(0.0, 1.0, count)
     return [
         market_pb2.Bar(
-            symbol=symbol,
-            exchange=market_pb2.EXCHANGE_SIMULATOR,
+            symbol=instrument.symbol,
+            exchange=market_pb2.Exchange.ValueType(instrument.exchange),
             timeframe=market_pb2.TIMEFRAME_1M,
             open_time_ns=START_NS + i * NS_PER_MINUTE,
-            open=float(open_[i]),
-            high=float(high[i]),
-            low=float(low[i]),
-            close=float(close[i]),
-            volume=float(volume[i]),
-            quote_volume=float(volume[i] * close[i]),
+            open=decimal_text(open_[i], 4),
+            high=decimal_text(high[i], 4),
+            low=decimal_text(low[i], 4),
+            close=decimal_text(close[i], 4),
+            volume=decimal_text(volume[i], 3),
+            quote_volume=decimal_text(volume[i] * close[i], 7),
+            taker_buy_volume=decimal_text(volume[i] * taker_share[i], 3),
             trade_count=int(volume[i]) + 1,
             vwap=float(close[i]),
             final=True,
@@ -58,8 +84,8 @@ def walk_bars(symbol: str, count: int, seed: int, first_change_id: int = 1) -> l
     ]
 
 
-def replace_bar(bar: market_pb2.Bar, **changes: float) -> market_pb2.Bar:
-    """A copy of a proto bar with some fields changed."""
+def replace_bar(bar: market_pb2.Bar, **changes: str | int) -> market_pb2.Bar:
+    """A copy of a proto bar with some fields changed (values as decimal strings)."""
     copy = market_pb2.Bar()
     copy.CopyFrom(bar)
     for name, value in changes.items():
@@ -80,7 +106,7 @@ class ServiceParts:
     async def feed(self, bars: list[market_pb2.Bar]) -> None:
         """Process bars as the consumer does (fresh streams start empty), then commit them."""
         for bar in bars:
-            key = (bar.symbol, int(bar.timeframe))
+            key = self.engine.key_of(bar)
             if not self.engine.knows(key):
                 self.engine.warm(key)
             result = self.engine.process(bar)

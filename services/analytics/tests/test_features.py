@@ -14,6 +14,9 @@ from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.feature_catalog import FEATURE_VERSION, feature_catalog
 from tickmesh.analytics.features import compute_features, feature_values
 from tickmesh.analytics.indicators import IndicatorWindow
+from tickmesh.v2 import market_pb2
+
+from .domain_helpers import ETHUSDT_USDM, TEST
 
 Walk = Callable[[int, int], list[BarInput]]
 GROUPS_REQUIRED = {
@@ -32,7 +35,7 @@ GROUPS_REQUIRED = {
 
 def stream_features(bars: Sequence[BarInput]) -> list[dict[str, float]]:
     """Feed bars one at a time; return each bar's feature values."""
-    window = IndicatorWindow("TEST", 1)
+    window = IndicatorWindow(TEST, 1)
     out: list[dict[str, float]] = []
     for bar in bars:
         previous = window.latest
@@ -125,6 +128,26 @@ def test_feature_values_known_bar_gives_expected_values() -> None:
     assert values["day_of_week_sin"] == pytest.approx(0.0)
     assert values["day_of_week_cos"] == pytest.approx(1.0)
     assert "return_3" not in values
+    # Bars without taker-buy volume (source bars, rows stored before v2) have no taker features.
+    assert "taker_buy_ratio" not in values
+
+
+def test_feature_values_taker_buy_ratios_from_taker_buy_volume(make_random_walk: Walk) -> None:
+    bars = make_random_walk(30, 81)
+    values = stream_features(bars)[-1]
+    assert values["taker_buy_ratio"] == bars[-1].taker_buy_volume / bars[-1].volume
+    taker = math.fsum(bar.taker_buy_volume for bar in bars[-20:])
+    total = math.fsum(bar.volume for bar in bars[-20:])
+    assert values["taker_buy_ratio_20"] == pytest.approx(taker / total, rel=1e-12)
+    assert 0.0 <= values["taker_buy_ratio_20"] <= 1.0
+    # One bar of unknown taker-buy volume in the 20: the 20-bar ratio is absent, not wrong.
+    bars[-5] = replace(bars[-5], taker_buy_volume=math.nan)
+    unknown = stream_features(bars)[-1]
+    assert "taker_buy_ratio_20" not in unknown
+    assert unknown["taker_buy_ratio"] == values["taker_buy_ratio"]
+    # A flat bar (no trades) has no taker-buy ratio.
+    bars[-1] = replace(bars[-1], volume=0.0, taker_buy_volume=0.0)
+    assert "taker_buy_ratio" not in stream_features(bars)[-1]
 
 
 def test_feature_values_volatility_matches_direct_formulas(make_random_walk: Walk) -> None:
@@ -140,12 +163,12 @@ def test_feature_values_volatility_matches_direct_formulas(make_random_walk: Wal
 
 
 def test_compute_features_to_proto_carries_version_and_values(make_random_walk: Walk) -> None:
-    window = IndicatorWindow("ETHUSDT", 1)
+    window = IndicatorWindow(ETHUSDT_USDM, 1)
     for bar in make_random_walk(30, 71):
         indicators = window.update(bar).indicators[0]
     features = compute_features(window.bars, indicators, window.previous())
     message = features.to_proto()
     assert message.feature_version == FEATURE_VERSION
-    assert message.symbol == "ETHUSDT"
+    assert (message.exchange, message.symbol) == (market_pb2.EXCHANGE_BINANCE_USDM, "ETHUSDT")
     assert dict(message.values) == pytest.approx(dict(features.values))
     assert "return_20" in message.values

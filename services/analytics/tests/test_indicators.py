@@ -15,7 +15,9 @@ from talib._ta_lib import MA_Type
 from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.indicators import IndicatorWindow, RevisionOutOfRangeError
 from tickmesh.analytics.results import INDICATOR_NAMES, Indicators
-from tickmesh.v1 import analytics_pb2
+from tickmesh.v2 import analytics_pb2, market_pb2
+
+from .domain_helpers import BTCUSDT_USDM, TEST
 
 TOLERANCE = 1e-9
 NS_PER_DAY = 86_400_000_000_000
@@ -25,7 +27,7 @@ Series = npt.NDArray[np.float64]
 
 def feed(bars: Sequence[BarInput], capacity: int = 320) -> list[Indicators]:
     """Feed bars one at a time and return each bar's indicators."""
-    window = IndicatorWindow("TEST", 1, capacity)
+    window = IndicatorWindow(TEST, 1, capacity)
     out: list[Indicators] = []
     for bar in bars:
         update = window.update(bar)
@@ -175,7 +177,7 @@ def test_indicator_window_revised_bar_matches_batch_on_revised_history(
     make_random_walk: Walk,
 ) -> None:
     bars = make_random_walk(700, 5)
-    window = IndicatorWindow("TEST", 1)
+    window = IndicatorWindow(TEST, 1)
     for bar in bars:
         window.update(bar)
     revised_at = 650
@@ -202,7 +204,7 @@ def test_indicator_window_revised_bar_matches_batch_on_revised_history(
 def test_indicator_window_late_bar_inserted_matches_batch(make_random_walk: Walk) -> None:
     bars = make_random_walk(400, 8)
     late = 380
-    window = IndicatorWindow("TEST", 1)
+    window = IndicatorWindow(TEST, 1)
     for bar in bars[:late] + bars[late + 1 :]:
         window.update(bar)
     update = window.update(bars[late])
@@ -225,7 +227,7 @@ def test_indicator_window_invalid_bar_rejected_with_reason_and_state_unchanged(
     make_random_walk: Walk, field: str, value: float, reason_part: str
 ) -> None:
     bars = make_random_walk(120, 2)
-    window = IndicatorWindow("TEST", 1)
+    window = IndicatorWindow(TEST, 1)
     for bar in bars[:100]:
         window.update(bar)
     base = bars[100]
@@ -264,7 +266,7 @@ def test_indicator_window_short_history_returns_none_not_nan(make_random_walk: W
 
 def test_indicator_window_revision_older_than_ring_raises(make_random_walk: Walk) -> None:
     bars = make_random_walk(260, 6)
-    window = IndicatorWindow("TEST", 1, capacity=200)
+    window = IndicatorWindow(TEST, 1, capacity=200)
     for bar in bars:
         window.update(bar)
     with pytest.raises(RevisionOutOfRangeError):
@@ -273,7 +275,7 @@ def test_indicator_window_revision_older_than_ring_raises(make_random_walk: Walk
 
 def test_indicator_window_revision_within_small_ring_matches_batch(make_random_walk: Walk) -> None:
     bars = make_random_walk(900, 9)
-    window = IndicatorWindow("TEST", 1, capacity=200)
+    window = IndicatorWindow(TEST, 1, capacity=200)
     for bar in bars:
         window.update(bar)
     oldest_kept = len(bars) - 200
@@ -307,9 +309,9 @@ def test_vwap_zero_volume_session_is_none() -> None:
 
 
 def test_indicators_to_proto_leaves_missing_fields_unset() -> None:
-    indicators = Indicators("BTCUSDT", 2, 123, rsi=55.5, sma_20=None)
+    indicators = Indicators(BTCUSDT_USDM, 2, 123, rsi=55.5, sma_20=None)
     message = indicators.to_proto()
-    assert message.symbol == "BTCUSDT"
+    assert (message.exchange, message.symbol) == (market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT")
     assert message.timeframe == 2
     assert message.open_time_ns == 123
     assert message.HasField("rsi")
@@ -321,6 +323,6 @@ def test_indicators_dataclass_fields_mirror_proto_fields() -> None:
     proto = [
         field.name
         for field in analytics_pb2.Indicators.DESCRIPTOR.fields
-        if field.name not in {"symbol", "timeframe", "open_time_ns"}
+        if field.name not in {"symbol", "exchange", "timeframe", "open_time_ns"}
     ]
     assert list(INDICATOR_NAMES) == proto

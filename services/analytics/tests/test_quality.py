@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from tickmesh.analytics.bars import BarInput
@@ -23,7 +24,10 @@ from tickmesh.analytics.quality import (
     cross_timeframe_anomaly,
     roll_up,
 )
+from tickmesh.analytics.quality.checks import robust_zscore
 from tickmesh.core.timeframes import from_label
+
+from .domain_helpers import TEST, XRPETH_SPOT
 
 Walk = Callable[[int, int], list[BarInput]]
 MINUTE = 60_000_000_000
@@ -32,7 +36,7 @@ FIVE_MINUTES = 5 * MINUTE
 
 def monitor_after(bars: list[BarInput], label: str = "1m") -> QualityMonitor:
     """A monitor that has observed `bars`."""
-    monitor = QualityMonitor("TEST", from_label(label), QualityConfig())
+    monitor = QualityMonitor(TEST, from_label(label), QualityConfig())
     for bar in bars:
         monitor.observe(bar)
     return monitor
@@ -125,7 +129,7 @@ def test_quality_old_last_bar_fails_stale_check(make_random_walk: Walk) -> None:
 
 
 def test_quality_no_bars_yet_is_stale() -> None:
-    quality = QualityMonitor("TEST", from_label("1m"), QualityConfig()).assess(10**18)
+    quality = QualityMonitor(TEST, from_label("1m"), QualityConfig()).assess(10**18)
     assert CHECK_STALE in quality.checks_failed
 
 
@@ -200,7 +204,7 @@ def test_roll_up_naive_open_including_flats_disagrees_with_binance(
 def test_quality_five_minute_monitor_passes_cross_timeframe_on_real_klines(
     xrpeth_minute_bars: list[BarInput], xrpeth_five_minute_bars: list[BarInput]
 ) -> None:
-    monitor = QualityMonitor("XRPETH", from_label("5m"), QualityConfig())
+    monitor = QualityMonitor(XRPETH_SPOT, from_label("5m"), QualityConfig())
     for five in xrpeth_five_minute_bars[-150:]:
         start = five.open_time_ns
         minute_bars = [
@@ -237,7 +241,7 @@ def test_cross_timeframe_hand_altered_five_minute_bar_fails(
     assert anomaly is not None
     assert anomaly.check == CHECK_CROSS_TIMEFRAME
     assert field in anomaly.detail
-    monitor = QualityMonitor("XRPETH", from_label("5m"), QualityConfig())
+    monitor = QualityMonitor(XRPETH_SPOT, from_label("5m"), QualityConfig())
     monitor.observe(altered, minute_bars)
     quality = monitor.assess(five.open_time_ns + FIVE_MINUTES)
     assert CHECK_CROSS_TIMEFRAME in quality.checks_failed
@@ -261,3 +265,19 @@ def test_quality_to_proto_keeps_checks_and_anomalies(make_random_walk: Walk) -> 
     assert list(message.checks_failed) == list(quality.checks_failed)
     assert [a.check for a in message.anomalies] == [a.check for a in quality.anomalies]
     assert 0.0 < message.score < 1.0
+
+
+@pytest.mark.parametrize("count", [20, 21, 119, 120])
+def test_robust_zscore_equals_the_numpy_median_formula(count: int) -> None:
+    rng = np.random.default_rng(count)
+    for trial in range(200):
+        history = rng.normal(0.0, 0.01, count)
+        if trial % 5 == 0:
+            history[: count - 3] = 0.0  # mostly flat: MAD 0, the mean deviation takes over
+        value = float(rng.normal(0.0, 0.05))
+        median = float(np.median(history))
+        deviations = np.abs(history - median)
+        sigma = 1.4826 * float(np.median(deviations))
+        if sigma == 0.0:
+            sigma = 1.2533 * float(deviations.mean())
+        assert robust_zscore(list(history), value) == abs(value - median) / sigma

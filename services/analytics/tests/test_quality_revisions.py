@@ -11,7 +11,7 @@ import pytest
 from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.engine import AnalyticsEngine
 from tickmesh.analytics.indicators import RevisionOutOfRangeError
-from tickmesh.analytics.pipeline import SymbolAnalytics
+from tickmesh.analytics.pipeline import InstrumentAnalytics
 from tickmesh.analytics.quality import (
     CHECK_CROSS_TIMEFRAME,
     CHECK_GAPS,
@@ -23,7 +23,9 @@ from tickmesh.analytics.quality import (
 )
 from tickmesh.analytics.results import Quality
 from tickmesh.core.timeframes import from_label
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
+
+from .domain_helpers import TEST, XRPETH_SPOT, exact_text
 
 Walk = Callable[[int, int], list[BarInput]]
 MINUTE = 60_000_000_000
@@ -32,7 +34,7 @@ ONE_MINUTE = from_label("1m")
 
 def fresh_quality(bars: list[BarInput], now_ns: int) -> Quality:
     """The quality of a monitor that only ever saw `bars`, in order."""
-    monitor = QualityMonitor("TEST", ONE_MINUTE, QualityConfig())
+    monitor = QualityMonitor(TEST, ONE_MINUTE, QualityConfig())
     for bar in bars:
         monitor.observe(bar)
     return monitor.assess(now_ns)
@@ -43,7 +45,7 @@ def with_spike(bar: BarInput) -> BarInput:
     return replace(bar, close=bar.close * 1.5, high=bar.close * 1.5)
 
 
-def feed(analytics: SymbolAnalytics, bars: list[BarInput]) -> Quality:
+def feed(analytics: InstrumentAnalytics, bars: list[BarInput]) -> Quality:
     """Feed bars as final bars; return the last quality."""
     for bar in bars:
         result = analytics.on_bar(bar, bar.open_time_ns + MINUTE)
@@ -53,7 +55,7 @@ def feed(analytics: SymbolAnalytics, bars: list[BarInput]) -> Quality:
 def test_revision_that_removes_a_spike_removes_its_anomaly(make_random_walk: Walk) -> None:
     bars = make_random_walk(100, 7)
     spiked = [*bars[:80], with_spike(bars[80]), *bars[81:]]
-    analytics = SymbolAnalytics("TEST", ONE_MINUTE)
+    analytics = InstrumentAnalytics(TEST, ONE_MINUTE)
     before = feed(analytics, spiked)
     assert CHECK_SPIKES in before.checks_failed
     assert bars[80].open_time_ns in {a.time_ns for a in before.anomalies if a.check == CHECK_SPIKES}
@@ -69,7 +71,7 @@ def test_revision_that_removes_a_spike_removes_its_anomaly(make_random_walk: Wal
 def test_revision_that_keeps_a_spike_keeps_it_exactly_once(make_random_walk: Walk) -> None:
     bars = make_random_walk(100, 7)
     spiked = [*bars[:80], with_spike(bars[80]), *bars[81:]]
-    analytics = SymbolAnalytics("TEST", ONE_MINUTE)
+    analytics = InstrumentAnalytics(TEST, ONE_MINUTE)
     feed(analytics, spiked)
     now = bars[-1].open_time_ns + MINUTE
     revised = replace(spiked[80], volume=spiked[80].volume + 1.0, revision=1)
@@ -83,7 +85,7 @@ def test_revision_that_keeps_a_spike_keeps_it_exactly_once(make_random_walk: Wal
 
 def test_late_bar_filling_a_gap_removes_the_gap(make_random_walk: Walk) -> None:
     bars = make_random_walk(60, 4)
-    monitor = QualityMonitor("TEST", ONE_MINUTE, QualityConfig())
+    monitor = QualityMonitor(TEST, ONE_MINUTE, QualityConfig())
     for bar in bars[:30] + bars[31:]:
         monitor.observe(bar)
     now = bars[-1].open_time_ns + MINUTE
@@ -97,7 +99,7 @@ def test_random_revisions_give_the_quality_of_the_final_series(make_random_walk:
     rng = np.random.default_rng(3)
     bars = make_random_walk(400, 11)
     final = list(bars)
-    monitor = QualityMonitor("TEST", ONE_MINUTE, QualityConfig(), capacity=250)
+    monitor = QualityMonitor(TEST, ONE_MINUTE, QualityConfig(), capacity=250)
     for index, bar in enumerate(bars):
         monitor.observe(bar)
         if index > 30 and rng.random() < 0.2:
@@ -119,7 +121,7 @@ def test_random_revisions_give_the_quality_of_the_final_series(make_random_walk:
 
 def test_revision_older_than_the_bars_kept_asks_for_a_rebuild(make_random_walk: Walk) -> None:
     bars = make_random_walk(50, 5)
-    monitor = QualityMonitor("TEST", ONE_MINUTE, QualityConfig(), capacity=20)
+    monitor = QualityMonitor(TEST, ONE_MINUTE, QualityConfig(), capacity=20)
     for bar in bars:
         monitor.observe(bar)
     monitor.observe(replace(bars[30], revision=1))  # still kept
@@ -155,15 +157,15 @@ def test_staleness_runs_on_the_stream_clock_replay_fresh_stopped_stream_stale(
 
 def _proto(bar: BarInput, timeframe: int, change_id: int, revision: int = 0) -> market_pb2.Bar:
     return market_pb2.Bar(
-        symbol="XRPETH",
-        exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
+        symbol=XRPETH_SPOT.symbol,
+        exchange=market_pb2.Exchange.ValueType(XRPETH_SPOT.exchange),
         timeframe=market_pb2.Timeframe.ValueType(timeframe),
         open_time_ns=bar.open_time_ns,
-        open=bar.open,
-        high=bar.high,
-        low=bar.low,
-        close=bar.close,
-        volume=bar.volume,
+        open=exact_text(bar.open),
+        high=exact_text(bar.high),
+        low=exact_text(bar.low),
+        close=exact_text(bar.close),
+        volume=exact_text(bar.volume),
         final=True,
         revision=revision,
         change_id=change_id,
@@ -176,7 +178,10 @@ def test_higher_bar_before_its_last_minute_is_checked_once_the_minute_arrives(
     # The bar service gives a commit's 15m/1h/1d bars smaller change ids than its 1m bars
     # ("15m" < "1m"): here every 5m bar arrives before the minute that completes it.
     engine = AnalyticsEngine()
-    minute_key, five_key = ("XRPETH", market_pb2.TIMEFRAME_1M), ("XRPETH", market_pb2.TIMEFRAME_5M)
+    minute_key, five_key = (
+        (XRPETH_SPOT, market_pb2.TIMEFRAME_1M),
+        (XRPETH_SPOT, market_pb2.TIMEFRAME_5M),
+    )
     engine.warm(minute_key)
     engine.warm(five_key)
     fives = {bar.open_time_ns: bar for bar in xrpeth_five_minute_bars}
@@ -217,7 +222,10 @@ def test_revised_minute_arriving_before_its_5m_revision_flags_nothing(
 ) -> None:
     # 5m sorts after 1m: the revised minute comes first and must not flag the old 5m bar.
     engine = AnalyticsEngine()
-    minute_key, five_key = ("XRPETH", market_pb2.TIMEFRAME_1M), ("XRPETH", market_pb2.TIMEFRAME_5M)
+    minute_key, five_key = (
+        (XRPETH_SPOT, market_pb2.TIMEFRAME_1M),
+        (XRPETH_SPOT, market_pb2.TIMEFRAME_5M),
+    )
     engine.warm(minute_key)
     engine.warm(five_key)
     fives = {bar.open_time_ns: bar for bar in xrpeth_five_minute_bars}

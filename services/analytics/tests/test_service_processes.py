@@ -3,7 +3,8 @@
 `python -m tickmesh.bars` and `python -m tickmesh.analytics` run as subprocesses on the run's
 PostgreSQL and Redis; trades go in through IngestService.Publish like a collector's. After a
 SIGKILL of analytics mid-stream and a restart, every final bar has exactly one indicators and
-one features row, equal to what an uninterrupted computation over the same bars gives.
+one features row, equal to what an uninterrupted computation over the same bars gives. The
+same symbol trades on Binance spot and USD-M at once: two instruments, kept apart throughout.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tickmesh.analytics.bars import bar_from_proto
-from tickmesh.analytics.pipeline import SymbolAnalytics
+from tickmesh.analytics.pipeline import InstrumentAnalytics
 from tickmesh.core.cache import indicators_key
 from tickmesh.core.grpc_client import open_channel
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES
-from tickmesh.v1 import (
+from tickmesh.v2 import (
     analytics_pb2,
     analytics_service_pb2,
     analytics_service_pb2_grpc,
@@ -41,15 +43,18 @@ from tickmesh.v1 import (
     market_pb2,
 )
 
-from .service_helpers import unique_symbol
+from .service_helpers import unique_instrument, unique_symbol
 
 if TYPE_CHECKING:  # the async stubs exist only in the generated .pyi
-    from tickmesh.v1.analytics_service_pb2_grpc import AnalyticsServiceAsyncStub
-    from tickmesh.v1.bar_service_pb2_grpc import BarServiceAsyncStub
-    from tickmesh.v1.ingest_service_pb2_grpc import IngestServiceAsyncStub
+    from tickmesh.v2.analytics_service_pb2_grpc import AnalyticsServiceAsyncStub
+    from tickmesh.v2.bar_service_pb2_grpc import BarServiceAsyncStub
+    from tickmesh.v2.ingest_service_pb2_grpc import IngestServiceAsyncStub
 
 MINUTES = 150
 TRADES_PER_MINUTE = 6
+# Trades travel as integer mantissas: prices to 0.01, quantities to 0.001.
+PRICE_SCALE = 2
+QUANTITY_SCALE = 3
 
 
 def _free_port() -> int:
@@ -117,10 +122,10 @@ class Process:
 
 
 def _trade_batch(
-    stream_id: str, sequence: int, symbols: list[str], minute: int, start_ns: int
+    stream_id: str, sequence: int, instruments: list[InstrumentId], minute: int, start_ns: int
 ) -> market_pb2.TradeBatch:
     runs = []
-    for index, symbol in enumerate(symbols):
+    for index, instrument in enumerate(instruments):
         rng = np.random.default_rng(1000 * index + minute)
         offsets = np.sort(rng.integers(0, NS_PER_MINUTE, TRADES_PER_MINUTE))
         drift = 100.0 * (1 + index) * np.exp(0.002 * np.sin(minute / 7.0))
@@ -128,11 +133,15 @@ def _trade_batch(
         times = [int(start_ns + minute * NS_PER_MINUTE + offset) for offset in offsets]
         runs.append(
             market_pb2.SymbolTrades(
-                exchange=market_pb2.EXCHANGE_SIMULATOR,
-                symbol=symbol,
+                exchange=market_pb2.Exchange.ValueType(instrument.exchange),
+                symbol=instrument.symbol,
                 trade_ids=[minute * 100 + k for k in range(TRADES_PER_MINUTE)],
-                prices=[float(p) for p in prices],
-                quantities=[float(q) for q in rng.uniform(0.1, 2.0, TRADES_PER_MINUTE)],
+                prices=[round(p * 10**PRICE_SCALE) for p in prices],
+                quantities=[
+                    round(q * 10**QUANTITY_SCALE) for q in rng.uniform(0.1, 2.0, TRADES_PER_MINUTE)
+                ],
+                price_scale=PRICE_SCALE,
+                quantity_scale=QUANTITY_SCALE,
                 sides=[market_pb2.AGGRESSOR_SIDE_BUY] * TRADES_PER_MINUTE,
                 event_time_ns=times,
                 receive_time_ns=times,
@@ -193,52 +202,59 @@ async def mesh(
 
 
 async def _assert_complete_and_exact(
-    bar_stub: BarServiceAsyncStub, analytics: AnalyticsServiceAsyncStub, symbol: str
+    bar_stub: BarServiceAsyncStub, analytics: AnalyticsServiceAsyncStub, instrument: InstrumentId
 ) -> None:
+    wanted = instrument.to_proto()
     for spec in TIMEFRAMES:
         timeframe = market_pb2.Timeframe.ValueType(spec.proto)
         bars = (
             await bar_stub.GetBars(
-                bar_service_pb2.GetBarsRequest(symbol=symbol, timeframe=timeframe, limit=5000)
+                bar_service_pb2.GetBarsRequest(instrument=wanted, timeframe=timeframe, limit=5000)
             )
         ).bars
+        assert all(bar.exchange == instrument.exchange for bar in bars)
         rows = (
             await analytics.GetIndicators(
                 analytics_service_pb2.GetIndicatorsRequest(
-                    symbol=symbol, timeframe=timeframe, limit=5000
+                    instrument=wanted, timeframe=timeframe, limit=5000
                 )
             )
         ).rows
         features = (
             await analytics.GetFeatures(
                 analytics_service_pb2.GetFeaturesRequest(
-                    symbol=symbol, timeframe=timeframe, limit=5000
+                    instrument=wanted, timeframe=timeframe, limit=5000
                 )
             )
         ).rows
         opens = [bar.open_time_ns for bar in bars]
-        assert [row.open_time_ns for row in rows] == opens, f"{symbol} {spec.label} indicators"
-        assert [row.open_time_ns for row in features] == opens, f"{symbol} {spec.label} features"
-        fresh = SymbolAnalytics(symbol, spec)
+        label = f"{instrument} {spec.label}"
+        assert [row.open_time_ns for row in rows] == opens, f"{label} indicators"
+        assert [row.open_time_ns for row in features] == opens, f"{label} features"
+        fresh = InstrumentAnalytics(instrument, spec)
         expected_rows: list[analytics_pb2.Indicators] = []
         expected_features: list[analytics_pb2.Features] = []
         for bar in bars:
             result = fresh.on_bar(bar_from_proto(bar), bar.open_time_ns + spec.duration_ns)
             expected_rows.extend(r.to_proto() for r in result.indicators)
             expected_features.extend(f.to_proto() for f in result.features)
-        assert list(rows) == expected_rows, f"{symbol} {spec.label} indicator values"
-        assert list(features) == expected_features, f"{symbol} {spec.label} feature values"
+        assert list(rows) == expected_rows, f"{label} indicator values"
+        assert list(features) == expected_features, f"{label} feature values"
 
 
 async def test_analytics_killed_mid_stream_resumes_without_missing_or_duplicate_rows(
     mesh: tuple[Process, Process, str, str], db_pool: asyncpg.Pool, redis_client: redis.Redis
 ) -> None:
     _, analytics, bars_address, analytics_address = mesh
-    symbols = [unique_symbol("P"), unique_symbol("Q")]
+    usdm = unique_instrument("P")
+    # The same symbol on spot (other trades, another price level) and a second USD-M symbol.
+    instruments = [usdm, InstrumentId(market_pb2.EXCHANGE_BINANCE_SPOT, usdm.symbol)]
+    instruments.append(unique_instrument("Q"))
     start_ns = (time.time_ns() // NS_PER_MINUTE - MINUTES - 2) * NS_PER_MINUTE
     stream_id = unique_symbol("collector-")
     batches = [
-        _trade_batch(stream_id, minute + 1, symbols, minute, start_ns) for minute in range(MINUTES)
+        _trade_batch(stream_id, minute + 1, instruments, minute, start_ns)
+        for minute in range(MINUTES)
     ]
     bar_channel = open_channel(bars_address)
     analytics_channel = open_channel(analytics_address)
@@ -256,7 +272,7 @@ async def test_analytics_killed_mid_stream_resumes_without_missing_or_duplicate_
         async def first_hour_stored() -> None:
             reply = await analytics_stub.GetIndicators(
                 analytics_service_pb2.GetIndicatorsRequest(
-                    symbol=symbols[0], timeframe=market_pb2.TIMEFRAME_1M, limit=5000
+                    instrument=usdm.to_proto(), timeframe=market_pb2.TIMEFRAME_1M, limit=5000
                 )
             )
             assert len(reply.rows) >= 55
@@ -270,10 +286,10 @@ async def test_analytics_killed_mid_stream_resumes_without_missing_or_duplicate_
         await _publish(ingest, batches[110:])  # while analytics is down
         await analytics.start(analytics_address)
 
-        for symbol in symbols:
+        for instrument in instruments:
 
-            async def complete(symbol: str = symbol) -> None:
-                await _assert_complete_and_exact(bar_stub, analytics_stub, symbol)
+            async def complete(instrument: InstrumentId = instrument) -> None:
+                await _assert_complete_and_exact(bar_stub, analytics_stub, instrument)
 
             await _eventually(complete)
 
@@ -282,16 +298,16 @@ async def test_analytics_killed_mid_stream_resumes_without_missing_or_duplicate_
         assert stored == await db_pool.fetchval("SELECT max(change_id) FROM candles")
         quality = await analytics_stub.GetQuality(
             analytics_service_pb2.GetQualityRequest(
-                symbol=symbols[0], timeframe=market_pb2.TIMEFRAME_1M
+                instrument=usdm.to_proto(), timeframe=market_pb2.TIMEFRAME_1M
             )
         )
         assert 0.0 < quality.quality.score <= 1.0
         latest = await analytics_stub.GetIndicators(
             analytics_service_pb2.GetIndicatorsRequest(
-                symbol=symbols[0], timeframe=market_pb2.TIMEFRAME_1M, limit=1
+                instrument=usdm.to_proto(), timeframe=market_pb2.TIMEFRAME_1M, limit=1
             )
         )
-        cached = await redis_client.hget(indicators_key(symbols[0], "1m"), "open_time_ns")
+        cached = await redis_client.hget(indicators_key(usdm, "1m"), "open_time_ns")
         assert cached is not None
         assert int(cached) >= latest.rows[0].open_time_ns - NS_PER_MINUTE
         log_text = analytics.log_path.read_text()
@@ -308,7 +324,12 @@ def _with_faults(batch: market_pb2.TradeBatch, copies: int, swaps: int) -> marke
     for pair in range(swaps):
         order[2 * pair], order[2 * pair + 1] = 2 * pair + 1, 2 * pair
     order += list(range(copies))
-    faulty = market_pb2.SymbolTrades(exchange=run.exchange, symbol=run.symbol)
+    faulty = market_pb2.SymbolTrades(
+        exchange=run.exchange,
+        symbol=run.symbol,
+        price_scale=run.price_scale,
+        quantity_scale=run.quantity_scale,
+    )
     for name in ("trade_ids", "prices", "quantities", "sides", "event_time_ns", "receive_time_ns"):
         getattr(faulty, name).extend(getattr(run, name)[i] for i in order)
     return market_pb2.TradeBatch(
@@ -320,12 +341,13 @@ async def test_duplicates_through_the_bar_service_fail_the_quality_duplicates_ch
     mesh: tuple[Process, Process, str, str],
 ) -> None:
     _, analytics, bars_address, analytics_address = mesh
-    symbol = unique_symbol("DUP")
+    instrument = unique_instrument("DUP")
     minutes = 30
     start_ns = (time.time_ns() // NS_PER_MINUTE - minutes - 2) * NS_PER_MINUTE
     stream_id = unique_symbol("collector-")
     batches = [
-        _trade_batch(stream_id, minute + 1, [symbol], minute, start_ns) for minute in range(minutes)
+        _trade_batch(stream_id, minute + 1, [instrument], minute, start_ns)
+        for minute in range(minutes)
     ]
     faulty_minute = 20
     batches[faulty_minute] = _with_faults(batches[faulty_minute], copies=3, swaps=2)
@@ -344,7 +366,7 @@ async def test_duplicates_through_the_bar_service_fail_the_quality_duplicates_ch
         bars = (
             await bar_stub.GetBars(
                 bar_service_pb2.GetBarsRequest(
-                    symbol=symbol, timeframe=market_pb2.TIMEFRAME_1M, limit=100
+                    instrument=instrument.to_proto(), timeframe=market_pb2.TIMEFRAME_1M, limit=100
                 )
             )
         ).bars
@@ -361,7 +383,9 @@ async def test_duplicates_through_the_bar_service_fail_the_quality_duplicates_ch
             async def flagged(timeframe: market_pb2.Timeframe.ValueType = timeframe) -> None:
                 try:
                     reply = await analytics_stub.GetQuality(
-                        analytics_service_pb2.GetQualityRequest(symbol=symbol, timeframe=timeframe)
+                        analytics_service_pb2.GetQualityRequest(
+                            instrument=instrument.to_proto(), timeframe=timeframe
+                        )
                     )
                 except aio.AioRpcError as error:
                     raise AssertionError(f"no quality yet: {error.code()}") from error

@@ -16,21 +16,24 @@ from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.results import Quality
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.grpc_server import GrpcServer, ServiceRegistration
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.metrics import CoreMetrics
-from tickmesh.v1 import analytics_service_pb2 as pb
-from tickmesh.v1 import analytics_service_pb2_grpc, market_pb2
+from tickmesh.v2 import analytics_service_pb2 as pb
+from tickmesh.v2 import analytics_service_pb2_grpc, market_pb2
 
 from .service_helpers import (
     NS_PER_MINUTE,
     ServiceParts,
+    decimal_text,
     replace_bar,
     service_parts,
-    unique_symbol,
+    unique_instrument,
+    value,
     walk_bars,
 )
 
 if TYPE_CHECKING:  # the async stub exists only in the generated .pyi
-    from tickmesh.v1.analytics_service_pb2_grpc import AnalyticsServiceAsyncStub as Stub
+    from tickmesh.v2.analytics_service_pb2_grpc import AnalyticsServiceAsyncStub as Stub
 
 RECEIVED_NS = 1_790_000_000 * 1_000_000_000  # the wall clock when the replay is consumed
 
@@ -62,7 +65,7 @@ async def stub(parts: ServiceParts, clock: Clock) -> AsyncIterator[Stub]:
     """A client of an AnalyticsService whose wall clock is the test's."""
     servicer = AnalyticsServicer(parts.store, parts.hub, parts.metrics, clock_ns=clock)
     registration = ServiceRegistration(
-        "tickmesh.v1.AnalyticsService",
+        "tickmesh.v2.AnalyticsService",
         analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server,
         servicer,
     )
@@ -75,19 +78,22 @@ async def stub(parts: ServiceParts, clock: Clock) -> AsyncIterator[Stub]:
     await server.stop()
 
 
-def proto_bars(symbol: str, bars: list[BarInput]) -> list[market_pb2.Bar]:
-    """Final 1m proto bars of `bars`, with growing change ids."""
+def proto_bars(instrument: InstrumentId, bars: list[BarInput]) -> list[market_pb2.Bar]:
+    """Final 1m proto bars of `bars`, with growing change ids.
+
+    The klines' values have at most 8 decimals, so 10 places give their exact decimal back.
+    """
     return [
         market_pb2.Bar(
-            symbol=symbol,
-            exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
+            symbol=instrument.symbol,
+            exchange=market_pb2.Exchange.ValueType(instrument.exchange),
             timeframe=market_pb2.TIMEFRAME_1M,
             open_time_ns=bar.open_time_ns,
-            open=bar.open,
-            high=bar.high,
-            low=bar.low,
-            close=bar.close,
-            volume=bar.volume,
+            open=decimal_text(bar.open, 10),
+            high=decimal_text(bar.high, 10),
+            low=decimal_text(bar.low, 10),
+            close=decimal_text(bar.close, 10),
+            volume=decimal_text(bar.volume, 10),
             final=True,
             change_id=index + 1,
         )
@@ -98,10 +104,12 @@ def proto_bars(symbol: str, bars: list[BarInput]) -> list[market_pb2.Bar]:
 async def test_fixture_replay_is_not_stale_until_its_bars_stop_arriving(
     parts: ServiceParts, stub: Stub, clock: Clock, xrpeth_minute_bars: list[BarInput]
 ) -> None:
-    symbol = unique_symbol("XRP")
-    replayed = proto_bars(symbol, xrpeth_minute_bars[-400:])  # Binance's own 2019 klines
+    instrument = unique_instrument("XRP", market_pb2.EXCHANGE_BINANCE_SPOT)
+    replayed = proto_bars(instrument, xrpeth_minute_bars[-400:])  # Binance's own 2019 klines
     await parts.feed(replayed)
-    request = pb.GetQualityRequest(symbol=symbol, timeframe=market_pb2.TIMEFRAME_1M)
+    request = pb.GetQualityRequest(
+        instrument=instrument.to_proto(), timeframe=market_pb2.TIMEFRAME_1M
+    )
 
     clock.now_ns = RECEIVED_NS + 2 * NS_PER_MINUTE  # years after the data, just after the replay
     fresh = (await stub.GetQuality(request)).quality
@@ -126,15 +134,17 @@ async def test_fixture_replay_is_not_stale_until_its_bars_stop_arriving(
 async def test_live_stream_that_stops_turns_stale(
     parts: ServiceParts, stub: Stub, clock: Clock, xrpeth_minute_bars: list[BarInput]
 ) -> None:
-    symbol = unique_symbol("LIVE")
+    instrument = unique_instrument("LIVE")
     # Bars that closed just before they were received: a live feed.
     start = RECEIVED_NS - RECEIVED_NS % NS_PER_MINUTE - 60 * NS_PER_MINUTE
     live = [
         BarInput(start + i * NS_PER_MINUTE, b.open, b.high, b.low, b.close, b.volume)
         for i, b in enumerate(xrpeth_minute_bars[:60])
     ]
-    await parts.feed(proto_bars(symbol, live))
-    request = pb.GetQualityRequest(symbol=symbol, timeframe=market_pb2.TIMEFRAME_1M)
+    await parts.feed(proto_bars(instrument, live))
+    request = pb.GetQualityRequest(
+        instrument=instrument.to_proto(), timeframe=market_pb2.TIMEFRAME_1M
+    )
     assert "stale" in (await stub.GetQuality(request)).quality.checks_passed
     clock.now_ns += 10 * NS_PER_MINUTE
     assert "stale" in (await stub.GetQuality(request)).quality.checks_failed
@@ -144,7 +154,7 @@ def test_quality_metrics_export_score_failed_checks_and_receive_time() -> None:
     registry = CollectorRegistry()
     metrics = AnalyticsMetrics(registry)
     quality = Quality(
-        "BTCUSDT",
+        InstrumentId(market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT"),
         market_pb2.TIMEFRAME_5M,
         1_000,
         0.75,
@@ -154,7 +164,7 @@ def test_quality_metrics_export_score_failed_checks_and_receive_time() -> None:
     )
     metrics.observe_quality(quality)
     metrics.observe_quality(quality)
-    labels = {"symbol": "BTCUSDT", "timeframe": "5m"}
+    labels = {"exchange": "binance_usdm", "symbol": "BTCUSDT", "timeframe": "5m"}
     assert registry.get_sample_value("tickmesh_analytics_quality_score", labels) == 0.75
     failed = "tickmesh_analytics_quality_checks_failed_total"
     assert registry.get_sample_value(failed, {"check": "duplicates"}) == 2.0
@@ -166,11 +176,14 @@ def test_quality_metrics_export_score_failed_checks_and_receive_time() -> None:
 async def test_revision_clearing_a_spike_clears_it_from_get_quality(
     parts: ServiceParts, stub: Stub
 ) -> None:
-    symbol = unique_symbol("REV")
-    bars = walk_bars(symbol, 100, seed=21)
-    spiked = replace_bar(bars[80], close=bars[80].close * 1.5, high=bars[80].close * 1.5)
+    instrument = unique_instrument("REV")
+    bars = walk_bars(instrument, 100, seed=21)
+    jump = decimal_text(value(bars[80], "close") * 1.5, 4)
+    spiked = replace_bar(bars[80], close=jump, high=jump)
     await parts.feed([*bars[:80], spiked, *bars[81:]])
-    request = pb.GetQualityRequest(symbol=symbol, timeframe=market_pb2.TIMEFRAME_1M)
+    request = pb.GetQualityRequest(
+        instrument=instrument.to_proto(), timeframe=market_pb2.TIMEFRAME_1M
+    )
     before = (await stub.GetQuality(request)).quality
     assert "price_spikes" in before.checks_failed
     assert bars[80].open_time_ns in {a.time_ns for a in before.anomalies}

@@ -25,7 +25,7 @@ from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.grpc_server import ServiceRegistration
 from tickmesh.core.runtime import ServiceContext, main_for
 from tickmesh.core.settings import load_settings_or_exit
-from tickmesh.v1 import analytics_service_pb2_grpc
+from tickmesh.v2 import analytics_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,11 @@ async def open_shard_stream(
         bars_shard=index,
     )
     committer.start_from(await store.load_resume_point())
-    # The shard that streams a symbol's bars also answers its GetBars warm-ups.
+    # The shard that streams an instrument's bars also answers its GetBars warm-ups.
     channel = open_channel(settings.bar_shard_addresses[index])
     consumer = BarConsumer(
         channel,
-        # Shards own disjoint symbols, so each stream keeps its own engine.
+        # Shards own disjoint instruments, so each stream keeps its own engine.
         AnalyticsEngine(capacity=settings.analytics_warmup_bars),
         committer,
         metrics,
@@ -113,7 +113,7 @@ async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
     servicer = AnalyticsServicer(reader, hub, metrics)
     return [
         ServiceRegistration(
-            "tickmesh.v1.AnalyticsService",
+            "tickmesh.v2.AnalyticsService",
             analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server,
             servicer,
         )

@@ -1,4 +1,4 @@
-"""Redis hashes of the latest indicators and features per symbol and timeframe (the seed's keys)."""
+"""Redis hashes of the latest indicators and features per instrument and timeframe (the seed's keys)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from redis.typing import EncodableT
 from tickmesh.analytics.results import Features, Indicators
 from tickmesh.analytics.rows import timeframe_label
 from tickmesh.core.cache import features_key, indicators_key
+from tickmesh.core.instruments import InstrumentId
 
 _Row = TypeVar("_Row", Indicators, Features)
 
@@ -33,10 +34,10 @@ def features_hash(features: Features) -> dict[str, str]:
 
 
 def newest_per_stream(items: Iterable[_Row]) -> list[_Row]:
-    """Keep the newest item (by open time) of each symbol and timeframe."""
-    newest: dict[tuple[str, int], _Row] = {}
+    """Keep the newest item (by open time) of each instrument and timeframe."""
+    newest: dict[tuple[InstrumentId, int], _Row] = {}
     for item in items:
-        key = (item.symbol, item.timeframe)
+        key = (item.instrument, item.timeframe)
         held = newest.get(key)
         if held is None or item.open_time_ns >= held.open_time_ns:
             newest[key] = item
@@ -44,7 +45,7 @@ def newest_per_stream(items: Iterable[_Row]) -> list[_Row]:
 
 
 class AnalyticsCache:
-    """Writes `indicators:{symbol}:{tf}:latest` and `features:{symbol}:{tf}:latest` after each commit."""
+    """Writes `indicators:{venue}:{symbol}:{tf}:latest` and `features:…:latest` after each commit."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
@@ -55,12 +56,12 @@ class AnalyticsCache:
         """Replace each touched hash with the newest committed row of its stream, in one round trip."""
         writes: dict[str, Mapping[str, str]] = {}
         for row in newest_per_stream(indicators):
-            writes[indicators_key(row.symbol, timeframe_label(row.timeframe))] = indicators_hash(
-                row
+            writes[indicators_key(row.instrument, timeframe_label(row.timeframe))] = (
+                indicators_hash(row)
             )
         for values in newest_per_stream(features):
             label = timeframe_label(values.timeframe)
-            writes[features_key(values.symbol, label)] = features_hash(values)
+            writes[features_key(values.instrument, label)] = features_hash(values)
         if not writes:
             return
         async with self._client.pipeline(transaction=True) as pipe:

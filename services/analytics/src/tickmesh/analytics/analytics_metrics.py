@@ -22,7 +22,8 @@ class AnalyticsMetrics:
         )
         self.bars_rejected = Counter(
             "tickmesh_analytics_bars_rejected",
-            "Bars unfit for indicators (NaN/inf, high < low, negative volume), flagged by quality.",
+            "Bars unfit for indicators (unreadable values, NaN/inf, high < low, negative volume, "
+            "no valid instrument), flagged by quality when the instrument is known.",
             registry=registry,
         )
         self.bar_seconds = Histogram(
@@ -33,7 +34,7 @@ class AnalyticsMetrics:
         )
         self.warmups = Counter(
             "tickmesh_analytics_warmups",
-            "Symbol and timeframe streams warmed from BarService.GetBars, by reason.",
+            "Instrument and timeframe streams warmed from BarService.GetBars, by reason.",
             ["reason"],
             registry=registry,
         )
@@ -72,8 +73,8 @@ class AnalyticsMetrics:
         )
         self.quality_score = Gauge(
             "tickmesh_analytics_quality_score",
-            "Data-quality score (0-1) of the newest assessment, by symbol and timeframe.",
-            ["symbol", "timeframe"],
+            "Data-quality score (0-1) of the newest assessment, by instrument and timeframe.",
+            ["exchange", "symbol", "timeframe"],
             registry=registry,
         )
         self.quality_checks_failed = Counter(
@@ -84,15 +85,16 @@ class AnalyticsMetrics:
         )
         self.bar_received = Gauge(
             "tickmesh_analytics_bar_received_timestamp_seconds",
-            "Wall-clock time the newest final bar was received, by symbol and timeframe "
+            "Wall-clock time the newest final bar was received, by instrument and timeframe "
             "(time() minus it says how long a stream has been quiet).",
-            ["symbol", "timeframe"],
+            ["exchange", "symbol", "timeframe"],
             registry=registry,
         )
 
     def observe_quality(self, quality: Quality) -> None:
         """Export one assessment: its score, its failed checks and when its bar was received."""
-        labels = (quality.symbol, from_proto(quality.timeframe).label)
+        instrument = quality.instrument
+        labels = (instrument.venue, instrument.symbol, from_proto(quality.timeframe).label)
         self.quality_score.labels(*labels).set(quality.score)
         for check in quality.checks_failed:
             self.quality_checks_failed.labels(check).inc()

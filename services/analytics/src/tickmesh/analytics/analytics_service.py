@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from grpc import aio
 
@@ -14,11 +14,12 @@ from tickmesh.analytics.hub import AnalyticsHub, SubscriberOverflowError, Update
 from tickmesh.analytics.quality import QualityConfig, judge_staleness
 from tickmesh.analytics.results import Quality
 from tickmesh.analytics.rows import timeframe_label
-from tickmesh.analytics.store import AnalyticsStore, RangeQuery
+from tickmesh.analytics.store import AnalyticsStore, RangeQuery, ReplayKey
 from tickmesh.core.errors import InvalidArgument, NotFound, ResourceExhausted
+from tickmesh.core.instruments import InstrumentError, InstrumentId
 from tickmesh.core.timeframes import TIMEFRAMES, TimeframeSpec, from_proto
-from tickmesh.v1 import analytics_service_pb2 as pb
-from tickmesh.v1 import analytics_service_pb2_grpc
+from tickmesh.v2 import analytics_service_pb2 as pb
+from tickmesh.v2 import analytics_service_pb2_grpc, market_pb2
 
 MAX_LIMIT = 5000
 DEFAULT_INDICATOR_LIMIT = 500
@@ -28,7 +29,7 @@ REPLAY_PAGE_ROWS = 1000
 # that race the replay touch its newest rows, which are the ones remembered.
 _REMEMBERED_REPLAY = 50_000
 
-UpdateKey = tuple[str, int, int]
+UpdateKey = tuple[InstrumentId, int, int]
 
 
 def _timeframe(value: int) -> TimeframeSpec:
@@ -39,12 +40,34 @@ def _timeframe(value: int) -> TimeframeSpec:
         raise InvalidArgument(f"timeframe: {value} is not one of {labels}") from None
 
 
+def instrument_field(message: market_pb2.Instrument, field: str) -> InstrumentId:
+    """The instrument of a request field; InvalidArgument naming `field` when unset or bad."""
+    if not message.symbol and message.exchange == market_pb2.EXCHANGE_UNSPECIFIED:
+        raise InvalidArgument(f"{field}: required (exchange and symbol)")
+    try:
+        return InstrumentId.from_proto(message)
+    except InstrumentError as error:
+        raise InvalidArgument(f"{field}: {error}") from None
+
+
+def instruments_field(
+    messages: Sequence[market_pb2.Instrument], field: str
+) -> frozenset[InstrumentId]:
+    """The instruments of a repeated request field; InvalidArgument naming the bad element."""
+    return frozenset(
+        instrument_field(message, f"{field}[{index}]") for index, message in enumerate(messages)
+    )
+
+
 def range_query(
-    symbol: str, timeframe: int, start_ns: int, end_ns: int, limit: int, default_limit: int
+    instrument: InstrumentId,
+    timeframe: int,
+    start_ns: int,
+    end_ns: int,
+    limit: int,
+    default_limit: int,
 ) -> RangeQuery:
     """Validate a range request; InvalidArgument names the first bad field."""
-    if not symbol:
-        raise InvalidArgument("symbol: required")
     spec = _timeframe(timeframe)
     if start_ns < 0:
         raise InvalidArgument(f"start_time_ns: must be >= 0, got {start_ns}")
@@ -58,7 +81,7 @@ def range_query(
         raise InvalidArgument(
             f"limit: must be 1..{MAX_LIMIT} (0 means {default_limit}), got {limit}"
         )
-    return RangeQuery(symbol, spec.label, start_ns, end_ns, limit or default_limit)
+    return RangeQuery(instrument, spec.label, start_ns, end_ns, limit or default_limit)
 
 
 class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
@@ -81,9 +104,9 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
     async def GetIndicators(
         self, request: pb.GetIndicatorsRequest, context: aio.ServicerContext
     ) -> pb.GetIndicatorsResponse:
-        """Indicator rows of one symbol and timeframe, oldest first."""
+        """Indicator rows of one instrument and timeframe, oldest first."""
         query = range_query(
-            request.symbol,
+            instrument_field(request.instrument, "instrument"),
             request.timeframe,
             request.start_time_ns,
             request.end_time_ns,
@@ -96,9 +119,9 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
     async def GetFeatures(
         self, request: pb.GetFeaturesRequest, context: aio.ServicerContext
     ) -> pb.GetFeaturesResponse:
-        """Feature rows of one symbol and timeframe, oldest first."""
+        """Feature rows of one instrument and timeframe, oldest first."""
         query = range_query(
-            request.symbol,
+            instrument_field(request.instrument, "instrument"),
             request.timeframe,
             request.start_time_ns,
             request.end_time_ns,
@@ -116,12 +139,11 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
         Staleness runs on the stream's clock (see tickmesh.analytics.quality.monitor): a stream
         whose bars stopped arriving is stale, a replay of old data is not.
         """
-        if not request.symbol:
-            raise InvalidArgument("symbol: required")
+        instrument = instrument_field(request.instrument, "instrument")
         spec = _timeframe(request.timeframe)
-        quality = await self._store.latest_quality(request.symbol, spec.label)
+        quality = await self._store.latest_quality(instrument, spec.label)
         if quality is None:
-            raise NotFound(f"no quality assessment yet for {request.symbol} {spec.label}")
+            raise NotFound(f"no quality assessment yet for {instrument} {spec.label}")
         judged = judge_staleness(
             quality, quality.received_ns, self._clock_ns(), spec, self._quality_config
         )
@@ -133,12 +155,9 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
         context: aio.ServicerContext,
     ) -> AsyncIterator[pb.AnalyticsServiceSubscribeResponse]:
         """Replay stored updates after the resume point (if any), then stream live ones."""
-        if not all(request.symbols):
-            raise InvalidArgument("symbols: an empty symbol name")
+        instruments = instruments_field(request.instruments, "instruments")
         timeframes = [_timeframe(value) for value in request.timeframes]
-        update_filter = UpdateFilter(
-            frozenset(request.symbols), frozenset(tf.proto for tf in timeframes)
-        )
+        update_filter = UpdateFilter(instruments, frozenset(tf.proto for tf in timeframes))
         # Subscribe before reading storage, so nothing committed meanwhile is missed.
         subscription = self._hub.subscribe(update_filter)
         self._metrics.subscribers.set(self._hub.subscriber_count)
@@ -147,10 +166,10 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
             if request.HasField("resume_after_open_time_ns"):
                 labels = [tf.label for tf in timeframes]
                 # Keyset start just past the resume point: rows at a later microsecond (the
-                # database's precision) sort after an empty symbol.
+                # database's precision) sort after an empty venue.
                 resume_us = request.resume_after_open_time_ns // 1000 + 1
-                after = (resume_us * 1000, "", "")
-                async for key, message in self._replay(after, list(request.symbols), labels):
+                after: ReplayKey = (resume_us * 1000, "", "", "")
+                async for key, message in self._replay(after, sorted(instruments), labels):
                     replayed[key] = message.SerializeToString(deterministic=True)
                     if len(replayed) > _REMEMBERED_REPLAY:
                         replayed.popitem(last=False)
@@ -164,7 +183,7 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
                     ) from None
                 for update in updates:
                     message = update.to_proto()
-                    key = (update.symbol, update.timeframe, update.open_time_ns)
+                    key = (update.instrument, update.timeframe, update.open_time_ns)
                     if replayed.get(key) == message.SerializeToString(deterministic=True):
                         del replayed[key]
                         continue
@@ -174,11 +193,11 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
             self._metrics.subscribers.set(self._hub.subscriber_count)
 
     async def _replay(
-        self, after: tuple[int, str, str], symbols: list[str], timeframes: list[str]
+        self, after: ReplayKey, instruments: list[InstrumentId], timeframes: list[str]
     ) -> AsyncIterator[tuple[UpdateKey, pb.AnalyticsServiceSubscribeResponse]]:
         while True:
             page = await self._store.fetch_updates_page(
-                after, symbols, timeframes, REPLAY_PAGE_ROWS
+                after, instruments, timeframes, REPLAY_PAGE_ROWS
             )
             if not page:
                 return
@@ -186,22 +205,27 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
             last_ns = page[-1][0].open_time_ns
             longest = max(tf.duration_ns for tf in TIMEFRAMES)
             qualities = await self._store.fetch_qualities(
-                symbols, timeframes, first_ns, last_ns + longest
+                instruments, timeframes, first_ns, last_ns + longest
             )
-            by_time: dict[tuple[str, int, int], Quality] = {
-                (q.symbol, q.timeframe, q.time_ns): q for q in qualities
+            by_time: dict[UpdateKey, Quality] = {
+                (q.instrument, q.timeframe, q.time_ns): q for q in qualities
             }
             for indicators, features in page:
                 end_ns = indicators.open_time_ns + from_proto(indicators.timeframe).duration_ns
-                quality = by_time.get((indicators.symbol, indicators.timeframe, end_ns))
+                quality = by_time.get((indicators.instrument, indicators.timeframe, end_ns))
                 update = AnalyticsUpdate(
-                    indicators.symbol,
+                    indicators.instrument,
                     indicators.timeframe,
                     indicators.open_time_ns,
                     indicators,
                     features,
                     quality,
                 )
-                yield (update.symbol, update.timeframe, update.open_time_ns), update.to_proto()
+                yield (update.instrument, update.timeframe, update.open_time_ns), update.to_proto()
             last = page[-1][0]
-            after = (last.open_time_ns, last.symbol, timeframe_label(last.timeframe))
+            after = (
+                last.open_time_ns,
+                last.instrument.venue,
+                last.instrument.symbol,
+                timeframe_label(last.timeframe),
+            )

@@ -27,6 +27,7 @@ class BarWindow:
         "_open_time",
         "_quote_volume",
         "_start",
+        "_taker_buy_volume",
         "_trade_count",
         "_volume",
         "capacity",
@@ -45,6 +46,7 @@ class BarWindow:
         self._volume: FloatArray = np.zeros(size)
         self._quote_volume: FloatArray = np.zeros(size)
         self._trade_count: FloatArray = np.zeros(size)
+        self._taker_buy_volume: FloatArray = np.zeros(size)
         self._start = 0
         self._end = 0
 
@@ -64,6 +66,7 @@ class BarWindow:
         self._volume[end] = bar.volume
         self._quote_volume[end] = bar.quote_volume
         self._trade_count[end] = bar.trade_count
+        self._taker_buy_volume[end] = bar.taker_buy_volume
         self._end = end + 1
         if self._end - self._start > self.capacity:
             self._start += 1
@@ -85,6 +88,7 @@ class BarWindow:
             self._volume,
             self._quote_volume,
             self._trade_count,
+            self._taker_buy_volume,
         )
 
     def index_at_or_after(self, open_time_ns: int) -> int:
@@ -111,6 +115,7 @@ class BarWindow:
             volume=float(self._volume[at]),
             quote_volume=float(self._quote_volume[at]),
             trade_count=int(self._trade_count[at]),
+            taker_buy_volume=float(self._taker_buy_volume[at]),
         )
 
     @property
@@ -147,6 +152,11 @@ class BarWindow:
     def quote_volume(self) -> FloatArray:
         """Quote volumes, oldest first."""
         return self._quote_volume[self._start : self._end]
+
+    @property
+    def taker_buy_volume(self) -> FloatArray:
+        """Taker-buy base volumes, oldest first; NaN where unknown."""
+        return self._taker_buy_volume[self._start : self._end]
 
     @property
     def trade_count(self) -> FloatArray:

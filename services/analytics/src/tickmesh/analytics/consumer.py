@@ -1,10 +1,11 @@
 """BarConsumer: resumable consumption of BarService.Subscribe into the analytics engine.
 
 On start it reads the change id of the last bar whose analytics are stored and subscribes
-after it: the bar service replays what was persisted since, then goes live. A symbol and
+after it: the bar service replays what was persisted since, then goes live. An instrument and
 timeframe met for the first time (or whose revision reaches past the kept bars) is warmed
 from BarService.GetBars, never from `candles`, which the bar service owns. Stream errors
-reconnect with backoff from the last stored change id.
+reconnect with backoff from the last stored change id. A bar without a valid instrument
+(unspecified venue, malformed symbol) is counted, logged and skipped; nothing else is lost.
 
 Each consumed final bar gets an "analytics.process_bar" span, a child of the bar's
 trace_context (the bar service's batch span); the updates it produces carry its context.
@@ -29,12 +30,13 @@ from tickmesh.analytics.engine import AnalyticsEngine, StreamKey
 from tickmesh.analytics.group_commit import GroupCommitter
 from tickmesh.analytics.indicators import RevisionOutOfRangeError
 from tickmesh.analytics.pipeline import BarAnalytics
+from tickmesh.core.instruments import InstrumentError, InstrumentId
 from tickmesh.core.timeframes import from_proto
 from tickmesh.core.tracing import get_tracer, inject_span_context, message_span
-from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 if TYPE_CHECKING:  # the async stub exists only in the generated .pyi
-    from tickmesh.v1.bar_service_pb2_grpc import BarServiceAsyncStub
+    from tickmesh.v2.bar_service_pb2_grpc import BarServiceAsyncStub
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +64,11 @@ class RejectionLog:
 
     def __init__(self, remembered: int = _REMEMBERED_REJECTIONS) -> None:
         self._remembered = remembered
-        self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[int, str, int, int], None] = OrderedDict()
 
     def note(self, bar: market_pb2.Bar, reason: str) -> bool:
         """Log the rejection of `bar` unless its key was logged already; True when it logged."""
-        key = (bar.symbol, int(bar.timeframe), bar.open_time_ns)
+        key = (int(bar.exchange), bar.symbol, int(bar.timeframe), bar.open_time_ns)
         if key in self._seen:
             return False
         self._seen[key] = None
@@ -75,6 +77,7 @@ class RejectionLog:
         log.warning(
             "bar rejected for indicators",
             extra={
+                "exchange": int(bar.exchange),
                 "symbol": bar.symbol,
                 "timeframe": from_proto(bar.timeframe).label,
                 "open_time_ns": bar.open_time_ns,
@@ -173,25 +176,35 @@ class BarConsumer:
         seen = max(stored or 0, pending or 0)
         if 0 < bar.change_id <= seen:
             return  # Delivered again after a reconnect; its rows are stored or pending.
+        try:
+            key = self._engine.key_of(bar)
+        except InstrumentError as error:
+            self._reject_unidentified(bar, str(error))
+            return
         with message_span(
             self._tracer,
             "analytics.process_bar",
             bar.trace_context,
             {
-                "tickmesh.symbol": bar.symbol,
+                "tickmesh.instrument": str(key[0]),
                 "tickmesh.timeframe": int(bar.timeframe),
                 "tickmesh.change_id": bar.change_id,
             },
             trace.SpanKind.CONSUMER,
         ) as span:
-            await self._process(bar, span)
+            await self._process(key, bar, span)
         self._since_yield += 1
         if self._since_yield >= _YIELD_EVERY_BARS:
             self._since_yield = 0
             await asyncio.sleep(0)
 
-    async def _process(self, bar: market_pb2.Bar, span: trace.Span) -> None:
-        key: StreamKey = (bar.symbol, int(bar.timeframe))
+    def _reject_unidentified(self, bar: market_pb2.Bar, reason: str) -> None:
+        """Skip a bar whose instrument is invalid: counted, logged once, the resume point moves past it."""
+        self._metrics.bars_rejected.inc()
+        self._rejections.note(bar, f"instrument: {reason}")
+        self._committer.batch.advance(bar.change_id)
+
+    async def _process(self, key: StreamKey, bar: market_pb2.Bar, span: trace.Span) -> None:
         if not self._engine.knows(key):
             await self._warm(key, bar, "first_seen")
         started = time.perf_counter()
@@ -225,14 +238,14 @@ class BarConsumer:
         For a revision, the stored bars after it that the stream already delivered (smaller
         change ids) are kept too, so the revision recomputes them as it would have live.
         """
-        symbol, timeframe = key
+        instrument, timeframe = key
         earlier = await self._get_bars(
-            symbol, timeframe, 0, bar.open_time_ns, self._config.warmup_bars
+            instrument, timeframe, 0, bar.open_time_ns, self._config.warmup_bars
         )
         history = [bar_from_proto(b) for b in earlier]
         if bar.revision > 0:
             later = await self._get_bars(
-                symbol, timeframe, bar.open_time_ns + 1, 0, _GET_BARS_MAX_LIMIT
+                instrument, timeframe, bar.open_time_ns + 1, 0, _GET_BARS_MAX_LIMIT
             )
             history.extend(bar_from_proto(b) for b in later if b.change_id < bar.change_id)
         await self._warm_in_chunks(key, history)
@@ -246,11 +259,11 @@ class BarConsumer:
             self._engine.add_history(key, history[start : start + _WARM_CHUNK_BARS])
 
     async def _get_bars(
-        self, symbol: str, timeframe: int, start_ns: int, end_ns: int, limit: int
+        self, instrument: InstrumentId, timeframe: int, start_ns: int, end_ns: int, limit: int
     ) -> list[market_pb2.Bar]:
         response = await self._stub.GetBars(
             bar_service_pb2.GetBarsRequest(
-                symbol=symbol,
+                instrument=instrument.to_proto(),
                 timeframe=market_pb2.Timeframe.ValueType(timeframe),
                 start_time_ns=start_ns,
                 end_time_ns=end_ns,

@@ -1,4 +1,4 @@
-"""AnalyticsEngine: every symbol and timeframe's SymbolAnalytics, fed final bars, filling a pending batch.
+"""AnalyticsEngine: every instrument and timeframe's InstrumentAnalytics, fed final bars, filling a pending batch.
 
 Pure, no I/O: the consumer asks storage-free questions (is this stream warm?), fetches the
 history it needs over gRPC, and hands bars in; the engine collects the rows and live
@@ -13,20 +13,24 @@ from dataclasses import dataclass, field, replace
 
 from tickmesh.analytics.bars import BarInput, bar_from_proto
 from tickmesh.analytics.indicators import DEFAULT_CAPACITY
-from tickmesh.analytics.pipeline import BarAnalytics, SymbolAnalytics
+from tickmesh.analytics.pipeline import BarAnalytics, InstrumentAnalytics
 from tickmesh.analytics.quality import QualityConfig
 from tickmesh.analytics.results import Features, Indicators, Quality
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import NS_PER_MINUTE, TIMEFRAMES, from_proto
-from tickmesh.v1 import analytics_service_pb2, market_pb2
+from tickmesh.v2 import analytics_service_pb2, market_pb2
 
-StreamKey = tuple[str, int]  # symbol, timeframe enum value
+StreamKey = tuple[InstrumentId, int]  # instrument, timeframe enum value
+
+# Distinct instruments remembered by their proto fields; far more than a shard streams.
+_REMEMBERED_INSTRUMENTS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
 class AnalyticsUpdate:
     """One live update: a bar's indicators and features, and the quality after it (any may be absent)."""
 
-    symbol: str
+    instrument: InstrumentId
     timeframe: int
     open_time_ns: int
     indicators: Indicators | None = None
@@ -82,7 +86,7 @@ class PendingBatch:
             last = index == len(pairs) - 1
             self.updates.append(
                 AnalyticsUpdate(
-                    indicators.symbol,
+                    indicators.instrument,
                     indicators.timeframe,
                     indicators.open_time_ns,
                     indicators,
@@ -94,7 +98,7 @@ class PendingBatch:
         if not pairs:
             self.updates.append(
                 AnalyticsUpdate(
-                    bar.symbol,
+                    result.quality.instrument,
                     bar.timeframe,
                     bar.open_time_ns,
                     quality=result.quality,
@@ -109,7 +113,9 @@ class PendingBatch:
             # Keyed like the update of the stream's newest bar, whose close is the assessment time.
             open_time_ns = quality.time_ns - from_proto(quality.timeframe).duration_ns
             self.updates.append(
-                AnalyticsUpdate(quality.symbol, quality.timeframe, open_time_ns, quality=quality)
+                AnalyticsUpdate(
+                    quality.instrument, quality.timeframe, open_time_ns, quality=quality
+                )
             )
 
     def advance(self, change_id: int) -> None:
@@ -119,7 +125,7 @@ class PendingBatch:
 
 
 class AnalyticsEngine:
-    """The in-memory analytics state of every symbol and timeframe this process has met."""
+    """The in-memory analytics state of every instrument and timeframe this process has met."""
 
     def __init__(
         self,
@@ -131,7 +137,9 @@ class AnalyticsEngine:
         self._quality_config = quality_config
         # Wall clock: when each bar was received, so staleness can be judged later (see quality).
         self._clock_ns = clock_ns
-        self._streams: dict[StreamKey, SymbolAnalytics] = {}
+        self._streams: dict[StreamKey, InstrumentAnalytics] = {}
+        # Each bar names its instrument by proto fields; one validated InstrumentId per pair.
+        self._instruments: dict[tuple[int, str], InstrumentId] = {}
         # The assessment time of each stream: the end of the newest bar seen, so replaying the
         # same bars assesses at the same times (idempotent rows) whatever the wall clock says.
         self._assessed_ns: dict[StreamKey, int] = {}
@@ -141,15 +149,34 @@ class AnalyticsEngine:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def instrument_of(self, message: market_pb2.Bar) -> InstrumentId:
+        """The bar's instrument; InstrumentError for an unspecified venue or a malformed symbol."""
+        pair = (int(message.exchange), message.symbol)
+        instrument = self._instruments.get(pair)
+        if instrument is None:
+            instrument = InstrumentId.from_proto(
+                market_pb2.Instrument(exchange=message.exchange, symbol=message.symbol)
+            )
+            if len(self._instruments) >= _REMEMBERED_INSTRUMENTS:
+                self._instruments.clear()
+            self._instruments[pair] = instrument
+        return instrument
+
+    def key_of(self, message: market_pb2.Bar) -> StreamKey:
+        """The stream a bar belongs to; InstrumentError as in `instrument_of`."""
+        return self.instrument_of(message), int(message.timeframe)
+
     def knows(self, key: StreamKey) -> bool:
         """True once the stream has been warmed (or started fresh)."""
         return key in self._streams
 
     def warm(self, key: StreamKey, history: Sequence[BarInput] = ()) -> None:
         """(Re)start a stream, then feed it stored history (oldest first) without producing rows."""
-        symbol, timeframe = key
+        instrument, timeframe = key
         spec = from_proto(timeframe)
-        self._streams[key] = SymbolAnalytics(symbol, spec, self._capacity, self._quality_config)
+        self._streams[key] = InstrumentAnalytics(
+            instrument, spec, self._capacity, self._quality_config
+        )
         self._assessed_ns.pop(key, None)
         self.add_history(key, history)
 
@@ -165,7 +192,8 @@ class AnalyticsEngine:
 
     def process(self, message: market_pb2.Bar) -> BarAnalytics:
         """Feed one final bar of a warm stream; RevisionOutOfRangeError if it reaches past the ring."""
-        key = (message.symbol, int(message.timeframe))
+        key = self.key_of(message)
+        instrument = key[0]
         stream = self._streams[key]
         duration = stream.timeframe.duration_ns
         end_ns = message.open_time_ns + duration
@@ -173,18 +201,18 @@ class AnalyticsEngine:
         self._assessed_ns[key] = assessed_ns
         minute_bars: Sequence[BarInput] = ()
         if duration > NS_PER_MINUTE:
-            minutes = self._streams.get((message.symbol, market_pb2.TIMEFRAME_1M))
+            minutes = self._streams.get((instrument, market_pb2.TIMEFRAME_1M))
             if minutes is not None:
                 minute_bars = minutes.minute_bars_between(message.open_time_ns, end_ns)
         result = stream.on_bar(bar_from_proto(message), assessed_ns, minute_bars=minute_bars)
         received_ns = self._clock_ns()
         self._received_ns[key] = received_ns
         if duration == NS_PER_MINUTE:
-            self._recheck_higher(message.symbol, stream, message.open_time_ns, message.revision > 0)
+            self._recheck_higher(instrument, stream, message.open_time_ns, message.revision > 0)
         return replace(result, quality=replace(result.quality, received_ns=received_ns))
 
     def _recheck_higher(
-        self, symbol: str, minutes: SymbolAnalytics, minute_ns: int, revised: bool
+        self, instrument: InstrumentId, minutes: InstrumentAnalytics, minute_ns: int, revised: bool
     ) -> None:
         """Recheck the higher-timeframe bars this 1m bar completes or revises against it.
 
@@ -194,7 +222,7 @@ class AnalyticsEngine:
         their newest time, in `take_rechecked`.
         """
         for spec in TIMEFRAMES[1:]:
-            key = (symbol, spec.proto)
+            key = (instrument, spec.proto)
             stream = self._streams.get(key)
             bucket = minute_ns - minute_ns % spec.duration_ns
             end_ns = bucket + spec.duration_ns

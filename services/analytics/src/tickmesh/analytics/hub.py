@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from tickmesh.analytics.engine import AnalyticsUpdate
 from tickmesh.core.fanout import BoundedSubscription, Fanout, SubscriberOverflowError
+from tickmesh.core.instruments import InstrumentId
 
 __all__ = ["AnalyticsHub", "SubscriberOverflowError", "UpdateFilter"]
 
@@ -19,12 +20,12 @@ __all__ = ["AnalyticsHub", "SubscriberOverflowError", "UpdateFilter"]
 class UpdateFilter:
     """Which updates a subscriber wants; empty sets mean everything."""
 
-    symbols: frozenset[str] = frozenset()
+    instruments: frozenset[InstrumentId] = frozenset()
     timeframes: frozenset[int] = frozenset()
 
     def wants(self, update: AnalyticsUpdate) -> bool:
-        """True when an update passes the symbol and timeframe filters."""
-        return (not self.symbols or update.symbol in self.symbols) and (
+        """True when an update passes the instrument and timeframe filters."""
+        return (not self.instruments or update.instrument in self.instruments) and (
             not self.timeframes or update.timeframe in self.timeframes
         )
 

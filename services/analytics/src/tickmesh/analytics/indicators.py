@@ -1,4 +1,4 @@
-"""IndicatorWindow: the seed indicator set of one symbol and timeframe, updated per final bar.
+"""IndicatorWindow: the seed indicator set of one instrument and timeframe, updated per final bar.
 
 Windowed indicators (SMA, Bollinger, Stochastic, volume SMA) are TA-Lib calls on the tail
 of a bounded ring of bars; recursive ones (EMA, MACD, RSI, ATR, ADX) and the session VWAP
@@ -21,6 +21,7 @@ from tickmesh.analytics.bars_window import BarWindow, FloatArray
 from tickmesh.analytics.recursive_state import RecursiveState
 from tickmesh.analytics.results import Indicators
 from tickmesh.core.errors import FailedPrecondition
+from tickmesh.core.instruments import InstrumentId
 
 SMA_PERIODS = (20, 50, 100, 200)
 BOLLINGER_PERIOD = 20
@@ -59,12 +60,14 @@ def _last(values: FloatArray) -> float | None:
 
 
 class IndicatorWindow:
-    """Per symbol and timeframe indicator state fed one final bar at a time."""
+    """Per instrument and timeframe indicator state fed one final bar at a time."""
 
-    def __init__(self, symbol: str, timeframe: int, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self, instrument: InstrumentId, timeframe: int, capacity: int = DEFAULT_CAPACITY
+    ) -> None:
         if capacity < MIN_CAPACITY:
             raise ValueError(f"capacity must be at least {MIN_CAPACITY}, got {capacity}")
-        self.symbol = symbol
+        self.instrument = instrument
         self.timeframe = timeframe
         self.bars = BarWindow(capacity)
         self._state = RecursiveState()
@@ -107,7 +110,7 @@ class IndicatorWindow:
         dropped_history = self._state.count > len(self.bars)
         if position == 0 and dropped_history and open_time_ns < int(self.bars.open_time[0]):
             raise RevisionOutOfRangeError(
-                f"{self.symbol}: bar at {open_time_ns} is older than the {len(self.bars)} bars kept"
+                f"{self.instrument}: bar at {open_time_ns} is older than the {len(self.bars)} bars kept"
             )
         self._state = self._before[position]
         for _ in range(len(self.bars) - position):
@@ -153,7 +156,7 @@ class IndicatorWindow:
         if count >= VOLUME_SMA_PERIOD:
             volume_sma = _last(talib.SMA(self.bars.volume[-VOLUME_SMA_PERIOD:], VOLUME_SMA_PERIOD))
         result = Indicators(
-            symbol=self.symbol,
+            instrument=self.instrument,
             timeframe=self.timeframe,
             open_time_ns=bar.open_time_ns,
             rsi=recursive.rsi,

@@ -1,4 +1,4 @@
-"""SymbolAnalytics: indicators, features and quality of one symbol and timeframe, fed one final bar at a time."""
+"""InstrumentAnalytics: indicators, features and quality of one instrument and timeframe, fed one final bar at a time."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from tickmesh.analytics.features import compute_features
 from tickmesh.analytics.indicators import DEFAULT_CAPACITY, IndicatorWindow
 from tickmesh.analytics.quality import QualityConfig, QualityMonitor
 from tickmesh.analytics.results import Anomaly, Features, Indicators, Quality
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import TimeframeSpec
 
 
@@ -30,21 +31,21 @@ class BarAnalytics:
     rejection: str | None
 
 
-class SymbolAnalytics:
-    """The analytics state of one symbol and timeframe; pure, no I/O, one instance per stream."""
+class InstrumentAnalytics:
+    """The analytics state of one instrument and timeframe; pure, no I/O, one instance per stream."""
 
     def __init__(
         self,
-        symbol: str,
+        instrument: InstrumentId,
         timeframe: TimeframeSpec,
         capacity: int = DEFAULT_CAPACITY,
         quality_config: QualityConfig | None = None,
     ) -> None:
-        self.symbol = symbol
+        self.instrument = instrument
         self.timeframe = timeframe
-        self.window = IndicatorWindow(symbol, timeframe.proto, capacity)
+        self.window = IndicatorWindow(instrument, timeframe.proto, capacity)
         self.quality = QualityMonitor(
-            symbol, timeframe, quality_config or QualityConfig(), capacity
+            instrument, timeframe, quality_config or QualityConfig(), capacity
         )
 
     def on_bar(

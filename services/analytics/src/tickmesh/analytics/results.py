@@ -1,11 +1,12 @@
-"""Analytics outputs as frozen dataclasses mirroring tickmesh.v1 Indicators, Features, Quality, Anomaly."""
+"""Analytics outputs as frozen dataclasses mirroring tickmesh.v2 Indicators, Features, Quality, Anomaly."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tickmesh.v1 import analytics_pb2, market_pb2
+from tickmesh.core.instruments import InstrumentId
+from tickmesh.v2 import analytics_pb2, market_pb2
 
 INDICATOR_NAMES: tuple[str, ...] = (
     "rsi",
@@ -35,7 +36,7 @@ INDICATOR_NAMES: tuple[str, ...] = (
 class Indicators:
     """The technical indicators of one final bar; None while there is too little history."""
 
-    symbol: str
+    instrument: InstrumentId
     timeframe: int
     open_time_ns: int
     rsi: float | None = None
@@ -69,9 +70,10 @@ class Indicators:
         return out
 
     def to_proto(self) -> analytics_pb2.Indicators:
-        """Return the tickmesh.v1.Indicators message; None fields stay unset."""
+        """Return the tickmesh.v2.Indicators message; None fields stay unset."""
         message = analytics_pb2.Indicators(
-            symbol=self.symbol,
+            symbol=self.instrument.symbol,
+            exchange=market_pb2.Exchange.ValueType(self.instrument.exchange),
             timeframe=market_pb2.Timeframe.ValueType(self.timeframe),
             open_time_ns=self.open_time_ns,
         )
@@ -84,16 +86,17 @@ class Indicators:
 class Features:
     """The ML features of one final bar; a feature without enough history is absent."""
 
-    symbol: str
+    instrument: InstrumentId
     timeframe: int
     open_time_ns: int
     feature_version: str
     values: Mapping[str, float]
 
     def to_proto(self) -> analytics_pb2.Features:
-        """Return the tickmesh.v1.Features message."""
+        """Return the tickmesh.v2.Features message."""
         return analytics_pb2.Features(
-            symbol=self.symbol,
+            symbol=self.instrument.symbol,
+            exchange=market_pb2.Exchange.ValueType(self.instrument.exchange),
             timeframe=market_pb2.Timeframe.ValueType(self.timeframe),
             open_time_ns=self.open_time_ns,
             feature_version=self.feature_version,
@@ -110,19 +113,19 @@ class Anomaly:
     detail: str
 
     def to_proto(self) -> analytics_pb2.Anomaly:
-        """Return the tickmesh.v1.Anomaly message."""
+        """Return the tickmesh.v2.Anomaly message."""
         return analytics_pb2.Anomaly(check=self.check, time_ns=self.time_ns, detail=self.detail)
 
 
 @dataclass(frozen=True, slots=True)
 class Quality:
-    """The data-quality assessment of one symbol and timeframe at one moment.
+    """The data-quality assessment of one instrument and timeframe at one moment.
 
     `time_ns` is the stream's clock (the newest bar's close); `received_ns` the wall-clock time
     that bar was received, kept with the row so GetQuality can judge staleness later.
     """
 
-    symbol: str
+    instrument: InstrumentId
     timeframe: int
     time_ns: int
     score: float
@@ -132,9 +135,10 @@ class Quality:
     received_ns: int | None = None
 
     def to_proto(self) -> analytics_pb2.Quality:
-        """Return the tickmesh.v1.Quality message."""
+        """Return the tickmesh.v2.Quality message."""
         return analytics_pb2.Quality(
-            symbol=self.symbol,
+            symbol=self.instrument.symbol,
+            exchange=market_pb2.Exchange.ValueType(self.instrument.exchange),
             timeframe=market_pb2.Timeframe.ValueType(self.timeframe),
             time_ns=self.time_ns,
             score=self.score,

@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 from tickmesh.analytics.results import INDICATOR_NAMES, Anomaly, Features, Indicators, Quality
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import from_label, from_proto
 
-INDICATOR_COLUMNS: tuple[str, ...] = ("time", "symbol", "timeframe", *INDICATOR_NAMES)
-FEATURE_COLUMNS: tuple[str, ...] = ("time", "symbol", "timeframe", "feature_version", "features")
+INDICATOR_COLUMNS: tuple[str, ...] = ("time", "exchange", "symbol", "timeframe", *INDICATOR_NAMES)
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "time",
+    "exchange",
+    "symbol",
+    "timeframe",
+    "feature_version",
+    "features",
+)
 QUALITY_COLUMNS: tuple[str, ...] = (
     "time",
+    "exchange",
     "symbol",
     "timeframe",
     "quality_score",
@@ -33,6 +43,9 @@ class Record(Protocol):
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# One compact encoder: json.dumps with options builds a new one per call. NaN/inf raise, since
+# PostgreSQL's JSON has no such values.
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def ns_to_datetime(time_ns: int) -> datetime:
@@ -62,7 +75,8 @@ def indicator_row(indicators: Indicators) -> tuple[object, ...]:
     """The `indicators` row of one bar, in INDICATOR_COLUMNS order; NULL where there is no value."""
     return (
         ns_to_datetime(indicators.open_time_ns),
-        indicators.symbol,
+        indicators.instrument.venue,
+        indicators.instrument.symbol,
         timeframe_label(indicators.timeframe),
         *(_finite_or_none(getattr(indicators, name)) for name in INDICATOR_NAMES),
     )
@@ -70,13 +84,19 @@ def indicator_row(indicators: Indicators) -> tuple[object, ...]:
 
 def feature_row(features: Features) -> tuple[object, ...]:
     """The `ml_features` row of one bar, in FEATURE_COLUMNS order (features as JSON text)."""
-    values = {name: value for name, value in features.values.items() if math.isfinite(value)}
+    try:
+        # Computed features are finite already; this runs for every bar of a minute burst.
+        text = _JSON.encode(features.values)
+    except ValueError:
+        finite = {name: value for name, value in features.values.items() if math.isfinite(value)}
+        text = _JSON.encode(finite)
     return (
         ns_to_datetime(features.open_time_ns),
-        features.symbol,
+        features.instrument.venue,
+        features.instrument.symbol,
         timeframe_label(features.timeframe),
         features.feature_version,
-        json.dumps(values, separators=(",", ":")),
+        text,
     )
 
 
@@ -88,23 +108,35 @@ def quality_row(quality: Quality) -> tuple[object, ...]:
     ]
     return (
         ns_to_datetime(quality.time_ns),
-        quality.symbol,
+        quality.instrument.venue,
+        quality.instrument.symbol,
         timeframe_label(quality.timeframe),
         quality.score,
         len(quality.checks_passed),
         len(quality.checks_failed),
         list(quality.checks_passed),
         list(quality.checks_failed),
-        json.dumps(anomalies, separators=(",", ":")),
+        _JSON.encode(anomalies),
         None if quality.received_ns is None else ns_to_datetime(quality.received_ns),
     )
+
+
+def instrument_of_record(record: Record) -> InstrumentId:
+    """The instrument of a row (its stored venue label and symbol)."""
+    return _instrument(record["exchange"], record["symbol"])
+
+
+@lru_cache(maxsize=4096)
+def _instrument(venue: str, symbol: str) -> InstrumentId:
+    # A range query reads thousands of rows of one instrument: validate it once.
+    return InstrumentId.of(venue, symbol)
 
 
 def indicators_from_record(record: Record) -> Indicators:
     """The Indicators of an `indicators` row."""
     values = {name: record[name] for name in INDICATOR_NAMES}
     return Indicators(
-        symbol=record["symbol"],
+        instrument=instrument_of_record(record),
         timeframe=from_label(record["timeframe"]).proto,
         open_time_ns=datetime_to_ns(record["time"]),
         **values,
@@ -114,7 +146,7 @@ def indicators_from_record(record: Record) -> Indicators:
 def features_from_record(record: Record) -> Features:
     """The Features of an `ml_features` row."""
     return Features(
-        symbol=record["symbol"],
+        instrument=instrument_of_record(record),
         timeframe=from_label(record["timeframe"]).proto,
         open_time_ns=datetime_to_ns(record["time"]),
         feature_version=record["feature_version"],
@@ -129,7 +161,7 @@ def quality_from_record(record: Record) -> Quality:
         for item in json.loads(record["anomalies"])
     )
     return Quality(
-        symbol=record["symbol"],
+        instrument=instrument_of_record(record),
         timeframe=from_label(record["timeframe"]).proto,
         time_ns=datetime_to_ns(record["time"]),
         score=record["quality_score"],

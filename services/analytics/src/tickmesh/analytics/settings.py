@@ -17,7 +17,7 @@ class AnalyticsSettings(CommonSettings):
     analytics_consumer_name: str = Field(default="analytics", min_length=1, max_length=100)
     analytics_commit_interval_ms: int = Field(default=100, ge=1, le=10_000)
     analytics_commit_max_bars: int = Field(default=2_000, ge=1, le=100_000)
-    # Bars asked of BarService.GetBars to warm a symbol and timeframe met after a restart.
+    # Bars asked of BarService.GetBars to warm an instrument and timeframe met after a restart.
     analytics_warmup_bars: int = Field(default=320, ge=200, le=5_000)
     analytics_reconnect_max_seconds: float = Field(default=5.0, gt=0, le=300)
     analytics_subscriber_backlog: int = Field(default=10_000, ge=10, le=1_000_000)

@@ -22,9 +22,11 @@ from tickmesh.analytics.rows import (
     quality_row,
 )
 from tickmesh.core.db.bulk import UpsertSpec, upsert
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.metrics import CoreMetrics
 
-_ROW_KEY = ("time", "symbol", "timeframe")
+# The primary key of migration 0005, in its order (upsert sorts rows by it).
+_ROW_KEY = ("exchange", "symbol", "timeframe", "time")
 INDICATORS = UpsertSpec(table="indicators", columns=INDICATOR_COLUMNS, key=_ROW_KEY)
 FEATURES = UpsertSpec(table="ml_features", columns=FEATURE_COLUMNS, key=_ROW_KEY)
 QUALITY = UpsertSpec(table="data_quality_metrics", columns=QUALITY_COLUMNS, key=_ROW_KEY)
@@ -40,12 +42,25 @@ CONSUMER_STATE = UpsertSpec(
 # Far past any bar, so an open upper bound needs no second query shape.
 _END_OF_TIME_NS = 2**62
 
+# A replay page's position: (open time ns, venue label, symbol, timeframe label).
+ReplayKey = tuple[int, str, str, str]
+
+# A subscription's instrument filter as two parallel arrays (venues, symbols); empty = all.
+_WANTED_INSTRUMENT = (
+    "(cardinality({venues}::text[]) = 0 OR ({alias}exchange, {alias}symbol) IN "
+    "(SELECT * FROM unnest({venues}::text[], {symbols}::text[])))"
+)
+
+
+def _instrument_arrays(instruments: list[InstrumentId]) -> tuple[list[str], list[str]]:
+    return [i.venue for i in instruments], [i.symbol for i in instruments]
+
 
 @dataclass(frozen=True, slots=True)
 class RangeQuery:
-    """Rows of one symbol and timeframe with start <= open time < end, the latest `limit` kept."""
+    """Rows of one instrument and timeframe with start <= open time < end, the latest `limit` kept."""
 
-    symbol: str
+    instrument: InstrumentId
     timeframe: str
     start_ns: int
     end_ns: int
@@ -98,9 +113,10 @@ class AnalyticsStore:
         self, table: str, columns: str, query: RangeQuery
     ) -> list[asyncpg.Record]:
         rows = await self._pool.fetch(
-            f"SELECT {columns} FROM {table} WHERE symbol = $1 AND timeframe = $2 "
-            "AND time >= $3 AND time < $4 ORDER BY time DESC LIMIT $5",
-            query.symbol,
+            f"SELECT {columns} FROM {table} WHERE exchange = $1 AND symbol = $2 "
+            "AND timeframe = $3 AND time >= $4 AND time < $5 ORDER BY time DESC LIMIT $6",
+            query.instrument.venue,
+            query.instrument.symbol,
             query.timeframe,
             ns_to_datetime(query.start_ns),
             ns_to_datetime(query.end_ns or _END_OF_TIME_NS),
@@ -108,39 +124,43 @@ class AnalyticsStore:
         )
         return list(reversed(rows))
 
-    async def latest_quality(self, symbol: str, timeframe: str) -> Quality | None:
-        """The newest quality assessment of a symbol and timeframe, None before the first."""
+    async def latest_quality(self, instrument: InstrumentId, timeframe: str) -> Quality | None:
+        """The newest quality assessment of an instrument and timeframe, None before the first."""
         row = await self._pool.fetchrow(
             f"SELECT {', '.join(QUALITY_COLUMNS)} FROM data_quality_metrics "
-            "WHERE symbol = $1 AND timeframe = $2 ORDER BY time DESC LIMIT 1",
-            symbol,
+            "WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 ORDER BY time DESC LIMIT 1",
+            instrument.venue,
+            instrument.symbol,
             timeframe,
         )
         return None if row is None else quality_from_record(row)
 
     async def fetch_updates_page(
         self,
-        after: tuple[int, str, str],
-        symbols: list[str],
+        after: ReplayKey,
+        instruments: list[InstrumentId],
         timeframes: list[str],
         limit: int,
     ) -> list[tuple[Indicators, Features | None]]:
-        """Stored bars after `after` = (open time ns, symbol, timeframe), in that order, with their features.
+        """Stored bars after `after` = (open time ns, venue, symbol, timeframe), in that order, with their features.
 
         Keyset paging: pass the last returned key as the next `after`.
         """
-        time_ns, symbol, timeframe = after
+        time_ns, venue, symbol, timeframe = after
         columns = ", ".join(f"i.{c}" for c in INDICATOR_COLUMNS)
+        venues, symbols = _instrument_arrays(instruments)
         rows = await self._pool.fetch(
             f"SELECT {columns}, f.feature_version, f.features FROM indicators i "
-            "LEFT JOIN ml_features f USING (time, symbol, timeframe) "
-            "WHERE (i.time, i.symbol, i.timeframe) > ($1, $2, $3) "
-            "AND (cardinality($4::text[]) = 0 OR i.symbol = ANY($4::text[])) "
-            "AND (cardinality($5::text[]) = 0 OR i.timeframe = ANY($5::text[])) "
-            "ORDER BY i.time, i.symbol, i.timeframe LIMIT $6",
+            "LEFT JOIN ml_features f USING (exchange, symbol, timeframe, time) "
+            "WHERE (i.time, i.exchange, i.symbol, i.timeframe) > ($1, $2, $3, $4) "
+            f"AND {_WANTED_INSTRUMENT.format(alias='i.', venues='$5', symbols='$6')} "
+            "AND (cardinality($7::text[]) = 0 OR i.timeframe = ANY($7::text[])) "
+            "ORDER BY i.time, i.exchange, i.symbol, i.timeframe LIMIT $8",
             ns_to_datetime(time_ns),
+            venue,
             symbol,
             timeframe,
+            venues,
             symbols,
             timeframes,
             limit,
@@ -154,16 +174,22 @@ class AnalyticsStore:
         ]
 
     async def fetch_qualities(
-        self, symbols: list[str], timeframes: list[str], start_ns: int, end_ns: int
+        self,
+        instruments: list[InstrumentId],
+        timeframes: list[str],
+        start_ns: int,
+        end_ns: int,
     ) -> list[Quality]:
         """Quality assessments made in [start_ns, end_ns], filtered like a subscription."""
+        venues, symbols = _instrument_arrays(instruments)
         rows = await self._pool.fetch(
             f"SELECT {', '.join(QUALITY_COLUMNS)} FROM data_quality_metrics "
             "WHERE time >= $1 AND time <= $2 "
-            "AND (cardinality($3::text[]) = 0 OR symbol = ANY($3::text[])) "
-            "AND (cardinality($4::text[]) = 0 OR timeframe = ANY($4::text[]))",
+            f"AND {_WANTED_INSTRUMENT.format(alias='', venues='$3', symbols='$4')} "
+            "AND (cardinality($5::text[]) = 0 OR timeframe = ANY($5::text[]))",
             ns_to_datetime(start_ns),
             ns_to_datetime(end_ns),
+            venues,
             symbols,
             timeframes,
         )

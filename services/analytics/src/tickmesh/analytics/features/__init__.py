@@ -47,7 +47,7 @@ def compute_features(
 ) -> Features:
     """Return the Features message of the newest bar in `window` (the bar `indicators` belong to)."""
     return Features(
-        symbol=indicators.symbol,
+        instrument=indicators.instrument,
         timeframe=indicators.timeframe,
         open_time_ns=indicators.open_time_ns,
         feature_version=FEATURE_VERSION,

@@ -23,6 +23,7 @@ class FeatureContext:
     low: FloatArray
     close: FloatArray
     volume: FloatArray
+    taker_buy_volume: FloatArray
     log_close: FloatArray
     log_returns: FloatArray
     indicators: Indicators
@@ -48,6 +49,7 @@ def build_context(
         low=window.low[-TAIL_BARS:],
         close=close,
         volume=window.volume[-TAIL_BARS:],
+        taker_buy_volume=window.taker_buy_volume[-TAIL_BARS:],
         log_close=log_close,
         log_returns=np.diff(log_close),
         indicators=indicators,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Bump when any feature's definition, name or unit changes; stored with every feature row.
-FEATURE_VERSION = "1.0.0"
+FEATURE_VERSION = "1.1.0"  # 1.1.0: taker-buy ratios (bars of tickmesh.v2)
 
 
 @dataclass(frozen=True, slots=True)

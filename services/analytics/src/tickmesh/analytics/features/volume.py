@@ -1,4 +1,4 @@
-"""Volume features: z-scores, ratios, signed-volume imbalance and the distance to the session VWAP."""
+"""Volume features: z-scores, ratios, signed-volume and taker-buy imbalance, distance to the session VWAP."""
 
 from __future__ import annotations
 
@@ -50,6 +50,20 @@ SPECS: tuple[FeatureSpec, ...] = (
         20,
     ),
     FeatureSpec(
+        "taker_buy_ratio",
+        "Taker-buy volume over the bar volume (absent when unknown or the bar is flat).",
+        "fraction",
+        GROUP_VOLUME,
+        1,
+    ),
+    FeatureSpec(
+        "taker_buy_ratio_20",
+        "Taker-buy volume over total volume, 20 bars (absent when any is unknown).",
+        "fraction",
+        GROUP_VOLUME,
+        20,
+    ),
+    FeatureSpec(
         "dollar_volume_zscore_20",
         "Close times volume as a z-score against its 20-bar mean and stdev (0 if constant).",
         "stdev",
@@ -82,8 +96,11 @@ SPECS: tuple[FeatureSpec, ...] = (
 
 def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     """Add the volume and VWAP features that have enough history to `out`."""
-    bars, volume = ctx.bars, ctx.volume
+    bars, volume, taker_buy = ctx.bars, ctx.volume, ctx.taker_buy_volume
     last = float(volume[-1])
+    # NaN (unknown taker-buy volume) or 0/0 (a flat bar) is dropped with the other undefined values.
+    if last > 0.0:
+        out["taker_buy_ratio"] = float(taker_buy[-1]) / last
     log_volume = math.log1p(last)
     out["log_volume"] = log_volume
     if bars >= 2:
@@ -98,6 +115,7 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
             out["volume_ratio_5_20"] = stats.mean(volume[-5:]) / stats.mean(recent)
             direction = np.sign(ctx.close[-20:] - ctx.open[-20:])
             out["signed_volume_ratio_20"] = float((direction * recent).sum()) / total
+            out["taker_buy_ratio_20"] = float(taker_buy[-20:].sum()) / total
         out["dollar_volume_zscore_20"] = stats.zscore_last(ctx.close[-20:] * recent)
     indicators = ctx.indicators
     if indicators.volume_sma is not None and indicators.volume_sma > 0.0:

@@ -1,4 +1,4 @@
-"""Data quality per symbol and timeframe: per-bar checks, cross-timeframe roll-ups and a 0-1 score."""
+"""Data quality per instrument and timeframe: per-bar checks, cross-timeframe roll-ups and a 0-1 score."""
 
 from __future__ import annotations
 

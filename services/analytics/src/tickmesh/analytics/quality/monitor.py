@@ -1,4 +1,4 @@
-"""QualityMonitor: per symbol and timeframe data-quality state, observed per bar and assessed on demand.
+"""QualityMonitor: per instrument and timeframe data-quality state, observed per bar and assessed on demand.
 
 Every final bar is observed (accepted for indicators or not). Checks of the bar alone (non-finite
 or non-positive values, OHLC consistency, cross-timeframe roll-up, and the duplicate and
@@ -48,6 +48,7 @@ from tickmesh.analytics.quality.checks import (
 )
 from tickmesh.analytics.quality.cross_timeframe import cross_timeframe_anomaly
 from tickmesh.analytics.results import Anomaly, Quality
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import NS_PER_MINUTE, TimeframeSpec
 
 NS_PER_SECOND = 1_000_000_000
@@ -101,19 +102,19 @@ class _Base:
 
 
 class QualityMonitor:
-    """Observes every final bar of one symbol and timeframe and scores recent data.
+    """Observes every final bar of one instrument and timeframe and scores recent data.
 
     The score is the weight of passed checks over the weight of evaluated ones.
     """
 
     def __init__(
         self,
-        symbol: str,
+        instrument: InstrumentId,
         timeframe: TimeframeSpec,
         config: QualityConfig,
         capacity: int = DEFAULT_CAPACITY,
     ) -> None:
-        self.symbol = symbol
+        self.instrument = instrument
         self.timeframe = timeframe
         self.config = config
         self._capacity = max(capacity, 1)
@@ -259,7 +260,7 @@ class QualityMonitor:
             return []
         if open_time_ns < observed[0].open_time_ns and self._base.dropped:
             raise RevisionOutOfRangeError(
-                f"{self.symbol}: quality of the bar at {open_time_ns} is older than the "
+                f"{self.instrument}: quality of the bar at {open_time_ns} is older than the "
                 f"{len(observed)} bars kept"
             )
         dropped: list[_Observed] = []
@@ -302,7 +303,7 @@ class QualityMonitor:
         evaluated = [name for name in self.config.weights if self._evaluated(name)]
         return scored(
             Quality(
-                symbol=self.symbol,
+                instrument=self.instrument,
                 timeframe=self.timeframe.proto,
                 time_ns=now_ns,
                 score=0.0,
