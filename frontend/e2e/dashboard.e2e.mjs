@@ -4,10 +4,12 @@
 //   node e2e/dashboard.e2e.mjs --url http://127.0.0.1:8000 [--out ../test-output]
 //
 // The URL serves the built dashboard and the gateway's /api and /ws on one origin (the
-// gateway itself, or `vite preview` proxying to it). The script registers a user, picks a
-// symbol, waits for candles and a live update, toggles an overlay, opens the RSI pane,
-// creates an alert that fires on the next final bar and waits to see it fire, saving a
-// screenshot after each step. Exit status 0 when every step passed.
+// gateway itself, or `vite preview` proxying to it). The script registers a user, checks that
+// the picker lists the symbol on Binance spot and on Binance USD-M (two instruments) and that
+// the chart draws each, reloads a link naming one, waits for candles and a live update,
+// toggles an overlay, opens the RSI pane, creates an alert that fires on the next final bar
+// and waits to see it fire, saving a screenshot after each step. Exit status 0 when every
+// step passed.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -19,7 +21,7 @@ const { values: args } = parseArgs({
     url: { type: "string", default: process.env.TICKMESH_E2E_URL ?? "http://127.0.0.1:8000" },
     out: { type: "string", default: process.env.TICKMESH_E2E_OUT ?? "test-output/e2e" },
     chromium: { type: "string", default: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium" },
-    symbol: { type: "string", default: process.env.TICKMESH_E2E_SYMBOL ?? "" },
+    symbol: { type: "string", default: process.env.TICKMESH_E2E_SYMBOL ?? "BTCUSDT" },
     "alert-timeout": { type: "string", default: "75" },
     headed: { type: "boolean", default: false },
   },
@@ -92,23 +94,97 @@ try {
     await page.getByRole("button", { name: "Sign out" }).waitFor({ timeout: 15_000 });
   });
 
-  let symbol = args.symbol;
-  await step("pick a symbol from the searchable list", async () => {
-    const picker = page.getByRole("combobox", { name: "Symbol" });
-    await picker.click();
-    const options = page.getByRole("option");
-    await options.first().waitFor({ timeout: 20_000 });
-    if (symbol === "") symbol = (await options.first().locator("strong").textContent())?.trim() ?? "";
-    await picker.fill(symbol.slice(0, 3));
-    await page.getByRole("option", { name: new RegExp(`^${symbol}`) }).first().click();
-    await page.waitForFunction(
-      (wanted) => document.querySelector('[role="combobox"]')?.value === wanted,
-      symbol,
-    );
-    log(`symbol ${symbol}`);
+  const symbol = args.symbol;
+  // The same symbol on two venues is two instruments: the picker names the venue of each.
+  const venues = [
+    { instrument: `binance_spot:${symbol}`, label: `${symbol} · Binance spot` },
+    { instrument: `binance_usdm:${symbol}`, label: `${symbol} · Binance USD-M` },
+  ];
+  const picker = page.getByRole("combobox", { name: "Instrument" });
+  const option = (instrument) => page.locator(`[role="option"][data-instrument="${instrument}"]`);
+
+  await step(`the picker lists ${symbol} on Binance spot and on Binance USD-M`, async () => {
+    const deadline = Date.now() + 45_000;
+    for (;;) {
+      await picker.click();
+      await page.getByRole("option").first().waitFor({ timeout: 20_000 });
+      const present = await Promise.all(venues.map((venue) => option(venue.instrument).count()));
+      if (present.every((count) => count > 0)) break;
+      // Registered after this page read the list: read it again.
+      if (Date.now() > deadline) throw new Error(`the picker lacks ${venues.map((v) => v.instrument)}`);
+      await page.keyboard.press("Escape");
+      await page.waitForTimeout(2000);
+      await page.reload({ waitUntil: "domcontentloaded" });
+      await signIn();
+    }
+    for (const venue of venues) {
+      const text = (await option(venue.instrument).textContent()) ?? "";
+      if (!text.includes(venue.label)) throw new Error(`option ${venue.instrument} reads "${text}"`);
+    }
+    await shot("01b-picker-venues");
+    await page.keyboard.press("Escape");
   });
 
+  async function signIn() {
+    await page.getByRole("button", { name: "Sign in" }).waitFor({ timeout: 15_000 });
+    await page.getByLabel("Username").fill(username);
+    await page.getByLabel("Password").fill(password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign out" }).waitFor({ timeout: 15_000 });
+  }
+
   const chart = page.getByTestId("price-chart");
+  const chartOf = async (instrument) => {
+    await page.waitForFunction(
+      (wanted) => {
+        const element = document.querySelector('[data-testid="price-chart"]');
+        return element?.dataset.instrument === wanted && Number(element.dataset.bars ?? 0) > 0;
+      },
+      instrument,
+      { timeout: 45_000 },
+    );
+    // The chart library drew it: its canvases are sized and painted.
+    const painted = await chart.evaluate((element) =>
+      [...element.querySelectorAll("canvas")].some((canvas) => canvas.width > 0 && canvas.height > 0),
+    );
+    if (!painted) throw new Error(`no canvas drawn for ${instrument}`);
+  };
+
+  for (const venue of [...venues].reverse()) {
+    await step(`pick ${venue.label} and see its chart`, async () => {
+      await picker.click();
+      await picker.fill(symbol.slice(0, 3));
+      await option(venue.instrument).click();
+      await page.waitForFunction(
+        (wanted) => document.querySelector('[role="combobox"]')?.value === wanted,
+        venue.label,
+      );
+      await page.waitForFunction(
+        (wanted) => new URLSearchParams(window.location.search).get("instrument") === wanted,
+        venue.instrument,
+      );
+      await chartOf(venue.instrument);
+      log(`${venue.instrument}: ${await chart.getAttribute("data-bars")} bars, last ${await page.getByTestId("last-price").getAttribute("aria-label")}`);
+      await shot(`01c-${venue.instrument.replace(":", "-")}`);
+    });
+  }
+
+  await step("a link naming an instrument opens it after a reload", async () => {
+    const [spot, usdm] = venues;
+    await page.goto(`${args.url.replace(/\/$/, "")}/?instrument=${spot.instrument}&timeframe=1m`, {
+      waitUntil: "domcontentloaded",
+    });
+    await signIn(); // tokens live in memory only: a reload signs in again, the address stays
+    await chartOf(spot.instrument);
+    if (!page.url().includes(`instrument=${spot.instrument}`)) throw new Error(`address is ${page.url()}`);
+    if ((await picker.inputValue()) !== spot.label) throw new Error(`picker shows ${await picker.inputValue()}`);
+    // Back to USD-M for the live steps below.
+    await picker.click();
+    await picker.fill(symbol.slice(0, 3));
+    await option(usdm.instrument).click();
+    await chartOf(usdm.instrument);
+  });
+
   await step("see candles", async () => {
     await page.waitForFunction(
       () => Number(document.querySelector('[data-testid="price-chart"]')?.dataset.bars ?? 0) > 0,

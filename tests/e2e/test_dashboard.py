@@ -1,7 +1,8 @@
 """The dashboard end to end: `tickmesh demo`, the built frontend and Debian's Chromium.
 
 The browser script (frontend/e2e/dashboard.e2e.mjs, playwright-core driving
-/usr/bin/chromium) registers a user, picks a symbol, sees candles and a live update,
+/usr/bin/chromium) registers a user, sees BTCUSDT listed on Binance spot and on Binance USD-M
+and the chart of each (also after a reload of a link naming one), sees candles and a live update,
 toggles overlays, opens the RSI and MACD panes, creates an alert and sees it fire;
 screenshots land in test-output/e2e/. This module brings up what it needs: Chromium
 from Debian's packages, `npm ci` and `vite build` when the build is missing or stale,
@@ -11,6 +12,7 @@ and the whole demo mesh on free ports with its own state directory.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -31,8 +33,11 @@ FRONTEND = REPO / "frontend"
 OUTPUT = REPO / "test-output" / "e2e"
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 TICKMESH = Path(sys.executable).parent / "tickmesh"
-BROWSER_SECONDS = 120
+BROWSER_SECONDS = 180
 STARTUP_SECONDS = 90
+ADMIN = ("e2e_admin", "e2e-admin-password-1")
+# The same symbol on both Binance venues: two instruments the picker must tell apart.
+INSTRUMENTS = (("binance_spot", "BTCUSDT"), ("binance_usdm", "BTCUSDT"))
 
 
 def _free_port() -> int:
@@ -76,6 +81,40 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)  # leftovers of this test's own session only
+
+
+def _post(url: str, body: dict[str, str], token: str | None = None) -> dict[str, object]:
+    headers = {"content-type": "application/json"}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, object] = json.loads(response.read())
+    return answer
+
+
+def _register_instruments(url: str, seconds: float = 60.0) -> None:
+    """Spot and USD-M BTCUSDT through the admin API (the demo may list them already: a no-op).
+
+    The gateway answers before the collector serves: a 503 is retried until `seconds` pass.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            login = _post(f"{url}/api/v1/auth/login", {"username": ADMIN[0], "password": ADMIN[1]})
+            token = str(login["access_token"])
+            for venue, symbol in INSTRUMENTS:
+                added = _post(
+                    f"{url}/api/v1/symbols",
+                    {"exchange": venue, "symbol": symbol, "asset_type": "crypto"},
+                    token,
+                )
+                assert added["instrument"] == f"{venue}:{symbol}", added
+            return
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(1.0)
 
 
 def _ensure_chromium() -> None:
@@ -135,6 +174,8 @@ def demo_gateway() -> Iterator[str]:
             "TICKMESH_GATEWAY_PORT": str(port),
             "TICKMESH_GATEWAY_SIGNUP_ROLE": "trader",  # the browser creates an alert
             "TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000",
+            "TICKMESH_GATEWAY_ADMIN_USERNAME": ADMIN[0],
+            "TICKMESH_GATEWAY_ADMIN_PASSWORD": ADMIN[1],
         }
         for service in ("collector", "bars", "analytics"):
             address = f"127.0.0.1:{_free_port()}"
@@ -154,6 +195,7 @@ def demo_gateway() -> Iterator[str]:
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_for(f"{url}/health", demo, log, STARTUP_SECONDS)
+            _register_instruments(url)
             yield url
         finally:
             _stop(demo)

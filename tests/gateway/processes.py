@@ -67,7 +67,7 @@ async def start_process(module: str, env: dict[str, str], log_path: Path) -> Run
 
 
 async def start_collector(
-    database_url: str, redis_url: str, log_path: Path
+    database_url: str, redis_url: str, log_path: Path, **env: str
 ) -> tuple[RunningProcess, str]:
     """A real collector serving SymbolService; returns it and its address."""
     address = f"127.0.0.1:{free_port()}"
@@ -79,7 +79,8 @@ async def start_collector(
             "TICKMESH_COLLECTOR_LISTEN": address,
             "TICKMESH_COLLECTOR_METRICS_PORT": "0",
             "TICKMESH_DRAIN_SECONDS": "1",
-        },
+        }
+        | env,
         log_path,
     )
     await wait_serving(address)

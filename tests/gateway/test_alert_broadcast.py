@@ -18,7 +18,7 @@ import websockets
 from ..ingest_helpers import publish
 from ..mesh_processes import ServiceProcess
 from .processes import ADMIN, login, start_gateway
-from .test_alert_catch_up import SYMBOL, _minutes
+from .test_alert_catch_up import INSTRUMENT, _minutes
 
 
 async def test_firing_on_one_replica_reaches_a_websocket_on_another(
@@ -46,12 +46,12 @@ async def test_firing_on_one_replica_reaches_a_websocket_on_another(
             admin = await login(client, *ADMIN)
             created = await client.post(
                 "/api/v1/alerts",
-                json={"symbol": SYMBOL, "condition": "price_above", "threshold": 150.0},
+                json={"instrument": INSTRUMENT, "condition": "price_above", "threshold": 150.0},
                 headers=admin,
             )
             assert created.status_code == 201, created.text
         token = admin["Authorization"].removeprefix("Bearer ")
-        url = serving.base_url.replace("http://", "ws://") + f"/ws/{SYMBOL}?token={token}"
+        url = serving.base_url.replace("http://", "ws://") + f"/ws/{INSTRUMENT}?token={token}"
         async with websockets.connect(url) as ws:
             await asyncio.sleep(1.0)  # A's engine follows the symbol
             await publish(bars.address, [_minutes("broadcast", 1, {0: 100, 1: 200, 2: 101})])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 from ..ingest_helpers import publish
 from ..mesh_processes import ServiceProcess
@@ -26,6 +26,7 @@ NS_PER_S = 1_000_000_000
 MINUTE_NS = 60 * NS_PER_S
 T0 = int(datetime(2024, 5, 1, tzinfo=UTC).timestamp()) * NS_PER_S
 SYMBOL = "CATCHUSDT"
+INSTRUMENT = f"binance_spot:{SYMBOL}"
 
 
 def _minutes(stream: str, sequence: int, closes: dict[int, float]) -> market_pb2.TradeBatch:
@@ -34,15 +35,17 @@ def _minutes(stream: str, sequence: int, closes: dict[int, float]) -> market_pb2
     for minute, close in sorted(closes.items()):
         for offset, price in ((5, 100.0), (30, close)):
             ids.append(minute * 2 + (offset == 30) + 1)
-            prices.append(price)
+            prices.append(round(price * 10))  # mantissas of scale 1
             times.append(T0 + minute * MINUTE_NS + offset * NS_PER_S)
     run = market_pb2.SymbolTrades(
         exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
         symbol=SYMBOL,
         trade_ids=ids,
         prices=prices,
-        quantities=[1.0] * len(ids),
+        quantities=[1] * len(ids),
         event_time_ns=times,
+        price_scale=1,
+        quantity_scale=0,
     )
     return market_pb2.TradeBatch(stream_id=stream, sequence=sequence, trades=[run])
 
@@ -76,7 +79,7 @@ async def test_alert_on_a_bar_final_while_the_gateway_was_dead_fires_once(
             created = await client.post(
                 "/api/v1/alerts",
                 json={
-                    "symbol": SYMBOL,
+                    "instrument": INSTRUMENT,
                     "timeframe": "1m",
                     "condition": "price_above",
                     "threshold": 150.0,

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import websockets
 
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 from ..ingest_helpers import publish_until_acked
 from ..mesh_processes import ServiceProcess
@@ -79,10 +79,11 @@ class _Trades:
             exchange=market_pb2.EXCHANGE_SIMULATOR,
             symbol=self.symbol,
             trade_ids=ids,
-            prices=[price for _, price in trades],
-            quantities=[1.0] * len(trades),
+            prices=[round(price * 10) for _, price in trades],  # mantissas of scale 1
+            quantities=[1] * len(trades),
             event_time_ns=times,
             receive_time_ns=times,
+            price_scale=1,
         )
         batch = market_pb2.TradeBatch(
             stream_id=f"cache-{self.symbol}", sequence=self.sequence, trades=[run]
@@ -101,7 +102,7 @@ async def _lookups(client: httpx.AsyncClient) -> dict[str, float]:
 
 
 async def _chart(client: httpx.AsyncClient, symbol: str) -> list[dict[str, Any]]:
-    reply = await client.get(f"/api/v1/charts/{symbol}", params={"indicators": "false"})
+    reply = await client.get(f"/api/v1/charts/simulator:{symbol}", params={"indicators": "false"})
     assert reply.status_code == 200, reply.text
     bars: list[dict[str, Any]] = reply.json()["bars"]
     return bars
@@ -153,7 +154,7 @@ async def test_cached_chart_shows_new_and_revised_bars(mesh: Mesh) -> None:
         )
         bar = _at(revised, 0)
         assert bar is not None
-        assert (bar["high"], bar["close"], bar["trade_count"]) == (250.0, 250.0, 2)
+        assert (bar["high"], bar["close"], bar["trade_count"]) == ("250", "250", 2)
 
         # Later trades make new bars (minute 9 final by the watermark of minute 12's trade);
         # the cached answer must make room for them.
@@ -182,21 +183,25 @@ async def test_cached_chart_still_checks_the_caller(mesh: Mesh) -> None:
         client.headers.update(viewer)
         await _chart_until(client, symbol, lambda b: _at(b, 0) is not None, "the first bar")
         before = await _lookups(client)
-        assert (await client.get(f"/api/v1/charts/{symbol}?indicators=false")).status_code == 200
+        assert (
+            await client.get(f"/api/v1/charts/simulator:{symbol}?indicators=false")
+        ).status_code == 200
         assert (await _lookups(client))["hit"] == before["hit"] + 1  # the answer is cached
 
         anonymous = await client.get(
-            f"/api/v1/charts/{symbol}?indicators=false", headers={"Authorization": ""}
+            f"/api/v1/charts/simulator:{symbol}?indicators=false", headers={"Authorization": ""}
         )
         assert anonymous.status_code == 401
         disabled = await client.patch(
             f"/api/v1/users/{registered.json()['id']}", json={"disabled": True}, headers=admin
         )
         assert disabled.status_code == 200, disabled.text
-        refused = await client.get(f"/api/v1/charts/{symbol}?indicators=false")
+        refused = await client.get(f"/api/v1/charts/simulator:{symbol}?indicators=false")
         assert refused.status_code == 401
         assert refused.json()["detail"] == "account disabled"
-        served = await client.get(f"/api/v1/charts/{symbol}?indicators=false", headers=admin)
+        served = await client.get(
+            f"/api/v1/charts/simulator:{symbol}?indicators=false", headers=admin
+        )
         assert served.status_code == 200
 
 
@@ -206,7 +211,7 @@ async def test_final_bar_pushed_over_websocket_is_in_the_next_chart(mesh: Mesh) 
     trades = _Trades(bars, symbol)
     await trades.publish((START_NS + 5 * SECOND_NS, 100.0), (START_NS + 3 * MINUTE_NS, 101.0))
     token = headers["Authorization"].removeprefix("Bearer ")
-    url = gateway.base_url.replace("http://", "ws://") + f"/ws/{symbol}?token={token}"
+    url = gateway.base_url.replace("http://", "ws://") + f"/ws/simulator:{symbol}?token={token}"
     async with (
         httpx.AsyncClient(base_url=gateway.base_url, headers=headers) as client,
         websockets.connect(url) as ws,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from grpc import aio
 
-from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 from ..ingest_helpers import capture_batches, fixtures_root, publish
 from ..mesh_processes import ServiceProcess
@@ -20,6 +20,7 @@ from .processes import ADMIN, GatewayProcess, bars_analytics_gateway, login
 
 CAPTURE = "BTCUSDT_ws_trade_2023-04-04T2358_to_2023-04-05T0006.txt"
 CATCH_UP_SECONDS = 30.0
+INSTRUMENT = "binance_usdm:BTCUSDT"
 
 
 @pytest.fixture
@@ -34,11 +35,12 @@ async def mesh(
 
 
 async def _grpc_bars(address: str) -> list[market_pb2.Bar]:
-    """What BarService.GetBars answers for BTCUSDT 1m, the gateway's default limit."""
+    """What BarService.GetBars answers for USD-M BTCUSDT 1m, the gateway's default limit."""
+    instrument = market_pb2.Instrument(exchange=market_pb2.EXCHANGE_BINANCE_USDM, symbol="BTCUSDT")
     async with aio.insecure_channel(address) as channel:
         reply = await bar_service_pb2_grpc.BarServiceStub(channel).GetBars(
             bar_service_pb2.GetBarsRequest(
-                symbol="BTCUSDT", timeframe=market_pb2.TIMEFRAME_1M, limit=500
+                instrument=instrument, timeframe=market_pb2.TIMEFRAME_1M, limit=500
             )
         )
     return list(reply.bars)
@@ -71,8 +73,10 @@ async def test_chart_features_and_quality_of_a_real_capture(
 
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
         client.headers.update(await login(client, *ADMIN))
-        chart = (await client.get("/api/v1/charts/BTCUSDT", params={"timeframe": "1m"})).json()
-        assert chart["symbol"] == "BTCUSDT"
+        chart = (
+            await client.get(f"/api/v1/charts/{INSTRUMENT}", params={"timeframe": "1m"})
+        ).json()
+        assert chart["instrument"] == INSTRUMENT
         assert chart["timeframe"] == "1m"
         assert len(chart["bars"]) == len(expected)
         for got, bar in zip(chart["bars"], expected, strict=True):
@@ -83,16 +87,25 @@ async def test_chart_features_and_quality_of_a_real_capture(
                 bar.low,
                 bar.close,
             )
-            assert (got["volume"], got["trade_count"]) == (bar.volume, bar.trade_count)
+            # The bar service's exact strings, untouched (no float on the way).
+            assert (got["volume"], got["quote_volume"], got["trade_count"]) == (
+                bar.volume,
+                bar.quote_volume,
+                bar.trade_count,
+            )
+            assert (got["taker_buy_volume"], got["taker_buy_quote_volume"]) == (
+                bar.taker_buy_volume,
+                bar.taker_buy_quote_volume,
+            )
             assert got["final"] is True
 
-        features = await _poll(client, "/api/v1/features/BTCUSDT?timeframe=1m", "rows")
+        features = await _poll(client, f"/api/v1/features/{INSTRUMENT}?timeframe=1m", "rows")
         row = features["rows"][-1]
         assert row["time"] == chart["bars"][-1]["time"]
         assert row["feature_version"]
         assert row["values"]
 
-        quality = await _poll(client, "/api/v1/quality/BTCUSDT?timeframe=1m", "checks_passed")
-        assert quality["symbol"] == "BTCUSDT"
+        quality = await _poll(client, f"/api/v1/quality/{INSTRUMENT}?timeframe=1m", "checks_passed")
+        assert quality["instrument"] == INSTRUMENT
         assert 0.0 <= quality["score"] <= 1.0
         assert quality["time"].startswith("2023-04-05")

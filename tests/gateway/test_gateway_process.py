@@ -84,21 +84,77 @@ async def test_admin_manages_symbols_through_real_collector(
     try:
         async with httpx.AsyncClient(base_url=gateway.base_url) as client:
             admin = await login(client, *ADMIN)
+            # The same symbol on spot and USD-M: two instruments, side by side.
+            for venue in ("binance_spot", "binance_usdm"):
+                added = await client.post(
+                    "/api/v1/symbols",
+                    json={"exchange": venue, "symbol": "ETHUSDT", "asset_type": "crypto"},
+                    headers=admin,
+                )
+                assert added.status_code == 201, added.text
+                assert added.json()["instrument"] == f"{venue}:ETHUSDT"
+                assert added.json()["active"] is True
+            listed = await client.get("/api/v1/symbols", headers=admin)
+            active = {s["instrument"]: s for s in listed.json()}
+            assert {"binance_spot:ETHUSDT", "binance_usdm:ETHUSDT"} <= set(active)
+            assert active["binance_usdm:ETHUSDT"]["exchange"] == "binance_usdm"
+            assert active["binance_usdm:ETHUSDT"]["symbol"] == "ETHUSDT"
+            gone = await client.delete("/api/v1/symbols/binance_spot:ETHUSDT", headers=admin)
+            assert (gone.json()["instrument"], gone.json()["active"]) == (
+                "binance_spot:ETHUSDT",
+                False,
+            )
+            listed = await client.get("/api/v1/symbols", headers=admin)
+            still = [s["instrument"] for s in listed.json()]
+            assert "binance_usdm:ETHUSDT" in still
+            assert "binance_spot:ETHUSDT" not in still
+            missing = await client.delete("/api/v1/symbols/binance_spot:NOSUCH", headers=admin)
+            assert missing.status_code == 404
+            malformed = await client.delete("/api/v1/symbols/ETHUSDT", headers=admin)
+            assert malformed.status_code == 422
+            assert "path.instrument" in malformed.json()["detail"]
+            health = (await client.get("/api/v1/health")).json()
+            assert health["components"]["collector"]["status"] == "serving"
+    finally:
+        assert await gateway.stop() == 0
+        await collector.stop()
+
+
+async def test_health_says_a_venue_cannot_be_reached(
+    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
+) -> None:
+    nowhere = "127.0.0.1:1"  # nothing listens: what a machine without internet sees
+    collector, address = await start_collector(
+        fresh_database_url,
+        fresh_redis_url,
+        tmp_path / "c.log",
+        TICKMESH_COLLECTOR_BINANCE_SPOT_STREAM_URL=f"ws://{nowhere}",
+        TICKMESH_COLLECTOR_BINANCE_SPOT_API_URL=f"http://{nowhere}/api",
+        TICKMESH_COLLECTOR_BINANCE_USDM_STREAM_URL=f"ws://{nowhere}",
+        TICKMESH_COLLECTOR_BINANCE_USDM_API_URL=f"http://{nowhere}/fapi",
+        TICKMESH_COLLECTOR_HEALTH_INTERVAL_SECONDS="0.5",
+    )
+    gateway = await start_gateway(
+        fresh_database_url, fresh_redis_url, tmp_path / "g.log", TICKMESH_COLLECTOR_ADDRESS=address
+    )
+    try:
+        async with httpx.AsyncClient(base_url=gateway.base_url) as client:
+            admin = await login(client, *ADMIN)
             added = await client.post(
                 "/api/v1/symbols",
-                json={"symbol": "ETHUSDT", "exchange": "binance_spot", "asset_type": "crypto"},
+                json={"exchange": "binance_usdm", "symbol": "BTCUSDT", "asset_type": "crypto"},
                 headers=admin,
             )
             assert added.status_code == 201, added.text
-            assert added.json()["active"] is True
-            listed = await client.get("/api/v1/symbols", headers=admin)
-            assert "ETHUSDT" in [s["symbol"] for s in listed.json()]
-            gone = await client.delete("/api/v1/symbols/ETHUSDT", headers=admin)
-            assert gone.json()["active"] is False
-            missing = await client.delete("/api/v1/symbols/NOSUCH", headers=admin)
-            assert missing.status_code == 404
-            health = (await client.get("/api/v1/health")).json()
-            assert health["components"]["collector"]["status"] == "serving"
+            usdm: dict[str, object] = {}
+            async with asyncio.timeout(30):
+                while usdm.get("state") != "unreachable":
+                    await asyncio.sleep(0.3)
+                    health = (await client.get("/api/v1/health")).json()
+                    sources = {source["source"]: source for source in health["sources"]}
+                    usdm = sources.get("binance_usdm", {})
+            assert usdm["error"]  # what failed, for the log and the dashboard
+            assert sources["binance_usdm"]["updated_at"] is not None
     finally:
         assert await gateway.stop() == 0
         await collector.stop()

@@ -1,4 +1,4 @@
-"""`/ws/{symbol}` against a real bar service: auth, fan-out over one upstream, throttled pushes."""
+"""`/ws/{instrument}` against a real bar service: auth, fan-out over one upstream, throttled pushes."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tickmesh.core.timeframes import BY_LABEL
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 from ..ingest_helpers import publish_until_acked
 from ..mesh_processes import ServiceProcess
@@ -65,8 +65,8 @@ async def mesh(
     await bars.stop()
 
 
-def _ws_url(gateway: GatewayProcess, symbol: str, token: str | None = None) -> str:
-    url = gateway.base_url.replace("http://", "ws://") + f"/ws/{symbol}"
+def _ws_url(gateway: GatewayProcess, instrument: str, token: str | None = None) -> str:
+    url = gateway.base_url.replace("http://", "ws://") + f"/ws/{instrument}"
     return url if token is None else f"{url}?token={token}"
 
 
@@ -107,10 +107,11 @@ def _trades(symbol: str, stream: str) -> list[market_pb2.TradeBatch]:
         exchange=market_pb2.EXCHANGE_SIMULATOR,
         symbol=symbol,
         trade_ids=[1, 2, 3, 4],
-        prices=[100.0, 105.0, 99.0, 101.0],
-        quantities=[1.0, 2.0, 1.0, 1.0],
+        prices=[1000, 1050, 990, 1010],  # 100.0, 105.0, 99.0, 101.0 at scale 1
+        quantities=[1, 2, 1, 1],
         event_time_ns=times,
         receive_time_ns=times,
+        price_scale=1,
     )
     return [market_pb2.TradeBatch(stream_id=stream, sequence=1, trades=[run])]
 
@@ -120,9 +121,9 @@ async def test_ws_without_token_or_with_bad_token_is_closed_1008(
 ) -> None:
     _, gateway, _ = mesh
     for url, first in (
-        (_ws_url(gateway, "BTCUSDT", "not-a-jwt"), None),
-        (_ws_url(gateway, "BTCUSDT"), {"type": "subscribe", "timeframes": ["1m"]}),
-        (_ws_url(gateway, "BTCUSDT"), {"type": "auth", "token": "forged.token.here"}),
+        (_ws_url(gateway, "binance_usdm:BTCUSDT", "not-a-jwt"), None),
+        (_ws_url(gateway, "binance_usdm:BTCUSDT"), {"type": "subscribe", "timeframes": ["1m"]}),
+        (_ws_url(gateway, "binance_usdm:BTCUSDT"), {"type": "auth", "token": "forged.token.here"}),
     ):
         async with websockets.connect(url) as ws:
             if first is not None:
@@ -131,6 +132,21 @@ async def test_ws_without_token_or_with_bad_token_is_closed_1008(
                 await ws.recv()
             assert closed.value.rcvd is not None
             assert closed.value.rcvd.code == 1008
+
+
+async def test_ws_of_a_malformed_instrument_is_closed_1008_naming_it(
+    mesh: tuple[ServiceProcess, GatewayProcess, dict[str, str]],
+) -> None:
+    _, gateway, headers = mesh
+    token = headers["Authorization"].removeprefix("Bearer ")
+    for instrument, said in (("BTCUSDT", "<venue>:<symbol>"), ("kraken:BTCUSDT", "kraken")):
+        async with websockets.connect(_ws_url(gateway, instrument, token)) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1008
+        assert closed.value.rcvd.reason.startswith("instrument: ")
+        assert said in closed.value.rcvd.reason
 
 
 async def test_ws_fans_out_final_bar_to_clients_over_one_upstream(
@@ -142,12 +158,12 @@ async def test_ws_fans_out_final_bar_to_clients_over_one_upstream(
     # The alert engine may watch other symbols of the shared database: count relative to now.
     upstreams_before = await _gauge(gateway, "tickmesh_ws_bar_upstreams")
     async with (
-        websockets.connect(_ws_url(gateway, symbol, token)) as first,
-        websockets.connect(_ws_url(gateway, symbol)) as second,
+        websockets.connect(_ws_url(gateway, f"simulator:{symbol}", token)) as first,
+        websockets.connect(_ws_url(gateway, f"simulator:{symbol}")) as second,
     ):
         await second.send(json.dumps({"type": "auth", "token": token}))
         for ws in (first, second):
-            await _next(ws, "welcome")
+            assert (await _next(ws, "welcome"))["instrument"] == f"simulator:{symbol}"
             await ws.send(json.dumps({"type": "subscribe", "timeframes": ["1m", "5m"]}))
             assert (await _next(ws, "subscribed"))["timeframes"] == ["1m", "5m"]
         await publish_until_acked(bars.address, _trades(symbol, f"ws-{symbol}"))
@@ -159,14 +175,15 @@ async def test_ws_fans_out_final_bar_to_clients_over_one_upstream(
                     bar for bar in update["bars"] if bar["final"] and update["timeframe"] == "1m"
                 ]
             bar = next(bar for bar in finals if bar["time"] == START_NS // 1_000_000_000)
+            # Exact decimal strings, as the bar service wrote them.
             assert (bar["open"], bar["high"], bar["low"], bar["close"]) == (
-                100.0,
-                105.0,
-                99.0,
-                99.0,
+                "100",
+                "105",
+                "99",
+                "99",
             )
-            assert bar["volume"] == 4.0
-            assert bar["symbol"] == symbol
+            assert (bar["volume"], bar["quote_volume"]) == ("4", "409")
+            assert bar["instrument"] == f"simulator:{symbol}"
         assert await _gauge(gateway, "tickmesh_ws_bar_upstreams") == upstreams_before + 1
         assert await _gauge(gateway, "tickmesh_ws_clients") == 2
 
@@ -176,7 +193,7 @@ async def test_ws_heartbeat_and_bad_subscription_message(
 ) -> None:
     _, gateway, headers = mesh
     token = headers["Authorization"].removeprefix("Bearer ")
-    async with websockets.connect(_ws_url(gateway, "ETHUSDT", token)) as ws:
+    async with websockets.connect(_ws_url(gateway, "binance_spot:ETHUSDT", token)) as ws:
         await ws.send(json.dumps({"type": "subscribe", "timeframes": ["2m"]}))
         error = await _next(ws, "error")
         assert "unknown" in error["detail"]
@@ -194,8 +211,8 @@ def _minutes_of_trades(
         exchange=market_pb2.EXCHANGE_SIMULATOR,
         symbol=symbol,
         trade_ids=[m + 1 for m in span],
-        prices=[100.0 + m % 7 for m in span],
-        quantities=[1.0] * minutes,
+        prices=[100 + m % 7 for m in span],
+        quantities=[1] * minutes,
         event_time_ns=times,
         receive_time_ns=times,
     )
@@ -230,7 +247,10 @@ async def test_ws_client_that_stops_reading_is_closed_as_too_slow(
         port = int(gateway.base_url.rsplit(":", 1)[1])
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         async with websockets.connect(
-            _ws_url(gateway, symbol, token), sock=sock, max_queue=1, ping_interval=None
+            _ws_url(gateway, f"simulator:{symbol}", token),
+            sock=sock,
+            max_queue=1,
+            ping_interval=None,
         ) as ws:
             await _next(ws, "welcome")
             await ws.send(json.dumps({"type": "subscribe", "timeframes": list(BY_LABEL)}))
@@ -276,7 +296,9 @@ async def test_ws_gets_every_final_bar_though_the_upstream_was_cut_as_too_slow(
             token = (await login(client, *ADMIN))["Authorization"].removeprefix("Bearer ")
         symbol = f"CUT{secrets.token_hex(3).upper()}"
         stream = f"cut-{symbol}"
-        async with websockets.connect(_ws_url(gateway, symbol, token), max_size=None) as ws:
+        async with websockets.connect(
+            _ws_url(gateway, f"simulator:{symbol}", token), max_size=None
+        ) as ws:
             await _next(ws, "welcome")
             await ws.send(json.dumps({"type": "subscribe", "timeframes": ["1m"]}))
             await _next(ws, "subscribed")

@@ -1,4 +1,4 @@
-"""`/ws/{symbol}` pushes each new indicator row of the subscribed timeframes, from analytics."""
+"""`/ws/{instrument}` pushes each new indicator row of the subscribed timeframes, from analytics."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import websockets
 
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 from ..ingest_helpers import publish_until_acked
 from ..mesh_processes import ServiceProcess
@@ -44,8 +44,8 @@ def _batch(symbol: str, sequence: int, seconds: list[int]) -> market_pb2.TradeBa
         exchange=market_pb2.EXCHANGE_SIMULATOR,
         symbol=symbol,
         trade_ids=list(range(first_id, first_id + len(times))),
-        prices=[100.0 + i for i in range(len(times))],
-        quantities=[1.0] * len(times),
+        prices=[100 + i for i in range(len(times))],
+        quantities=[1] * len(times),
         event_time_ns=times,
         receive_time_ns=times,
     )
@@ -68,7 +68,7 @@ async def test_ws_pushes_indicator_rows_of_subscribed_timeframes_only(
 ) -> None:
     bars, gateway, token = mesh
     symbol = f"IN{secrets.token_hex(3).upper()}"
-    url = gateway.base_url.replace("http://", "ws://") + f"/ws/{symbol}?token={token}"
+    url = gateway.base_url.replace("http://", "ws://") + f"/ws/simulator:{symbol}?token={token}"
     start_s = START_NS // 1_000_000_000
     both: list[dict[str, Any]] = []
     five: list[dict[str, Any]] = []
@@ -85,9 +85,10 @@ async def test_ws_pushes_indicator_rows_of_subscribed_timeframes_only(
         # first batch on the one upstream stream, so any 1m row sent to ws_five came before.
         await publish_until_acked(bars.address, [_batch(symbol, 2, [11 * 60 + 1])])
         await _rows_until(ws_five, five, "5m", start_s + 300)
-    assert [(r["symbol"], r["timeframe"], r["indicators"]["time"]) for r in five] == [
-        (symbol, "5m", start_s),
-        (symbol, "5m", start_s + 300),
+    instrument = f"simulator:{symbol}"
+    assert [(r["instrument"], r["timeframe"], r["indicators"]["time"]) for r in five] == [
+        (instrument, "5m", start_s),
+        (instrument, "5m", start_s + 300),
     ]
     assert {r["timeframe"] for r in both} == {"1m", "5m"}
     assert all("traceparent" not in r for r in both + five)  # tracing is off

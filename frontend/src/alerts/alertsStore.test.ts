@@ -8,7 +8,7 @@ function alert(id: number, lastTriggered: string | null = null): Alert {
   return {
     id,
     user_id: 1,
-    symbol: "BTCUSDT",
+    instrument: "binance_usdm:BTCUSDT",
     timeframe: "1m",
     condition: "price_above",
     threshold: 1,
@@ -40,7 +40,7 @@ describe("alerts store", () => {
       }),
     );
     await store.getState().load();
-    expect(await store.getState().create({ symbol: "BTCUSDT", timeframe: "1m", condition: "price_above", threshold: 1 })).toBe(true);
+    expect(await store.getState().create({ instrument: "binance_usdm:BTCUSDT", timeframe: "1m", condition: "price_above", threshold: 1 })).toBe(true);
     expect(store.getState().alerts.map((a) => a.id)).toEqual([2, 1]);
     await store.getState().remove(1);
     expect(deleteAlert).toHaveBeenCalledWith(1);
@@ -51,7 +51,7 @@ describe("alerts store", () => {
     const store = createAlertsStore(
       fakeApi({ createAlert: () => Promise.reject(new ApiError(422, { detail: "threshold: an RSI level is between 0 and 100" })) }),
     );
-    expect(await store.getState().create({ symbol: "X", timeframe: "1m", condition: "rsi_above", threshold: 300 })).toBe(false);
+    expect(await store.getState().create({ instrument: "binance_spot:X", timeframe: "1m", condition: "rsi_above", threshold: 300 })).toBe(false);
     expect(store.getState().saveError).toBe("threshold: an RSI level is between 0 and 100");
   });
 

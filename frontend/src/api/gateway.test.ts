@@ -28,11 +28,12 @@ describe("GatewayApi", () => {
     await api.logout("r");
     await api.me();
     await api.symbols();
-    await api.chart("BTC-USD", { timeframe: "5m", limit: 500 });
-    await api.features("BTCUSDT", "1h");
-    await api.quality("BTCUSDT", "1m");
+    await api.chart("yahoo:BTC-USD", { timeframe: "5m", limit: 500 });
+    await api.features("binance_usdm:BTCUSDT", "1h");
+    await api.quality("binance_spot:^GSPC", "1m");
+    await api.health();
     await api.alerts();
-    await api.createAlert({ symbol: "BTCUSDT", timeframe: "1m", condition: "price_above", threshold: 1 });
+    await api.createAlert({ instrument: "binance_usdm:BTCUSDT", timeframe: "1m", condition: "price_above", threshold: 1 });
     await api.deleteAlert(7);
     await api.alertEvents(7);
     expect(calls.map((c) => `${c.method} ${c.url}`)).toEqual([
@@ -42,9 +43,11 @@ describe("GatewayApi", () => {
       "POST http://gw/api/v1/auth/logout",
       "GET http://gw/api/v1/auth/me",
       "GET http://gw/api/v1/symbols",
-      "GET http://gw/api/v1/charts/BTC-USD?timeframe=5m&limit=500",
-      "GET http://gw/api/v1/features/BTCUSDT?timeframe=1h&limit=1",
-      "GET http://gw/api/v1/quality/BTCUSDT?timeframe=1m",
+      // The instrument's ':' stays readable; other reserved characters are escaped.
+      "GET http://gw/api/v1/charts/yahoo:BTC-USD?timeframe=5m&limit=500",
+      "GET http://gw/api/v1/features/binance_usdm:BTCUSDT?timeframe=1h&limit=1",
+      "GET http://gw/api/v1/quality/binance_spot:%5EGSPC?timeframe=1m",
+      "GET http://gw/api/v1/health",
       "GET http://gw/api/v1/alerts",
       "POST http://gw/api/v1/alerts",
       "DELETE http://gw/api/v1/alerts/7",

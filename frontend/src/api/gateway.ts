@@ -6,6 +6,7 @@ import type {
   AlertInput,
   Chart,
   FeatureSeries,
+  Health,
   Quality,
   SymbolInfo,
   TokenPair,
@@ -18,6 +19,11 @@ export interface ChartQuery {
   start?: string;
   end?: string;
   indicators?: boolean;
+}
+
+/** An instrument ("binance_usdm:BTCUSDT") as a path segment; the ':' needs no escaping. */
+export function instrumentPath(instrument: string): string {
+  return encodeURIComponent(instrument).replace(/%3A/gi, ":");
 }
 
 export class GatewayApi {
@@ -59,21 +65,26 @@ export class GatewayApi {
     return this.http.request("GET", "/api/v1/symbols");
   }
 
-  chart(symbol: string, query: ChartQuery, signal?: AbortSignal): Promise<Chart> {
+  chart(instrument: string, query: ChartQuery, signal?: AbortSignal): Promise<Chart> {
     const options = { query: { ...query }, ...(signal ? { signal } : {}) };
-    return this.http.request("GET", `/api/v1/charts/${encodeURIComponent(symbol)}`, options);
+    return this.http.request("GET", `/api/v1/charts/${instrumentPath(instrument)}`, options);
   }
 
-  features(symbol: string, timeframe: string): Promise<FeatureSeries> {
-    return this.http.request("GET", `/api/v1/features/${encodeURIComponent(symbol)}`, {
+  features(instrument: string, timeframe: string): Promise<FeatureSeries> {
+    return this.http.request("GET", `/api/v1/features/${instrumentPath(instrument)}`, {
       query: { timeframe, limit: 1 },
     });
   }
 
-  quality(symbol: string, timeframe: string): Promise<Quality> {
-    return this.http.request("GET", `/api/v1/quality/${encodeURIComponent(symbol)}`, {
+  quality(instrument: string, timeframe: string): Promise<Quality> {
+    return this.http.request("GET", `/api/v1/quality/${instrumentPath(instrument)}`, {
       query: { timeframe },
     });
+  }
+
+  /** The mesh's health and each market-data source's state (no sign-in needed). */
+  health(): Promise<Health> {
+    return this.http.request("GET", "/api/v1/health", { auth: false });
   }
 
   alerts(): Promise<Alert[]> {

@@ -19,26 +19,38 @@ export interface User {
   created_at: string;
 }
 
+/** A registered instrument; `instrument` is its one text form, "<venue>:<symbol>". */
 export interface SymbolInfo {
-  symbol: string;
+  instrument: string;
+  /** The venue label, e.g. "binance_usdm". */
   exchange: string;
+  symbol: string;
   asset_type: string;
   active: boolean;
   created_at: string;
+  /** Tick size as an exact decimal string; null when unknown. */
+  price_increment?: string | null;
+  quantity_increment?: string | null;
 }
 
-/** One OHLCV bar; `time` is its open time in Unix seconds. */
+/**
+ * One OHLCV bar; `time` is its open time in Unix seconds. Prices and volumes are exact
+ * decimal strings ("61700.8"), as the venue writes them: shown as they are, turned into
+ * numbers only to draw.
+ */
 export interface Bar {
   time: number;
-  open: number;
-  high: number;
-  low: number;
-  close: number;
-  volume: number;
+  open: string;
+  high: string;
+  low: string;
+  close: string;
+  volume: string;
   final: boolean;
   revision: number;
   open_time?: string;
-  quote_volume?: number;
+  quote_volume?: string;
+  taker_buy_volume?: string | null;
+  taker_buy_quote_volume?: string | null;
   trade_count?: number;
   vwap?: number;
 }
@@ -63,7 +75,7 @@ export interface IndicatorRow {
 }
 
 export interface Chart {
-  symbol: string;
+  instrument: string;
   timeframe: string;
   bars: Bar[];
   indicators: IndicatorRow[] | null;
@@ -77,7 +89,7 @@ export interface FeatureRow {
 }
 
 export interface FeatureSeries {
-  symbol: string;
+  instrument: string;
   timeframe: string;
   rows: FeatureRow[];
 }
@@ -89,7 +101,7 @@ export interface Anomaly {
 }
 
 export interface Quality {
-  symbol: string;
+  instrument: string;
   timeframe: string;
   time: string;
   score: number;
@@ -109,7 +121,8 @@ export type AlertCondition =
   | "volume_spike";
 
 export interface AlertInput {
-  symbol: string;
+  /** "<venue>:<symbol>" */
+  instrument: string;
   timeframe: string;
   condition: AlertCondition;
   threshold: number;
@@ -137,6 +150,21 @@ export interface AlertEvent {
   fired_at: string;
   value: number;
   message: string;
+}
+
+/** A market-data source as the collector reports it (`GET /api/v1/health`). */
+export interface SourceHealth {
+  /** A venue label (binance_spot, binance_usdm, yahoo) or another collector part. */
+  source: string;
+  state: "up" | "connecting" | "unreachable" | "degraded" | "idle" | string;
+  error?: string | null;
+  updated_at?: string | null;
+}
+
+export interface Health {
+  status: "ok" | "degraded";
+  components: Record<string, { status: string; latency_ms: number; detail?: string | null }>;
+  sources: SourceHealth[];
 }
 
 /** An RFC 9457 problem document, as every gateway error is. */

@@ -1,6 +1,7 @@
 import { type FormEvent, useId, useState } from "react";
 import type { AlertCondition } from "../api/types";
 import { useAlerts, useAppServices, useMarket } from "../appServices";
+import { instrumentLabel } from "../market/venues";
 
 export const CONDITIONS: { value: AlertCondition; label: string; unit: string }[] = [
   { value: "price_above", label: "Price above", unit: "price" },
@@ -13,10 +14,10 @@ export const CONDITIONS: { value: AlertCondition; label: string; unit: string }[
   { value: "volume_spike", label: "Volume spike", unit: "× avg" },
 ];
 
-/** A new WebSocket alert on the chosen symbol and timeframe. */
+/** A new WebSocket alert on the chosen instrument and timeframe. */
 export function AlertForm() {
   const { alerts } = useAppServices();
-  const symbol = useMarket((state) => state.symbol);
+  const instrument = useMarket((state) => state.instrument);
   const timeframe = useMarket((state) => state.timeframe);
   const lastClose = useMarket((state) => state.bars[state.bars.length - 1]?.close);
   const saving = useAlerts((state) => state.saving);
@@ -29,10 +30,10 @@ export function AlertForm() {
 
   async function submit(event: FormEvent) {
     event.preventDefault();
-    if (symbol === null) return;
+    if (instrument === null) return;
     const value = condition === "macd_cross" ? 0 : Number(threshold);
     const created = await alerts.getState().create({
-      symbol,
+      instrument,
       timeframe,
       condition,
       threshold: value,
@@ -83,8 +84,8 @@ export function AlertForm() {
           {saveError}
         </p>
       )}
-      <button type="submit" className="primary" disabled={saving || symbol === null}>
-        {saving ? "Saving…" : `Add alert on ${symbol ?? "…"} ${timeframe}`}
+      <button type="submit" className="primary" disabled={saving || instrument === null}>
+        {saving ? "Saving…" : `Add alert on ${instrument === null ? "…" : instrumentLabel(instrument)} ${timeframe}`}
       </button>
     </form>
   );

@@ -1,6 +1,7 @@
 import { useAlerts, useAppServices, useSession } from "../appServices";
 import { AlertForm, CONDITIONS } from "./AlertForm";
 import { formatPrice } from "./LastPrice";
+import { instrumentLabel } from "../market/venues";
 
 function describe(condition: string, threshold: number): string {
   const entry = CONDITIONS.find((candidate) => candidate.value === condition);
@@ -53,7 +54,7 @@ export function AlertsPanel() {
             {alerts.map((alert) => (
               <li key={alert.id} data-alert-id={alert.id} data-fired={alert.last_triggered !== null}>
                 <div>
-                  <strong>{alert.symbol}</strong> <span className="muted">{alert.timeframe}</span>{" "}
+                  <strong>{instrumentLabel(alert.instrument)}</strong> <span className="muted">{alert.timeframe}</span>{" "}
                   {describe(alert.condition, alert.threshold)}
                   <div className="muted small">
                     {alert.active ? "active" : "inactive"}
@@ -64,7 +65,7 @@ export function AlertsPanel() {
                 <button
                   type="button"
                   className="danger"
-                  aria-label={`Delete alert ${alert.id} on ${alert.symbol}`}
+                  aria-label={`Delete alert ${alert.id} on ${alert.instrument}`}
                   onClick={() => void store.getState().remove(alert.id)}
                 >
                   Delete

@@ -1,6 +1,8 @@
 import { useEffect } from "react";
 import { useAppServices, useMarket, useSession } from "../appServices";
+import { instrumentPath } from "../api/gateway";
 import { startMarketSync } from "../market/marketSync";
+import { startUrlSync } from "../market/urlState";
 import { AlertsPanel } from "./AlertsPanel";
 import { ChartControls } from "./ChartControls";
 import { ConnectionStatus } from "./ConnectionStatus";
@@ -8,14 +10,15 @@ import { FeaturesTable } from "./FeaturesTable";
 import { LastPrice } from "./LastPrice";
 import { PriceChart } from "./PriceChart";
 import { QualityBadge } from "./QualityBadge";
+import { SourceBanner } from "./SourceBanner";
 import { SymbolPicker } from "./SymbolPicker";
 import { TimeframeSwitch } from "./TimeframeSwitch";
 
 const ALERT_POLL_MS = 15_000;
 
-function socketUrl(symbol: string): string {
+function socketUrl(instrument: string): string {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${window.location.host}/ws/${encodeURIComponent(symbol)}`;
+  return `${scheme}://${window.location.host}/ws/${instrumentPath(instrument)}`;
 }
 
 const SYMBOL_RETRY_MS = 3000;
@@ -35,6 +38,8 @@ export function Dashboard() {
   }, [symbolsState, market]);
 
   useEffect(() => {
+    // The address first: a reload or a shared link opens the instrument and timeframe it names.
+    const stopUrl = startUrlSync(market);
     void market.getState().loadSymbols();
     const stop = startMarketSync({
       market,
@@ -47,6 +52,7 @@ export function Dashboard() {
     const poll = setInterval(() => void alerts.getState().poll(), ALERT_POLL_MS);
     return () => {
       stop();
+      stopUrl();
       clearInterval(poll);
     };
   }, [session, market, alerts]);
@@ -71,9 +77,10 @@ export function Dashboard() {
           </button>
         </div>
       </header>
+      <SourceBanner />
       {symbolsState === "error" && (
         <div className="banner error" role="alert">
-          Symbols could not be loaded: {symbolsError}{" "}
+          Instruments could not be loaded: {symbolsError}{" "}
           <button type="button" onClick={() => void market.getState().loadSymbols()}>
             Retry
           </button>
@@ -81,7 +88,8 @@ export function Dashboard() {
       )}
       {symbolsState === "empty" && (
         <div className="banner" role="status">
-          No symbols are registered yet. An admin adds them with POST /api/v1/symbols.
+          No instruments are registered yet. An admin adds them with POST /api/v1/symbols (venue and
+          symbol), or run `make demo` for the offline simulator.
         </div>
       )}
       <main className="workspace">

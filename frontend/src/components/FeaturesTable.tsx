@@ -8,7 +8,7 @@ function formatValue(value: number): string {
   return value.toFixed(4);
 }
 
-/** The latest ML feature row of the symbol and timeframe, filterable by name. */
+/** The latest ML feature row of the instrument and timeframe, filterable by name. */
 export function FeaturesTable() {
   const features = useMarket((state) => state.features);
   const state = useMarket((s) => s.featuresState);

@@ -12,7 +12,8 @@ import {
 import { useEffect, useRef } from "react";
 import type { IndicatorRow } from "../api/types";
 import { useAppServices, useMarket } from "../appServices";
-import { candlePoint, DOWN_COLOR, UP_COLOR, volumePoint } from "../market/chartSeries";
+import { candlePoint, DOWN_COLOR, priceFormat, UP_COLOR, volumePoint } from "../market/chartSeries";
+import { instrumentLabel } from "../market/venues";
 import { indicatorLine } from "../market/indicatorMerge";
 import type { MarketState } from "../market/marketStore";
 import { OVERLAYS, type OverlayVisibility, type PaneVisibility } from "../market/overlays";
@@ -149,7 +150,8 @@ export function PriceChart() {
   const container = useRef<HTMLDivElement>(null);
   const chartState = useMarket((state) => state.chartState);
   const chartError = useMarket((state) => state.chartError);
-  const symbol = useMarket((state) => state.symbol);
+  const instrument = useMarket((state) => state.instrument);
+  const shown = instrument === null ? null : instrumentLabel(instrument);
   const barCount = useMarket((state) => state.bars.length);
   const firstTime = useMarket((state) => state.bars[0]?.time ?? 0);
   const lastTime = useMarket((state) => state.bars[state.bars.length - 1]?.time ?? 0);
@@ -162,7 +164,18 @@ export function PriceChart() {
     let state = market.getState();
     let seq = state.barsChange.seq - 1;
     let positioned = false;
+    let format = "";
+    const formatPrices = (next: MarketState) => {
+      // The axis writes prices to the instrument's tick ("0.1": one digit), not a fixed two.
+      const entry = next.symbols.find((candidate) => candidate.instrument === next.instrument);
+      const wanted = priceFormat(entry?.price_increment, next.bars);
+      const key = `${wanted.precision}/${wanted.minMove}`;
+      if (key === format) return;
+      format = key;
+      parts.candles.applyOptions({ priceFormat: { type: "price", ...wanted } });
+    };
     const draw = (next: MarketState, previous: MarketState | null) => {
+      if (next.barsChange.seq !== seq && next.barsChange.change.kind === "reset") formatPrices(next);
       if (next.barsChange.seq !== seq) {
         drawBars(parts, next, seq);
         seq = next.barsChange.seq;
@@ -193,9 +206,9 @@ export function PriceChart() {
 
   const overlayText =
     chartState === "loading" ? "Loading candles…"
-    : chartState === "empty" ? `No bars for ${symbol ?? "this symbol"} yet. They appear as trades arrive.`
+    : chartState === "empty" ? `No bars for ${shown ?? "this instrument"} yet. They appear as trades arrive.`
     : chartState === "error" ? `Candles could not be loaded: ${chartError}`
-    : chartState === "idle" ? "Pick a symbol."
+    : chartState === "idle" ? "Pick an instrument."
     : null;
   return (
     <div className={`price-chart${anyPane ? " with-panes" : ""}`}>
@@ -207,8 +220,9 @@ export function PriceChart() {
         data-bars={barCount}
         data-first-time={firstTime}
         data-last-time={lastTime}
+        data-instrument={instrument ?? ""}
         role="img"
-        aria-label={`Candlestick chart of ${symbol ?? "no symbol"}, ${barCount} bars`}
+        aria-label={`Candlestick chart of ${shown ?? "no instrument"}, ${barCount} bars`}
       />
       {overlayText !== null && (
         <div className={`chart-overlay ${chartState}`} role={chartState === "error" ? "alert" : "status"}>

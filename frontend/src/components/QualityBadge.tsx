@@ -5,7 +5,7 @@ function level(score: number): "good" | "fair" | "poor" {
   return score >= 0.9 ? "good" : score >= 0.7 ? "fair" : "poor";
 }
 
-/** The symbol's data-quality score; hover or focus lists the failed checks. */
+/** The instrument's data-quality score; hover or focus lists the failed checks. */
 export function QualityBadge() {
   const quality = useMarket((state) => state.quality);
   const state = useMarket((s) => s.qualityState);

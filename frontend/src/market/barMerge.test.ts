@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Bar } from "../api/types";
+import { bar } from "../testing/fakes";
 import {
   applyLiveBar,
   findBar,
@@ -12,22 +13,6 @@ import {
 } from "./barMerge";
 
 const STEP = 60;
-const T0 = 1_700_000_040; // a minute boundary
-
-function bar(minute: number, overrides: Partial<Bar> = {}): Bar {
-  const close = 100 + minute;
-  return {
-    time: T0 + minute * STEP,
-    open: close - 0.5,
-    high: close + 1,
-    low: close - 1,
-    close,
-    volume: 10,
-    final: true,
-    revision: 0,
-    ...overrides,
-  };
-}
 
 function finals(from: number, to: number): Bar[] {
   const bars: Bar[] = [];
@@ -74,7 +59,7 @@ describe("applyLiveBar", () => {
     expect(result.change).toEqual({ kind: "replace", bar: moved });
     expect(result.bars).toHaveLength(4);
     expect(result.bars[3]).toBe(moved);
-    expect(start[3]!.close).toBe(103); // the input is not mutated
+    expect(start[3]!.close).toBe("103"); // the input is not mutated
   });
 
   it("settles the forming bar with its final version, then appends the next forming bar", () => {

@@ -1,5 +1,5 @@
 /**
- * The WebSocket `/ws/{symbol}`: authenticate, subscribe to one timeframe, deliver bars,
+ * The WebSocket `/ws/{instrument}` ("binance_usdm:BTCUSDT"): authenticate, subscribe to one timeframe, deliver bars,
  * and reconnect with backoff. Every (re)subscription is reported so the caller re-reads
  * history over REST: bars pushed while the socket was down are never replayed by the
  * gateway.

@@ -5,11 +5,15 @@ import { bar, chartOf, fakeApi, finals, STEP } from "../testing/fakes";
 import { findDuplicates, findHoles } from "./barMerge";
 import { createMarketStore } from "./marketStore";
 
-const symbols = [
-  { symbol: "BTCUSDT", exchange: "binance_spot", asset_type: "crypto", active: true, created_at: "" },
-  { symbol: "ETHUSDT", exchange: "binance_spot", asset_type: "crypto", active: true, created_at: "" },
-  { symbol: "OLD", exchange: "binance_spot", asset_type: "crypto", active: false, created_at: "" },
-];
+const SPOT = "binance_spot:BTCUSDT";
+const USDM = "binance_usdm:BTCUSDT";
+
+function entry(venue: string, symbol: string, active = true) {
+  return { instrument: `${venue}:${symbol}`, exchange: venue, symbol, asset_type: "crypto", active, created_at: "" };
+}
+
+// The same symbol on two venues: two instruments.
+const symbols = [entry("binance_spot", "BTCUSDT"), entry("binance_usdm", "BTCUSDT"), entry("binance_spot", "OLD", false)];
 
 function storeWith(chart: (symbol: string, query: ChartQuery) => Promise<unknown>) {
   return createMarketStore(
@@ -17,7 +21,7 @@ function storeWith(chart: (symbol: string, query: ChartQuery) => Promise<unknown
       symbols: () => Promise.resolve(symbols),
       chart,
       quality: () => Promise.reject(new ApiError(404, { detail: "none yet" })),
-      features: () => Promise.resolve({ symbol: "BTCUSDT", timeframe: "1m", rows: [] }),
+      features: () => Promise.resolve({ instrument: SPOT, timeframe: "1m", rows: [] }),
     }),
   );
 }
@@ -26,8 +30,8 @@ describe("market store", () => {
   it("lists active symbols and selects the first", async () => {
     const store = storeWith(() => Promise.resolve(chartOf([])));
     await store.getState().loadSymbols();
-    expect(store.getState().symbols.map((s) => s.symbol)).toEqual(["BTCUSDT", "ETHUSDT"]);
-    expect(store.getState().symbol).toBe("BTCUSDT");
+    expect(store.getState().symbols.map((s) => s.instrument)).toEqual([SPOT, USDM]);
+    expect(store.getState().instrument).toBe(SPOT);
     expect(store.getState().symbolsState).toBe("ready");
   });
 
@@ -42,7 +46,7 @@ describe("market store", () => {
     const store = storeWith((_symbol, query) =>
       Promise.resolve(query.timeframe === "1m" ? chartOf(finals(0, 30)) : chartOf([])),
     );
-    store.getState().selectSymbol("BTCUSDT");
+    store.getState().selectInstrument(SPOT);
     expect(store.getState().chartState).toBe("loading");
     await store.getState().loadHistory();
     expect(store.getState().bars).toHaveLength(30);
@@ -57,7 +61,7 @@ describe("market store", () => {
 
   it("shows an error when history fails and nothing is held", async () => {
     const store = storeWith(() => Promise.reject(new ApiError(503, { detail: "bars unavailable" })));
-    store.getState().selectSymbol("BTCUSDT");
+    store.getState().selectInstrument(SPOT);
     await store.getState().loadHistory();
     expect(store.getState().chartState).toBe("error");
     expect(store.getState().chartError).toContain("bars unavailable");
@@ -68,13 +72,13 @@ describe("market store", () => {
     const store = storeWith(
       (symbol) =>
         new Promise((resolve) => {
-          if (symbol === "BTCUSDT") release = resolve;
+          if (symbol === SPOT) release = resolve;
           else resolve(chartOf([bar(0, { close: 5 })], symbol));
         }),
     );
-    store.getState().selectSymbol("BTCUSDT");
+    store.getState().selectInstrument(SPOT);
     const slow = store.getState().loadHistory();
-    store.getState().selectSymbol("ETHUSDT");
+    store.getState().selectInstrument(USDM);
     await store.getState().loadHistory();
     release(chartOf(finals(0, 50)));
     await slow;
@@ -83,7 +87,7 @@ describe("market store", () => {
 
   it("applies forming, final and revised bars, one numbered change each", async () => {
     const store = storeWith(() => Promise.resolve(chartOf(finals(0, 10))));
-    store.getState().selectSymbol("BTCUSDT");
+    store.getState().selectInstrument(SPOT);
     await store.getState().loadHistory();
     const seen: string[] = [];
     store.subscribe((state, previous) => {
@@ -92,12 +96,12 @@ describe("market store", () => {
         seen.push(state.barsChange.change.kind);
       }
     });
-    const result = store.getState().applyLiveBars("BTCUSDT", "1m", [
+    const result = store.getState().applyLiveBars(SPOT, "1m", [
       bar(10, { final: false }),
       bar(10, { final: false, close: 111 }),
     ]);
     expect(result).toEqual({ finals: 0, gap: false });
-    store.getState().applyLiveBars("BTCUSDT", "1m", [bar(3, { revision: 1, close: 1 }), bar(10), bar(11, { final: false })]);
+    store.getState().applyLiveBars(SPOT, "1m", [bar(3, { revision: 1, close: 1 }), bar(10), bar(11, { final: false })]);
     expect(seen).toEqual(["append", "replace", "replace", "replace", "append"]);
     const bars = store.getState().bars;
     expect(bars).toHaveLength(12);
@@ -107,24 +111,24 @@ describe("market store", () => {
     expect(store.getState().liveUpdates).toBe(2);
   });
 
-  it("ignores bars of another symbol or timeframe", () => {
+  it("ignores bars of another instrument (the same symbol on another venue) or timeframe", () => {
     const store = storeWith(() => Promise.resolve(chartOf([])));
-    store.getState().selectSymbol("BTCUSDT");
-    store.getState().applyLiveBars("ETHUSDT", "1m", [bar(0)]);
-    store.getState().applyLiveBars("BTCUSDT", "5m", [bar(0)]);
+    store.getState().selectInstrument(SPOT);
+    store.getState().applyLiveBars(USDM, "1m", [bar(0)]);
+    store.getState().applyLiveBars(SPOT, "5m", [bar(0)]);
     expect(store.getState().bars).toEqual([]);
   });
 
   it("after a reconnect, re-reading history leaves no hole and no duplicate", async () => {
     let history = finals(0, 20);
     const store = storeWith(() => Promise.resolve(chartOf(history)));
-    store.getState().selectSymbol("BTCUSDT");
+    store.getState().selectInstrument(SPOT);
     await store.getState().loadHistory();
-    store.getState().applyLiveBars("BTCUSDT", "1m", [bar(20, { final: false })]);
+    store.getState().applyLiveBars(SPOT, "1m", [bar(20, { final: false })]);
     // the socket drops; minutes 20..24 settle meanwhile; after re-subscribing, a live bar
     // races the history request
     history = finals(0, 25);
-    const { gap } = store.getState().applyLiveBars("BTCUSDT", "1m", [bar(25, { final: false })]);
+    const { gap } = store.getState().applyLiveBars(SPOT, "1m", [bar(25, { final: false })]);
     expect(gap).toBe(true);
     await store.getState().loadHistory();
     const bars = store.getState().bars;
@@ -139,7 +143,7 @@ describe("market store", () => {
       Promise.resolve(query.limit === 5 ? chartOf(finals(8, 11)) : chartOf(finals(0, 9))),
     );
     const store = storeWith(chart);
-    store.getState().selectSymbol("BTCUSDT");
+    store.getState().selectInstrument(SPOT);
     await store.getState().loadHistory();
     await store.getState().refreshIndicators();
     expect(store.getState().indicators.map((row) => row.time)).toEqual(finals(0, 11).map((b) => b.time));
@@ -152,13 +156,13 @@ describe("market store", () => {
         quality: () => Promise.reject(new ApiError(404, { detail: "no quality yet" })),
         features: () =>
           Promise.resolve({
-            symbol: "BTCUSDT",
+            instrument: SPOT,
             timeframe: "1m",
             rows: [{ time: 1, feature_version: "1", values: { return_1: 0.01 } }],
           }),
       }),
     );
-    store.getState().selectSymbol("BTCUSDT");
+    store.getState().selectInstrument(SPOT);
     await store.getState().refreshQuality();
     await store.getState().refreshFeatures();
     expect(store.getState().qualityState).toBe("empty");

@@ -1,7 +1,7 @@
 /**
- * What the dashboard shows of the market: the symbol list, the chosen symbol and
- * timeframe, its candles and indicators, the connection state, quality and features.
- * Bars change only through the pure merge functions in barMerge.ts.
+ * What the dashboard shows of the market: the instrument list, the chosen instrument
+ * ("<venue>:<symbol>") and timeframe, its candles and indicators, the connection state,
+ * quality and features. Bars change only through the pure merge functions in barMerge.ts.
  */
 import { createStore, type StoreApi } from "zustand/vanilla";
 import type { GatewayApi } from "../api/gateway";
@@ -29,7 +29,8 @@ export interface MarketState {
   symbols: SymbolInfo[];
   symbolsState: LoadState;
   symbolsError: string | null;
-  symbol: string | null;
+  /** The chosen instrument's text form, e.g. "binance_usdm:BTCUSDT". */
+  instrument: string | null;
   timeframe: Timeframe;
 
   bars: Bar[];
@@ -40,7 +41,7 @@ export interface MarketState {
   indicators: IndicatorRow[];
   warnings: string[];
   connection: ConnectionStatus;
-  /** Live bar messages received for the current symbol and timeframe. */
+  /** Live bar messages received for the current instrument and timeframe. */
   liveUpdates: number;
 
   overlays: OverlayVisibility;
@@ -52,10 +53,10 @@ export interface MarketState {
   featuresState: LoadState;
 
   loadSymbols(): Promise<void>;
-  selectSymbol(symbol: string): void;
+  selectInstrument(instrument: string): void;
   selectTimeframe(timeframe: Timeframe): void;
   loadHistory(): Promise<void>;
-  applyLiveBars(symbol: string, timeframe: string, bars: Bar[]): { finals: number; gap: boolean };
+  applyLiveBars(instrument: string, timeframe: string, bars: Bar[]): { finals: number; gap: boolean };
   refreshIndicators(): Promise<void>;
   refreshQuality(): Promise<void>;
   refreshFeatures(): Promise<void>;
@@ -69,14 +70,14 @@ export type MarketStore = StoreApi<MarketState>;
 export function createMarketStore(api: GatewayApi): MarketStore {
   let seq = 0;
   const reset = () => ({ seq: ++seq, change: { kind: "reset" } as BarChange });
-  const key = (state: { symbol: string | null; timeframe: string }) =>
-    `${state.symbol}/${state.timeframe}`;
+  const key = (state: { instrument: string | null; timeframe: string }) =>
+    `${state.instrument}/${state.timeframe}`;
 
   const store = createStore<MarketState>()((set, get) => ({
     symbols: [],
     symbolsState: "idle",
     symbolsError: null,
-    symbol: null,
+    instrument: null,
     timeframe: "1m",
     bars: [],
     barsChange: { seq: 0, change: { kind: "reset" } },
@@ -98,19 +99,19 @@ export function createMarketStore(api: GatewayApi): MarketStore {
       try {
         const symbols = (await api.symbols()).filter((symbol) => symbol.active);
         set({ symbols, symbolsState: symbols.length === 0 ? "empty" : "ready" });
-        const current = get().symbol;
+        const current = get().instrument;
         const first = symbols[0];
-        if (first !== undefined && (current === null || !symbols.some((s) => s.symbol === current))) {
-          get().selectSymbol(first.symbol);
+        if (first !== undefined && (current === null || !symbols.some((s) => s.instrument === current))) {
+          get().selectInstrument(first.instrument);
         }
       } catch (error) {
         set({ symbolsState: "error", symbolsError: errorText(error) });
       }
     },
 
-    selectSymbol(symbol) {
-      if (symbol === get().symbol) return;
-      set({ symbol, ...emptyChart(), barsChange: reset() });
+    selectInstrument(instrument) {
+      if (instrument === get().instrument) return;
+      set({ instrument, ...emptyChart(), barsChange: reset() });
     },
 
     selectTimeframe(timeframe) {
@@ -119,12 +120,12 @@ export function createMarketStore(api: GatewayApi): MarketStore {
     },
 
     async loadHistory() {
-      const { symbol, timeframe } = get();
-      if (symbol === null) return;
+      const { instrument, timeframe } = get();
+      if (instrument === null) return;
       const wanted = key(get());
       if (get().bars.length === 0) set({ chartState: "loading", chartError: null });
       try {
-        const chart = await api.chart(symbol, { timeframe, limit: HISTORY_LIMIT });
+        const chart = await api.chart(instrument, { timeframe, limit: HISTORY_LIMIT });
         if (key(get()) !== wanted) return; // the user moved on meanwhile
         const bars = mergeHistory(get().bars, chart.bars);
         set({
@@ -141,11 +142,11 @@ export function createMarketStore(api: GatewayApi): MarketStore {
       }
     },
 
-    applyLiveBars(symbol, timeframe, incoming) {
+    applyLiveBars(instrument, timeframe, incoming) {
       let finals = 0;
       let gap = false;
       const state = get();
-      if (symbol !== state.symbol || timeframe !== state.timeframe) return { finals, gap };
+      if (instrument !== state.instrument || timeframe !== state.timeframe) return { finals, gap };
       const step = timeframeSeconds(state.timeframe);
       let bars = state.bars;
       for (const bar of [...incoming].sort((a, b) => a.time - b.time)) {
@@ -167,27 +168,27 @@ export function createMarketStore(api: GatewayApi): MarketStore {
     },
 
     async refreshIndicators() {
-      const { symbol, timeframe } = get();
-      if (symbol === null) return;
+      const { instrument, timeframe } = get();
+      if (instrument === null) return;
       const wanted = key(get());
       try {
-        const chart = await api.chart(symbol, { timeframe, limit: 5 });
+        const chart = await api.chart(instrument, { timeframe, limit: 5 });
         if (key(get()) !== wanted) return;
         set({ indicators: mergeIndicators(get().indicators, chart.indicators ?? []) });
         // The same answer carries the final bars: fill in any the socket did not bring.
-        get().applyLiveBars(symbol, timeframe, chart.bars);
+        get().applyLiveBars(instrument, timeframe, chart.bars);
       } catch {
         // Indicators catch up with the next final bar; the candles do not depend on them.
       }
     },
 
     async refreshQuality() {
-      const { symbol, timeframe } = get();
-      if (symbol === null) return;
+      const { instrument, timeframe } = get();
+      if (instrument === null) return;
       const wanted = key(get());
       if (get().quality === null) set({ qualityState: "loading" });
       try {
-        const quality = await api.quality(symbol, timeframe);
+        const quality = await api.quality(instrument, timeframe);
         if (key(get()) === wanted) set({ quality, qualityState: "ready" });
       } catch (error) {
         if (key(get()) !== wanted) return;
@@ -197,12 +198,12 @@ export function createMarketStore(api: GatewayApi): MarketStore {
     },
 
     async refreshFeatures() {
-      const { symbol, timeframe } = get();
-      if (symbol === null) return;
+      const { instrument, timeframe } = get();
+      if (instrument === null) return;
       const wanted = key(get());
       if (get().features === null) set({ featuresState: "loading" });
       try {
-        const series = await api.features(symbol, timeframe);
+        const series = await api.features(instrument, timeframe);
         if (key(get()) !== wanted) return;
         const latest = series.rows[series.rows.length - 1] ?? null;
         set({ features: latest, featuresState: latest === null ? "empty" : "ready" });

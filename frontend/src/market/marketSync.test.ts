@@ -28,15 +28,15 @@ describe("market sync", () => {
       market,
       accessToken: () => "t",
       renewToken: () => Promise.resolve(true),
-      socketUrl: (symbol) => `ws://test/ws/${symbol}`,
+      socketUrl: (instrument) => `ws://test/ws/${instrument}`,
       openSocket: (url) => new FakeSocket(url),
       analyticsDelayMs: 100,
     });
-    market.getState().selectSymbol("BTCUSDT");
+    market.getState().selectInstrument("binance_usdm:BTCUSDT");
     await vi.advanceTimersByTimeAsync(0);
     expect(market.getState().bars).toHaveLength(10);
     const first = FakeSocket.last();
-    expect(first.url).toBe("ws://test/ws/BTCUSDT");
+    expect(first.url).toBe("ws://test/ws/binance_usdm:BTCUSDT");
     first.open();
     first.push({ type: "subscribed", timeframes: ["1m"] });
     await vi.advanceTimersByTimeAsync(0);
@@ -67,7 +67,7 @@ describe("market sync", () => {
     expect(second.closedWith?.code).toBe(1000);
   });
 
-  it("opens a new socket per symbol and re-subscribes on a timeframe switch", async () => {
+  it("opens a new socket per instrument and re-subscribes on a timeframe switch", async () => {
     const market = createMarketStore(
       fakeApi({
         chart: () => Promise.resolve(chartOf([])),
@@ -79,17 +79,17 @@ describe("market sync", () => {
       market,
       accessToken: () => "t",
       renewToken: () => Promise.resolve(true),
-      socketUrl: (symbol) => `ws://test/ws/${symbol}`,
+      socketUrl: (instrument) => `ws://test/ws/${instrument}`,
       openSocket: (url) => new FakeSocket(url),
     });
-    market.getState().selectSymbol("BTCUSDT");
+    market.getState().selectInstrument("binance_usdm:BTCUSDT");
     const btc = FakeSocket.last();
     btc.open();
     market.getState().selectTimeframe("1h");
     expect(btc.sent.slice(-1)).toEqual([{ type: "subscribe", timeframes: ["1h"] }]);
-    market.getState().selectSymbol("ETHUSDT");
+    market.getState().selectInstrument("binance_spot:BTCUSDT");
     expect(btc.closedWith?.code).toBe(1000);
-    expect(FakeSocket.last().url).toBe("ws://test/ws/ETHUSDT");
+    expect(FakeSocket.last().url).toBe("ws://test/ws/binance_spot:BTCUSDT");
     stop();
   });
 });

@@ -1,5 +1,5 @@
 /**
- * Keeps the market store fed: one LiveFeed per chosen symbol, history re-read on every
+ * Keeps the market store fed: one LiveFeed per chosen instrument, history re-read on every
  * (re)subscription, indicators/quality/features refreshed after final bars.
  */
 import type { LiveFeedHandlers, SocketLike } from "./liveFeed";
@@ -10,8 +10,8 @@ export interface MarketSyncOptions {
   market: MarketStore;
   accessToken(): string | null;
   renewToken(): Promise<boolean>;
-  /** ws(s)://host/ws/ + symbol */
-  socketUrl(symbol: string): string;
+  /** ws(s)://host/ws/ + instrument ("binance_usdm:BTCUSDT") */
+  socketUrl(instrument: string): string;
   openSocket?: (url: string) => SocketLike;
   onAlert?: LiveFeedHandlers["alert"];
   /** After a final bar, wait this long for analytics to store its rows (ms). */
@@ -25,7 +25,7 @@ export function startMarketSync(options: MarketSyncOptions): () => void {
   const analyticsDelay = options.analyticsDelayMs ?? 1500;
   const analyticsInterval = options.analyticsIntervalMs ?? 10_000;
   let feed: LiveFeed | null = null;
-  let feedSymbol: string | null = null;
+  let feedInstrument: string | null = null;
   let analyticsTimer: ReturnType<typeof setTimeout> | null = null;
   let lastAnalytics = 0;
 
@@ -48,23 +48,23 @@ export function startMarketSync(options: MarketSyncOptions): () => void {
     status: (status) => market.getState().setConnection(status),
     subscribed: () => void market.getState().loadHistory(),
     bars: (timeframe, bars) => {
-      const symbol = feedSymbol;
-      if (symbol === null) return;
-      const { finals, gap } = market.getState().applyLiveBars(symbol, timeframe, bars);
+      const instrument = feedInstrument;
+      if (instrument === null) return;
+      const { finals, gap } = market.getState().applyLiveBars(instrument, timeframe, bars);
       if (gap) void market.getState().loadHistory();
       if (finals > 0) afterFinalBar();
     },
     ...(options.onAlert ? { alert: options.onAlert } : {}),
   };
 
-  function follow(symbol: string | null, timeframe: string): void {
-    if (symbol !== feedSymbol) {
+  function follow(instrument: string | null, timeframe: string): void {
+    if (instrument !== feedInstrument) {
       feed?.stop();
       feed = null;
-      feedSymbol = symbol;
-      if (symbol !== null) {
+      feedInstrument = instrument;
+      if (instrument !== null) {
         feed = new LiveFeed({
-          url: options.socketUrl(symbol),
+          url: options.socketUrl(instrument),
           timeframe,
           accessToken: options.accessToken,
           renewToken: options.renewToken,
@@ -82,10 +82,10 @@ export function startMarketSync(options: MarketSyncOptions): () => void {
   }
 
   const initial = market.getState();
-  if (initial.symbol !== null) follow(initial.symbol, initial.timeframe);
+  if (initial.instrument !== null) follow(initial.instrument, initial.timeframe);
   const unsubscribe = market.subscribe((state, previous) => {
-    if (state.symbol !== previous.symbol || state.timeframe !== previous.timeframe) {
-      follow(state.symbol, state.timeframe);
+    if (state.instrument !== previous.instrument || state.timeframe !== previous.timeframe) {
+      follow(state.instrument, state.timeframe);
     }
   });
 
@@ -101,7 +101,7 @@ export function startMarketSync(options: MarketSyncOptions): () => void {
     unsubscribe();
     feed?.stop();
     feed = null;
-    feedSymbol = null;
+    feedInstrument = null;
     if (analyticsTimer !== null) clearTimeout(analyticsTimer);
     if (hasWindow) {
       window.removeEventListener("online", online);

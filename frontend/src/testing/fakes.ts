@@ -6,18 +6,34 @@ import type { SocketLike } from "../market/liveFeed";
 export const STEP = 60;
 export const T0 = 1_700_000_040;
 
-export function bar(minute: number, overrides: Partial<Bar> = {}): Bar {
+type Value = "open" | "high" | "low" | "close" | "volume";
+/** Bar fields a test may give as numbers: the bar carries them as the API does, as strings. */
+export type BarOverrides = Partial<Omit<Bar, Value>> & Partial<Record<Value, string | number>>;
+
+export function bar(minute: number, overrides: BarOverrides = {}): Bar {
   const close = 100 + minute;
-  return {
-    time: T0 + minute * STEP,
+  const values: Record<Value, string | number> = {
     open: close - 0.5,
     high: close + 1,
     low: close - 1,
     close,
     volume: 10,
+  };
+  const given: Partial<Bar> = {};
+  for (const [name, value] of Object.entries(overrides)) {
+    if (name in values) values[name as Value] = value as string | number;
+    else Object.assign(given, { [name]: value });
+  }
+  return {
+    time: T0 + minute * STEP,
+    open: String(values.open),
+    high: String(values.high),
+    low: String(values.low),
+    close: String(values.close),
+    volume: String(values.volume),
     final: true,
     revision: 0,
-    ...overrides,
+    ...given,
   };
 }
 
@@ -25,12 +41,12 @@ export function finals(from: number, to: number): Bar[] {
   return Array.from({ length: to - from }, (_, index) => bar(from + index));
 }
 
-export function chartOf(bars: Bar[], symbol = "BTCUSDT", timeframe = "1m"): Chart {
+export function chartOf(bars: Bar[], instrument = "binance_usdm:BTCUSDT", timeframe = "1m"): Chart {
   return {
-    symbol,
+    instrument,
     timeframe,
     bars,
-    indicators: bars.map((b) => ({ time: b.time, rsi: 50, sma_20: b.close })),
+    indicators: bars.map((b) => ({ time: b.time, rsi: 50, sma_20: Number(b.close) })),
     warnings: [],
   };
 }

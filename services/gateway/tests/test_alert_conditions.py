@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tickmesh.gateway.alert_conditions import History, MacdPoint, evaluate
+from tickmesh.gateway.alerts.conditions import History, MacdPoint, evaluate
 from tickmesh.gateway.schemas import AlertOut
 
 
@@ -13,7 +13,7 @@ def _alert(**fields: Any) -> AlertOut:
     base: dict[str, Any] = {
         "id": 1,
         "user_id": 1,
-        "symbol": "BTCUSDT",
+        "instrument": "binance_usdm:BTCUSDT",
         "threshold": 100.0,
         "last_triggered": None,
         "created_at": datetime.now(UTC),

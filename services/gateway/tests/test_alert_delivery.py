@@ -16,12 +16,12 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 
-from tickmesh.gateway.alert_channels import AlertChannels, Outcome, internal_target
-from tickmesh.gateway.alert_delivery import AlertDeliveries
-from tickmesh.gateway.alert_engine import AlertEngine
-from tickmesh.gateway.alert_store import AlertStore
+from tickmesh.gateway.alerts.channels import AlertChannels, Outcome, internal_target
+from tickmesh.gateway.alerts.delivery import AlertDeliveries
+from tickmesh.gateway.alerts.engine import AlertEngine
+from tickmesh.gateway.alerts.store import AlertStore
 from tickmesh.gateway.schemas import AlertEventOut, AlertIn
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 from .conftest import Gateway, GatewayFactory
 from .grpc_free import free_port
@@ -30,13 +30,14 @@ MINUTE_NS = 60 * 1_000_000_000
 T0 = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp()) * 1_000_000_000
 
 
-def _bar(symbol: str, minute: int, close: float) -> market_pb2.Bar:
+def _bar(symbol: str, minute: int, close: str) -> market_pb2.Bar:
     return market_pb2.Bar(
         symbol=symbol,
+        exchange=market_pb2.EXCHANGE_BINANCE_USDM,
         timeframe=market_pb2.TIMEFRAME_1M,
         open_time_ns=T0 + minute * MINUTE_NS,
         close=close,
-        volume=1.0,
+        volume="1",
         final=True,
     )
 
@@ -44,7 +45,7 @@ def _bar(symbol: str, minute: int, close: float) -> market_pb2.Bar:
 async def test_two_replicas_record_a_firing_once(gateway: Gateway) -> None:
     owner = await gateway.user("trader")
     alert = await gateway.services.alerts.create(
-        owner.id, AlertIn(symbol="BTCUSDT", condition="price_above", threshold=1.0)
+        owner.id, AlertIn(instrument="binance_usdm:BTCUSDT", condition="price_above", threshold=1.0)
     )
     replicas = [AlertStore(gateway.services.pool) for _ in range(4)]
     bar_time = datetime(2024, 3, 1, tzinfo=UTC)
@@ -138,7 +139,7 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
         hooked = await services.alerts.create(
             trader.id,
             AlertIn(
-                symbol=symbol,
+                instrument=f"binance_usdm:{symbol}",
                 condition="price_crossing",
                 threshold=100.0,
                 channel="webhook",
@@ -148,7 +149,7 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
         mailed = await services.alerts.create(
             trader.id,
             AlertIn(
-                symbol=symbol,
+                instrument=f"binance_usdm:{symbol}",
                 condition="price_above",
                 threshold=100.0,
                 channel="email",
@@ -168,12 +169,15 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
                 services.alert_cursor,
             )
             await engine.refresh()
-            for minute, close in enumerate((99.0, 101.0, 102.0)):
+            for minute, close in enumerate(("99", "101.00", "102")):
                 await engine.on_final_bar(_bar(symbol, minute, close))
             await services.fanout.close()
             await _drain(deliveries, services.pool, [hooked.id, mailed.id])
         assert len(received) == 2  # one 503, one accepted retry of the same firing
-        assert received[1]["text"].endswith(f"{symbol} crossed up through 100 at 101")
+        # The message names the instrument and quotes the close exactly as the bar has it.
+        assert received[1]["text"].endswith(
+            f"binance_usdm:{symbol} crossed up through 100 at 101.00"
+        )
         assert len(mails) == 1  # one-shot: the 102 close did not mail again
         assert "ops@example.com" in mails[0].rcpt_tos
         assert await _deliveries_of(services.pool, hooked.id) == [("delivered", 2)]
@@ -201,7 +205,11 @@ async def _webhook_firing(gateway: Gateway, url: str) -> int:
     alert = await gateway.services.alerts.create(
         trader.id,
         AlertIn(
-            symbol="BTCUSDT", condition="price_above", threshold=1.0, channel="webhook", target=url
+            instrument="binance_usdm:BTCUSDT",
+            condition="price_above",
+            threshold=1.0,
+            channel="webhook",
+            target=url,
         ),
     )
     recorded = await gateway.services.alerts.record_firing(

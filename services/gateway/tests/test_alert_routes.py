@@ -10,7 +10,7 @@ import pytest
 from .conftest import Gateway
 
 RULE: dict[str, Any] = {
-    "symbol": "BTCUSDT",
+    "instrument": "binance_usdm:BTCUSDT",
     "timeframe": "1m",
     "condition": "price_above",
     "threshold": 65000.0,
@@ -26,16 +26,29 @@ async def test_trader_creates_lists_replaces_and_deletes_alert(gateway: Gateway)
     assert created.status_code == 201, created.text
     alert = created.json()
     assert alert["user_id"] == trader.id
+    assert alert["instrument"] == "binance_usdm:BTCUSDT"
+    stored = await gateway.services.pool.fetchrow(
+        "SELECT exchange, symbol FROM alerts WHERE id = $1", alert["id"]
+    )
+    assert stored is not None
+    assert tuple(stored) == ("binance_usdm", "BTCUSDT")
     assert alert["active"] is True
     listed = await gateway.client.get("/api/v1/alerts", headers=trader.headers)
     assert [a["id"] for a in listed.json()] == [alert["id"]]
     replaced = await gateway.client.put(
         f"/api/v1/alerts/{alert['id']}",
-        json=RULE | {"condition": "rsi_below", "threshold": 30, "one_time": True},
+        json=RULE
+        | {
+            "instrument": "binance_spot:BTCUSDT",
+            "condition": "rsi_below",
+            "threshold": 30,
+            "one_time": True,
+        },
         headers=trader.headers,
     )
     assert replaced.status_code == 200
     assert replaced.json()["condition"] == "rsi_below"
+    assert replaced.json()["instrument"] == "binance_spot:BTCUSDT"
     assert replaced.json()["one_time"] is True
     deleted = await gateway.client.delete(f"/api/v1/alerts/{alert['id']}", headers=trader.headers)
     assert deleted.status_code == 204
@@ -65,7 +78,10 @@ async def test_viewer_cannot_create_alert(gateway: Gateway) -> None:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"symbol": "btc usdt"}, "symbol"),
+        ({"instrument": "binance_usdm:btc usdt"}, "instrument"),
+        ({"instrument": "BTCUSDT"}, "instrument"),
+        ({"instrument": "kraken:BTCUSDT"}, "instrument"),
+        ({"symbol": "BTCUSDT"}, "symbol"),
         ({"timeframe": "2m"}, "timeframe"),
         ({"condition": "moon"}, "condition"),
         ({"threshold": "NaN"}, "threshold"),

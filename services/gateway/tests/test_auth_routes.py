@@ -105,7 +105,7 @@ async def test_viewer_calling_admin_route_is_403(gateway: Gateway) -> None:
     viewer = await gateway.user()
     reply = await gateway.client.post(
         "/api/v1/symbols",
-        json={"symbol": "BTCUSDT", "exchange": "binance_spot", "asset_type": "crypto"},
+        json={"exchange": "binance_spot", "symbol": "BTCUSDT", "asset_type": "crypto"},
         headers=viewer.headers,
     )
     assert reply.status_code == 403

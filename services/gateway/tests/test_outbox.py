@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tickmesh.gateway.outbox import Outbox
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 MINUTE = 60 * 1_000_000_000
 
@@ -11,9 +11,10 @@ MINUTE = 60 * 1_000_000_000
 def _bar(minute: int, close: float, final: bool, revision: int = 0) -> market_pb2.Bar:
     return market_pb2.Bar(
         symbol="BTCUSDT",
+        exchange=market_pb2.EXCHANGE_BINANCE_USDM,
         timeframe=market_pb2.TIMEFRAME_1M,
         open_time_ns=minute * MINUTE,
-        close=close,
+        close=f"{close:g}",
         final=final,
         revision=revision,
     )
@@ -26,7 +27,7 @@ def test_outbox_coalesces_forming_bars_to_latest() -> None:
         outbox.offer(_bar(5, close, final=False))
     [(label, bars)] = outbox.due(now=100.0)
     assert label == "1m"
-    assert [bar.close for bar in bars] == [3.0]
+    assert [bar.close for bar in bars] == ["3"]
 
 
 def test_outbox_keeps_every_final_and_drops_superseded_forming() -> None:
@@ -61,7 +62,7 @@ def test_outbox_revision_replaces_pending_version_of_same_bar() -> None:
     outbox.offer(_bar(5, 1.0, final=True))
     outbox.offer(_bar(5, 1.2, final=True, revision=1))
     [(_, bars)] = outbox.due(now=100.0)
-    assert [(bar.close, bar.revision) for bar in bars] == [(1.2, 1)]
+    assert [(bar.close, bar.revision) for bar in bars] == [("1.2", 1)]
 
 
 def test_outbox_ignores_unsubscribed_timeframes() -> None:

@@ -23,7 +23,12 @@ DESCRIPTION = """REST API of the tickmesh market-data mesh.
 Sign in with `POST /api/v1/auth/login`, then send `Authorization: Bearer <access_token>`.
 Errors are `application/problem+json` documents (type, title, status, detail).
 Every client gets a token bucket per route class (RateLimit-* headers on each answer).
-Live bars: WebSocket `/ws/{symbol}?token=<access_token>`.
+Instruments are written "<venue>:<symbol>" everywhere: `binance_usdm:BTCUSDT` is the
+Binance USD-M perpetual, `binance_spot:BTCUSDT` spot, `yahoo:AAPL` a stock through Yahoo
+(e.g. `GET /api/v1/charts/binance_usdm:BTCUSDT?timeframe=1m`).
+Prices and volumes are exact decimal strings ("61700.8", "203.143"), equal to the venue's
+own values; vwap, indicators, features and quality scores are numbers.
+Live bars: WebSocket `/ws/{instrument}?token=<access_token>`.
 """
 
 

@@ -22,8 +22,9 @@ from tickmesh.core.errors import (
     Unavailable,
 )
 from tickmesh.core.grpc_client import open_channel
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.sharding import shard_of
-from tickmesh.v1 import (
+from tickmesh.v2 import (
     analytics_service_pb2_grpc,
     bar_service_pb2_grpc,
     symbol_service_pb2_grpc,
@@ -127,9 +128,9 @@ class Backends:
             self.analytics.channel
         )
 
-    def bar_shard(self, symbol: str) -> BarShard:
-        """The bar shard that owns `symbol` (crc32(symbol) mod the shard count)."""
-        return self.bar_shards[shard_of(symbol, len(self.bar_shards))]
+    def bar_shard(self, instrument: InstrumentId) -> BarShard:
+        """The bar shard that owns `instrument` (crc32 of its text form mod the shard count)."""
+        return self.bar_shards[shard_of(instrument, len(self.bar_shards))]
 
     def all(self) -> tuple[Backend, ...]:
         """Every backend, in a stable order."""

@@ -3,7 +3,8 @@
 The hot paths (a 500-bar chart, a push to thousands of WebSocket clients) skip building one
 pydantic model per bar: msgspec encodes a flat struct in one C pass. The shapes match
 `BarOut`, `IndicatorsOut` and `ChartOut` field for field (a test compares them), so the
-OpenAPI schema still documents what is sent.
+OpenAPI schema still documents what is sent. Prices and volumes are the bar service's exact
+decimal strings, copied as they are: nothing here goes through a float.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from datetime import datetime
 
 import msgspec
 
+from tickmesh.core.exchanges import exchange_label
+from tickmesh.core.instruments import SEPARATOR
 from tickmesh.core.timeframes import NS_PER_SECOND, from_proto
 from tickmesh.core.tracing import TRACEPARENT
 from tickmesh.gateway.market_views import utc_from_ns
 from tickmesh.gateway.schemas import IndicatorsOut
-from tickmesh.v1 import analytics_pb2, market_pb2
+from tickmesh.v2 import analytics_pb2, market_pb2
 
 _INDICATOR_FIELDS = tuple(name for name in IndicatorsOut.model_fields if name != "time")
 _encoder = msgspec.json.Encoder()
@@ -28,12 +31,14 @@ class _Bar(msgspec.Struct):
 
     time: int
     open_time: datetime
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    quote_volume: float
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    quote_volume: str
+    taker_buy_volume: str | None
+    taker_buy_quote_volume: str | None
     trade_count: int
     vwap: float
     final: bool
@@ -41,15 +46,17 @@ class _Bar(msgspec.Struct):
 
 
 class _PushedBar(_Bar):
-    """A bar in a WebSocket message: `BarOut` plus its symbol and timeframe label."""
+    """A bar in a WebSocket message: `BarOut` plus its instrument and timeframe label."""
 
-    symbol: str
+    instrument: str
     timeframe: str
     # The gateway span that pushed it, when tracing: lets a browser's devtools find the trace.
     traceparent: str | msgspec.UnsetType = msgspec.UNSET
 
 
-_BarFields = tuple[int, datetime, float, float, float, float, float, float, int, float, bool, int]
+_BarFields = tuple[
+    int, datetime, str, str, str, str, str, str, str | None, str | None, int, float, bool, int
+]
 
 
 def _fields(bar: market_pb2.Bar) -> _BarFields:
@@ -62,6 +69,9 @@ def _fields(bar: market_pb2.Bar) -> _BarFields:
         bar.close,
         bar.volume,
         bar.quote_volume,
+        # Unset (a source bar, a row stored before v2) is unknown, not zero.
+        bar.taker_buy_volume if bar.HasField("taker_buy_volume") else None,
+        bar.taker_buy_quote_volume if bar.HasField("taker_buy_quote_volume") else None,
         bar.trade_count,
         bar.vwap,
         bar.final,
@@ -74,12 +84,17 @@ def bars_json(bars: Iterable[market_pb2.Bar]) -> bytes:
     return _encoder.encode([_Bar(*_fields(bar)) for bar in bars])
 
 
+def instrument_text(bar: market_pb2.Bar) -> str:
+    """The text form "<venue>:<symbol>" of the bar's instrument."""
+    return f"{exchange_label(bar.exchange)}{SEPARATOR}{bar.symbol}"
+
+
 def pushed_bar_json(bar: market_pb2.Bar) -> bytes:
-    """One bar as a WebSocket message carries it (with symbol and timeframe)."""
+    """One bar as a WebSocket message carries it (with instrument and timeframe)."""
     return _encoder.encode(
         _PushedBar(
             *_fields(bar),
-            symbol=bar.symbol,
+            instrument=instrument_text(bar),
             timeframe=from_proto(bar.timeframe).label,
             traceparent=bar.trace_context.get(TRACEPARENT) or msgspec.UNSET,
         )
@@ -101,12 +116,12 @@ def indicators_json(rows: Sequence[analytics_pb2.Indicators]) -> bytes:
 
 
 def chart_json(
-    symbol: str, timeframe: str, bars: bytes, indicators: bytes | None, warnings: list[str]
+    instrument: str, timeframe: str, bars: bytes, indicators: bytes | None, warnings: list[str]
 ) -> bytes:
     """A `ChartOut` document around already encoded bars and indicator series."""
     return _encoder.encode(
         {
-            "symbol": symbol,
+            "instrument": instrument,
             "timeframe": timeframe,
             "bars": msgspec.Raw(bars),
             "indicators": None if indicators is None else msgspec.Raw(indicators),
@@ -128,9 +143,9 @@ class PushEncoder:
         self._fragments: dict[int, tuple[market_pb2.Bar, str]] = {}
         self._messages: dict[tuple[str, str, tuple[int, ...]], str] = {}
 
-    def bars_message(self, symbol: str, label: str, bars: Sequence[market_pb2.Bar]) -> str:
-        """The text of a `bars` message of `symbol` and timeframe `label`."""
-        key = (symbol, label, tuple(id(bar) for bar in bars))
+    def bars_message(self, instrument: str, label: str, bars: Sequence[market_pb2.Bar]) -> str:
+        """The text of a `bars` message of `instrument` (its text form) and timeframe `label`."""
+        key = (instrument, label, tuple(id(bar) for bar in bars))
         message = self._messages.get(key)
         if message is not None and all(self._fragments.get(id(b), (None,))[0] is b for b in bars):
             return message
@@ -138,8 +153,8 @@ class PushEncoder:
             self._fragments.clear()
             self._messages.clear()
         message = (
-            '{"type":"bars","symbol":'
-            + _encoder.encode(symbol).decode()
+            '{"type":"bars","instrument":'
+            + _encoder.encode(instrument).decode()
             + ',"timeframe":'
             + _encoder.encode(label).decode()
             + ',"bars":['

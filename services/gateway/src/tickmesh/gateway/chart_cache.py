@@ -2,24 +2,24 @@
 
 Why an entry is never stale. The bar service makes a final bar or a revision durable, puts it
 in its Redis cache (what GetBars reads) and only then publishes it, with a `change_id` taken
-from one sequence by its single commit pipeline, so a symbol's changes get increasing ids in
-commit order. Per symbol this cache keeps one `BarService.Subscribe` open with
+from one sequence by its single commit pipeline, so a instrument's changes get increasing ids in
+commit order. Per instrument this cache keeps one `BarService.Subscribe` open with
 `resume_after_change_id` (replay from the database, then live, no gap; resumed from the last id
 after a reconnect), and every bar it receives bumps the generation of that bar's timeframe.
 
-- The first answer of a symbol up to now starts the watcher at the newest `change_id` in it:
+- The first answer of an instrument up to now starts the watcher at the newest `change_id` in it:
   every change GetBars did not see was committed later, so it has a larger id and reaches the
-  watcher. (This leans on one commit pipeline per symbol: the bar service's shard that owns it.)
+  watcher. (This leans on one commit pipeline per instrument: the bar service's shard that owns it.)
 - An answer is stored only if its timeframe's generation did not move while GetBars ran (a
   change that arrived before the request was sent is in the answer; one that arrives after is
   either in it or drops it).
 - An entry is served only while its generation is current and the watcher's stream is open;
-  when the stream breaks every entry of the symbol is dropped and nothing is cached until the
+  when the stream breaks every entry of the instrument is dropped and nothing is cached until the
   watcher has subscribed again (resuming from the last id, so no change is missed meanwhile).
 - The WebSocket fan-out also reports the final bars it receives (`bar_changed`), so a REST
   re-read after a pushed final bar never answers without it, whichever stream is first.
 
-Memory is bounded by `max_bytes` (least recently used entries go first); a symbol nobody asked
+Memory is bounded by `max_bytes` (least recently used entries go first); an instrument nobody asked
 for in `idle_seconds` has its watcher closed.
 """
 
@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 
 from grpc import aio
 
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.gateway.backends import Backends
+from tickmesh.gateway.instrument_streams import follow_stream
 from tickmesh.gateway.metrics import GatewayMetrics
-from tickmesh.gateway.symbol_streams import follow_stream
-from tickmesh.v1 import bar_service_pb2, market_pb2
+from tickmesh.v2 import bar_service_pb2, market_pb2
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ _SWEEP_EVERY_SECONDS = 10.0
 class ChartKey:
     """One GetBars query: what an entry answers."""
 
-    symbol: str
+    instrument: InstrumentId
     timeframe: int
     start_ns: int
     end_ns: int
@@ -58,7 +59,7 @@ class ChartKey:
 
 @dataclass(slots=True)
 class _Watch:
-    """The change stream of one symbol and the generation of each of its timeframes."""
+    """The change stream of one instrument and the generation of each of its timeframes."""
 
     resume_after: int
     live: bool = False
@@ -106,7 +107,7 @@ class ChartCache:
         self._idle_seconds = idle_seconds
         self._entries: OrderedDict[ChartKey, _Entry] = OrderedDict()
         self._bytes = 0
-        self._watches: dict[str, _Watch] = {}
+        self._watches: dict[InstrumentId, _Watch] = {}
         self._swept = time.monotonic()
 
     async def get(self, key: ChartKey, fetch: Fetch, encode: Encode) -> bytes:
@@ -115,7 +116,7 @@ class ChartCache:
             return encode(await fetch())
         now = time.monotonic()
         self._sweep(now)
-        watch = self._watches.get(key.symbol)
+        watch = self._watches.get(key.instrument)
         if watch is not None:
             watch.last_used = now
             entry = self._entries.get(key)
@@ -129,13 +130,13 @@ class ChartCache:
         reply = await fetch()
         body = encode(reply)
         newest = max((bar.change_id for bar in reply.bars), default=0)
-        current = self._watches.get(key.symbol)
+        current = self._watches.get(key.instrument)
         if current is None:
             # Only an answer up to now starts a watcher: its newest change is recent, so the
             # replay is short (a historical range would replay everything since). Without a
             # change id there is no safe resume point at all.
             if newest > 0 and key.end_ns == 0:
-                current = self._watch(key.symbol, newest, now)
+                current = self._watch(key.instrument, newest, now)
                 self._store(key, _Entry(current, 0, 0, body))
         elif (
             current is watch
@@ -148,8 +149,10 @@ class ChartCache:
 
     def bar_changed(self, bar: market_pb2.Bar) -> None:
         """A final or revised bar seen elsewhere (the WebSocket upstream): drop what it changes."""
-        watch = self._watches.get(bar.symbol)
-        if watch is not None and bar.final:
+        if not bar.final or not self._watches:
+            return
+        watch = self._watches.get(InstrumentId(bar.exchange, bar.symbol))
+        if watch is not None:
             watch.bump(bar.timeframe)
 
     def entry_count(self) -> int:
@@ -158,14 +161,14 @@ class ChartCache:
 
     async def close(self) -> None:
         """Close every watcher stream."""
-        for symbol in list(self._watches):
-            await self._unwatch(symbol)
+        for instrument in list(self._watches):
+            await self._unwatch(instrument)
 
     def _current(self, entry: _Entry, key: ChartKey) -> bool:
         watch = entry.watch
         return (
             watch.live
-            and self._watches.get(key.symbol) is watch
+            and self._watches.get(key.instrument) is watch
             and entry.generation == watch.generation(key.timeframe)
             and entry.reset == watch.generation(-1)
         )
@@ -182,43 +185,45 @@ class ChartCache:
             _, evicted = self._entries.popitem(last=False)
             self._bytes -= len(evicted.body)
 
-    def _watch(self, symbol: str, resume_after: int, now: float) -> _Watch:
+    def _watch(self, instrument: InstrumentId, resume_after: int, now: float) -> _Watch:
         watch = _Watch(resume_after=resume_after, last_used=now)
-        self._watches[symbol] = watch
-        watch.task = asyncio.create_task(self._pump(symbol, watch), name=f"chart-cache-{symbol}")
+        self._watches[instrument] = watch
+        watch.task = asyncio.create_task(
+            self._pump(instrument, watch), name=f"chart-cache-{instrument}"
+        )
         # The call is made before the task first runs; until then nothing is served or stored.
         return watch
 
     def _sweep(self, now: float) -> None:
-        """Close watchers of symbols idle for `idle_seconds` and forget their entries."""
+        """Close watchers of instruments idle for `idle_seconds` and forget their entries."""
         if now - self._swept < _SWEEP_EVERY_SECONDS:
             return
         self._swept = now
         idle = [s for s, w in self._watches.items() if now - w.last_used > self._idle_seconds]
-        for symbol in idle:
-            watch = self._watches.pop(symbol)
+        for instrument in idle:
+            watch = self._watches.pop(instrument)
             if watch.task is not None:
                 watch.task.cancel()
         gone = set(idle)
-        for key in [key for key in self._entries if key.symbol in gone]:
+        for key in [key for key in self._entries if key.instrument in gone]:
             self._bytes -= len(self._entries.pop(key).body)
 
-    async def _unwatch(self, symbol: str) -> None:
-        watch = self._watches.pop(symbol, None)
+    async def _unwatch(self, instrument: InstrumentId) -> None:
+        watch = self._watches.pop(instrument, None)
         if watch is None or watch.task is None:
             return
         watch.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watch.task
 
-    async def _pump(self, symbol: str, watch: _Watch) -> None:
-        stub = self._backends.bar_shard(symbol).stub  # the shard owning the symbol
+    async def _pump(self, instrument: InstrumentId, watch: _Watch) -> None:
+        stub = self._backends.bar_shard(instrument).stub  # the shard owning the instrument
 
         def subscribe() -> aio.UnaryStreamCall[object, bar_service_pb2.SubscribeResponse]:
             # Every change after resume_after reaches this stream (replay, then live).
             return stub.Subscribe(
                 bar_service_pb2.SubscribeRequest(
-                    symbols=[symbol],
+                    instruments=[instrument.to_proto()],
                     include_forming=False,
                     resume_after_change_id=watch.resume_after,
                 )
@@ -236,7 +241,7 @@ class ChartCache:
             watch.bump_all()
 
         await follow_stream(
-            f"chart cache stream of {symbol}",
+            f"chart cache stream of {instrument}",
             subscribe,
             changed,
             self._metrics.chart_cache_streams,

@@ -13,10 +13,10 @@ from starlette.requests import HTTPConnection
 
 from tickmesh.core.errors import NotFound, PermissionDenied, Unauthenticated
 from tickmesh.gateway.accounts import Accounts, User
-from tickmesh.gateway.alert_broadcast import AlertBroadcast
-from tickmesh.gateway.alert_cursor import AlertCursor
-from tickmesh.gateway.alert_feed import AlertFeed
-from tickmesh.gateway.alert_store import AlertStore
+from tickmesh.gateway.alerts.broadcast import AlertBroadcast
+from tickmesh.gateway.alerts.cursor import AlertCursor
+from tickmesh.gateway.alerts.feed import AlertFeed
+from tickmesh.gateway.alerts.store import AlertStore
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.chart_cache import ChartCache
 from tickmesh.gateway.fanout import BarFanout
@@ -25,8 +25,9 @@ from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.problems import RateLimited
 from tickmesh.gateway.rate_limit import RateLimiter
 from tickmesh.gateway.settings import GatewaySettings
+from tickmesh.gateway.source_health import SourceHealthReader
 from tickmesh.gateway.tokens import KeyRing, Role
-from tickmesh.gateway.ws_feeds import SymbolFeeds
+from tickmesh.gateway.ws_feeds import InstrumentFeeds
 
 ROLE_RANK: dict[Role, int] = {"viewer": 0, "trader": 1, "admin": 2}
 
@@ -50,7 +51,8 @@ class GatewayServices:
     alert_broadcast: AlertBroadcast
     indicator_fanout: IndicatorFanout
     chart_cache: ChartCache
-    ws_feeds: SymbolFeeds
+    ws_feeds: InstrumentFeeds
+    source_health: SourceHealthReader
 
 
 def get_services(connection: HTTPConnection) -> GatewayServices:

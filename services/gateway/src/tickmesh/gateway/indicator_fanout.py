@@ -1,4 +1,4 @@
-"""One AnalyticsService.Subscribe per watched symbol: live indicator rows for the WebSocket clients.
+"""One AnalyticsService.Subscribe per watched instrument: live indicator rows for the WebSocket clients.
 
 Each upstream update becomes ONE JSON message, built in one "gateway.push_indicators" span (a
 child of the analytics span that computed the row) and shared by every listener; the message
@@ -16,21 +16,22 @@ from typing import Any
 from grpc import aio
 from opentelemetry import trace
 
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import from_proto
 from tickmesh.core.tracing import TRACEPARENT, get_tracer, message_span, traceparent
 from tickmesh.gateway.backends import Backends
+from tickmesh.gateway.instrument_streams import InstrumentStreams
 from tickmesh.gateway.market_views import indicators_out
 from tickmesh.gateway.metrics import GatewayMetrics
-from tickmesh.gateway.symbol_streams import SymbolStreams
-from tickmesh.v1 import analytics_service_pb2
+from tickmesh.v2 import analytics_service_pb2
 
 IndicatorListener = Callable[[dict[str, Any]], None]
 
 
 class IndicatorFanout(
-    SymbolStreams[dict[str, Any], analytics_service_pb2.AnalyticsServiceSubscribeResponse]
+    InstrumentStreams[dict[str, Any], analytics_service_pb2.AnalyticsServiceSubscribeResponse]
 ):
-    """Indicator messages of each watched symbol, built once per upstream update."""
+    """Indicator messages of each watched instrument, built once per upstream update."""
 
     kind = "indicator"
 
@@ -41,12 +42,16 @@ class IndicatorFanout(
         self._backends = backends
         self._tracer = tracer if tracer is not None else get_tracer()
 
-    def _subscribe(self, symbol: str) -> aio.UnaryStreamCall[object, analytics_service_pb2.AnalyticsServiceSubscribeResponse]:  # fmt: skip
-        request = analytics_service_pb2.AnalyticsServiceSubscribeRequest(symbols=[symbol])
+    def _subscribe(self, instrument: InstrumentId) -> aio.UnaryStreamCall[object, analytics_service_pb2.AnalyticsServiceSubscribeResponse]:  # fmt: skip
+        request = analytics_service_pb2.AnalyticsServiceSubscribeRequest(
+            instruments=[instrument.to_proto()]
+        )
         return self._backends.analytics_service.Subscribe(request)
 
     def _on_message(
-        self, symbol: str, message: analytics_service_pb2.AnalyticsServiceSubscribeResponse
+        self,
+        instrument: InstrumentId,
+        message: analytics_service_pb2.AnalyticsServiceSubscribeResponse,
     ) -> None:
         """Build the message once, in one span (per update, not per client), and hand it out."""
         if not message.HasField("indicators"):
@@ -56,16 +61,16 @@ class IndicatorFanout(
             self._tracer,
             "gateway.push_indicators",
             message.trace_context,
-            {"tickmesh.symbol": symbol, "tickmesh.timeframe": int(row.timeframe)},
+            {"tickmesh.instrument": str(instrument), "tickmesh.timeframe": int(row.timeframe)},
             trace.SpanKind.PRODUCER,
         ) as span:
             body: dict[str, Any] = {
                 "type": "indicators",
-                "symbol": symbol,
+                "instrument": str(instrument),
                 "timeframe": from_proto(row.timeframe).label,
                 "indicators": indicators_out(row).model_dump(mode="json"),
             }
             parent = traceparent(span.get_span_context())
             if parent is not None:
                 body[TRACEPARENT] = parent
-            self._hand_out(symbol, body)
+            self._hand_out(instrument, body)

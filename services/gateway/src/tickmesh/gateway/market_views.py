@@ -12,7 +12,7 @@ from tickmesh.gateway.schemas import (
     IndicatorsOut,
     QualityOut,
 )
-from tickmesh.v1 import analytics_pb2, market_pb2
+from tickmesh.v2 import analytics_pb2, market_pb2
 
 _INDICATOR_FIELDS = tuple(name for name in IndicatorsOut.model_fields if name != "time")
 
@@ -38,6 +38,10 @@ def bar_out(bar: market_pb2.Bar) -> BarOut:
         close=bar.close,
         volume=bar.volume,
         quote_volume=bar.quote_volume,
+        taker_buy_volume=bar.taker_buy_volume if bar.HasField("taker_buy_volume") else None,
+        taker_buy_quote_volume=(
+            bar.taker_buy_quote_volume if bar.HasField("taker_buy_quote_volume") else None
+        ),
         trade_count=bar.trade_count,
         vwap=bar.vwap,
         final=bar.final,
@@ -64,10 +68,10 @@ def features_out(row: analytics_pb2.Features) -> FeaturesOut:
     )
 
 
-def quality_out(quality: analytics_pb2.Quality, timeframe: str) -> QualityOut:
-    """The API form of a quality assessment."""
+def quality_out(quality: analytics_pb2.Quality, instrument: str, timeframe: str) -> QualityOut:
+    """The API form of a quality assessment of `instrument` (its text form)."""
     return QualityOut(
-        symbol=quality.symbol,
+        instrument=instrument,
         timeframe=timeframe,
         time=utc_from_ns(quality.time_ns),
         score=quality.score,

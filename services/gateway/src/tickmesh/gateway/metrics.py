@@ -37,6 +37,13 @@ class GatewayMetrics:
             "Requests admitted because Redis could not be asked.",
             registry=registry,
         )
+        self.invalid_input = Counter(
+            "tickmesh_http_invalid_input",
+            "Requests refused as invalid input (422, or a WebSocket closed with 1008), by route "
+            "template and where the bad field was (path, query, body).",
+            ["route", "location"],
+            registry=registry,
+        )
         self.ws_clients = Gauge(
             "tickmesh_ws_clients", "Open WebSocket connections.", registry=registry
         )
@@ -53,7 +60,7 @@ class GatewayMetrics:
         )
         self.bar_upstreams = Gauge(
             "tickmesh_ws_bar_upstreams",
-            "Open BarService.Subscribe streams (one per watched symbol).",
+            "Open BarService.Subscribe streams (one per watched instrument).",
             registry=registry,
         )
         self.upstream_errors = Counter(
@@ -64,7 +71,7 @@ class GatewayMetrics:
         )
         self.indicator_upstreams = Gauge(
             "tickmesh_ws_indicator_upstreams",
-            "Open AnalyticsService.Subscribe streams (one per watched symbol).",
+            "Open AnalyticsService.Subscribe streams (one per watched instrument).",
             registry=registry,
         )
         self.indicator_upstream_errors = Counter(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tickmesh.core.timeframes import from_proto
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 
 @dataclass

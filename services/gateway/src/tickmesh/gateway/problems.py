@@ -89,6 +89,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(error, RequestValidationError)  # registered for it only
         errors = [_validation_message(item) for item in error.errors()]
         summary = "; ".join(f"{item['field']}: {item['message']}" for item in errors[:5])
+        route = request.scope.get("route")
+        template = str(getattr(route, "path", "unmatched"))  # bounded labels, never the URL
+        locations = {str(item.get("loc", ("body",))[0]) for item in error.errors()}
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            for location in sorted(locations):
+                services.metrics.invalid_input.labels(route=template, location=location).inc()
+        log.info("%s %s refused: %s", request.method, template, summary)
         return problem_response(422, f"invalid request: {summary}", errors=errors)
 
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:

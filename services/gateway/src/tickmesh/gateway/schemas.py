@@ -10,11 +10,13 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from tickmesh.core.exchanges import PROTO_BY_LABEL
+from tickmesh.core.instruments import INSTRUMENT_PATTERN, InstrumentError, InstrumentId
+from tickmesh.core.instruments import SYMBOL_PATTERN as _VENUE_SYMBOL
 from tickmesh.core.timeframes import BY_LABEL
 from tickmesh.gateway.tokens import Role
 
 # The registry's rule (SymbolService.AddSymbol): 1-20 of A-Z, 0-9, '.', '-', '^', '='.
-SYMBOL_PATTERN = r"^[A-Z0-9.\-^=]{1,20}$"
+SYMBOL_PATTERN = rf"^{_VENUE_SYMBOL}$"
 TIMEFRAME_PATTERN = "^(" + "|".join(BY_LABEL) + ")$"
 EXCHANGE_PATTERN = "^(" + "|".join(PROTO_BY_LABEL) + ")$"
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
@@ -32,6 +34,14 @@ def _utc_in_range(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _instrument_text(value: str) -> str:
+    """Check "<venue>:<symbol>" with the message of InstrumentId.parse (it names the venues)."""
+    try:
+        return str(InstrumentId.parse(value))
+    except InstrumentError as error:
+        raise ValueError(str(error)) from None
+
+
 def _is_http_url(value: str) -> bool:
     try:
         parts = urlsplit(value)
@@ -41,6 +51,31 @@ def _is_http_url(value: str) -> bool:
 
 
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])]
+INSTRUMENT_DESCRIPTION = (
+    'An instrument: "<venue>:<symbol>", the venue being one of '
+    + ", ".join(PROTO_BY_LABEL)
+    + ' (e.g. "binance_usdm:BTCUSDT", the USD-M perpetual; "binance_spot:BTCUSDT", spot).'
+)
+# Checked by a validator rather than the pattern alone, so a bad value gets a message that
+# says which part is wrong (an unknown venue names the accepted ones); the pattern documents it.
+Instrument = Annotated[
+    str,
+    AfterValidator(_instrument_text),
+    Field(
+        max_length=64,
+        description=INSTRUMENT_DESCRIPTION,
+        examples=["binance_usdm:BTCUSDT"],
+        json_schema_extra={"pattern": INSTRUMENT_PATTERN},
+    ),
+]
+Venue = Annotated[
+    str,
+    Field(
+        pattern=EXCHANGE_PATTERN,
+        description="A venue label: " + ", ".join(PROTO_BY_LABEL) + ".",
+        examples=["binance_usdm"],
+    ),
+]
 TimeframeLabel = Annotated[str, Field(pattern=TIMEFRAME_PATTERN, examples=["1m"])]
 UtcTime = Annotated[datetime, AfterValidator(_utc_in_range)]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
@@ -94,34 +129,85 @@ class UserUpdate(StrictModel):
 
 
 class SymbolOut(BaseModel):
-    """A registered symbol."""
+    """A registered instrument: its text form, venue and the venue's symbol."""
 
-    symbol: str
-    exchange: str
+    instrument: str = Field(examples=["binance_usdm:BTCUSDT"])
+    exchange: str = Field(description="The venue label.", examples=["binance_usdm"])
+    symbol: str = Field(examples=["BTCUSDT"])
     asset_type: str
     active: bool
     created_at: datetime
+    price_increment: str | None = Field(
+        default=None,
+        description="The venue's tick size as an exact decimal string; null when unknown.",
+        examples=["0.1"],
+    )
+    quantity_increment: str | None = Field(
+        default=None,
+        description="The venue's step size as an exact decimal string; null when unknown.",
+        examples=["0.001"],
+    )
 
 
 class SymbolCreate(StrictModel):
-    """A symbol to register (or reactivate)."""
+    """An instrument to register (or reactivate): the venue and the venue's symbol."""
 
+    exchange: Venue
     symbol: Symbol
-    exchange: Annotated[str, Field(pattern=EXCHANGE_PATTERN, examples=["binance_spot"])]
     asset_type: Literal["crypto", "stock", "etf"]
 
 
+# Exact values: the bar service's decimal strings, passed through untouched (never a float).
+DecimalText = Annotated[
+    str,
+    Field(
+        description="An exact decimal string, as the venue writes it (no exponent).",
+        examples=["61700.8"],
+    ),
+]
+
+
 class BarOut(BaseModel):
-    """One OHLCV bar; `time` is its open time in Unix seconds (what chart libraries take)."""
+    """One OHLCV bar; `time` is its open time in Unix seconds (what chart libraries take).
+
+    Prices and volumes are exact decimal strings ("61700.8", "203.143"), equal to the venue's
+    own kline fields; `vwap` is a float (a statistic). Taker-buy volumes are null when unknown
+    (bars of sources without an aggressor side, rows stored before they were recorded).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "time": 1723161300,
+                    "open_time": "2024-08-08T23:55:00Z",
+                    "open": "61700.8",
+                    "high": "61744.1",
+                    "low": "61690",
+                    "close": "61735.2",
+                    "volume": "203.143",
+                    "quote_volume": "12538004.1284",
+                    "taker_buy_volume": "120.016",
+                    "taker_buy_quote_volume": "7407630.5521",
+                    "trade_count": 2481,
+                    "vwap": 61720.43,
+                    "final": True,
+                    "revision": 0,
+                }
+            ]
+        }
+    )
 
     time: int
     open_time: datetime
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    quote_volume: float
+    open: DecimalText
+    high: DecimalText
+    low: DecimalText
+    close: DecimalText
+    volume: DecimalText
+    quote_volume: DecimalText
+    taker_buy_volume: DecimalText | None
+    taker_buy_quote_volume: DecimalText | None
     trade_count: int
     vwap: float
     final: bool
@@ -155,9 +241,9 @@ class IndicatorsOut(BaseModel):
 
 
 class ChartOut(BaseModel):
-    """Bars of a symbol and timeframe plus their indicator series."""
+    """Bars of an instrument and timeframe plus their indicator series."""
 
-    symbol: str
+    instrument: str = Field(examples=["binance_usdm:BTCUSDT"])
     timeframe: str
     bars: list[BarOut]
     indicators: list[IndicatorsOut] | None = Field(
@@ -175,9 +261,9 @@ class FeaturesOut(BaseModel):
 
 
 class FeatureSeriesOut(BaseModel):
-    """Feature rows of a symbol and timeframe, oldest first."""
+    """Feature rows of an instrument and timeframe, oldest first."""
 
-    symbol: str
+    instrument: str = Field(examples=["binance_usdm:BTCUSDT"])
     timeframe: str
     rows: list[FeaturesOut]
 
@@ -191,9 +277,9 @@ class AnomalyOut(BaseModel):
 
 
 class QualityOut(BaseModel):
-    """The latest data-quality assessment of a symbol and timeframe."""
+    """The latest data-quality assessment of an instrument and timeframe."""
 
-    symbol: str
+    instrument: str = Field(examples=["binance_usdm:BTCUSDT"])
     timeframe: str
     time: datetime
     score: float
@@ -216,9 +302,9 @@ AlertChannel = Literal["websocket", "webhook", "email"]
 
 
 class AlertIn(StrictModel):
-    """An alert rule: a condition on a symbol's final bars, where to say it fired, how often."""
+    """An alert rule: a condition on an instrument's final bars, where to say it fired, how often."""
 
-    symbol: Symbol
+    instrument: Instrument
     timeframe: TimeframeLabel = "1m"
     condition: AlertCondition
     threshold: Annotated[
@@ -296,8 +382,32 @@ class ComponentHealth(BaseModel):
     detail: str | None = None
 
 
+class SourceHealth(BaseModel):
+    """One market-data source as the collector last reported it (`system:health`)."""
+
+    source: str = Field(
+        description="The source: a venue label (binance_spot, binance_usdm, yahoo) or another "
+        "collector part.",
+        examples=["binance_usdm"],
+    )
+    state: str = Field(
+        description="up, connecting, unreachable (cannot be reached from this machine), "
+        "degraded or idle (nothing to collect).",
+        examples=["up"],
+    )
+    error: str | None = Field(default=None, description="The last failure, when there is one.")
+    updated_at: datetime | None = Field(
+        default=None, description="When the collector wrote this state."
+    )
+
+
 class HealthOut(BaseModel):
-    """The gateway's view of the mesh: ok only when every component is."""
+    """The gateway's view of the mesh: ok only when every component is.
+
+    `sources` says what the collector reports of each source; a source that is idle or
+    unreachable (no internet: use `make demo`) does not make the mesh itself degraded.
+    """
 
     status: Literal["ok", "degraded"]
     components: dict[str, ComponentHealth]
+    sources: list[SourceHealth] = Field(default_factory=list)

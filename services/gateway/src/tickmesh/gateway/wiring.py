@@ -17,13 +17,13 @@ import redis.asyncio as redis
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.runtime import open_context
 from tickmesh.gateway.accounts import Accounts
-from tickmesh.gateway.alert_broadcast import AlertBroadcast
-from tickmesh.gateway.alert_channels import AlertChannels
-from tickmesh.gateway.alert_cursor import AlertCursor
-from tickmesh.gateway.alert_delivery import AlertDeliveries
-from tickmesh.gateway.alert_engine import AlertEngine
-from tickmesh.gateway.alert_feed import AlertFeed
-from tickmesh.gateway.alert_store import AlertStore
+from tickmesh.gateway.alerts.broadcast import AlertBroadcast
+from tickmesh.gateway.alerts.channels import AlertChannels
+from tickmesh.gateway.alerts.cursor import AlertCursor
+from tickmesh.gateway.alerts.delivery import AlertDeliveries
+from tickmesh.gateway.alerts.engine import AlertEngine
+from tickmesh.gateway.alerts.feed import AlertFeed
+from tickmesh.gateway.alerts.store import AlertStore
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.bar_json import PushEncoder
 from tickmesh.gateway.chart_cache import ChartCache
@@ -34,8 +34,9 @@ from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.passwords import Passwords
 from tickmesh.gateway.rate_limit import RateLimiter
 from tickmesh.gateway.settings import GatewaySettings
+from tickmesh.gateway.source_health import SourceHealthReader
 from tickmesh.gateway.tokens import KeyRing
-from tickmesh.gateway.ws_feeds import SymbolFeeds
+from tickmesh.gateway.ws_feeds import InstrumentFeeds
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,12 @@ def build_services(
         alert_broadcast=AlertBroadcast(redis_client, alert_feed, metrics),
         indicator_fanout=IndicatorFanout(backends, metrics),
         chart_cache=chart_cache,
-        ws_feeds=SymbolFeeds(
+        ws_feeds=InstrumentFeeds(
             PushEncoder(),
             settings.gateway_ws_update_seconds,
             metrics.ws_messages.labels(type="bars"),
         ),
+        source_health=SourceHealthReader(redis_client),
     )
 
 

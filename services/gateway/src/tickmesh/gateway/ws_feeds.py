@@ -1,7 +1,8 @@
-"""Live bars for every WebSocket client of a symbol: one push schedule per timeframe, one frame.
+"""Live bars for every WebSocket client of an instrument: one push schedule per timeframe, one frame.
 
-The upstream carries every timeframe of a symbol (forming bars of six timeframes per trade),
-and a client usually wants one or two. Each watched symbol and timeframe is a channel: its
+The upstream carries every timeframe of an instrument (forming bars of six timeframes per
+trade), and a client usually wants one or two. Each watched instrument and timeframe is a
+channel: its
 outbox coalesces forming bars and keeps every final bar, at most one push per interval; when
 a push is due, its message is encoded and framed once and written to every subscriber's socket
 in one pass, with no task woken per client. A client that joins mid-interval gets the next
@@ -17,12 +18,13 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import from_proto
 from tickmesh.gateway.bar_json import PushEncoder
 from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.frame_protocol import FrameWriter, text_frame
 from tickmesh.gateway.outbox import Outbox
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 # uvloop's timers may fire up to a millisecond early; a push must never precede its interval.
 _TIMER_SLACK_SECONDS = 0.002
@@ -70,8 +72,9 @@ class _Channel:
 
 @dataclass
 class _Feed:
-    symbol: str
-    feeds: SymbolFeeds
+    instrument: InstrumentId
+    text: str  # the instrument's text form, as the messages name it
+    feeds: InstrumentFeeds
     clients: int = 0
     channels: dict[int, _Channel] = field(default_factory=dict)
 
@@ -97,7 +100,7 @@ class _Feed:
         channel.timer = None
         now = time.monotonic()
         for label, bars in channel.outbox.due(now):
-            frame = text_frame(self.feeds.encoder.bars_message(self.symbol, label, bars))
+            frame = text_frame(self.feeds.encoder.bars_message(self.text, label, bars))
             has_final = any(bar.final for bar in bars)
             written = 0
             for subscriber in tuple(channel.subscribers):
@@ -108,26 +111,26 @@ class _Feed:
             self.schedule(channel, pending, now)
 
 
-class SymbolFeeds:
-    """Feeds by symbol; the fan-out stream of a symbol is open while any client is attached."""
+class InstrumentFeeds:
+    """Feeds by instrument; its fan-out stream is open while any client is attached."""
 
     def __init__(self, encoder: PushEncoder, interval_seconds: float, sent: Counter) -> None:
         self.encoder = encoder
         self.sent = sent
         self._interval = interval_seconds
-        self._feeds: dict[str, _Feed] = {}
+        self._feeds: dict[InstrumentId, _Feed] = {}
 
-    def attach(self, fanout: BarFanout, symbol: str) -> None:
-        """A client of `symbol` connected (the upstream opens with the first)."""
-        feed = self._feeds.get(symbol)
+    def attach(self, fanout: BarFanout, instrument: InstrumentId) -> None:
+        """A client of `instrument` connected (the upstream opens with the first)."""
+        feed = self._feeds.get(instrument)
         if feed is None:
-            feed = self._feeds[symbol] = _Feed(symbol, self)
-            fanout.add(symbol, feed.on_bar)
+            feed = self._feeds[instrument] = _Feed(instrument, str(instrument), self)
+            fanout.add(instrument, feed.on_bar)
         feed.clients += 1
 
-    def subscribe(self, symbol: str, timeframe: int, subscriber: ClientSocket) -> None:
-        """Push `symbol`'s bars of `timeframe` to `subscriber` from the next push on."""
-        channels = self._feeds[symbol].channels
+    def subscribe(self, instrument: InstrumentId, timeframe: int, subscriber: ClientSocket) -> None:
+        """Push `instrument`'s bars of `timeframe` to `subscriber` from the next push on."""
+        channels = self._feeds[instrument].channels
         channel = channels.get(timeframe)
         if channel is None:
             outbox = Outbox(self._interval)
@@ -135,9 +138,11 @@ class SymbolFeeds:
             channel = channels[timeframe] = _Channel(outbox)
         channel.subscribers[subscriber] = None
 
-    def unsubscribe(self, symbol: str, timeframe: int, subscriber: ClientSocket) -> None:
+    def unsubscribe(
+        self, instrument: InstrumentId, timeframe: int, subscriber: ClientSocket
+    ) -> None:
         """Stop pushing bars of `timeframe` to `subscriber`; the last one ends the channel."""
-        feed = self._feeds.get(symbol)
+        feed = self._feeds.get(instrument)
         channel = None if feed is None else feed.channels.get(timeframe)
         if feed is None or channel is None:
             return
@@ -146,16 +151,18 @@ class SymbolFeeds:
             channel.close()
             del feed.channels[timeframe]
 
-    async def detach(self, fanout: BarFanout, symbol: str, subscriber: ClientSocket) -> None:
+    async def detach(
+        self, fanout: BarFanout, instrument: InstrumentId, subscriber: ClientSocket
+    ) -> None:
         """A client left: drop its subscriptions; the last one closes the upstream."""
-        feed = self._feeds.get(symbol)
+        feed = self._feeds.get(instrument)
         if feed is None:
             return
         for timeframe in list(feed.channels):
-            self.unsubscribe(symbol, timeframe, subscriber)
+            self.unsubscribe(instrument, timeframe, subscriber)
         feed.clients -= 1
         if feed.clients <= 0:
             for channel in feed.channels.values():
                 channel.close()
-            del self._feeds[symbol]
-            await fanout.remove(symbol, feed.on_bar)
+            del self._feeds[instrument]
+            await fanout.remove(instrument, feed.on_bar)

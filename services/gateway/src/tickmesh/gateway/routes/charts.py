@@ -1,4 +1,4 @@
-"""`/api/v1/charts`, `/features`, `/quality`: bars and analytics of a symbol over gRPC."""
+"""`/api/v1/charts`, `/features`, `/quality`: bars and analytics of an instrument over gRPC."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from tickmesh.core.errors import DomainError, InvalidArgument
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import from_label
 from tickmesh.gateway.bar_json import bars_json, chart_json, indicators_json
 from tickmesh.gateway.chart_cache import ChartKey
@@ -14,14 +15,14 @@ from tickmesh.gateway.deps import CurrentUser, ServicesDep, rate_limited
 from tickmesh.gateway.market_views import features_out, ns_from_utc, quality_out
 from tickmesh.gateway.problems import PROBLEM_RESPONSES
 from tickmesh.gateway.schemas import (
-    SYMBOL_PATTERN,
     TIMEFRAME_PATTERN,
     ChartOut,
     FeatureSeriesOut,
+    Instrument,
     QualityOut,
     UtcTime,
 )
-from tickmesh.v1 import analytics_service_pb2, bar_service_pb2
+from tickmesh.v2 import analytics_service_pb2, bar_service_pb2
 
 router = APIRouter(
     prefix="/api/v1",
@@ -34,7 +35,7 @@ router = APIRouter(
     },
 )
 
-SymbolPath = Annotated[str, Path(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])]
+InstrumentPath = Annotated[Instrument, Path()]
 TimeframeQuery = Annotated[str, Query(pattern=TIMEFRAME_PATTERN, examples=["1m"])]
 StartQuery = Annotated[UtcTime | None, Query(description="First open time included (ISO 8601).")]
 EndQuery = Annotated[UtcTime | None, Query(description="First open time excluded (ISO 8601).")]
@@ -49,9 +50,9 @@ def _range_ns(start: UtcTime | None, end: UtcTime | None) -> tuple[int, int]:
     )
 
 
-@router.get("/charts/{symbol}", response_model=ChartOut)
+@router.get("/charts/{instrument}", response_model=ChartOut)
 async def chart(
-    symbol: SymbolPath,
+    instrument: InstrumentPath,
     user: CurrentUser,
     services: ServicesDep,
     timeframe: TimeframeQuery = "1m",
@@ -60,12 +61,16 @@ async def chart(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     indicators: Annotated[bool, Query(description="Also fetch indicator series.")] = True,
 ) -> Response:
-    """Final bars (oldest first) plus indicator series; without analytics the bars still come."""
+    """Final bars (oldest first) plus indicator series; without analytics the bars still come.
+
+    Bar prices and volumes are exact decimal strings; indicators are numbers.
+    """
     start_ns, end_ns = _range_ns(start, end)
     proto_timeframe = from_label(timeframe).proto
-    bar_shard = services.backends.bar_shard(symbol)  # the shard owning the symbol
+    parsed = InstrumentId.parse(instrument)
+    bar_shard = services.backends.bar_shard(parsed)  # the shard owning the instrument
     request = bar_service_pb2.GetBarsRequest(
-        symbol=symbol,
+        instrument=parsed.to_proto(),
         timeframe=proto_timeframe,  # type: ignore[arg-type]
         start_time_ns=start_ns,
         end_time_ns=end_ns,
@@ -75,9 +80,9 @@ async def chart(
     async def fetch() -> bar_service_pb2.GetBarsResponse:
         return await bar_shard.call(bar_shard.stub.GetBars, request)
 
-    # Encoded bars from the cache (dropped on every change of this symbol's bars), else fetched.
+    # Encoded bars from the cache (dropped on every change of these bars), else fetched.
     bars = await services.chart_cache.get(
-        ChartKey(symbol, proto_timeframe, start_ns, end_ns, limit),
+        ChartKey(parsed, proto_timeframe, start_ns, end_ns, limit),
         fetch,
         lambda reply: bars_json(reply.bars),
     )
@@ -90,7 +95,7 @@ async def chart(
             rows = await backends.analytics.call(
                 backends.analytics_service.GetIndicators,
                 analytics_service_pb2.GetIndicatorsRequest(
-                    symbol=symbol,
+                    instrument=parsed.to_proto(),
                     timeframe=proto_timeframe,  # type: ignore[arg-type]
                     start_time_ns=start_ns,
                     end_time_ns=end_ns,
@@ -103,13 +108,13 @@ async def chart(
             warnings.append(f"indicators unavailable: {error}")
     # Pre-encoded bytes: FastAPI's generic path would validate and encode every bar again.
     return Response(
-        chart_json(symbol, timeframe, bars, series, warnings), media_type="application/json"
+        chart_json(instrument, timeframe, bars, series, warnings), media_type="application/json"
     )
 
 
-@router.get("/features/{symbol}")
+@router.get("/features/{instrument}")
 async def features(
-    symbol: SymbolPath,
+    instrument: InstrumentPath,
     user: CurrentUser,
     services: ServicesDep,
     timeframe: TimeframeQuery = "1m",
@@ -122,7 +127,7 @@ async def features(
     reply = await services.backends.analytics.call(
         services.backends.analytics_service.GetFeatures,
         analytics_service_pb2.GetFeaturesRequest(
-            symbol=symbol,
+            instrument=InstrumentId.parse(instrument).to_proto(),
             timeframe=from_label(timeframe).proto,  # type: ignore[arg-type]
             start_time_ns=start_ns,
             end_time_ns=end_ns,
@@ -130,13 +135,13 @@ async def features(
         ),
     )
     return FeatureSeriesOut(
-        symbol=symbol, timeframe=timeframe, rows=[features_out(row) for row in reply.rows]
+        instrument=instrument, timeframe=timeframe, rows=[features_out(row) for row in reply.rows]
     )
 
 
-@router.get("/quality/{symbol}")
+@router.get("/quality/{instrument}")
 async def quality(
-    symbol: SymbolPath,
+    instrument: InstrumentPath,
     user: CurrentUser,
     services: ServicesDep,
     timeframe: TimeframeQuery = "1m",
@@ -145,8 +150,8 @@ async def quality(
     reply = await services.backends.analytics.call(
         services.backends.analytics_service.GetQuality,
         analytics_service_pb2.GetQualityRequest(
-            symbol=symbol,
+            instrument=InstrumentId.parse(instrument).to_proto(),
             timeframe=from_label(timeframe).proto,  # type: ignore[arg-type]
         ),
     )
-    return quality_out(reply.quality, timeframe)
+    return quality_out(reply.quality, instrument, timeframe)

@@ -1,4 +1,4 @@
-"""`/api/v1/symbols`: the registry, read by anyone signed in, changed by admins (over gRPC)."""
+"""`/api/v1/symbols`: the instrument registry, read by anyone signed in, changed by admins."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from tickmesh.core.exchanges import exchange_label, exchange_proto
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.gateway.deps import AdminUser, CurrentUser, ServicesDep, rate_limited
 from tickmesh.gateway.problems import PROBLEM_RESPONSES
-from tickmesh.gateway.schemas import SYMBOL_PATTERN, SymbolCreate, SymbolOut
-from tickmesh.v1 import symbol_service_pb2
+from tickmesh.gateway.schemas import Instrument, SymbolCreate, SymbolOut
+from tickmesh.v2 import symbol_service_pb2
 
 router = APIRouter(
     prefix="/api/v1/symbols",
@@ -20,17 +21,21 @@ router = APIRouter(
     responses=PROBLEM_RESPONSES | {503: PROBLEM_RESPONSES[400] | {"description": "Unavailable"}},
 )
 
-SymbolPath = Annotated[str, Path(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])]
+InstrumentPath = Annotated[Instrument, Path()]
 
 
 def symbol_out(symbol: symbol_service_pb2.Symbol) -> SymbolOut:
-    """The API form of a registry entry."""
+    """The API form of a registry entry (increments as exact strings, null when unknown)."""
+    venue = exchange_label(symbol.exchange)
     return SymbolOut(
+        instrument=f"{venue}:{symbol.symbol}",
+        exchange=venue,
         symbol=symbol.symbol,
-        exchange=exchange_label(symbol.exchange),
         asset_type=symbol.asset_type,
         active=symbol.active,
         created_at=datetime.fromtimestamp(symbol.created_at_ns / 1e9, UTC),
+        price_increment=symbol.price_increment or None,
+        quantity_increment=symbol.quantity_increment or None,
     )
 
 
@@ -40,7 +45,7 @@ async def list_symbols(
     services: ServicesDep,
     include_inactive: Annotated[bool, Query()] = False,
 ) -> list[SymbolOut]:
-    """Registered symbols by name; deactivated ones only when asked."""
+    """Registered instruments; deactivated ones only when asked."""
     reply = await services.backends.collector.call(
         services.backends.symbols.ListSymbols,
         symbol_service_pb2.ListSymbolsRequest(include_inactive=include_inactive),
@@ -50,7 +55,7 @@ async def list_symbols(
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def add_symbol(body: SymbolCreate, admin: AdminUser, services: ServicesDep) -> SymbolOut:
-    """Register a symbol, or reactivate it (admins only)."""
+    """Register an instrument (venue + symbol), or reactivate it (admins only)."""
     reply = await services.backends.collector.call(
         services.backends.symbols.AddSymbol,
         symbol_service_pb2.AddSymbolRequest(
@@ -62,13 +67,15 @@ async def add_symbol(body: SymbolCreate, admin: AdminUser, services: ServicesDep
     return symbol_out(reply.symbol)
 
 
-@router.delete("/{symbol}")
+@router.delete("/{instrument}")
 async def deactivate_symbol(
-    symbol: SymbolPath, admin: AdminUser, services: ServicesDep
+    instrument: InstrumentPath, admin: AdminUser, services: ServicesDep
 ) -> SymbolOut:
-    """Stop collecting a symbol; its data is kept (admins only)."""
+    """Stop collecting an instrument; its data is kept (admins only)."""
     reply = await services.backends.collector.call(
         services.backends.symbols.DeactivateSymbol,
-        symbol_service_pb2.DeactivateSymbolRequest(symbol=symbol),
+        symbol_service_pb2.DeactivateSymbolRequest(
+            instrument=InstrumentId.parse(instrument).to_proto()
+        ),
     )
     return symbol_out(reply.symbol)

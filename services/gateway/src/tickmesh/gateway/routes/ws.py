@@ -1,22 +1,22 @@
-"""`/ws/{symbol}`: live bars per subscribed timeframe, throttled, over one shared upstream."""
+"""`/ws/{instrument}`: live bars per subscribed timeframe, throttled, over one shared upstream."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from tickmesh.core.errors import DomainError
+from tickmesh.core.instruments import InstrumentError, InstrumentId
 from tickmesh.core.timeframes import BY_LABEL
 from tickmesh.gateway.accounts import User
 from tickmesh.gateway.deps import GatewayServices, get_services
 from tickmesh.gateway.frame_protocol import FrameWriter
-from tickmesh.gateway.schemas import SYMBOL_PATTERN, AlertEventOut
+from tickmesh.gateway.schemas import AlertEventOut
 from tickmesh.gateway.ws_feeds import ClientSocket
 
 router = APIRouter(tags=["websocket"])
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
-_SYMBOL = re.compile(SYMBOL_PATTERN)
+CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
 
 
 async def _authenticate(websocket: WebSocket, services: GatewayServices) -> User | None:
@@ -67,16 +67,20 @@ def _timeframes(message: dict[str, Any]) -> list[str] | str:
 class _Connection:
     """One client's session: the receive loop, and a push loop for all but bars.
 
-    Bars are written by the symbol's channels straight to the socket (`ClientSocket`); alerts,
-    indicator rows, heartbeats and replies go through this session's own task.
+    Bars are written by the instrument's channels straight to the socket (`ClientSocket`);
+    alerts, indicator rows, heartbeats and replies go through this session's own task.
     """
 
     def __init__(
-        self, websocket: WebSocket, services: GatewayServices, symbol: str, frames: FrameWriter
+        self,
+        websocket: WebSocket,
+        services: GatewayServices,
+        instrument: InstrumentId,
+        frames: FrameWriter,
     ) -> None:
         self.websocket = websocket
         self.services = services
-        self.symbol = symbol
+        self.instrument = instrument
         self.timeframes: set[str] = set()
         self.wakeup = asyncio.Event()
         # The push loop ends the session when the channels find the client too slow.
@@ -134,12 +138,16 @@ class _Connection:
             for label in labels:
                 if kind == "subscribe":
                     self.timeframes.add(label)
-                    feeds.subscribe(self.symbol, BY_LABEL[label].proto, self.socket)
+                    feeds.subscribe(self.instrument, BY_LABEL[label].proto, self.socket)
                 else:
                     self.timeframes.discard(label)
-                    feeds.unsubscribe(self.symbol, BY_LABEL[label].proto, self.socket)
+                    feeds.unsubscribe(self.instrument, BY_LABEL[label].proto, self.socket)
             await self.send(
-                {"type": "subscribed", "symbol": self.symbol, "timeframes": sorted(self.timeframes)}
+                {
+                    "type": "subscribed",
+                    "instrument": str(self.instrument),
+                    "timeframes": sorted(self.timeframes),
+                }
             )
 
     async def push_loop(self) -> None:
@@ -174,12 +182,23 @@ class _Connection:
             self.beat = None
 
 
-@router.websocket("/ws/{symbol}")
-async def bars_socket(websocket: WebSocket, symbol: str) -> None:
-    """Live bars of `symbol`: authenticate, then subscribe to timeframes."""
+def _close_reason(text: str) -> str:
+    """`text` cut to what a close frame carries (whole characters)."""
+    return text.encode()[:CLOSE_REASON_BYTES].decode(errors="ignore")
+
+
+@router.websocket("/ws/{instrument}")
+async def bars_socket(websocket: WebSocket, instrument: str) -> None:
+    """Live bars of `instrument` ("<venue>:<symbol>"): authenticate, then subscribe to timeframes."""
     services = get_services(websocket)
-    if _SYMBOL.match(symbol) is None:
-        await websocket.close(POLICY_VIOLATION, "symbol: 1-20 of A-Z, 0-9, '.', '-', '^', '='")
+    try:
+        parsed = InstrumentId.parse(instrument)
+    except InstrumentError as error:
+        services.metrics.invalid_input.labels(route="/ws/{instrument}", location="path").inc()
+        log.info("WebSocket refused: path.instrument: %s", error)
+        # Accepted first so the client reads why (a refused handshake is a bare HTTP 403).
+        await websocket.accept()
+        await websocket.close(POLICY_VIOLATION, _close_reason(f"instrument: {error}"))
         return
     frames = FrameWriter.of(websocket)
     await websocket.accept()
@@ -195,19 +214,19 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
     if not decision.allowed:
         await websocket.close(TRY_AGAIN_LATER, "rate limited")
         return
-    connection = _Connection(websocket, services, symbol, frames)
-    services.ws_feeds.attach(services.fanout, symbol)
-    services.indicator_fanout.add(symbol, connection.on_indicators)
+    connection = _Connection(websocket, services, parsed, frames)
+    services.ws_feeds.attach(services.fanout, parsed)
+    services.indicator_fanout.add(parsed, connection.on_indicators)
     services.alert_feed.add(user.id, connection.on_alert)
     services.metrics.ws_clients.inc()
     receiver = asyncio.create_task(connection.receive_loop())
     pusher = asyncio.create_task(connection.push_loop())
     try:
-        await connection.send({"type": "welcome", "symbol": symbol, "user": user.username})
+        await connection.send({"type": "welcome", "instrument": str(parsed), "user": user.username})
         done, _ = await asyncio.wait({receiver, pusher}, return_when=asyncio.FIRST_COMPLETED)
         if pusher in done and not receiver.done():
             services.metrics.ws_slow_closed.inc()
-            log.warning("closing a WebSocket client of %s as too slow", symbol)
+            log.warning("closing a WebSocket client of %s as too slow", parsed)
             try:
                 async with asyncio.timeout(services.settings.gateway_ws_send_timeout_seconds):
                     await websocket.close(TRY_AGAIN_LATER, "too slow: updates were piling up")
@@ -222,7 +241,7 @@ async def bars_socket(websocket: WebSocket, symbol: str) -> None:
             task.cancel()
         await asyncio.gather(receiver, pusher, return_exceptions=True)
         connection.stop()
-        await services.ws_feeds.detach(services.fanout, symbol, connection.socket)
-        await services.indicator_fanout.remove(symbol, connection.on_indicators)
+        await services.ws_feeds.detach(services.fanout, parsed, connection.socket)
+        await services.indicator_fanout.remove(parsed, connection.on_indicators)
         services.alert_feed.remove(user.id, connection.on_alert)
         services.metrics.ws_clients.dec()

@@ -11,16 +11,17 @@ import asyncpg
 import redis.asyncio as redis
 
 from tickmesh.core.errors import DomainError
+from tickmesh.core.instruments import InstrumentError, InstrumentId
 from tickmesh.core.timeframes import from_label, from_proto
-from tickmesh.gateway.alert_conditions import History, MacdPoint, evaluate
-from tickmesh.gateway.alert_cursor import AlertCursor
-from tickmesh.gateway.alert_store import AlertStore
+from tickmesh.gateway.alerts.conditions import History, MacdPoint, evaluate
+from tickmesh.gateway.alerts.cursor import AlertCursor
+from tickmesh.gateway.alerts.store import AlertStore
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.market_views import utc_from_ns
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.schemas import AlertEventOut, AlertOut
-from tickmesh.v1 import analytics_service_pb2, bar_service_pb2, market_pb2
+from tickmesh.v2 import analytics_service_pb2, bar_service_pb2, market_pb2
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,15 @@ HISTORY_BARS = 501  # percent_change looks back at most 500 bars
 # A store or the bar service down: the engine retries rather than dying or skipping a bar.
 TRANSIENT = (asyncpg.PostgresError, asyncpg.InterfaceError, redis.RedisError, OSError)
 WebSocketSink = Callable[[int, AlertEventOut], Awaitable[None]]
+Series = tuple[InstrumentId, str]  # an instrument and a timeframe label
+
+
+def _instrument(bar: market_pb2.Bar) -> InstrumentId:
+    return InstrumentId(bar.exchange, bar.symbol)
 
 
 class AlertEngine:
-    """Watches the symbols of active alerts through the shared bar fan-out."""
+    """Watches the instruments of active alerts through the shared bar fan-out."""
 
     def __init__(
         self,
@@ -52,9 +58,9 @@ class AlertEngine:
         self._metrics = metrics
         self._sink = websocket_sink
         self._refresh = refresh_seconds
-        self._alerts: dict[str, list[AlertOut]] = {}
-        self._history: dict[tuple[str, str], deque[market_pb2.Bar]] = {}
-        self._marked: set[tuple[str, str]] = set()  # series whose shared mark exists
+        self._alerts: dict[InstrumentId, list[AlertOut]] = {}
+        self._history: dict[Series, deque[market_pb2.Bar]] = {}
+        self._marked: set[Series] = set()  # series whose shared mark exists
         self._finals: asyncio.Queue[market_pb2.Bar] = asyncio.Queue()
 
     def _on_bar(self, bar: market_pb2.Bar) -> None:
@@ -74,38 +80,44 @@ class AlertEngine:
                 await asyncio.sleep(self._refresh)
         finally:
             evaluator.cancel()
-            for symbol in list(self._alerts):
-                await self._fanout.remove(symbol, self._on_bar)
+            for instrument in list(self._alerts):
+                await self._fanout.remove(instrument, self._on_bar)
 
     async def refresh(self) -> None:
-        """Re-read active alerts; follow new symbols, drop symbols no alert watches any more."""
-        grouped: dict[str, list[AlertOut]] = {}
-        for alert in await self._store.active_for():
-            grouped.setdefault(alert.symbol, []).append(alert)
-        wanted = {(a.symbol, a.timeframe) for alerts in grouped.values() for a in alerts}
+        """Re-read active alerts; follow new instruments, drop those no alert watches any more."""
+        grouped: dict[InstrumentId, list[AlertOut]] = {}
+        for alert in await self._store.active():
+            try:
+                instrument = InstrumentId.parse(alert.instrument)
+            except InstrumentError as error:  # a row no API wrote: skip it, judge the rest
+                self._metrics.alert_engine_errors.labels(stage="refresh").inc()
+                log.warning("alert %d skipped: %s", alert.id, error)
+                continue
+            grouped.setdefault(instrument, []).append(alert)
+        wanted = {(i, a.timeframe) for i, alerts in grouped.items() for a in alerts}
         for series in wanted - self._marked:
             try:
                 await self._start_mark(*series)
                 self._marked.add(series)
             except DomainError as error:  # tried again on the next refresh
                 log.warning("alerts on %s %s: bar service unavailable: %s", *series, error)
-        for symbol in set(grouped) - set(self._alerts):
-            self._fanout.add(symbol, self._on_bar)
-        for symbol in set(self._alerts) - set(grouped):
-            await self._fanout.remove(symbol, self._on_bar)
+        for instrument in set(grouped) - set(self._alerts):
+            self._fanout.add(instrument, self._on_bar)
+        for instrument in set(self._alerts) - set(grouped):
+            await self._fanout.remove(instrument, self._on_bar)
         self._alerts = grouped
 
-    async def _start_mark(self, symbol: str, label: str) -> None:
+    async def _start_mark(self, instrument: InstrumentId, label: str) -> None:
         """A series no replica judged yet is judged from the bars that become final from now on.
 
         The mark starts at the newest final bar, or at 0 for a series without bars (so its
         first bars are judged even when they become final while no replica is following).
         DomainError when the bar service is down.
         """
-        if await self._cursor.judged_through(symbol, label) is not None:
+        if await self._cursor.judged_through(instrument, label) is not None:
             return
-        newest = await self._final_bars(symbol, from_label(label).proto, 0, 0, limit=1)
-        await self._cursor.start(symbol, label, newest[-1].open_time_ns if newest else 0)
+        newest = await self._final_bars(instrument, from_label(label).proto, 0, 0, limit=1)
+        await self._cursor.start(instrument, label, newest[-1].open_time_ns if newest else 0)
 
     async def _evaluate_forever(self) -> None:
         while True:
@@ -118,63 +130,71 @@ class AlertEngine:
                 except (DomainError, *TRANSIENT) as error:
                     # The bar service or a store is down: forget the series' state and judge
                     # again from the shared mark once it is back (firings are recorded once).
-                    self._history.pop((bar.symbol, from_proto(bar.timeframe).label), None)
+                    instrument = _instrument(bar)
+                    self._history.pop((instrument, from_proto(bar.timeframe).label), None)
                     self._metrics.alert_engine_errors.labels(stage="judge").inc()
-                    log.warning("alerts on %s not judged yet (retrying): %s", bar.symbol, error)
+                    log.warning("alerts on %s not judged yet (retrying): %s", instrument, error)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
 
     async def on_final_bar(self, bar: market_pb2.Bar) -> None:
         """Judge the bar (after any bars missed before it); record firings and hand them on."""
         label = from_proto(bar.timeframe).label
-        ring = self._history.get((bar.symbol, label))
+        instrument = _instrument(bar)
+        ring = self._history.get((instrument, label))
         if ring is None:
             ring = deque(maxlen=HISTORY_BARS)
             missed = await self._resume(bar, label, ring)
-            self._history[(bar.symbol, label)] = ring
+            self._history[(instrument, label)] = ring
         elif ring[-1].open_time_ns >= bar.open_time_ns:
             return  # a revision or replay: alerts judge each bar once, on its first final
         elif bar.open_time_ns > ring[-1].open_time_ns + from_proto(bar.timeframe).duration_ns:
             # The upstream stream broke and came back: judge what it did not carry.
             missed = await self._final_bars(
-                bar.symbol, bar.timeframe, ring[-1].open_time_ns + 1, bar.open_time_ns
+                instrument, bar.timeframe, ring[-1].open_time_ns + 1, bar.open_time_ns
             )
         else:
             missed = []
         for judged in (*missed, bar):
             ring.append(judged)
             await self._judge(judged, label, ring)
-        await self._cursor.advance(bar.symbol, label, bar.open_time_ns)
+        await self._cursor.advance(instrument, label, bar.open_time_ns)
 
     async def _resume(
         self, bar: market_pb2.Bar, label: str, ring: deque[market_pb2.Bar]
     ) -> list[market_pb2.Bar]:
-        """Seed the history of a (symbol, timeframe) seen first; return the bars to judge late."""
-        judged_through = await self._cursor.judged_through(bar.symbol, label)
+        """Seed the history of an (instrument, timeframe) seen first; return the bars to judge late."""
+        instrument = _instrument(bar)
+        judged_through = await self._cursor.judged_through(instrument, label)
         if judged_through is None:
             # Nothing to catch up: history only helps crossings; judging goes on without it.
             try:
-                ring.extend(await self._final_bars(bar.symbol, bar.timeframe, 0, bar.open_time_ns))
+                ring.extend(await self._final_bars(instrument, bar.timeframe, 0, bar.open_time_ns))
             except DomainError as error:
-                log.warning("alerts on %s: earlier bars unavailable: %s", bar.symbol, error)
+                log.warning("alerts on %s: earlier bars unavailable: %s", instrument, error)
             return []
-        history = await self._final_bars(bar.symbol, bar.timeframe, 0, bar.open_time_ns)
+        history = await self._final_bars(instrument, bar.timeframe, 0, bar.open_time_ns)
         ring.extend(b for b in history if b.open_time_ns <= judged_through)
         missed = [b for b in history if b.open_time_ns > judged_through]
         if missed:
             self._metrics.alert_bars_caught_up.inc(len(missed))
-            log.info("judging %d %s %s bars missed while down", len(missed), bar.symbol, label)
+            log.info("judging %d %s %s bars missed while down", len(missed), instrument, label)
         return missed
 
     async def _final_bars(
-        self, symbol: str, timeframe: int, start_ns: int, end_ns: int, limit: int = HISTORY_BARS
+        self,
+        instrument: InstrumentId,
+        timeframe: int,
+        start_ns: int,
+        end_ns: int,
+        limit: int = HISTORY_BARS,
     ) -> list[market_pb2.Bar]:
         """Final bars of a series in [start_ns, end_ns) (0: unbounded), the newest `limit`."""
-        shard = self._backends.bar_shard(symbol)
+        shard = self._backends.bar_shard(instrument)
         reply = await shard.call(
             shard.stub.GetBars,
             bar_service_pb2.GetBarsRequest(
-                symbol=symbol,
+                instrument=instrument.to_proto(),
                 timeframe=timeframe,  # type: ignore[arg-type]
                 start_time_ns=start_ns,
                 end_time_ns=end_ns,
@@ -185,15 +205,21 @@ class AlertEngine:
 
     async def _judge(self, bar: market_pb2.Bar, label: str, ring: deque[market_pb2.Bar]) -> None:
         """Evaluate the alerts of the bar's series on the history ending at the bar."""
-        alerts = [a for a in self._alerts.get(bar.symbol, []) if a.timeframe == label]
+        alerts = [a for a in self._alerts.get(_instrument(bar), []) if a.timeframe == label]
         if not alerts:
             return
         rsi: float | None = None
         macd: tuple[MacdPoint, ...] = ()
         if any(a.condition.startswith(("rsi", "macd")) for a in alerts):
             rsi, macd = await self._indicators(bar)
+        # Floats for judging (thresholds are floats); the messages quote the exact strings.
         history = History(
-            closes=[b.close for b in ring], volumes=[b.volume for b in ring], rsi=rsi, macd=macd
+            closes=[float(b.close) for b in ring],
+            volumes=[float(b.volume) for b in ring],
+            rsi=rsi,
+            macd=macd,
+            close_text=bar.close,
+            volume_text=bar.volume,
         )
         for alert in alerts:
             firing = evaluate(alert, history)
@@ -214,7 +240,7 @@ class AlertEngine:
         reply = await self._backends.analytics.call(
             self._backends.analytics_service.GetIndicators,
             analytics_service_pb2.GetIndicatorsRequest(
-                symbol=bar.symbol,
+                instrument=_instrument(bar).to_proto(),
                 timeframe=bar.timeframe,
                 end_time_ns=bar.open_time_ns + 1,
                 limit=2,

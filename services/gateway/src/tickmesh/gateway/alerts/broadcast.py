@@ -16,7 +16,7 @@ import redis.asyncio as redis
 from pydantic import ValidationError
 
 from tickmesh.core.cache import alert_firings_channel
-from tickmesh.gateway.alert_feed import AlertFeed
+from tickmesh.gateway.alerts.feed import AlertFeed
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.schemas import AlertEventOut
 

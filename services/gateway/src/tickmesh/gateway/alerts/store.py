@@ -10,10 +10,11 @@ from typing import Any
 import asyncpg
 
 from tickmesh.core.errors import NotFound
+from tickmesh.core.instruments import SEPARATOR, InstrumentId
 from tickmesh.gateway.schemas import AlertEventOut, AlertIn, AlertOut
 
 _COLUMNS = (
-    "id, user_id, symbol, condition, threshold, parameters, channel, target, active, "
+    "id, user_id, exchange, symbol, condition, threshold, parameters, channel, target, active, "
     "cooldown, one_time, last_triggered, created_at"
 )
 
@@ -41,7 +42,7 @@ def alert_from_row(row: asyncpg.Record) -> AlertOut:
     return AlertOut.model_construct(
         id=row["id"],
         user_id=row["user_id"],
-        symbol=row["symbol"],
+        instrument=f"{row['exchange']}{SEPARATOR}{row['symbol']}",
         condition=row["condition"],
         threshold=row["threshold"],
         timeframe=parameters.get("timeframe", "1m"),
@@ -73,12 +74,14 @@ class AlertStore:
 
     async def create(self, user_id: int, alert: AlertIn) -> AlertOut:
         """Store a new alert of `user_id`."""
+        instrument = InstrumentId.parse(alert.instrument)
         row = await self._pool.fetchrow(
-            "INSERT INTO alerts (user_id, symbol, condition, threshold, parameters, channel, "
-            "target, active, cooldown, one_time) "
-            f"VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}",
+            "INSERT INTO alerts (user_id, exchange, symbol, condition, threshold, parameters, "
+            "channel, target, active, cooldown, one_time) "
+            f"VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11) RETURNING {_COLUMNS}",
             user_id,
-            alert.symbol,
+            instrument.venue,
+            instrument.symbol,
             alert.condition,
             alert.threshold,
             _parameters(alert),
@@ -112,13 +115,15 @@ class AlertStore:
 
     async def replace(self, user_id: int, alert_id: int, alert: AlertIn) -> AlertOut:
         """Replace one of the user's alerts."""
+        instrument = InstrumentId.parse(alert.instrument)
         row = await self._pool.fetchrow(
-            "UPDATE alerts SET symbol = $3, condition = $4, threshold = $5, parameters = $6::jsonb, "
-            "channel = $7, target = $8, active = $9, cooldown = $10, one_time = $11 "
-            f"WHERE id = $1 AND user_id = $2 RETURNING {_COLUMNS}",
+            "UPDATE alerts SET exchange = $3, symbol = $4, condition = $5, threshold = $6, "
+            "parameters = $7::jsonb, channel = $8, target = $9, active = $10, cooldown = $11, "
+            f"one_time = $12 WHERE id = $1 AND user_id = $2 RETURNING {_COLUMNS}",
             alert_id,
             user_id,
-            alert.symbol,
+            instrument.venue,
+            instrument.symbol,
             alert.condition,
             alert.threshold,
             _parameters(alert),
@@ -151,12 +156,9 @@ class AlertStore:
         )
         return [event_from_row(row) for row in rows]
 
-    async def active_for(self, symbols: list[str] | None = None) -> list[AlertOut]:
-        """Active alerts (of the given symbols, or all) for the evaluator."""
-        rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM alerts WHERE active AND ($1::text[] IS NULL OR symbol = ANY($1))",
-            symbols,
-        )
+    async def active(self) -> list[AlertOut]:
+        """Every active alert, for the evaluator."""
+        rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM alerts WHERE active")
         return [alert_from_row(row) for row in rows]
 
     async def by_ids(self, alert_ids: list[int]) -> dict[int, AlertOut]:

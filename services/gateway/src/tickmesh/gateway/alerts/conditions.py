@@ -1,4 +1,8 @@
-"""Alert conditions on a symbol's final bars: pure functions of recent history, no I/O."""
+"""Alert conditions on an instrument's final bars: pure functions of recent history, no I/O.
+
+Prices arrive as exact decimal strings; conditions compare their float values with a float
+threshold (a judgement, like an indicator), while messages quote the exact close.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ class History:
     volumes: Sequence[float]
     rsi: float | None = None
     macd: Sequence[MacdPoint] = ()
+    # The current bar's exact close and volume ("61700.8"), quoted in messages when known.
+    close_text: str | None = None
+    volume_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,20 +70,21 @@ def evaluate(alert: AlertOut, history: History) -> Firing | None:
     if not history.closes:
         return None
     close = history.closes[-1]
+    shown = history.close_text if history.close_text is not None else f"{close:g}"
     level = alert.threshold
-    symbol = alert.symbol
+    symbol = alert.instrument
     match alert.condition:
         case "price_above":
             if close > level:
-                return Firing(close, f"{symbol} closed at {close:g}, above {level:g}")
+                return Firing(close, f"{symbol} closed at {shown}, above {level:g}")
         case "price_below":
             if close < level:
-                return Firing(close, f"{symbol} closed at {close:g}, below {level:g}")
+                return Firing(close, f"{symbol} closed at {shown}, below {level:g}")
         case "price_crossing":
             if len(history.closes) >= 2:
                 way = _crossed(history.closes[-2], close, level, alert.direction)
                 if way is not None:
-                    return Firing(close, f"{symbol} crossed {way} through {level:g} at {close:g}")
+                    return Firing(close, f"{symbol} crossed {way} through {level:g} at {shown}")
         case "percent_change":
             if len(history.closes) > alert.lookback_bars:
                 base = history.closes[-1 - alert.lookback_bars]
@@ -101,8 +109,9 @@ def evaluate(alert: AlertOut, history: History) -> Firing | None:
                 average = sum(past) / len(past)
                 volume = history.volumes[-1]
                 if average > 0 and volume >= level * average:
+                    quoted = history.volume_text or f"{volume:g}"
                     return Firing(
                         volume,
-                        f"{symbol} volume {volume:g} is {volume / average:.1f}x its 20-bar average",
+                        f"{symbol} volume {quoted} is {volume / average:.1f}x its 20-bar average",
                     )
     return None

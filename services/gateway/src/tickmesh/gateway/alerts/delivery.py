@@ -15,9 +15,9 @@ import logging
 
 import asyncpg
 
-from tickmesh.gateway.alert_channels import AlertChannels, Outcome
-from tickmesh.gateway.alert_engine import TRANSIENT
-from tickmesh.gateway.alert_store import EVENT_COLUMNS, AlertStore, event_from_row
+from tickmesh.gateway.alerts.channels import AlertChannels, Outcome
+from tickmesh.gateway.alerts.engine import TRANSIENT
+from tickmesh.gateway.alerts.store import EVENT_COLUMNS, AlertStore, event_from_row
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.schemas import AlertOut
 from tickmesh.gateway.settings import GatewaySettings

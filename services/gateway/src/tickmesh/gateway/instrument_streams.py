@@ -1,4 +1,4 @@
-"""One upstream server stream per watched symbol, shared by every listener of this replica.
+"""One upstream server stream per watched instrument, shared by every listener of this replica.
 
 The bar fan-out (BarService.Subscribe) and the indicator fan-out (AnalyticsService.Subscribe)
 differ only in what they subscribe to and what they hand on; the listener bookkeeping, the
@@ -19,6 +19,8 @@ from typing import Generic, TypeVar
 from grpc import aio
 from prometheus_client import Counter, Gauge
 
+from tickmesh.core.instruments import InstrumentId
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")  # what listeners get
@@ -26,40 +28,40 @@ M = TypeVar("M")  # what the upstream stream yields
 _MAX_BACKOFF_SECONDS = 5.0
 
 
-class SymbolStreams(ABC, Generic[T, M]):
-    """Listeners per symbol; subclasses say what to subscribe to and what to deliver."""
+class InstrumentStreams(ABC, Generic[T, M]):
+    """Listeners per instrument; subclasses say what to subscribe to and what to deliver."""
 
     kind = "upstream"  # names the streams in task names and log lines
 
     def __init__(self, upstreams: Gauge, upstream_errors: Counter) -> None:
         self._upstreams_gauge = upstreams
         self._upstream_errors = upstream_errors
-        self._listeners: dict[str, set[Callable[[T], None]]] = {}
-        self._upstreams: dict[str, asyncio.Task[None]] = {}
+        self._listeners: dict[InstrumentId, set[Callable[[T], None]]] = {}
+        self._upstreams: dict[InstrumentId, asyncio.Task[None]] = {}
 
     def upstream_count(self) -> int:
-        """Open upstream streams (one per symbol with listeners)."""
+        """Open upstream streams (one per instrument with listeners)."""
         return len(self._upstreams)
 
-    def add(self, symbol: str, listener: Callable[[T], None]) -> None:
-        """Deliver `symbol`'s messages to `listener`, which must not block or modify them."""
-        self._listeners.setdefault(symbol, set()).add(listener)
-        if symbol not in self._upstreams:
-            self._upstreams[symbol] = asyncio.create_task(
-                self._pump(symbol), name=f"{self.kind}-upstream-{symbol}"
+    def add(self, instrument: InstrumentId, listener: Callable[[T], None]) -> None:
+        """Deliver `instrument`'s messages to `listener`, which must not block or modify them."""
+        self._listeners.setdefault(instrument, set()).add(listener)
+        if instrument not in self._upstreams:
+            self._upstreams[instrument] = asyncio.create_task(
+                self._pump(instrument), name=f"{self.kind}-upstream-{instrument}"
             )
             self._upstreams_gauge.set(len(self._upstreams))
 
-    async def remove(self, symbol: str, listener: Callable[[T], None]) -> None:
+    async def remove(self, instrument: InstrumentId, listener: Callable[[T], None]) -> None:
         """Stop delivering to `listener`; the last one leaving closes the upstream stream."""
-        listeners = self._listeners.get(symbol)
+        listeners = self._listeners.get(instrument)
         if listeners is None:
             return
         listeners.discard(listener)
         if listeners:
             return
-        del self._listeners[symbol]
-        task = self._upstreams.pop(symbol, None)
+        del self._listeners[instrument]
+        task = self._upstreams.pop(instrument, None)
         self._upstreams_gauge.set(len(self._upstreams))
         if task is not None:
             task.cancel()
@@ -68,29 +70,29 @@ class SymbolStreams(ABC, Generic[T, M]):
 
     async def close(self) -> None:
         """Close every upstream stream."""
-        for symbol in list(self._listeners):
-            for listener in list(self._listeners.get(symbol, ())):
-                await self.remove(symbol, listener)
+        for instrument in list(self._listeners):
+            for listener in list(self._listeners.get(instrument, ())):
+                await self.remove(instrument, listener)
 
-    def _hand_out(self, symbol: str, message: T) -> None:
-        """Give one message to every listener of `symbol`."""
-        for listener in tuple(self._listeners.get(symbol, ())):
+    def _hand_out(self, instrument: InstrumentId, message: T) -> None:
+        """Give one message to every listener of `instrument`."""
+        for listener in tuple(self._listeners.get(instrument, ())):
             listener(message)
 
     @abstractmethod
-    def _subscribe(self, symbol: str) -> aio.UnaryStreamCall[object, M]:
-        """Open the upstream stream of `symbol`."""
+    def _subscribe(self, instrument: InstrumentId) -> aio.UnaryStreamCall[object, M]:
+        """Open the upstream stream of `instrument`."""
 
     @abstractmethod
-    def _on_message(self, symbol: str, message: M) -> None:
+    def _on_message(self, instrument: InstrumentId, message: M) -> None:
         """Handle one upstream message (usually: build and hand out)."""
 
-    async def _pump(self, symbol: str) -> None:
+    async def _pump(self, instrument: InstrumentId) -> None:
         # A subclass's _subscribe may resume where the broken stream left off.
         await follow_stream(
-            f"{self.kind} stream of {symbol}",
-            lambda: self._subscribe(symbol),
-            functools.partial(self._on_message, symbol),
+            f"{self.kind} stream of {instrument}",
+            lambda: self._subscribe(instrument),
+            functools.partial(self._on_message, instrument),
             self._upstream_errors,
         )
 

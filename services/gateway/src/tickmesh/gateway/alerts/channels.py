@@ -77,7 +77,7 @@ class AlertChannels:
         message = EmailMessage()
         message["From"] = self._settings.gateway_smtp_sender
         message["To"] = alert.target
-        message["Subject"] = f"tickmesh alert: {alert.symbol} {alert.condition}"
+        message["Subject"] = f"tickmesh alert: {alert.instrument} {alert.condition}"
         message.set_content(f"{event.message}\nbar: {event.bar_time.isoformat()}\n")
         try:
             await asyncio.to_thread(self._send_mail, message)
