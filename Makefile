@@ -57,7 +57,7 @@ lint: setup
 	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/mypy $(PY_SOURCES)
 
-## proto: regenerate the Python contracts in src/tickmesh/v1 from proto/
+## proto: regenerate the Python contracts in src/tickmesh/v2 from proto/
 proto: setup
 	$(BIN)/python -m tickmesh.mesh.protogen
 

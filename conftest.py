@@ -25,6 +25,11 @@ from tickmesh.mesh.embedded import EmbeddedServers
 
 REPO_ROOT = Path(__file__).resolve().parent
 
+# A collector on an empty registry registers the default watchlist (live Binance and Yahoo
+# instruments). Tests choose their instruments themselves, and their child processes inherit
+# this; the tests of the watchlist itself set the variable explicitly.
+os.environ.setdefault("TICKMESH_COLLECTOR_DEFAULT_WATCHLIST", "")
+
 
 def _with_database(url: str, database: str) -> str:
     parts = urlsplit(url)

@@ -1,10 +1,10 @@
-"""Benchmark of the analytics domain: per symbol-bar latency of indicators + features + quality on one core.
+"""Benchmark of the analytics domain: per instrument-bar latency of indicators + features + quality on one core.
 
 Usage (from the repository root): .venv/bin/python -m bench.bench_analytics [--symbols 2000] [--warmup 201] [--bars 3]
 
 Each symbol gets its own random walk. Warm-up feeds enough bars that every indicator and
 feature is live (SMA 200 needs 200); only the bars after it are timed, each through
-SymbolAnalytics.on_bar, in the order a server sees them (one bar per symbol per minute).
+InstrumentAnalytics.on_bar, in the order a server sees them (one bar per instrument per minute).
 """
 
 from __future__ import annotations
@@ -18,21 +18,25 @@ import numpy as np
 
 from bench.report import Figure
 from tickmesh.analytics.bars import BarInput
-from tickmesh.analytics.pipeline import SymbolAnalytics
+from tickmesh.analytics.pipeline import InstrumentAnalytics
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import NS_PER_MINUTE, from_label
+from tickmesh.v2 import market_pb2
 
 QUALITY_WARMUP = 130
 START_NS = 1_700_000_000 * 1_000_000_000 // NS_PER_MINUTE * NS_PER_MINUTE
 
 
 def random_walks(symbols: int, bars: int, seed: int) -> list[list[BarInput]]:
-    """Return `bars` consistent OHLCV bars per symbol, one minute apart."""
+    """Return `bars` consistent OHLCV bars (with taker-buy volume) per symbol, one minute apart."""
     rng = np.random.default_rng(seed)
     close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.002, (symbols, bars)), axis=1))
     open_ = np.concatenate((close[:, :1], close[:, :-1]), axis=1)
     high = np.maximum(open_, close) * (1.0 + rng.uniform(0.0, 0.001, (symbols, bars)))
     low = np.minimum(open_, close) * (1.0 - rng.uniform(0.0, 0.001, (symbols, bars)))
     volume = rng.uniform(1.0, 50.0, (symbols, bars))
+    # Drawn after the rest, so the prices and volumes are those of earlier versions of this bench.
+    taker_buy = volume * rng.uniform(0.0, 1.0, (symbols, bars))
     return [
         [
             BarInput(
@@ -44,6 +48,7 @@ def random_walks(symbols: int, bars: int, seed: int) -> list[list[BarInput]]:
                 float(volume[s, t]),
                 float(volume[s, t] * close[s, t]),
                 int(volume[s, t]) + 1,
+                taker_buy_volume=float(taker_buy[s, t]),
             )
             for t in range(bars)
         ]
@@ -60,7 +65,12 @@ def main(argv: Sequence[str] = ()) -> list[Figure]:
     args = parser.parse_args(list(argv))
     minute = from_label("1m")
     walks = random_walks(args.symbols, args.warmup + args.bars, seed=7)
-    streams = [SymbolAnalytics(f"SYM{index:04d}", minute) for index in range(args.symbols)]
+    streams = [
+        InstrumentAnalytics(
+            InstrumentId(market_pb2.EXCHANGE_BINANCE_USDM, f"SYM{index:04d}"), minute
+        )
+        for index in range(args.symbols)
+    ]
 
     warm_start = time.perf_counter()
     for stream, walk in zip(streams, walks, strict=True):

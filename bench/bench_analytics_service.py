@@ -6,8 +6,10 @@ The service's own parts (engine, group committer, PostgreSQL store, Redis cache,
 one event loop against a real PostgreSQL and Redis (embedded unless TICKMESH_BENCH_DATABASE_URL
 / TICKMESH_TEST_DATABASE_URL and TICKMESH_TEST_REDIS_URL are set). Bars go in exactly as the
 consumer hands them over; a bar counts as stored when the transaction holding its indicators,
-features, quality and the resume point has committed. Two loads: lone bars (one symbol's
-bar final at a time) and minute bursts (every symbol's 1m bar final at the same instant).
+features, quality and the resume point has committed. Two loads: lone bars (one instrument's
+bar final at a time) and minute bursts (every instrument's 1m bar final at the same instant).
+Bars carry exact decimal strings as the bar service sends them (prices to 0.01, volumes to
+0.001), so their conversion to floats where bars enter analytics is part of what is timed.
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ from tickmesh.analytics.engine import AnalyticsEngine, PendingBatch
 from tickmesh.analytics.group_commit import GroupCommitter
 from tickmesh.analytics.hub import AnalyticsHub
 from tickmesh.analytics.store import AnalyticsStore
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.runtime import open_context
 from tickmesh.core.settings import CommonSettings
 from tickmesh.mesh.embedded import EmbeddedServers
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 WARMUP_BARS = 201
 LONE_BARS = 200
@@ -57,20 +60,25 @@ class TimedStore(AnalyticsStore):
         await super().commit(batch)
         done = time.perf_counter_ns()
         for update in batch.updates:
-            self.stored_at[hash((update.symbol, update.open_time_ns))] = done
+            self.stored_at[hash((update.instrument, update.open_time_ns))] = done
 
 
-def _proto(symbol: str, bar: BarInput, change_id: int) -> market_pb2.Bar:
+def _proto(instrument: InstrumentId, bar: BarInput, change_id: int) -> market_pb2.Bar:
+    volume = f"{bar.volume:.3f}"
     return market_pb2.Bar(
-        symbol=symbol,
+        symbol=instrument.symbol,
+        exchange=market_pb2.Exchange.ValueType(instrument.exchange),
         timeframe=market_pb2.TIMEFRAME_1M,
         open_time_ns=bar.open_time_ns,
-        open=bar.open,
-        high=bar.high,
-        low=bar.low,
-        close=bar.close,
-        volume=bar.volume,
-        quote_volume=bar.quote_volume,
+        open=f"{bar.open:.2f}",
+        high=f"{bar.high:.2f}",
+        low=f"{bar.low:.2f}",
+        close=f"{bar.close:.2f}",
+        volume=volume,
+        # Exact as the bar service sums it: a 0.01 price times a 0.001 quantity has 5 decimals.
+        quote_volume=f"{float(volume) * bar.close:.5f}",
+        taker_buy_volume=f"{bar.taker_buy_volume:.3f}",
+        taker_buy_quote_volume=f"{bar.taker_buy_volume * bar.close:.5f}",
         trade_count=bar.trade_count,
         final=True,
         change_id=change_id,
@@ -124,14 +132,16 @@ async def _measure(database_url: str, redis_url: str, symbols: int, minutes: int
         context = await open_context(settings, CoreMetrics(), stack)
         pool, client = context.pool, context.redis
         harness = Harness(pool, client)
-        names = [f"BENCH{i:04d}" for i in range(symbols)]
+        names = [
+            InstrumentId(market_pb2.EXCHANGE_BINANCE_USDM, f"BENCH{i:04d}") for i in range(symbols)
+        ]
         walks = random_walks(symbols, WARMUP_BARS + LONE_BARS + minutes, seed=11)
         for name, walk in zip(names, walks, strict=True):
             harness.engine.warm((name, market_pb2.TIMEFRAME_1M), walk[:WARMUP_BARS])
         writer = asyncio.create_task(harness.committer.run())
         change_id = 0
 
-        # Lone bars: one symbol's bar becomes final while nothing else is going on.
+        # Lone bars: one instrument's bar becomes final while nothing else is going on.
         lone_ns: list[int] = []
         for index in range(LONE_BARS):
             change_id += 1
@@ -139,10 +149,11 @@ async def _measure(database_url: str, redis_url: str, symbols: int, minutes: int
             began = time.perf_counter_ns()
             await harness.hand_in(bar)
             await harness.until_stored(change_id)
-            lone_ns.append(harness.store.stored_at[hash((bar.symbol, bar.open_time_ns))] - began)
+            stored_at = harness.store.stored_at[hash((names[0], bar.open_time_ns))]
+            lone_ns.append(stored_at - began)
         harness.compute_ns.clear()
 
-        # Minute bursts: every symbol's 1m bar is final at the same instant.
+        # Minute bursts: every instrument's 1m bar is final at the same instant.
         burst_ns: list[int] = []
         drain_ms: list[float] = []
         started = time.perf_counter()
@@ -158,8 +169,8 @@ async def _measure(database_url: str, redis_url: str, symbols: int, minutes: int
             await harness.until_stored(change_id)
             drain_ms.append((time.perf_counter_ns() - final_at) / 1e6)
             burst_ns.extend(
-                harness.store.stored_at[hash((bar.symbol, bar.open_time_ns))] - final_at
-                for bar in bars
+                harness.store.stored_at[hash((name, bar.open_time_ns))] - final_at
+                for name, bar in zip(names, bars, strict=True)
             )
         elapsed = time.perf_counter() - started
         writer.cancel()

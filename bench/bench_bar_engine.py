@@ -5,7 +5,9 @@ per symbol per ingest batch). Scenarios: a few busy symbols (about 1,500 trades 
 BTCUSDT's pace, runs of 1000) in order; the same with every run shuffled and 10% of the runs
 re-sent (duplicates); the same converted from `SymbolTrades` messages first (what the server
 does per batch); and many thin symbols (30 trades a minute, runs of 100), where the per-run
-overhead dominates. Prints trades/s per scenario on one core and returns them as figures for
+overhead dominates. Prices and quantities are exact int64 mantissas (BTCUSDT's 0.1 tick and 0.001
+step: scales 1 and 3) with aggressor sides, so every bar also sums its taker-buy volumes.
+Prints trades/s per scenario on one core and returns them as figures for
 `python -m bench`; also runs as a plain script: `.venv/bin/python bench/bench_bar_engine.py`.
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
 from tickmesh.core.timeframes import NS_PER_MINUTE, NS_PER_SECOND
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 if not __package__:
     # Run as a plain script: make the repository root importable so `bench.report` resolves.
@@ -39,11 +41,21 @@ def _symbol_trades(
     """One symbol's whole synthetic trade stream, in order."""
     gaps = rng.exponential(NS_PER_MINUTE / per_minute, size).astype(np.int64)
     times = _START_NS + np.cumsum(gaps)
-    prices = np.round(30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 2e-5, size))), 1)
-    quantities = np.round(rng.exponential(0.05, size), 3) + 0.001
+    # Mantissas: prices at scale 1 (30000.0 is 300000), quantities at scale 3 (0.001 is 1).
+    prices = np.round(300_000.0 * np.exp(np.cumsum(rng.normal(0.0, 2e-5, size)))).astype(np.int64)
+    quantities = np.round(rng.exponential(50.0, size)).astype(np.int64) + 1
+    sides = rng.integers(1, 3, size).astype(np.int8)  # AGGRESSOR_SIDE_BUY or _SELL
     ids = np.arange(size, dtype=np.int64) + 1_000_000_000 * (symbol_index + 1)
     return TradeRun.from_columns(
-        market_pb2.EXCHANGE_BINANCE_USDM, f"SYM{symbol_index}USDT", ids, prices, quantities, times
+        market_pb2.EXCHANGE_BINANCE_USDM,
+        f"SYM{symbol_index}USDT",
+        ids,
+        prices,
+        quantities,
+        times,
+        sides=sides,
+        price_scale=1,
+        quantity_scale=3,
     )
 
 
@@ -104,7 +116,10 @@ def _message(run: TradeRun) -> market_pb2.SymbolTrades:
         trade_ids=run.trade_ids.tolist(),
         prices=run.prices.tolist(),
         quantities=run.quantities.tolist(),
+        sides=[] if run.sides is None else run.sides.tolist(),
         event_time_ns=run.event_time_ns.tolist(),
+        price_scale=run.price_scale,
+        quantity_scale=run.quantity_scale,
     )
 
 

@@ -4,7 +4,8 @@ A real `python -m tickmesh.bars` process on embedded PostgreSQL and Redis receiv
 6,000,000 live-timestamped trades of 40 symbols in batches of 1000 on one Publish stream,
 as fast as acknowledgements allow (goal: at least 300,000 trades/s sustained). Meanwhile a
 probe symbol gets one trade every 300 ms on a second stream and a Subscribe client times
-each probe until its forming bar arrives (goal: p99 at most 50 ms).
+each probe until its forming bar arrives (goal: p99 at most 50 ms). Prices and quantities
+travel as exact int64 mantissas (scale 2) with aggressor sides, as the collector sends them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.report import Figure
 from tickmesh.mesh.embedded import EmbeddedServers
-from tickmesh.v1 import (
+from tickmesh.v2 import (
     bar_service_pb2,
     bar_service_pb2_grpc,
     ingest_service_pb2,
@@ -47,7 +48,9 @@ def _flood_batches(stream: str = "bench-flood") -> list[ingest_service_pb2.Publi
     per_symbol = TRADES // SYMBOLS
     requests = []
     for index in range(SYMBOLS):
-        prices = 100.0 + np.cumsum(rng.normal(0, 0.01, per_symbol))
+        # Mantissas at scale 2: 100.00 is 10000.
+        prices = np.round(10_000 + np.cumsum(rng.normal(0, 1, per_symbol))).astype(np.int64)
+        sides = rng.integers(1, 3, per_symbol)  # AGGRESSOR_SIDE_BUY or _SELL
         times = start_ns + np.arange(per_symbol, dtype=np.int64) * 6_000_000  # 15 minutes
         for offset in range(0, per_symbol, BATCH):
             part = slice(offset, offset + BATCH)
@@ -55,8 +58,11 @@ def _flood_batches(stream: str = "bench-flood") -> list[ingest_service_pb2.Publi
                 exchange=market_pb2.EXCHANGE_SIMULATOR,
                 symbol=f"{stream[6:10].upper()}{index:02d}USDT",
                 trade_ids=range(offset + 1, offset + 1 + BATCH),
-                prices=prices[part].round(2).tolist(),
-                quantities=[0.01] * BATCH,
+                prices=prices[part].tolist(),
+                quantities=[1] * BATCH,  # 0.01
+                sides=sides[part].tolist(),
+                price_scale=2,
+                quantity_scale=2,
                 event_time_ns=times[part].tolist(),
             )
             requests.append(run)
@@ -105,11 +111,12 @@ async def _probe(
     bars: bar_service_pb2_grpc.BarServiceStub,
     stop: asyncio.Event,
 ) -> list[float]:
-    sent_at: dict[float, float] = {}
+    sent_at: dict[str, float] = {}  # by the probe's price, as the bar's close string
     latencies: list[float] = []
+    probe = market_pb2.Instrument(exchange=market_pb2.EXCHANGE_SIMULATOR, symbol=PROBE)
     stream = bars.Subscribe(
         bar_service_pb2.SubscribeRequest(
-            symbols=[PROBE], timeframes=[market_pb2.TIMEFRAME_1M], include_forming=True
+            instruments=[probe], timeframes=[market_pb2.TIMEFRAME_1M], include_forming=True
         )
     )
 
@@ -131,8 +138,8 @@ async def _probe(
     sequence = 0
     while not stop.is_set():
         sequence += 1
-        price = 1000.0 + sequence
-        sent_at[price] = time.perf_counter()
+        price = 1000 + sequence
+        sent_at[str(price)] = time.perf_counter()
         await queue.put(
             ingest_service_pb2.PublishRequest(
                 batch=market_pb2.TradeBatch(
@@ -144,7 +151,7 @@ async def _probe(
                             symbol=PROBE,
                             trade_ids=[sequence],
                             prices=[price],
-                            quantities=[1.0],
+                            quantities=[1],
                             event_time_ns=[time.time_ns()],
                         )
                     ],

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tickmesh.collector.binance import BinanceStreamDecoder
 from tickmesh.core.fixtures import fixtures_root as _fixtures_dir
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 _BATCH = 1000
 _MIN_SECONDS = 3.0

@@ -3,7 +3,9 @@
 Each round writes 200,000 new candles into an empty table, then 200,000 more as a live
 stream writes them (with one row in a hundred revising a stored candle), then revises every
 candle of the first pass (the worst case, no goal). The median of three rounds after a
-warm-up round is reported.
+warm-up round is reported. Prices and volumes are exact (numeric columns): the timed work
+includes turning the engine's bar updates (integer mantissas) into rows with `candle_row`,
+as the bar service's group commit does.
 
 Uses TICKMESH_BENCH_DATABASE_URL or TICKMESH_TEST_DATABASE_URL (a server it may create a
 scratch database on), else an embedded PostgreSQL in a temporary directory.
@@ -18,16 +20,20 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from bench.report import Figure
+from tickmesh.bars.bar_rows import candle_row
+from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.store import write_candles
 from tickmesh.core.db.migrations import migrate
+from tickmesh.core.timeframes import TIMEFRAMES
 from tickmesh.mesh.embedded import EmbeddedServers
+from tickmesh.v2 import market_pb2
 
 ROWS = 200_000
 ROUNDS = 3
@@ -39,38 +45,46 @@ MINUTES = ROWS // len(SYMBOLS)
 REVISED_SHARE = 100  # the live-stream pass revises one stored candle in this many
 
 
-def _rows(revision: int, first_minute: int) -> list[tuple[object, ...]]:
-    """ROWS candles: every symbol's MINUTES minutes from `first_minute`, in key order."""
-    start = datetime(2024, 1, 1, tzinfo=UTC)
+def _rows(revision: int, first_minute: int) -> list[BarUpdate]:
+    """ROWS final 1m bars: every symbol's MINUTES minutes from `first_minute`, in key order.
+
+    Mantissas at BTCUSDT's scales (price 0.01, quantity 0.001): 61,700.25 and 12.525, a quote
+    volume of 772,795.63125, taker buys about half of it.
+    """
+    start_ns = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000_000
+    minute = TIMEFRAMES[0]
     return [
-        (
-            start + timedelta(minutes=m),
+        BarUpdate(
+            market_pb2.EXCHANGE_SIMULATOR,
             symbol,
-            "1m",
-            "simulator",
-            100.0 + m,
-            101.0 + m,
-            99.0 + m,
-            100.5 + m,
-            12.5,
-            1256.25,
+            minute,
+            start_ns + m * minute.duration_ns,
+            6_170_025 + m,
+            6_171_050 + m,
+            6_169_000 + m,
+            6_170_510 + m,
+            12_525,
+            77_279_563_125 + m,
             42,
-            100.5 + m,
+            61_700.25 + m,
+            True,
             revision,
-            0,  # duplicate trades
-            0,  # out-of-order trades
+            taker_buy_volume=6_262,
+            taker_buy_quote_volume=38_636_696_550 + m,
+            price_scale=2,
+            quantity_scale=3,
         )
         for symbol in SYMBOLS
         for m in range(first_minute, first_minute + MINUTES)
     ]
 
 
-def _stream() -> list[tuple[object, ...]]:
+def _stream() -> list[BarUpdate]:
     """ROWS new candles with 1 in REVISED_SHARE of the stored ones revised, spread through."""
     new = _rows(0, MINUTES)
     revised = _rows(1, 0)[::REVISED_SHARE]
     step = len(new) // len(revised)
-    mixed: list[tuple[object, ...]] = []
+    mixed: list[BarUpdate] = []
     for index, row in enumerate(new):
         mixed.append(row)
         if index % step == step - 1 and index // step < len(revised):
@@ -78,14 +92,16 @@ def _stream() -> list[tuple[object, ...]]:
     return mixed
 
 
-async def _rate(conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> float:
-    """Rows/s writing `rows` in batches as the bar service's group commits do."""
+async def _rate(conn: asyncpg.Connection, bars: list[BarUpdate]) -> float:
+    """Rows/s writing `bars` in batches as the bar service's group commits do."""
     started = time.perf_counter()
-    for offset in range(0, len(rows), BATCH):
-        # What a group commit runs: change ids, COPY of new bars, upsert of revisions.
+    for offset in range(0, len(bars), BATCH):
+        # What a group commit runs: rows of exact decimals, change ids, COPY of new bars,
+        # upsert of revisions.
+        rows = [candle_row(bar) for bar in bars[offset : offset + BATCH]]
         async with conn.transaction():
-            await write_candles(conn, rows[offset : offset + BATCH])
-    return len(rows) / (time.perf_counter() - started)
+            await write_candles(conn, rows)
+    return len(bars) / (time.perf_counter() - started)
 
 
 async def _round(conn: asyncpg.Connection) -> tuple[float, float, float]:

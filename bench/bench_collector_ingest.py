@@ -25,7 +25,7 @@ from tickmesh.collector.binance.gap_book import GapBook
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.core.fixtures import fixtures_root as _fixtures_dir
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 CAPTURES = [
     (

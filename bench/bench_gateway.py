@@ -1,8 +1,8 @@
 """The gateway under load: chart latency and cache hit rate, and WebSocket fan-out push lag.
 
 A real `python -m tickmesh.bars` and `python -m tickmesh.gateway` on embedded PostgreSQL and
-Redis. The bar service first gets ten hours of synthetic trades of one symbol (600 final 1m
-bars). Then (a) `GET /api/v1/charts/{symbol}?limit=500&indicators=false` at 200 requests/s,
+Redis. The bar service first gets ten hours of synthetic trades of one instrument (600 final
+1m bars). Then (a) `GET /api/v1/charts/{instrument}?limit=500&indicators=false` at 200 req/s,
 open loop, for 10 s (goals: p99 at most 20 ms, cache hit rate at least 99 %: the gateway's
 chart cache, which answers before the bar service is asked); (b) 5,000 WebSocket clients
 subscribe to 1m while one trade a second with a new price goes into the bar service; each
@@ -35,7 +35,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.report import Figure
 from tickmesh.mesh.embedded import EmbeddedServers
-from tickmesh.v1 import (
+from tickmesh.v2 import (
     bar_service_pb2,
     bar_service_pb2_grpc,
     ingest_service_pb2,
@@ -44,6 +44,8 @@ from tickmesh.v1 import (
 )
 
 SYMBOL = "GWBENCHUSDT"
+INSTRUMENT = f"simulator:{SYMBOL}"  # the text form the gateway's paths take
+PRICE_SCALE = 2  # trade prices are mantissas: 100.25 is 10025 at scale 2
 MINUTE_NS = 60 * 1_000_000_000
 SEED_MINUTES = 600
 SEED_EVERY_NS = 10 * 1_000_000_000
@@ -78,8 +80,9 @@ def _percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def _trades(
-    stream: str, sequence: int, ids: list[int], prices: list[float], times: list[int]
+    stream: str, sequence: int, ids: list[int], prices: list[int], times: list[int]
 ) -> ingest_service_pb2.PublishRequest:
+    """A batch of trades; `prices` are mantissas at PRICE_SCALE, each of quantity 0.5."""
     return ingest_service_pb2.PublishRequest(
         batch=market_pb2.TradeBatch(
             stream_id=stream,
@@ -90,8 +93,10 @@ def _trades(
                     symbol=SYMBOL,
                     trade_ids=ids,
                     prices=prices,
-                    quantities=[0.5] * len(ids),
+                    quantities=[5] * len(ids),
                     event_time_ns=times,
+                    price_scale=PRICE_SCALE,
+                    quantity_scale=1,
                 )
             ],
         )
@@ -199,7 +204,7 @@ async def _seed(mesh: _Mesh) -> None:
             "bench-seed",
             index // 1000 + 1,
             ids[index : index + 1000],
-            [100.0 + (i % 97) * 0.25 for i in ids[index : index + 1000]],
+            [10000 + (i % 97) * 25 for i in ids[index : index + 1000]],
             times[index : index + 1000],
         )
         for index in range(0, len(times), 1000)
@@ -217,7 +222,11 @@ async def _seed(mesh: _Mesh) -> None:
         for _ in range(300):
             reply = await stub.GetBars(
                 bar_service_pb2.GetBarsRequest(
-                    symbol=SYMBOL, timeframe=market_pb2.TIMEFRAME_1M, limit=500
+                    instrument=market_pb2.Instrument(
+                        exchange=market_pb2.EXCHANGE_SIMULATOR, symbol=SYMBOL
+                    ),
+                    timeframe=market_pb2.TIMEFRAME_1M,
+                    limit=500,
                 )
             )
             if len(reply.bars) >= 500:
@@ -298,7 +307,7 @@ class _ChartLoad:
 async def _chart_load(mesh: _Mesh, token: str) -> _ChartLoad:
     """One client at a time first, then RATE_PER_SECOND open loop for LOAD_SECONDS."""
     headers = {"Authorization": f"Bearer {token}"}
-    path = f"/api/v1/charts/{SYMBOL}"
+    path = f"/api/v1/charts/{INSTRUMENT}"
     params = {"limit": "500", "indicators": "false"}
     async with httpx.AsyncClient(base_url=mesh.base_url, headers=headers) as client:
         sequential = []
@@ -342,7 +351,7 @@ async def _fan_out(mesh: _Mesh, token: str) -> tuple[int, float, list[float], in
         await _clients(
             "ws",
             url,
-            f"/ws/{SYMBOL}",
+            f"/ws/{INSTRUMENT}",
             token,
             str(share + (CLIENTS % CLIENT_PROCESSES if index == 0 else 0)),
             str(CONNECT_CONCURRENCY // CLIENT_PROCESSES),
@@ -363,11 +372,14 @@ async def _fan_out(mesh: _Mesh, token: str) -> tuple[int, float, list[float], in
         call = ingest_service_pb2_grpc.IngestServiceStub(channel).Publish(requests())
         await asyncio.sleep(PROBE_EVERY_SECONDS)
         for sequence in range(1, PROBES + 1):
-            price = 5000.0 + sequence
+            price = 5000 + sequence  # the close the clients look for: "5001", "5002", …
             trade_id = mesh.next_trade_id
             mesh.next_trade_id += 1
-            sent_at[price] = time.monotonic()  # CLOCK_MONOTONIC: comparable across processes
-            await queue.put(_trades("bench-probe", sequence, [trade_id], [price], [time.time_ns()]))
+            sent_at[float(price)] = time.monotonic()  # CLOCK_MONOTONIC: comparable across processes
+            mantissa = price * 10**PRICE_SCALE
+            await queue.put(
+                _trades("bench-probe", sequence, [trade_id], [mantissa], [time.time_ns()])
+            )
             await asyncio.sleep(PROBE_EVERY_SECONDS)
         await asyncio.sleep(2.0)
         await queue.put(None)

@@ -19,7 +19,7 @@ from opentelemetry.trace import NoOpTracerProvider, Tracer
 
 from bench.report import Figure
 from tickmesh.core.tracing import get_tracer, inject_span_context, message_span
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 _HOPS = 50_000
 _INCOMING = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

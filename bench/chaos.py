@@ -45,7 +45,7 @@ from tests.chaos_mesh import (
     alert_firings,
     analytics_rows,
     build_mesh,
-    register_symbol_and_alerts,
+    register_instrument_and_alerts,
     wait_subscribed,
 )
 from tests.ingest_helpers import fixtures_root
@@ -53,7 +53,7 @@ from tests.mesh_processes import ProcessExitedError, ServiceProcess
 from tests.test_bar_chaos import MINUTES, BarKey, BarValues, final_bars
 from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, SourceSpec
 from tickmesh.mesh.embedded import EmbeddedServers
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 CAPTURE = "binance_futures_um/BTCUSDT_ws_trade_2023-04-04T2358_to_2023-04-05T0006.txt"
 # A loaded two-core machine can take well over the tests' 30 s to start a service.
@@ -199,9 +199,9 @@ async def run_once(
         watchdog = Watchdog(mesh.services.values())
         guard = asyncio.create_task(watchdog.run())
         try:
-            await register_symbol_and_alerts(mesh)
+            await register_instrument_and_alerts(mesh)
             await wait_subscribed(sim)
-            await asyncio.sleep(1.0)  # the gateway's alert engine follows the symbol
+            await asyncio.sleep(1.0)  # the gateway's alert engine follows the instrument
             sim.resume()
             replay_seconds = _replay_seconds(plan)
             if disturb:
@@ -298,15 +298,15 @@ def _compare(
 
 
 def _bar_verdict(expected: BarValues, got: BarValues) -> bool | None:
-    """More trades than expected is doubling, fewer is loss (index 6 is the trade count)."""
-    if got[6] == expected[6]:
+    """More trades than expected is doubling, fewer is loss (index 8 is the trade count)."""
+    if got[8] == expected[8]:
         return None
-    return got[6] > expected[6]
+    return got[8] > expected[8]
 
 
 def _values(bars: dict[BarKey, BarValues]) -> dict[BarKey, BarValues]:
-    """The bars without their revision number (index 7): a late trade's revision is no loss."""
-    return {key: (*values[:7], 0) for key, values in bars.items()}
+    """The bars without their revision number (index 9): a late trade's revision is no loss."""
+    return {key: (*values[:9], 0) for key, values in bars.items()}
 
 
 def _unrevised_firings(
@@ -316,7 +316,7 @@ def _unrevised_firings(
     revised = {
         datetime.fromtimestamp(open_ns / 1e9, UTC).isoformat()
         for (_, open_ns), values in bars.items()
-        if values[7] > 0
+        if values[9] > 0
     }
     return {key: n for key, n in firings.items() if key[3] not in revised}
 
@@ -339,7 +339,7 @@ async def chaos(plan: ChaosPlan) -> int:
         kills = ", ".join(f"{n} {name} kills" for name, n in plan.kills.items())
         say(f"chaos run: {kills}, postgresql down {plan.outage_seconds:.0f}s once ...")
         rough = await run_once(servers, admin_url, redis_url, 2, plan, disturb=True)
-        revised = sum(1 for values in rough.bars.values() if values[7] > 0)
+        revised = sum(1 for values in rough.bars.values() if values[9] > 0)
         say(
             f"  {len(rough.bars)} final bars ({revised} revised by late trades),"
             f" {len(rough.analytics)} analytics rows, {sum(rough.firings.values())} alert"

@@ -22,8 +22,8 @@ import time
 from urllib.parse import urlsplit
 
 MAX_CONNECTIONS = 64
-# A forming bar's close in a `bars` message (the gateway writes close before final).
-_FORMING_CLOSE = re.compile(rb'"close":([-0-9.e+]+),[^{}]*?"final":false')
+# A forming bar's close in a `bars` message: an exact decimal string, written before final.
+_FORMING_CLOSE = re.compile(rb'"close":"([-0-9.]+)",[^{}]*?"final":false')
 
 
 def _answer(body: dict[str, object]) -> None:

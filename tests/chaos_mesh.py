@@ -19,12 +19,13 @@ import httpx
 from grpc import aio
 
 from tickmesh.collector.simulator import ExchangeSimulator
-from tickmesh.v1 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
+from tickmesh.core.instruments import InstrumentId
+from tickmesh.v2 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
 
 from .gateway.processes import ADMIN, SECRET
 from .mesh_processes import GatewayServiceProcess, ServiceProcess, simulator_urls
 
-SYMBOL = "BTCUSDT"
+INSTRUMENT = InstrumentId(market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT")
 # Closes of the capture's minutes run 28,140.6 .. 28,155.2: each rule fires a few times.
 ALERTS: tuple[dict[str, Any], ...] = (
     {"condition": "price_above", "threshold": 28150.0},
@@ -96,12 +97,14 @@ def build_mesh(common: dict[str, str], sim: ExchangeSimulator) -> Mesh:
     return Mesh(bars, analytics, collector, gateway)
 
 
-async def register_symbol_and_alerts(mesh: Mesh) -> None:
-    """Add the symbol through the collector's SymbolService and the alerts through the gateway."""
+async def register_instrument_and_alerts(mesh: Mesh) -> None:
+    """Add the instrument through the collector's SymbolService and the alerts through the gateway."""
     async with aio.insecure_channel(mesh.collector.address) as channel:
         await symbol_service_pb2_grpc.SymbolServiceStub(channel).AddSymbol(
             symbol_service_pb2.AddSymbolRequest(
-                symbol=SYMBOL, exchange=market_pb2.EXCHANGE_BINANCE_USDM, asset_type="crypto"
+                symbol=INSTRUMENT.symbol,
+                exchange=market_pb2.Exchange.ValueType(INSTRUMENT.exchange),
+                asset_type="crypto",
             )
         )
     async with httpx.AsyncClient(base_url=mesh.gateway.base_url, timeout=10) as client:
@@ -113,14 +116,19 @@ async def register_symbol_and_alerts(mesh: Mesh) -> None:
         for rule in ALERTS:
             reply = await client.post(
                 "/api/v1/alerts",
-                json={"symbol": SYMBOL, "channel": "websocket", "cooldown": 0, **rule},
+                json={
+                    "instrument": str(INSTRUMENT),
+                    "channel": "websocket",
+                    "cooldown": 0,
+                    **rule,
+                },
                 headers=headers,
             )
             reply.raise_for_status()
 
 
 async def wait_subscribed(sim: ExchangeSimulator, within_s: float = 60.0) -> None:
-    """Wait until the collector's connection subscribed to the symbol's stream."""
+    """Wait until the collector's connection subscribed to the instrument's stream."""
     async with asyncio.timeout(within_s):
         while not any(c.subscriptions for c in sim.hub.connections):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -140,17 +148,18 @@ def _normalise(value: Any) -> Any:
 
 
 async def analytics_rows(database_url: str) -> dict[RowKey, Row]:
-    """Every indicator and feature row of the symbol, by (table, timeframe, time)."""
+    """Every indicator and feature row of the instrument, by (table, timeframe, time)."""
     rows: dict[RowKey, Row] = {}
     conn = await asyncpg.connect(database_url)
     try:
         for table in ANALYTICS_TABLES:
-            for record in await conn.fetch(f"SELECT * FROM {table} WHERE symbol = $1", SYMBOL):
+            query = f"SELECT * FROM {table} WHERE exchange = $1 AND symbol = $2"
+            for record in await conn.fetch(query, INSTRUMENT.venue, INSTRUMENT.symbol):
                 key = (table, str(record["timeframe"]), record["time"].isoformat())
                 rows[key] = tuple(
                     _normalise(v)
                     for name, v in record.items()
-                    if name not in ("time", "symbol", "timeframe")
+                    if name not in ("time", "exchange", "symbol", "timeframe")
                 )
     finally:
         await conn.close()

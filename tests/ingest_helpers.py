@@ -15,8 +15,9 @@ import grpc
 from grpc import aio
 
 from tickmesh.collector.binance.decoder import BinanceStreamDecoder
+from tickmesh.core.decimals import parse_decimal, power_of_ten
 from tickmesh.core.fixtures import fixtures_root as fixtures_root  # the tests import it here
-from tickmesh.v1 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
+from tickmesh.v2 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 
 NS_PER_MS = 1_000_000
 
@@ -40,21 +41,41 @@ def capture_batches(
     return batches
 
 
+def mantissas(texts: list[str], field: str) -> tuple[list[int], int]:
+    """Decimal strings as exact int mantissas at one scale (the finest among them)."""
+    parsed = [parse_decimal(text, field) for text in texts]
+    scale = max(s for _, s in parsed)
+    return [m * power_of_ten(scale - s) for m, s in parsed], scale
+
+
 def xrpeth_batches(
     path: Path, stream_id: str, batch_size: int = 1000
 ) -> list[market_pb2.TradeBatch]:
-    """The derived XRPETH aggTrades CSV as numbered batches (trade count l - f + 1 each)."""
+    """The derived XRPETH aggTrades CSV as numbered batches of exact mantissas.
+
+    Each aggregate counts l - f + 1 trades; is_buyer_maker True means the seller was the taker.
+    """
     with path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     batches: list[market_pb2.TradeBatch] = []
     for start in range(0, len(rows), batch_size):
         part = rows[start : start + batch_size]
+        prices, price_scale = mantissas([r["price"] for r in part], "price")
+        quantities, quantity_scale = mantissas([r["quantity"] for r in part], "quantity")
         run = market_pb2.SymbolTrades(
             exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
             symbol="XRPETH",
             trade_ids=[int(r["agg_trade_id"]) for r in part],
-            prices=[float(r["price"]) for r in part],
-            quantities=[float(r["quantity"]) for r in part],
+            prices=prices,
+            quantities=quantities,
+            price_scale=price_scale,
+            quantity_scale=quantity_scale,
+            sides=[
+                market_pb2.AGGRESSOR_SIDE_SELL
+                if r["is_buyer_maker"] == "True"
+                else market_pb2.AGGRESSOR_SIDE_BUY
+                for r in part
+            ],
             event_time_ns=[int(r["transact_time"]) * NS_PER_MS for r in part],
             trade_counts=[int(r["last_trade_id"]) - int(r["first_trade_id"]) + 1 for r in part],
         )

@@ -10,7 +10,7 @@ import redis.asyncio as redis
 from grpc import aio
 
 from tickmesh.core.timeframes import TIMEFRAMES
-from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 from .ingest_helpers import capture_batches, fixtures_root, publish_until_acked
 from .mesh_processes import ServiceProcess
@@ -20,7 +20,9 @@ KILLS = 10
 # 23:58 .. 00:06: the capture's nine minutes, the first and last partial.
 MINUTES = 9
 BarKey = tuple[int, int]
-BarValues = tuple[float, float, float, float, float, float, int, int]
+# Exact decimal strings (open, high, low, close, volume, quote volume, taker-buy volumes), then
+# trade count and revision: a double-counted or lost trade changes them, rounding never does.
+BarValues = tuple[str, str, str, str, str, str, str, str, int, int]
 
 
 async def final_bars(address: str) -> dict[BarKey, BarValues]:
@@ -31,7 +33,9 @@ async def final_bars(address: str) -> dict[BarKey, BarValues]:
         for timeframe in TIMEFRAMES:
             response = await stub.GetBars(
                 bar_service_pb2.GetBarsRequest(
-                    symbol="BTCUSDT",
+                    instrument=market_pb2.Instrument(
+                        exchange=market_pb2.EXCHANGE_BINANCE_USDM, symbol="BTCUSDT"
+                    ),
                     timeframe=market_pb2.Timeframe.ValueType(timeframe.proto),
                     limit=5000,
                 )
@@ -42,8 +46,10 @@ async def final_bars(address: str) -> dict[BarKey, BarValues]:
                     bar.high,
                     bar.low,
                     bar.close,
-                    round(bar.volume, 9),
-                    round(bar.quote_volume, 4),
+                    bar.volume,
+                    bar.quote_volume,
+                    bar.taker_buy_volume,
+                    bar.taker_buy_quote_volume,
                     bar.trade_count,
                     bar.revision,
                 )

@@ -15,7 +15,7 @@ import asyncpg
 import redis.asyncio as redis
 
 from tickmesh.mesh.embedded import EmbeddedServers
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 from .grpc_helpers import wait_serving
 from .ingest_helpers import capture_batches, fixtures_root, publish_until_acked

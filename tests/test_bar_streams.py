@@ -11,12 +11,13 @@ import grpc
 import pytest
 from grpc import aio
 
-from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 from .ingest_helpers import capture_batches, fixtures_root, publish, xrpeth_batches
 from .mesh_processes import ServiceProcess
 
 CAPTURE = "binance_futures_um/BTCUSDT_ws_trade_2023-04-04T2358_to_2023-04-05T0006.txt"
+BTCUSDT = market_pb2.Instrument(exchange=market_pb2.EXCHANGE_BINANCE_USDM, symbol="BTCUSDT")
 XRPETH = "binance_spot/freqtrade_XRPETH/XRPETH-aggTrades-2019-10-11_to_2019-10-13.derived.csv"
 
 
@@ -53,7 +54,7 @@ async def _all_final_change_ids(address: str) -> set[int]:
         for timeframe in range(1, 7):
             response = await stub.GetBars(
                 bar_service_pb2.GetBarsRequest(
-                    symbol="BTCUSDT",
+                    instrument=BTCUSDT,
                     timeframe=market_pb2.Timeframe.ValueType(timeframe),
                     limit=5000,
                 )
@@ -103,11 +104,11 @@ async def test_subscribe_resume_from_middle_gets_exactly_the_later_changes(
     assert got == later
 
 
-async def test_forming_bars_arrive_at_most_every_250ms_per_symbol_and_timeframe(
+async def test_forming_bars_arrive_at_most_every_250ms_per_instrument_and_timeframe(
     bars: ServiceProcess,
 ) -> None:
     batches = _batches("forming", size=50)
-    arrivals: dict[tuple[str, int], list[float]] = {}
+    arrivals: dict[tuple[int, str, int], list[float]] = {}
     async with aio.insecure_channel(bars.address) as channel:
         stub = bar_service_pb2_grpc.BarServiceStub(channel)
         stream = stub.Subscribe(
@@ -123,7 +124,8 @@ async def test_forming_bars_arrive_at_most_every_250ms_per_symbol_and_timeframe(
                 if response is aio.EOF:
                     return
                 if not response.bar.final:
-                    key = (response.bar.symbol, response.bar.timeframe)
+                    bar = response.bar
+                    key = (bar.exchange, bar.symbol, bar.timeframe)
                     arrivals.setdefault(key, []).append(time.monotonic())
 
         collecting = asyncio.create_task(collect())
@@ -131,9 +133,10 @@ async def test_forming_bars_arrive_at_most_every_250ms_per_symbol_and_timeframe(
             await publish(bars.address, [batch])
         collecting.cancel()
         stream.cancel()
+    usdm = market_pb2.EXCHANGE_BINANCE_USDM
     assert set(arrivals) == {
-        ("BTCUSDT", market_pb2.TIMEFRAME_1M),
-        ("BTCUSDT", market_pb2.TIMEFRAME_5M),
+        (usdm, "BTCUSDT", market_pb2.TIMEFRAME_1M),
+        (usdm, "BTCUSDT", market_pb2.TIMEFRAME_5M),
     }
     for times in arrivals.values():
         assert len(times) >= 3
@@ -176,7 +179,7 @@ async def _drain_until_status(
 async def test_get_bars_second_read_is_a_cache_hit(bars: ServiceProcess) -> None:
     await publish(bars.address, _batches("cache"))
     request = bar_service_pb2.GetBarsRequest(
-        symbol="BTCUSDT", timeframe=market_pb2.TIMEFRAME_1M, limit=5
+        instrument=BTCUSDT, timeframe=market_pb2.TIMEFRAME_1M, limit=5
     )
     async with aio.insecure_channel(bars.address) as channel:
         stub = bar_service_pb2_grpc.BarServiceStub(channel)
@@ -191,17 +194,32 @@ async def test_get_bars_second_read_is_a_cache_hit(bars: ServiceProcess) -> None
 @pytest.mark.parametrize(
     ("request_", "field"),
     [
-        (bar_service_pb2.GetBarsRequest(timeframe=market_pb2.TIMEFRAME_1M), "symbol"),
-        (bar_service_pb2.GetBarsRequest(symbol="BTCUSDT"), "timeframe"),
+        (
+            bar_service_pb2.GetBarsRequest(timeframe=market_pb2.TIMEFRAME_1M),
+            "instrument: instrument '': exchange is unspecified",
+        ),
         (
             bar_service_pb2.GetBarsRequest(
-                symbol="BTCUSDT", timeframe=market_pb2.TIMEFRAME_1M, limit=5001
+                instrument=market_pb2.Instrument(
+                    exchange=market_pb2.EXCHANGE_BINANCE_USDM, symbol="btc/usdt"
+                ),
+                timeframe=market_pb2.TIMEFRAME_1M,
+            ),
+            "instrument: symbol 'btc/usdt' must be",
+        ),
+        (bar_service_pb2.GetBarsRequest(instrument=BTCUSDT), "timeframe"),
+        (
+            bar_service_pb2.GetBarsRequest(
+                instrument=BTCUSDT, timeframe=market_pb2.TIMEFRAME_1M, limit=5001
             ),
             "limit",
         ),
         (
             bar_service_pb2.GetBarsRequest(
-                symbol="BTCUSDT", timeframe=market_pb2.TIMEFRAME_1M, start_time_ns=10, end_time_ns=5
+                instrument=BTCUSDT,
+                timeframe=market_pb2.TIMEFRAME_1M,
+                start_time_ns=10,
+                end_time_ns=5,
             ),
             "start_time_ns",
         ),

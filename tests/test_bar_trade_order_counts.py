@@ -16,19 +16,26 @@ import numpy as np
 import pytest
 import redis.asyncio as redis
 
-from tickmesh.v1 import market_pb2
+from tickmesh.core.instruments import InstrumentId
+from tickmesh.v2 import market_pb2
 
 from .ingest_helpers import capture_batches, fixtures_root, publish
 from .mesh_processes import ServiceProcess
 from .test_bar_service import FUTURES, MINUTE, NS_PER_S, futures_klines, get_bars, matches
 
 DAY = "2024-07-18"
+BTCUSDT = InstrumentId(market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT")
 
 
 def _take(run: market_pb2.SymbolTrades, order: list[int]) -> market_pb2.SymbolTrades:
     """The run's trades in `order` (positions may repeat); optional empty columns stay empty."""
     size = len(run.trade_ids)
-    picked = market_pb2.SymbolTrades(exchange=run.exchange, symbol=run.symbol)
+    picked = market_pb2.SymbolTrades(
+        exchange=run.exchange,
+        symbol=run.symbol,
+        price_scale=run.price_scale,
+        quantity_scale=run.quantity_scale,
+    )
     for name in (
         "trade_ids",
         "prices",
@@ -116,7 +123,7 @@ async def test_injected_duplicates_and_reordering_counted_per_bar_and_kept_over_
 
     async def final_minutes() -> dict[int, market_pb2.Bar]:
         for _ in range(100):
-            built = await get_bars(bars.address, "BTCUSDT", market_pb2.TIMEFRAME_1M, start, end)
+            built = await get_bars(bars.address, BTCUSDT, market_pb2.TIMEFRAME_1M, start, end)
             if last_final in built:
                 return built
             await asyncio.sleep(0.1)
@@ -132,7 +139,7 @@ async def test_injected_duplicates_and_reordering_counted_per_bar_and_kept_over_
     klines = futures_klines(folder / klines_file)
     for minute in range(first * NS_PER_S, last * NS_PER_S + 1, MINUTE):
         assert matches(minutes[minute], klines[minute]), minute
-    five = await get_bars(bars.address, "BTCUSDT", market_pb2.TIMEFRAME_5M, start, end)
+    five = await get_bars(bars.address, BTCUSDT, market_pb2.TIMEFRAME_5M, start, end)
     assert five
     for open_time, bar in five.items():
         inside = [b for m, b in minutes.items() if open_time <= m < open_time + 5 * MINUTE]
@@ -147,11 +154,11 @@ async def test_injected_duplicates_and_reordering_counted_per_bar_and_kept_over_
     finally:
         await client.aclose()
     await bars.start()
-    again = await get_bars(bars.address, "BTCUSDT", market_pb2.TIMEFRAME_1M, start, end)
+    again = await get_bars(bars.address, BTCUSDT, market_pb2.TIMEFRAME_1M, start, end)
     assert {m: (b.duplicate_trades, b.out_of_order_trades) for m, b in again.items()} == {
         m: (b.duplicate_trades, b.out_of_order_trades) for m, b in minutes.items()
     }
-    five_again = await get_bars(bars.address, "BTCUSDT", market_pb2.TIMEFRAME_5M, start, end)
+    five_again = await get_bars(bars.address, BTCUSDT, market_pb2.TIMEFRAME_5M, start, end)
     assert {m: b.duplicate_trades for m, b in five_again.items()} == {
         m: b.duplicate_trades for m, b in five.items()
     }

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import asyncpg
 import pytest
 
-from tickmesh.bars.bar_rows import CANDLE_COLUMNS
+from tickmesh.bars.bar_rows import CANDLE_COLUMNS, candle_row
+from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.store import write_candles
-from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert, next_sequence_values, upsert
+from tickmesh.core.db.bulk import (
+    UpsertSpec,
+    copy_rows,
+    insert_or_upsert,
+    next_sequence_values,
+    upsert,
+)
 from tickmesh.core.metrics import CoreMetrics
+from tickmesh.core.timeframes import TIMEFRAMES
+from tickmesh.v2 import market_pb2
 
 CANDLES = UpsertSpec(
     table="candles",
     columns=CANDLE_COLUMNS,
-    key=("time", "symbol", "timeframe"),
+    key=("exchange", "symbol", "timeframe", "time"),
     update_expressions={"change_id": "nextval('candle_change_seq')"},
 )
 
@@ -23,22 +33,26 @@ START = datetime(2024, 8, 8, 23, 55, tzinfo=UTC)
 
 
 def _candle(minute: int, symbol: str, close: float, revision: int = 0) -> tuple[object, ...]:
+    """A candles row; prices and volumes exact Decimals for the numeric columns."""
+    price = Decimal(repr(close))
     return (
         START + timedelta(minutes=minute),
         symbol,
         "1m",
         "binance_usdm",
-        100.0,
-        close + 1,
-        99.0,
-        close,
-        2.0,
-        2.0 * close,
+        Decimal("100"),
+        price + 1,
+        Decimal("99"),
+        price,
+        Decimal("2.001"),
+        Decimal("2.001") * price,
         3,
         close,
         revision,
         0,  # duplicate trades
         0,  # out-of-order trades
+        Decimal("1.5"),  # taker-buy volume
+        Decimal("1.5") * price,  # taker-buy quote volume
     )
 
 
@@ -55,6 +69,24 @@ async def test_upsert_same_rows_twice_is_idempotent(db_pool: asyncpg.Pool) -> No
     assert await _count(db_pool, "IDEMP") == 500
     closes = await db_pool.fetch("SELECT close FROM candles WHERE symbol = 'IDEMP' ORDER BY time")
     assert [r["close"] for r in closes] == [100.0 + m for m in range(500)]
+
+
+async def test_numeric_columns_keep_values_exactly(db_pool: asyncpg.Pool) -> None:
+    row = _candle(0, "EXACT", 61700.8)
+    async with db_pool.acquire() as conn:
+        await upsert(conn, CANDLES, [row])
+    stored = await db_pool.fetchrow(
+        "SELECT close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume "
+        "FROM candles WHERE symbol = 'EXACT'"
+    )
+    assert stored is not None
+    assert tuple(stored) == (
+        Decimal("61700.8"),
+        Decimal("2.001"),
+        Decimal("123463.3008"),  # never 123463.30080000001
+        Decimal("1.5"),
+        Decimal("92551.2"),
+    )
 
 
 async def test_upsert_changed_row_overwrites_and_gets_new_change_id(db_pool: asyncpg.Pool) -> None:
@@ -90,23 +122,54 @@ async def test_next_sequence_values_are_fresh_and_distinct(db_pool: asyncpg.Pool
     assert min(second) > max(first)
 
 
+def _final_bar(minute: int, symbol: str, close: int, revision: int = 0) -> BarUpdate:
+    """A final 1m bar closing at `close` hundredths, with exact volumes and taker buys."""
+    open_ns = int(START.timestamp()) * 1_000_000_000 + minute * 60_000_000_000
+    return BarUpdate(
+        market_pb2.EXCHANGE_BINANCE_USDM, symbol, TIMEFRAMES[0], open_ns,
+        close, close, close, close, 2001, 2001 * close, 3, close / 100, True, revision,
+        taker_buy_volume=None if minute % 2 else 1500,
+        taker_buy_quote_volume=None if minute % 2 else 1500 * close,
+        price_scale=2, quantity_scale=3,
+    )  # fmt: skip
+
+
 async def test_write_candles_returns_the_change_ids_it_stored(db_pool: asyncpg.Pool) -> None:
     async with db_pool.acquire() as conn, conn.transaction():
         # Two writes in one transaction: the second must not see the first's staged rows.
-        first = await write_candles(conn, [_candle(m, "IDS", 10.0 + m) for m in range(3)])
-        second = await write_candles(conn, [_candle(1, "IDS", 20.0, revision=1)])
+        first = await write_candles(
+            conn, [candle_row(_final_bar(m, "IDS", 1000 + m)) for m in range(3)]
+        )
+        second = await write_candles(conn, [candle_row(_final_bar(1, "IDS", 2000, revision=1))])
         # A restart replaying a final bar writes revision 0 of a row that exists.
-        replayed = await write_candles(conn, [_candle(2, "IDS", 30.0), _candle(3, "IDS", 13.0)])
+        replayed = await write_candles(
+            conn, [candle_row(_final_bar(2, "IDS", 3000)), candle_row(_final_bar(3, "IDS", 1300))]
+        )
     stored = await db_pool.fetch(
-        "SELECT time, close, change_id FROM candles WHERE symbol = 'IDS' ORDER BY time"
+        "SELECT time, close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, "
+        "change_id FROM candles WHERE symbol = 'IDS' ORDER BY time"
     )
-    assert [r["close"] for r in stored] == [10.0, 20.0, 30.0, 13.0]
+    assert [r["close"] for r in stored] == [
+        Decimal("10"),
+        Decimal("20"),
+        Decimal("30"),
+        Decimal("13"),
+    ]
+    # Exact numerics from "<mantissa>e-<scale>" text; NULL stays unknown.
+    assert [(r["volume"], r["quote_volume"]) for r in stored][1] == (
+        Decimal("2.001"), Decimal("40.02")
+    )  # fmt: skip
+    assert [(r["taker_buy_volume"], r["taker_buy_quote_volume"]) for r in stored] == [
+        (Decimal("1.5"), Decimal("15")), (None, None), (Decimal("1.5"), Decimal("45")), (None, None)
+    ]  # fmt: skip
     assert [r["change_id"] for r in stored] == [first[0], second[0], *replayed]
     assert min(replayed) > second[0] > max(first)
 
 
 NUMBERED = UpsertSpec(
-    table="candles", columns=(*CANDLE_COLUMNS, "change_id"), key=("symbol", "timeframe", "time")
+    table="candles",
+    columns=(*CANDLE_COLUMNS, "change_id"),
+    key=("exchange", "symbol", "timeframe", "time"),
 )
 
 
@@ -139,3 +202,32 @@ async def test_insert_or_upsert_refuses_update_expressions(db_pool: asyncpg.Pool
     async with db_pool.acquire() as conn:
         with pytest.raises(ValueError, match="update_expressions"):
             await insert_or_upsert(conn, CANDLES, [_candle(0, "NOEXPR", 1.0)])
+
+
+async def test_text_copy_round_trips_every_value_type(db_pool: asyncpg.Pool) -> None:
+    rows = [
+        ("tab\there, new\nline, back\\slash", Decimal("61700.80"), 2.5, True, START, None),
+        ("plain", Decimal("1.2E+3"), float("nan"), False, START + timedelta(hours=1), 7),
+    ]
+    async with db_pool.acquire() as conn:
+        await conn.execute(
+            "CREATE TEMP TABLE copy_text (t text, n numeric, f float8, b boolean, "
+            "at timestamptz, i bigint)"
+        )
+        await copy_rows(conn, "copy_text", rows, ("t", "n", "f", "b", "at", "i"), True)
+        stored = [tuple(r) for r in await conn.fetch("SELECT * FROM copy_text ORDER BY i")]
+        await conn.execute("DROP TABLE copy_text")
+    assert stored[0] == (rows[1][0], Decimal("1200"), pytest.approx(float("nan"), nan_ok=True),
+                         False, rows[1][4], 7)  # fmt: skip
+    assert stored[1] == rows[0]
+
+
+async def test_rows_in_copy_text_with_a_key_twice_keep_the_last(db_pool: asyncpg.Pool) -> None:
+    async with db_pool.acquire() as conn, conn.transaction():
+        rows = [
+            candle_row(_final_bar(0, "TEXTDUP", 1000)),
+            candle_row(_final_bar(0, "TEXTDUP", 1100)),
+        ]
+        await write_candles(conn, rows)
+    stored = await db_pool.fetch("SELECT close FROM candles WHERE symbol = 'TEXTDUP'")
+    assert [r["close"] for r in stored] == [Decimal("11")]

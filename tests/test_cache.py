@@ -7,12 +7,14 @@ import secrets
 import redis.asyncio as redis
 
 from tickmesh.core.cache import bars_key, replace_in_capped_zset
+from tickmesh.core.instruments import InstrumentId
 
 
 async def test_capped_zset_replaces_same_score_and_keeps_latest(
     redis_client: redis.Redis,
 ) -> None:
-    key = bars_key(f"T{secrets.token_hex(4)}", "1m")
+    key = bars_key(InstrumentId.parse(f"binance_usdm:T{secrets.token_hex(4).upper()}"), "1m")
+    assert key.startswith("bars:binance_usdm:T")
     await replace_in_capped_zset(
         redis_client, key, [(t, f"bar{t}".encode()) for t in range(10)], keep_latest=5
     )

@@ -16,11 +16,11 @@ from tickmesh.collector.symbol_registry import SymbolRegistry
 from tickmesh.collector.symbol_service import SymbolServicer
 from tickmesh.core.grpc_server import GrpcServer, ServiceRegistration
 from tickmesh.core.metrics import CoreMetrics
-from tickmesh.v1 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
+from tickmesh.v2 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
 
 from .grpc_helpers import health_status
 
-SYMBOL_SERVICE = "tickmesh.v1.SymbolService"
+SYMBOL_SERVICE = "tickmesh.v2.SymbolService"
 SLOW_SERVICE = "test.Slow"
 
 
@@ -93,14 +93,20 @@ async def test_symbol_service_add_list_deactivate_round_trip(
         assert added.symbol.active
         listed = await stub.ListSymbols(symbol_service_pb2.ListSymbolsRequest())
         assert "ETHUSDT" in [s.symbol for s in listed.symbols]
-        await stub.DeactivateSymbol(symbol_service_pb2.DeactivateSymbolRequest(symbol="ETHUSDT"))
+        await stub.DeactivateSymbol(
+            symbol_service_pb2.DeactivateSymbolRequest(
+                instrument=market_pb2.Instrument(
+                    exchange=market_pb2.EXCHANGE_BINANCE_SPOT, symbol="ETHUSDT"
+                )
+            )
+        )
         active = await stub.ListSymbols(symbol_service_pb2.ListSymbolsRequest())
         everything = await stub.ListSymbols(
             symbol_service_pb2.ListSymbolsRequest(include_inactive=True)
         )
     assert "ETHUSDT" not in [s.symbol for s in active.symbols]
     assert "ETHUSDT" in [s.symbol for s in everything.symbols]
-    method = "/tickmesh.v1.SymbolService/AddSymbol"
+    method = "/tickmesh.v2.SymbolService/AddSymbol"
     assert metrics.grpc_requests.labels(method=method, code="OK")._value.get() == 1
 
 
@@ -151,7 +157,11 @@ async def test_symbol_service_unknown_symbol_maps_to_not_found(
         stub = symbol_service_pb2_grpc.SymbolServiceStub(channel)
         with pytest.raises(aio.AioRpcError) as raised:
             await stub.DeactivateSymbol(
-                symbol_service_pb2.DeactivateSymbolRequest(symbol="NEVERSEEN")
+                symbol_service_pb2.DeactivateSymbolRequest(
+                    instrument=market_pb2.Instrument(
+                        exchange=market_pb2.EXCHANGE_BINANCE_USDM, symbol="NEVERSEEN"
+                    )
+                )
             )
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 

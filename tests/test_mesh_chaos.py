@@ -16,13 +16,13 @@ import time
 from datetime import UTC, datetime
 
 from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, SourceSpec
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 from .chaos_mesh import (
     alert_firings,
     analytics_rows,
     build_mesh,
-    register_symbol_and_alerts,
+    register_instrument_and_alerts,
     wait_subscribed,
 )
 from .collector.test_collector_delivery import FUTURES_CASES, _final_bars, _klines, _mismatches
@@ -58,9 +58,9 @@ async def test_every_service_killed_during_a_replay_loses_and_doubles_nothing(
         try:
             for service in mesh.services.values():
                 await service.start()
-            await register_symbol_and_alerts(mesh)
+            await register_instrument_and_alerts(mesh)
             await wait_subscribed(sim)
-            await asyncio.sleep(1.0)  # the gateway's alert engine follows the symbol
+            await asyncio.sleep(1.0)  # the gateway's alert engine follows the instrument
             sim.resume()
             chooser = random.Random(3)
             begun = time.monotonic()

@@ -16,9 +16,10 @@ import grpc
 import pytest
 from grpc import aio
 
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.sharding import shard_of
 from tickmesh.mesh.shard_layout import PORT_STEP, layout
-from tickmesh.v1 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 from .grpc_helpers import free_port, wait_serving
 
@@ -62,6 +63,8 @@ async def test_run_starts_every_service_and_ctrl_c_stops_them(
         str(tmp_path),
         env=environment,
         stderr=asyncio.subprocess.PIPE,
+        # Its own process group: a failed test kills the services too, not just `tickmesh`.
+        start_new_session=True,
     )
     try:
         for address in addresses.values():
@@ -71,7 +74,7 @@ async def test_run_starts_every_service_and_ctrl_c_stops_them(
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     finally:
         if process.returncode is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0
     assert stderr.count(b"grpc draining") == 3
     assert b"exited with" not in stderr
@@ -125,6 +128,8 @@ async def test_run_with_two_bar_shards_pairs_collector_and_bar_shards(
         "2",
         env=environment,
         stderr=asyncio.subprocess.PIPE,
+        # Its own process group: a failed test kills the services too, not just `tickmesh`.
+        start_new_session=True,
     )
     try:
         shards = [f"127.0.0.1:{bars + PORT_STEP * i}" for i in range(2)]
@@ -138,19 +143,25 @@ async def test_run_with_two_bar_shards_pairs_collector_and_bar_shards(
             "bars-0",
             "bars-1",
         }
-        # Bar shard 1 of 2 is what it was told: it refuses a symbol of shard 0.
-        symbol = next(s for s in ("ETHUSDT", "SOLUSDT", "BNBUSDT") if shard_of(s, 2) == 0)
+        # Bar shard 1 of 2 is what it was told: it refuses an instrument of shard 0.
+        instrument = next(
+            i
+            for i in map(InstrumentId.parse, ("binance_spot:ETHUSDT", "binance_spot:BTCUSDT"))
+            if shard_of(i, 2) == 0
+        )
         async with aio.insecure_channel(shards[1]) as channel:
             with pytest.raises(aio.AioRpcError) as refused:
                 await bar_service_pb2_grpc.BarServiceStub(channel).GetBars(
-                    bar_service_pb2.GetBarsRequest(symbol=symbol, timeframe=market_pb2.TIMEFRAME_1M)
+                    bar_service_pb2.GetBarsRequest(
+                        instrument=instrument.to_proto(), timeframe=market_pb2.TIMEFRAME_1M
+                    )
                 )
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         process.send_signal(signal.SIGINT)
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     finally:
         if process.returncode is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0
     assert stderr.count(b"grpc draining") == 5
     assert b"exited with" not in stderr

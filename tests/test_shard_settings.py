@@ -12,6 +12,7 @@ import pytest
 from tickmesh.analytics.settings import AnalyticsSettings
 from tickmesh.bars.settings import BarsSettings
 from tickmesh.collector.settings import CollectorSettings
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.settings import CommonSettings, SettingsError, load_settings
 from tickmesh.core.sharding import parse_shard_addresses, shard_address, shard_of
 from tickmesh.gateway.settings import GatewaySettings
@@ -28,20 +29,21 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def test_shard_of_is_crc32_of_the_utf8_name_mod_n() -> None:
-    for symbol in ("BTCUSDT", "ETHUSDT", "AAPL", "ÄÖÜ"):
-        assert shard_of(symbol, 7) == zlib.crc32(symbol.encode()) % 7
+def test_shard_of_is_crc32_of_the_instrument_text_mod_n() -> None:
+    for text in ("binance_usdm:BTCUSDT", "binance_spot:BTCUSDT", "yahoo:AAPL", "yahoo:^GSPC"):
+        assert shard_of(InstrumentId.parse(text), 7) == zlib.crc32(text.encode()) % 7
     # Fixed values, so a client in another language can check its own implementation.
-    assert zlib.crc32(b"BTCUSDT") == 0xAC8EA3C3
-    assert shard_of("BTCUSDT", 2) == 1
-    assert shard_of("ETHUSDT", 2) == 0
+    assert zlib.crc32(b"binance_usdm:BTCUSDT") == 0xB2973838
+    assert shard_of(InstrumentId.parse("binance_usdm:BTCUSDT"), 7) == 0xB2973838 % 7
+    assert shard_of(InstrumentId.parse("binance_spot:ETHUSDT"), 2) == 1
 
 
-def test_shard_address_picks_the_entry_of_the_symbols_shard() -> None:
+def test_shard_address_picks_the_entry_of_the_instruments_shard() -> None:
     addresses = parse_shard_addresses(" a:1 , b:2,c:3 ")
     assert addresses == ("a:1", "b:2", "c:3")
-    for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
-        assert shard_address(symbol, addresses) == addresses[shard_of(symbol, 3)]
+    for text in ("binance_usdm:BTCUSDT", "binance_spot:BTCUSDT", "binance_spot:SOLUSDT"):
+        instrument = InstrumentId.parse(text)
+        assert shard_address(instrument, addresses) == addresses[shard_of(instrument, 3)]
 
 
 def test_one_address_is_the_one_shard_case(environment: pytest.MonkeyPatch) -> None:

@@ -1,8 +1,9 @@
-"""Two collector shards, two bar shards, analytics and one gateway: every symbol served, by one shard.
+"""Two collector shards, two bar shards, analytics and one gateway: every instrument served, by one shard.
 
-The exchange simulator random-walks eight symbols, four per shard, in the recent past, so
-every minute becomes a final bar at once. The test shows each collector collects only its
-shard's symbols, each bar shard builds and serves only its own (and refuses the others),
+The exchange simulator random-walks eight Binance spot instruments, four per shard
+(crc32("binance_spot:<symbol>") mod 2), in the recent past, so every minute becomes a final
+bar at once. The test shows each collector collects only its shard's instruments, each bar
+shard builds and serves only its own (and refuses the others),
 the gateway routes charts and live streams to the owner, and analytics covers both shards.
 """
 
@@ -27,8 +28,9 @@ from grpc import aio
 from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig
 from tickmesh.collector.simulator.config import Market
 from tickmesh.collector.simulator.sources import random_walk
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.sharding import shard_of
-from tickmesh.v1 import (
+from tickmesh.v2 import (
     bar_service_pb2,
     bar_service_pb2_grpc,
     market_pb2,
@@ -42,11 +44,11 @@ from .mesh_processes import ServiceProcess, simulator_urls
 
 SHARDS = 2
 SYMBOLS = {
-    0: ("ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"),
-    1: ("BTCUSDT", "ADAUSDT", "DOTUSDT", "AVAXUSDT"),
+    0: ("BTCUSDT", "ADAUSDT", "DOTUSDT", "LINKUSDT"),
+    1: ("ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"),
 }
 ALL_SYMBOLS = [symbol for shard in SYMBOLS.values() for symbol in shard]
-# Traded only while analytics is down, straight into their owner shards.
+# Traded only while analytics is down, straight into their owner shards (simulator venue).
 LATE_SYMBOLS = {0: "LATED", 1: "LATEA"}
 TRADES_PER_SYMBOL = 400
 TAKER_ORDERS_PER_SECOND = 1.0
@@ -162,7 +164,7 @@ async def mesh(
 
 
 async def _register(collector: ServiceProcess) -> None:
-    """Add every symbol through one collector's SymbolService (the registry is shared)."""
+    """Add every instrument through one collector's SymbolService (the registry is shared)."""
     async with aio.insecure_channel(collector.address) as channel:
         stub = symbol_service_pb2_grpc.SymbolServiceStub(channel)
         for symbol in ALL_SYMBOLS:
@@ -184,11 +186,19 @@ async def _subscribed_streams(simulator: ExchangeSimulator) -> list[set[str]]:
             await asyncio.sleep(0.05)
 
 
+def _spot(symbol: str) -> InstrumentId:
+    return InstrumentId(market_pb2.EXCHANGE_BINANCE_SPOT, symbol)
+
+
+def _late(symbol: str) -> InstrumentId:
+    return InstrumentId(market_pb2.EXCHANGE_SIMULATOR, symbol)
+
+
 async def _get_bars(address: str, symbol: str) -> list[market_pb2.Bar]:
     async with aio.insecure_channel(address) as channel:
         reply = await bar_service_pb2_grpc.BarServiceStub(channel).GetBars(
             bar_service_pb2.GetBarsRequest(
-                symbol=symbol, timeframe=market_pb2.TIMEFRAME_1M, limit=5000
+                instrument=_spot(symbol).to_proto(), timeframe=market_pb2.TIMEFRAME_1M, limit=5000
             ),
             timeout=10,
         )
@@ -206,16 +216,16 @@ async def _complete_bars(address: str, symbol: str, trades: int) -> list[market_
     return bars
 
 
-async def _chart(client: httpx.AsyncClient, symbol: str) -> dict[str, Any]:
+async def _chart(client: httpx.AsyncClient, instrument: InstrumentId) -> dict[str, Any]:
     reply = await client.get(
-        f"/api/v1/charts/{symbol}", params={"timeframe": "1m", "limit": "5000"}
+        f"/api/v1/charts/{instrument}", params={"timeframe": "1m", "limit": "5000"}
     )
     assert reply.status_code == 200, reply.text
     return dict(reply.json())
 
 
 async def _next_final(ws: websockets.ClientConnection, symbol: str) -> dict[str, Any]:
-    """The first final 1m bar pushed on a /ws/{symbol} connection."""
+    """The first final 1m bar pushed on a /ws/{instrument} connection."""
     async with asyncio.timeout(WITHIN_SECONDS):
         while True:
             message = json.loads(await ws.recv())
@@ -223,7 +233,7 @@ async def _next_final(ws: websockets.ClientConnection, symbol: str) -> dict[str,
                 continue
             for bar in message["bars"]:
                 if bar["final"]:
-                    assert bar["symbol"] == symbol
+                    assert bar["instrument"] == str(_spot(symbol))
                     return dict(bar)
 
 
@@ -245,8 +255,10 @@ def _late_trades(symbol: str, minute_ms: int) -> list[market_pb2.TradeBatch]:
         exchange=market_pb2.EXCHANGE_SIMULATOR,
         symbol=symbol,
         trade_ids=[1, 2, 3, 4],
-        prices=[100.0, 105.0, 99.0, 101.0],
-        quantities=[1.0, 2.0, 1.0, 1.0],
+        prices=[100, 105, 99, 101],
+        quantities=[1, 2, 1, 1],
+        price_scale=0,
+        quantity_scale=0,
         event_time_ns=times,
         receive_time_ns=times,
     )
@@ -265,9 +277,11 @@ async def _resume_points(database_url: str) -> dict[str, int]:
 
 
 async def _wait_indicators(
-    client: httpx.AsyncClient, minutes: dict[str, set[int]], within: float = WITHIN_SECONDS
+    client: httpx.AsyncClient,
+    minutes: dict[InstrumentId, set[int]],
+    within: float = WITHIN_SECONDS,
 ) -> None:
-    """Wait until the gateway's chart of each symbol has indicators for each of its minutes (ms)."""
+    """Wait until the gateway's chart of each instrument has indicators for each minute (ms)."""
     deadline = time.monotonic() + within
     missing = set(minutes)
     while missing:
@@ -280,13 +294,13 @@ async def _wait_indicators(
         await asyncio.sleep(0.2)
 
 
-async def test_sharded_mesh_serves_every_symbol_from_exactly_one_shard(
+async def test_sharded_mesh_serves_every_instrument_from_exactly_one_shard(
     mesh: tuple[Mesh, int],
 ) -> None:
     running, start_ms = mesh
     expected = _expected_trades(start_ms)
     assert {
-        shard: [shard_of(s, SHARDS) for s in symbols] for shard, symbols in SYMBOLS.items()
+        shard: [shard_of(_spot(s), SHARDS) for s in symbols] for shard, symbols in SYMBOLS.items()
     } == {shard: [shard] * len(symbols) for shard, symbols in SYMBOLS.items()}
     bar_addresses = [process.address for process in running.bars]
 
@@ -303,7 +317,7 @@ async def test_sharded_mesh_serves_every_symbol_from_exactly_one_shard(
         ws_base = running.gateway.base_url.replace("http://", "ws://")
         watched = {shard: symbols[0] for shard, symbols in SYMBOLS.items()}
         sockets = {
-            symbol: await websockets.connect(f"{ws_base}/ws/{symbol}?token={token}")
+            symbol: await websockets.connect(f"{ws_base}/ws/{_spot(symbol)}?token={token}")
             for symbol in watched.values()
         }
         try:
@@ -340,7 +354,7 @@ async def test_sharded_mesh_serves_every_symbol_from_exactly_one_shard(
                 assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
                 assert f"belongs to bar shard {shard} of 2" in (refused.value.details() or "")
                 # The gateway serves the owner's bars.
-                chart = await _chart(client, symbol)
+                chart = await _chart(client, _spot(symbol))
                 assert [b["time"] for b in chart["bars"]] == [
                     bar.open_time_ns // 1_000_000_000 for bar in bars
                 ]
@@ -352,7 +366,7 @@ async def test_sharded_mesh_serves_every_symbol_from_exactly_one_shard(
             assert accepted == TRADES_PER_SYMBOL * len(SYMBOLS[shard])
 
         # Analytics consumed both shards: indicators for every symbol, through the gateway.
-        await _wait_indicators(client, {s: set(expected[s]) for s in ALL_SYMBOLS})
+        await _wait_indicators(client, {_spot(s): set(expected[s]) for s in ALL_SYMBOLS})
 
         health = (await client.get("/api/v1/health")).json()["components"]
         assert health["bars-0"]["status"] == health["bars-1"]["status"] == "serving"
@@ -372,11 +386,11 @@ async def test_sharded_mesh_serves_every_symbol_from_exactly_one_shard(
             await connection.close()
         late_minute_ms = (int(time.time() * 1000) // MINUTE_MS - 3) * MINUTE_MS
         for shard, symbol in LATE_SYMBOLS.items():
-            assert shard_of(symbol, SHARDS) == shard
+            assert shard_of(_late(symbol), SHARDS) == shard
             await publish_until_acked(bar_addresses[shard], _late_trades(symbol, late_minute_ms))
         await running.analytics.start()
         await _wait_indicators(
-            client, {symbol: {late_minute_ms} for symbol in LATE_SYMBOLS.values()}
+            client, {_late(symbol): {late_minute_ms} for symbol in LATE_SYMBOLS.values()}
         )
         consumed = await running.analytics.metric("tickmesh_analytics_bars_consumed_total")
         assert 0 < consumed < stored_bars

@@ -28,7 +28,7 @@ from tickmesh.core.tracing import (
     message_span,
     traceparent,
 )
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 ECHO_SERVICE = "test.TraceEcho"
 

@@ -36,7 +36,7 @@ from websockets.asyncio.client import ClientConnection
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.core.tracing import TRACEPARENT, get_tracer
-from tickmesh.v1 import market_pb2
+from tickmesh.v2 import market_pb2
 
 from .gateway.processes import GatewayProcess, bars_analytics_gateway
 from .mesh_processes import ServiceProcess
@@ -150,8 +150,10 @@ def _trades(symbol: str) -> market_pb2.SymbolTrades:
         exchange=market_pb2.EXCHANGE_SIMULATOR,
         symbol=symbol,
         trade_ids=[1, 2, 3, 4],
-        prices=[100.0, 105.0, 99.0, 101.0],
-        quantities=[1.0, 2.0, 1.0, 1.0],
+        prices=[100, 105, 99, 101],
+        quantities=[1, 2, 1, 1],
+        price_scale=0,
+        quantity_scale=0,
         event_time_ns=times,
         receive_time_ns=times,
     )
@@ -225,7 +227,9 @@ async def test_one_trace_follows_a_trade_batch_from_collector_to_the_websocket_p
 ) -> None:
     symbol = f"TR{secrets.token_hex(3).upper()}"
     token = mesh.headers["Authorization"].removeprefix("Bearer ")
-    url = mesh.gateway.base_url.replace("http://", "ws://") + f"/ws/{symbol}?token={token}"
+    url = (
+        mesh.gateway.base_url.replace("http://", "ws://") + f"/ws/simulator:{symbol}?token={token}"
+    )
     exporter = InMemorySpanExporter()
     async with websockets.connect(url) as ws:
         await ws.send(json.dumps({"type": "subscribe", "timeframes": ["1m"]}))
@@ -288,13 +292,16 @@ async def test_gateway_traces_each_request_but_not_each_websocket_message(
     )
     assert login_span.span.kind == trace_pb2.Span.SPAN_KIND_SERVER
     token = mesh.headers["Authorization"].removeprefix("Bearer ")
-    url = mesh.gateway.base_url.replace("http://", "ws://") + f"/ws/BTCUSDT?token={token}"
+    url = (
+        mesh.gateway.base_url.replace("http://", "ws://")
+        + f"/ws/binance_spot:BTCUSDT?token={token}"
+    )
     async with websockets.connect(url) as ws:
         await ws.send(json.dumps({"type": "ping"}))
         while json.loads(await ws.recv())["type"] != "pong":
             pass
     await mesh.receiver.wait_for(
-        lambda s: s.service == "tickmesh-gateway" and s.span.name == "HTTP /ws/{symbol}",
+        lambda s: s.service == "tickmesh-gateway" and s.span.name == "HTTP /ws/{instrument}",
         "of the WebSocket connection",
     )
     per_message = [s.span.name for s in mesh.receiver.spans if "websocket" in s.span.name]

@@ -12,6 +12,7 @@ import helm_python
 import pytest
 import yaml
 
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.settings import CommonSettings
 from tickmesh.core.sharding import shard_address, shard_of
 
@@ -23,7 +24,20 @@ RELEASE = "prod"
 NAMESPACE = "markets"
 PREFIX = f"{RELEASE}-tickmesh"
 SHARDED = {"collector": {"shards": 3}, "bars": {"shards": 3}}
-SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "AAPL", "SPY", "BNBUSDT", "XRPUSDT", "MSFT")
+INSTRUMENTS = tuple(
+    InstrumentId.parse(text)
+    for text in (
+        "binance_spot:BTCUSDT",
+        "binance_usdm:BTCUSDT",
+        "binance_spot:ETHUSDT",
+        "binance_usdm:SOLUSDT",
+        "yahoo:AAPL",
+        "yahoo:SPY",
+        "binance_spot:BNBUSDT",
+        "binance_usdm:XRPUSDT",
+        "yahoo:MSFT",
+    )
+)
 POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
 
 Manifest = dict[str, Any]
@@ -236,7 +250,7 @@ def test_every_pod_lists_every_bar_shard_in_shard_order(
             assert settings.bar_shard_addresses == tuple(expected), workload["metadata"]["name"]
 
 
-def test_collector_shard_sends_to_the_bar_shard_that_owns_its_symbols(
+def test_collector_shard_sends_to_the_bar_shard_that_owns_its_instruments(
     sharded: Rendered, clean_environment: pytest.MonkeyPatch
 ) -> None:
     (collector,) = _workloads_of(sharded, "collector")
@@ -249,16 +263,16 @@ def test_collector_shard_sends_to_the_bar_shard_that_owns_its_symbols(
         bar_settings = _settings_of_pod(
             clean_environment, "bars", pod_environment(sharded, bars, ordinal)
         )
-        for symbol in SYMBOLS:
-            collected = shard_of(symbol, settings.collector_shard_count) == ordinal
+        for instrument in INSTRUMENTS:
+            collected = shard_of(instrument, settings.collector_shard_count) == ordinal
             owned = (
-                shard_of(symbol, bar_settings["bars_shard_count"])
+                shard_of(instrument, bar_settings["bars_shard_count"])
                 == (bar_settings["bars_shard_index"])
             )
-            assert collected == owned, symbol
+            assert collected == owned, instrument
 
 
-def test_gateway_routes_each_symbol_to_the_bar_pod_that_owns_it(
+def test_gateway_routes_each_instrument_to_the_bar_pod_that_owns_it(
     sharded: Rendered, clean_environment: pytest.MonkeyPatch
 ) -> None:
     (gateway,) = _workloads_of(sharded, "gateway")
@@ -272,12 +286,12 @@ def test_gateway_routes_each_symbol_to_the_bar_pod_that_owns_it(
         for ordinal in _pods(bars)
     }
     routed = set()
-    for symbol in SYMBOLS:
-        address = shard_address(symbol, settings.bar_shard_addresses)
+    for instrument in INSTRUMENTS:
+        address = shard_address(instrument, settings.bar_shard_addresses)
         owner = owners[address]
-        assert shard_of(symbol, owner["bars_shard_count"]) == owner["bars_shard_index"]
+        assert shard_of(instrument, owner["bars_shard_count"]) == owner["bars_shard_index"]
         routed.add(address)
-    assert len(routed) > 1  # the symbols spread over several shards
+    assert len(routed) > 1  # the instruments spread over several shards
 
 
 def test_analytics_consumes_every_bar_shard_with_a_resume_point_each(

@@ -46,7 +46,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/*
 TICKMESH_BARS_ADDRESSES: every bar shard's address in shard order, comma-separated. Every
 service gets the same list: collector shard i publishes to entry i, analytics consumes each
-entry, the gateway sends a symbol to entry crc32(symbol) mod len.
+entry, the gateway sends an instrument to entry crc32("<venue>:<symbol>") mod len.
 */}}
 {{- define "tickmesh.barsShardAddresses" -}}
 {{- $addresses := list -}}
@@ -62,7 +62,7 @@ entry, the gateway sends a symbol to entry crc32(symbol) mod len.
 {{- fail "bars.shards must be at least 1" -}}
 {{- end -}}
 {{- if ne (int .Values.collector.shards) (int .Values.bars.shards) -}}
-{{- fail (printf "collector.shards (%v) must equal bars.shards (%v): collector shard i collects the symbols bar shard i owns (crc32(symbol) mod n == i) and sends them over one ingest stream to that shard, which rejects symbols of other shards" .Values.collector.shards .Values.bars.shards) -}}
+{{- fail (printf "collector.shards (%v) must equal bars.shards (%v): collector shard i collects the instruments bar shard i owns (crc32 of venue:symbol mod n == i) and sends them over one ingest stream to that shard, which rejects instruments of other shards" .Values.collector.shards .Values.bars.shards) -}}
 {{- end -}}
 {{- end -}}
 
