@@ -26,7 +26,6 @@ from tickmesh.gateway.app import create_app
 from tickmesh.gateway.deps import GatewayServices
 from tickmesh.gateway.frame_protocol import FrameWritingProtocol
 from tickmesh.gateway.metrics import GatewayMetrics
-from tickmesh.gateway.passwords import Passwords
 from tickmesh.gateway.settings import GatewaySettings
 from tickmesh.gateway.wiring import build_services
 
@@ -82,7 +81,7 @@ async def gateway_app(
         GatewayMetrics(CoreMetrics()),
         db_pool,
         client,
-        passwords=Passwords(hasher or fast_hasher()),
+        password_hasher=hasher or fast_hasher(),
         rate_limit_prefix=f"security:{secrets.token_hex(4)}:",
     )
     app = create_app(services, tracer_provider)

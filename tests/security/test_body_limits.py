@@ -44,7 +44,7 @@ async def test_declared_oversize_body_is_413_before_any_byte_is_read(
         # Three gigabytes announced, a handful sent: the answer must not wait for the rest.
         writer.write(
             b"POST /api/v1/auth/login HTTP/1.1\r\nHost: gateway\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 3000000000\r\n\r\n{\"username\":"
+            b'Content-Type: application/json\r\nContent-Length: 3000000000\r\n\r\n{"username":'
         )
         await writer.drain()
         status, body = await _status_and_body(reader, within=5)

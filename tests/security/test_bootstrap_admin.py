@@ -71,10 +71,12 @@ async def test_bootstrap_admin_name_taken_by_other_user_refuses_to_start(
         _gateway_env(database_url, fresh_redis_url, name), log_path, within=10
     )
 
-    assert status is not None and status != 0, "the gateway started over a mismatched admin"
+    assert status is not None, "the gateway started over a mismatched admin"
+    assert status == 2
     log = log_path.read_text()
     assert "TICKMESH_GATEWAY_ADMIN_RESET" in log
-    assert CONFIGURED_PASSWORD not in log and ATTACKER_PASSWORD not in log
+    assert CONFIGURED_PASSWORD not in log
+    assert ATTACKER_PASSWORD not in log
     role = await db_pool.fetchval("SELECT role FROM users WHERE username = $1", name)
     assert role == "viewer"
 
@@ -152,7 +154,8 @@ async def test_migration_renames_later_case_duplicates_and_keeps_the_oldest(
             "RETURNING id"
         )
         await migrate(conn)
-        names = dict(await conn.fetch("SELECT id, username FROM users ORDER BY id"))
+        rows = await conn.fetch("SELECT id, username FROM users ORDER BY id")
+        names = {row["id"]: row["username"] for row in rows}
         assert names[oldest] == "Dup"
         assert names[later] == f"dup~{later}"
         try:
