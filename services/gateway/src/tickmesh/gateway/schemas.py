@@ -95,6 +95,13 @@ class Credentials(StrictModel):
     password: Password
 
 
+class PasswordChange(StrictModel):
+    """The caller's current password and the one to replace it."""
+
+    current_password: Annotated[str, Field(min_length=1, max_length=128)]
+    new_password: Password
+
+
 class RefreshRequest(StrictModel):
     """A refresh token to rotate or revoke."""
 

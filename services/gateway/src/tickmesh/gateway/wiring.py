@@ -13,10 +13,12 @@ from typing import Any
 import asyncpg
 import httpx
 import redis.asyncio as redis
+from argon2 import PasswordHasher
 
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.runtime import open_context
 from tickmesh.gateway.accounts import Accounts
+from tickmesh.gateway.admin_bootstrap import bootstrap_admin
 from tickmesh.gateway.alerts.broadcast import AlertBroadcast
 from tickmesh.gateway.alerts.channels import AlertChannels
 from tickmesh.gateway.alerts.cursor import AlertCursor
@@ -46,7 +48,7 @@ def build_services(
     metrics: GatewayMetrics,
     pool: asyncpg.Pool,
     redis_client: redis.Redis,
-    passwords: Passwords | None = None,
+    password_hasher: PasswordHasher | None = None,
     rate_limit_prefix: str = "",
 ) -> GatewayServices:
     """Wire the services on an open pool and Redis client (the caller closes them)."""
@@ -59,6 +61,7 @@ def build_services(
     limits = {
         "api": settings.gateway_rate_limit_per_minute,
         "auth": settings.gateway_auth_rate_limit_per_minute,
+        "login": settings.gateway_login_attempts_per_minute,
         "ws": settings.gateway_rate_limit_per_minute,
     }
 
@@ -73,7 +76,10 @@ def build_services(
         pool=pool,
         keyring=KeyRing.from_settings(settings),
         accounts=Accounts(
-            pool, passwords or Passwords(), timedelta(days=settings.gateway_refresh_token_days)
+            pool,
+            Passwords(password_hasher, settings.gateway_password_hash_concurrency),
+            timedelta(days=settings.gateway_refresh_token_days),
+            timedelta(days=settings.gateway_refresh_family_max_days),
         ),
         alerts=AlertStore(pool),
         backends=backends,
@@ -105,10 +111,12 @@ async def open_services(
     stack.push_async_callback(services.indicator_fanout.close)
     stack.push_async_callback(services.chart_cache.close)
     if settings.gateway_admin_username and settings.gateway_admin_password:
-        await services.accounts.ensure_admin(
-            settings.gateway_admin_username, settings.gateway_admin_password.get_secret_value()
+        await bootstrap_admin(
+            services.accounts,
+            settings.gateway_admin_username,
+            settings.gateway_admin_password.get_secret_value(),
+            reset=settings.gateway_admin_reset,
         )
-        log.info("bootstrap admin ensured", extra={"username": settings.gateway_admin_username})
     _run_in_background(services.alert_broadcast.run(), "alert-broadcast", stack)
     if settings.gateway_alerts_enabled:
         await _start_alert_engine(services, stack)
