@@ -130,7 +130,7 @@ async def test_old_rows_keep_the_minimum_and_disabled_or_demoted_users_stop_firi
 
             # Minutes 1..4 close above 150, one minute apart (bar time): a cooldown of 0
             # would fire four times. Minute 6's trade makes minute 5 final.
-            closes = {0: 100, 1: 200, 2: 201, 3: 202, 4: 203, 5: 100, 6: 100}
+            closes: dict[int, float] = {0: 100, 1: 200, 2: 201, 3: 202, 4: 203, 5: 100, 6: 100}
             await publish(bars.address, [_minutes("spam", 1, closes)])
 
             async def active_called() -> bool:
