@@ -80,6 +80,16 @@ class GatewaySettings(CommonSettings):
     # Webhooks to loopback or private addresses are refused unless this is set (tests, labs).
     gateway_webhook_allow_private: bool = False
     gateway_webhook_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
+    # One delivery attempt (name lookup, connect, send, answer) ends by this deadline, however
+    # slowly a target trickles; kept well under the delivery lease (60 s).
+    gateway_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    # Attempts in flight at once on a replica: slow targets take slots, never the whole worker.
+    gateway_alert_delivery_concurrency: int = Field(default=16, ge=1, le=256)
+    # Alerts one user may have: each is judged on every final bar and may send messages.
+    gateway_alerts_per_user: int = Field(default=100, ge=1, le=100_000)
+    # Webhook and e-mail firings reach other people's systems: at most one per this many
+    # seconds per alert, whatever cooldown the alert asks for (rows stored with less too).
+    gateway_alert_min_cooldown_seconds: int = Field(default=60, ge=0, le=86_400)
     gateway_smtp_host: str = "127.0.0.1"
     gateway_smtp_port: int = Field(default=25, ge=1, le=65535)
     gateway_smtp_sender: str = "alerts@tickmesh.local"

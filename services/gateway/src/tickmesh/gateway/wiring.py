@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import httpx
 import redis.asyncio as redis
 from argon2 import PasswordHasher
 
@@ -26,6 +25,7 @@ from tickmesh.gateway.alerts.delivery import AlertDeliveries
 from tickmesh.gateway.alerts.engine import AlertEngine
 from tickmesh.gateway.alerts.feed import AlertFeed
 from tickmesh.gateway.alerts.store import AlertStore
+from tickmesh.gateway.alerts.supervision import supervise
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.bar_json import PushEncoder
 from tickmesh.gateway.chart_cache import ChartCache
@@ -81,7 +81,9 @@ def build_services(
             timedelta(days=settings.gateway_refresh_token_days),
             timedelta(days=settings.gateway_refresh_family_max_days),
         ),
-        alerts=AlertStore(pool),
+        alerts=AlertStore(
+            pool, settings.gateway_alerts_per_user, settings.gateway_alert_min_cooldown_seconds
+        ),
         backends=backends,
         rate_limiter=RateLimiter(redis_client, limits, metrics, rate_limit_prefix),
         redis_ping=redis_ping,
@@ -137,12 +139,12 @@ def _run_in_background(work: Coroutine[Any, Any, None], name: str, stack: AsyncE
 
 async def _start_alert_engine(services: GatewayServices, stack: AsyncExitStack) -> None:
     """Run the alert engine beside the HTTP server; the stack cancels it first on shutdown."""
-    http = httpx.AsyncClient()
-    stack.push_async_callback(http.aclose)
+    channels = AlertChannels(services.settings, services.metrics)
+    stack.push_async_callback(channels.close)
     deliveries = AlertDeliveries(
         services.pool,
         services.alerts,
-        AlertChannels(services.settings, services.metrics, http),
+        channels,
         services.settings,
         services.metrics,
     )
@@ -156,5 +158,9 @@ async def _start_alert_engine(services: GatewayServices, stack: AsyncExitStack) 
         services.alert_cursor,
         services.settings.gateway_alert_refresh_seconds,
     )
-    _run_in_background(deliveries.run(), "alert-deliveries", stack)
-    _run_in_background(engine.run(), "alert-engine", stack)
+    # Supervised: a worker that dies would otherwise stop every user's alerts unseen.
+    metrics = services.metrics
+    _run_in_background(
+        supervise("alert-deliveries", deliveries.run, metrics), "alert-deliveries", stack
+    )
+    _run_in_background(supervise("alert-engine", engine.run, metrics), "alert-engine", stack)
