@@ -70,5 +70,6 @@ async def test_ws_of_an_expired_token_is_closed_1008_naming_the_token(mesh: WsMe
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1008
     # The dashboard renews its token and reconnects when the reason names the token.
-    assert "token" in closed.value.rcvd.reason and "expired" in closed.value.rcvd.reason
+    assert "token" in closed.value.rcvd.reason
+    assert "expired" in closed.value.rcvd.reason
     assert await mesh.refusals("token_expired") == before + 1

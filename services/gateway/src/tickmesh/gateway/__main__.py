@@ -41,6 +41,8 @@ async def serve(settings: GatewaySettings, tracer_provider: TracerProvider | Non
             ws=FrameWritingProtocol,  # bars are framed once and written to every client
             ws_per_message_deflate=False,  # a compressed frame could not be shared
             ws_ping_interval=settings.gateway_ws_heartbeat_seconds,
+            # Client messages are small (auth, subscribe); uvicorn's default is 16 MiB.
+            ws_max_size=settings.gateway_ws_max_message_bytes,
         )
         # uvicorn drains on SIGTERM/SIGINT, restores the previous handlers and re-raises the
         # signal; these handlers make that re-raise a no-op, so the exit stack closes the pool,

@@ -37,6 +37,7 @@ from tickmesh.gateway.settings import GatewaySettings
 from tickmesh.gateway.source_health import SourceHealthReader
 from tickmesh.gateway.tokens import KeyRing
 from tickmesh.gateway.ws_feeds import InstrumentFeeds
+from tickmesh.gateway.ws_guard import WsGuard
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def build_services(
             settings.gateway_ws_update_seconds,
             metrics.ws_messages.labels(type="bars"),
         ),
+        ws_guard=WsGuard.build(settings, metrics, pool, backends),
         source_health=SourceHealthReader(redis_client),
     )
 
