@@ -33,39 +33,47 @@ class InstrumentRegistry:
         self._ttl = ttl_seconds
         self._known: frozenset[InstrumentId] | None = None
         self._asked_at = float("-inf")  # the last attempt, successful or not
-        self._lock = asyncio.Lock()
+        # The read in flight: every socket arriving meanwhile waits for it (one call a burst).
+        self._reading: asyncio.Task[None] | None = None
 
     async def contains(self, instrument: InstrumentId) -> bool:
         """True when `instrument` is registered; Unavailable when the registry was never read."""
-        age = time.monotonic() - self._asked_at
-        if age > self._ttl or (not self._has(instrument) and age > MISS_REFRESH_SECONDS):
-            await self._refresh(self._asked_at)
+        if self._reading is None:
+            age = time.monotonic() - self._asked_at
+            if age > self._ttl or (not self._has(instrument) and age > MISS_REFRESH_SECONDS):
+                self._reading = asyncio.create_task(self._read(), name="ws-registry-read")
+        if self._reading is not None:
+            # Shielded: a socket that goes away does not cancel the read the others wait for.
+            await asyncio.shield(self._reading)
         if self._known is None:
             raise Unavailable("the instrument registry (collector) is unavailable")
         return instrument in self._known
 
+    def invalidate(self) -> None:
+        """Re-read the list on the next lookup (this replica just changed the registry)."""
+        self._asked_at = float("-inf")
+
     def _has(self, instrument: InstrumentId) -> bool:
         return self._known is not None and instrument in self._known
 
-    async def _refresh(self, seen_asked_at: float) -> None:
-        """Re-read the list once for everyone waiting (a socket burst makes one call)."""
-        async with self._lock:
-            if self._asked_at != seen_asked_at:
-                return  # another socket read it while this one waited
-            self._asked_at = time.monotonic()
+    async def _read(self) -> None:
+        """Read the list once; on failure the last list stays in use."""
+        self._asked_at = time.monotonic()
+        try:
+            reply = await self._backends.collector.call(
+                self._backends.symbols.ListSymbols,
+                symbol_service_pb2.ListSymbolsRequest(include_inactive=True),
+            )
+        except DomainError as error:
+            # A collector restart does not refuse every socket while an older list is known.
+            log.warning("instrument registry not refreshed: %s", error)
+            return
+        finally:
+            self._reading = None
+        known = set()
+        for symbol in reply.symbols:
             try:
-                reply = await self._backends.collector.call(
-                    self._backends.symbols.ListSymbols,
-                    symbol_service_pb2.ListSymbolsRequest(include_inactive=True),
-                )
-            except DomainError as error:
-                # The last list stays in use: a collector restart does not refuse every socket.
-                log.warning("instrument registry not refreshed: %s", error)
-                return
-            known = set()
-            for symbol in reply.symbols:
-                try:
-                    known.add(InstrumentId(int(symbol.exchange), symbol.symbol))
-                except InstrumentError:
-                    continue  # a venue this gateway does not know cannot be subscribed anyway
-            self._known = frozenset(known)
+                known.add(InstrumentId(int(symbol.exchange), symbol.symbol))
+            except InstrumentError:
+                continue  # a venue this gateway does not know cannot be subscribed anyway
+        self._known = frozenset(known)
