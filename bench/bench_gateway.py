@@ -1,7 +1,9 @@
 """The gateway under load: chart latency and cache hit rate, and WebSocket fan-out push lag.
 
 A real `python -m tickmesh.bars` and `python -m tickmesh.gateway` on embedded PostgreSQL and
-Redis. The bar service first gets ten hours of synthetic trades of one instrument (600 final
+Redis, and a collector that only serves the instrument registry; the gateway's WebSocket
+limits per address and per user are raised for 5,000 clients of one address and one user.
+The bar service first gets ten hours of synthetic trades of one instrument (600 final
 1m bars). Then (a) `GET /api/v1/charts/{instrument}?limit=500&indicators=false` at 200 req/s,
 open loop, for 10 s (goals: p99 at most 20 ms, cache hit rate at least 99 %: the gateway's
 chart cache, which answers before the bar service is asked); (b) 5,000 WebSocket clients
@@ -167,6 +169,26 @@ async def _start(database_url: str, redis_url: str, logs: Path) -> _Mesh:
             )
         )
     await _wait_serving(bars_address)
+    # The collector only serves the instrument registry here: the gateway's WebSockets serve
+    # registered instruments only. No watchlist, no venue: it collects nothing.
+    collector_address = f"127.0.0.1:{_free_port()}"
+    with (logs / "collector.log").open("wb") as log:
+        mesh.processes.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tickmesh.collector",
+                env=common
+                | {
+                    "TICKMESH_COLLECTOR_LISTEN": collector_address,
+                    "TICKMESH_COLLECTOR_METRICS_PORT": "0",
+                    "TICKMESH_COLLECTOR_DEFAULT_WATCHLIST": "",
+                    "TICKMESH_BARS_ADDRESS": bars_address,
+                },
+                stderr=log,
+            )
+        )
+    await _wait_serving(collector_address)
     with (logs / "gateway.log").open("wb") as log:
         mesh.processes.append(
             await asyncio.create_subprocess_exec(
@@ -182,7 +204,11 @@ async def _start(database_url: str, redis_url: str, logs: Path) -> _Mesh:
                     "TICKMESH_GATEWAY_ADMIN_PASSWORD": ADMIN[1],
                     "TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000",
                     "TICKMESH_BARS_ADDRESS": bars_address,
-                    "TICKMESH_COLLECTOR_ADDRESS": "127.0.0.1:1",
+                    "TICKMESH_COLLECTOR_ADDRESS": collector_address,
+                    # All the bench's WebSocket clients come from one address with one user's
+                    # token: the per-address and per-user WebSocket limits are raised for it.
+                    "TICKMESH_GATEWAY_WS_PREAUTH_PER_IP": str(2 * CLIENTS),
+                    "TICKMESH_GATEWAY_WS_CONNECTIONS_PER_USER": str(2 * CLIENTS),
                     "TICKMESH_ANALYTICS_ADDRESS": "127.0.0.1:1",
                 },
                 stderr=log,
@@ -236,12 +262,20 @@ async def _seed(mesh: _Mesh) -> None:
 
 
 async def _token(mesh: _Mesh) -> str:
+    """The admin's access token, after registering the bench's instrument as the admin."""
     async with httpx.AsyncClient(base_url=mesh.base_url) as client:
         reply = await client.post(
             "/api/v1/auth/login", json={"username": ADMIN[0], "password": ADMIN[1]}
         )
         reply.raise_for_status()
-        return str(reply.json()["access_token"])
+        token = str(reply.json()["access_token"])
+        registered = await client.post(
+            "/api/v1/symbols",
+            json={"exchange": "simulator", "symbol": SYMBOL, "asset_type": "crypto"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        registered.raise_for_status()
+        return token
 
 
 def _counters(page: str, name: str) -> dict[str, float]:
@@ -406,7 +440,7 @@ async def _run(
         load = await _chart_load(mesh, token)
         return load, await _fan_out(mesh, token)
     finally:
-        for name in ("bars", "gateway"):
+        for name in ("bars", "collector", "gateway"):
             tail = (logs / f"{name}.log").read_text(errors="replace")[-1500:]
             if tail.strip():
                 sys.stderr.write(f"-- {name} log ends:\n{tail}\n")

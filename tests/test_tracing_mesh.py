@@ -38,7 +38,7 @@ from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.core.tracing import TRACEPARENT, get_tracer
 from tickmesh.v2 import market_pb2
 
-from .gateway.processes import GatewayProcess, bars_analytics_gateway
+from .gateway.processes import GatewayProcess, bars_analytics_gateway, register
 from .mesh_processes import ServiceProcess
 
 MINUTE_NS = 60 * 1_000_000_000
@@ -226,6 +226,7 @@ async def test_one_trace_follows_a_trade_batch_from_collector_to_the_websocket_p
     mesh: TracedMesh,
 ) -> None:
     symbol = f"TR{secrets.token_hex(3).upper()}"
+    await register(mesh.gateway.base_url, mesh.headers, f"simulator:{symbol}")
     token = mesh.headers["Authorization"].removeprefix("Bearer ")
     url = (
         mesh.gateway.base_url.replace("http://", "ws://") + f"/ws/simulator:{symbol}?token={token}"
@@ -292,10 +293,8 @@ async def test_gateway_traces_each_request_but_not_each_websocket_message(
     )
     assert login_span.span.kind == trace_pb2.Span.SPAN_KIND_SERVER
     token = mesh.headers["Authorization"].removeprefix("Bearer ")
-    url = (
-        mesh.gateway.base_url.replace("http://", "ws://")
-        + f"/ws/binance_spot:BTCUSDT?token={token}"
-    )
+    await register(mesh.gateway.base_url, mesh.headers, "simulator:TRACEWS")
+    url = mesh.gateway.base_url.replace("http://", "ws://") + f"/ws/simulator:TRACEWS?token={token}"
     async with websockets.connect(url) as ws:
         await ws.send(json.dumps({"type": "ping"}))
         while json.loads(await ws.recv())["type"] != "pong":

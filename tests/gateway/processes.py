@@ -135,6 +135,19 @@ async def login(client: httpx.AsyncClient, username: str, password: str) -> dict
     return {"Authorization": f"Bearer {reply.json()['access_token']}"}
 
 
+async def register(base_url: str, admin: Mapping[str, str], *instruments: str) -> None:
+    """Register instruments through the admin API: WebSockets serve registered ones only."""
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        for instrument in instruments:
+            venue, _, symbol = instrument.partition(":")
+            reply = await client.post(
+                "/api/v1/symbols",
+                json={"exchange": venue, "symbol": symbol, "asset_type": "crypto"},
+                headers=dict(admin),
+            )
+            reply.raise_for_status()
+
+
 @dataclass
 class BarsAnalyticsGateway:
     """A bar service, analytics on it, a gateway on both, and an admin's header."""
@@ -143,6 +156,10 @@ class BarsAnalyticsGateway:
     analytics: ServiceProcess
     gateway: GatewayProcess
     headers: dict[str, str]
+
+    async def register(self, *instruments: str) -> None:
+        """Register instruments (in the collector behind the gateway) as the admin."""
+        await register(self.gateway.base_url, self.headers, *instruments)
 
     @property
     def token(self) -> str:
@@ -158,7 +175,8 @@ async def bars_analytics_gateway(
     common: Mapping[str, str] | None = None,
     **gateway_env: str,
 ) -> AsyncIterator[BarsAnalyticsGateway]:
-    """Start the three (with `common` settings for all of them), yield them, stop them."""
+    """Start the three and a collector holding the registry (with `common` settings for all of
+    them), yield them, stop them."""
     env = {
         "TICKMESH_DATABASE_URL": database_url,
         "TICKMESH_REDIS_URL": redis_url,
@@ -172,13 +190,18 @@ async def bars_analytics_gateway(
         | {"TICKMESH_BARS_ADDRESS": bars.address, "TICKMESH_ANALYTICS_COMMIT_INTERVAL_MS": "20"},
     )
     gateway: GatewayProcess | None = None
+    collector: RunningProcess | None = None
     try:
         await bars.start()
         await analytics.start()
+        collector, collector_address = await start_collector(
+            database_url, redis_url, log_path.with_name("collector.log")
+        )
         gateway = await start_gateway(
             database_url,
             redis_url,
             log_path,
+            TICKMESH_COLLECTOR_ADDRESS=collector_address,
             TICKMESH_BARS_ADDRESS=bars.address,
             TICKMESH_ANALYTICS_ADDRESS=analytics.address,
             TICKMESH_GATEWAY_BACKEND_TIMEOUT_SECONDS="5",
@@ -192,6 +215,8 @@ async def bars_analytics_gateway(
     finally:
         if gateway is not None:
             await gateway.stop()
+        if collector is not None:
+            await collector.stop()
         for process in (analytics, bars):
             if process.running:
                 await process.stop()

@@ -17,7 +17,7 @@ import websockets
 
 from ..ingest_helpers import publish
 from ..mesh_processes import ServiceProcess
-from .processes import ADMIN, login, start_gateway
+from .processes import ADMIN, login, register, start_collector, start_gateway
 from .test_alert_catch_up import INSTRUMENT, _minutes
 
 
@@ -27,7 +27,16 @@ async def test_firing_on_one_replica_reaches_a_websocket_on_another(
     common = {"TICKMESH_DATABASE_URL": fresh_database_url, "TICKMESH_REDIS_URL": fresh_redis_url}
     bars = ServiceProcess("bars", common | {"TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
     await bars.start()
+    # The registry behind both gateways; its Binance sources point nowhere (no live venue).
+    collector, collector_address = await start_collector(
+        fresh_database_url,
+        fresh_redis_url,
+        tmp_path / "collector.log",
+        TICKMESH_COLLECTOR_BINANCE_SPOT_STREAM_URL="ws://127.0.0.1:1",
+        TICKMESH_COLLECTOR_BINANCE_SPOT_API_URL="http://127.0.0.1:1/api",
+    )
     settings = {
+        "TICKMESH_COLLECTOR_ADDRESS": collector_address,
         "TICKMESH_BARS_ADDRESS": bars.address,
         "TICKMESH_GATEWAY_ALERT_REFRESH_SECONDS": "0.2",
     }
@@ -51,6 +60,7 @@ async def test_firing_on_one_replica_reaches_a_websocket_on_another(
             )
             assert created.status_code == 201, created.text
         token = admin["Authorization"].removeprefix("Bearer ")
+        await register(judging.base_url, admin, INSTRUMENT)
         url = serving.base_url.replace("http://", "ws://") + f"/ws/{INSTRUMENT}?token={token}"
         async with websockets.connect(url) as ws:
             await asyncio.sleep(1.0)  # A's engine follows the symbol
@@ -74,4 +84,5 @@ async def test_firing_on_one_replica_reaches_a_websocket_on_another(
     finally:
         await serving.stop()
         await judging.stop()
+        await collector.stop()
         await bars.kill()

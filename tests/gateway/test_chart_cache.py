@@ -20,7 +20,7 @@ from tickmesh.v2 import market_pb2
 
 from ..ingest_helpers import publish_until_acked
 from ..mesh_processes import ServiceProcess
-from .processes import ADMIN, GatewayProcess, login, start_gateway
+from .processes import ADMIN, GatewayProcess, login, register, start_collector, start_gateway
 
 MINUTE_NS = 60 * 1_000_000_000
 SECOND_NS = 1_000_000_000
@@ -34,7 +34,11 @@ Mesh = tuple[ServiceProcess, GatewayProcess, dict[str, str]]
 async def mesh(
     module_database_url: str, module_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Mesh]:
-    """A bar service and a gateway on it, plus an admin's header."""
+    """A bar service, a collector (the registry) and a gateway on both, plus an admin's header."""
+    logs = tmp_path_factory.mktemp("chart-cache")
+    collector, collector_address = await start_collector(
+        module_database_url, module_redis_url, logs / "collector.log"
+    )
     bars = ServiceProcess(
         "bars",
         {
@@ -48,7 +52,8 @@ async def mesh(
     gateway = await start_gateway(
         module_database_url,
         module_redis_url,
-        tmp_path_factory.mktemp("chart-cache") / "gateway.log",
+        logs / "gateway.log",
+        TICKMESH_COLLECTOR_ADDRESS=collector_address,
         TICKMESH_BARS_ADDRESS=bars.address,
         TICKMESH_GATEWAY_BACKEND_TIMEOUT_SECONDS="5",
         TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE="100000",
@@ -57,6 +62,7 @@ async def mesh(
         headers = await login(client, *ADMIN)
     yield bars, gateway, headers
     await gateway.stop()
+    await collector.stop()
     await bars.stop()
 
 
@@ -211,6 +217,7 @@ async def test_final_bar_pushed_over_websocket_is_in_the_next_chart(mesh: Mesh) 
     trades = _Trades(bars, symbol)
     await trades.publish((START_NS + 5 * SECOND_NS, 100.0), (START_NS + 3 * MINUTE_NS, 101.0))
     token = headers["Authorization"].removeprefix("Bearer ")
+    await register(gateway.base_url, headers, f"simulator:{symbol}")
     url = gateway.base_url.replace("http://", "ws://") + f"/ws/simulator:{symbol}?token={token}"
     async with (
         httpx.AsyncClient(base_url=gateway.base_url, headers=headers) as client,

@@ -23,7 +23,7 @@ from tickmesh.v2 import market_pb2
 
 from ..ingest_helpers import publish_until_acked
 from ..mesh_processes import ServiceProcess
-from .processes import ADMIN, GatewayProcess, login, start_gateway
+from .processes import ADMIN, GatewayProcess, login, register, start_collector, start_gateway
 
 MINUTE_NS = 60 * 1_000_000_000
 START_NS = int(datetime(2024, 1, 2, tzinfo=UTC).timestamp()) * 1_000_000_000
@@ -46,8 +46,23 @@ async def _start_bars(database_url: str, redis_url: str, **env: str) -> ServiceP
 
 
 @pytest.fixture(scope="module")
-async def mesh(
+async def collector_address(
     module_database_url: str, module_redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A collector serving the module's instrument registry (WebSockets serve registered ones)."""
+    collector, address = await start_collector(
+        module_database_url, module_redis_url, tmp_path_factory.mktemp("ws") / "collector.log"
+    )
+    yield address
+    await collector.stop()
+
+
+@pytest.fixture(scope="module")
+async def mesh(
+    module_database_url: str,
+    module_redis_url: str,
+    collector_address: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[ServiceProcess, GatewayProcess, dict[str, str]]]:
     """A bar service and a gateway on it, plus an admin's header."""
     bars = await _start_bars(module_database_url, module_redis_url)
@@ -55,6 +70,7 @@ async def mesh(
         module_database_url,
         module_redis_url,
         tmp_path_factory.mktemp("ws") / "gateway.log",
+        TICKMESH_COLLECTOR_ADDRESS=collector_address,
         TICKMESH_BARS_ADDRESS=bars.address,
         TICKMESH_GATEWAY_WS_HEARTBEAT_SECONDS="0.5",
     )
@@ -154,6 +170,7 @@ async def test_ws_fans_out_final_bar_to_clients_over_one_upstream(
 ) -> None:
     bars, gateway, headers = mesh
     symbol = f"WS{secrets.token_hex(3).upper()}"
+    await register(gateway.base_url, headers, f"simulator:{symbol}")
     token = headers["Authorization"].removeprefix("Bearer ")
     # The alert engine may watch other symbols of the shared database: count relative to now.
     upstreams_before = await _gauge(gateway, "tickmesh_ws_bar_upstreams")
@@ -193,7 +210,8 @@ async def test_ws_heartbeat_and_bad_subscription_message(
 ) -> None:
     _, gateway, headers = mesh
     token = headers["Authorization"].removeprefix("Bearer ")
-    async with websockets.connect(_ws_url(gateway, "binance_spot:ETHUSDT", token)) as ws:
+    await register(gateway.base_url, headers, "simulator:BEAT")
+    async with websockets.connect(_ws_url(gateway, "simulator:BEAT", token)) as ws:
         await ws.send(json.dumps({"type": "subscribe", "timeframes": ["2m"]}))
         error = await _next(ws, "error")
         assert "unknown" in error["detail"]
@@ -223,6 +241,7 @@ async def test_ws_client_that_stops_reading_is_closed_as_too_slow(
     mesh: tuple[ServiceProcess, GatewayProcess, dict[str, str]],
     module_database_url: str,
     module_redis_url: str,
+    collector_address: str,
     tmp_path: Path,
 ) -> None:
     bars, _, headers = mesh
@@ -230,6 +249,7 @@ async def test_ws_client_that_stops_reading_is_closed_as_too_slow(
         module_database_url,
         module_redis_url,
         tmp_path / "gateway.log",
+        TICKMESH_COLLECTOR_ADDRESS=collector_address,
         TICKMESH_BARS_ADDRESS=bars.address,
         TICKMESH_GATEWAY_ALERTS_ENABLED="false",
         TICKMESH_GATEWAY_WS_MAX_BUFFERED_BYTES="1024",
@@ -239,6 +259,7 @@ async def test_ws_client_that_stops_reading_is_closed_as_too_slow(
     )
     try:
         symbol = f"SLOW{secrets.token_hex(3).upper()}"
+        await register(gateway.base_url, headers, f"simulator:{symbol}")
         token = headers["Authorization"].removeprefix("Bearer ")
         # A small receive buffer, and a client that takes at most one message off it.
         sock = socket.socket()
@@ -277,7 +298,7 @@ async def test_ws_client_that_stops_reading_is_closed_as_too_slow(
 
 
 async def test_ws_gets_every_final_bar_though_the_upstream_was_cut_as_too_slow(
-    module_database_url: str, module_redis_url: str, tmp_path: Path
+    module_database_url: str, module_redis_url: str, collector_address: str, tmp_path: Path
 ) -> None:
     # A bar service that ends any subscriber 100 final bars behind: a burst cuts the
     # gateway's upstream, which must resume after the last final bar it had.
@@ -288,13 +309,16 @@ async def test_ws_gets_every_final_bar_though_the_upstream_was_cut_as_too_slow(
         module_database_url,
         module_redis_url,
         tmp_path / "gateway.log",
+        TICKMESH_COLLECTOR_ADDRESS=collector_address,
         TICKMESH_BARS_ADDRESS=bars.address,
         TICKMESH_GATEWAY_ALERTS_ENABLED="false",
     )
     try:
         async with httpx.AsyncClient(base_url=gateway.base_url) as client:
-            token = (await login(client, *ADMIN))["Authorization"].removeprefix("Bearer ")
+            admin = await login(client, *ADMIN)
+            token = admin["Authorization"].removeprefix("Bearer ")
         symbol = f"CUT{secrets.token_hex(3).upper()}"
+        await register(gateway.base_url, admin, f"simulator:{symbol}")
         stream = f"cut-{symbol}"
         async with websockets.connect(
             _ws_url(gateway, f"simulator:{symbol}", token), max_size=None

@@ -18,7 +18,7 @@ from tickmesh.v2 import market_pb2
 
 from ..ingest_helpers import publish_until_acked
 from ..mesh_processes import ServiceProcess
-from .processes import GatewayProcess, bars_analytics_gateway
+from .processes import GatewayProcess, bars_analytics_gateway, register
 
 MINUTE_NS = 60 * 1_000_000_000
 START_NS = int(datetime(2024, 1, 3, tzinfo=UTC).timestamp()) * 1_000_000_000
@@ -52,6 +52,11 @@ def _batch(symbol: str, sequence: int, seconds: list[int]) -> market_pb2.TradeBa
     return market_pb2.TradeBatch(stream_id=f"ind-{symbol}", sequence=sequence, trades=[run])
 
 
+def _admin(token: str) -> dict[str, str]:
+    """The admin's Authorization header."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def _rows_until(
     ws: websockets.ClientConnection, rows: list[dict[str, Any]], timeframe: str, time_s: int
 ) -> None:
@@ -68,6 +73,7 @@ async def test_ws_pushes_indicator_rows_of_subscribed_timeframes_only(
 ) -> None:
     bars, gateway, token = mesh
     symbol = f"IN{secrets.token_hex(3).upper()}"
+    await register(gateway.base_url, _admin(token), f"simulator:{symbol}")
     url = gateway.base_url.replace("http://", "ws://") + f"/ws/simulator:{symbol}?token={token}"
     start_s = START_NS // 1_000_000_000
     both: list[dict[str, Any]] = []

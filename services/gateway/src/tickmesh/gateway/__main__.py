@@ -46,6 +46,8 @@ async def serve(settings: GatewaySettings, tracer_provider: TracerProvider | Non
             # X-Forwarded-For is handled by the app from TICKMESH_GATEWAY_TRUSTED_PROXIES;
             # uvicorn's default would trust it from 127.0.0.1 whatever the setting says.
             proxy_headers=False,
+            # Client messages are small (auth, subscribe); uvicorn's default is 16 MiB.
+            ws_max_size=settings.gateway_ws_max_message_bytes,
         )
         install_log_redaction()  # `?token=` out of uvicorn's access and WebSocket lines
         # uvicorn drains on SIGTERM/SIGINT, restores the previous handlers and re-raises the

@@ -28,6 +28,7 @@ from tickmesh.gateway.settings import GatewaySettings
 from tickmesh.gateway.source_health import SourceHealthReader
 from tickmesh.gateway.tokens import KeyRing, Role
 from tickmesh.gateway.ws_feeds import InstrumentFeeds
+from tickmesh.gateway.ws_guard import WsGuard
 
 ROLE_RANK: dict[Role, int] = {"viewer": 0, "trader": 1, "admin": 2}
 
@@ -52,6 +53,7 @@ class GatewayServices:
     indicator_fanout: IndicatorFanout
     chart_cache: ChartCache
     ws_feeds: InstrumentFeeds
+    ws_guard: WsGuard
     source_health: SourceHealthReader
 
 

@@ -58,6 +58,18 @@ class GatewayMetrics:
             "WebSocket clients closed for not keeping up.",
             registry=registry,
         )
+        self.ws_refused = Counter(
+            "tickmesh_ws_refused",
+            "WebSocket connections refused or closed by a limit or check, by reason "
+            "(see ws_guard.py).",
+            ["reason"],
+            registry=registry,
+        )
+        self.ws_user_check_errors = Counter(
+            "tickmesh_ws_user_check_errors",
+            "Rounds of re-checking the users of open WebSockets that failed on the database.",
+            registry=registry,
+        )
         self.bar_upstreams = Gauge(
             "tickmesh_ws_bar_upstreams",
             "Open BarService.Subscribe streams (one per watched instrument).",

@@ -73,6 +73,22 @@ class GatewaySettings(CommonSettings):
     # where clients send {"type": "auth", "token": ...} as the dashboard does.
     gateway_ws_query_token: bool | None = None
 
+    # WebSocket limits (see ws_guard.py); the bench raises them for its 5,000 clients.
+    # Sockets of one client address that have not authenticated yet (?token= or the first
+    # message): past this the handshake is refused with 429.
+    gateway_ws_preauth_per_ip: int = Field(default=32, ge=1, le=1_000_000)
+    # Largest client->server message (uvicorn's own default is 16 MiB); larger closes 1009.
+    gateway_ws_max_message_bytes: int = Field(default=4096, ge=512, le=16 * 1024 * 1024)
+    # Open sockets per user on this replica; one more is closed 1008.
+    gateway_ws_connections_per_user: int = Field(default=16, ge=1, le=1_000_000)
+    # A token bucket per socket for client messages: refill rate and burst; over it, 1008.
+    gateway_ws_messages_per_second: float = Field(default=5.0, gt=0, le=100_000)
+    gateway_ws_message_burst: int = Field(default=20, ge=1, le=1_000_000)
+    # How often the users of open sockets are re-read: a disabled user's sockets close within it.
+    gateway_ws_user_check_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # How long the instrument registry (the collector's list) is reused for subscriptions.
+    gateway_ws_registry_seconds: float = Field(default=30.0, gt=0, le=3600)
+
     gateway_alerts_enabled: bool = True
     # How often the alert engine re-reads the active alerts (new alerts start being judged).
     gateway_alert_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)

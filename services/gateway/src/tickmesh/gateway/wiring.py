@@ -39,6 +39,7 @@ from tickmesh.gateway.settings import GatewaySettings
 from tickmesh.gateway.source_health import SourceHealthReader
 from tickmesh.gateway.tokens import KeyRing
 from tickmesh.gateway.ws_feeds import InstrumentFeeds
+from tickmesh.gateway.ws_guard import WsGuard
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def build_services(
             settings.gateway_ws_update_seconds,
             metrics.ws_messages.labels(type="bars"),
         ),
+        ws_guard=WsGuard.build(settings, metrics, pool, backends),
         source_health=SourceHealthReader(redis_client),
     )
 

@@ -64,6 +64,8 @@ async def add_symbol(body: SymbolCreate, admin: AdminUser, services: ServicesDep
             asset_type=body.asset_type,
         ),
     )
+    # This replica's WebSockets serve it at once (other replicas on their next miss).
+    services.ws_guard.registry.invalidate()
     return symbol_out(reply.symbol)
 
 

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.responses import PlainTextResponse
+from starlette.websockets import WebSocketState
 
-from tickmesh.core.errors import DomainError
+from tickmesh.core.errors import DomainError, Unavailable
 from tickmesh.core.instruments import InstrumentError, InstrumentId
 from tickmesh.core.timeframes import BY_LABEL
 from tickmesh.gateway.accounts import User
@@ -19,6 +21,7 @@ from tickmesh.gateway.frame_protocol import FrameWriter
 from tickmesh.gateway.schemas import AlertEventOut
 from tickmesh.gateway.settings import query_tokens_allowed
 from tickmesh.gateway.ws_feeds import ClientSocket
+from tickmesh.gateway.ws_guard import WsGuard
 
 router = APIRouter(tags=["websocket"])
 log = logging.getLogger(__name__)
@@ -26,14 +29,18 @@ log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
+MESSAGE_TOO_BIG = 1009  # uvicorn closes with it past gateway_ws_max_message_bytes
 CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
 TOKEN_REQUIRED = "a valid access token is required"
 # Production refuses tokens in URLs (proxies log them); the reason says what to send instead.
 QUERY_TOKEN_REFUSED = 'no ?token= here: send {"type": "auth", "token": ...} first'
 
 
-async def _authenticate(websocket: WebSocket, services: GatewayServices) -> User | str:
-    """The user of the `token` query parameter or of a first {"type": "auth"} message; else why not."""
+async def _authenticate(
+    websocket: WebSocket, services: GatewayServices, address: str
+) -> tuple[User, datetime] | str:
+    """The user of the `token` query parameter, or of a first {"type": "auth"} message, and
+    when that token expires; else why not."""
     token = websocket.query_params.get("token")
     if token is not None and not query_tokens_allowed(services.settings):
         return QUERY_TOKEN_REFUSED
@@ -42,7 +49,11 @@ async def _authenticate(websocket: WebSocket, services: GatewayServices) -> User
             first = await asyncio.wait_for(
                 websocket.receive_json(), services.settings.gateway_ws_auth_timeout_seconds
             )
-        except (TimeoutError, ValueError, WebSocketDisconnect):
+        except WebSocketDisconnect as gone:
+            if gone.code == MESSAGE_TOO_BIG:
+                services.ws_guard.refused("message_too_big", address, "oversized first message")
+            return TOKEN_REQUIRED
+        except (TimeoutError, ValueError):
             return TOKEN_REQUIRED
         if not isinstance(first, dict) or first.get("type") != "auth":
             return TOKEN_REQUIRED
@@ -51,11 +62,12 @@ async def _authenticate(websocket: WebSocket, services: GatewayServices) -> User
             return TOKEN_REQUIRED
     try:
         claims = services.keyring.verify_access_token(token)
-        return await services.accounts.active_user(
+        user = await services.accounts.active_user(
             claims, services.settings.gateway_user_cache_seconds
         )
     except DomainError:
         return TOKEN_REQUIRED
+    return (user, claims.expires_at)
 
 
 def _timeframes(message: dict[str, Any]) -> list[str] | str:
@@ -94,6 +106,14 @@ class _Connection:
         self.beat: asyncio.TimerHandle | None = None
         self.alerts: list[AlertEventOut] = []
         self.indicators: list[dict[str, Any]] = []
+        self.bucket = services.ws_guard.message_bucket()
+        # Set once when a limit or check ends the session: (refusal reason, close reason).
+        self.ending: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+
+    def end(self, reason: str, text: str) -> None:
+        """End the session with a 1008 close saying `text` (the first call wins)."""
+        if not self.ending.done():
+            self.ending.set_result((reason, text))
 
     def on_indicators(self, message: dict[str, Any]) -> None:
         """Indicator listener: keep the subscribed timeframes' rows, never block."""
@@ -121,7 +141,17 @@ class _Connection:
         """Handle subscribe / unsubscribe / ping messages until the client leaves."""
         feeds = self.services.ws_feeds
         while True:
-            raw = await self.websocket.receive_text()
+            try:
+                raw = await self.websocket.receive_text()
+            except WebSocketDisconnect as gone:
+                if gone.code == MESSAGE_TOO_BIG:
+                    self.services.ws_guard.refused(
+                        "message_too_big", str(self.instrument), "oversized message"
+                    )
+                raise
+            if not self.bucket.take():
+                self.end("message_rate", f"message rate over {self.bucket.per_second:g} per second")
+                return
             try:
                 message = json.loads(raw)
             except ValueError:
@@ -192,10 +222,51 @@ def _close_reason(text: str) -> str:
     return text.encode()[:CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
+def _address(websocket: WebSocket) -> str:
+    """The client's address, as uvicorn reports it (after its trusted-proxy handling)."""
+    return websocket.client.host if websocket.client is not None else "unknown"
+
+
 @router.websocket("/ws/{instrument}")
 async def bars_socket(websocket: WebSocket, instrument: str) -> None:
     """Live bars of `instrument` ("<venue>:<symbol>"): authenticate, then subscribe to timeframes."""
     services = get_services(websocket)
+    guard = services.ws_guard
+    address = _address(websocket)
+    if not guard.preauth.take(address):
+        guard.refused("preauth_per_ip", address, f"over {guard.preauth.limit} unauthenticated")
+        # Refused before the upgrade: the cheapest answer, and one a flood cannot hold open.
+        await websocket.send_denial_response(
+            PlainTextResponse(
+                "too many unauthenticated WebSockets from this address",
+                status_code=429,
+                headers={"Retry-After": "1"},
+            )
+        )
+        return
+    try:
+        opened = await _open(websocket, services, instrument, address)
+    finally:
+        guard.preauth.give_back(address)
+    if opened is None:
+        return
+    user, expires_at, parsed, frames = opened
+    if not guard.per_user.take(user.id):
+        text = f"too many connections for this user (limit {guard.per_user.limit})"
+        guard.refused("connections_per_user", f"user {user.username}", text)
+        await websocket.close(POLICY_VIOLATION, text)
+        return
+    try:
+        if await _registered(websocket, guard, parsed, user):
+            await _serve(websocket, services, user, expires_at, parsed, frames)
+    finally:
+        guard.per_user.give_back(user.id)
+
+
+async def _open(
+    websocket: WebSocket, services: GatewayServices, instrument: str, address: str
+) -> tuple[User, datetime, InstrumentId, FrameWriter] | None:
+    """Accept and authenticate (the pre-authentication part); None when closed here."""
     try:
         parsed = InstrumentId.parse(instrument)
     except InstrumentError as error:
@@ -204,22 +275,55 @@ async def bars_socket(websocket: WebSocket, instrument: str) -> None:
         # Accepted first so the client reads why (a refused handshake is a bare HTTP 403).
         await websocket.accept()
         await websocket.close(POLICY_VIOLATION, _close_reason(f"instrument: {error}"))
-        return
+        return None
     frames = FrameWriter.of(websocket)
     await websocket.accept()
     if frames is None:
         # Served without tickmesh.gateway's protocol (the gateway's own main sets it).
         await websocket.close(INTERNAL_ERROR, "this server cannot write WebSocket frames directly")
-        return
-    user = await _authenticate(websocket, services)
-    if isinstance(user, str):
-        await websocket.close(POLICY_VIOLATION, user)
-        return
+        return None
+    authenticated = await _authenticate(websocket, services, address)
+    if isinstance(authenticated, str):
+        if websocket.client_state is not WebSocketState.DISCONNECTED:
+            await websocket.close(POLICY_VIOLATION, _close_reason(authenticated))
+        return None
+    return authenticated[0], authenticated[1], parsed, frames
+
+
+async def _registered(
+    websocket: WebSocket, guard: WsGuard, instrument: InstrumentId, user: User
+) -> bool:
+    """True when `instrument` is registered; otherwise the socket is told why and closed."""
+    try:
+        known = await guard.registry.contains(instrument)
+    except Unavailable as error:
+        guard.refused("registry_unavailable", f"user {user.username}", str(error))
+        await websocket.close(TRY_AGAIN_LATER, "instrument registry unavailable; try again later")
+        return False
+    if known:
+        return True
+    text = f"instrument {instrument} is not registered"
+    guard.refused("unknown_instrument", f"user {user.username}", text)
+    await websocket.send_text(json.dumps({"type": "error", "detail": text}))
+    await websocket.close(POLICY_VIOLATION, _close_reason(text))
+    return False
+
+
+async def _serve(
+    websocket: WebSocket,
+    services: GatewayServices,
+    user: User,
+    expires_at: datetime,
+    parsed: InstrumentId,
+    frames: FrameWriter,
+) -> None:
+    """Run an admitted session until the client leaves, lags, or a limit or check ends it."""
     decision = await services.rate_limiter.take(f"user:{user.id}", "ws")
     if not decision.allowed:
         await websocket.close(TRY_AGAIN_LATER, "rate limited")
         return
     connection = _Connection(websocket, services, parsed, frames)
+    session = services.ws_guard.sessions.add(user.id, expires_at, connection.end)
     services.ws_feeds.attach(services.fanout, parsed)
     services.indicator_fanout.add(parsed, connection.on_indicators)
     services.alert_feed.add(user.id, connection.on_alert)
@@ -228,17 +332,18 @@ async def bars_socket(websocket: WebSocket, instrument: str) -> None:
     pusher = asyncio.create_task(connection.push_loop())
     try:
         await connection.send({"type": "welcome", "instrument": str(parsed), "user": user.username})
-        done, _ = await asyncio.wait({receiver, pusher}, return_when=asyncio.FIRST_COMPLETED)
-        if pusher in done and not receiver.done():
+        waiting: set[asyncio.Future[Any]] = {receiver, pusher, connection.ending}
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if connection.ending in done:
+            reason, text = connection.ending.result()
+            services.ws_guard.refused(reason, f"user {user.username}", text)
+            await _close_or_abort(websocket, services, frames, POLICY_VIOLATION, text)
+        elif pusher in done and not receiver.done():
             services.metrics.ws_slow_closed.inc()
             log.warning("closing a WebSocket client of %s as too slow", parsed)
-            try:
-                async with asyncio.timeout(services.settings.gateway_ws_send_timeout_seconds):
-                    await websocket.close(TRY_AGAIN_LATER, "too slow: updates were piling up")
-            except TimeoutError:
-                frames.abort()  # it reads nothing, not even the close frame
-            except Exception:
-                pass
+            await _close_or_abort(
+                websocket, services, frames, TRY_AGAIN_LATER, "too slow: updates were piling up"
+            )
     except (WebSocketDisconnect, TimeoutError):
         pass  # the client left or stopped reading; cleanup below
     finally:
@@ -246,7 +351,21 @@ async def bars_socket(websocket: WebSocket, instrument: str) -> None:
             task.cancel()
         await asyncio.gather(receiver, pusher, return_exceptions=True)
         connection.stop()
+        services.ws_guard.sessions.remove(session)
         await services.ws_feeds.detach(services.fanout, parsed, connection.socket)
         await services.indicator_fanout.remove(parsed, connection.on_indicators)
         services.alert_feed.remove(user.id, connection.on_alert)
         services.metrics.ws_clients.dec()
+
+
+async def _close_or_abort(
+    websocket: WebSocket, services: GatewayServices, frames: FrameWriter, code: int, text: str
+) -> None:
+    """Close with `code`; a client that does not take even the close frame is dropped."""
+    try:
+        async with asyncio.timeout(services.settings.gateway_ws_send_timeout_seconds):
+            await websocket.close(code, _close_reason(text))
+    except TimeoutError:
+        frames.abort()  # it reads nothing, not even the close frame
+    except Exception:  # the client may be gone already; the cleanup follows
+        pass
