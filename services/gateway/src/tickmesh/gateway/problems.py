@@ -119,3 +119,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         (429, "Rate limited"),
     )
 }
+# Routes behind a role (deps.require_role) answer 403 to a signed-in user without it.
+FORBIDDEN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: PROBLEM_RESPONSES[400] | {"description": "Signed in without the role this needs"}
+}

@@ -7,14 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from tickmesh.gateway.deps import ServicesDep, TraderUser, rate_limited
-from tickmesh.gateway.problems import PROBLEM_RESPONSES
+from tickmesh.gateway.problems import FORBIDDEN_RESPONSES, PROBLEM_RESPONSES
 from tickmesh.gateway.schemas import AlertEventOut, AlertIn, AlertOut
 
 router = APIRouter(
     prefix="/api/v1/alerts",
     tags=["alerts"],
     dependencies=[Depends(rate_limited("api"))],
-    responses=PROBLEM_RESPONSES | {404: PROBLEM_RESPONSES[400] | {"description": "Not found"}},
+    responses=PROBLEM_RESPONSES
+    | FORBIDDEN_RESPONSES
+    | {404: PROBLEM_RESPONSES[400] | {"description": "Not found"}},
 )
 
 AlertId = Annotated[int, Path(ge=1, le=2**31 - 1)]
