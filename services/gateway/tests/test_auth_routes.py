@@ -130,3 +130,15 @@ async def test_role_guarded_operations_document_403(gateway: Gateway) -> None:
         assert forbidden is not None, f"{method.upper()} {path}"
         assert PROBLEM in forbidden["content"]
     assert "403" not in paths["/api/v1/symbols"]["get"]["responses"]  # any signed-in user
+
+
+async def test_admin_changing_an_unknown_user_is_a_documented_404(gateway: Gateway) -> None:
+    # Found by tests/security/test_openapi_fuzz.py: the 404 was not in the OpenAPI.
+    admin = await gateway.user("admin")
+    reply = await gateway.client.patch(
+        "/api/v1/users/2147483647", json={"disabled": True}, headers=admin.headers
+    )
+    assert reply.status_code == 404
+    assert reply.headers["content-type"] == PROBLEM
+    documented = gateway.app.openapi()["paths"]["/api/v1/users/{user_id}"]["patch"]
+    assert PROBLEM in documented["responses"]["404"]["content"]
