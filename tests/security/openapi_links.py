@@ -3,7 +3,8 @@
 FastAPI does not emit links, and the served document stays as it is: the test adds them to
 its copy. Each link says which answer feeds which next call, so a scenario can go
 register -> login -> (bearer) alerts CRUD -> refresh -> logout, or, for the admin,
-symbols -> charts/features/quality -> deactivate.
+symbols -> charts/features/quality -> deactivate. A registered user is a link away from
+the admin changing it (PATCH /users/{id}); the admin's own id is kept out by the test.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import copy
 from typing import Any
 
 BEARER_FROM_TOKENS = "Bearer {$response.body#/access_token}"
+# An instrument the test registers and fills with bars, so charts answer 200 with real bars.
+KNOWN_INSTRUMENT = "binance_spot:XRPETH"
 
 # (source method, source path, status) -> {link name: (target method, target path, link body)}
 LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, Any]]]] = {
@@ -30,13 +33,6 @@ LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, Any]]]] = 
             "patch",
             "/api/v1/users/{user_id}",
             {"parameters": {"path.user_id": "$response.body#/id"}},
-        ),
-    },
-    ("get", "/api/v1/users", "200"): {
-        "UpdateUser": (
-            "patch",
-            "/api/v1/users/{user_id}",
-            {"parameters": {"path.user_id": "$response.body#/0/id"}},
         ),
     },
     ("post", "/api/v1/symbols", "201"): {
@@ -68,6 +64,14 @@ def _token_links() -> dict[str, tuple[str, str, dict[str, Any]]]:
         "ListSymbols": ("get", "/api/v1/symbols", bearer),
         "Health": ("get", "/health", {}),
         "ApiHealth": ("get", "/api/v1/health", {}),
+        **{
+            name: (method, path, {"parameters": {"path.instrument": KNOWN_INSTRUMENT}})
+            for name, method, path in (
+                ("KnownChart", "get", "/api/v1/charts/{instrument}"),
+                ("KnownFeatures", "get", "/api/v1/features/{instrument}"),
+                ("KnownQuality", "get", "/api/v1/quality/{instrument}"),
+            )
+        },
     }
 
 

@@ -23,6 +23,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import Flaky
+from requests.structures import CaseInsensitiveDict
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation.stateful.state_machine import APIStateMachine
@@ -33,10 +34,14 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from ..gateway.processes import BarsAnalyticsGateway, bars_analytics_gateway, start_collector
-from .openapi_links import add_links
+from ..ingest_helpers import fixtures_root, publish, xrpeth_batches
+from .openapi_links import KNOWN_INSTRUMENT, add_links
 
 # Calls (API requests) the run makes at least: short in the suite, 1,000+ under `make fuzz`.
 FUZZ_CASES = int(os.environ.get("TICKMESH_FUZZ_CASES", "200"))
+XRPETH_CAPTURE = (
+    "binance_spot/freqtrade_XRPETH/XRPETH-aggTrades-2019-10-11_to_2019-10-13.derived.csv"
+)
 TOKEN_PATHS = {"/api/v1/auth/login", "/api/v1/auth/refresh"}
 CHECKS = [
     not_a_server_error,
@@ -52,6 +57,7 @@ class FuzzTarget:
 
     mesh: BarsAnalyticsGateway
     schema: Any  # schemathesis.specs.openapi.schemas.OpenApiSchema (untyped upstream)
+    admin_id: int
     calls: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -77,18 +83,34 @@ async def fuzz_target(
             # Self-registered users may own alerts, so register -> login -> alerts is a path.
             TICKMESH_GATEWAY_SIGNUP_ROLE="trader",
         ) as mesh:
+            await _fill_known_instrument(mesh)
             async with httpx.AsyncClient(base_url=mesh.gateway.base_url) as client:
                 document = (await client.get("/openapi.json")).json()
+                me = await client.get("/api/v1/auth/me", headers=mesh.headers)
             schema = schemathesis.openapi.from_dict(add_links(document))
             schema.config.update(base_url=mesh.gateway.base_url)
             # Tokens come from links or the admin (`before_call`), not from random bearer text:
             # random tokens are a 401 on every route, which test_jwt_attacks covers.
             schema.config.generation.update(with_security_parameters=False)
-            yield FuzzTarget(mesh, schema)
+            yield FuzzTarget(mesh, schema, admin_id=me.json()["id"])
             log = mesh.gateway.log()
     finally:
         await collector.stop()
     assert "Traceback" not in log, log[-4000:]
+
+
+async def _fill_known_instrument(mesh: BarsAnalyticsGateway) -> None:
+    """Register KNOWN_INSTRUMENT and publish a real trade capture of it into the bar service."""
+    venue, symbol = KNOWN_INSTRUMENT.split(":")
+    async with httpx.AsyncClient(base_url=mesh.gateway.base_url) as client:
+        added = await client.post(
+            "/api/v1/symbols",
+            json={"exchange": venue, "symbol": symbol, "asset_type": "crypto"},
+            headers=mesh.headers,
+        )
+        assert added.status_code == 201, added.text
+    batches = xrpeth_batches(fixtures_root() / XRPETH_CAPTURE, "fuzz")
+    assert await publish(mesh.bars.address, batches) == batches[-1].sequence
 
 
 def machine_for(target: FuzzTarget) -> type[APIStateMachine]:
@@ -110,10 +132,14 @@ def machine_for(target: FuzzTarget) -> type[APIStateMachine]:
             That is the admin's until a login or refresh in this scenario answers, then that
             user's: a link from a created alert to reading it then reads as its owner.
             """
-            headers = dict(case.headers or {})
-            if "authorization" not in {name.lower() for name in headers}:
-                headers["Authorization"] = self.bearer
-                case.headers = headers
+            if case.path_parameters and case.path_parameters.get("user_id") == target.admin_id:
+                # Demoting or disabling the admin the run signs in as would turn every later
+                # admin call into a 401/403 and blind the run; another id is as good a probe.
+                case.path_parameters["user_id"] = target.admin_id + 1
+            if case.headers is None or "authorization" not in case.headers:
+                # CaseInsensitiveDict: one lookup whatever the case a link wrote it in.
+                case.headers = CaseInsensitiveDict(case.headers or {})
+                case.headers["Authorization"] = self.bearer
 
         def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
             """A timeout, so a hanging route fails rather than stalls the run."""
@@ -158,21 +184,29 @@ def test_openapi_stateful_fuzz_finds_no_server_error(fuzz_target: FuzzTarget) ->
         # A failure is reported as found: shrinking would re-run many slow calls.
         phases=[Phase.generate],
     )
-    while len(fuzz_target.calls) < FUZZ_CASES:
+    operations = {
+        result.ok().label
+        for result in fuzz_target.schema.get_all_operations()
+        if result.ok() is not None
+    }
+    # Until the budget is spent and every operation was called (a rarely drawn one gets a
+    # few more rounds, up to three times the budget).
+    while len(fuzz_target.calls) < FUZZ_CASES or (
+        _missed(operations, fuzz_target.calls) and len(fuzz_target.calls) < 3 * FUZZ_CASES
+    ):
         # Hypothesis stops a run whose replay differs (the server remembers earlier calls);
         # the calls it made were checked all the same, so the next run goes on from there.
         with contextlib.suppress(Flaky):
             machine.run(settings=run_settings)
     distinct = sorted({failure.split("\n", 1)[0] for failure in fuzz_target.failures})
     assert not fuzz_target.failures, "\n".join(distinct) + "\n\n" + fuzz_target.failures[0]
-    operations = {
-        result.ok().label
-        for result in fuzz_target.schema.get_all_operations()
-        if result.ok() is not None
-    }
-    called = {call.rsplit(" ", 1)[0] for call in fuzz_target.calls}
     print(collections.Counter(fuzz_target.calls).most_common())  # noqa: T201
-    missed = operations - called
+    missed = _missed(operations, fuzz_target.calls)
     assert not missed, f"never called: {sorted(missed)}"
     # The figure `make fuzz` reports.
     print(f"\nopenapi fuzz: {len(fuzz_target.calls)} calls, 0 failures")  # noqa: T201
+
+
+def _missed(operations: set[str], calls: list[str]) -> set[str]:
+    """The operations no call has reached yet."""
+    return operations - {call.rsplit(" ", 1)[0] for call in calls}
