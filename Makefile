@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PY_SOURCES := src services tests bench conftest.py
 
-.PHONY: run demo test lint proto bench chaos setup clean frontend frontend-test
+.PHONY: run demo test lint proto bench chaos fuzz setup clean frontend frontend-test
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -70,6 +70,12 @@ bench: setup
 ## run ("0 lost, 0 doubled" or exit 1)
 chaos: setup
 	$(BIN)/python -m bench.chaos
+
+## fuzz: stateful Schemathesis over the gateway's whole OpenAPI (register -> login -> alerts ...)
+## against a real mesh, 1,000 calls or more; fails on any 5xx or answer the schema does not allow
+FUZZ_CASES ?= 1000
+fuzz: setup
+	TICKMESH_FUZZ_CASES=$(FUZZ_CASES) $(BIN)/pytest tests/security/test_openapi_fuzz.py -q -s
 
 clean:
 	rm -rf $(VENV) .tools node_modules

@@ -204,10 +204,15 @@ async def bars_analytics_gateway(
             TICKMESH_COLLECTOR_ADDRESS=collector_address,
             TICKMESH_BARS_ADDRESS=bars.address,
             TICKMESH_ANALYTICS_ADDRESS=analytics.address,
-            TICKMESH_GATEWAY_BACKEND_TIMEOUT_SECONDS="5",
-            TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE="10000",
-            **(common or {}),
-            **gateway_env,
+            # Defaults a caller's settings may override (one dict, so no keyword is doubled).
+            **(
+                {
+                    "TICKMESH_GATEWAY_BACKEND_TIMEOUT_SECONDS": "5",
+                    "TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE": "10000",
+                }
+                | dict(common or {})
+                | gateway_env
+            ),
         )
         async with httpx.AsyncClient(base_url=gateway.base_url) as client:
             headers = await login(client, *ADMIN)

@@ -112,3 +112,33 @@ async def test_viewer_calling_admin_route_is_403(gateway: Gateway) -> None:
     assert "admin" in reply.json()["detail"]
     listing = await gateway.client.get("/api/v1/users", headers=viewer.headers)
     assert listing.status_code == 403
+
+
+async def test_role_guarded_operations_document_403(gateway: Gateway) -> None:
+    # Found by tests/security/test_openapi_fuzz.py: a viewer's 403 was not in the OpenAPI.
+    paths = gateway.app.openapi()["paths"]
+    guarded = [
+        ("/api/v1/users", "get"),
+        ("/api/v1/users/{user_id}", "patch"),
+        ("/api/v1/symbols", "post"),
+        ("/api/v1/symbols/{instrument}", "delete"),
+        ("/api/v1/alerts", "post"),
+        ("/api/v1/alerts/{alert_id}", "put"),
+    ]
+    for path, method in guarded:
+        forbidden = paths[path][method]["responses"].get("403")
+        assert forbidden is not None, f"{method.upper()} {path}"
+        assert PROBLEM in forbidden["content"]
+    assert "403" not in paths["/api/v1/symbols"]["get"]["responses"]  # any signed-in user
+
+
+async def test_admin_changing_an_unknown_user_is_a_documented_404(gateway: Gateway) -> None:
+    # Found by tests/security/test_openapi_fuzz.py: the 404 was not in the OpenAPI.
+    admin = await gateway.user("admin")
+    reply = await gateway.client.patch(
+        "/api/v1/users/2147483647", json={"disabled": True}, headers=admin.headers
+    )
+    assert reply.status_code == 404
+    assert reply.headers["content-type"] == PROBLEM
+    documented = gateway.app.openapi()["paths"]["/api/v1/users/{user_id}"]["patch"]
+    assert PROBLEM in documented["responses"]["404"]["content"]

@@ -155,3 +155,10 @@ async def test_mesh_health_lists_each_source_the_collector_reported(
     assert sources["binance_usdm"]["updated_at"].startswith("1970-01-01T00:00:01.5")
     assert (sources["binance_spot"]["state"], sources["binance_spot"]["error"]) == ("up", None)
     assert sources["yahoo"]["state"] == "unknown"
+
+
+async def test_deactivating_an_unregistered_instrument_documents_404(gateway: Gateway) -> None:
+    # Found by tests/security/test_openapi_fuzz.py, which runs a real collector: its NOT_FOUND
+    # for an unregistered instrument reached clients as a 404 the OpenAPI did not list.
+    documented = gateway.app.openapi()["paths"]["/api/v1/symbols/{instrument}"]["delete"]
+    assert "application/problem+json" in documented["responses"]["404"]["content"]

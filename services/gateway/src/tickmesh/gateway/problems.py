@@ -119,3 +119,11 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         (429, "Rate limited"),
     )
 }
+# A route naming one thing (a user, an instrument, an alert) answers 404 when it is not there.
+NOT_FOUND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: PROBLEM_RESPONSES[400] | {"description": "Not found"}
+}
+# Routes behind a role (deps.require_role) answer 403 to a signed-in user without it.
+FORBIDDEN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: PROBLEM_RESPONSES[400] | {"description": "Signed in without the role this needs"}
+}

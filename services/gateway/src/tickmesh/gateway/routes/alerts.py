@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 
 from tickmesh.gateway.alerts.policy import check_alert_policy
 from tickmesh.gateway.deps import ServicesDep, TraderUser, rate_limited
-from tickmesh.gateway.problems import PROBLEM_RESPONSES
+from tickmesh.gateway.problems import FORBIDDEN_RESPONSES, PROBLEM_RESPONSES
 from tickmesh.gateway.schemas import AlertEventOut, AlertIn, AlertOut
 
 router = APIRouter(
@@ -16,6 +16,7 @@ router = APIRouter(
     tags=["alerts"],
     dependencies=[Depends(rate_limited("api"))],
     responses=PROBLEM_RESPONSES
+    | FORBIDDEN_RESPONSES
     | {
         404: PROBLEM_RESPONSES[400] | {"description": "Not found"},
         409: PROBLEM_RESPONSES[400] | {"description": "Too many alerts"},

@@ -10,7 +10,11 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from tickmesh.core.exchanges import exchange_label, exchange_proto
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.gateway.deps import AdminUser, CurrentUser, ServicesDep, rate_limited
-from tickmesh.gateway.problems import PROBLEM_RESPONSES
+from tickmesh.gateway.problems import (
+    FORBIDDEN_RESPONSES,
+    NOT_FOUND_RESPONSES,
+    PROBLEM_RESPONSES,
+)
 from tickmesh.gateway.schemas import Instrument, SymbolCreate, SymbolOut
 from tickmesh.v2 import symbol_service_pb2
 
@@ -53,7 +57,7 @@ async def list_symbols(
     return [symbol_out(symbol) for symbol in reply.symbols]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=FORBIDDEN_RESPONSES)
 async def add_symbol(body: SymbolCreate, admin: AdminUser, services: ServicesDep) -> SymbolOut:
     """Register an instrument (venue + symbol), or reactivate it (admins only)."""
     reply = await services.backends.collector.call(
@@ -69,7 +73,7 @@ async def add_symbol(body: SymbolCreate, admin: AdminUser, services: ServicesDep
     return symbol_out(reply.symbol)
 
 
-@router.delete("/{instrument}")
+@router.delete("/{instrument}", responses=FORBIDDEN_RESPONSES | NOT_FOUND_RESPONSES)
 async def deactivate_symbol(
     instrument: InstrumentPath, admin: AdminUser, services: ServicesDep
 ) -> SymbolOut:

@@ -7,7 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from tickmesh.gateway.deps import AdminUser, ServicesDep, rate_limited
-from tickmesh.gateway.problems import PROBLEM_RESPONSES
+from tickmesh.gateway.problems import (
+    FORBIDDEN_RESPONSES,
+    NOT_FOUND_RESPONSES,
+    PROBLEM_RESPONSES,
+)
 from tickmesh.gateway.routes.auth import user_out
 from tickmesh.gateway.schemas import UserOut, UserUpdate
 
@@ -15,7 +19,7 @@ router = APIRouter(
     prefix="/api/v1/users",
     tags=["users"],
     dependencies=[Depends(rate_limited("api"))],
-    responses=PROBLEM_RESPONSES,
+    responses=PROBLEM_RESPONSES | FORBIDDEN_RESPONSES,
 )
 
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -27,7 +31,7 @@ async def list_users(admin: AdminUser, services: ServicesDep) -> list[UserOut]:
     return [user_out(user) for user in await services.accounts.list_all()]
 
 
-@router.patch("/{user_id}")
+@router.patch("/{user_id}", responses=NOT_FOUND_RESPONSES)
 async def update_user(
     user_id: UserId, body: UserUpdate, admin: AdminUser, services: ServicesDep
 ) -> UserOut:
