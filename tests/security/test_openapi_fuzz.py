@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ..gateway.processes import BarsAnalyticsGateway, bars_analytics_gateway, start_collector
+from ..gateway.processes import BarsAnalyticsGateway, bars_analytics_gateway
 from ..ingest_helpers import fixtures_root, publish, xrpeth_batches
 from .openapi_links import KNOWN_INSTRUMENT, add_links
 
@@ -66,36 +66,29 @@ class FuzzTarget:
 async def fuzz_target(
     database_url: str, module_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[FuzzTarget]:
-    """Collector, bars, analytics and a gateway whose limits a fuzzer does not reach."""
+    """Collector, bars, analytics and a gateway (whose limits a fuzzer does not reach)."""
     logs = tmp_path_factory.mktemp("fuzz")
-    collector, collector_address = await start_collector(
-        database_url, module_redis_url, logs / "collector.log"
-    )
-    try:
-        async with bars_analytics_gateway(
-            database_url,
-            module_redis_url,
-            logs / "gateway.log",
-            TICKMESH_COLLECTOR_ADDRESS=collector_address,
-            # The limiter stays on; its buckets are just deeper than this run's calls.
-            TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE="1000000",
-            TICKMESH_GATEWAY_AUTH_RATE_LIMIT_PER_MINUTE="1000000",
-            # Self-registered users may own alerts, so register -> login -> alerts is a path.
-            TICKMESH_GATEWAY_SIGNUP_ROLE="trader",
-        ) as mesh:
-            await _fill_known_instrument(mesh)
-            async with httpx.AsyncClient(base_url=mesh.gateway.base_url) as client:
-                document = (await client.get("/openapi.json")).json()
-                me = await client.get("/api/v1/auth/me", headers=mesh.headers)
-            schema = schemathesis.openapi.from_dict(add_links(document))
-            schema.config.update(base_url=mesh.gateway.base_url)
-            # Tokens come from links or the admin (`before_call`), not from random bearer text:
-            # random tokens are a 401 on every route, which test_jwt_attacks covers.
-            schema.config.generation.update(with_security_parameters=False)
-            yield FuzzTarget(mesh, schema, admin_id=me.json()["id"])
-            log = mesh.gateway.log()
-    finally:
-        await collector.stop()
+    async with bars_analytics_gateway(
+        database_url,
+        module_redis_url,
+        logs / "gateway.log",
+        # The limiter stays on; its buckets are just deeper than this run's calls.
+        TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE="1000000",
+        TICKMESH_GATEWAY_AUTH_RATE_LIMIT_PER_MINUTE="1000000",
+        # Self-registered users may own alerts, so register -> login -> alerts is a path.
+        TICKMESH_GATEWAY_SIGNUP_ROLE="trader",
+    ) as mesh:
+        await _fill_known_instrument(mesh)
+        async with httpx.AsyncClient(base_url=mesh.gateway.base_url) as client:
+            document = (await client.get("/openapi.json")).json()
+            me = await client.get("/api/v1/auth/me", headers=mesh.headers)
+        schema = schemathesis.openapi.from_dict(add_links(document))
+        schema.config.update(base_url=mesh.gateway.base_url)
+        # Tokens come from links or the admin (`before_call`), not from random bearer text:
+        # random tokens are a 401 on every route, which test_jwt_attacks covers.
+        schema.config.generation.update(with_security_parameters=False)
+        yield FuzzTarget(mesh, schema, admin_id=me.json()["id"])
+        log = mesh.gateway.log()
     assert "Traceback" not in log, log[-4000:]
 
 

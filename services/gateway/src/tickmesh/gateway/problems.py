@@ -115,6 +115,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in (
         (400, "Bad request"),
         (401, "Missing, invalid or expired credentials"),
+        (413, "Request body over the gateway's size limit"),
         (422, "Invalid input"),
         (429, "Rate limited"),
     )

@@ -89,7 +89,10 @@ async def logout(body: RefreshRequest, services: ServicesDep) -> None:
     await services.accounts.revoke_family(body.refresh_token)
 
 
-@router.post("/password")
+@router.post(
+    "/password",
+    responses={403: PROBLEM_RESPONSES[400] | {"description": "current_password is wrong"}},
+)
 async def change_password(
     body: PasswordChange, user: CurrentUser, services: ServicesDep
 ) -> TokenPair:
