@@ -9,21 +9,49 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 import websockets
+from grpc import aio
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from websockets.exceptions import ConnectionClosed
 
-from ..gateway.processes import ADMIN, start_gateway
-from .auth_harness import gateway_app, login, register, served
+from tickmesh.v2 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
 
-INSTRUMENT = "binance_spot:BTCUSDT"
+from ..gateway.processes import start_collector
+from .auth_harness import gateway_app, login, register, served
+from .ws_harness import ws_mesh
+
+
+@asynccontextmanager
+async def collector_with_instrument(
+    database_url: str, redis_url: str, logs: Path
+) -> AsyncIterator[tuple[str, str]]:
+    """A real collector holding one registered simulator instrument: (address, instrument).
+
+    The gateway serves WebSockets for registered instruments only, and asks the collector.
+    """
+    collector, address = await start_collector(database_url, redis_url, logs / "collector.log")
+    symbol = f"RED{secrets.token_hex(3).upper()}"
+    try:
+        async with aio.insecure_channel(address) as channel:
+            await symbol_service_pb2_grpc.SymbolServiceStub(channel).AddSymbol(
+                symbol_service_pb2.AddSymbolRequest(
+                    symbol=symbol, exchange=market_pb2.EXCHANGE_SIMULATOR, asset_type="crypto"
+                ),
+                timeout=30,
+            )
+        yield address, f"simulator:{symbol}"
+    finally:
+        await collector.stop()
 
 
 async def _first_message(url: str, auth_message: dict[str, str] | None = None) -> dict[str, str]:
@@ -44,19 +72,15 @@ async def _first_message(url: str, auth_message: dict[str, str] | None = None) -
 async def test_query_token_is_not_in_the_access_log(
     database_url: str, fresh_redis_url: str, tmp_path: Path
 ) -> None:
-    log_path = tmp_path / "gateway.log"
-    gateway = await start_gateway(database_url, fresh_redis_url, log_path)
-    try:
-        async with httpx.AsyncClient(base_url=gateway.base_url) as client:
-            token = (await login(client, *ADMIN))["access_token"]
+    async with ws_mesh(database_url, fresh_redis_url, tmp_path) as mesh:
+        token = mesh.admin["Authorization"].removeprefix("Bearer ")
+        async with httpx.AsyncClient(base_url=mesh.gateway.base_url) as client:
             answered = await client.get("/api/v1/auth/me", params={"token": token})
             assert answered.status_code == 401  # a query token is no HTTP credential
-        ws_url = gateway.base_url.replace("http://", "ws://") + f"/ws/{INSTRUMENT}?token={token}"
-        welcome = await _first_message(ws_url)
-        assert welcome["type"] == "welcome"
-    finally:
-        await gateway.stop()
-    log = log_path.read_text()
+        ws_base = mesh.gateway.base_url.replace("http://", "ws://")
+        welcome = await _first_message(f"{ws_base}/ws/{mesh.instrument}?token={token}")
+        assert welcome["type"] == "welcome", welcome
+    log = (tmp_path / "gateway.log").read_text()
     assert "/ws/" in log
     assert "/api/v1/auth/me" in log
     assert token not in log  # ...without the token
@@ -64,18 +88,23 @@ async def test_query_token_is_not_in_the_access_log(
 
 
 async def test_query_token_is_not_in_trace_attributes(
-    db_pool: asyncpg.Pool, redis_url: str
+    database_url: str, db_pool: asyncpg.Pool, redis_url: str, tmp_path: Path
 ) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    async with gateway_app(db_pool, redis_url, tracer_provider=provider) as gateway:
+    async with (
+        collector_with_instrument(database_url, redis_url, tmp_path) as (address, instrument),
+        gateway_app(
+            db_pool, redis_url, tracer_provider=provider, collector_address=address
+        ) as gateway,
+    ):
         name = await register(gateway.client)
         token = (await login(gateway.client, name, "correct horse"))["access_token"]
         async with served(gateway.app) as base_url:
             async with httpx.AsyncClient(base_url=base_url) as client:
                 await client.get("/api/v1/auth/me", params={"token": token, "lang": "en"})
-            ws_url = base_url.replace("http://", "ws://") + f"/ws/{INSTRUMENT}?token={token}"
+            ws_url = base_url.replace("http://", "ws://") + f"/ws/{instrument}?token={token}"
             assert (await _first_message(ws_url))["type"] == "welcome"
     provider.shutdown()
     spans = exporter.get_finished_spans()
@@ -90,13 +119,18 @@ async def test_query_token_is_not_in_trace_attributes(
 
 @pytest.mark.parametrize("environment", ["production"])
 async def test_production_refuses_query_tokens_but_takes_auth_messages(
-    db_pool: asyncpg.Pool, redis_url: str, environment: str
+    database_url: str, db_pool: asyncpg.Pool, redis_url: str, environment: str, tmp_path: Path
 ) -> None:
-    async with gateway_app(db_pool, redis_url, environment=environment) as gateway:
+    async with (
+        collector_with_instrument(database_url, redis_url, tmp_path) as (address, instrument),
+        gateway_app(
+            db_pool, redis_url, environment=environment, collector_address=address
+        ) as gateway,
+    ):
         name = await register(gateway.client)
         token = (await login(gateway.client, name, "correct horse"))["access_token"]
         async with served(gateway.app) as base_url:
-            ws_base = base_url.replace("http://", "ws://") + f"/ws/{INSTRUMENT}"
+            ws_base = base_url.replace("http://", "ws://") + f"/ws/{instrument}"
             refused = await _first_message(f"{ws_base}?token={token}")
             assert refused.get("closed") == "1008", refused
             assert "auth" in refused["reason"]
