@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -172,3 +172,33 @@ def issue_command(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(f"issued {leaf_dir / 'tls.crt'} for {role_uri(role)}")
+
+
+def insecure_requested(environment: Mapping[str, str]) -> bool:
+    """Whether TICKMESH_GRPC_INSECURE asks for plaintext (tests of things other than TLS)."""
+    return environment.get("TICKMESH_GRPC_INSECURE", "").strip().lower() in {"1", "true", "yes"}
+
+
+def child_tls_environments(
+    state_dir: Path, child_names: Sequence[str], environment: Mapping[str, str]
+) -> dict[str, dict[str, str]]:
+    """TICKMESH_TLS_DIR of each service child of `tickmesh run`/`demo`, certificates made.
+
+    The CA lives in STATE_DIR/tls and is kept across runs, so a reader certificate issued
+    for grpcurl stays valid; each child ("bars-1" is a bar service) gets its role's directory.
+    Empty when TICKMESH_GRPC_INSECURE asks for plaintext.
+    """
+    if insecure_requested(environment):
+        return {}
+    root = state_dir / "tls"
+    directories = issue_all(root)
+    return {
+        name: {"TICKMESH_TLS_DIR": str(directories[name.split("-")[0]])}
+        for name in child_names
+        if name.split("-")[0] in directories
+    }
+
+
+def role_tls_dir(state_dir: Path, role: str) -> Path:
+    """Where `tickmesh run` keeps `role`'s certificate under its state directory."""
+    return state_dir / "tls" / role
