@@ -43,7 +43,8 @@ class ServiceProcess:
         transport = (
             {"TICKMESH_GRPC_INSECURE": "true"}
             if pki is None
-            else {"TICKMESH_TLS_DIR": str(pki.tls_dir(service))}
+            # The test run's plaintext default (conftest.py) does not apply to this child.
+            else {"TICKMESH_TLS_DIR": str(pki.tls_dir(service)), "TICKMESH_GRPC_INSECURE": "false"}
         )
         self._environment = {
             **os.environ,
@@ -94,13 +95,14 @@ class ServiceProcess:
 
     def channel(self, role: str = "gateway") -> aio.Channel:
         """A channel to this process: as `role` over TLS, or plaintext when it runs without."""
-        return dial(self.address, self._credentials(role))
+        return dial(self.address, self.credentials(role))
 
-    def _credentials(self, role: str) -> grpc.ChannelCredentials | None:
+    def credentials(self, role: str) -> grpc.ChannelCredentials | None:
+        """`role`'s channel credentials when this process serves TLS, else None (plaintext)."""
         return None if self.pki is None else self.pki.material(role).channel_credentials()
 
     async def _wait_ready(self, within_seconds: float) -> None:
-        await wait_serving(self.address, within_seconds, self._credentials(self.service))
+        await wait_serving(self.address, within_seconds, self.credentials(self.service))
 
     @property
     def running(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -40,3 +42,20 @@ class TestPki:
         """A channel that trusts the mesh's CA but has no certificate of its own."""
         ca = (self.directory / "ca.crt").read_bytes()
         return aio.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca))
+
+
+def without_insecure(environment: Mapping[str, str]) -> dict[str, str]:
+    """`environment` without the test run's plaintext default: children get TLS as deployed."""
+    return {k: v for k, v in environment.items() if k != "TICKMESH_GRPC_INSECURE"}
+
+
+async def run_credentials(
+    state_dir: Path, role: str, within_seconds: float = 30.0
+) -> grpc.ChannelCredentials:
+    """`role`'s credentials from the CA `tickmesh run`/`demo` makes under STATE_DIR/tls."""
+    key = state_dir / "tls" / role / "tls.key"
+    async with asyncio.timeout(within_seconds):
+        while not key.exists():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)  # the certificate is written right after its key
+    return TestPki(state_dir / "tls", issue_certificates=False).material(role).channel_credentials()
