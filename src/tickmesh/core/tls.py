@@ -26,13 +26,13 @@ class TlsMaterial:
     key: bytes
 
     @classmethod
-    def load(cls, directory: Path) -> TlsMaterial:
-        """Read DIR/{ca.crt,tls.crt,tls.key}; SettingsError naming the missing file."""
+    def load(cls, directory: Path, setting: str = "TICKMESH_TLS_DIR") -> TlsMaterial:
+        """Read DIR/{ca.crt,tls.crt,tls.key}; SettingsError naming `setting` and what is missing."""
         missing = [name for name in TLS_FILES if not (directory / name).is_file()]
         if missing:
             raise SettingsError(
-                f"TICKMESH_TLS_DIR: {directory} has no {', '.join(missing)}"
-                " (expected ca.crt, tls.crt, tls.key)"
+                f"{setting}: {directory} lacks {', '.join(missing)}"
+                " (`tickmesh certs issue` writes ca.crt, tls.crt, tls.key)"
             )
         return cls(
             (directory / "ca.crt").read_bytes(),

@@ -24,7 +24,7 @@ def _importer_tls(tls_dir: Path | None) -> TlsMaterial | None:
         return None
     if tls_dir is None:
         tls_dir = role_tls_dir(Path(os.environ.get("TICKMESH_STATE_DIR", ".state")), "importer")
-    return TlsMaterial.load(tls_dir)
+    return TlsMaterial.load(tls_dir, "--tls-dir/TICKMESH_IMPORT_TLS_DIR")
 
 
 def import_trades(
