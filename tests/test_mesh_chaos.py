@@ -20,6 +20,7 @@ from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, Sou
 from tickmesh.v2 import market_pb2
 
 from .chaos_mesh import (
+    INSTRUMENT,
     alert_firings,
     analytics_rows,
     build_mesh,
@@ -86,7 +87,7 @@ async def test_every_service_killed_during_a_replay_loses_and_doubles_nothing(
             expected = _klines(fixtures / klines_file)
             wrong = ["not read yet"]
             for _ in range(150):  # revisions from the collector's backfill settle
-                built = await _final_bars(mesh.bars.address, "BTCUSDT", minutes, reader)
+                built = await _final_bars(mesh.bars.address, str(INSTRUMENT), minutes, reader)
                 wrong = _mismatches(built, expected, minutes)
                 if not wrong:
                     break
