@@ -18,7 +18,6 @@ from tickmesh.core.metrics import CoreMetrics
 from tickmesh.gateway.app import create_app
 from tickmesh.gateway.deps import GatewayServices
 from tickmesh.gateway.metrics import GatewayMetrics
-from tickmesh.gateway.passwords import Passwords
 from tickmesh.gateway.settings import GatewaySettings
 from tickmesh.gateway.tokens import Role
 from tickmesh.gateway.wiring import build_services
@@ -99,7 +98,7 @@ async def make_gateway(db_pool: asyncpg.Pool, redis_url: str) -> AsyncIterator[G
             db_pool,
             client,
             # One fast round of argon2: the tests check the flow, not the cost.
-            passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)),
+            password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
             rate_limit_prefix=f"test:{secrets.token_hex(4)}:",
         )
         app = create_app(services)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -10,13 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 
-from tickmesh.gateway.alerts.channels import AlertChannels, Outcome, internal_target
+from tickmesh.gateway.alerts.addresses import parse_address, refusal
+from tickmesh.gateway.alerts.channels import AlertChannels, Outcome
 from tickmesh.gateway.alerts.delivery import AlertDeliveries
 from tickmesh.gateway.alerts.engine import AlertEngine
 from tickmesh.gateway.alerts.store import AlertStore
@@ -157,8 +158,7 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
                 one_time=True,
             ),
         )
-        async with httpx.AsyncClient() as http:
-            deliveries = _deliveries(gateway, http)
+        async with _delivering(gateway) as deliveries:
             engine = AlertEngine(
                 services.alerts,
                 services.fanout,
@@ -186,17 +186,22 @@ async def test_engine_fires_webhook_with_retry_and_email_once(
         smtp.stop()
 
 
-def _deliveries(gateway: Gateway, http: httpx.AsyncClient, lease: float = 60.0) -> AlertDeliveries:
+@contextlib.asynccontextmanager
+async def _delivering(gateway: Gateway, lease: float = 60.0) -> AsyncIterator[AlertDeliveries]:
+    """A delivery worker on the gateway's store; its webhook client is closed afterwards."""
     services = gateway.services
-    channels = AlertChannels(services.settings, services.metrics, http)
-    return AlertDeliveries(
-        services.pool,
-        services.alerts,
-        channels,
-        services.settings,
-        services.metrics,
-        lease_seconds=lease,
-    )
+    channels = AlertChannels(services.settings, services.metrics)
+    try:
+        yield AlertDeliveries(
+            services.pool,
+            services.alerts,
+            channels,
+            services.settings,
+            services.metrics,
+            lease_seconds=lease,
+        )
+    finally:
+        await channels.close()
 
 
 async def _webhook_firing(gateway: Gateway, url: str) -> int:
@@ -226,9 +231,12 @@ async def test_a_firing_left_pending_is_sent_once_by_another_replica(
     try:
         gateway = await make_gateway(gateway_webhook_allow_private=True)
         alert_id = await _webhook_firing(gateway, url)
-        async with httpx.AsyncClient() as http:
-            replicas = [_deliveries(gateway, http) for _ in range(3)]
-            await asyncio.gather(*(replica.deliver_due() for replica in replicas))
+        async with (
+            _delivering(gateway) as one,
+            _delivering(gateway) as two,
+            _delivering(gateway) as three,
+        ):
+            await asyncio.gather(*(replica.deliver_due() for replica in (one, two, three)))
         assert len(received) == 1  # claimed by one replica under its row lock
         assert await _deliveries_of(gateway.services.pool, alert_id) == [("delivered", 1)]
     finally:
@@ -243,12 +251,11 @@ async def test_a_replica_killed_mid_send_is_taken_over_after_its_lease(
     try:
         gateway = await make_gateway(gateway_webhook_allow_private=True)
         alert_id = await _webhook_firing(gateway, url)
-        async with httpx.AsyncClient() as http:
-            dying = asyncio.create_task(_deliveries(gateway, http, lease=0.5).deliver_due())
+        async with _delivering(gateway, lease=0.5) as dying_replica, _delivering(gateway) as other:
+            dying = asyncio.create_task(dying_replica.deliver_due())
             async with asyncio.timeout(5):
                 await hang.reached.wait()
             dying.cancel()  # killed while its webhook call hangs: nothing marked
-            other = _deliveries(gateway, http)
             assert await other.deliver_due() == 0  # the lease still holds
             await asyncio.sleep(0.6)
             assert await other.deliver_due() == 1
@@ -272,8 +279,8 @@ async def test_delivery_gives_up_after_its_attempts_or_on_a_refusal(
         )
         down = await _webhook_firing(gateway, url)
         gone = await _webhook_firing(gateway, refused_url)
-        async with httpx.AsyncClient() as http:
-            await _drain(_deliveries(gateway, http), gateway.services.pool, [down, gone])
+        async with _delivering(gateway) as deliveries:
+            await _drain(deliveries, gateway.services.pool, [down, gone])
         assert len(received) == 2
         assert len(refused) == 1  # a 404 is not retried
         assert await _deliveries_of(gateway.services.pool, down) == [("failed", 2)]
@@ -304,12 +311,15 @@ async def test_webhook_to_internal_address_refused_by_default(
     make_gateway: GatewayFactory, url: str
 ) -> None:
     gateway = await make_gateway()
-    async with httpx.AsyncClient() as http:
-        channels = AlertChannels(gateway.services.settings, gateway.services.metrics, http)
-        assert await internal_target(url) is not None
+    channels = AlertChannels(gateway.services.settings, gateway.services.metrics)
+    try:
         outcome = await channels._webhook(url, _event())
+    finally:
+        await channels.close()
     assert outcome is Outcome.REFUSED
 
 
 async def test_webhook_to_public_address_is_not_refused() -> None:
-    assert await internal_target("https://93.184.215.14/hook") is None
+    address = parse_address("93.184.215.14")
+    assert address is not None
+    assert refusal(address) is None

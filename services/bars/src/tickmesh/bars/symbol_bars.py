@@ -32,6 +32,7 @@ from tickmesh.bars.bar_state import (
 from tickmesh.bars.config import EngineConfig
 from tickmesh.bars.dedup import TradeIdSet
 from tickmesh.bars.legacy_snapshots import LEGACY_SNAPSHOT_VERSION, upgrade_row, upgrade_snapshot
+from tickmesh.bars.minute_merge import merge_minutes
 from tickmesh.bars.minutes import aggregate_minutes
 from tickmesh.bars.results import SourceBarResult, TradeRunResult
 from tickmesh.bars.rollup import Scales, TimeframeBook
@@ -179,28 +180,8 @@ class SymbolBars:
             trades.out_of_order,
             trades.taker_buys,
         )
-        pairs = list(zip(self.books, revised, strict=True))
-        for i in range(len(minutes)):
-            for book, book_revised in pairs:
-                book.merge(
-                    minutes.open_time_ns[i],
-                    minutes.open[i],
-                    minutes.high[i],
-                    minutes.low[i],
-                    minutes.close[i],
-                    minutes.open_event_ns[i],
-                    minutes.open_trade_id[i],
-                    minutes.close_event_ns[i],
-                    minutes.close_trade_id[i],
-                    minutes.volume[i],
-                    minutes.quote_volume[i],
-                    minutes.trade_count[i],
-                    False,
-                    book_revised,
-                    minutes.out_of_order_trades[i],
-                    minutes.taker_buy_volume[i],
-                    minutes.taker_buy_quote_volume[i],
-                )
+        for book, book_revised in zip(self.books, revised, strict=True):
+            merge_minutes(book, minutes, book_revised)
 
     def _settle(
         self, frontier_ns: int | None, revised: list[set[int]], out: list[BarUpdate]

@@ -20,8 +20,10 @@ from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.runtime import mesh_tls_or_exit
 from tickmesh.core.tls import TlsMaterial
 from tickmesh.core.tracing import configure_tracing, exporting
+from tickmesh.gateway.admin_bootstrap import AdminMismatch
 from tickmesh.gateway.app import create_app
 from tickmesh.gateway.frame_protocol import FrameWritingProtocol
+from tickmesh.gateway.query_redaction import install_log_redaction
 from tickmesh.gateway.settings import GatewaySettings, load_gateway_settings_or_exit
 from tickmesh.gateway.wiring import open_services
 
@@ -47,7 +49,11 @@ async def serve(
             ws=FrameWritingProtocol,  # bars are framed once and written to every client
             ws_per_message_deflate=False,  # a compressed frame could not be shared
             ws_ping_interval=settings.gateway_ws_heartbeat_seconds,
+            # X-Forwarded-For is handled by the app from TICKMESH_GATEWAY_TRUSTED_PROXIES;
+            # uvicorn's default would trust it from 127.0.0.1 whatever the setting says.
+            proxy_headers=False,
         )
+        install_log_redaction()  # `?token=` out of uvicorn's access and WebSocket lines
         # uvicorn drains on SIGTERM/SIGINT, restores the previous handlers and re-raises the
         # signal; these handlers make that re-raise a no-op, so the exit stack closes the pool,
         # Redis and channels and the process exits 0 like the gRPC services do.
@@ -94,6 +100,10 @@ def main() -> None:
     except Unavailable as error:
         log.error("cannot start: %s", error)
         raise SystemExit(1) from None
+    except AdminMismatch as error:
+        # A configuration conflict, like an invalid setting: exit 2 with one line.
+        log.error("cannot start: %s", error)
+        raise SystemExit(2) from None
     finally:
         provider.shutdown()
 

@@ -1,4 +1,9 @@
-"""Users and refresh tokens in PostgreSQL: sign-up, login, rotation with reuse detection, logout."""
+"""Users and refresh tokens in PostgreSQL: sign-up, login, rotation with reuse detection, logout.
+
+Usernames are unique whatever their case (migration 0007) and looked up by `lower(username)`.
+A user's `session_generation` ends every session at once: refresh families are revoked and
+access tokens issued under an older generation are refused.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from typing import cast
 
 import asyncpg
 
-from tickmesh.core.errors import AlreadyExists, NotFound, Unauthenticated
+from tickmesh.core.db.pool import Connection
+from tickmesh.core.errors import AlreadyExists, NotFound, PermissionDenied, Unauthenticated
 from tickmesh.gateway.passwords import Passwords
-from tickmesh.gateway.tokens import Role, hash_refresh_token, new_refresh_token
+from tickmesh.gateway.tokens import AccessClaims, Role, hash_refresh_token, new_refresh_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +30,7 @@ class User:
     role: Role
     disabled: bool
     created_at: datetime
+    session_generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +41,7 @@ class IssuedRefreshToken:
     expires_at: datetime
 
 
-_USER_COLUMNS = "id, username, role, disabled, created_at"
+_USER_COLUMNS = "id, username, role, disabled, created_at, session_generation"
 _RECENT_USERS = 10_000
 
 
@@ -45,16 +52,36 @@ def _user(row: asyncpg.Record) -> User:
         role=cast(Role, row["role"]),
         disabled=row["disabled"],
         created_at=row["created_at"],
+        session_generation=row["session_generation"],
+    )
+
+
+async def _end_sessions(conn: Connection, user_id: int) -> None:
+    """Revoke every refresh family of the user and outdate its access tokens (in `conn`'s transaction)."""
+    await conn.execute(
+        "UPDATE users SET session_generation = session_generation + 1 WHERE id = $1", user_id
+    )
+    await conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id,
     )
 
 
 class Accounts:
     """The `users` and `refresh_tokens` tables the gateway owns."""
 
-    def __init__(self, pool: asyncpg.Pool, passwords: Passwords, refresh_lifetime: timedelta):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        passwords: Passwords,
+        refresh_lifetime: timedelta,
+        family_lifetime: timedelta | None = None,
+    ):
         self._pool = pool
         self._passwords = passwords
         self._refresh_lifetime = refresh_lifetime
+        # A login (refresh family) ends this long after it began, however often it rotates.
+        self._family_lifetime = family_lifetime or refresh_lifetime
         self._recent: dict[int, tuple[float, User]] = {}
 
     async def register(self, username: str, password: str, role: Role) -> User:
@@ -62,7 +89,7 @@ class Accounts:
         password_hash = await self._passwords.hash(password)
         row = await self._pool.fetchrow(
             "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3) "
-            f"ON CONFLICT (username) DO NOTHING RETURNING {_USER_COLUMNS}",
+            f"ON CONFLICT DO NOTHING RETURNING {_USER_COLUMNS}",
             username,
             password_hash,
             role,
@@ -71,23 +98,75 @@ class Accounts:
             raise AlreadyExists(f"username {username!r} is taken")
         return _user(row)
 
-    async def ensure_admin(self, username: str, password: str) -> User:
-        """Create the bootstrap admin if missing, or make the existing user an admin."""
+    @property
+    def passwords(self) -> Passwords:
+        """The hasher these accounts use (the admin bootstrap verifies with it too)."""
+        return self._passwords
+
+    async def find(self, username: str) -> tuple[User, str] | None:
+        """The user of this name in any case, with its password hash; None when there is none."""
+        row = await self._pool.fetchrow(
+            f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)",
+            username,
+        )
+        return None if row is None else (_user(row), cast(str, row["password_hash"]))
+
+    async def insert_admin(self, username: str, password: str) -> User | None:
+        """Create an admin; None when the name (in any case) is already taken. Never updates."""
         password_hash = await self._passwords.hash(password)
         row = await self._pool.fetchrow(
             "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, 'admin') "
-            "ON CONFLICT (username) DO UPDATE SET role = 'admin' "
-            f"RETURNING {_USER_COLUMNS}",
+            f"ON CONFLICT DO NOTHING RETURNING {_USER_COLUMNS}",
             username,
             password_hash,
         )
-        assert row is not None  # an upsert with RETURNING always yields the row
+        return None if row is None else _user(row)
+
+    async def reset_to_admin(self, user_id: int, password: str) -> User:
+        """Give the user `password`, the admin role and no sessions (enabled again)."""
+        password_hash = await self._passwords.hash(password)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await _end_sessions(conn, user_id)
+            row = await conn.fetchrow(
+                "UPDATE users SET password_hash = $2, role = 'admin', disabled = false "
+                f"WHERE id = $1 RETURNING {_USER_COLUMNS}",
+                user_id,
+                password_hash,
+            )
+        if row is None:
+            raise NotFound(f"user {user_id} does not exist")
+        self._recent.pop(user_id, None)
+        return _user(row)
+
+    async def change_password(self, user_id: int, current: str, new: str) -> User:
+        """Set a new password after checking the current one; every session of the user ends.
+
+        PermissionDenied (not Unauthenticated) on a wrong current password: the caller's token
+        is fine, and a 401 would send clients into renewing it.
+        """
+        stored = await self._pool.fetchval("SELECT password_hash FROM users WHERE id = $1", user_id)
+        if stored is None:
+            raise Unauthenticated("user no longer exists")
+        if not await self._passwords.verify(cast(str, stored), current):
+            raise PermissionDenied("the current password is wrong")
+        new_hash = await self._passwords.hash(new)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await _end_sessions(conn, user_id)
+            row = await conn.fetchrow(
+                f"UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING {_USER_COLUMNS}",
+                user_id,
+                new_hash,
+            )
+        if row is None:
+            raise Unauthenticated("user no longer exists")
+        self._recent.pop(user_id, None)
         return _user(row)
 
     async def authenticate(self, username: str, password: str) -> User:
         """The user whose credentials these are; one Unauthenticated for every kind of failure."""
         row = await self._pool.fetchrow(
-            f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE username = $1", username
+            f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)",
+            username,
         )
         stored = None if row is None else cast(str, row["password_hash"])
         if not await self._passwords.verify(stored, password) or row is None:
@@ -114,6 +193,18 @@ class Accounts:
         if len(self._recent) >= _RECENT_USERS:
             self._recent.clear()  # a crude bound: refilling costs one query per active user
         self._recent[user_id] = (now, user)
+        return user
+
+    async def active_user(self, claims: AccessClaims, max_age_seconds: float) -> User:
+        """The user behind verified claims, if it may still act: exists, enabled, not signed out."""
+        try:
+            user = await self.get_recent(claims.user_id, max_age_seconds)
+        except NotFound:
+            raise Unauthenticated("user no longer exists") from None
+        if user.disabled:
+            raise Unauthenticated("account disabled")
+        if claims.generation != user.session_generation:
+            raise Unauthenticated("session ended (password changed); log in again")
         return user
 
     async def list_all(self) -> list[User]:
@@ -162,13 +253,15 @@ class Accounts:
         A token presented twice means it leaked (or the client raced itself): the whole
         family is revoked, so neither the thief nor the owner can go on without a new login.
         """
-        issued = self._new_token()
+        issued: IssuedRefreshToken | None = None
         reused = False
         user_row: asyncpg.Record | None = None
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT id, user_id, family_id, expires_at, revoked_at FROM refresh_tokens "
-                "WHERE token_hash = $1 FOR UPDATE",
+                "SELECT id, user_id, family_id, expires_at, revoked_at, "
+                "(SELECT min(f.issued_at) FROM refresh_tokens f WHERE f.family_id = t.family_id)"
+                " AS family_started_at "
+                "FROM refresh_tokens t WHERE token_hash = $1 FOR UPDATE",
                 hash_refresh_token(token),
             )
             if row is None:
@@ -182,7 +275,10 @@ class Accounts:
                 reused = True
             elif row["expires_at"] <= datetime.now(UTC):
                 raise Unauthenticated("refresh token expired")
+            elif row["family_started_at"] + self._family_lifetime <= datetime.now(UTC):
+                raise Unauthenticated("this login is older than its longest lifetime; log in again")
             else:
+                issued = self._new_token(row["family_started_at"])
                 user_row = await conn.fetchrow(
                     f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", row["user_id"]
                 )
@@ -202,7 +298,7 @@ class Accounts:
                     new_id,
                 )
         # Raised after the commit so the family stays revoked.
-        if reused or user_row is None:
+        if reused or user_row is None or issued is None:
             raise Unauthenticated(
                 "refresh token reuse detected: every token of this login was revoked; log in again"
             )
@@ -221,5 +317,10 @@ class Accounts:
         )
         return True
 
-    def _new_token(self) -> IssuedRefreshToken:
-        return IssuedRefreshToken(new_refresh_token(), datetime.now(UTC) + self._refresh_lifetime)
+    def _new_token(self, family_started_at: datetime | None = None) -> IssuedRefreshToken:
+        """A token living `refresh_lifetime`, but never past its family's end."""
+        now = datetime.now(UTC)
+        family_end = (family_started_at or now) + self._family_lifetime
+        return IssuedRefreshToken(
+            new_refresh_token(), min(now + self._refresh_lifetime, family_end)
+        )

@@ -12,10 +12,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from tickmesh.gateway.body_limit import BodySizeLimit
 from tickmesh.gateway.deps import GatewayServices
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.problems import install_problem_handlers
+from tickmesh.gateway.query_redaction import redact_span_urls
 from tickmesh.gateway.routes import alerts, auth, charts, health, symbols, users, ws
 
 DESCRIPTION = """REST API of the tickmesh market-data mesh.
@@ -28,7 +31,10 @@ Binance USD-M perpetual, `binance_spot:BTCUSDT` spot, `yahoo:AAPL` a stock throu
 (e.g. `GET /api/v1/charts/binance_usdm:BTCUSDT?timeframe=1m`).
 Prices and volumes are exact decimal strings ("61700.8", "203.143"), equal to the venue's
 own values; vwap, indicators, features and quality scores are numbers.
-Live bars: WebSocket `/ws/{instrument}?token=<access_token>`.
+Live bars: WebSocket `/ws/{instrument}`, then send `{"type": "auth", "token": "<access_token>"}`
+(`?token=<access_token>` also works outside production; it is redacted from logs and traces).
+Request bodies are limited in size (413 beyond). `POST /api/v1/auth/password` changes the
+caller's password and ends all of its sessions.
 """
 
 
@@ -93,7 +99,16 @@ def create_app(services: GatewayServices, tracer_provider: TracerProvider | None
             expose_headers=["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
         )
     metrics = services.metrics
+    app.add_middleware(BodySizeLimit, max_body_bytes=services.settings.gateway_max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    trusted = services.settings.gateway_trusted_proxies
+    if trusted:
+        # uvicorn's own handling, applied here rather than by uvicorn so that one setting
+        # decides it and the in-process tests see it. It walks X-Forwarded-For from the right
+        # and takes the first address that is not a trusted proxy: what a client writes to
+        # the left of that cannot choose its rate-limit bucket. Outermost, so that everything
+        # below sees the client. (__main__ turns uvicorn's default, trusting 127.0.0.1, off.)
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
 
     for module in (health, auth, users, symbols, alerts, charts, ws):
         app.include_router(module.router)
@@ -111,6 +126,7 @@ def create_app(services: GatewayServices, tracer_provider: TracerProvider | None
             tracer_provider=tracer_provider,
             excluded_urls="/health,/metrics",
             exclude_spans=["receive", "send"],
+            server_request_hook=redact_span_urls,  # `?token=` stays out of http.url et al.
         )
     static_dir = services.settings.gateway_static_dir
     if static_dir:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,7 +11,7 @@ from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
-from tickmesh.core.errors import NotFound, PermissionDenied, Unauthenticated
+from tickmesh.core.errors import PermissionDenied, Unauthenticated
 from tickmesh.gateway.accounts import Accounts, User
 from tickmesh.gateway.alerts.broadcast import AlertBroadcast
 from tickmesh.gateway.alerts.cursor import AlertCursor
@@ -83,15 +83,7 @@ async def current_user(services: ServicesDep, credentials: BearerDep) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("missing bearer access token")
     claims = services.keyring.verify_access_token(credentials.credentials)
-    try:
-        user = await services.accounts.get_recent(
-            claims.user_id, services.settings.gateway_user_cache_seconds
-        )
-    except NotFound:
-        raise Unauthenticated("user no longer exists") from None
-    if user.disabled:
-        raise Unauthenticated("account disabled")
-    return user
+    return await services.accounts.active_user(claims, services.settings.gateway_user_cache_seconds)
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
@@ -112,6 +104,11 @@ TraderUser = Annotated[User, Depends(require_role("trader"))]
 AdminUser = Annotated[User, Depends(require_role("admin"))]
 
 
+def client_address(connection: HTTPConnection) -> str:
+    """The client's address: the peer, or what a trusted proxy said (see `trusted_proxies`)."""
+    return connection.client.host if connection.client is not None else "unknown"
+
+
 def client_id(request: Request, keyring: KeyRing) -> str:
     """Who a bucket belongs to: the user of a valid token, else the client's address."""
     header = request.headers.get("authorization", "")
@@ -121,23 +118,35 @@ def client_id(request: Request, keyring: KeyRing) -> str:
             return f"user:{keyring.verify_access_token(token.strip()).user_id}"
         except Unauthenticated:
             pass  # a bad token is rejected by the route itself; bucket it by address
-    host = request.client.host if request.client is not None else "unknown"
-    return f"ip:{host}"
+    return f"ip:{client_address(request)}"
 
 
-def rate_limited(route_class: str) -> Callable[..., Awaitable[None]]:
-    """A dependency taking one token of `route_class` and setting the RateLimit-* headers."""
+async def take_or_refuse(
+    services: GatewayServices, bucket: str, route_class: str, what: str = "requests"
+) -> Mapping[str, str]:
+    """Take one token of `bucket`; RateLimited when it is empty, else the RateLimit-* headers."""
+    decision = await services.rate_limiter.take(bucket, route_class)
+    if not decision.allowed:
+        raise RateLimited(
+            f"rate limit of {decision.limit} {what} per minute exceeded; "
+            f"retry in {decision.retry_after_seconds}s",
+            decision.headers(),
+        )
+    return decision.headers()
+
+
+def rate_limited(route_class: str, by_address: bool = False) -> Callable[..., Awaitable[None]]:
+    """A dependency taking one token of `route_class` and setting the RateLimit-* headers.
+
+    `by_address`: the bucket is the client's address whatever token it sends. For the auth
+    routes, where a token is what the caller is after: keyed by user, every account an
+    attacker registers would bring a fresh bucket of logins to spend on someone else's.
+    """
 
     async def take(request: Request, response: Response, services: ServicesDep) -> None:
-        decision = await services.rate_limiter.take(
-            client_id(request, services.keyring), route_class
+        bucket = (
+            f"ip:{client_address(request)}" if by_address else client_id(request, services.keyring)
         )
-        if not decision.allowed:
-            raise RateLimited(
-                f"rate limit of {decision.limit} requests per minute exceeded; "
-                f"retry in {decision.retry_after_seconds}s",
-                decision.headers(),
-            )
-        response.headers.update(decision.headers())
+        response.headers.update(await take_or_refuse(services, bucket, route_class))
 
     return take

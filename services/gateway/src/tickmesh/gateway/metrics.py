@@ -114,6 +114,12 @@ class GatewayMetrics:
             ["stage"],
             registry=registry,
         )
+        self.alert_worker_deaths = Counter(
+            "tickmesh_alert_worker_deaths",
+            "Alert background workers that raised or ended and were restarted, by worker.",
+            ["worker"],
+            registry=registry,
+        )
         self.notifications = Counter(
             "tickmesh_alert_notifications",
             "Alert deliveries, by channel and outcome.",

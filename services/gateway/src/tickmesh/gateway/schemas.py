@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tickmesh.core.exchanges import PROTO_BY_LABEL
 from tickmesh.core.instruments import INSTRUMENT_PATTERN, InstrumentError, InstrumentId
 from tickmesh.core.instruments import SYMBOL_PATTERN as _VENUE_SYMBOL
 from tickmesh.core.timeframes import BY_LABEL
+from tickmesh.gateway.alerts.targets import email_address, webhook_url
 from tickmesh.gateway.tokens import Role
 
 # The registry's rule (SymbolService.AddSymbol): 1-20 of A-Z, 0-9, '.', '-', '^', '='.
@@ -20,7 +27,6 @@ SYMBOL_PATTERN = rf"^{_VENUE_SYMBOL}$"
 TIMEFRAME_PATTERN = "^(" + "|".join(BY_LABEL) + ")$"
 EXCHANGE_PATTERN = "^(" + "|".join(PROTO_BY_LABEL) + ")$"
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,189}\.[A-Za-z]{2,63}$"
 # Nanosecond int64 times end in 2262; bounds keep every conversion inside it.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
@@ -40,14 +46,6 @@ def _instrument_text(value: str) -> str:
         return str(InstrumentId.parse(value))
     except InstrumentError as error:
         raise ValueError(str(error)) from None
-
-
-def _is_http_url(value: str) -> bool:
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in value
 
 
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])]
@@ -93,6 +91,13 @@ class Credentials(StrictModel):
 
     username: Username
     password: Password
+
+
+class PasswordChange(StrictModel):
+    """The caller's current password and the one to replace it."""
+
+    current_password: Annotated[str, Field(min_length=1, max_length=128)]
+    new_password: Password
 
 
 class RefreshRequest(StrictModel):
@@ -301,8 +306,8 @@ AlertCondition = Literal[
 AlertChannel = Literal["websocket", "webhook", "email"]
 
 
-class AlertIn(StrictModel):
-    """An alert rule: a condition on an instrument's final bars, where to say it fired, how often."""
+class AlertRule(BaseModel):
+    """The fields of an alert rule, shared by what a client sends and what the API shows."""
 
     instrument: Instrument
     timeframe: TimeframeLabel = "1m"
@@ -328,23 +333,52 @@ class AlertIn(StrictModel):
     )
     channel: AlertChannel = "websocket"
     target: Annotated[str, Field(max_length=2048)] | None = Field(
-        default=None, description="The webhook URL or e-mail address (websocket: none)."
+        default=None,
+        validate_default=True,  # so a webhook or e-mail alert without one is refused
+        description="The webhook URL (http or https, a public host) or e-mail address "
+        "(websocket: none).",
     )
-    cooldown: int = Field(default=300, ge=0, le=7 * 86400, description="Seconds between firings.")
+    cooldown: int = Field(
+        default=300,
+        ge=0,
+        le=7 * 86400,
+        description="Seconds between firings (webhook and e-mail: at least the gateway's "
+        "minimum, 60 s by default).",
+    )
     one_time: bool = False
     active: bool = True
 
+
+class AlertIn(AlertRule):
+    """An alert rule: a condition on an instrument's final bars, where to say it fired, how often."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("target")
+    @classmethod
+    def _target_matches_channel(cls, target: str | None, info: ValidationInfo) -> str | None:
+        """A webhook needs an http(s) URL, e-mail an address, WebSocket nothing.
+
+        A field validator (not a model one) so a refusal names `target` in the problem.
+        """
+        channel = info.data.get("channel")
+        if channel is None:
+            return target  # the channel itself was refused; that error says enough
+        if channel == "webhook":
+            if target is None:
+                raise ValueError("a webhook alert needs an http(s) URL")
+            return webhook_url(target)
+        if channel == "email":
+            if target is None:
+                raise ValueError("an email alert needs an e-mail address")
+            return email_address(target)
+        if target is not None:
+            raise ValueError("a websocket alert takes no target")
+        return target
+
     @model_validator(mode="after")
-    def _target_matches_channel(self) -> AlertIn:
-        """A webhook needs an http(s) URL, e-mail an address, WebSocket nothing."""
-        if self.channel == "webhook":
-            if self.target is None or not _is_http_url(self.target):
-                raise ValueError("target: a webhook alert needs an http(s) URL")
-        elif self.channel == "email":
-            if self.target is None or re.match(EMAIL_PATTERN, self.target) is None:
-                raise ValueError("target: an email alert needs an e-mail address")
-        elif self.target is not None:
-            raise ValueError("target: a websocket alert takes no target")
+    def _threshold_fits_condition(self) -> AlertIn:
+        """RSI levels are 0-100; percent changes and volume multiples are positive."""
         if self.condition.startswith("rsi_") and not 0 <= self.threshold <= 100:
             raise ValueError("threshold: an RSI level is between 0 and 100")
         if self.condition in ("percent_change", "volume_spike") and self.threshold <= 0:
@@ -352,8 +386,8 @@ class AlertIn(StrictModel):
         return self
 
 
-class AlertOut(AlertIn):
-    """An alert as stored."""
+class AlertOut(AlertRule):
+    """An alert as stored (rows of older versions are shown as they are, not re-judged)."""
 
     model_config = ConfigDict(extra="ignore")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 from typing import Literal
@@ -28,12 +29,28 @@ class GatewaySettings(CommonSettings):
     gateway_jwt_previous_keys: dict[str, SecretStr] = Field(default_factory=dict)
     gateway_access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     gateway_refresh_token_days: int = Field(default=14, ge=1, le=365)
+    # However often a login's refresh token is rotated, the login itself ends this long after
+    # it began (a stolen, regularly used refresh token does not live forever).
+    gateway_refresh_family_max_days: int = Field(default=30, ge=1, le=365)
     gateway_signup_role: Literal["viewer", "trader"] = "viewer"
     gateway_admin_username: str | None = None
     gateway_admin_password: SecretStr | None = None
+    # The bootstrap admin is only ever inserted. When a user of that name exists with another
+    # password or role the gateway refuses to start, unless this is set: then the configured
+    # password and the admin role are written over it and all its sessions end.
+    gateway_admin_reset: bool = False
 
     gateway_rate_limit_per_minute: int = Field(default=100, ge=1, le=1_000_000)
     gateway_auth_rate_limit_per_minute: int = Field(default=20, ge=1, le=1_000_000)
+    # Login attempts per username per minute, from any number of addresses.
+    gateway_login_attempts_per_minute: int = Field(default=10, ge=1, le=1_000_000)
+    # Proxies (IPs or CIDRs) whose X-Forwarded-For names the client; from anyone else the
+    # header is ignored, so a client cannot pick its own rate-limit bucket. Empty: none.
+    gateway_trusted_proxies: list[str] = Field(default_factory=list)
+    # Request bodies larger than this are refused (413) before they are read.
+    gateway_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1 << 30)
+    # Password hashes at a time (argon2id: 64 MiB each); further logins wait their turn.
+    gateway_password_hash_concurrency: int = Field(default=4, ge=1, le=256)
     gateway_cors_origins: list[str] = Field(default_factory=list)
     gateway_backend_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
@@ -51,6 +68,10 @@ class GatewaySettings(CommonSettings):
     # Bytes a client's socket has not taken yet past which it is closed as too slow.
     gateway_ws_max_buffered_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1 << 30)
     gateway_ws_auth_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # `/ws/...?token=`: a credential in a URL ends up in logs and traces of anything on the
+    # way (both are redacted here, proxies are not). Unset: accepted except in production,
+    # where clients send {"type": "auth", "token": ...} as the dashboard does.
+    gateway_ws_query_token: bool | None = None
 
     gateway_alerts_enabled: bool = True
     # How often the alert engine re-reads the active alerts (new alerts start being judged).
@@ -59,9 +80,30 @@ class GatewaySettings(CommonSettings):
     # Webhooks to loopback or private addresses are refused unless this is set (tests, labs).
     gateway_webhook_allow_private: bool = False
     gateway_webhook_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
+    # One delivery attempt (name lookup, connect, send, answer) ends by this deadline, however
+    # slowly a target trickles; kept well under the delivery lease (60 s).
+    gateway_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    # Attempts in flight at once on a replica: slow targets take slots, never the whole worker.
+    gateway_alert_delivery_concurrency: int = Field(default=16, ge=1, le=256)
+    # Alerts one user may have: each is judged on every final bar and may send messages.
+    gateway_alerts_per_user: int = Field(default=100, ge=1, le=100_000)
+    # Webhook and e-mail firings reach other people's systems: at most one per this many
+    # seconds per alert, whatever cooldown the alert asks for (rows stored with less too).
+    gateway_alert_min_cooldown_seconds: int = Field(default=60, ge=0, le=86_400)
     gateway_smtp_host: str = "127.0.0.1"
     gateway_smtp_port: int = Field(default=25, ge=1, le=65535)
     gateway_smtp_sender: str = "alerts@tickmesh.local"
+
+    @field_validator("gateway_trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        """Each entry an IP address or network, so a typo does not silently trust nobody."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+        return value
 
     @field_validator("gateway_jwt_secret")
     @classmethod
@@ -75,6 +117,13 @@ class GatewaySettings(CommonSettings):
                 f"set at least {MIN_SECRET_LENGTH} random characters"
             )
         return value
+
+
+def query_tokens_allowed(settings: GatewaySettings) -> bool:
+    """Whether a WebSocket may authenticate with `?token=`."""
+    if settings.gateway_ws_query_token is not None:
+        return settings.gateway_ws_query_token
+    return settings.environment != "production"
 
 
 def check_secret_strength(settings: GatewaySettings) -> None:

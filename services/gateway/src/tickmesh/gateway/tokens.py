@@ -32,6 +32,9 @@ class AccessClaims:
     username: str
     role: Role
     expires_at: datetime
+    # The user's session generation when the token was issued; a password change or an admin
+    # reset moves the user's on, and older tokens stop working (tokens without it: 0).
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,12 @@ class KeyRing:
         )
 
     def issue_access_token(
-        self, user_id: int, username: str, role: Role, now: datetime | None = None
+        self,
+        user_id: int,
+        username: str,
+        role: Role,
+        now: datetime | None = None,
+        generation: int = 0,
     ) -> tuple[str, datetime]:
         """A signed access token for the user and its expiry time."""
         issued = now or datetime.now(UTC)
@@ -80,6 +88,7 @@ class KeyRing:
             "name": username,
             "role": role,
             "typ": "access",
+            "gen": generation,
             "iss": ISSUER,
             "iat": issued,
             "exp": expires,
@@ -136,12 +145,16 @@ def _claims_from(claims: dict[str, object]) -> AccessClaims:
         raise Unauthenticated("invalid access token: not an access token")
     if not isinstance(subject, str) or not subject.isdigit() or not isinstance(username, str):
         raise Unauthenticated("invalid access token: bad subject")
+    generation = claims.get("gen", 0)
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        raise Unauthenticated("invalid access token: bad generation")
     expires = claims.get("exp")
     return AccessClaims(
         user_id=int(subject),
         username=username,
         role=role,
         expires_at=datetime.fromtimestamp(float(cast(int, expires)), UTC),
+        generation=generation,
     )
 
 

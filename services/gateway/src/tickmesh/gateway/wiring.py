@@ -11,13 +11,14 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import httpx
 import redis.asyncio as redis
+from argon2 import PasswordHasher
 
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.runtime import open_context
 from tickmesh.core.tls import TlsMaterial
 from tickmesh.gateway.accounts import Accounts
+from tickmesh.gateway.admin_bootstrap import bootstrap_admin
 from tickmesh.gateway.alerts.broadcast import AlertBroadcast
 from tickmesh.gateway.alerts.channels import AlertChannels
 from tickmesh.gateway.alerts.cursor import AlertCursor
@@ -25,6 +26,7 @@ from tickmesh.gateway.alerts.delivery import AlertDeliveries
 from tickmesh.gateway.alerts.engine import AlertEngine
 from tickmesh.gateway.alerts.feed import AlertFeed
 from tickmesh.gateway.alerts.store import AlertStore
+from tickmesh.gateway.alerts.supervision import supervise
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.bar_json import PushEncoder
 from tickmesh.gateway.chart_cache import ChartCache
@@ -47,7 +49,7 @@ def build_services(
     metrics: GatewayMetrics,
     pool: asyncpg.Pool,
     redis_client: redis.Redis,
-    passwords: Passwords | None = None,
+    password_hasher: PasswordHasher | None = None,
     rate_limit_prefix: str = "",
     tls: TlsMaterial | None = None,
 ) -> GatewayServices:
@@ -62,6 +64,7 @@ def build_services(
     limits = {
         "api": settings.gateway_rate_limit_per_minute,
         "auth": settings.gateway_auth_rate_limit_per_minute,
+        "login": settings.gateway_login_attempts_per_minute,
         "ws": settings.gateway_rate_limit_per_minute,
     }
 
@@ -76,9 +79,14 @@ def build_services(
         pool=pool,
         keyring=KeyRing.from_settings(settings),
         accounts=Accounts(
-            pool, passwords or Passwords(), timedelta(days=settings.gateway_refresh_token_days)
+            pool,
+            Passwords(password_hasher, settings.gateway_password_hash_concurrency),
+            timedelta(days=settings.gateway_refresh_token_days),
+            timedelta(days=settings.gateway_refresh_family_max_days),
         ),
-        alerts=AlertStore(pool),
+        alerts=AlertStore(
+            pool, settings.gateway_alerts_per_user, settings.gateway_alert_min_cooldown_seconds
+        ),
         backends=backends,
         rate_limiter=RateLimiter(redis_client, limits, metrics, rate_limit_prefix),
         redis_ping=redis_ping,
@@ -113,10 +121,12 @@ async def open_services(
     stack.push_async_callback(services.indicator_fanout.close)
     stack.push_async_callback(services.chart_cache.close)
     if settings.gateway_admin_username and settings.gateway_admin_password:
-        await services.accounts.ensure_admin(
-            settings.gateway_admin_username, settings.gateway_admin_password.get_secret_value()
+        await bootstrap_admin(
+            services.accounts,
+            settings.gateway_admin_username,
+            settings.gateway_admin_password.get_secret_value(),
+            reset=settings.gateway_admin_reset,
         )
-        log.info("bootstrap admin ensured", extra={"username": settings.gateway_admin_username})
     _run_in_background(services.alert_broadcast.run(), "alert-broadcast", stack)
     if settings.gateway_alerts_enabled:
         await _start_alert_engine(services, stack)
@@ -137,12 +147,12 @@ def _run_in_background(work: Coroutine[Any, Any, None], name: str, stack: AsyncE
 
 async def _start_alert_engine(services: GatewayServices, stack: AsyncExitStack) -> None:
     """Run the alert engine beside the HTTP server; the stack cancels it first on shutdown."""
-    http = httpx.AsyncClient()
-    stack.push_async_callback(http.aclose)
+    channels = AlertChannels(services.settings, services.metrics)
+    stack.push_async_callback(channels.close)
     deliveries = AlertDeliveries(
         services.pool,
         services.alerts,
-        AlertChannels(services.settings, services.metrics, http),
+        channels,
         services.settings,
         services.metrics,
     )
@@ -156,5 +166,9 @@ async def _start_alert_engine(services: GatewayServices, stack: AsyncExitStack) 
         services.alert_cursor,
         services.settings.gateway_alert_refresh_seconds,
     )
-    _run_in_background(deliveries.run(), "alert-deliveries", stack)
-    _run_in_background(engine.run(), "alert-engine", stack)
+    # Supervised: a worker that dies would otherwise stop every user's alerts unseen.
+    metrics = services.metrics
+    _run_in_background(
+        supervise("alert-deliveries", deliveries.run, metrics), "alert-deliveries", stack
+    )
+    _run_in_background(supervise("alert-engine", engine.run, metrics), "alert-engine", stack)

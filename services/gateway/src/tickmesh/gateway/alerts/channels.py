@@ -1,17 +1,26 @@
-"""Where a firing is said: a Slack-compatible webhook or an e-mail over SMTP, one attempt at a time."""
+"""Where a firing is said: a Slack-compatible webhook or an e-mail over SMTP, one attempt at a time.
+
+Each attempt ends by the settings' deadline, whatever the target does.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import logging
 import smtplib
+import ssl
 from email.message import EmailMessage
-from urllib.parse import urlsplit
 
 import httpx
 
+from tickmesh.gateway.alerts.targets import email_address
+from tickmesh.gateway.alerts.webhooks import (
+    Resolver,
+    WebhookRefused,
+    WebhookSender,
+    system_resolver,
+)
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.schemas import AlertEventOut, AlertOut
 from tickmesh.gateway.settings import GatewaySettings
@@ -31,11 +40,22 @@ class AlertChannels:
     """Make one delivery attempt of a firing; outcomes are counted, failures logged."""
 
     def __init__(
-        self, settings: GatewaySettings, metrics: GatewayMetrics, http: httpx.AsyncClient
+        self,
+        settings: GatewaySettings,
+        metrics: GatewayMetrics,
+        resolver: Resolver = system_resolver,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._http = http
+        self._deadline = settings.gateway_webhook_timeout_seconds
+        self._webhooks = WebhookSender(
+            resolver, settings.gateway_webhook_allow_private, self._deadline, verify
+        )
+
+    async def close(self) -> None:
+        """Close the webhook client."""
+        await self._webhooks.close()
 
     async def attempt(self, alert: AlertOut, event: AlertEventOut) -> Outcome:
         """Send the firing once on the alert's channel (webhook or e-mail)."""
@@ -49,11 +69,6 @@ class AlertChannels:
         return outcome
 
     async def _webhook(self, url: str, event: AlertEventOut) -> Outcome:
-        if not self._settings.gateway_webhook_allow_private:
-            refusal = await internal_target(url)
-            if refusal is not None:
-                log.warning("webhook of alert %d refused: %s", event.alert_id, refusal)
-                return Outcome.REFUSED
         # Slack's incoming-webhook shape: {"text": ...}; extra fields are ignored by Slack.
         payload = {
             "text": f":rotating_light: {event.message}",
@@ -62,25 +77,46 @@ class AlertChannels:
             "value": event.value,
         }
         try:
-            response = await self._http.post(url, json=payload, timeout=5.0)
+            status = await self._webhooks.post(url, payload)
+        except WebhookRefused as refusal:
+            log.warning("webhook of alert %d refused: %s", event.alert_id, refusal)
+            return Outcome.REFUSED
+        except TimeoutError:
+            log.warning(
+                "webhook of alert %d: no answer within %.1f s", event.alert_id, self._deadline
+            )
+            return Outcome.RETRY
         except httpx.HTTPError as error:
             log.warning("webhook of alert %d failed: %s", event.alert_id, type(error).__name__)
             return Outcome.RETRY
-        if response.status_code < 400:
+        if status < 400:
             return Outcome.DELIVERED
-        log.warning("webhook of alert %d failed: HTTP %d", event.alert_id, response.status_code)
-        if response.status_code == 429 or response.status_code >= 500:
+        log.warning("webhook of alert %d failed: HTTP %d", event.alert_id, status)
+        if status == 429 or status >= 500:
             return Outcome.RETRY
         return Outcome.REFUSED
 
     async def _email(self, alert: AlertOut, event: AlertEventOut) -> Outcome:
+        try:
+            # Rows stored by older versions were checked less strictly: judge them again.
+            recipient = email_address(alert.target or "")
+        except ValueError as error:
+            log.warning("e-mail of alert %d refused: %s", event.alert_id, error)
+            return Outcome.REFUSED
         message = EmailMessage()
         message["From"] = self._settings.gateway_smtp_sender
-        message["To"] = alert.target
+        message["To"] = recipient
         message["Subject"] = f"tickmesh alert: {alert.instrument} {alert.condition}"
         message.set_content(f"{event.message}\nbar: {event.bar_time.isoformat()}\n")
         try:
-            await asyncio.to_thread(self._send_mail, message)
+            # The thread cannot be cancelled; its own socket timeouts end it later.
+            async with asyncio.timeout(self._deadline):
+                await asyncio.to_thread(self._send_mail, message)
+        except TimeoutError:
+            log.warning(
+                "e-mail of alert %d: no answer within %.1f s", event.alert_id, self._deadline
+            )
+            return Outcome.RETRY
         except smtplib.SMTPRecipientsRefused as error:
             log.warning("e-mail of alert %d refused: %s", event.alert_id, error)
             return Outcome.REFUSED
@@ -91,28 +127,8 @@ class AlertChannels:
 
     def _send_mail(self, message: EmailMessage) -> None:
         with smtplib.SMTP(
-            self._settings.gateway_smtp_host, self._settings.gateway_smtp_port, timeout=10
+            self._settings.gateway_smtp_host,
+            self._settings.gateway_smtp_port,
+            timeout=self._deadline,
         ) as smtp:
             smtp.send_message(message)
-
-
-async def internal_target(url: str) -> str | None:
-    """Why `url` must not be called (it reaches this host or a private network), or None.
-
-    Any trader can name a webhook URL, so without this the gateway would post to services
-    that only its own network can reach.
-    """
-    parts = urlsplit(url)
-    host = parts.hostname
-    if host is None:
-        return "no host in the URL"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port)
-    except OSError as error:
-        return f"{host} does not resolve ({error})"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            return f"{host} resolves to the non-public address {address}"
-    return None

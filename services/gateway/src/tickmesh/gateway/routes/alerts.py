@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
 
+from tickmesh.gateway.alerts.policy import check_alert_policy
 from tickmesh.gateway.deps import ServicesDep, TraderUser, rate_limited
 from tickmesh.gateway.problems import PROBLEM_RESPONSES
 from tickmesh.gateway.schemas import AlertEventOut, AlertIn, AlertOut
@@ -14,7 +15,11 @@ router = APIRouter(
     prefix="/api/v1/alerts",
     tags=["alerts"],
     dependencies=[Depends(rate_limited("api"))],
-    responses=PROBLEM_RESPONSES | {404: PROBLEM_RESPONSES[400] | {"description": "Not found"}},
+    responses=PROBLEM_RESPONSES
+    | {
+        404: PROBLEM_RESPONSES[400] | {"description": "Not found"},
+        409: PROBLEM_RESPONSES[400] | {"description": "Too many alerts"},
+    },
 )
 
 AlertId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -22,7 +27,8 @@ AlertId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_alert(body: AlertIn, user: TraderUser, services: ServicesDep) -> AlertOut:
-    """Create an alert rule (traders and admins)."""
+    """Create an alert rule (traders and admins); 409 when the caller has the most allowed."""
+    check_alert_policy(body, services.settings)
     return await services.alerts.create(user.id, body)
 
 
@@ -48,6 +54,7 @@ async def replace_alert(
     alert_id: AlertId, body: AlertIn, user: TraderUser, services: ServicesDep
 ) -> AlertOut:
     """Replace one of the caller's alerts."""
+    check_alert_policy(body, services.settings)
     return await services.alerts.replace(user.id, alert_id, body)
 
 

@@ -1,4 +1,4 @@
-"""`/api/v1/auth`: register, login, refresh (rotating), logout, who am I."""
+"""`/api/v1/auth`: register, login, refresh (rotating), logout, password change, who am I."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, status
 
 from tickmesh.gateway.accounts import IssuedRefreshToken, User
-from tickmesh.gateway.deps import CurrentUser, ServicesDep, rate_limited
+from tickmesh.gateway.deps import CurrentUser, ServicesDep, rate_limited, take_or_refuse
 from tickmesh.gateway.problems import PROBLEM_RESPONSES
-from tickmesh.gateway.schemas import Credentials, RefreshRequest, TokenPair, UserOut
+from tickmesh.gateway.schemas import (
+    Credentials,
+    PasswordChange,
+    RefreshRequest,
+    TokenPair,
+    UserOut,
+)
 
 router = APIRouter(
     prefix="/api/v1/auth",
     tags=["auth"],
-    dependencies=[Depends(rate_limited("auth"))],
+    dependencies=[Depends(rate_limited("auth", by_address=True))],
     responses=PROBLEM_RESPONSES,
 )
 
@@ -31,7 +37,9 @@ def user_out(user: User) -> UserOut:
 
 
 def _token_pair(services: ServicesDep, user: User, refresh: IssuedRefreshToken) -> TokenPair:
-    access, expires = services.keyring.issue_access_token(user.id, user.username, user.role)
+    access, expires = services.keyring.issue_access_token(
+        user.id, user.username, user.role, generation=user.session_generation
+    )
     return TokenPair(
         access_token=access,
         expires_in=int((expires - datetime.now(UTC)).total_seconds()),
@@ -55,7 +63,14 @@ async def register(body: Credentials, services: ServicesDep) -> UserOut:
 
 @router.post("/login")
 async def login(body: Credentials, services: ServicesDep) -> TokenPair:
-    """Trade a username and password for an access token and a new refresh-token family."""
+    """Trade a username and password for an access token and a new refresh-token family.
+
+    Besides the address's bucket, each username has its own (any case, from any address):
+    guesses at one account spread over many addresses still stop.
+    """
+    await take_or_refuse(
+        services, f"name:{body.username.lower()}", "login", "login attempts for this username"
+    )
     user = await services.accounts.authenticate(body.username, body.password)
     refresh = await services.accounts.issue_refresh_token(user.id)
     return _token_pair(services, user, refresh)
@@ -72,6 +87,22 @@ async def refresh(body: RefreshRequest, services: ServicesDep) -> TokenPair:
 async def logout(body: RefreshRequest, services: ServicesDep) -> None:
     """Revoke the refresh token's family (idempotent: an unknown token is not an error)."""
     await services.accounts.revoke_family(body.refresh_token)
+
+
+@router.post("/password")
+async def change_password(
+    body: PasswordChange, user: CurrentUser, services: ServicesDep
+) -> TokenPair:
+    """Change the caller's password: every session ends (all refresh tokens, all access tokens).
+
+    The answer is a fresh token pair, so the device that made the change stays signed in.
+    403 when `current_password` is wrong.
+    """
+    changed = await services.accounts.change_password(
+        user.id, body.current_password, body.new_password
+    )
+    refresh = await services.accounts.issue_refresh_token(changed.id)
+    return _token_pair(services, changed, refresh)
 
 
 @router.get("/me")

@@ -17,6 +17,7 @@ from tickmesh.gateway.accounts import User
 from tickmesh.gateway.deps import GatewayServices, get_services
 from tickmesh.gateway.frame_protocol import FrameWriter
 from tickmesh.gateway.schemas import AlertEventOut
+from tickmesh.gateway.settings import query_tokens_allowed
 from tickmesh.gateway.ws_feeds import ClientSocket
 
 router = APIRouter(tags=["websocket"])
@@ -26,31 +27,35 @@ POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
+TOKEN_REQUIRED = "a valid access token is required"
+# Production refuses tokens in URLs (proxies log them); the reason says what to send instead.
+QUERY_TOKEN_REFUSED = 'no ?token= here: send {"type": "auth", "token": ...} first'
 
 
-async def _authenticate(websocket: WebSocket, services: GatewayServices) -> User | None:
-    """The user of the `token` query parameter, or of a first {"type": "auth"} message."""
+async def _authenticate(websocket: WebSocket, services: GatewayServices) -> User | str:
+    """The user of the `token` query parameter or of a first {"type": "auth"} message; else why not."""
     token = websocket.query_params.get("token")
+    if token is not None and not query_tokens_allowed(services.settings):
+        return QUERY_TOKEN_REFUSED
     if token is None:
         try:
             first = await asyncio.wait_for(
                 websocket.receive_json(), services.settings.gateway_ws_auth_timeout_seconds
             )
         except (TimeoutError, ValueError, WebSocketDisconnect):
-            return None
+            return TOKEN_REQUIRED
         if not isinstance(first, dict) or first.get("type") != "auth":
-            return None
+            return TOKEN_REQUIRED
         token = first.get("token")
         if not isinstance(token, str):
-            return None
+            return TOKEN_REQUIRED
     try:
         claims = services.keyring.verify_access_token(token)
-        user = await services.accounts.get_recent(
-            claims.user_id, services.settings.gateway_user_cache_seconds
+        return await services.accounts.active_user(
+            claims, services.settings.gateway_user_cache_seconds
         )
     except DomainError:
-        return None
-    return None if user.disabled else user
+        return TOKEN_REQUIRED
 
 
 def _timeframes(message: dict[str, Any]) -> list[str] | str:
@@ -207,8 +212,8 @@ async def bars_socket(websocket: WebSocket, instrument: str) -> None:
         await websocket.close(INTERNAL_ERROR, "this server cannot write WebSocket frames directly")
         return
     user = await _authenticate(websocket, services)
-    if user is None:
-        await websocket.close(POLICY_VIOLATION, "a valid access token is required")
+    if isinstance(user, str):
+        await websocket.close(POLICY_VIOLATION, user)
         return
     decision = await services.rate_limiter.take(f"user:{user.id}", "ws")
     if not decision.allowed:
