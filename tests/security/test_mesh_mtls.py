@@ -35,6 +35,8 @@ from ..grpc_helpers import free_port, health_status
 from ..mesh_processes import ServiceProcess, simulator_urls
 from ..tls_helpers import TestPki
 
+# Generous: two cores shared by several test runs; these tests are about who may call, not speed.
+CALL_SECONDS = 30
 BATCH = market_pb2.TradeBatch(
     stream_id="forged",
     sequence=1,
@@ -93,7 +95,7 @@ async def _publish(channel: aio.Channel) -> int:
 
     acked = 0
     stub = ingest_service_pb2_grpc.IngestServiceStub(channel)
-    async for response in stub.Publish(requests(), timeout=5):
+    async for response in stub.Publish(requests(), timeout=CALL_SECONDS):
         acked = max(acked, response.acked_sequence)
     return acked
 
@@ -133,7 +135,7 @@ async def test_bars_reader_cert_gets_bars_but_cannot_publish(
     bars: ServiceProcess, pki: TestPki
 ) -> None:
     async with pki.channel(bars.address, "reader") as channel:
-        await bar_service_pb2_grpc.BarServiceStub(channel).GetBars(GET_BARS, timeout=5)
+        await bar_service_pb2_grpc.BarServiceStub(channel).GetBars(GET_BARS, timeout=CALL_SECONDS)
         with pytest.raises(aio.AioRpcError) as refused:
             await _publish(channel)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -171,7 +173,7 @@ async def _reflected_services(channel: aio.Channel) -> list[str]:
     async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
         yield reflection_pb2.ServerReflectionRequest(list_services="")
 
-    async for response in stub.ServerReflectionInfo(requests(), timeout=5):
+    async for response in stub.ServerReflectionInfo(requests(), timeout=CALL_SECONDS):
         return [s.name for s in response.list_services_response.service]
     return []
 
@@ -230,7 +232,7 @@ async def test_collector_cert_cannot_add_or_deactivate_symbols(
             (stub.DeactivateSymbol, DEACTIVATE_SYMBOL),
         ):
             with pytest.raises(aio.AioRpcError) as refused:
-                await call(request, timeout=5)
+                await call(request, timeout=CALL_SECONDS)
             assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -239,8 +241,8 @@ async def test_gateway_cert_adds_and_deactivates_symbols(
 ) -> None:
     async with pki.channel(collector.address, "gateway") as channel:
         stub = symbol_service_pb2_grpc.SymbolServiceStub(channel)
-        await stub.AddSymbol(ADD_SYMBOL, timeout=10)
-        await stub.DeactivateSymbol(DEACTIVATE_SYMBOL, timeout=10)
+        await stub.AddSymbol(ADD_SYMBOL, timeout=CALL_SECONDS)
+        await stub.DeactivateSymbol(DEACTIVATE_SYMBOL, timeout=CALL_SECONDS)
 
 
 def _start_without(variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
