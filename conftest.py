@@ -29,6 +29,10 @@ REPO_ROOT = Path(__file__).resolve().parent
 # instruments). Tests choose their instruments themselves, and their child processes inherit
 # this; the tests of the watchlist itself set the variable explicitly.
 os.environ.setdefault("TICKMESH_COLLECTOR_DEFAULT_WATCHLIST", "")
+# Service processes refuse to start without TLS material. Tests that are not about the
+# transport run them plaintext; the mesh, chaos, `tickmesh run`/`demo` and security tests
+# give them certificates (tests/tls_helpers.py) and unset this for their children.
+os.environ.setdefault("TICKMESH_GRPC_INSECURE", "true")
 
 
 def _with_database(url: str, database: str) -> str:

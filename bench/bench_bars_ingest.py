@@ -6,11 +6,17 @@ as fast as acknowledgements allow (goal: at least 300,000 trades/s sustained). M
 probe symbol gets one trade every 300 ms on a second stream and a Subscribe client times
 each probe until its forming bar arrives (goal: p99 at most 50 ms). Prices and quantities
 travel as exact int64 mantissas (scale 2) with aggressor sides, as the collector sends them.
+
+By default the bar service serves mutual TLS, as `tickmesh run` and a cluster do: the flood
+publishes with a collector certificate and the probe reads with a reader's. `--transport
+plaintext` measures without TLS, and `--transport both` runs both and reports the TLS cost.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import functools
 import os
 import statistics
 import sys
@@ -24,6 +30,9 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.report import Figure
+from tickmesh.core.grpc_client import open_channel
+from tickmesh.core.tls import TlsMaterial
+from tickmesh.mesh.certs import init_ca, issue
 from tickmesh.mesh.embedded import EmbeddedServers
 from tickmesh.v2 import (
     bar_service_pb2,
@@ -77,8 +86,14 @@ def _flood_batches(stream: str = "bench-flood") -> list[ingest_service_pb2.Publi
     ]
 
 
-async def _wait_serving(address: str) -> None:
-    async with aio.insecure_channel(address) as channel:
+def _dial(address: str, tls: TlsMaterial | None) -> aio.Channel:
+    if tls is None:
+        return aio.insecure_channel(address)
+    return aio.secure_channel(address, tls.channel_credentials())
+
+
+async def _wait_serving(address: str, tls: TlsMaterial | None) -> None:
+    async with _dial(address, tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         for _ in range(300):
             try:
@@ -168,7 +183,7 @@ async def _probe(
     return latencies
 
 
-async def _collector_client_rate(address: str) -> float:
+async def _collector_client_rate(address: str, tls: TlsMaterial | None) -> float:
     """Trades/s acknowledged when the collector's own IngestClient does the publishing."""
     from prometheus_client import CollectorRegistry
 
@@ -179,6 +194,7 @@ async def _collector_client_rate(address: str) -> float:
     client = IngestClient(
         IngestConfig(address, "bench-client", max_buffered_trades=10_000_000),
         CollectorMetrics(CollectorRegistry()),
+        channel_factory=functools.partial(open_channel, tls=tls),
     )
     runner = asyncio.create_task(client.run())
     await client.wait_connected()
@@ -192,9 +208,19 @@ async def _collector_client_rate(address: str) -> float:
     return sum(len(run.trade_ids) for run in runs) / elapsed
 
 
-async def _run(database_url: str, redis_url: str) -> tuple[float, list[float], float]:
+async def _run(
+    database_url: str, redis_url: str, tls_root: Path | None
+) -> tuple[float, list[float], float]:
+    """One bar service process (mutual TLS when `tls_root` holds the certificates)."""
+    collector = reader = None
+    transport = {"TICKMESH_GRPC_INSECURE": "true"}
+    if tls_root is not None:
+        collector = TlsMaterial.load(tls_root / "collector")
+        reader = TlsMaterial.load(tls_root / "reader")
+        transport = {"TICKMESH_TLS_DIR": str(tls_root / "bars"), "TICKMESH_GRPC_INSECURE": "false"}
     environment = {
         **os.environ,
+        **transport,
         "TICKMESH_DATABASE_URL": database_url,
         "TICKMESH_REDIS_URL": redis_url,
         "TICKMESH_BARS_LISTEN": ADDRESS,
@@ -205,45 +231,80 @@ async def _run(database_url: str, redis_url: str) -> tuple[float, list[float], f
         sys.executable, "-m", "tickmesh.bars", env=environment
     )
     try:
-        await _wait_serving(ADDRESS)
-        async with aio.insecure_channel(ADDRESS) as channel:
-            ingest = ingest_service_pb2_grpc.IngestServiceStub(channel)
-            bars = bar_service_pb2_grpc.BarServiceStub(channel)
+        await _wait_serving(ADDRESS, reader)
+        # Publishing is the collector's right, reading the reader's: one channel each.
+        async with _dial(ADDRESS, collector) as publisher, _dial(ADDRESS, reader) as viewer:
+            ingest = ingest_service_pb2_grpc.IngestServiceStub(publisher)
+            bars = bar_service_pb2_grpc.BarServiceStub(viewer)
             stop = asyncio.Event()
             probing = asyncio.create_task(_probe(ingest, bars, stop))
             trades, elapsed = await _flood(ingest)
             stop.set()
             latencies = await probing
-        return trades / elapsed, latencies, await _collector_client_rate(ADDRESS)
+        return trades / elapsed, latencies, await _collector_client_rate(ADDRESS, collector)
     finally:
         process.kill()
         await process.wait()
 
 
-def main() -> list[Figure]:
+def main(tls: bool = True) -> list[Figure]:
     """Measure the acknowledged ingest rate and the forming-bar latency under that load."""
     with (
         tempfile.TemporaryDirectory(prefix="tickmesh-bench-") as state,
         EmbeddedServers(Path(state)) as servers,
     ):
+        tls_root = None
+        if tls:
+            tls_root = Path(state) / "tls"
+            init_ca(tls_root)
+            for role in ("bars", "collector", "reader"):
+                issue(tls_root, role)
         rate, latencies, client_rate = asyncio.run(
-            _run(servers.start_postgres(), servers.start_redis())
+            _run(servers.start_postgres(), servers.start_redis(), tls_root)
         )
+    transport = "mutual TLS" if tls else "plaintext"
     ms = sorted(1000 * latency for latency in latencies)
     p50 = statistics.median(ms) if ms else float("nan")
     p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))] if ms else float("nan")
     sys.stdout.write(
-        f"bar service: {rate:,.0f} trades/s acknowledged ({TRADES:,} trades, {SYMBOLS} symbols); "
+        f"bar service ({transport}): {rate:,.0f} trades/s acknowledged ({TRADES:,} trades, {SYMBOLS} symbols); "
         f"trade -> forming bar under that load: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
         f"({len(ms)} probes); through the collector's IngestClient: {client_rate:,.0f} trades/s\n"
     )
     return [
-        Figure("bars acked ingest (Publish, loopback)", rate, "trades/s", ">= 300,000"),
-        Figure("collector IngestClient -> bars acked", client_rate, "trades/s", ">= 300,000"),
-        Figure("trade -> forming bar p50 under load", p50, "ms"),
-        Figure("trade -> forming bar p99 under load", p99, "ms", "<= 50 ms"),
+        Figure(
+            f"bars acked ingest (Publish, loopback, {transport})", rate, "trades/s", ">= 300,000"
+        ),
+        Figure(
+            f"collector IngestClient -> bars acked ({transport})",
+            client_rate,
+            "trades/s",
+            ">= 300,000",
+        ),
+        Figure(f"trade -> forming bar p50 under load ({transport})", p50, "ms"),
+        Figure(f"trade -> forming bar p99 under load ({transport})", p99, "ms", "<= 50 ms"),
     ]
 
 
+def _cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--transport",
+        choices=("tls", "plaintext", "both"),
+        default="tls",
+        help="mutual TLS as deployed (default), plaintext, or both to see what TLS costs",
+    )
+    choice = parser.parse_args().transport
+    figures = {
+        tls: main(tls) for tls in ((True, False) if choice == "both" else (choice == "tls",))
+    }
+    if len(figures) == 2:
+        with_tls, without = figures[True][0].value, figures[False][0].value
+        sys.stdout.write(
+            f"TLS cost on acked ingest: plaintext {without:,.0f} -> mutual TLS "
+            f"{with_tls:,.0f} trades/s ({100 * (with_tls / without - 1):+.1f}%)\n"
+        )
+
+
 if __name__ == "__main__":
-    main()
+    _cli()

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import grpc
 import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ at the repo root
@@ -51,6 +52,7 @@ from tests.chaos_mesh import (
 from tests.ingest_helpers import fixtures_root
 from tests.mesh_processes import ProcessExitedError, ServiceProcess
 from tests.test_bar_chaos import MINUTES, BarKey, BarValues, final_bars
+from tests.tls_helpers import TestPki
 from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, SourceSpec
 from tickmesh.mesh.embedded import EmbeddedServers
 from tickmesh.v2 import market_pb2
@@ -90,12 +92,14 @@ def say(*parts: object, end: str = "\n", flush: bool = True) -> None:
         sys.stdout.flush()
 
 
-async def _settled_bars(address: str) -> dict[BarKey, BarValues]:
+async def _settled_bars(
+    address: str, credentials: grpc.ChannelCredentials | None
+) -> dict[BarKey, BarValues]:
     """The final bars once every minute of the capture is final and they stand still (90 s at most)."""
     previous: dict[BarKey, BarValues] | None = None
     deadline = time.monotonic() + 90
     while True:
-        current = await final_bars(address)
+        current = await final_bars(address, credentials)
         minutes = sum(1 for timeframe, _ in current if timeframe == market_pb2.TIMEFRAME_1M)
         if (minutes >= MINUTES and current == previous) or time.monotonic() > deadline:
             return current
@@ -172,6 +176,7 @@ class Watchdog:
 
 
 async def run_once(
+    pki: TestPki,
     servers: EmbeddedServers,
     admin_url: str,
     redis_url: str,
@@ -193,7 +198,8 @@ async def run_once(
         sources=[SourceSpec(fixtures_root() / CAPTURE)], speed=plan.speed, paused=True
     )
     async with ExchangeSimulator(config) as sim:
-        mesh = build_mesh(common, sim)
+        # Mutual TLS between every service, as deployed: each restart goes through a handshake.
+        mesh = build_mesh(common, sim, pki)
         for service in mesh.services.values():
             await service.start(START_SECONDS)
         watchdog = Watchdog(mesh.services.values())
@@ -209,7 +215,7 @@ async def run_once(
             async with asyncio.timeout(replay_seconds + 300):
                 await sim.wait_replay_done()
             say(f"  replay done after {time.monotonic() - started:.1f}s")
-            final = await _settled_bars(mesh.bars.address)
+            final = await _settled_bars(mesh.bars.address, mesh.bars.credentials("reader"))
             rows = await _settled_analytics(database_url, len(final))
             await asyncio.sleep(3.0)  # the last final bars reach the alert engine
             firings = await alert_firings(database_url)
@@ -330,7 +336,9 @@ async def chaos(plan: ChaosPlan) -> int:
         admin_url = servers.start_postgres()
         redis_url = servers.start_redis()
         say("uninterrupted run ...", flush=True)
-        calm = await run_once(servers, admin_url, redis_url, 1, plan, disturb=False)
+        pki = TestPki(Path(state) / "tls")
+        say("mutual TLS on: a certificate per service from a CA made for this run")
+        calm = await run_once(pki, servers, admin_url, redis_url, 1, plan, disturb=False)
         say(
             f"  {len(calm.bars)} final bars, {len(calm.analytics)} analytics rows,"
             f" {sum(calm.firings.values())} alert firings in {calm.seconds:.1f}s",
@@ -338,7 +346,7 @@ async def chaos(plan: ChaosPlan) -> int:
         )
         kills = ", ".join(f"{n} {name} kills" for name, n in plan.kills.items())
         say(f"chaos run: {kills}, postgresql down {plan.outage_seconds:.0f}s once ...")
-        rough = await run_once(servers, admin_url, redis_url, 2, plan, disturb=True)
+        rough = await run_once(pki, servers, admin_url, redis_url, 2, plan, disturb=True)
         revised = sum(1 for values in rough.bars.values() if values[9] > 0)
         say(
             f"  {len(rough.bars)} final bars ({revised} revised by late trades),"

@@ -16,7 +16,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-from grpc import aio
 
 from tickmesh.collector.simulator import ExchangeSimulator
 from tickmesh.core.instruments import InstrumentId
@@ -24,6 +23,7 @@ from tickmesh.v2 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
 
 from .gateway.processes import ADMIN, SECRET
 from .mesh_processes import GatewayServiceProcess, ServiceProcess, simulator_urls
+from .tls_helpers import TestPki
 
 INSTRUMENT = InstrumentId(market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT")
 # Closes of the capture's minutes run 28,140.6 .. 28,155.2: each rule fires a few times.
@@ -60,9 +60,13 @@ class Mesh:
         }
 
 
-def build_mesh(common: dict[str, str], sim: ExchangeSimulator) -> Mesh:
-    """The four processes, wired to each other and to the simulator (not started)."""
-    bars = ServiceProcess("bars", {**common, "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
+def build_mesh(common: dict[str, str], sim: ExchangeSimulator, pki: TestPki | None = None) -> Mesh:
+    """The four processes, wired to each other and to the simulator (not started).
+
+    With `pki` every process has its role's certificate and the mesh speaks mutual TLS, as
+    `tickmesh run` and a cluster do.
+    """
+    bars = ServiceProcess("bars", {**common, "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"}, pki)
     analytics = ServiceProcess(
         "analytics",
         {
@@ -70,6 +74,7 @@ def build_mesh(common: dict[str, str], sim: ExchangeSimulator) -> Mesh:
             "TICKMESH_BARS_ADDRESS": bars.address,
             "TICKMESH_ANALYTICS_RECONNECT_MAX_SECONDS": "0.5",
         },
+        pki,
     )
     collector = ServiceProcess(
         "collector",
@@ -80,6 +85,7 @@ def build_mesh(common: dict[str, str], sim: ExchangeSimulator) -> Mesh:
             "TICKMESH_COLLECTOR_REGISTRY_POLL_SECONDS": "0.5",
             "TICKMESH_COLLECTOR_BACKFILL_GRACE_MS": "200",
         },
+        pki,
     )
     gateway = GatewayServiceProcess(
         {
@@ -92,14 +98,16 @@ def build_mesh(common: dict[str, str], sim: ExchangeSimulator) -> Mesh:
             "TICKMESH_COLLECTOR_ADDRESS": collector.address,
             "TICKMESH_BARS_ADDRESS": bars.address,
             "TICKMESH_ANALYTICS_ADDRESS": analytics.address,
-        }
+        },
+        pki,
     )
     return Mesh(bars, analytics, collector, gateway)
 
 
 async def register_instrument_and_alerts(mesh: Mesh) -> None:
     """Add the instrument through the collector's SymbolService and the alerts through the gateway."""
-    async with aio.insecure_channel(mesh.collector.address) as channel:
+    # Registering is the gateway's right (SymbolService admits only the gateway role).
+    async with mesh.collector.channel("gateway") as channel:
         await symbol_service_pb2_grpc.SymbolServiceStub(channel).AddSymbol(
             symbol_service_pb2.AddSymbolRequest(
                 symbol=INSTRUMENT.symbol,

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 
+import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -17,20 +18,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def health_status(address: str, service: str = "") -> int:
+def dial(address: str, credentials: grpc.ChannelCredentials | None = None) -> aio.Channel:
+    """A channel to `address`: TLS with `credentials`, plaintext without."""
+    if credentials is None:
+        return aio.insecure_channel(address)
+    return aio.secure_channel(address, credentials)
+
+
+async def health_status(
+    address: str, service: str = "", credentials: grpc.ChannelCredentials | None = None
+) -> int:
     """The health status of `service` at `address` (raises if unreachable)."""
-    async with aio.insecure_channel(address) as channel:
+    async with dial(address, credentials) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
         return int(response.status)
 
 
-async def wait_serving(address: str, within_seconds: float = 30.0) -> None:
-    """Wait until `address` answers SERVING; TimeoutError otherwise."""
+async def wait_serving(
+    address: str,
+    within_seconds: float = 30.0,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> None:
+    """Wait until `address` answers SERVING (over TLS with `credentials`); TimeoutError otherwise."""
     deadline = time.monotonic() + within_seconds
     while True:
         try:
-            if await health_status(address) == health_pb2.HealthCheckResponse.SERVING:
+            status = await health_status(address, credentials=credentials)
+            if status == health_pb2.HealthCheckResponse.SERVING:
                 return
         except aio.AioRpcError:
             pass

@@ -13,9 +13,13 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+import grpc
+from grpc import aio
+
 from tickmesh.collector.simulator import ExchangeSimulator
 
-from .grpc_helpers import free_port, wait_serving
+from .grpc_helpers import dial, free_port, wait_serving
+from .tls_helpers import TestPki
 
 
 class ProcessExitedError(RuntimeError):
@@ -23,14 +27,28 @@ class ProcessExitedError(RuntimeError):
 
 
 class ServiceProcess:
-    """One `python -m tickmesh.<service>` child on a free port."""
+    """One `python -m tickmesh.<service>` child on a free port.
 
-    def __init__(self, service: str, environment: Mapping[str, str]) -> None:
+    With `pki` it serves mutual TLS with its role's certificate (as `tickmesh run` does);
+    without, plaintext (TICKMESH_GRPC_INSECURE), for tests that are not about the transport.
+    """
+
+    def __init__(
+        self, service: str, environment: Mapping[str, str], pki: TestPki | None = None
+    ) -> None:
         self.service = service
+        self.pki = pki
         self.address = f"127.0.0.1:{free_port()}"
         self.metrics_port = free_port()
+        transport = (
+            {"TICKMESH_GRPC_INSECURE": "true"}
+            if pki is None
+            # The test run's plaintext default (conftest.py) does not apply to this child.
+            else {"TICKMESH_TLS_DIR": str(pki.tls_dir(service)), "TICKMESH_GRPC_INSECURE": "false"}
+        )
         self._environment = {
             **os.environ,
+            **transport,
             **environment,
             f"TICKMESH_{service.upper()}_LISTEN": self.address,
             f"TICKMESH_{service.upper()}_METRICS_PORT": str(self.metrics_port),
@@ -75,8 +93,16 @@ class ServiceProcess:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise TimeoutError(f"{self.service} did not start; its log ends:\n{tail}") from None
 
+    def channel(self, role: str = "gateway") -> aio.Channel:
+        """A channel to this process: as `role` over TLS, or plaintext when it runs without."""
+        return dial(self.address, self.credentials(role))
+
+    def credentials(self, role: str) -> grpc.ChannelCredentials | None:
+        """`role`'s channel credentials when this process serves TLS, else None (plaintext)."""
+        return None if self.pki is None else self.pki.material(role).channel_credentials()
+
     async def _wait_ready(self, within_seconds: float) -> None:
-        await wait_serving(self.address, within_seconds)
+        await wait_serving(self.address, within_seconds, self.credentials(self.service))
 
     @property
     def running(self) -> bool:
@@ -111,8 +137,8 @@ class ServiceProcess:
 class GatewayServiceProcess(ServiceProcess):
     """`python -m tickmesh.gateway` on a free HTTP port, ready when /health answers 200."""
 
-    def __init__(self, environment: Mapping[str, str]) -> None:
-        super().__init__("gateway", environment)
+    def __init__(self, environment: Mapping[str, str], pki: TestPki | None = None) -> None:
+        super().__init__("gateway", environment, pki)
         port = self.metrics_port  # the gateway serves /metrics on its HTTP port
         self._environment["TICKMESH_GATEWAY_PORT"] = str(port)
         self.base_url = f"http://127.0.0.1:{port}"

@@ -6,12 +6,13 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 
+import grpc
 import redis.asyncio as redis
-from grpc import aio
 
 from tickmesh.core.timeframes import TIMEFRAMES
 from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
+from .grpc_helpers import dial
 from .ingest_helpers import capture_batches, fixtures_root, publish_until_acked
 from .mesh_processes import ServiceProcess
 
@@ -25,10 +26,12 @@ BarKey = tuple[int, int]
 BarValues = tuple[str, str, str, str, str, str, str, str, int, int]
 
 
-async def final_bars(address: str) -> dict[BarKey, BarValues]:
+async def final_bars(
+    address: str, credentials: grpc.ChannelCredentials | None = None
+) -> dict[BarKey, BarValues]:
     """Every final bar of BTCUSDT on every timeframe, by (timeframe, open time)."""
     found: dict[BarKey, BarValues] = {}
-    async with aio.insecure_channel(address) as channel:
+    async with dial(address, credentials) as channel:
         stub = bar_service_pb2_grpc.BarServiceStub(channel)
         for timeframe in TIMEFRAMES:
             response = await stub.GetBars(
@@ -56,10 +59,12 @@ async def final_bars(address: str) -> dict[BarKey, BarValues]:
     return found
 
 
-async def settled_bars(address: str) -> dict[BarKey, BarValues]:
+async def settled_bars(
+    address: str, credentials: grpc.ChannelCredentials | None = None
+) -> dict[BarKey, BarValues]:
     """The final bars once the capture's last minute is final (the quiet symbol's clock moves on)."""
     for _ in range(100):
-        current = await final_bars(address)
+        current = await final_bars(address, credentials)
         if sum(1 for timeframe, _ in current if timeframe == market_pb2.TIMEFRAME_1M) == MINUTES:
             return current
         await asyncio.sleep(0.2)

@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from grpc import aio
 
 from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, SourceSpec
 from tickmesh.core.fixtures import fixtures_root
@@ -40,6 +39,8 @@ from tickmesh.v2 import (
 
 from .chaos_mesh import Mesh, build_mesh
 from .gateway.processes import ADMIN
+from .mesh_processes import ServiceProcess
+from .tls_helpers import TestPki
 
 SPOT_CAPTURE = "binance_spot/BTCUSDT_ws_trade_2024-08-08T2354_to_2024-08-09T0005.txt"
 USDM_CAPTURE = "binance_futures_um/BTCUSDT_ws_trade_2024-08-08T2354_to_2024-08-08T2359.txt"
@@ -150,7 +151,9 @@ class _Replay:
 
 
 @pytest.fixture
-async def replay(fresh_database_url: str, fresh_redis_url: str) -> AsyncIterator[_Replay]:
+async def replay(
+    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
+) -> AsyncIterator[_Replay]:
     """The four services on the simulator, which holds both captures paused."""
     fixtures = fixtures_root()
     config = SimulatorConfig(
@@ -160,11 +163,11 @@ async def replay(fresh_database_url: str, fresh_redis_url: str) -> AsyncIterator
     )
     common = {"TICKMESH_DATABASE_URL": fresh_database_url, "TICKMESH_REDIS_URL": fresh_redis_url}
     async with ExchangeSimulator(config) as sim:
-        running = build_mesh(common, sim)
+        running = build_mesh(common, sim, TestPki(tmp_path))
         try:
             for service in running.services.values():
                 await service.start()
-            async with aio.insecure_channel(running.collector.address) as channel:
+            async with running.collector.channel("gateway") as channel:
                 registry = symbol_service_pb2_grpc.SymbolServiceStub(channel)
                 for instrument in (SPOT, USDM):
                     await registry.AddSymbol(
@@ -183,8 +186,8 @@ async def replay(fresh_database_url: str, fresh_redis_url: str) -> AsyncIterator
                 await service.kill()
 
 
-async def _grpc_bars(address: str, instrument: InstrumentId) -> dict[int, market_pb2.Bar]:
-    async with aio.insecure_channel(address) as channel:
+async def _grpc_bars(bars: ServiceProcess, instrument: InstrumentId) -> dict[int, market_pb2.Bar]:
+    async with bars.channel("reader") as channel:
         response = await bar_service_pb2_grpc.BarServiceStub(channel).GetBars(
             bar_service_pb2.GetBarsRequest(
                 instrument=instrument.to_proto(), timeframe=market_pb2.TIMEFRAME_1M, limit=100
@@ -193,13 +196,15 @@ async def _grpc_bars(address: str, instrument: InstrumentId) -> dict[int, market
     return {bar.open_time_ns // NS_PER_MS: bar for bar in response.bars if bar.final}
 
 
-async def _settled(address: str, instrument: InstrumentId, minutes: list[int]) -> dict[int, Any]:
+async def _settled(
+    bars: ServiceProcess, instrument: InstrumentId, minutes: list[int]
+) -> dict[int, Any]:
     """The final 1m bars once every full minute is there (the quiet end finalizes late)."""
     async with asyncio.timeout(WITHIN_SECONDS):
         while True:
-            bars = await _grpc_bars(address, instrument)
-            if all(minute in bars for minute in minutes):
-                return bars
+            found = await _grpc_bars(bars, instrument)
+            if all(minute in found for minute in minutes):
+                return found
             await asyncio.sleep(0.2)
 
 
@@ -248,7 +253,7 @@ async def test_spot_and_usdm_btcusdt_side_by_side_each_equal_its_truth(replay: _
         replay.simulator.resume()
 
         for instrument in (SPOT, USDM):
-            served = await _settled(mesh.bars.address, instrument, minutes[instrument])
+            served = await _settled(mesh.bars, instrument, minutes[instrument])
             wanted = {m: truth[instrument][m] for m in minutes[instrument]}
             assert {m: _exact(served[m]) for m in minutes[instrument]} == wanted, instrument
             reply = await client.get(
@@ -267,7 +272,7 @@ async def test_spot_and_usdm_btcusdt_side_by_side_each_equal_its_truth(replay: _
             assert {m: _exact(pushed[instrument][m]) for m in minutes[instrument]} == wanted
 
     # The two venues' prices differ, so their indicators do: analytics keeps them apart.
-    async with aio.insecure_channel(mesh.analytics.address) as channel:
+    async with mesh.analytics.channel("reader") as channel:
         stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
         vwaps: dict[InstrumentId, dict[int, float]] = {}
         async with asyncio.timeout(WITHIN_SECONDS):

@@ -14,6 +14,7 @@ import asyncio
 import random
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from tickmesh.collector.simulator import ExchangeSimulator, SimulatorConfig, SourceSpec
 from tickmesh.v2 import market_pb2
@@ -30,6 +31,7 @@ from .collector.test_collector_delivery import FUTURES_CASES, _final_bars, _klin
 from .ingest_helpers import fixtures_root
 from .mesh_processes import ServiceProcess
 from .test_bar_chaos import settled_bars
+from .tls_helpers import TestPki
 
 SPEED = 8.0
 REPLAY_SECONDS = 8 * 60 / SPEED
@@ -44,7 +46,7 @@ async def _kill_on_schedule(service: ServiceProcess, moments: list[float], begun
 
 
 async def test_every_service_killed_during_a_replay_loses_and_doubles_nothing(
-    fresh_database_url: str, fresh_redis_url: str
+    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
 ) -> None:
     capture, klines_file, minutes = FUTURES_CASES["2023-04-04"]
     fixtures = fixtures_root()
@@ -55,7 +57,9 @@ async def test_every_service_killed_during_a_replay_loses_and_doubles_nothing(
     }
     config = SimulatorConfig(sources=[SourceSpec(fixtures / capture)], speed=SPEED, paused=True)
     async with ExchangeSimulator(config) as sim:
-        mesh = build_mesh(common, sim)
+        # With mutual TLS, as deployed: reconnects after each kill go through the handshake.
+        mesh = build_mesh(common, sim, TestPki(tmp_path))
+        reader = mesh.bars.credentials("reader")
         try:
             for service in mesh.services.values():
                 await service.start()
@@ -83,14 +87,14 @@ async def test_every_service_killed_during_a_replay_loses_and_doubles_nothing(
             expected = _klines(fixtures / klines_file)
             wrong = ["not read yet"]
             for _ in range(150):  # revisions from the collector's backfill settle
-                built = await _final_bars(mesh.bars.address, str(INSTRUMENT), minutes)
+                built = await _final_bars(mesh.bars.address, str(INSTRUMENT), minutes, reader)
                 wrong = _mismatches(built, expected, minutes)
                 if not wrong:
                     break
                 await asyncio.sleep(0.2)
             assert wrong == []
 
-            final = await settled_bars(mesh.bars.address)
+            final = await settled_bars(mesh.bars.address, reader)
             deadline = time.monotonic() + 60
             indicator_rows = 0
             while time.monotonic() < deadline:

@@ -22,6 +22,7 @@ from tickmesh.mesh.shard_layout import PORT_STEP, layout
 from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
 from .grpc_helpers import free_port, wait_serving
+from .tls_helpers import run_credentials, without_insecure
 
 
 def _gateway_health(port: int) -> bytes:
@@ -45,7 +46,7 @@ async def test_run_starts_every_service_and_ctrl_c_stops_them(
     addresses = {name: f"127.0.0.1:{free_port()}" for name in ("collector", "bars", "analytics")}
     gateway_port = free_port()
     environment = {
-        **os.environ,
+        **without_insecure(os.environ),
         "TICKMESH_DATABASE_URL": database_url,
         "TICKMESH_REDIS_URL": redis_url,
         "TICKMESH_GATEWAY_PORT": str(gateway_port),
@@ -67,8 +68,10 @@ async def test_run_starts_every_service_and_ctrl_c_stops_them(
         start_new_session=True,
     )
     try:
+        # `tickmesh run` serves mutual TLS with certificates it makes under its state dir.
+        reader = await run_credentials(tmp_path, "reader")
         for address in addresses.values():
-            await wait_serving(address)
+            await wait_serving(address, credentials=reader)
         assert await _wait_gateway(gateway_port) == b'{"status":"ok"}'
         process.send_signal(signal.SIGINT)
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
@@ -104,7 +107,9 @@ async def test_run_with_two_bar_shards_pairs_collector_and_bar_shards(
     collector, bars = _free_port_pair(PORT_STEP), _free_port_pair(PORT_STEP)
     analytics, gateway_port = free_port(), free_port()
     environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("TICKMESH_BARS_")
+        key: value
+        for key, value in without_insecure(os.environ).items()
+        if not key.startswith("TICKMESH_BARS_")
     } | {
         "TICKMESH_DATABASE_URL": database_url,
         "TICKMESH_REDIS_URL": redis_url,
@@ -133,10 +138,11 @@ async def test_run_with_two_bar_shards_pairs_collector_and_bar_shards(
     )
     try:
         shards = [f"127.0.0.1:{bars + PORT_STEP * i}" for i in range(2)]
+        reader = await run_credentials(tmp_path, "reader")
         for port in (collector, collector + PORT_STEP, analytics):
-            await wait_serving(f"127.0.0.1:{port}")
+            await wait_serving(f"127.0.0.1:{port}", credentials=reader)
         for address in shards:
-            await wait_serving(address)
+            await wait_serving(address, credentials=reader)
         await _wait_gateway(gateway_port)
         health = await asyncio.to_thread(_mesh_health, gateway_port)
         assert {name for name in health["components"] if name.startswith("bars")} == {
@@ -149,7 +155,7 @@ async def test_run_with_two_bar_shards_pairs_collector_and_bar_shards(
             for i in map(InstrumentId.parse, ("binance_spot:ETHUSDT", "binance_spot:BTCUSDT"))
             if shard_of(i, 2) == 0
         )
-        async with aio.insecure_channel(shards[1]) as channel:
+        async with aio.secure_channel(shards[1], reader) as channel:
             with pytest.raises(aio.AioRpcError) as refused:
                 await bar_service_pb2_grpc.BarServiceStub(channel).GetBars(
                     bar_service_pb2.GetBarsRequest(

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import grpc
 import pytest
-from grpc import aio
 
 from tickmesh.collector.simulator import (
     ExchangeSimulator,
@@ -30,6 +30,7 @@ from tickmesh.collector.simulator import (
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
+from ..grpc_helpers import dial
 from ..ingest_helpers import fixtures_root
 from ..mesh_processes import ServiceProcess
 from .harness import MINUTE_NS, NS_PER_MS, SPOT, USDM, CollectorHarness, MinuteBar, capture_minutes
@@ -74,9 +75,12 @@ def _klines(path: Path) -> dict[int, MinuteBar]:
 
 
 async def _final_bars(
-    address: str, instrument: str, minutes: list[int]
+    address: str,
+    instrument: str,
+    minutes: list[int],
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> dict[int, market_pb2.Bar]:
-    async with aio.insecure_channel(address) as channel:
+    async with dial(address, credentials) as channel:
         stub = bar_service_pb2_grpc.BarServiceStub(channel)
         response = await stub.GetBars(
             bar_service_pb2.GetBarsRequest(

@@ -17,6 +17,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import grpc
 from grpc import aio
 
 from tickmesh.core.instruments import InstrumentId
@@ -30,6 +31,7 @@ from tickmesh.v2 import (
 
 from ..grpc_helpers import free_port
 from ..ingest_helpers import fixtures_root
+from ..tls_helpers import run_credentials, without_insecure
 
 USDM_CAPTURE = "binance_futures_um/BTCUSDT_ws_trade_2024-08-08T2354_to_2024-08-08T2359.txt"
 USDM_KLINES = "binance_futures_um/BTCUSDT-1m-2024-08-08_2350_to_2024-08-09_0010.csv"
@@ -49,8 +51,10 @@ def _klines() -> dict[int, tuple[Decimal, ...]]:
         }
 
 
-async def _bars(address: str) -> dict[int, tuple[Decimal, ...]]:
-    async with aio.insecure_channel(address) as channel:
+async def _bars(
+    address: str, credentials: grpc.ChannelCredentials
+) -> dict[int, tuple[Decimal, ...]]:
+    async with aio.secure_channel(address, credentials) as channel:
         response = await bar_service_pb2_grpc.BarServiceStub(channel).GetBars(
             bar_service_pb2.GetBarsRequest(
                 instrument=InstrumentId.parse("binance_usdm:BTCUSDT").to_proto(),
@@ -76,7 +80,9 @@ async def test_demo_of_a_usdm_capture_serves_usdm_bars_equal_to_klines(
 ) -> None:
     addresses = {name: f"127.0.0.1:{free_port()}" for name in ("collector", "bars", "analytics")}
     environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("TICKMESH_BARS_")
+        key: value
+        for key, value in without_insecure(os.environ).items()
+        if not key.startswith("TICKMESH_BARS_")
     } | {
         # Fresh ones: bars cached in a shared Redis by an earlier run would pass for this one's.
         "TICKMESH_DATABASE_URL": fresh_database_url,
@@ -94,18 +100,28 @@ async def test_demo_of_a_usdm_capture_serves_usdm_bars_equal_to_klines(
     tickmesh = Path(sys.executable).parent / "tickmesh"
     with log.open("wb") as sink:
         demo = subprocess.Popen(  # noqa: ASYNC220 - started once; the test then polls it
-            [str(tickmesh), "demo", str(fixtures_root() / USDM_CAPTURE), "--speed", "max"],
+            [
+                str(tickmesh),
+                "demo",
+                str(fixtures_root() / USDM_CAPTURE),
+                "--speed",
+                "max",
+                "--state-dir",
+                str(tmp_path),
+            ],
             env=environment,
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
+        # The demo serves mutual TLS with certificates it makes under its state dir.
+        reader = await run_credentials(tmp_path, "reader")
         expected = _klines()
         built: dict[int, tuple[Decimal, ...]] = {}
         for _ in range(240):
             try:
-                built = await _bars(addresses["bars"])
+                built = await _bars(addresses["bars"], reader)
             except aio.AioRpcError:
                 built = {}
             if all(minute in built for minute in MINUTES):
@@ -115,7 +131,8 @@ async def test_demo_of_a_usdm_capture_serves_usdm_bars_equal_to_klines(
         assert {minute: built.get(minute) for minute in MINUTES} == {
             minute: expected[minute] for minute in MINUTES
         }, log.read_text(errors="replace")[-3000:]
-        async with aio.insecure_channel(addresses["collector"]) as channel:
+        gateway = await run_credentials(tmp_path, "gateway")
+        async with aio.secure_channel(addresses["collector"], gateway) as channel:
             try:
                 listed = await symbol_service_pb2_grpc.SymbolServiceStub(channel).ListSymbols(
                     symbol_service_pb2.ListSymbolsRequest(), timeout=30, wait_for_ready=True

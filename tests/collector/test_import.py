@@ -18,16 +18,18 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import grpc
 import pytest
-from grpc import aio
 
 from tickmesh.collector.importer import FileResult, import_files
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.sharding import shard_of
 from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
 
+from ..grpc_helpers import dial
 from ..ingest_helpers import fixtures_root
 from ..mesh_processes import ServiceProcess
+from ..tls_helpers import TestPki
 from .harness import MINUTE_NS, MinuteBar, capture_minutes
 
 SPOT_CAPTURE = "binance_spot/ETHUSDT_ws_trade_2024-08-08T2354_to_2024-08-09T0005.txt"
@@ -67,12 +69,17 @@ def _csv_rows(micros: bool) -> list[str]:
     return rows
 
 
-async def _wait_bars(address: str, expected: dict[int, MinuteBar], symbol: str = "ETHUSDT") -> None:
+async def _wait_bars(
+    address: str,
+    expected: dict[int, MinuteBar],
+    symbol: str = "ETHUSDT",
+    credentials: grpc.ChannelCredentials | None = None,
+) -> None:
     wrong = ["not read yet"]
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(30):
             while wrong:
-                async with aio.insecure_channel(address) as channel:
+                async with dial(address, credentials) as channel:
                     response = await bar_service_pb2_grpc.BarServiceStub(channel).GetBars(
                         bar_service_pb2.GetBarsRequest(
                             instrument=InstrumentId(SPOT, symbol).to_proto(),
@@ -170,6 +177,8 @@ async def test_import_command_loads_zipped_csv_with_header(
 async def test_import_command_sends_each_file_to_its_symbols_bar_shard(
     fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
 ) -> None:
+    # With mutual TLS, as `tickmesh run` serves: the import calls as the importer role.
+    pki = TestPki(tmp_path / "tls")
     shards = [
         ServiceProcess(
             "bars",
@@ -180,6 +189,7 @@ async def test_import_command_sends_each_file_to_its_symbols_bar_shard(
                 "TICKMESH_BARS_SHARD_INDEX": str(index),
                 "TICKMESH_BARS_SHARD_COUNT": "2",
             },
+            pki,
         )
         for index in range(2)
     ]
@@ -202,7 +212,11 @@ async def test_import_command_sends_each_file_to_its_symbols_bar_shard(
             "--state",
             str(tmp_path / "state.json"),
             "--no-progress",
-            env=environment | {"TICKMESH_BARS_ADDRESSES": ",".join(s.address for s in shards)},
+            env=environment
+            | {
+                "TICKMESH_BARS_ADDRESSES": ",".join(s.address for s in shards),
+                "TICKMESH_IMPORT_TLS_DIR": str(pki.tls_dir("importer")),
+            },
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -210,7 +224,7 @@ async def test_import_command_sends_each_file_to_its_symbols_bar_shard(
         assert process.returncode == 0, output.decode(errors="replace")
         expected, _ = capture_minutes(fixtures_root() / SPOT_CAPTURE)
         for shard, symbol in zip(shards, symbols, strict=True):
-            await _wait_bars(shard.address, expected, symbol)
+            await _wait_bars(shard.address, expected, symbol, shard.credentials("reader"))
             accepted = await shard.metric("tickmesh_bars_trades_total", 'outcome="accepted"')
             assert accepted == len(rows), symbol
     finally:

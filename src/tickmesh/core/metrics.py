@@ -36,6 +36,12 @@ class CoreMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.grpc_denied = Counter(
+            "tickmesh_grpc_server_denied",
+            "gRPC calls refused because the caller's role may not call the service.",
+            ["role", "service"],
+            registry=self.registry,
+        )
         self.dependency_attempts = Counter(
             "tickmesh_dependency_connect_attempts",
             "Attempts to reach a dependency at start, by dependency and outcome.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Self, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -35,6 +36,20 @@ class CommonSettings(BaseSettings):
     # symbol's shard is crc32(symbol) mod the count (README "Sharding"). Empty: bars_address.
     bars_addresses: str = ""
     analytics_address: str = "127.0.0.1:50053"
+    # Mutual TLS between the services (tickmesh.core.tls): a directory with ca.crt, tls.crt
+    # and tls.key. A service refuses to start without it unless grpc_insecure is set, which
+    # is for tests and refused in production.
+    tls_dir: Path | None = None
+    grpc_insecure: bool = False
+    # host:port of a plaintext listener serving grpc.health.v1.Health alone, for probes that
+    # cannot present a client certificate (kubelet, compose); empty: none.
+    grpc_health_listen: str = ""
+
+    @field_validator("tls_dir", mode="before")
+    @classmethod
+    def _empty_tls_dir_is_none(cls, value: object) -> object:
+        # Compose and Helm pass TICKMESH_TLS_DIR="" to mean "not set", not the current directory.
+        return None if value == "" else value
 
     @field_validator("bars_addresses")
     @classmethod

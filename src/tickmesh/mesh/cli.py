@@ -16,14 +16,18 @@ from typing import Annotated
 import typer
 
 from tickmesh.core.logs import configure_logging
-from tickmesh.core.sharding import parse_shard_addresses
+from tickmesh.core.tls import TlsMaterial
+from tickmesh.mesh import certs
 from tickmesh.mesh.embedded import EmbeddedServers
+from tickmesh.mesh.import_command import import_trades
 from tickmesh.mesh.shard_layout import Child, layout
 from tickmesh.mesh.supervisor import Supervisor, available_services
 
 app = typer.Typer(
     help="tickmesh: a real-time market data platform as a gRPC mesh.", no_args_is_help=True
 )
+app.add_typer(certs.app, name="certs")
+app.command(name="import")(import_trades)
 log = logging.getLogger("tickmesh.mesh")
 FRONTEND_DIST = Path(__file__).resolve().parents[3] / "frontend" / "dist"
 
@@ -48,6 +52,12 @@ def _shard_layout(services: list[str], bar_shards: int) -> tuple[list[Child], di
         return layout(services, bar_shards, os.environ)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+
+
+def _child_environments(children: list[Child], state_dir: Path) -> dict[str, dict[str, str]]:
+    """Each child's own settings, with its role's certificate (made under STATE_DIR/tls)."""
+    tls = certs.child_tls_environments(state_dir, [c.name for c in children], os.environ)
+    return {child.name: child.environment | tls.get(child.name, {}) for child in children}
 
 
 def _embedded_environment(servers: EmbeddedServers) -> dict[str, str]:
@@ -102,7 +112,7 @@ def run(
         supervisor = Supervisor(
             {child.name: child.command for child in children},
             environment,
-            child_environments={child.name: child.environment for child in children},
+            child_environments=_child_environments(children, state_dir),
         )
         log.info("starting %s", ", ".join(child.name for child in children))
         asyncio.run(_supervise(supervisor))
@@ -179,11 +189,14 @@ def demo(
         }
         environment |= sharding
         commands = {"simulator": simulator} | {child.name: child.command for child in children}
-        supervisor = Supervisor(
-            commands,
-            environment,
-            child_environments={child.name: child.environment for child in children},
+        child_environments = _child_environments(children, state_dir)
+        # The demo registers its instruments as the gateway would (SymbolService admits it).
+        registrar = (
+            TlsMaterial.load(certs.role_tls_dir(state_dir, "gateway"))
+            if any("TICKMESH_TLS_DIR" in env for env in child_environments.values())
+            else None
         )
+        supervisor = Supervisor(commands, environment, child_environments=child_environments)
         log.info(
             "starting the demo: simulator on %s, instruments %s",
             base,
@@ -193,7 +206,7 @@ def demo(
             _supervise(
                 supervisor,
                 lambda: register_instruments(
-                    instruments, resume_url=f"http://{base}" if paths else None
+                    instruments, resume_url=f"http://{base}" if paths else None, tls=registrar
                 ),
             )
         )
@@ -304,78 +317,6 @@ def features() -> None:
     for spec in catalog:
         table.add_row(spec.name, spec.unit, spec.group, str(spec.min_bars), spec.description)
     Console().print(table)
-
-
-@app.command(name="import")
-def import_trades(
-    files: Annotated[
-        list[Path],
-        typer.Argument(
-            exists=True, dir_okay=False, help="Binance trades or aggTrades CSV files, or zips."
-        ),
-    ],
-    bars_address: Annotated[
-        str, typer.Option(envvar="TICKMESH_BARS_ADDRESS", help="The bar service's gRPC address.")
-    ] = "127.0.0.1:50052",
-    bars_addresses: Annotated[
-        str | None,
-        typer.Option(
-            envvar="TICKMESH_BARS_ADDRESSES",
-            help="Every bar shard's address in shard order, comma-separated: each file goes "
-            "to the shard owning its symbol (replaces --bars-address).",
-        ),
-    ] = None,
-    state: Annotated[
-        Path | None,
-        typer.Option(help="Resume state file (default: $TICKMESH_STATE_DIR/import-state.json)."),
-    ] = None,
-    exchange: Annotated[str, typer.Option(help="spot or usdm.")] = "spot",
-    symbol: Annotated[
-        str | None, typer.Option(help="Symbol (default: from each file name).")
-    ] = None,
-    kind: Annotated[
-        str | None, typer.Option(help="trades or aggTrades (default: detected).")
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(min=1, help="Stop after this many new trades (resumable).")
-    ] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-) -> None:
-    """Import Binance public trade CSVs into the bar service, resuming after what was acked."""
-    from rich.console import Console
-
-    from tickmesh.collector.binance_csv import CsvKind, ImportFileError
-    from tickmesh.collector.import_summary import summary_lines
-    from tickmesh.collector.importer import EXCHANGES, import_files
-
-    if exchange not in EXCHANGES:
-        raise typer.BadParameter(f"--exchange must be one of {sorted(EXCHANGES)}")
-    if kind is not None and kind not in {member.value for member in CsvKind}:
-        raise typer.BadParameter(f"--kind must be one of {[member.value for member in CsvKind]}")
-    try:
-        shards = parse_shard_addresses(bars_addresses) if bars_addresses else (bars_address,)
-    except ValueError as error:
-        raise typer.BadParameter(f"--bars-addresses: {error}") from None
-    console = Console(stderr=True)
-    try:
-        results = asyncio.run(
-            import_files(
-                files,
-                shards,
-                state_path=state,
-                exchange=EXCHANGES[exchange],
-                symbol=symbol.upper() if symbol else None,
-                kind=CsvKind(kind) if kind else None,
-                max_trades=limit,
-                show_progress=progress,
-                console=console,
-            )
-        )
-    except (ConnectionError, ImportFileError, ValueError) as error:
-        console.print(f"[red]import failed:[/red] {error}")
-        raise typer.Exit(1) from error
-    for line in summary_lines(results, EXCHANGES[exchange]):
-        console.print(line, markup=False, highlight=False)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import aiohttp
 from tickmesh.collector.simulator import Market, SourceSpec, file_instruments
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.instruments import InstrumentId
+from tickmesh.core.tls import TlsMaterial
 from tickmesh.v2 import market_pb2, symbol_service_pb2, symbol_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,14 @@ async def register_instruments(
     instruments: Sequence[InstrumentId],
     within_seconds: float = 120.0,
     resume_url: str | None = None,
+    tls: TlsMaterial | None = None,
 ) -> None:
-    """Add each instrument on its venue; then resume a paused simulator once they are subscribed."""
+    """Add each instrument on its venue; then resume a paused simulator once they are subscribed.
+
+    `tls` is the certificate the collector's SymbolService admits (the gateway's).
+    """
     address = os.environ.get("TICKMESH_COLLECTOR_ADDRESS", "127.0.0.1:50051")
-    async with open_channel(address) as channel:
+    async with open_channel(address, tls=tls) as channel:
         stub = symbol_service_pb2_grpc.SymbolServiceStub(channel)
         for instrument in instruments:
             await stub.AddSymbol(

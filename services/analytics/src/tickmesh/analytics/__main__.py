@@ -62,7 +62,7 @@ async def open_shard_stream(
     )
     committer.start_from(await store.load_resume_point())
     # The shard that streams an instrument's bars also answers its GetBars warm-ups.
-    channel = open_channel(settings.bar_shard_addresses[index])
+    channel = open_channel(settings.bar_shard_addresses[index], tls=context.tls)
     consumer = BarConsumer(
         channel,
         # Shards own disjoint instruments, so each stream keeps its own engine.

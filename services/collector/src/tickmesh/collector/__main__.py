@@ -33,6 +33,7 @@ def build(
         registry,
         context.redis,
         exchange_info,
+        context.tls,
     )
     registrations = [
         ServiceRegistration(

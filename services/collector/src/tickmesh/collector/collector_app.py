@@ -30,8 +30,10 @@ from tickmesh.collector.symbol_registry import RegisteredSymbol, SymbolRegistry
 from tickmesh.collector.yahoo.session import RedirectingSession
 from tickmesh.collector.yahoo.source import YahooSource
 from tickmesh.core.exchanges import exchange_label
+from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.sharding import Shard
+from tickmesh.core.tls import TlsMaterial
 from tickmesh.v2 import market_pb2
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class Collector:
         registry: SymbolRegistry,
         redis_client: redis.Redis,
         exchange_info: ExchangeInfoClient,
+        tls: TlsMaterial | None = None,
     ) -> None:
         self.settings = settings
         self._registry = registry
@@ -77,6 +80,8 @@ class Collector:
             RedisSequenceStore(redis_client),
             on_dropped=self._dropped,
             on_rejected=functools.partial(keep_rejected, redis_client),
+            # The bar service admits this stream by the collector's certificate.
+            channel_factory=functools.partial(open_channel, tls=tls),
         )
         breakers = AsyncCircuitBreakerFactory(
             default_threshold=settings.collector_breaker_threshold,

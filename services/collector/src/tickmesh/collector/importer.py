@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import functools
 import json
 import os
 import secrets
@@ -47,8 +48,10 @@ from tickmesh.collector.binance_csv import (
 )
 from tickmesh.collector.collector_metrics import CollectorMetrics
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
+from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.sharding import shard_address
+from tickmesh.core.tls import TlsMaterial
 from tickmesh.v2 import market_pb2
 
 EXCHANGES = {
@@ -193,6 +196,7 @@ class _Importer:
         chunk_rows: int,
         progress: Progress,
         max_trades: int | None,
+        tls: TlsMaterial | None = None,
     ) -> None:
         self._state = state
         self._remaining = max_trades
@@ -205,6 +209,8 @@ class _Importer:
             CollectorMetrics(CollectorRegistry()),
             on_acked=self._on_acked,
             on_rejected=self._on_rejected,
+            # The bar service admits the import by the importer's certificate.
+            channel_factory=functools.partial(open_channel, tls=tls),
         )
         self._current: FileResult | None = None
         self._task: TaskID | None = None
@@ -335,6 +341,7 @@ async def import_files(
     connect_timeout_s: float = 30.0,
     show_progress: bool = True,
     console: Console | None = None,
+    tls: TlsMaterial | None = None,
 ) -> list[FileResult]:
     """Import Binance trade/aggTrade CSVs (or zips) resumably; stop after `max_trades` new ones.
 
@@ -366,7 +373,7 @@ async def import_files(
             f"import-{secrets.token_hex(6)}",
             max_buffered_trades=max(max_buffered_trades, chunk_rows),
         )
-        importer = _Importer(config, state, exchange, kind, chunk_rows, progress, remaining)
+        importer = _Importer(config, state, exchange, kind, chunk_rows, progress, remaining, tls)
         results += await _import_to_shard(importer, address, shard_sources, connect_timeout_s)
         remaining = importer.remaining
         if importer.exhausted:

@@ -17,6 +17,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from tickmesh.core.errors import Unavailable
 from tickmesh.core.logs import configure_logging
 from tickmesh.core.metrics import CoreMetrics
+from tickmesh.core.runtime import mesh_tls_or_exit
+from tickmesh.core.tls import TlsMaterial
 from tickmesh.core.tracing import configure_tracing, exporting
 from tickmesh.gateway.admin_bootstrap import AdminMismatch
 from tickmesh.gateway.app import create_app
@@ -28,10 +30,14 @@ from tickmesh.gateway.wiring import open_services
 log = logging.getLogger("tickmesh.gateway")
 
 
-async def serve(settings: GatewaySettings, tracer_provider: TracerProvider | None = None) -> None:
+async def serve(
+    settings: GatewaySettings,
+    tracer_provider: TracerProvider | None = None,
+    tls: TlsMaterial | None = None,
+) -> None:
     """Open the dependencies, serve HTTP until SIGTERM/SIGINT (uvicorn drains), close everything."""
     async with AsyncExitStack() as stack:
-        services = await open_services(settings, CoreMetrics(), stack)
+        services = await open_services(settings, CoreMetrics(), stack, tls)
         app = create_app(services, tracer_provider)
         _tune_garbage_collector()
         config = uvicorn.Config(
@@ -85,12 +91,14 @@ def main() -> None:
             f"tickmesh: invalid setting: TICKMESH_GATEWAY_STATIC_DIR: {static_dir} is not a directory\n"
         )
         raise SystemExit(2)
+    # The gateway calls the mesh as the `gateway` role: its certificate is its identity.
+    tls = mesh_tls_or_exit(settings)
     configure_logging("gateway", settings.log_level)
     provider = configure_tracing("gateway")
     try:
         # uvloop (from uvicorn[standard]): uvicorn picks it only in uvicorn.run, not in serve().
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve(settings, provider if exporting(provider) else None))
+            runner.run(serve(settings, provider if exporting(provider) else None, tls))
     except Unavailable as error:
         log.error("cannot start: %s", error)
         raise SystemExit(1) from None

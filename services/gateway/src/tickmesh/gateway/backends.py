@@ -24,6 +24,7 @@ from tickmesh.core.errors import (
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.sharding import shard_of
+from tickmesh.core.tls import TlsMaterial
 from tickmesh.v2 import (
     analytics_service_pb2_grpc,
     bar_service_pb2_grpc,
@@ -55,11 +56,13 @@ class BackendHealth:
 class Backend:
     """One gRPC service: its address, channel and the call wrapper that maps failures."""
 
-    def __init__(self, name: str, address: str, timeout_seconds: float) -> None:
+    def __init__(
+        self, name: str, address: str, timeout_seconds: float, tls: TlsMaterial | None = None
+    ) -> None:
         self.name = name
         self.address = address
         self.timeout_seconds = timeout_seconds
-        self.channel: aio.Channel = open_channel(address)
+        self.channel: aio.Channel = open_channel(address, tls=tls)
 
     async def call(self, method: Callable[..., Awaitable[T]], request: object) -> T:
         """Call a unary method with the deadline; DomainError (503 when down) on failure."""
@@ -100,8 +103,10 @@ class Backend:
 class BarShard(Backend):
     """One bar service shard and its BarService stub."""
 
-    def __init__(self, name: str, address: str, timeout_seconds: float) -> None:
-        super().__init__(name, address, timeout_seconds)
+    def __init__(
+        self, name: str, address: str, timeout_seconds: float, tls: TlsMaterial | None = None
+    ) -> None:
+        super().__init__(name, address, timeout_seconds, tls)
         self.stub = bar_service_pb2_grpc.BarServiceStub(self.channel)
 
 
@@ -114,15 +119,17 @@ class Backends:
         bar_shard_addresses: Sequence[str],
         analytics_address: str,
         timeout_seconds: float,
+        tls: TlsMaterial | None = None,
     ) -> None:
-        self.collector = Backend("collector", collector_address, timeout_seconds)
+        # Every backend admits the gateway by its certificate (`tls`), when the mesh has TLS.
+        self.collector = Backend("collector", collector_address, timeout_seconds, tls)
         # Health lists "bars" when there is one shard, "bars-<i>" for each of several.
         count = len(bar_shard_addresses)
         self.bar_shards = tuple(
-            BarShard("bars" if count == 1 else f"bars-{index}", address, timeout_seconds)
+            BarShard("bars" if count == 1 else f"bars-{index}", address, timeout_seconds, tls)
             for index, address in enumerate(bar_shard_addresses)
         )
-        self.analytics = Backend("analytics", analytics_address, timeout_seconds)
+        self.analytics = Backend("analytics", analytics_address, timeout_seconds, tls)
         self.symbols = symbol_service_pb2_grpc.SymbolServiceStub(self.collector.channel)
         self.analytics_service = analytics_service_pb2_grpc.AnalyticsServiceStub(
             self.analytics.channel

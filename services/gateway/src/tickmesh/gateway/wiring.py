@@ -16,6 +16,7 @@ from argon2 import PasswordHasher
 
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.runtime import open_context
+from tickmesh.core.tls import TlsMaterial
 from tickmesh.gateway.accounts import Accounts
 from tickmesh.gateway.admin_bootstrap import bootstrap_admin
 from tickmesh.gateway.alerts.broadcast import AlertBroadcast
@@ -51,6 +52,7 @@ def build_services(
     redis_client: redis.Redis,
     password_hasher: PasswordHasher | None = None,
     rate_limit_prefix: str = "",
+    tls: TlsMaterial | None = None,
 ) -> GatewayServices:
     """Wire the services on an open pool and Redis client (the caller closes them)."""
     backends = Backends(
@@ -58,6 +60,7 @@ def build_services(
         settings.bar_shard_addresses,
         settings.analytics_address,
         settings.gateway_backend_timeout_seconds,
+        tls,
     )
     limits = {
         "api": settings.gateway_rate_limit_per_minute,
@@ -105,11 +108,16 @@ def build_services(
 
 
 async def open_services(
-    settings: GatewaySettings, core_metrics: CoreMetrics, stack: AsyncExitStack
+    settings: GatewaySettings,
+    core_metrics: CoreMetrics,
+    stack: AsyncExitStack,
+    tls: TlsMaterial | None = None,
 ) -> GatewayServices:
     """Open PostgreSQL (migrated) and Redis with retries, wire everything; `stack` closes it all."""
-    context = await open_context(settings, core_metrics, stack)
-    services = build_services(settings, GatewayMetrics(core_metrics), context.pool, context.redis)
+    context = await open_context(settings, core_metrics, stack, tls)
+    services = build_services(
+        settings, GatewayMetrics(core_metrics), context.pool, context.redis, tls=tls
+    )
     stack.push_async_callback(services.backends.close)
     stack.push_async_callback(services.fanout.close)
     stack.push_async_callback(services.indicator_fanout.close)
