@@ -279,7 +279,8 @@ def test_security_context_is_locked_down(variant: str, request: pytest.FixtureRe
         assert context["allowPrivilegeEscalation"] is False
         assert context["capabilities"]["drop"] == ["ALL"]
         volumes = {v["name"]: v for v in pod["volumes"]}
-        (mount,) = pod_container["volumeMounts"]
+        # /tmp is the only writable place; everything else (the TLS Secret) is read-only.
+        (mount,) = [m for m in pod_container["volumeMounts"] if not m.get("readOnly")]
         assert mount["mountPath"] == "/tmp"
         assert "emptyDir" in volumes[mount["name"]]
         assert pod_container["resources"]["requests"]["cpu"]

@@ -82,14 +82,14 @@ def _peer_matches(peer: Manifest, policy_namespace: str, other: Endpoint) -> boo
 def _port_matches(rule_port: Manifest, destination: Endpoint, port: int, protocol: str) -> bool:
     if rule_port.get("protocol", "TCP") != protocol:
         return False
-    wanted = rule_port.get("port")
+    wanted: int | str | None = rule_port.get("port")
     if wanted is None:
         return True
     if isinstance(wanted, str):
         named = destination.ports.get(wanted)
         return named is not None and named == (port, protocol)
     end = int(rule_port.get("endPort", wanted))
-    return int(wanted) <= port <= end
+    return wanted <= port <= end
 
 
 def _rule_admits(
