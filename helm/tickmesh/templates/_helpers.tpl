@@ -28,8 +28,36 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
+{{/* The chart's own Secret: whatever credential no existing Secret supplies, generated. */}}
+{{- define "tickmesh.chartSecretName" -}}
+{{- printf "%s-secrets" (include "tickmesh.fullname" .) -}}
+{{- end -}}
+
+{{/* The Secret holding the gateway's JWT signing key (key `jwt-secret`). */}}
 {{- define "tickmesh.secretName" -}}
-{{- default (printf "%s-secrets" (include "tickmesh.fullname" .)) .Values.secrets.existingSecret -}}
+{{- default (include "tickmesh.chartSecretName" .) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{- define "tickmesh.postgresSecretName" -}}
+{{- default (include "tickmesh.chartSecretName" .) .Values.postgresql.existingSecret -}}
+{{- end -}}
+
+{{- define "tickmesh.redisSecretName" -}}
+{{- default (include "tickmesh.chartSecretName" .) .Values.redis.existingSecret -}}
+{{- end -}}
+
+{{/* A role's TLS Secret (ca.crt, tls.crt, tls.key): (dict "root" $ "role" "bars") */}}
+{{- define "tickmesh.tlsSecretName" -}}
+{{- $existing := index (default dict .root.Values.tls.existingSecrets) .role -}}
+{{- default (printf "%s-%s-tls" (include "tickmesh.fullname" .root) .role) $existing -}}
+{{- end -}}
+
+{{/*
+The plaintext port that serves grpc.health.v1 alone, for probes (which carry no client
+certificate): the gRPC port + 100 (sec-plan "Contracts").
+*/}}
+{{- define "tickmesh.healthPort" -}}
+{{- add (int .) 100 -}}
 {{- end -}}
 
 {{/* The ClusterIP address of a gRPC component: (dict "root" $ "component" "bars" "port" 50052) */}}
@@ -75,13 +103,27 @@ Settings every service reads (CommonSettings) and OpenTelemetry: (dict "root" $ 
   value: {{ $root.Values.environment | quote }}
 - name: TICKMESH_LOG_LEVEL
   value: {{ $root.Values.logLevel | quote }}
-- name: TICKMESH_DATABASE_URL
+{{- /* Passwords come from Secrets and are expanded into the URLs by Kubernetes ($(VAR)
+must be defined earlier in the list); the names lack the TICKMESH_ prefix so no settings
+class reads them on their own. */}}
+- name: POSTGRES_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "tickmesh.secretName" $root }}
-      key: database-url
+      name: {{ include "tickmesh.postgresSecretName" $root }}
+      key: {{ $root.Values.postgresql.passwordKey }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tickmesh.redisSecretName" $root }}
+      key: {{ $root.Values.redis.passwordKey }}
+{{- $pg := $root.Values.postgresql }}
+- name: TICKMESH_DATABASE_URL
+  value: {{ printf "postgresql://%s:$(POSTGRES_PASSWORD)@%s:%v/%s%s" $pg.user $pg.host $pg.port $pg.database (ternary (printf "?%s" $pg.options) "" (ne $pg.options "")) | quote }}
+{{- $redis := $root.Values.redis }}
 - name: TICKMESH_REDIS_URL
-  value: {{ $root.Values.redisUrl | quote }}
+  value: {{ printf "%s://:$(REDIS_PASSWORD)@%s:%v/%v" (ternary "rediss" "redis" $redis.tls) $redis.host $redis.port $redis.database | quote }}
+- name: TICKMESH_TLS_DIR
+  value: {{ $root.Values.tls.mountPath | quote }}
 - name: TICKMESH_STARTUP_RETRY_SECONDS
   value: {{ $root.Values.startupRetrySeconds | quote }}
 - name: TICKMESH_DRAIN_SECONDS
@@ -125,7 +167,10 @@ Settings every service reads (CommonSettings) and OpenTelemetry: (dict "root" $ 
 {{- end }}
 {{- end -}}
 
-{{/* gRPC health probes (grpc.health.v1) on a port; startup allows for migrations and waits. */}}
+{{/*
+gRPC health probes (grpc.health.v1) on the plaintext health-only port (the TLS port needs a
+client certificate the kubelet does not have); startup allows for migrations and waits.
+*/}}
 {{- define "tickmesh.grpcProbes" -}}
 startupProbe:
   grpc:
@@ -145,7 +190,10 @@ livenessProbe:
   failureThreshold: 3
 {{- end -}}
 
-{{/* Pod-level pieces every service shares: security, grace, scheduling, a writable /tmp. */}}
+{{/*
+Pod-level pieces every service shares: security, grace, scheduling, a writable /tmp, the
+role's TLS Secret: (dict "root" $ "values" .Values.bars "role" "bars")
+*/}}
 {{- define "tickmesh.podSpec" -}}
 {{- $root := .root -}}
 {{- with $root.Values.imagePullSecrets }}
@@ -173,6 +221,11 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 256Mi
+  - name: tls
+    secret:
+      secretName: {{ include "tickmesh.tlsSecretName" (dict "root" $root "role" .role) }}
+      # Owner root, group fsGroup: readable by the service's user, by nobody else.
+      defaultMode: 0440
 {{- end -}}
 
 {{/* Container-level pieces every service shares. */}}
@@ -188,6 +241,9 @@ resources:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+  - name: tls
+    mountPath: {{ $root.Values.tls.mountPath }}
+    readOnly: true
 {{- end -}}
 
 {{/* A PodDisruptionBudget: (dict "root" $ "name" "..." "component" "bars" "pdb" .Values.bars.pdb "extra" (dict)) */}}
