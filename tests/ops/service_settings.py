@@ -20,11 +20,6 @@ SETTINGS_BY_SERVICE: dict[str, type[BaseSettings]] = {
 # gRPC services: (listen field, metrics port field); the gateway serves /metrics on its HTTP port.
 GRPC_SERVICES = ("collector", "bars", "analytics")
 
-# Variables of the shared TLS contract (sec-plan "Contracts"): the sec-tls branch adds them to
-# CommonSettings as tls_dir and grpc_health_listen. Until that branch is merged the deployment
-# files already set them, so they count as known; once they are fields this set is redundant.
-TLS_CONTRACT_VARIABLES = frozenset({"TICKMESH_TLS_DIR", "TICKMESH_GRPC_HEALTH_LISTEN"})
-
 
 def variable_of(field: str) -> str:
     """The environment variable pydantic-settings reads for `field` (bars_listen -> TICKMESH_BARS_LISTEN)."""
@@ -34,7 +29,7 @@ def variable_of(field: str) -> str:
 def known_variables(service: str) -> set[str]:
     """Every TICKMESH_* variable the service's settings class reads."""
     fields = {variable_of(name) for name in SETTINGS_BY_SERVICE[service].model_fields}
-    return fields | TLS_CONTRACT_VARIABLES
+    return fields
 
 
 def unknown_variables(service: str, variables: set[str]) -> set[str]:
