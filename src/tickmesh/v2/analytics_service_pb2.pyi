@@ -86,6 +86,12 @@ class AnalyticsServiceSubscribeResponse(_message.Message):
     FEATURES_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    BAR_REVISION_FIELD_NUMBER: _builtins.int
+    COMMITTED_AT_NS_FIELD_NUMBER: _builtins.int
+    bar_revision: _builtins.int
+    """bar_revision is the revision of the bar these values were computed from."""
+    committed_at_ns: _builtins.int
+    """committed_at_ns is when this update was stored and became known, Unix epoch nanoseconds."""
     @_builtins.property
     def indicators(self) -> _analytics_pb2.Indicators:
         """indicators are the bar's indicators."""
@@ -111,10 +117,12 @@ class AnalyticsServiceSubscribeResponse(_message.Message):
         features: _analytics_pb2.Features | None = ...,
         quality: _analytics_pb2.Quality | None = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        bar_revision: _builtins.int = ...,
+        committed_at_ns: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "indicators", b"indicators", "quality", b"quality"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "indicators", b"indicators", "quality", b"quality", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bar_revision", b"bar_revision", "committed_at_ns", b"committed_at_ns", "features", b"features", "indicators", b"indicators", "quality", b"quality", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -131,6 +139,7 @@ class GetIndicatorsRequest(_message.Message):
     START_TIME_NS_FIELD_NUMBER: _builtins.int
     END_TIME_NS_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    AS_OF_NS_FIELD_NUMBER: _builtins.int
     timeframe: _market_pb2.Timeframe.ValueType
     """timeframe is the bar length."""
     start_time_ns: _builtins.int
@@ -139,6 +148,8 @@ class GetIndicatorsRequest(_message.Message):
     """end_time_ns is the first open time excluded (0: no bound)."""
     limit: _builtins.int
     """limit caps the rows, the latest kept; 1..5000, 0 means 500."""
+    as_of_ns: _builtins.int
+    """as_of_ns answers as of that instant (see GetBarsRequest.as_of_ns). Unset: now."""
     @_builtins.property
     def instrument(self) -> _market_pb2.Instrument:
         """instrument is the venue and symbol."""
@@ -151,12 +162,15 @@ class GetIndicatorsRequest(_message.Message):
         start_time_ns: _builtins.int = ...,
         end_time_ns: _builtins.int = ...,
         limit: _builtins.int = ...,
+        as_of_ns: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["instrument", b"instrument"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns", "as_of_ns", b"as_of_ns", "instrument", b"instrument"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time_ns", b"end_time_ns", "instrument", b"instrument", "limit", b"limit", "start_time_ns", b"start_time_ns", "timeframe", b"timeframe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns", "as_of_ns", b"as_of_ns", "end_time_ns", b"end_time_ns", "instrument", b"instrument", "limit", b"limit", "start_time_ns", b"start_time_ns", "timeframe", b"timeframe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__as_of_ns: _TypeAlias = _typing.Literal["as_of_ns"]  # noqa: Y015
+    _WhichOneofArgType__as_of_ns: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of_ns) -> _WhichOneofReturnType__as_of_ns | None: ...
 
 Global___GetIndicatorsRequest: _TypeAlias = GetIndicatorsRequest  # noqa: Y015
 
@@ -195,6 +209,7 @@ class GetFeaturesRequest(_message.Message):
     START_TIME_NS_FIELD_NUMBER: _builtins.int
     END_TIME_NS_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    AS_OF_NS_FIELD_NUMBER: _builtins.int
     timeframe: _market_pb2.Timeframe.ValueType
     """timeframe is the bar length."""
     start_time_ns: _builtins.int
@@ -203,6 +218,8 @@ class GetFeaturesRequest(_message.Message):
     """end_time_ns is the first open time excluded (0: no bound)."""
     limit: _builtins.int
     """limit caps the rows, the latest kept; 1..5000, 0 means 1."""
+    as_of_ns: _builtins.int
+    """as_of_ns answers as of that instant (see GetBarsRequest.as_of_ns). Unset: now."""
     @_builtins.property
     def instrument(self) -> _market_pb2.Instrument:
         """instrument is the venue and symbol."""
@@ -215,12 +232,15 @@ class GetFeaturesRequest(_message.Message):
         start_time_ns: _builtins.int = ...,
         end_time_ns: _builtins.int = ...,
         limit: _builtins.int = ...,
+        as_of_ns: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["instrument", b"instrument"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns", "as_of_ns", b"as_of_ns", "instrument", b"instrument"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time_ns", b"end_time_ns", "instrument", b"instrument", "limit", b"limit", "start_time_ns", b"start_time_ns", "timeframe", b"timeframe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns", "as_of_ns", b"as_of_ns", "end_time_ns", b"end_time_ns", "instrument", b"instrument", "limit", b"limit", "start_time_ns", b"start_time_ns", "timeframe", b"timeframe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__as_of_ns: _TypeAlias = _typing.Literal["as_of_ns"]  # noqa: Y015
+    _WhichOneofArgType__as_of_ns: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of_ns) -> _WhichOneofReturnType__as_of_ns | None: ...
 
 Global___GetFeaturesRequest: _TypeAlias = GetFeaturesRequest  # noqa: Y015
 
@@ -256,8 +276,11 @@ class GetQualityRequest(_message.Message):
 
     INSTRUMENT_FIELD_NUMBER: _builtins.int
     TIMEFRAME_FIELD_NUMBER: _builtins.int
+    AS_OF_NS_FIELD_NUMBER: _builtins.int
     timeframe: _market_pb2.Timeframe.ValueType
     """timeframe is the bar length."""
+    as_of_ns: _builtins.int
+    """as_of_ns answers as of that instant: the latest assessment stored by then. Unset: now."""
     @_builtins.property
     def instrument(self) -> _market_pb2.Instrument:
         """instrument is the venue and symbol."""
@@ -267,12 +290,15 @@ class GetQualityRequest(_message.Message):
         *,
         instrument: _market_pb2.Instrument | None = ...,
         timeframe: _market_pb2.Timeframe.ValueType = ...,
+        as_of_ns: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["instrument", b"instrument"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns", "as_of_ns", b"as_of_ns", "instrument", b"instrument"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["instrument", b"instrument", "timeframe", b"timeframe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns", "as_of_ns", b"as_of_ns", "instrument", b"instrument", "timeframe", b"timeframe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__as_of_ns: _TypeAlias = _typing.Literal["as_of_ns"]  # noqa: Y015
+    _WhichOneofArgType__as_of_ns: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of_ns) -> _WhichOneofReturnType__as_of_ns | None: ...
 
 Global___GetQualityRequest: _TypeAlias = GetQualityRequest  # noqa: Y015
 

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from tickmesh.v2 import analytics_service_pb2 as tickmesh_dot_v2_dot_analytics__service__pb2
+from tickmesh.v2 import replay_pb2 as tickmesh_dot_v2_dot_replay__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -55,6 +56,11 @@ class AnalyticsServiceStub:
                 request_serializer=tickmesh_dot_v2_dot_analytics__service__pb2.GetQualityRequest.SerializeToString,
                 response_deserializer=tickmesh_dot_v2_dot_analytics__service__pb2.GetQualityResponse.FromString,
                 _registered_method=True)
+        self.Replay = channel.stream_stream(
+                '/tickmesh.v2.AnalyticsService/Replay',
+                request_serializer=tickmesh_dot_v2_dot_replay__pb2.ReplayRequest.SerializeToString,
+                response_deserializer=tickmesh_dot_v2_dot_analytics__service__pb2.AnalyticsServiceSubscribeResponse.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -63,6 +69,8 @@ class AnalyticsServiceServicer:
 
     def Subscribe(self, request, context):
         """Subscribe streams analytics updates; with a resume point it replays stored updates first.
+        Its response type is shared with Replay (below).
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,6 +98,18 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Replay(self, request_iterator, context):
+        """Replay streams stored updates in the order and messages the live Subscribe delivered,
+        recomputations after revisions included, paced and steered as BarService.Replay.
+        A replay answers in the live stream's own message type on purpose, so a live client runs
+        on a replay unchanged, and every replay shares ReplayRequest.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +132,11 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.GetQuality,
                     request_deserializer=tickmesh_dot_v2_dot_analytics__service__pb2.GetQualityRequest.FromString,
                     response_serializer=tickmesh_dot_v2_dot_analytics__service__pb2.GetQualityResponse.SerializeToString,
+            ),
+            'Replay': grpc.stream_stream_rpc_method_handler(
+                    servicer.Replay,
+                    request_deserializer=tickmesh_dot_v2_dot_replay__pb2.ReplayRequest.FromString,
+                    response_serializer=tickmesh_dot_v2_dot_analytics__service__pb2.AnalyticsServiceSubscribeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +248,33 @@ class AnalyticsService:
             '/tickmesh.v2.AnalyticsService/GetQuality',
             tickmesh_dot_v2_dot_analytics__service__pb2.GetQualityRequest.SerializeToString,
             tickmesh_dot_v2_dot_analytics__service__pb2.GetQualityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Replay(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tickmesh.v2.AnalyticsService/Replay',
+            tickmesh_dot_v2_dot_replay__pb2.ReplayRequest.SerializeToString,
+            tickmesh_dot_v2_dot_analytics__service__pb2.AnalyticsServiceSubscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from tickmesh.v2 import analytics_service_pb2 as _analytics_service_pb2
+from tickmesh.v2 import replay_pb2 as _replay_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -34,7 +35,10 @@ class AnalyticsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AnalyticsServiceAsyncStub: ...
     Subscribe: _grpc.UnaryStreamMultiCallable[_analytics_service_pb2.AnalyticsServiceSubscribeRequest, _analytics_service_pb2.AnalyticsServiceSubscribeResponse]
-    """Subscribe streams analytics updates; with a resume point it replays stored updates first."""
+    """Subscribe streams analytics updates; with a resume point it replays stored updates first.
+    Its response type is shared with Replay (below).
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     GetIndicators: _grpc.UnaryUnaryMultiCallable[_analytics_service_pb2.GetIndicatorsRequest, _analytics_service_pb2.GetIndicatorsResponse]
     """GetIndicators returns indicator rows of one instrument and timeframe, oldest first.
     Errors: INVALID_ARGUMENT for a bad range, timeframe or limit.
@@ -43,6 +47,14 @@ class AnalyticsServiceStub:
     """GetFeatures returns feature rows of one instrument and timeframe, oldest first."""
     GetQuality: _grpc.UnaryUnaryMultiCallable[_analytics_service_pb2.GetQualityRequest, _analytics_service_pb2.GetQualityResponse]
     """GetQuality returns the latest quality assessment. Errors: NOT_FOUND before the first one."""
+    Replay: _grpc.StreamStreamMultiCallable[_replay_pb2.ReplayRequest, _analytics_service_pb2.AnalyticsServiceSubscribeResponse]
+    """Replay streams stored updates in the order and messages the live Subscribe delivered,
+    recomputations after revisions included, paced and steered as BarService.Replay.
+    A replay answers in the live stream's own message type on purpose, so a live client runs
+    on a replay unchanged, and every replay shares ReplayRequest.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
 
 @_typing.type_check_only
 class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
@@ -50,7 +62,10 @@ class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Subscribe: _aio.UnaryStreamMultiCallable[_analytics_service_pb2.AnalyticsServiceSubscribeRequest, _analytics_service_pb2.AnalyticsServiceSubscribeResponse]  # type: ignore[assignment]
-    """Subscribe streams analytics updates; with a resume point it replays stored updates first."""
+    """Subscribe streams analytics updates; with a resume point it replays stored updates first.
+    Its response type is shared with Replay (below).
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     GetIndicators: _aio.UnaryUnaryMultiCallable[_analytics_service_pb2.GetIndicatorsRequest, _analytics_service_pb2.GetIndicatorsResponse]  # type: ignore[assignment]
     """GetIndicators returns indicator rows of one instrument and timeframe, oldest first.
     Errors: INVALID_ARGUMENT for a bad range, timeframe or limit.
@@ -59,6 +74,14 @@ class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
     """GetFeatures returns feature rows of one instrument and timeframe, oldest first."""
     GetQuality: _aio.UnaryUnaryMultiCallable[_analytics_service_pb2.GetQualityRequest, _analytics_service_pb2.GetQualityResponse]  # type: ignore[assignment]
     """GetQuality returns the latest quality assessment. Errors: NOT_FOUND before the first one."""
+    Replay: _aio.StreamStreamMultiCallable[_replay_pb2.ReplayRequest, _analytics_service_pb2.AnalyticsServiceSubscribeResponse]  # type: ignore[assignment]
+    """Replay streams stored updates in the order and messages the live Subscribe delivered,
+    recomputations after revisions included, paced and steered as BarService.Replay.
+    A replay answers in the live stream's own message type on purpose, so a live client runs
+    on a replay unchanged, and every replay shares ReplayRequest.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
 
 class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
     """AnalyticsService serves indicators, features and data quality computed from final bars."""
@@ -69,7 +92,10 @@ class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _analytics_service_pb2.AnalyticsServiceSubscribeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_analytics_service_pb2.AnalyticsServiceSubscribeResponse], _abc.AsyncIterator[_analytics_service_pb2.AnalyticsServiceSubscribeResponse]]:
-        """Subscribe streams analytics updates; with a resume point it replays stored updates first."""
+        """Subscribe streams analytics updates; with a resume point it replays stored updates first.
+        Its response type is shared with Replay (below).
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
 
     @_abc_1.abstractmethod
     def GetIndicators(
@@ -96,5 +122,19 @@ class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_analytics_service_pb2.GetQualityResponse, _abc.Awaitable[_analytics_service_pb2.GetQualityResponse]]:
         """GetQuality returns the latest quality assessment. Errors: NOT_FOUND before the first one."""
+
+    @_abc_1.abstractmethod
+    def Replay(
+        self,
+        request_iterator: _MaybeAsyncIterator[_replay_pb2.ReplayRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_analytics_service_pb2.AnalyticsServiceSubscribeResponse], _abc.AsyncIterator[_analytics_service_pb2.AnalyticsServiceSubscribeResponse]]:
+        """Replay streams stored updates in the order and messages the live Subscribe delivered,
+        recomputations after revisions included, paced and steered as BarService.Replay.
+        A replay answers in the live stream's own message type on purpose, so a live client runs
+        on a replay unchanged, and every replay shares ReplayRequest.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
 
 def add_AnalyticsServiceServicer_to_server(servicer: AnalyticsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

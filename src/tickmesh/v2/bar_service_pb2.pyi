@@ -66,18 +66,26 @@ class SubscribeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BAR_FIELD_NUMBER: _builtins.int
+    BARS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def bar(self) -> _market_pb2.Bar:
         """bar is a forming, final or revised bar."""
+
+    @_builtins.property
+    def bars(self) -> _containers.RepeatedCompositeFieldContainer[_market_pb2.Bar]:
+        """bars is used only by a Replay asked for batches (ReplayStart.max_batch > 1): up to
+        max_batch bars in delivery order, and `bar` is unset. Live Subscribe never fills it.
+        """
 
     def __init__(
         self,
         *,
         bar: _market_pb2.Bar | None = ...,
+        bars: _abc.Iterable[_market_pb2.Bar] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["bar", b"bar"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bar", b"bar"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bar", b"bar", "bars", b"bars"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -94,6 +102,7 @@ class GetBarsRequest(_message.Message):
     START_TIME_NS_FIELD_NUMBER: _builtins.int
     END_TIME_NS_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    AS_OF_NS_FIELD_NUMBER: _builtins.int
     timeframe: _market_pb2.Timeframe.ValueType
     """timeframe is the bar length."""
     start_time_ns: _builtins.int
@@ -102,6 +111,10 @@ class GetBarsRequest(_message.Message):
     """end_time_ns is the first open time excluded, Unix epoch nanoseconds (0: no bound)."""
     limit: _builtins.int
     """limit caps the number of bars, the latest ones kept; 1..5000, 0 means 500."""
+    as_of_ns: _builtins.int
+    """as_of_ns answers as of that instant, Unix epoch nanoseconds: each bar as it was known
+    then. Revisions committed later, and bars not yet final then, are left out. Unset: now.
+    """
     @_builtins.property
     def instrument(self) -> _market_pb2.Instrument:
         """instrument is the venue and symbol."""
@@ -114,12 +127,15 @@ class GetBarsRequest(_message.Message):
         start_time_ns: _builtins.int = ...,
         end_time_ns: _builtins.int = ...,
         limit: _builtins.int = ...,
+        as_of_ns: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["instrument", b"instrument"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns", "as_of_ns", b"as_of_ns", "instrument", b"instrument"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time_ns", b"end_time_ns", "instrument", b"instrument", "limit", b"limit", "start_time_ns", b"start_time_ns", "timeframe", b"timeframe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns", "as_of_ns", b"as_of_ns", "end_time_ns", b"end_time_ns", "instrument", b"instrument", "limit", b"limit", "start_time_ns", b"start_time_ns", "timeframe", b"timeframe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__as_of_ns: _TypeAlias = _typing.Literal["as_of_ns"]  # noqa: Y015
+    _WhichOneofArgType__as_of_ns: _TypeAlias = _typing.Literal["_as_of_ns", b"_as_of_ns"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of_ns) -> _WhichOneofReturnType__as_of_ns | None: ...
 
 Global___GetBarsRequest: _TypeAlias = GetBarsRequest  # noqa: Y015
 

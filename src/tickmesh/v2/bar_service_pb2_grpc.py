@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from tickmesh.v2 import bar_service_pb2 as tickmesh_dot_v2_dot_bar__service__pb2
+from tickmesh.v2 import replay_pb2 as tickmesh_dot_v2_dot_replay__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -45,6 +46,11 @@ class BarServiceStub:
                 request_serializer=tickmesh_dot_v2_dot_bar__service__pb2.GetBarsRequest.SerializeToString,
                 response_deserializer=tickmesh_dot_v2_dot_bar__service__pb2.GetBarsResponse.FromString,
                 _registered_method=True)
+        self.Replay = channel.stream_stream(
+                '/tickmesh.v2.BarService/Replay',
+                request_serializer=tickmesh_dot_v2_dot_replay__pb2.ReplayRequest.SerializeToString,
+                response_deserializer=tickmesh_dot_v2_dot_bar__service__pb2.SubscribeResponse.FromString,
+                _registered_method=True)
 
 
 class BarServiceServicer:
@@ -56,6 +62,8 @@ class BarServiceServicer:
         final bar and revision after it, then switches to live with no gap and no
         duplicate. A subscriber too slow to keep up is ended with RESOURCE_EXHAUSTED
         and should resume from the last change_id it received.
+        Its response type is shared with Replay (below).
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -64,6 +72,20 @@ class BarServiceServicer:
     def GetBars(self, request, context):
         """GetBars returns the bars of one instrument and timeframe in a time range, oldest
         first. Errors: INVALID_ARGUMENT for a bad range, timeframe or limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Replay(self, request_iterator, context):
+        """Replay streams stored history in the order and messages the live Subscribe delivered:
+        final bars and revisions at their commit times, paced by the requested speed, steerable
+        by the client (pause, resume, seek, speed). A client that stops reading is paused by flow
+        control. Errors: INVALID_ARGUMENT when the first message is not `start` or a value is bad.
+        A replay answers in the live stream's own message type on purpose, so a live client runs
+        on a replay unchanged, and every replay shares ReplayRequest.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,6 +103,11 @@ def add_BarServiceServicer_to_server(servicer, server):
                     servicer.GetBars,
                     request_deserializer=tickmesh_dot_v2_dot_bar__service__pb2.GetBarsRequest.FromString,
                     response_serializer=tickmesh_dot_v2_dot_bar__service__pb2.GetBarsResponse.SerializeToString,
+            ),
+            'Replay': grpc.stream_stream_rpc_method_handler(
+                    servicer.Replay,
+                    request_deserializer=tickmesh_dot_v2_dot_replay__pb2.ReplayRequest.FromString,
+                    response_serializer=tickmesh_dot_v2_dot_bar__service__pb2.SubscribeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +165,33 @@ class BarService:
             '/tickmesh.v2.BarService/GetBars',
             tickmesh_dot_v2_dot_bar__service__pb2.GetBarsRequest.SerializeToString,
             tickmesh_dot_v2_dot_bar__service__pb2.GetBarsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Replay(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tickmesh.v2.BarService/Replay',
+            tickmesh_dot_v2_dot_replay__pb2.ReplayRequest.SerializeToString,
+            tickmesh_dot_v2_dot_bar__service__pb2.SubscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from tickmesh.v2 import bar_service_pb2 as _bar_service_pb2
+from tickmesh.v2 import replay_pb2 as _replay_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -38,10 +39,22 @@ class BarServiceStub:
     final bar and revision after it, then switches to live with no gap and no
     duplicate. A subscriber too slow to keep up is ended with RESOURCE_EXHAUSTED
     and should resume from the last change_id it received.
+    Its response type is shared with Replay (below).
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     GetBars: _grpc.UnaryUnaryMultiCallable[_bar_service_pb2.GetBarsRequest, _bar_service_pb2.GetBarsResponse]
     """GetBars returns the bars of one instrument and timeframe in a time range, oldest
     first. Errors: INVALID_ARGUMENT for a bad range, timeframe or limit.
+    """
+    Replay: _grpc.StreamStreamMultiCallable[_replay_pb2.ReplayRequest, _bar_service_pb2.SubscribeResponse]
+    """Replay streams stored history in the order and messages the live Subscribe delivered:
+    final bars and revisions at their commit times, paced by the requested speed, steerable
+    by the client (pause, resume, seek, speed). A client that stops reading is paused by flow
+    control. Errors: INVALID_ARGUMENT when the first message is not `start` or a value is bad.
+    A replay answers in the live stream's own message type on purpose, so a live client runs
+    on a replay unchanged, and every replay shares ReplayRequest.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
 
 @_typing.type_check_only
@@ -54,10 +67,22 @@ class BarServiceAsyncStub(BarServiceStub):
     final bar and revision after it, then switches to live with no gap and no
     duplicate. A subscriber too slow to keep up is ended with RESOURCE_EXHAUSTED
     and should resume from the last change_id it received.
+    Its response type is shared with Replay (below).
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     GetBars: _aio.UnaryUnaryMultiCallable[_bar_service_pb2.GetBarsRequest, _bar_service_pb2.GetBarsResponse]  # type: ignore[assignment]
     """GetBars returns the bars of one instrument and timeframe in a time range, oldest
     first. Errors: INVALID_ARGUMENT for a bad range, timeframe or limit.
+    """
+    Replay: _aio.StreamStreamMultiCallable[_replay_pb2.ReplayRequest, _bar_service_pb2.SubscribeResponse]  # type: ignore[assignment]
+    """Replay streams stored history in the order and messages the live Subscribe delivered:
+    final bars and revisions at their commit times, paced by the requested speed, steerable
+    by the client (pause, resume, seek, speed). A client that stops reading is paused by flow
+    control. Errors: INVALID_ARGUMENT when the first message is not `start` or a value is bad.
+    A replay answers in the live stream's own message type on purpose, so a live client runs
+    on a replay unchanged, and every replay shares ReplayRequest.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
 
 class BarServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -73,6 +98,8 @@ class BarServiceServicer(metaclass=_abc_1.ABCMeta):
         final bar and revision after it, then switches to live with no gap and no
         duplicate. A subscriber too slow to keep up is ended with RESOURCE_EXHAUSTED
         and should resume from the last change_id it received.
+        Its response type is shared with Replay (below).
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
@@ -83,6 +110,22 @@ class BarServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_bar_service_pb2.GetBarsResponse, _abc.Awaitable[_bar_service_pb2.GetBarsResponse]]:
         """GetBars returns the bars of one instrument and timeframe in a time range, oldest
         first. Errors: INVALID_ARGUMENT for a bad range, timeframe or limit.
+        """
+
+    @_abc_1.abstractmethod
+    def Replay(
+        self,
+        request_iterator: _MaybeAsyncIterator[_replay_pb2.ReplayRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_bar_service_pb2.SubscribeResponse], _abc.AsyncIterator[_bar_service_pb2.SubscribeResponse]]:
+        """Replay streams stored history in the order and messages the live Subscribe delivered:
+        final bars and revisions at their commit times, paced by the requested speed, steerable
+        by the client (pause, resume, seek, speed). A client that stops reading is paused by flow
+        control. Errors: INVALID_ARGUMENT when the first message is not `start` or a value is bad.
+        A replay answers in the live stream's own message type on purpose, so a live client runs
+        on a replay unchanged, and every replay shares ReplayRequest.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
 
 def add_BarServiceServicer_to_server(servicer: BarServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

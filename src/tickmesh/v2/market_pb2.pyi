@@ -448,6 +448,7 @@ class Bar(_message.Message):
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     TAKER_BUY_VOLUME_FIELD_NUMBER: _builtins.int
     TAKER_BUY_QUOTE_VOLUME_FIELD_NUMBER: _builtins.int
+    COMMITTED_AT_NS_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     """symbol is the venue's name of the instrument."""
     exchange: Global___Exchange.ValueType
@@ -488,6 +489,11 @@ class Bar(_message.Message):
     """
     taker_buy_quote_volume: _builtins.str
     """taker_buy_quote_volume is the sum of price times quantity of those trades; unset as above."""
+    committed_at_ns: _builtins.int
+    """committed_at_ns is when this version of a final bar was stored and became known, Unix
+    epoch nanoseconds: the instant point-in-time reads (as_of_ns) and replays go by. Unset
+    (0) on forming bars and on bars stored before history was kept.
+    """
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """trace_context is the W3C trace context (traceparent, tracestate) of the span that produced
@@ -517,10 +523,11 @@ class Bar(_message.Message):
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         taker_buy_volume: _builtins.str | None = ...,
         taker_buy_quote_volume: _builtins.str | None = ...,
+        committed_at_ns: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_taker_buy_quote_volume", b"_taker_buy_quote_volume", "_taker_buy_volume", b"_taker_buy_volume", "taker_buy_quote_volume", b"taker_buy_quote_volume", "taker_buy_volume", b"taker_buy_volume"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_taker_buy_quote_volume", b"_taker_buy_quote_volume", "_taker_buy_volume", b"_taker_buy_volume", "change_id", b"change_id", "close", b"close", "duplicate_trades", b"duplicate_trades", "exchange", b"exchange", "final", b"final", "high", b"high", "low", b"low", "open", b"open", "open_time_ns", b"open_time_ns", "out_of_order_trades", b"out_of_order_trades", "quote_volume", b"quote_volume", "revision", b"revision", "symbol", b"symbol", "taker_buy_quote_volume", b"taker_buy_quote_volume", "taker_buy_volume", b"taker_buy_volume", "timeframe", b"timeframe", "trace_context", b"trace_context", "trade_count", b"trade_count", "volume", b"volume", "vwap", b"vwap"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_taker_buy_quote_volume", b"_taker_buy_quote_volume", "_taker_buy_volume", b"_taker_buy_volume", "change_id", b"change_id", "close", b"close", "committed_at_ns", b"committed_at_ns", "duplicate_trades", b"duplicate_trades", "exchange", b"exchange", "final", b"final", "high", b"high", "low", b"low", "open", b"open", "open_time_ns", b"open_time_ns", "out_of_order_trades", b"out_of_order_trades", "quote_volume", b"quote_volume", "revision", b"revision", "symbol", b"symbol", "taker_buy_quote_volume", b"taker_buy_quote_volume", "taker_buy_volume", b"taker_buy_volume", "timeframe", b"timeframe", "trace_context", b"trace_context", "trade_count", b"trade_count", "volume", b"volume", "vwap", b"vwap"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__taker_buy_quote_volume: _TypeAlias = _typing.Literal["taker_buy_quote_volume"]  # noqa: Y015
     _WhichOneofArgType__taker_buy_quote_volume: _TypeAlias = _typing.Literal["_taker_buy_quote_volume", b"_taker_buy_quote_volume"]  # noqa: Y015
