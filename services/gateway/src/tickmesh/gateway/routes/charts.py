@@ -39,6 +39,16 @@ InstrumentPath = Annotated[Instrument, Path()]
 TimeframeQuery = Annotated[str, Query(pattern=TIMEFRAME_PATTERN, examples=["1m"])]
 StartQuery = Annotated[UtcTime | None, Query(description="First open time included (ISO 8601).")]
 EndQuery = Annotated[UtcTime | None, Query(description="First open time excluded (ISO 8601).")]
+AsOfQuery = Annotated[
+    UtcTime | None,
+    Query(
+        description=(
+            "Answer as known at this instant (ISO 8601 or Unix epoch milliseconds): later "
+            "revisions, and bars not yet final then, are left out. Unset: now."
+        ),
+        examples=["2024-08-08T12:00:03Z"],
+    ),
+]
 
 
 def _range_ns(start: UtcTime | None, end: UtcTime | None) -> tuple[int, int]:
@@ -48,6 +58,11 @@ def _range_ns(start: UtcTime | None, end: UtcTime | None) -> tuple[int, int]:
         0 if start is None else ns_from_utc(start),
         0 if end is None else ns_from_utc(end),
     )
+
+
+def _as_of_ns(as_of: UtcTime | None) -> int | None:
+    """The request's `as_of_ns` (None leaves the field unset: the present)."""
+    return None if as_of is None else ns_from_utc(as_of)
 
 
 @router.get("/charts/{instrument}", response_model=ChartOut)
@@ -60,12 +75,14 @@ async def chart(
     end: EndQuery = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     indicators: Annotated[bool, Query(description="Also fetch indicator series.")] = True,
+    as_of: AsOfQuery = None,
 ) -> Response:
     """Final bars (oldest first) plus indicator series; without analytics the bars still come.
 
     Bar prices and volumes are exact decimal strings; indicators are numbers.
     """
     start_ns, end_ns = _range_ns(start, end)
+    as_of_ns = _as_of_ns(as_of)
     proto_timeframe = from_label(timeframe).proto
     parsed = InstrumentId.parse(instrument)
     bar_shard = services.backends.bar_shard(parsed)  # the shard owning the instrument
@@ -75,17 +92,22 @@ async def chart(
         start_time_ns=start_ns,
         end_time_ns=end_ns,
         limit=limit,
+        as_of_ns=as_of_ns,
     )
 
     async def fetch() -> bar_service_pb2.GetBarsResponse:
         return await bar_shard.call(bar_shard.stub.GetBars, request)
 
-    # Encoded bars from the cache (dropped on every change of these bars), else fetched.
-    bars = await services.chart_cache.get(
-        ChartKey(parsed, proto_timeframe, start_ns, end_ns, limit),
-        fetch,
-        lambda reply: bars_json(reply.bars),
-    )
+    if as_of_ns is None:
+        # Encoded bars from the cache (dropped on every change of these bars), else fetched.
+        bars = await services.chart_cache.get(
+            ChartKey(parsed, proto_timeframe, start_ns, end_ns, limit),
+            fetch,
+            lambda reply: bars_json(reply.bars),
+        )
+    else:
+        # The cache holds the present; a point-in-time answer never changes, nor is it hot.
+        bars = bars_json((await fetch()).bars)
     series = None
     warnings: list[str] = []
     if indicators:
@@ -100,6 +122,7 @@ async def chart(
                     start_time_ns=start_ns,
                     end_time_ns=end_ns,
                     limit=limit,
+                    as_of_ns=as_of_ns,
                 ),
             )
             series = indicators_json(rows.rows)
@@ -121,6 +144,7 @@ async def features(
     start: StartQuery = None,
     end: EndQuery = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1,
+    as_of: AsOfQuery = None,
 ) -> FeatureSeriesOut:
     """ML feature rows, oldest first (the latest one by default)."""
     start_ns, end_ns = _range_ns(start, end)
@@ -132,6 +156,7 @@ async def features(
             start_time_ns=start_ns,
             end_time_ns=end_ns,
             limit=limit,
+            as_of_ns=_as_of_ns(as_of),
         ),
     )
     return FeatureSeriesOut(
@@ -145,13 +170,15 @@ async def quality(
     user: CurrentUser,
     services: ServicesDep,
     timeframe: TimeframeQuery = "1m",
+    as_of: AsOfQuery = None,
 ) -> QualityOut:
-    """The latest data-quality assessment; 404 before the first one."""
+    """The latest data-quality assessment (as of `as_of` if given); 404 before the first one."""
     reply = await services.backends.analytics.call(
         services.backends.analytics_service.GetQuality,
         analytics_service_pb2.GetQualityRequest(
             instrument=InstrumentId.parse(instrument).to_proto(),
             timeframe=from_label(timeframe).proto,  # type: ignore[arg-type]
+            as_of_ns=_as_of_ns(as_of),
         ),
     )
     return quality_out(reply.quality, instrument, timeframe)
