@@ -130,6 +130,19 @@ def chart_json(
     )
 
 
+def bars_message_text(instrument: str, label: str, fragments: Iterable[str]) -> str:
+    """A WebSocket `bars` message around bars already encoded by `pushed_bar_json`."""
+    return (
+        '{"type":"bars","instrument":'
+        + _encoder.encode(instrument).decode()
+        + ',"timeframe":'
+        + _encoder.encode(label).decode()
+        + ',"bars":['
+        + ",".join(fragments)
+        + "]}"
+    )
+
+
 class PushEncoder:
     """WebSocket `bars` messages, each upstream bar encoded once for every client of a replica.
 
@@ -152,15 +165,7 @@ class PushEncoder:
         if len(self._fragments) >= self._max_entries:
             self._fragments.clear()
             self._messages.clear()
-        message = (
-            '{"type":"bars","instrument":'
-            + _encoder.encode(instrument).decode()
-            + ',"timeframe":'
-            + _encoder.encode(label).decode()
-            + ',"bars":['
-            + ",".join(self._fragment(bar) for bar in bars)
-            + "]}"
-        )
+        message = bars_message_text(instrument, label, (self._fragment(bar) for bar in bars))
         self._messages[key] = message
         return message
 

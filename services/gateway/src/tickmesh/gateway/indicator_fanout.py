@@ -17,11 +17,10 @@ from grpc import aio
 from opentelemetry import trace
 
 from tickmesh.core.instruments import InstrumentId
-from tickmesh.core.timeframes import from_proto
 from tickmesh.core.tracing import TRACEPARENT, get_tracer, message_span, traceparent
 from tickmesh.gateway.backends import Backends
 from tickmesh.gateway.instrument_streams import InstrumentStreams
-from tickmesh.gateway.market_views import indicators_out
+from tickmesh.gateway.market_views import indicators_message
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.v2 import analytics_service_pb2
 
@@ -64,12 +63,7 @@ class IndicatorFanout(
             {"tickmesh.instrument": str(instrument), "tickmesh.timeframe": int(row.timeframe)},
             trace.SpanKind.PRODUCER,
         ) as span:
-            body: dict[str, Any] = {
-                "type": "indicators",
-                "instrument": str(instrument),
-                "timeframe": from_proto(row.timeframe).label,
-                "indicators": indicators_out(row).model_dump(mode="json"),
-            }
+            body = indicators_message(str(instrument), row)
             parent = traceparent(span.get_span_context())
             if parent is not None:
                 body[TRACEPARENT] = parent

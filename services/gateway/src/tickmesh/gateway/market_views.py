@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from tickmesh.core.timeframes import NS_PER_SECOND
+from tickmesh.core.timeframes import NS_PER_SECOND, from_proto
 from tickmesh.gateway.schemas import (
     AnomalyOut,
     BarOut,
@@ -57,6 +58,16 @@ def indicators_out(row: analytics_pb2.Indicators) -> IndicatorsOut:
         if row.HasField(name)  # type: ignore[arg-type]
     }
     return IndicatorsOut(time=row.open_time_ns // NS_PER_SECOND, **values)
+
+
+def indicators_message(instrument: str, row: analytics_pb2.Indicators) -> dict[str, Any]:
+    """The WebSocket `indicators` message of a row of `instrument` (its text form)."""
+    return {
+        "type": "indicators",
+        "instrument": instrument,
+        "timeframe": from_proto(row.timeframe).label,
+        "indicators": indicators_out(row).model_dump(mode="json"),
+    }
 
 
 def features_out(row: analytics_pb2.Features) -> FeaturesOut:

@@ -9,65 +9,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from starlette.responses import PlainTextResponse
-from starlette.websockets import WebSocketState
 
-from tickmesh.core.errors import DomainError, Unavailable
-from tickmesh.core.instruments import InstrumentError, InstrumentId
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import BY_LABEL
-from tickmesh.gateway.accounts import User
 from tickmesh.gateway.deps import GatewayServices, get_services
 from tickmesh.gateway.frame_protocol import FrameWriter
 from tickmesh.gateway.schemas import AlertEventOut
-from tickmesh.gateway.settings import query_tokens_allowed
+from tickmesh.gateway.ws_admission import (
+    MESSAGE_TOO_BIG,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    Admission,
+    admitted,
+    close_or_abort,
+)
 from tickmesh.gateway.ws_feeds import ClientSocket
-from tickmesh.gateway.ws_guard import WsGuard
 
 router = APIRouter(tags=["websocket"])
 log = logging.getLogger(__name__)
-
-POLICY_VIOLATION = 1008
-INTERNAL_ERROR = 1011
-TRY_AGAIN_LATER = 1013
-MESSAGE_TOO_BIG = 1009  # uvicorn closes with it past gateway_ws_max_message_bytes
-CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
-TOKEN_REQUIRED = "a valid access token is required"
-# Production refuses tokens in URLs (proxies log them); the reason says what to send instead.
-QUERY_TOKEN_REFUSED = 'no ?token= here: send {"type": "auth", "token": ...} first'
-
-
-async def _authenticate(
-    websocket: WebSocket, services: GatewayServices, address: str
-) -> tuple[User, datetime] | str:
-    """The user of the `token` query parameter, or of a first {"type": "auth"} message, and
-    when that token expires; else why not."""
-    token = websocket.query_params.get("token")
-    if token is not None and not query_tokens_allowed(services.settings):
-        return QUERY_TOKEN_REFUSED
-    if token is None:
-        try:
-            first = await asyncio.wait_for(
-                websocket.receive_json(), services.settings.gateway_ws_auth_timeout_seconds
-            )
-        except WebSocketDisconnect as gone:
-            if gone.code == MESSAGE_TOO_BIG:
-                services.ws_guard.refused("message_too_big", address, "oversized first message")
-            return TOKEN_REQUIRED
-        except (TimeoutError, ValueError):
-            return TOKEN_REQUIRED
-        if not isinstance(first, dict) or first.get("type") != "auth":
-            return TOKEN_REQUIRED
-        token = first.get("token")
-        if not isinstance(token, str):
-            return TOKEN_REQUIRED
-    try:
-        claims = services.keyring.verify_access_token(token)
-        user = await services.accounts.active_user(
-            claims, services.settings.gateway_user_cache_seconds
-        )
-    except DomainError:
-        return TOKEN_REQUIRED
-    return (user, claims.expires_at)
 
 
 def _timeframes(message: dict[str, Any]) -> list[str] | str:
@@ -217,107 +176,23 @@ class _Connection:
             self.beat = None
 
 
-def _close_reason(text: str) -> str:
-    """`text` cut to what a close frame carries (whole characters)."""
-    return text.encode()[:CLOSE_REASON_BYTES].decode(errors="ignore")
-
-
-def _address(websocket: WebSocket) -> str:
-    """The client's address, as uvicorn reports it (after its trusted-proxy handling)."""
-    return websocket.client.host if websocket.client is not None else "unknown"
-
-
 @router.websocket("/ws/{instrument}")
 async def bars_socket(websocket: WebSocket, instrument: str) -> None:
     """Live bars of `instrument` ("<venue>:<symbol>"): authenticate, then subscribe to timeframes."""
     services = get_services(websocket)
-    guard = services.ws_guard
-    address = _address(websocket)
-    if not guard.preauth.take(address):
-        guard.refused("preauth_per_ip", address, f"over {guard.preauth.limit} unauthenticated")
-        # Refused before the upgrade: the cheapest answer, and one a flood cannot hold open.
-        await websocket.send_denial_response(
-            PlainTextResponse(
-                "too many unauthenticated WebSockets from this address",
-                status_code=429,
-                headers={"Retry-After": "1"},
-            )
-        )
-        return
-    try:
-        opened = await _open(websocket, services, instrument, address)
-    finally:
-        guard.preauth.give_back(address)
-    if opened is None:
-        return
-    user, expires_at, parsed, frames = opened
-    if not guard.per_user.take(user.id):
-        text = f"too many connections for this user (limit {guard.per_user.limit})"
-        guard.refused("connections_per_user", f"user {user.username}", text)
-        await websocket.close(POLICY_VIOLATION, text)
-        return
-    try:
-        if await _registered(websocket, guard, parsed, user):
-            await _serve(websocket, services, user, expires_at, parsed, frames)
-    finally:
-        guard.per_user.give_back(user.id)
+    async with admitted(websocket, services, instrument, "/ws/{instrument}") as admission:
+        if admission is not None:
+            await _serve(websocket, services, admission)
 
 
-async def _open(
-    websocket: WebSocket, services: GatewayServices, instrument: str, address: str
-) -> tuple[User, datetime, InstrumentId, FrameWriter] | None:
-    """Accept and authenticate (the pre-authentication part); None when closed here."""
-    try:
-        parsed = InstrumentId.parse(instrument)
-    except InstrumentError as error:
-        services.metrics.invalid_input.labels(route="/ws/{instrument}", location="path").inc()
-        log.info("WebSocket refused: path.instrument: %s", error)
-        # Accepted first so the client reads why (a refused handshake is a bare HTTP 403).
-        await websocket.accept()
-        await websocket.close(POLICY_VIOLATION, _close_reason(f"instrument: {error}"))
-        return None
-    frames = FrameWriter.of(websocket)
-    await websocket.accept()
-    if frames is None:
-        # Served without tickmesh.gateway's protocol (the gateway's own main sets it).
-        await websocket.close(INTERNAL_ERROR, "this server cannot write WebSocket frames directly")
-        return None
-    authenticated = await _authenticate(websocket, services, address)
-    if isinstance(authenticated, str):
-        if websocket.client_state is not WebSocketState.DISCONNECTED:
-            await websocket.close(POLICY_VIOLATION, _close_reason(authenticated))
-        return None
-    return authenticated[0], authenticated[1], parsed, frames
-
-
-async def _registered(
-    websocket: WebSocket, guard: WsGuard, instrument: InstrumentId, user: User
-) -> bool:
-    """True when `instrument` is registered; otherwise the socket is told why and closed."""
-    try:
-        known = await guard.registry.contains(instrument)
-    except Unavailable as error:
-        guard.refused("registry_unavailable", f"user {user.username}", str(error))
-        await websocket.close(TRY_AGAIN_LATER, "instrument registry unavailable; try again later")
-        return False
-    if known:
-        return True
-    text = f"instrument {instrument} is not registered"
-    guard.refused("unknown_instrument", f"user {user.username}", text)
-    await websocket.send_text(json.dumps({"type": "error", "detail": text}))
-    await websocket.close(POLICY_VIOLATION, _close_reason(text))
-    return False
-
-
-async def _serve(
-    websocket: WebSocket,
-    services: GatewayServices,
-    user: User,
-    expires_at: datetime,
-    parsed: InstrumentId,
-    frames: FrameWriter,
-) -> None:
+async def _serve(websocket: WebSocket, services: GatewayServices, admission: Admission) -> None:
     """Run an admitted session until the client leaves, lags, or a limit or check ends it."""
+    user, expires_at, parsed, frames = (
+        admission.user,
+        admission.expires_at,
+        admission.instrument,
+        admission.frames,
+    )
     decision = await services.rate_limiter.take(f"user:{user.id}", "ws")
     if not decision.allowed:
         await websocket.close(TRY_AGAIN_LATER, "rate limited")
@@ -337,11 +212,11 @@ async def _serve(
         if connection.ending in done:
             reason, text = connection.ending.result()
             services.ws_guard.refused(reason, f"user {user.username}", text)
-            await _close_or_abort(websocket, services, frames, POLICY_VIOLATION, text)
+            await close_or_abort(websocket, services, frames, POLICY_VIOLATION, text)
         elif pusher in done and not receiver.done():
             services.metrics.ws_slow_closed.inc()
             log.warning("closing a WebSocket client of %s as too slow", parsed)
-            await _close_or_abort(
+            await close_or_abort(
                 websocket, services, frames, TRY_AGAIN_LATER, "too slow: updates were piling up"
             )
     except (WebSocketDisconnect, TimeoutError):
@@ -356,16 +231,3 @@ async def _serve(
         await services.indicator_fanout.remove(parsed, connection.on_indicators)
         services.alert_feed.remove(user.id, connection.on_alert)
         services.metrics.ws_clients.dec()
-
-
-async def _close_or_abort(
-    websocket: WebSocket, services: GatewayServices, frames: FrameWriter, code: int, text: str
-) -> None:
-    """Close with `code`; a client that does not take even the close frame is dropped."""
-    try:
-        async with asyncio.timeout(services.settings.gateway_ws_send_timeout_seconds):
-            await websocket.close(code, _close_reason(text))
-    except TimeoutError:
-        frames.abort()  # it reads nothing, not even the close frame
-    except Exception:  # the client may be gone already; the cleanup follows
-        pass
