@@ -19,6 +19,8 @@ export interface ChartQuery {
   start?: string;
   end?: string;
   indicators?: boolean;
+  /** Answer as known at this instant (ISO 8601): a point-in-time read. */
+  as_of?: string;
 }
 
 /** An instrument ("binance_usdm:BTCUSDT") as a path segment; the ':' needs no escaping. */

@@ -3,6 +3,7 @@ import { useAppServices, useMarket, useSession } from "../appServices";
 import { instrumentPath } from "../api/gateway";
 import { startMarketSync } from "../market/marketSync";
 import { startUrlSync } from "../market/urlState";
+import { startReplaySync } from "../replay/replaySync";
 import { AlertsPanel } from "./AlertsPanel";
 import { ChartControls } from "./ChartControls";
 import { ConnectionStatus } from "./ConnectionStatus";
@@ -10,15 +11,16 @@ import { FeaturesTable } from "./FeaturesTable";
 import { LastPrice } from "./LastPrice";
 import { PriceChart } from "./PriceChart";
 import { QualityBadge } from "./QualityBadge";
+import { ReplayControls } from "./ReplayControls";
 import { SourceBanner } from "./SourceBanner";
 import { SymbolPicker } from "./SymbolPicker";
 import { TimeframeSwitch } from "./TimeframeSwitch";
 
 const ALERT_POLL_MS = 15_000;
 
-function socketUrl(instrument: string): string {
+function socketUrl(instrument: string, route = "ws"): string {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${window.location.host}/ws/${instrumentPath(instrument)}`;
+  return `${scheme}://${window.location.host}/${route}/${instrumentPath(instrument)}`;
 }
 
 const SYMBOL_RETRY_MS = 3000;
@@ -48,10 +50,16 @@ export function Dashboard() {
       socketUrl,
       onAlert: (message) => alerts.getState().receive(message),
     });
+    const stopReplay = startReplaySync({
+      market,
+      accessToken: session.accessToken,
+      socketUrl: (instrument) => socketUrl(instrument, "ws/replay"),
+    });
     void alerts.getState().poll();
     const poll = setInterval(() => void alerts.getState().poll(), ALERT_POLL_MS);
     return () => {
       stop();
+      stopReplay();
       stopUrl();
       clearInterval(poll);
     };
@@ -94,6 +102,7 @@ export function Dashboard() {
       )}
       <main className="workspace">
         <section className="chart-column" aria-label="Chart">
+          <ReplayControls />
           <ChartControls />
           <PriceChart />
         </section>

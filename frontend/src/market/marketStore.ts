@@ -19,6 +19,11 @@ import {
   type PaneVisibility,
 } from "./overlays";
 import { type Timeframe, timeframeSeconds } from "./timeframes";
+import type { ReplayStatus } from "../replay/replayFeed";
+import { defaultRange, type ReplayRange, rangeProblem } from "../replay/replayRange";
+
+/** Live: the present, pushed as it happens. Replay: a past range played back. */
+export type ChartMode = "live" | "replay";
 
 export type LoadState = "idle" | "loading" | "ready" | "empty" | "error";
 
@@ -52,6 +57,15 @@ export interface MarketState {
   features: FeatureRow | null;
   featuresState: LoadState;
 
+  mode: ChartMode;
+  /** The range and speed the replay form shows (and the address names). */
+  replay: ReplayRange;
+  /** Bumped by every Play: the replay sync (re)starts the stream when it changes. */
+  replayRun: number;
+  replayPaused: boolean;
+  replayStatus: ReplayStatus;
+  replayProblem: string | null;
+
   loadSymbols(): Promise<void>;
   selectInstrument(instrument: string): void;
   selectTimeframe(timeframe: Timeframe): void;
@@ -63,6 +77,17 @@ export interface MarketState {
   setConnection(status: ConnectionStatus): void;
   toggleOverlay(id: OverlayId): void;
   togglePane(id: PaneId): void;
+
+  setReplayRange(range: Partial<ReplayRange>): void;
+  /** Play the form's range from its start (false, with the reason shown, if it cannot). */
+  playReplay(): boolean;
+  setReplayPaused(paused: boolean): void;
+  leaveReplay(): void;
+  setReplayStatus(status: ReplayStatus): void;
+  setReplayProblem(detail: string | null): void;
+  /** The chart as it was known when the replay starts: bars before `from`, as of `from`. */
+  loadReplayHistory(): Promise<void>;
+  applyIndicatorRow(instrument: string, timeframe: string, row: IndicatorRow): void;
 }
 
 export type MarketStore = StoreApi<MarketState>;
@@ -93,6 +118,12 @@ export function createMarketStore(api: GatewayApi): MarketStore {
     qualityState: "idle",
     features: null,
     featuresState: "idle",
+    mode: "live",
+    replay: defaultRange(),
+    replayRun: 0,
+    replayPaused: false,
+    replayStatus: { phase: "idle", position: null },
+    replayProblem: null,
 
     async loadSymbols() {
       set({ symbolsState: "loading", symbolsError: null });
@@ -224,6 +255,85 @@ export function createMarketStore(api: GatewayApi): MarketStore {
 
     togglePane(id) {
       set({ panes: { ...get().panes, [id]: !get().panes[id] } });
+    },
+
+    setReplayRange(range) {
+      set({ replay: { ...get().replay, ...range } });
+    },
+
+    playReplay() {
+      const problem = rangeProblem(get().replay);
+      if (problem !== null) {
+        set({ replayProblem: problem });
+        return false;
+      }
+      set({
+        mode: "replay",
+        replayRun: get().replayRun + 1,
+        replayPaused: false,
+        replayProblem: null,
+        replayStatus: { phase: "connecting", position: null },
+        ...emptyChart(),
+        barsChange: reset(),
+      });
+      return true;
+    },
+
+    setReplayPaused(replayPaused) {
+      if (get().mode === "replay") set({ replayPaused });
+    },
+
+    leaveReplay() {
+      if (get().mode === "live") return;
+      set({
+        mode: "live",
+        replayPaused: false,
+        replayProblem: null,
+        replayStatus: { phase: "idle", position: null },
+        ...emptyChart(),
+        barsChange: reset(),
+      });
+    },
+
+    setReplayStatus(replayStatus) {
+      set({ replayStatus });
+    },
+
+    setReplayProblem(replayProblem) {
+      set({ replayProblem });
+    },
+
+    async loadReplayHistory() {
+      const { instrument, timeframe, replay } = get();
+      if (instrument === null) return;
+      const wanted = `${key(get())}/${get().replayRun}`;
+      try {
+        const chart = await api.chart(instrument, {
+          timeframe,
+          limit: HISTORY_LIMIT,
+          end: replay.from,
+          as_of: replay.from,
+        });
+        if (`${key(get())}/${get().replayRun}` !== wanted) return;
+        const bars = mergeHistory(get().bars, chart.bars);
+        set({
+          bars,
+          barsChange: reset(),
+          indicators: mergeIndicators(chart.indicators ?? [], get().indicators),
+          warnings: chart.warnings,
+          chartState: bars.length === 0 ? "empty" : "ready",
+          chartError: null,
+        });
+      } catch (error) {
+        // The replayed bars still come; only what came before the range is missing.
+        if (`${key(get())}/${get().replayRun}` === wanted) set({ warnings: [errorText(error)] });
+      }
+    },
+
+    applyIndicatorRow(instrument, timeframe, row) {
+      const state = get();
+      if (instrument !== state.instrument || timeframe !== state.timeframe) return;
+      set({ indicators: mergeIndicators(state.indicators, [row]) });
     },
   }));
   return store;

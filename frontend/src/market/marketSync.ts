@@ -1,6 +1,7 @@
 /**
  * Keeps the market store fed: one LiveFeed per chosen instrument, history re-read on every
- * (re)subscription, indicators/quality/features refreshed after final bars.
+ * (re)subscription, indicators/quality/features refreshed after final bars. Idle in replay
+ * mode (replay/replaySync.ts feeds the chart then).
  */
 import type { LiveFeedHandlers, SocketLike } from "./liveFeed";
 import { LiveFeed } from "./liveFeed";
@@ -58,6 +59,13 @@ export function startMarketSync(options: MarketSyncOptions): () => void {
   };
 
   function follow(instrument: string | null, timeframe: string): void {
+    if (market.getState().mode === "replay") {
+      // The replay sync feeds the chart; the live socket would mix the present into the past.
+      feed?.stop();
+      feed = null;
+      feedInstrument = null;
+      return;
+    }
     if (instrument !== feedInstrument) {
       feed?.stop();
       feed = null;
@@ -84,7 +92,11 @@ export function startMarketSync(options: MarketSyncOptions): () => void {
   const initial = market.getState();
   if (initial.instrument !== null) follow(initial.instrument, initial.timeframe);
   const unsubscribe = market.subscribe((state, previous) => {
-    if (state.instrument !== previous.instrument || state.timeframe !== previous.timeframe) {
+    if (
+      state.instrument !== previous.instrument ||
+      state.timeframe !== previous.timeframe ||
+      state.mode !== previous.mode
+    ) {
       follow(state.instrument, state.timeframe);
     }
   });

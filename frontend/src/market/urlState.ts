@@ -1,8 +1,10 @@
 /**
- * The address names what the dashboard shows: `/?instrument=binance_usdm:BTCUSDT&timeframe=1m`.
+ * The address names what the dashboard shows: `/?instrument=binance_usdm:BTCUSDT&timeframe=1m`,
+ * plus `&mode=replay&from=…&to=…&speed=60` for a replay (replay/replayRange.ts).
  * Read once at start (a reload or a shared link opens the same chart) and rewritten on
  * every change of instrument or timeframe (replaceState: no history entry per click).
  */
+import { readReplayAddress, writeReplayAddress } from "../replay/replayRange";
 import type { MarketStore } from "./marketStore";
 import { isTimeframe } from "./timeframes";
 import { parseInstrument } from "./venues";
@@ -56,13 +58,27 @@ export function startUrlSync(market: MarketStore, bar: AddressBar = browserAddre
     market.getState().selectTimeframe(wanted.timeframe);
   }
   if (wanted.instrument !== null) market.getState().selectInstrument(wanted.instrument);
+  // A link naming a replay plays it (once an instrument is chosen, the replay sync starts).
+  const replay = readReplayAddress(bar.search());
+  if (replay !== null) {
+    market.getState().setReplayRange(replay);
+    market.getState().playReplay();
+  }
   const write = () => {
-    const { instrument, timeframe } = market.getState();
-    const next = writeAddress(bar.search(), { instrument, timeframe });
+    const { instrument, timeframe, mode, replay: range } = market.getState();
+    const chart = writeAddress(bar.search(), { instrument, timeframe });
+    const next = writeReplayAddress(chart, mode === "replay" ? range : null);
     if (next !== bar.search()) bar.replace(next);
   };
   write();
   return market.subscribe((state, previous) => {
-    if (state.instrument !== previous.instrument || state.timeframe !== previous.timeframe) write();
+    if (
+      state.instrument !== previous.instrument ||
+      state.timeframe !== previous.timeframe ||
+      state.mode !== previous.mode ||
+      state.replay !== previous.replay
+    ) {
+      write();
+    }
   });
 }
