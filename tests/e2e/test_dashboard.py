@@ -1,5 +1,8 @@
 """The dashboard end to end: `tickmesh demo`, the built frontend and Debian's Chromium.
 
+A second browser script (frontend/e2e/replay.e2e.mjs) plays a past range of the same mesh in
+the dashboard's replay mode at 60x and checks that the chart advances while it plays.
+
 The browser script (frontend/e2e/dashboard.e2e.mjs, playwright-core driving
 /usr/bin/chromium) registers a user, sees BTCUSDT listed on Binance spot and on Binance USD-M
 and the chart of each (also after a reload of a link naming one), sees candles and a live update,
@@ -24,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -38,6 +42,9 @@ STARTUP_SECONDS = 90
 ADMIN = ("e2e_admin", "e2e-admin-password-1")
 # The same symbol on both Binance venues: two instruments the picker must tell apart.
 INSTRUMENTS = (("binance_spot", "BTCUSDT"), ("binance_usdm", "BTCUSDT"))
+# The replayed range: this many whole minutes of the demo's own history, played at 60x.
+REPLAY_MINUTES = 4
+REPLAY_WAIT_SECONDS = 300
 
 
 def _free_port() -> int:
@@ -251,3 +258,56 @@ def test_dashboard_in_chromium_against_demo_mesh_passes_every_step(dashboard_url
     (OUTPUT / "browser.log").write_text(run.stdout + run.stderr)
     assert run.returncode == 0, f"browser steps failed:\n{run.stdout}\n{run.stderr}"
     assert (OUTPUT / "05-alert-fired.png").exists()
+
+
+def _first_bar_minute(url: str) -> int:
+    """The open time (epoch s) of the demo's first final 1m bar of USD-M BTCUSDT; 0 before one."""
+    login = _post(f"{url}/api/v1/auth/login", {"username": ADMIN[0], "password": ADMIN[1]})
+    request = urllib.request.Request(
+        f"{url}/api/v1/charts/binance_usdm:BTCUSDT?timeframe=1m&limit=5000&indicators=false",
+        headers={"authorization": f"Bearer {login['access_token']}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        bars = json.loads(response.read())["bars"]
+    return int(bars[0]["time"]) if bars else 0
+
+
+def test_replay_mode_in_chromium_plays_a_past_range_at_60x(
+    demo_gateway: str, dashboard_url: str
+) -> None:
+    _ensure_chromium()
+    # The range starts at the first bar the demo committed and spans REPLAY_MINUTES whole
+    # minutes that are over (their bars are final and committed), waiting for them if needed.
+    deadline = time.monotonic() + REPLAY_WAIT_SECONDS
+    while True:
+        first = _first_bar_minute(demo_gateway)
+        now_minute = int(time.time()) // 60 * 60
+        if first and now_minute - first >= (REPLAY_MINUTES + 1) * 60:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"the demo has no {REPLAY_MINUTES} minutes of bars to replay")
+        time.sleep(5)
+    start = now_minute - REPLAY_MINUTES * 60
+    minute = "%Y-%m-%dT%H:%M"
+    run = subprocess.run(
+        [
+            "node",
+            "e2e/replay.e2e.mjs",
+            "--url",
+            dashboard_url,
+            "--out",
+            str(OUTPUT),
+            "--from",
+            datetime.fromtimestamp(start, UTC).strftime(minute),
+            "--to",
+            datetime.fromtimestamp(now_minute, UTC).strftime(minute),
+        ],
+        cwd=FRONTEND,
+        capture_output=True,
+        text=True,
+        timeout=BROWSER_SECONDS,
+        check=False,
+    )
+    (OUTPUT / "replay-browser.log").write_text(run.stdout + run.stderr)
+    assert run.returncode == 0, f"replay steps failed:\n{run.stdout}\n{run.stderr}"
+    assert (OUTPUT / "replay-02-played.png").exists()

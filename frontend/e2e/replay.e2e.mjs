@@ -1,0 +1,169 @@
+// The dashboard's replay mode in a real headless Chromium (Debian's, driven by playwright-core).
+//
+//   node e2e/replay.e2e.mjs --url http://127.0.0.1:8000 --from 2026-01-01T10:00 --to 2026-01-01T10:04
+//
+// Registers a user, opens the instrument's chart, switches to replay, picks the range (UTC, to
+// the minute) and 60x, plays it and checks that the chart advances bar by bar while it plays,
+// paced (a range of N minutes takes about N seconds), up to the end; then reloads the link the
+// address now names (it plays the replay again) and goes back to live. Exit status 0 when every
+// step passed; screenshots go to --out.
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+
+const { values: args } = parseArgs({
+  options: {
+    url: { type: "string", default: process.env.TICKMESH_E2E_URL ?? "http://127.0.0.1:8000" },
+    out: { type: "string", default: process.env.TICKMESH_E2E_OUT ?? "test-output/e2e" },
+    chromium: { type: "string", default: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium" },
+    instrument: { type: "string", default: "binance_usdm:BTCUSDT" },
+    from: { type: "string" },
+    to: { type: "string" },
+  },
+});
+if (args.from === undefined || args.to === undefined) throw new Error("--from and --to are required");
+
+const out = resolve(args.out);
+mkdirSync(out, { recursive: true });
+const started = Date.now();
+const steps = [];
+const rangeSeconds = (Date.parse(`${args.to}Z`) - Date.parse(`${args.from}Z`)) / 1000;
+
+function log(message) {
+  const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
+  process.stdout.write(`[replay-e2e ${seconds}s] ${message}\n`);
+}
+
+async function step(name, action) {
+  const begun = Date.now();
+  try {
+    await action();
+    steps.push({ name, ok: true, ms: Date.now() - begun });
+    log(`ok   ${name}`);
+  } catch (error) {
+    steps.push({ name, ok: false, ms: Date.now() - begun, error: String(error) });
+    log(`FAIL ${name}: ${error instanceof Error ? error.message : error}`);
+    throw error;
+  }
+}
+
+const profile = mkdtempSync(join(tmpdir(), "tickmesh-replay-e2e-chromium-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: args.chromium,
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"],
+  viewport: { width: 1440, height: 900 },
+  deviceScaleFactor: 1,
+});
+const page = context.pages()[0] ?? (await context.newPage());
+const consoleErrors = [];
+page.on("console", (message) => {
+  if (message.type() === "error") consoleErrors.push(message.text());
+});
+page.on("pageerror", (error) => consoleErrors.push(String(error)));
+
+const shot = (name) => page.screenshot({ path: join(out, `${name}.png`) });
+const username = `replay_${Date.now().toString(36)}`;
+const password = "e2e-password-1";
+const chart = page.getByTestId("price-chart");
+const controls = page.getByTestId("replay-controls");
+const chartBars = async () => Number(await chart.getAttribute("data-bars"));
+const chartLast = async () => Number(await chart.getAttribute("data-last-time"));
+const phase = () => controls.getAttribute("data-phase");
+let exitCode = 0;
+
+async function signIn() {
+  await page.getByRole("button", { name: "Sign in" }).waitFor({ timeout: 15_000 });
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign out" }).waitFor({ timeout: 15_000 });
+}
+
+async function waitForPhase(wanted, timeout) {
+  await page.waitForFunction(
+    (phases) => phases.includes(document.querySelector('[data-testid="replay-controls"]')?.getAttribute("data-phase")),
+    wanted,
+    { timeout },
+  );
+}
+
+try {
+  await step("register and open the instrument's live chart", async () => {
+    await page.goto(`${args.url}/?instrument=${args.instrument}&timeframe=1m`, { waitUntil: "domcontentloaded" });
+    await page.getByRole("button", { name: /No account\? Create one/ }).click();
+    await page.getByLabel("Username").fill(username);
+    await page.getByLabel("Password").fill(password);
+    await page.getByRole("button", { name: "Create account" }).click();
+    await page.getByRole("button", { name: "Sign out" }).waitFor({ timeout: 15_000 });
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="price-chart"]')?.getAttribute("data-bars")) > 0, null, { timeout: 30_000 });
+    await shot("replay-01-live");
+  });
+
+  let samples = [];
+  let playedFor = 0;
+  await step(`replay ${args.from} to ${args.to} (UTC) at 60x: the chart advances while it plays`, async () => {
+    await page.getByLabel("Replay from (UTC)").fill(args.from);
+    await page.getByLabel("Replay to (UTC)").fill(args.to);
+    await page.getByLabel("Replay speed").selectOption("60");
+    await page.getByRole("group", { name: "Mode" }).getByRole("button", { name: "Replay" }).click();
+    await waitForPhase(["playing"], 15_000);
+    const playing = Date.now();
+    // Sample the chart while it plays: its newest bar must move forward, several times.
+    while ((await phase()) === "playing" && Date.now() - playing < rangeSeconds * 1000 + 30_000) {
+      samples.push({ at: Date.now() - playing, bars: await chartBars(), last: await chartLast() });
+      await page.waitForTimeout(250);
+    }
+    playedFor = (Date.now() - playing) / 1000;
+    await shot("replay-02-played");
+    const phaseNow = await phase();
+    if (phaseNow !== "ended") throw new Error(`the replay is ${phaseNow}, not ended`);
+    const lasts = samples.map((sample) => sample.last).filter((last) => last > 0);
+    const advances = lasts.filter((last, index) => index > 0 && last > lasts[index - 1]).length;
+    log(`played for ${playedFor.toFixed(1)} s; newest bar moved forward ${advances} times; ${await chartBars()} bars`);
+    if (advances < 2) throw new Error(`the chart advanced ${advances} times while playing: ${JSON.stringify(samples)}`);
+    // Paced: 60x plays N minutes in about N seconds (a "max" replay would take none of it).
+    if (playedFor < rangeSeconds / 60 / 2) throw new Error(`played in ${playedFor} s: not paced at 60x`);
+    const finalLast = await chartLast();
+    if (finalLast < Date.parse(`${args.to}Z`) / 1000 - 5 * 60) throw new Error(`the chart ends at ${finalLast}, before the range`);
+  });
+
+  await step("the address names the replay; reloading it plays it again", async () => {
+    const address = new URL(page.url());
+    const params = address.searchParams;
+    if (params.get("mode") !== "replay" || params.get("speed") !== "60" || params.get("instrument") !== args.instrument) {
+      throw new Error(`address ${page.url()} does not name the replay`);
+    }
+    await page.reload({ waitUntil: "domcontentloaded" });
+    await signIn();
+    await waitForPhase(["playing", "ended"], 20_000);
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="price-chart"]')?.getAttribute("data-bars")) > 0, null, { timeout: 30_000 });
+  });
+
+  await step("pause holds the chart; Live goes back to the present", async () => {
+    if ((await phase()) === "playing") {
+      await controls.getByRole("button", { name: "Pause" }).click();
+      await waitForPhase(["paused", "ended"], 10_000);
+      const held = await chartLast();
+      await page.waitForTimeout(2500);
+      if ((await phase()) === "paused" && (await chartLast()) !== held) throw new Error("the chart moved while paused");
+    }
+    await page.getByRole("group", { name: "Mode" }).getByRole("button", { name: "Live" }).click();
+    await page.waitForFunction(() => !new URL(window.location.href).searchParams.has("mode"), null, { timeout: 10_000 });
+    await page.locator('[data-status="live"]').waitFor({ timeout: 30_000 });
+    await shot("replay-03-live-again");
+  });
+} catch {
+  exitCode = 1;
+  await shot("replay-failure").catch(() => {});
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+
+const relevantErrors = consoleErrors.filter((text) => !/WebSocket|Failed to load resource/.test(text));
+if (relevantErrors.length > 0) log(`console errors:\n  ${relevantErrors.join("\n  ")}`);
+log(`${steps.filter((s) => s.ok).length}/${steps.length} steps passed; screenshots in ${out}`);
+process.exit(exitCode);
