@@ -386,7 +386,7 @@ async def _sent_bars(mesh: BarsAnalyticsGateway) -> float:
     async with httpx.AsyncClient(base_url=mesh.gateway.base_url) as client:
         text = (await client.get("/metrics")).text
     for line in text.splitlines():
-        if line.startswith('tickmesh_ws_messages_total{type="bars"}'):
+        if line.startswith('tickmesh_ws_messages_sent_total{type="bars"}'):
             return float(line.split()[1])
     return 0.0
 

@@ -23,11 +23,22 @@ T0 = 1_723_075_200 * NS_PER_SECOND  # 2024-08-08 00:00 UTC
 def test_clock_at_60x_runs_a_minute_of_commits_per_second() -> None:
     wall = _Wall()
     clock = ReplayClock(T0, 60.0, wall)
+    assert clock.delay_seconds(T0) == 0.0  # the first item sets the clock
     assert clock.delay_seconds(T0 + 60 * NS_PER_SECOND) == 1.0
     wall.now += 0.5
     assert clock.position_ns() == T0 + 30 * NS_PER_SECOND
     assert clock.delay_seconds(T0 + 60 * NS_PER_SECOND) == 0.5
     assert clock.delay_seconds(T0) == 0.0  # already due
+
+
+def test_clock_skips_an_empty_lead_in_but_not_a_gap_after_a_seek() -> None:
+    wall = _Wall()
+    clock = ReplayClock(T0, 1.0, wall)
+    first = T0 + 3600 * NS_PER_SECOND  # an hour of nothing before the first item
+    assert clock.delay_seconds(first) == 0.0
+    assert clock.delay_seconds(first + 2 * NS_PER_SECOND) == 2.0
+    clock.seek(T0)
+    assert clock.delay_seconds(first) == 3600.0
 
 
 def test_clock_paused_never_releases_and_resumes_where_it_stopped() -> None:

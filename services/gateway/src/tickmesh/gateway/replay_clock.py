@@ -2,7 +2,9 @@
 
 The gateway merges a bar stream and an analytics stream, so it paces the merged stream itself
 on one clock (both upstreams run at maximum speed, braked by flow control): each item is held
-until its commit time comes round on this clock. Speed 0 is "max": no holding at all.
+until its commit time comes round on this clock. Speed 0 is "max": no holding at all. As in
+the services' own replay engine (core.replay), the first item of a replay sets the clock, so a
+replay does not idle through an empty lead-in.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class ReplayClock:
         self._speed = speed
         self._anchor_ns = position_ns
         self._anchor_wall = now()
+        self._set = False  # until the first item, the clock waits where the range starts
         self.paused = False
 
     @property
@@ -43,6 +46,8 @@ class ReplayClock:
             return float("inf")
         if self._speed == 0:
             return 0.0
+        if not self._set:
+            self.seek(max(committed_at_ns, self._anchor_ns))
         ahead_ns = committed_at_ns - self.position_ns()
         return max(ahead_ns, 0) / NS_PER_SECOND / self._speed
 
@@ -53,13 +58,17 @@ class ReplayClock:
 
     def seek(self, position_ns: int) -> None:
         """Continue from `position_ns` (a seek, or a catch-up after the client held us back)."""
+        self._set = True
+        self._anchor(position_ns)
+
+    def _anchor(self, position_ns: int) -> None:
         self._anchor_ns = position_ns
         self._anchor_wall = self._now()
 
     def pause(self) -> None:
         """Stop the clock where it is."""
         if not self.paused:
-            self.seek(self.position_ns())
+            self._anchor(self.position_ns())
             self.paused = True
 
     def resume(self) -> None:
@@ -70,5 +79,5 @@ class ReplayClock:
 
     def set_speed(self, speed: float) -> None:
         """Change the pace from now on, the position unchanged."""
-        self.seek(self.position_ns())
+        self._anchor(self.position_ns())
         self._speed = speed
