@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from tickmesh.core.timeframes import BY_LABEL
+from tickmesh.core.timeframes import BY_LABEL, from_proto
 from tickmesh.gateway.bar_json import bars_message_text, pushed_bar_json
 from tickmesh.gateway.deps import GatewayServices, get_services
 from tickmesh.gateway.market_views import indicators_message, ns_from_utc, utc_from_ns
@@ -88,6 +88,7 @@ class _ReplaySession:
         self.instrument = str(admission.instrument)
         self.playback: _Playback | None = None
         self.changed = asyncio.Event()  # wakes a waiting player on pause, resume or speed
+        self.last_status = 0.0
         self.bucket = services.ws_guard.message_bucket()
         self.ending: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
 
@@ -114,6 +115,7 @@ class _ReplaySession:
         clock = playback.clock
         if state is None:
             state = "paused" if clock.paused else "playing"
+        self.last_status = time.monotonic()
         speed: Speed = "max" if clock.speed == 0 else clock.speed
         end = None if playback.end_ns == 0 else utc_from_ns(playback.end_ns).isoformat()
         await self.send(
@@ -206,7 +208,6 @@ class _ReplaySession:
     async def play(self, playback: _Playback) -> None:
         """Send the merged stream, each item when the clock reaches its commit time."""
         feed, clock = playback.feed, playback.clock
-        last_status = time.monotonic()
         try:
             while True:
                 item = await feed.next()
@@ -224,26 +225,33 @@ class _ReplaySession:
                 if held:
                     clock.seek(key)  # the browser held us: go on from here, no catch-up burst
                 clock.delivered(key)
-                if time.monotonic() - last_status >= _STATUS_EVERY_SECONDS:
-                    last_status = time.monotonic()
-                    await self.status()
+                await self.tick()
         except UpstreamFailed as failed:
             await self.error(str(failed))
             await self.status("failed")
+
+    async def tick(self) -> None:
+        """A status at most every second while playing, so the client's position moves."""
+        if time.monotonic() - self.last_status >= _STATUS_EVERY_SECONDS:
+            await self.status()
 
     async def wait_until_due(self, clock: ReplayClock, committed_at_ns: int) -> None:
         """Sleep until the item is due; pause, resume and speed changes wake the wait."""
         while (delay := clock.delay_seconds(committed_at_ns)) > 0:
             self.changed.clear()
-            timeout = None if delay == float("inf") else delay
+            paused = delay == float("inf")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), timeout)
+                await asyncio.wait_for(
+                    self.changed.wait(), None if paused else min(delay, _STATUS_EVERY_SECONDS)
+                )
+            if not paused and not clock.paused:
+                await self.tick()
 
     def message(self, item: ReplayItem) -> dict[str, Any] | str:
         """The live socket's message for one replayed item."""
         if item.bar is not None:
-            label = self.playback.start.timeframe if self.playback is not None else ""
             fragment = pushed_bar_json(item.bar).decode()
+            label = from_proto(item.bar.timeframe).label
             return bars_message_text(self.instrument, label, (fragment,))
         assert item.indicators is not None
         return indicators_message(self.instrument, item.indicators)
