@@ -72,15 +72,17 @@ export class GatewayApi {
     return this.http.request("GET", `/api/v1/charts/${instrumentPath(instrument)}`, options);
   }
 
-  features(instrument: string, timeframe: string): Promise<FeatureSeries> {
+  /** The latest feature row; with `asOf`, the latest known at that instant. */
+  features(instrument: string, timeframe: string, asOf?: string): Promise<FeatureSeries> {
     return this.http.request("GET", `/api/v1/features/${instrumentPath(instrument)}`, {
-      query: { timeframe, limit: 1 },
+      query: { timeframe, limit: 1, ...(asOf !== undefined ? { as_of: asOf } : {}) },
     });
   }
 
-  quality(instrument: string, timeframe: string): Promise<Quality> {
+  /** The latest quality assessment; with `asOf`, the latest known at that instant. */
+  quality(instrument: string, timeframe: string, asOf?: string): Promise<Quality> {
     return this.http.request("GET", `/api/v1/quality/${instrumentPath(instrument)}`, {
-      query: { timeframe },
+      query: { timeframe, ...(asOf !== undefined ? { as_of: asOf } : {}) },
     });
   }
 

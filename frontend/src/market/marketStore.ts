@@ -72,8 +72,10 @@ export interface MarketState {
   loadHistory(): Promise<void>;
   applyLiveBars(instrument: string, timeframe: string, bars: Bar[]): { finals: number; gap: boolean };
   refreshIndicators(): Promise<void>;
-  refreshQuality(): Promise<void>;
-  refreshFeatures(): Promise<void>;
+  /** Re-read quality (as of `asOf` in a replay). */
+  refreshQuality(asOf?: string): Promise<void>;
+  /** Re-read the latest features (as of `asOf` in a replay). */
+  refreshFeatures(asOf?: string): Promise<void>;
   setConnection(status: ConnectionStatus): void;
   toggleOverlay(id: OverlayId): void;
   togglePane(id: PaneId): void;
@@ -213,13 +215,13 @@ export function createMarketStore(api: GatewayApi): MarketStore {
       }
     },
 
-    async refreshQuality() {
+    async refreshQuality(asOf) {
       const { instrument, timeframe } = get();
       if (instrument === null) return;
       const wanted = key(get());
       if (get().quality === null) set({ qualityState: "loading" });
       try {
-        const quality = await api.quality(instrument, timeframe);
+        const quality = await api.quality(instrument, timeframe, asOf);
         if (key(get()) === wanted) set({ quality, qualityState: "ready" });
       } catch (error) {
         if (key(get()) !== wanted) return;
@@ -228,13 +230,13 @@ export function createMarketStore(api: GatewayApi): MarketStore {
       }
     },
 
-    async refreshFeatures() {
+    async refreshFeatures(asOf) {
       const { instrument, timeframe } = get();
       if (instrument === null) return;
       const wanted = key(get());
       if (get().features === null) set({ featuresState: "loading" });
       try {
-        const series = await api.features(instrument, timeframe);
+        const series = await api.features(instrument, timeframe, asOf);
         if (key(get()) !== wanted) return;
         const latest = series.rows[series.rows.length - 1] ?? null;
         set({ features: latest, featuresState: latest === null ? "empty" : "ready" });

@@ -9,13 +9,17 @@ import { startReplaySync } from "./replaySync";
 const USDM = "binance_usdm:BTCUSDT";
 
 function mesh() {
+  const asOf: (string | undefined)[] = [];
   const chart = vi.fn((_instrument: string, query: ChartQuery) =>
     Promise.resolve(chartOf(query.as_of !== undefined ? finals(0, 5) : finals(0, 20))),
   );
   const market = createMarketStore(
     fakeApi({
       chart,
-      quality: () => Promise.reject(new Error("down")),
+      quality: (_instrument: string, _timeframe: string, at?: string) => {
+        asOf.push(at);
+        return Promise.reject(new Error("down"));
+      },
       features: () => Promise.reject(new Error("down")),
     }),
   );
@@ -32,7 +36,7 @@ function mesh() {
     socketUrl: (instrument) => `ws://test/ws/replay/${instrument}`,
     openSocket: (url) => new FakeSocket(url),
   });
-  return { market, chart, stop: () => (stopReplay(), stopLive()) };
+  return { market, chart, asOf, stop: () => (stopReplay(), stopLive()) };
 }
 
 describe("replay sync", () => {
@@ -44,7 +48,7 @@ describe("replay sync", () => {
   afterEach(() => vi.useRealTimers());
 
   it("plays a range: the chart as of its start, then the replayed bars and indicators", async () => {
-    const { market, chart, stop } = mesh();
+    const { market, chart, asOf: qualityAsOf, stop } = mesh();
     market.getState().selectInstrument(USDM);
     await vi.advanceTimersByTimeAsync(0);
     const live = FakeSocket.last();
@@ -67,6 +71,10 @@ describe("replay sync", () => {
     expect(state.bars.map((b) => b.time)).toEqual(finals(0, 7).map((b) => b.time));
     expect(state.indicators.find((row) => row.time === bar(5).time)?.rsi).toBe(61);
     expect(state.replayStatus.phase).toBe("playing");
+    // Quality (and features) as of the range's start, then as of the position at the end.
+    expect(qualityAsOf).toContain("2024-08-08T00:00:00Z");
+    replay.push({ type: "replay", state: "ended", position: "2024-08-08T01:00:00+00:00" });
+    expect(qualityAsOf[qualityAsOf.length - 1]).toBe("2024-08-08T01:00:00+00:00");
     stop();
   });
 

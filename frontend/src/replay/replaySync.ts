@@ -2,7 +2,8 @@
  * Plays the store's replay: one ReplayFeed while the mode is replay, restarted by every Play
  * and by a change of instrument or timeframe; pause and speed go to the running feed. The
  * chart is first filled as it was known at the range's start, then the replayed stream
- * goes through the same bar merge as live pushes.
+ * goes through the same bar merge as live pushes. Quality and features follow the replay's
+ * position (read as of it, every few seconds), so the side panels show the past too.
  */
 import type { SocketLike } from "../market/liveFeed";
 import type { MarketState, MarketStore } from "../market/marketStore";
@@ -14,12 +15,23 @@ export interface ReplaySyncOptions {
   /** ws(s)://host/ws/replay/ + instrument */
   socketUrl(instrument: string): string;
   openSocket?: (url: string) => SocketLike;
+  /** Quality and features are re-read as of the position at most this often (ms). */
+  sideIntervalMs?: number;
 }
 
 export function startReplaySync(options: ReplaySyncOptions): () => void {
   const { market } = options;
   let feed: ReplayFeed | null = null;
   let playing = "";
+  let sideReadAt = 0;
+  const sideInterval = options.sideIntervalMs ?? 3000;
+
+  function readSide(asOf: string, force = false): void {
+    if (!force && Date.now() - sideReadAt < sideInterval) return;
+    sideReadAt = Date.now();
+    void market.getState().refreshQuality(asOf);
+    void market.getState().refreshFeatures(asOf);
+  }
 
   function begin(state: MarketState): void {
     const instrument = state.instrument;
@@ -31,7 +43,10 @@ export function startReplaySync(options: ReplaySyncOptions): () => void {
       range: state.replay,
       accessToken: options.accessToken,
       handlers: {
-        status: (status) => market.getState().setReplayStatus(status),
+        status: (status) => {
+          market.getState().setReplayStatus(status);
+          if (status.position !== null) readSide(status.position, status.phase === "ended");
+        },
         bars: (frame, bars) => void market.getState().applyLiveBars(instrument, frame, bars),
         indicators: (frame, row) => market.getState().applyIndicatorRow(instrument, frame, row),
         problem: (detail) => market.getState().setReplayProblem(detail),
@@ -39,6 +54,7 @@ export function startReplaySync(options: ReplaySyncOptions): () => void {
       ...(options.openSocket ? { openSocket: options.openSocket } : {}),
     });
     void market.getState().loadReplayHistory();
+    readSide(state.replay.from, true);
     feed.start();
   }
 
