@@ -124,8 +124,16 @@ try {
     const advances = lasts.filter((last, index) => index > 0 && last > lasts[index - 1]).length;
     log(`played for ${playedFor.toFixed(1)} s; newest bar moved forward ${advances} times; ${await chartBars()} bars`);
     if (advances < 2) throw new Error(`the chart advanced ${advances} times while playing: ${JSON.stringify(samples)}`);
-    // Paced: 60x plays N minutes in about N seconds (a "max" replay would take none of it).
-    if (playedFor < rangeSeconds / 60 / 2) throw new Error(`played in ${playedFor} s: not paced at 60x`);
+    // Paced: at 60x bars a minute apart arrive about a second apart ("max" would be at once).
+    const moves = samples.filter((sample, index) => index > 0 && sample.last > samples[index - 1].last && samples[index - 1].last > 0);
+    if (moves.length >= 2) {
+      const first = moves[0];
+      const last = moves[moves.length - 1];
+      const expected = (last.last - first.last) / 60;
+      const took = (last.at - first.at) / 1000;
+      log(`bars ${last.last - first.last} s apart arrived ${took.toFixed(1)} s apart (60x: ${expected.toFixed(1)} s)`);
+      if (took < expected / 2) throw new Error(`bars ${expected * 60} s apart came in ${took} s: not paced at 60x`);
+    }
     const finalLast = await chartLast();
     if (finalLast < Date.parse(`${args.to}Z`) / 1000 - 5 * 60) throw new Error(`the chart ends at ${finalLast}, before the range`);
   });
