@@ -143,7 +143,9 @@ class _ReplaySession:
                 raw = await self.websocket.receive_text()
             except WebSocketDisconnect as gone:
                 if gone.code == MESSAGE_TOO_BIG:
-                    self.services.ws_guard.refused("message_too_big", ROUTE, "oversized message")
+                    self.services.ws_guard.refused(
+                        "message_too_big", self.instrument, "oversized message"
+                    )
                 raise
             if not self.bucket.take():
                 self.end("message_rate", f"message rate over {self.bucket.per_second:g} per second")
