@@ -270,6 +270,10 @@ async def test_replay_bad_messages_are_answered_with_clear_errors(
                 {"type": "start", "timeframe": "1m", "from": "2024-08-08", "speed": -1},
                 'speed: "max", or a number',
             ),
+            (
+                {"type": "start", "timeframe": "1m", "from": "2199-01-01"},
+                "from: after now, so there is nothing to replay yet",
+            ),
         ):
             await ws.send(sent if isinstance(sent, str) else json.dumps(sent))
             error = await _next(ws, "error")

@@ -63,10 +63,11 @@ class _Playback:
 
     start: StartMessage
     start_ns: int
-    end_ns: int  # 0: up to when it started
+    end_ns: int
     feed: MergedReplay
     clock: ReplayClock
     task: asyncio.Task[None] | None = None
+    ended: bool = False
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -114,10 +115,10 @@ class _ReplaySession:
             return
         clock = playback.clock
         if state is None:
-            state = "paused" if clock.paused else "playing"
+            state = "ended" if playback.ended else "paused" if clock.paused else "playing"
         self.last_status = time.monotonic()
         speed: Speed = "max" if clock.speed == 0 else clock.speed
-        end = None if playback.end_ns == 0 else utc_from_ns(playback.end_ns).isoformat()
+        end = utc_from_ns(playback.end_ns).isoformat()
         await self.send(
             {
                 "type": "replay",
@@ -162,7 +163,13 @@ class _ReplaySession:
             await self.send({"type": "pong"}, "pong")
             return
         if isinstance(message, StartMessage):
-            await self.begin(message, ns_from_utc(message.start), None)
+            start_ns = ns_from_utc(message.start)
+            # No `to`: up to now, fixed here so that a later seek replays the same range.
+            end_ns = time.time_ns() if message.end is None else ns_from_utc(message.end)
+            if start_ns >= end_ns:
+                await self.error("from: after now, so there is nothing to replay yet")
+                return
+            await self.begin(message, start_ns, end_ns, start_ns, None)
             return
         playback = self.playback
         if playback is None:
@@ -177,21 +184,26 @@ class _ReplaySession:
             clock.set_speed(speed_value(message.speed))
         elif isinstance(message, SeekMessage):
             at_ns = ns_from_utc(message.time)
-            if at_ns < playback.start_ns or (playback.end_ns and at_ns >= playback.end_ns):
+            if not playback.start_ns <= at_ns < playback.end_ns:
                 await self.error("time: outside the replayed range [from, to)")
                 return
-            await self.begin(playback.start, at_ns, clock)
+            await self.begin(playback.start, playback.start_ns, playback.end_ns, at_ns, clock)
             return
         self.changed.set()
         await self.status()
 
-    async def begin(self, start: StartMessage, at_ns: int, clock: ReplayClock | None) -> None:
+    async def begin(
+        self,
+        start: StartMessage,
+        start_ns: int,
+        end_ns: int,
+        at_ns: int,
+        clock: ReplayClock | None,
+    ) -> None:
         """(Re)open the upstreams at `at_ns` and play; a seek keeps the clock's state."""
         if self.playback is not None:
             await self.playback.stop()
             self.playback = None
-        start_ns = ns_from_utc(start.start)
-        end_ns = 0 if start.end is None else ns_from_utc(start.end)
         if clock is None:
             clock = ReplayClock(at_ns, speed_value(start.speed))
         else:
@@ -216,7 +228,8 @@ class _ReplaySession:
                 while feed.warnings:
                     await self.send({"type": "warning", "detail": feed.warnings.pop(0)}, "warning")
                 if item is None:
-                    await self.status("ended")
+                    playback.ended = True
+                    await self.status()
                     return
                 key = item.committed_at_ns or clock.position_ns()
                 await self.wait_until_due(clock, key)
@@ -229,6 +242,7 @@ class _ReplaySession:
                 clock.delivered(key)
                 await self.tick()
         except UpstreamFailed as failed:
+            playback.ended = True
             await self.error(str(failed))
             await self.status("failed")
 
