@@ -31,6 +31,8 @@ EXPECTED_TABLES = {
     "analytics_consumer_state",
     "quarantined_trades",
     "schema_migrations",
+    "bar_versions",
+    "bar_history_start",
 }
 
 
