@@ -8,6 +8,7 @@ sends the live stream's bytes without decoding them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 
@@ -64,7 +65,7 @@ class BarVersionLog:
                 f"AND committed_at < $5 AND {_SELECTION} ORDER BY change_id LIMIT $6",
                 *self._filter,
                 after_position,
-                ns_to_datetime(end_ns),
+                _at_or_after(end_ns),
                 wanted,
             )
             items.extend(
@@ -80,7 +81,7 @@ class BarVersionLog:
     async def position_before(self, time_ns: int) -> int:
         """The change id after which the versions committed at or after `time_ns` begin."""
         # Before the recorded start of history the log is incomplete: a replay starts there.
-        since = ns_to_datetime(max(time_ns, self._start_ns))
+        since = _at_or_after(max(time_ns, self._start_ns))
         first: int | None = await self._pool.fetchval(
             f"SELECT min(change_id) FROM bar_versions WHERE committed_at >= $4 AND {_SELECTION}",
             *self._filter,
@@ -90,3 +91,8 @@ class BarVersionLog:
             return first - 1
         last: int | None = await self._pool.fetchval("SELECT max(change_id) FROM bar_versions")
         return last or 0
+
+
+def _at_or_after(time_ns: int) -> datetime:
+    """The first stored commit time (whole microseconds) not before `time_ns`."""
+    return ns_to_datetime(time_ns + 999)
