@@ -216,6 +216,7 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
             [from_proto(tf).label for tf in start.timeframes],
             self._shard,
             await history_start_ns(self._store.pool),
+            self._metrics.replay_pages,
         )
         field = _BAR_FIELD if plan.max_batch == 1 else _BARS_FIELD
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
+from prometheus_client import Counter
 
 from tickmesh.bars.bar_rows import ns_to_datetime
 from tickmesh.core.instruments import InstrumentId
@@ -42,9 +43,12 @@ class BarVersionLog:
         timeframes: Sequence[str],
         shard: Shard,
         history_start_ns: int | None,
+        pages: Counter | None = None,
     ) -> None:
-        """Empty `instruments` or `timeframes`: all of them (of this shard)."""
+        """Empty `instruments` or `timeframes`: all of them (of this shard); `pages` counts
+        the pages read."""
         self._pool = pool
+        self._pages = pages
         self._filter = (
             [i.venue for i in instruments],
             [i.symbol for i in instruments],
@@ -57,6 +61,8 @@ class BarVersionLog:
 
     async def page(self, after_position: int, end_ns: int, limit: int) -> list[LoggedItem]:
         """Up to `limit` versions after change id `after_position` committed before `end_ns`."""
+        if self._pages is not None:
+            self._pages.inc()
         items: list[LoggedItem] = []
         while len(items) < limit:
             wanted = limit - len(items)
