@@ -30,6 +30,10 @@ EXPECTED_TABLES = {
     "bar_engine_finals",
     "analytics_consumer_state",
     "quarantined_trades",
+    "indicator_versions",
+    "feature_versions",
+    "quality_versions",
+    "analytics_update_log",
     "schema_migrations",
 }
 
