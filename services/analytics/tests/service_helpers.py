@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 import asyncpg
 import numpy as np
 import redis.asyncio as redis
+from grpc import aio
 
 from tickmesh.analytics.analytics_cache import AnalyticsCache
 from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
@@ -142,16 +143,23 @@ def service_parts(
 
 
 @asynccontextmanager
-async def serve_analytics(servicer: AnalyticsServicer) -> AsyncIterator[Stub]:
-    """A client of `servicer` served over real gRPC on a free loopback port, as __main__ registers it."""
+async def analytics_channel(servicer: AnalyticsServicer) -> AsyncIterator[aio.Channel]:
+    """A channel to `servicer` served over real gRPC on a free loopback port, as __main__ registers it."""
     server = GrpcServer(
         "127.0.0.1:0", [analytics_registration(servicer)], CoreMetrics(), drain_seconds=0.1
     )
     await server.start()
     channel = open_channel(server.address)
     try:
-        # grpc is untyped here, so mypy cannot pick the stub's aio.Channel overload by itself.
-        yield cast("Stub", analytics_service_pb2_grpc.AnalyticsServiceStub(channel))
+        yield channel
     finally:
         await channel.close()
         await server.stop()
+
+
+@asynccontextmanager
+async def serve_analytics(servicer: AnalyticsServicer) -> AsyncIterator[Stub]:
+    """A client stub of `servicer` served as in `analytics_channel`."""
+    async with analytics_channel(servicer) as channel:
+        # grpc is untyped here, so mypy cannot pick the stub's aio.Channel overload by itself.
+        yield cast("Stub", analytics_service_pb2_grpc.AnalyticsServiceStub(channel))
