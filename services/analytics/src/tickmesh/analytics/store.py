@@ -9,11 +9,15 @@ import asyncpg
 
 from tickmesh.analytics.engine import PendingBatch
 from tickmesh.analytics.history import (
+    BAR_VERSION_COLUMNS,
+    QUALITY_VERSION_COLUMNS,
     CommitClock,
     EncodedUpdate,
-    HistoryRows,
     encode_updates,
-    write_history,
+    history_rows,
+    log_updates,
+    upsert_versioned,
+    versioned_table,
 )
 from tickmesh.analytics.history_store import VersionQuery, fetch_versions, quality_as_of
 from tickmesh.analytics.results import Features, Indicators, Quality
@@ -38,6 +42,10 @@ _ROW_KEY = ("exchange", "symbol", "timeframe", "time")
 INDICATORS = UpsertSpec(table="indicators", columns=INDICATOR_COLUMNS, key=_ROW_KEY)
 FEATURES = UpsertSpec(table="ml_features", columns=FEATURE_COLUMNS, key=_ROW_KEY)
 QUALITY = UpsertSpec(table="data_quality_metrics", columns=QUALITY_COLUMNS, key=_ROW_KEY)
+# Each live table with its version table (migration 0009): the version's own columns follow.
+INDICATOR_HISTORY = versioned_table(INDICATORS, "indicator_versions", BAR_VERSION_COLUMNS)
+FEATURE_HISTORY = versioned_table(FEATURES, "feature_versions", BAR_VERSION_COLUMNS)
+QUALITY_HISTORY = versioned_table(QUALITY, "quality_versions", QUALITY_VERSION_COLUMNS)
 CONSUMER_STATE = UpsertSpec(
     table="analytics_consumer_state",
     columns=("consumer", "last_change_id"),
@@ -115,19 +123,19 @@ class AnalyticsStore:
         transaction (all or nothing); return the updates as stamped and serialized for the log."""
         started = time.perf_counter()
         committed_at_ns = self._commit_clock.stamp()
-        history = HistoryRows(
-            indicators=[indicator_row(i) for i in batch.indicators],
-            features=[feature_row(f) for f in batch.features],
-            qualities=[quality_row(q) for q in batch.qualities],
-            revisions=batch.revisions,
-            updates=encode_updates(batch.updates, committed_at_ns),
-            committed_at_ns=committed_at_ns,
+        history = history_rows(
+            [indicator_row(i) for i in batch.indicators],
+            [feature_row(f) for f in batch.features],
+            [quality_row(q) for q in batch.qualities],
+            batch.revisions,
+            encode_updates(batch.updates, committed_at_ns),
+            committed_at_ns,
         )
         async with self._pool.acquire() as conn, conn.transaction():
-            await upsert(conn, INDICATORS, history.indicators)
-            await upsert(conn, FEATURES, history.features)
-            await upsert(conn, QUALITY, history.qualities)
-            await write_history(conn, history)
+            await upsert_versioned(conn, INDICATOR_HISTORY, history.indicators)
+            await upsert_versioned(conn, FEATURE_HISTORY, history.features)
+            await upsert_versioned(conn, QUALITY_HISTORY, history.qualities)
+            await log_updates(conn, history)
             if batch.last_change_id is not None:
                 await upsert(conn, CONSUMER_STATE, [(self._consumer, batch.last_change_id)])
         self._metrics.db_write_latency.labels(table="analytics_group_commit").observe(
