@@ -117,6 +117,8 @@ try {
       await page.waitForTimeout(250);
     }
     playedFor = (Date.now() - playing) / 1000;
+    // The last bar may land just before the end: one more sample sees it.
+    samples.push({ at: Date.now() - playing, bars: await chartBars(), last: await chartLast() });
     await shot("replay-02-played");
     const phaseNow = await phase();
     if (phaseNow !== "ended") throw new Error(`the replay is ${phaseNow}, not ended`);

@@ -43,7 +43,7 @@ ADMIN = ("e2e_admin", "e2e-admin-password-1")
 # The same symbol on both Binance venues: two instruments the picker must tell apart.
 INSTRUMENTS = (("binance_spot", "BTCUSDT"), ("binance_usdm", "BTCUSDT"))
 # The replayed range: this many whole minutes of the demo's own history, played at 60x.
-REPLAY_MINUTES = 3
+REPLAY_MINUTES = 4
 REPLAY_WAIT_SECONDS = 480
 
 
