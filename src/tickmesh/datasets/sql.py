@@ -1,0 +1,126 @@
+"""The SQL of a dataset chunk: one series' bars in [$4, $5) joined with their analytics rows.
+
+Parameters: $1 exchange label, $2 symbol, $3 timeframe label, $4 start, $5 end (timestamptz).
+Times are written with their offset ("+00", the reader sets TimeZone UTC) so pyarrow parses
+them as UTC instants. Features are unpacked in SQL with `jsonb_to_record`, one float8 column
+per name, so no JSON is parsed in Python.
+
+"latest" reads `candles`, `indicators`, `ml_features`. As first final reads revision 0 of
+`bar_versions` and, per bar, the `indicator_versions` / `feature_versions` row with the
+smallest version_id (the storage contract of issue 14).
+"""
+
+from __future__ import annotations
+
+from tickmesh.datasets.schema import INDICATOR_NAMES, DatasetSchema
+
+_BAR_COLUMNS = (
+    "time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "trade_count",
+    "vwap",
+    "revision",
+)
+_SERIES = "exchange = $1 AND symbol = $2 AND timeframe = $3"
+_SAME_BAR = (
+    "{t}.exchange = b.exchange AND {t}.symbol = b.symbol "
+    "AND {t}.timeframe = b.timeframe AND {t}.time = b.time"
+)
+
+
+def _quoted(name: str) -> str:
+    # Names are checked snake_case already (schema.check_feature_name); quoting is belt and braces.
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _select_list(schema: DatasetSchema) -> list[str]:
+    columns = [f"b.{c}" for c in _BAR_COLUMNS]
+    if schema.as_of:
+        columns.append("b.committed_at")
+    if schema.indicators:
+        columns += [f"i.{n}" for n in INDICATOR_NAMES]
+        if schema.as_of:
+            columns.append("i.committed_at")
+    if schema.features is not None:
+        columns.append("f.feature_version")
+        columns += [f"x.{_quoted(n)}" for n in schema.features]
+        if schema.as_of:
+            columns.append("f.committed_at")
+    return columns
+
+
+def _joins(schema: DatasetSchema) -> list[str]:
+    joins = []
+    if schema.indicators:
+        if schema.as_of:
+            joins.append(
+                "LEFT JOIN LATERAL (SELECT * FROM indicator_versions i WHERE "
+                + _SAME_BAR.format(t="i")
+                + " ORDER BY i.version_id LIMIT 1) i ON true"
+            )
+        else:
+            joins.append("LEFT JOIN indicators i ON " + _SAME_BAR.format(t="i"))
+    if schema.features is not None:
+        if schema.as_of:
+            joins.append(
+                "LEFT JOIN LATERAL (SELECT * FROM feature_versions f WHERE "
+                + _SAME_BAR.format(t="f")
+                + " ORDER BY f.version_id LIMIT 1) f ON true"
+            )
+        else:
+            joins.append("LEFT JOIN ml_features f ON " + _SAME_BAR.format(t="f"))
+        if schema.features:
+            record = ", ".join(f"{_quoted(n)} float8" for n in schema.features)
+            joins.append(f"LEFT JOIN LATERAL jsonb_to_record(f.features) AS x({record}) ON true")
+    return joins
+
+
+def bars_table(as_of: bool) -> str:
+    """The bar rows of the mode: current candles, or revision 0 of the bar history."""
+    return "bar_versions" if as_of else "candles"
+
+
+def bars_filter(as_of: bool) -> str:
+    """The WHERE clause picking one series' bars in [$4, $5) (of the mode's table)."""
+    first_final = " AND revision = 0" if as_of else ""
+    return f"{_SERIES} AND time >= $4 AND time < $5{first_final}"
+
+
+def chunk_query(schema: DatasetSchema) -> str:
+    """The SELECT of one chunk, in open-time order, its columns in schema.query_fields() order."""
+    bars = f"(SELECT * FROM {bars_table(schema.as_of)} WHERE {bars_filter(schema.as_of)}) b"
+    return " ".join(
+        [
+            f"SELECT {', '.join(_select_list(schema))} FROM {bars}",
+            *_joins(schema),
+            "ORDER BY b.time",
+        ]
+    )
+
+
+def count_query(as_of: bool) -> str:
+    """The number of bars of one series in [$4, $5): the progress total and the row limit."""
+    return f"SELECT count(*) FROM {bars_table(as_of)} WHERE {bars_filter(as_of)}"
+
+
+def feature_names_query(as_of: bool) -> str:
+    """The feature names of one series in [$4, $5): the keys of its first and last feature row.
+
+    Features need history, so a series' early rows lack some; its last row has every name of
+    the current feature version and its first row every name of an older one.
+    """
+    table = "feature_versions" if as_of else "ml_features"
+    where = f"{_SERIES} AND time >= $4 AND time < $5"
+    return (
+        "SELECT DISTINCT k FROM ("
+        f"(SELECT features FROM {table} WHERE {where} ORDER BY time LIMIT 1) UNION ALL "
+        f"(SELECT features FROM {table} WHERE {where} ORDER BY time DESC LIMIT 1)"
+        ") s, jsonb_object_keys(s.features) AS k ORDER BY k"
+    )
