@@ -1,7 +1,7 @@
 """Read a dataset as Arrow record batches: one `COPY (SELECT ...) TO STDOUT` per chunk.
 
-A chunk is one series' bars in a time window of `chunk_rows` bar lengths, so no chunk holds
-more than `chunk_rows` rows whatever the range: memory stays bounded. Every chunk is read in
+A chunk is the next `chunk_rows` bars of one series (keyset paging on open time), so memory
+stays bounded whatever the range, and empty stretches of a range cost nothing. Every chunk is read in
 one read-only REPEATABLE READ transaction, so the whole dataset is one consistent snapshot.
 """
 
@@ -29,6 +29,11 @@ from tickmesh.datasets.schema import DatasetSchema
 DEFAULT_CHUNK_ROWS = 50_000
 # pyarrow parses a chunk's CSV in blocks of this size, on its own threads.
 _BLOCK_BYTES = 8 << 20
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class HistoryUnavailableError(RuntimeError):
+    """The as-first-final mode on a database without the history tables (migrations 0008/0009)."""
 
 
 class DatasetRangeError(ValueError):
@@ -56,20 +61,9 @@ class DatasetReader:
         """The Arrow schema of every batch."""
         return self.schema.arrow()
 
-    def _windows(self, timeframe: TimeframeSpec) -> list[tuple[datetime, datetime]]:
-        step = timedelta(microseconds=timeframe.duration_ns // 1000 * self.chunk_rows)
-        windows = []
-        start = self.request.start
-        while start < self.request.end:
-            # A window past year 9999 cannot be built; the range ends first anyway.
-            end = self.request.end if self.request.end - start <= step else start + step
-            windows.append((start, end))
-            start = end
-        return windows
-
     async def batches(self) -> AsyncIterator[pa.RecordBatch]:
         """Every row, series after series in request order, each in open-time order."""
-        query = sql.chunk_query(self.schema)
+        query = sql.chunk_query(self.schema, self.chunk_rows)
         fields = self.schema.query_fields()
         read = pa_csv.ReadOptions(column_names=[f.name for f in fields], block_size=_BLOCK_BYTES)
         convert = pa_csv.ConvertOptions(
@@ -78,35 +72,52 @@ class DatasetReader:
         arrow_schema = self.arrow_schema
         for instrument, timeframe in self.request.series():
             keys = (pa.array([str(instrument)]), pa.array([timeframe.label]))
-            for start, end in self._windows(timeframe):
-                parts: list[bytes] = []
-
-                async def collect(data: bytes, parts: list[bytes] = parts) -> None:
-                    parts.append(data)
-
-                await self._conn.copy_from_query(
-                    query,
-                    *_series_args(instrument, timeframe, start, end),
-                    output=collect,
-                    format="csv",
-                )
-                if not parts:
-                    continue
-                try:
-                    table = pa_csv.read_csv(
-                        io.BytesIO(b"".join(parts)), read_options=read, convert_options=convert
-                    )
-                except pa.ArrowInvalid as error:
-                    raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
+            start = self.request.start
+            while True:
+                table = await self._chunk(query, read, convert, instrument, timeframe, start)
+                if table.num_rows == 0:
+                    break
                 zeros = np.zeros(table.num_rows, dtype=np.int32)
                 columns: list[pa.Array[Any] | pa.ChunkedArray[Any]] = [
                     keys[0].take(zeros),
                     keys[1].take(zeros),
                     *table.columns,
                 ]
-                table = pa.Table.from_arrays(columns, schema=arrow_schema)
-                for batch in table.to_batches():
+                for batch in pa.Table.from_arrays(columns, schema=arrow_schema).to_batches():
                     yield batch
+                if table.num_rows < self.chunk_rows:
+                    break
+                # Open times are unique per series and stored to the microsecond.
+                start = table.column("time")[-1].as_py() + _MICROSECOND
+
+    async def _chunk(
+        self,
+        query: str,
+        read: pa_csv.ReadOptions,
+        convert: pa_csv.ConvertOptions,
+        instrument: InstrumentId,
+        timeframe: TimeframeSpec,
+        start: datetime,
+    ) -> pa.Table:
+        parts: list[bytes] = []
+
+        async def collect(data: bytes) -> None:
+            parts.append(data)
+
+        await self._conn.copy_from_query(
+            query,
+            *_series_args(instrument, timeframe, start, self.request.end),
+            output=collect,
+            format="csv",
+        )
+        if not parts:
+            return pa.table({})
+        try:
+            return pa_csv.read_csv(
+                io.BytesIO(b"".join(parts)), read_options=read, convert_options=convert
+            )
+        except pa.ArrowInvalid as error:
+            raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
 
 
 async def _feature_names(conn: Connection, request: DatasetRequest) -> list[str]:
@@ -147,8 +158,13 @@ async def open_dataset(
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         # Times are written with their offset; "+00" is what pyarrow reads as UTC.
         await conn.execute("SET LOCAL TimeZone = 'UTC'")
-        if feature_names is None:
-            feature_names = await _feature_names(conn, request) if request.features else []
+        try:
+            if feature_names is None:
+                feature_names = await _feature_names(conn, request) if request.features else []
+            total = await count_rows(conn, request)
+        except asyncpg.UndefinedTableError as error:
+            raise HistoryUnavailableError(
+                f"{error}: this database keeps no revision history yet (migrations 0008, 0009)"
+            ) from None
         schema = DatasetSchema.of(request, feature_names)
-        total = await count_rows(conn, request)
         yield DatasetReader(request, schema, total, chunk_rows, conn)

@@ -1,4 +1,4 @@
-"""The SQL of a dataset chunk: one series' bars in [$4, $5) joined with their analytics rows.
+"""The SQL of a dataset chunk: one series' next bars in [$4, $5) joined with their analytics rows.
 
 Parameters: $1 exchange label, $2 symbol, $3 timeframe label, $4 start, $5 end (timestamptz).
 Times are written with their offset ("+00", the reader sets TimeZone UTC) so pyarrow parses
@@ -93,9 +93,16 @@ def bars_filter(as_of: bool) -> str:
     return f"{_SERIES} AND time >= $4 AND time < $5{first_final}"
 
 
-def chunk_query(schema: DatasetSchema) -> str:
-    """The SELECT of one chunk, in open-time order, its columns in schema.query_fields() order."""
-    bars = f"(SELECT * FROM {bars_table(schema.as_of)} WHERE {bars_filter(schema.as_of)}) b"
+def chunk_query(schema: DatasetSchema, chunk_rows: int) -> str:
+    """The SELECT of one chunk: the first `chunk_rows` bars from $4 on, in open-time order.
+
+    Its columns come in schema.query_fields() order. The next chunk starts just after the
+    last open time read (keyset paging), so empty stretches of a range cost nothing.
+    """
+    bars = (
+        f"(SELECT * FROM {bars_table(schema.as_of)} WHERE {bars_filter(schema.as_of)} "
+        f"ORDER BY time LIMIT {int(chunk_rows)}) b"
+    )
     return " ".join(
         [
             f"SELECT {', '.join(_select_list(schema))} FROM {bars}",

@@ -9,7 +9,11 @@ from typing import Annotated
 import typer
 
 from tickmesh.datasets import DatasetRequest, DatasetRequestError, open_dataset, parse_request
-from tickmesh.datasets.reader import DEFAULT_CHUNK_ROWS, DatasetRangeError
+from tickmesh.datasets.reader import (
+    DEFAULT_CHUNK_ROWS,
+    DatasetRangeError,
+    HistoryUnavailableError,
+)
 
 
 async def _export(
@@ -87,10 +91,7 @@ def export_dataset(
         raise typer.BadParameter(str(error)) from None
     try:
         rows, seconds = asyncio.run(_export(database_url, request, out, chunk_rows, progress))
-    except asyncpg.UndefinedTableError as error:
-        console.print(f"[red]export failed:[/red] {error} (is the database migrated?)")
-        raise typer.Exit(1) from None
-    except (DatasetRangeError, OSError, asyncpg.PostgresError) as error:
+    except (DatasetRangeError, HistoryUnavailableError, OSError, asyncpg.PostgresError) as error:
         console.print(f"[red]export failed:[/red] {error}")
         raise typer.Exit(1) from None
     rate = rows / seconds if seconds > 0 else 0.0
