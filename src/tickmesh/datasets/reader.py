@@ -1,4 +1,4 @@
-"""Read a dataset as Arrow record batches: one `COPY (SELECT ...) TO STDOUT` per chunk.
+"""Read a dataset as Arrow record batches: one binary `COPY (SELECT ...) TO STDOUT` per chunk.
 
 A chunk is the next `chunk_rows` bars of one series (keyset paging on open time), so memory
 stays bounded whatever the range, and empty stretches of a range cost nothing. Every chunk is read in
@@ -8,7 +8,6 @@ one read-only REPEATABLE READ transaction, so the whole dataset is one consisten
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,18 +16,15 @@ from typing import Any
 import asyncpg
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import TimeframeSpec
-from tickmesh.datasets import sql
+from tickmesh.datasets import binary, sql
 from tickmesh.datasets.request import DatasetRequest
 from tickmesh.datasets.schema import DatasetSchema
 
 DEFAULT_CHUNK_ROWS = 50_000
-# pyarrow parses a chunk's CSV in blocks of this size, on its own threads.
-_BLOCK_BYTES = 8 << 20
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -65,40 +61,32 @@ class DatasetReader:
         """Every row, series after series in request order, each in open-time order."""
         query = sql.chunk_query(self.schema, self.chunk_rows)
         fields = self.schema.query_fields()
-        read = pa_csv.ReadOptions(column_names=[f.name for f in fields], block_size=_BLOCK_BYTES)
-        convert = pa_csv.ConvertOptions(
-            column_types={f.name: f.type for f in fields}, strings_can_be_null=True
-        )
         arrow_schema = self.arrow_schema
         for instrument, timeframe in self.request.series():
             keys = (pa.array([str(instrument)]), pa.array([timeframe.label]))
             start = self.request.start
             while True:
-                table = await self._chunk(query, read, convert, instrument, timeframe, start)
-                if table.num_rows == 0:
+                columns = await self._chunk(query, fields, instrument, timeframe, start)
+                rows = len(columns[0])
+                if rows == 0:
                     break
-                zeros = np.zeros(table.num_rows, dtype=np.int32)
-                columns: list[pa.Array[Any] | pa.ChunkedArray[Any]] = [
-                    keys[0].take(zeros),
-                    keys[1].take(zeros),
-                    *table.columns,
-                ]
-                for batch in pa.Table.from_arrays(columns, schema=arrow_schema).to_batches():
-                    yield batch
-                if table.num_rows < self.chunk_rows:
+                zeros = np.zeros(rows, dtype=np.int32)
+                yield pa.RecordBatch.from_arrays(
+                    [keys[0].take(zeros), keys[1].take(zeros), *columns], schema=arrow_schema
+                )
+                if rows < self.chunk_rows:
                     break
                 # Open times are unique per series and stored to the microsecond.
-                start = table.column("time")[-1].as_py() + _MICROSECOND
+                start = columns[0][-1].as_py() + _MICROSECOND
 
     async def _chunk(
         self,
         query: str,
-        read: pa_csv.ReadOptions,
-        convert: pa_csv.ConvertOptions,
+        fields: list[pa.Field[Any]],
         instrument: InstrumentId,
         timeframe: TimeframeSpec,
         start: datetime,
-    ) -> pa.Table:
+    ) -> list[pa.Array[Any]]:
         parts: list[bytes] = []
 
         async def collect(data: bytes) -> None:
@@ -108,16 +96,18 @@ class DatasetReader:
             query,
             *_series_args(instrument, timeframe, start, self.request.end),
             output=collect,
-            format="csv",
+            format="binary",
         )
-        if not parts:
-            return pa.table({})
         try:
-            return pa_csv.read_csv(
-                io.BytesIO(b"".join(parts)), read_options=read, convert_options=convert
-            )
-        except pa.ArrowInvalid as error:
+            columns, inexact = binary.to_arrow(b"".join(parts), fields)
+        except binary.BinaryLayoutError as error:
             raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
+        if inexact:
+            raise DatasetRangeError(
+                f"{instrument} {timeframe.label}: a price or volume from {start.isoformat()} "
+                "on has more than 18 decimals, which decimal128(38, 18) cannot hold exactly"
+            )
+        return columns
 
 
 async def _feature_names(conn: Connection, request: DatasetRequest) -> list[str]:
@@ -156,8 +146,6 @@ async def open_dataset(
     Feature columns are `feature_names`, or by default the names stored for the range.
     """
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        # Times are written with their offset; "+00" is what pyarrow reads as UTC.
-        await conn.execute("SET LOCAL TimeZone = 'UTC'")
         try:
             if feature_names is None:
                 feature_names = await _feature_names(conn, request) if request.features else []

@@ -1,9 +1,8 @@
 """The SQL of a dataset chunk: one series' next bars in [$4, $5) joined with their analytics rows.
 
 Parameters: $1 exchange label, $2 symbol, $3 timeframe label, $4 start, $5 end (timestamptz).
-Times are written with their offset ("+00", the reader sets TimeZone UTC) so pyarrow parses
-them as UTC instants. Features are unpacked in SQL with `jsonb_to_record`, one float8 column
-per name, so no JSON is parsed in Python.
+Columns travel as binary COPY in fixed-width forms (binary.py). Features are unpacked in SQL
+with `jsonb_to_record`, one float8 column per name, so no JSON is parsed in Python.
 
 "latest" reads `candles`, `indicators`, `ml_features`. As first final reads revision 0 of
 `bar_versions` and, per bar, the `indicator_versions` / `feature_versions` row with the
@@ -12,7 +11,8 @@ smallest version_id (the storage contract of issue 14).
 
 from __future__ import annotations
 
-from tickmesh.datasets.schema import INDICATOR_NAMES, DatasetSchema
+from tickmesh.datasets import binary
+from tickmesh.datasets.schema import EXACT, INDICATOR_NAMES, DatasetSchema
 
 _BAR_COLUMNS = (
     "time",
@@ -96,19 +96,23 @@ def bars_filter(as_of: bool) -> str:
 def chunk_query(schema: DatasetSchema, chunk_rows: int) -> str:
     """The SELECT of one chunk: the first `chunk_rows` bars from $4 on, in open-time order.
 
-    Its columns come in schema.query_fields() order. The next chunk starts just after the
+    Its columns carry schema.query_fields() in order, in their fixed-width binary forms
+    (binary.sql_columns), then the exactness column. The next chunk starts just after the
     last open time read (keyset paging), so empty stretches of a range cost nothing.
     """
     bars = (
         f"(SELECT * FROM {bars_table(schema.as_of)} WHERE {bars_filter(schema.as_of)} "
         f"ORDER BY time LIMIT {int(chunk_rows)}) b"
     )
+    columns: list[str] = []
+    exact: list[str] = []
+    for expression, field in zip(_select_list(schema), schema.query_fields(), strict=True):
+        columns += binary.sql_columns(expression, field)
+        if field.type == EXACT:
+            exact.append(expression)
+    columns.append(binary.exactness_check(exact))
     return " ".join(
-        [
-            f"SELECT {', '.join(_select_list(schema))} FROM {bars}",
-            *_joins(schema),
-            "ORDER BY b.time",
-        ]
+        [f"SELECT {', '.join(columns)} FROM {bars}", *_joins(schema), "ORDER BY b.time"]
     )
 
 
