@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tickmesh.core.instruments import InstrumentId
-from tickmesh.datasets import DatasetRequestError, binary, open_dataset, parse_request
+from tickmesh.datasets import DatasetRequestError, open_dataset, parse_request
 from tickmesh.datasets.parquet import write_parquet
+from tickmesh.datasets.reader import DatasetRangeError
 from tickmesh.datasets.schema import INDICATOR_NAMES
 from tickmesh.v2 import market_pb2
 
@@ -218,51 +219,16 @@ def test_exact_decimal_has_room_for_the_mesh_scale() -> None:
     assert Decimal("123456789.123456789012345678").as_tuple().exponent == -MAX_SCALE
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "0",
-        "-1.5",
-        "61837.63",
-        "-0.000000000000000001",
-        "123456789.123456789012345678",
-        "9223372036854775807.999999999999999999",
-        "-9223372036854775807.999999999999999999",
-    ],
-)
-async def test_binary_decimal_reads_back_exactly(pool: asyncpg.Pool, text: str) -> None:
-    field = pa.field("value", pa.decimal128(38, 18))
-    columns = binary.sql_columns("v", field)
-    query = (
-        f"SELECT {', '.join(columns)}, {binary.exactness_check(['v'])} "
-        f"FROM (SELECT '{text}'::numeric AS v) s"
-    )
-    parts: list[bytes] = []
-
-    async def collect(data: bytes) -> None:
-        parts.append(data)
-
+async def test_price_beyond_18_decimals_stops_the_export_naming_the_series(
+    pool: asyncpg.Pool,
+) -> None:
+    instrument = _instrument()
     async with pool.acquire() as conn:
-        await conn.copy_from_query(query, output=collect, format="binary")
-    arrays, inexact = binary.to_arrow(b"".join(parts), [field])
-    assert not inexact
-    assert arrays[0].to_pylist() == [Decimal(text)]
-
-
-async def test_binary_flags_a_decimal_beyond_18_places(pool: asyncpg.Pool) -> None:
-    field = pa.field("value", pa.decimal128(38, 18), nullable=True)
-    query = (
-        f"SELECT {', '.join(binary.sql_columns('v', field))}, "
-        f"{binary.exactness_check(['v'])} FROM (VALUES ('0.0000000000000000001'::numeric), "
-        "(NULL)) s(v)"
-    )
-    parts: list[bytes] = []
-
-    async def collect(data: bytes) -> None:
-        parts.append(data)
-
-    async with pool.acquire() as conn:
-        await conn.copy_from_query(query, output=collect, format="binary")
-    arrays, inexact = binary.to_arrow(b"".join(parts), [field])
-    assert inexact
-    assert arrays[0].to_pylist()[1] is None
+        await insert_latest(conn, instrument, [synthetic_bar(0)])
+        await conn.execute(
+            "UPDATE candles SET close = 0.0000000000000000001 WHERE symbol = $1", instrument.symbol
+        )
+    request = parse_request([str(instrument)], ["1m"], START, START + MINUTE)
+    async with open_dataset(pool, request) as reader:
+        with pytest.raises(DatasetRangeError, match=str(instrument)):
+            [batch async for batch in reader.batches()]

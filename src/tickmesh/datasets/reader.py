@@ -1,4 +1,4 @@
-"""Read a dataset as Arrow record batches: one binary `COPY (SELECT ...) TO STDOUT` per chunk.
+"""Read a dataset as Arrow record batches: `COPY (SELECT ...) TO STDOUT` per chunk.
 
 A chunk is the next `chunk_rows` bars of one series (keyset paging on open time), so memory
 stays bounded whatever the range, and empty stretches of a range cost nothing. Every chunk is read in
@@ -8,14 +8,16 @@ one read-only REPEATABLE READ transaction, so the whole dataset is one consisten
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.instruments import InstrumentId
@@ -26,6 +28,8 @@ from tickmesh.datasets.schema import DatasetSchema
 
 DEFAULT_CHUNK_ROWS = 50_000
 _MICROSECOND = timedelta(microseconds=1)
+# pyarrow parses a chunk's CSV in blocks of this size, on its own threads.
+_BLOCK_BYTES = 8 << 20
 
 
 class HistoryUnavailableError(RuntimeError):
@@ -59,34 +63,34 @@ class DatasetReader:
 
     async def batches(self) -> AsyncIterator[pa.RecordBatch]:
         """Every row, series after series in request order, each in open-time order."""
-        query = sql.chunk_query(self.schema, self.chunk_rows)
-        fields = self.schema.query_fields()
         arrow_schema = self.arrow_schema
         for instrument, timeframe in self.request.series():
             keys = (pa.array([str(instrument)]), pa.array([timeframe.label]))
             start = self.request.start
             while True:
-                columns = await self._chunk(query, fields, instrument, timeframe, start)
+                columns = await self._chunk(instrument, timeframe, start)
                 rows = len(columns[0])
                 if rows == 0:
                     break
                 zeros = np.zeros(rows, dtype=np.int32)
-                yield pa.RecordBatch.from_arrays(
+                table = pa.Table.from_arrays(
                     [keys[0].take(zeros), keys[1].take(zeros), *columns], schema=arrow_schema
                 )
+                for batch in table.to_batches():
+                    yield batch
                 if rows < self.chunk_rows:
                     break
                 # Open times are unique per series and stored to the microsecond.
                 start = columns[0][-1].as_py() + _MICROSECOND
 
-    async def _chunk(
+    async def _copy(
         self,
         query: str,
-        fields: list[pa.Field[Any]],
+        format: Literal["csv", "binary"],
         instrument: InstrumentId,
         timeframe: TimeframeSpec,
         start: datetime,
-    ) -> list[pa.Array[Any]]:
+    ) -> bytes:
         parts: list[bytes] = []
 
         async def collect(data: bytes) -> None:
@@ -96,18 +100,43 @@ class DatasetReader:
             query,
             *_series_args(instrument, timeframe, start, self.request.end),
             output=collect,
-            format="binary",
+            format=format,
         )
+        return b"".join(parts)
+
+    async def _chunk(
+        self, instrument: InstrumentId, timeframe: TimeframeSpec, start: datetime
+    ) -> list[pa.Array[Any] | pa.ChunkedArray[Any]]:
+        text = await self._copy(self._bars_query, "csv", instrument, timeframe, start)
+        if not text:
+            return [pa.array([], type=f.type) for f in self.schema.query_fields()]
         try:
-            columns, inexact = binary.to_arrow(b"".join(parts), fields)
+            bars = pa_csv.read_csv(
+                io.BytesIO(text), read_options=self._read, convert_options=self._convert
+            )
+        except pa.ArrowInvalid as error:
+            # decimal128(38, 18) refuses a value with more decimals rather than rounding it.
+            raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
+        columns: list[pa.Array[Any] | pa.ChunkedArray[Any]] = list(bars.columns)
+        if self._analytics_query is None:
+            return columns
+        data = await self._copy(self._analytics_query, "binary", instrument, timeframe, start)
+        try:
+            analytics = binary.to_arrow(data, self.schema.analytics_fields())
         except binary.BinaryLayoutError as error:
             raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
-        if inexact:
-            raise DatasetRangeError(
-                f"{instrument} {timeframe.label}: a price or volume from {start.isoformat()} "
-                "on has more than 18 decimals, which decimal128(38, 18) cannot hold exactly"
-            )
-        return columns
+        if analytics and len(analytics[0]) != bars.num_rows:
+            raise DatasetRangeError(f"{instrument} {timeframe.label}: bars changed while read")
+        return columns + list(analytics)
+
+    def __post_init__(self) -> None:
+        fields = self.schema.bar_fields()
+        self._bars_query = sql.bars_query(self.schema, self.chunk_rows)
+        self._analytics_query = sql.analytics_query(self.schema, self.chunk_rows)
+        self._read = pa_csv.ReadOptions(
+            column_names=[f.name for f in fields], block_size=_BLOCK_BYTES
+        )
+        self._convert = pa_csv.ConvertOptions(column_types={f.name: f.type for f in fields})
 
 
 async def _feature_names(conn: Connection, request: DatasetRequest) -> list[str]:
@@ -146,6 +175,8 @@ async def open_dataset(
     Feature columns are `feature_names`, or by default the names stored for the range.
     """
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # Bar times are written with their offset; "+00" is what pyarrow reads as UTC.
+        await conn.execute("SET LOCAL TimeZone = 'UTC'")
         try:
             if feature_names is None:
                 feature_names = await _feature_names(conn, request) if request.features else []

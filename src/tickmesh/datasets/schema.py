@@ -92,11 +92,13 @@ class DatasetSchema:
         names = tuple(check_feature_name(n) for n in feature_names) if request.features else None
         return cls(as_of=request.as_of, indicators=request.indicators, features=names)
 
-    def query_fields(self) -> list[pa.Field[Any]]:
-        """The columns the SQL query returns, in order (everything but the key columns)."""
-        fields = list(BAR_FIELDS)
-        if self.as_of:
-            fields += AS_OF_BAR_FIELDS
+    def bar_fields(self) -> list[pa.Field[Any]]:
+        """The bar columns the SQL returns (read as CSV: exact decimals parse as they are)."""
+        return [*BAR_FIELDS, *(AS_OF_BAR_FIELDS if self.as_of else ())]
+
+    def analytics_fields(self) -> list[pa.Field[Any]]:
+        """The indicator and feature columns the SQL returns (read as fixed-width binary)."""
+        fields: list[pa.Field[Any]] = []
         if self.indicators:
             fields += [pa.field(INDICATOR_PREFIX + n, pa.float64()) for n in INDICATOR_NAMES]
             if self.as_of:
@@ -107,6 +109,10 @@ class DatasetSchema:
             if self.as_of:
                 fields.append(pa.field("features_committed_at", TIME))
         return fields
+
+    def query_fields(self) -> list[pa.Field[Any]]:
+        """Every column but the key columns, in order."""
+        return [*self.bar_fields(), *self.analytics_fields()]
 
     def arrow(self) -> pa.Schema:
         """The Arrow schema of every batch, with the mode in its metadata."""

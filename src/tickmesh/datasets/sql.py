@@ -1,8 +1,10 @@
 """The SQL of a dataset chunk: one series' next bars in [$4, $5) joined with their analytics rows.
 
 Parameters: $1 exchange label, $2 symbol, $3 timeframe label, $4 start, $5 end (timestamptz).
-Columns travel as binary COPY in fixed-width forms (binary.py). Features are unpacked in SQL
-with `jsonb_to_record`, one float8 column per name, so no JSON is parsed in Python.
+A chunk is two COPYs of the same bars: the bar columns as text (CSV, with times written
+"+00": the reader sets TimeZone UTC) and the analytics columns as fixed-width binary
+(binary.py). Features are unpacked in SQL with `jsonb_to_record`, one float8 column per
+name, so no JSON is parsed in Python.
 
 "latest" reads `candles`, `indicators`, `ml_features`. As first final reads revision 0 of
 `bar_versions` and, per bar, the `indicator_versions` / `feature_versions` row with the
@@ -12,7 +14,7 @@ smallest version_id (the storage contract of issue 14).
 from __future__ import annotations
 
 from tickmesh.datasets import binary
-from tickmesh.datasets.schema import EXACT, INDICATOR_NAMES, DatasetSchema
+from tickmesh.datasets.schema import INDICATOR_NAMES, DatasetSchema
 
 _BAR_COLUMNS = (
     "time",
@@ -40,10 +42,12 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _select_list(schema: DatasetSchema) -> list[str]:
-    columns = [f"b.{c}" for c in _BAR_COLUMNS]
-    if schema.as_of:
-        columns.append("b.committed_at")
+def _bar_columns(schema: DatasetSchema) -> list[str]:
+    return [f"b.{c}" for c in _BAR_COLUMNS] + (["b.committed_at"] if schema.as_of else [])
+
+
+def _analytics_columns(schema: DatasetSchema) -> list[str]:
+    columns = []
     if schema.indicators:
         columns += [f"i.{n}" for n in INDICATOR_NAMES]
         if schema.as_of:
@@ -93,26 +97,45 @@ def bars_filter(as_of: bool) -> str:
     return f"{_SERIES} AND time >= $4 AND time < $5{first_final}"
 
 
-def chunk_query(schema: DatasetSchema, chunk_rows: int) -> str:
-    """The SELECT of one chunk: the first `chunk_rows` bars from $4 on, in open-time order.
-
-    Its columns carry schema.query_fields() in order, in their fixed-width binary forms
-    (binary.sql_columns), then the exactness column. The next chunk starts just after the
-    last open time read (keyset paging), so empty stretches of a range cost nothing.
-    """
-    bars = (
+def _chunk_bars(schema: DatasetSchema, chunk_rows: int) -> str:
+    return (
         f"(SELECT * FROM {bars_table(schema.as_of)} WHERE {bars_filter(schema.as_of)} "
         f"ORDER BY time LIMIT {int(chunk_rows)}) b"
     )
+
+
+def bars_query(schema: DatasetSchema, chunk_rows: int) -> str:
+    """The bar columns of one chunk: the first `chunk_rows` bars from $4 on, by open time.
+
+    Its columns are schema.bar_fields(), for text COPY: PostgreSQL writes numerics as fast as
+    text as in binary, and pyarrow parses exact decimals from text directly. The next chunk
+    starts just after the last open time read (keyset paging), so empty stretches cost nothing.
+    """
+    return (
+        f"SELECT {', '.join(_bar_columns(schema))} FROM {_chunk_bars(schema, chunk_rows)} "
+        "ORDER BY b.time"
+    )
+
+
+def analytics_query(schema: DatasetSchema, chunk_rows: int) -> str | None:
+    """The indicator and feature columns of the same bars as bars_query, in the same order.
+
+    Its columns carry schema.analytics_fields() in their fixed-width binary forms
+    (binary.sql_columns): floats cost far less to send in binary than as text.
+    None when the dataset has neither part.
+    """
+    fields = schema.analytics_fields()
+    if not fields:
+        return None
     columns: list[str] = []
-    exact: list[str] = []
-    for expression, field in zip(_select_list(schema), schema.query_fields(), strict=True):
+    for expression, field in zip(_analytics_columns(schema), fields, strict=True):
         columns += binary.sql_columns(expression, field)
-        if field.type == EXACT:
-            exact.append(expression)
-    columns.append(binary.exactness_check(exact))
     return " ".join(
-        [f"SELECT {', '.join(columns)} FROM {bars}", *_joins(schema), "ORDER BY b.time"]
+        [
+            f"SELECT {', '.join(columns)} FROM {_chunk_bars(schema, chunk_rows)}",
+            *_joins(schema),
+            "ORDER BY b.time",
+        ]
     )
 
 
