@@ -18,6 +18,7 @@ import asyncpg
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
 
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.instruments import InstrumentId
@@ -86,7 +87,7 @@ class DatasetReader:
     async def _copy(
         self,
         query: str,
-        format: Literal["csv", "binary"],
+        format: Literal["csv", "binary", "text"],
         instrument: InstrumentId,
         timeframe: TimeframeSpec,
         start: datetime,
@@ -118,21 +119,32 @@ class DatasetReader:
             # decimal128(38, 18) refuses a value with more decimals rather than rounding it.
             raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
         columns: list[pa.Array[Any] | pa.ChunkedArray[Any]] = list(bars.columns)
-        if self._analytics_query is None:
-            return columns
-        data = await self._copy(self._analytics_query, "binary", instrument, timeframe, start)
-        try:
-            analytics = binary.to_arrow(data, self.schema.analytics_fields())
-        except binary.BinaryLayoutError as error:
-            raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
-        if analytics and len(analytics[0]) != bars.num_rows:
+        analytics: list[pa.Array[Any]] = []
+        if self._analytics_query is not None:
+            data = await self._copy(self._analytics_query, "binary", instrument, timeframe, start)
+            try:
+                analytics = binary.to_arrow(data, self.schema.analytics_fields())
+            except binary.BinaryLayoutError as error:
+                raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
+        columns += analytics
+        if self._features_query is not None:
+            lines = await self._copy(self._features_query, "text", instrument, timeframe, start)
+            features = pa_json.read_json(io.BytesIO(lines), parse_options=self._json)
+            columns += [features.column(name) for name in self.schema.features or ()]
+        if any(len(column) != bars.num_rows for column in columns):
             raise DatasetRangeError(f"{instrument} {timeframe.label}: bars changed while read")
-        return columns + list(analytics)
+        return columns
 
     def __post_init__(self) -> None:
         fields = self.schema.bar_fields()
         self._bars_query = sql.bars_query(self.schema, self.chunk_rows)
         self._analytics_query = sql.analytics_query(self.schema, self.chunk_rows)
+        self._features_query = sql.features_query(self.schema, self.chunk_rows)
+        # Names absent from a row are null; names not in the schema are left out.
+        self._json = pa_json.ParseOptions(
+            explicit_schema=pa.schema([(n, pa.float64()) for n in self.schema.features or ()]),
+            unexpected_field_behavior="ignore",
+        )
         self._read = pa_csv.ReadOptions(
             column_names=[f.name for f in fields], block_size=_BLOCK_BYTES
         )

@@ -97,7 +97,7 @@ class DatasetSchema:
         return [*BAR_FIELDS, *(AS_OF_BAR_FIELDS if self.as_of else ())]
 
     def analytics_fields(self) -> list[pa.Field[Any]]:
-        """The indicator and feature columns the SQL returns (read as fixed-width binary)."""
+        """The indicator columns and the feature rows' version and time (fixed-width binary)."""
         fields: list[pa.Field[Any]] = []
         if self.indicators:
             fields += [pa.field(INDICATOR_PREFIX + n, pa.float64()) for n in INDICATOR_NAMES]
@@ -105,14 +105,17 @@ class DatasetSchema:
                 fields.append(pa.field("indicators_committed_at", TIME))
         if self.features is not None:
             fields.append(pa.field("feature_version", pa.string()))
-            fields += [pa.field(FEATURE_PREFIX + n, pa.float64()) for n in self.features]
             if self.as_of:
                 fields.append(pa.field("features_committed_at", TIME))
         return fields
 
+    def feature_fields(self) -> list[pa.Field[Any]]:
+        """One float64 column per feature (read from the feature rows' JSON)."""
+        return [pa.field(FEATURE_PREFIX + n, pa.float64()) for n in self.features or ()]
+
     def query_fields(self) -> list[pa.Field[Any]]:
         """Every column but the key columns, in order."""
-        return [*self.bar_fields(), *self.analytics_fields()]
+        return [*self.bar_fields(), *self.analytics_fields(), *self.feature_fields()]
 
     def arrow(self) -> pa.Schema:
         """The Arrow schema of every batch, with the mode in its metadata."""

@@ -1,10 +1,9 @@
 """The SQL of a dataset chunk: one series' next bars in [$4, $5) joined with their analytics rows.
 
 Parameters: $1 exchange label, $2 symbol, $3 timeframe label, $4 start, $5 end (timestamptz).
-A chunk is two COPYs of the same bars: the bar columns as text (CSV, with times written
-"+00": the reader sets TimeZone UTC) and the analytics columns as fixed-width binary
-(binary.py). Features are unpacked in SQL with `jsonb_to_record`, one float8 column per
-name, so no JSON is parsed in Python.
+A chunk is up to three COPYs of the same bars: the bar columns as text (CSV, with times written
+"+00": the reader sets TimeZone UTC), the analytics columns as fixed-width binary
+(binary.py), the feature rows' JSON as NDJSON text (parsed by pyarrow's JSON reader).
 
 "latest" reads `candles`, `indicators`, `ml_features`. As first final reads revision 0 of
 `bar_versions` and, per bar, the `indicator_versions` / `feature_versions` row with the
@@ -37,11 +36,6 @@ _SAME_BAR = (
 )
 
 
-def _quoted(name: str) -> str:
-    # Names are checked snake_case already (schema.check_feature_name); quoting is belt and braces.
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _bar_columns(schema: DatasetSchema) -> list[str]:
     return [f"b.{c}" for c in _BAR_COLUMNS] + (["b.committed_at"] if schema.as_of else [])
 
@@ -54,7 +48,6 @@ def _analytics_columns(schema: DatasetSchema) -> list[str]:
             columns.append("i.committed_at")
     if schema.features is not None:
         columns.append("f.feature_version")
-        columns += [f"x.{_quoted(n)}" for n in schema.features]
         if schema.as_of:
             columns.append("f.committed_at")
     return columns
@@ -80,9 +73,6 @@ def _joins(schema: DatasetSchema) -> list[str]:
             )
         else:
             joins.append("LEFT JOIN ml_features f ON " + _SAME_BAR.format(t="f"))
-        if schema.features:
-            record = ", ".join(f"{_quoted(n)} float8" for n in schema.features)
-            joins.append(f"LEFT JOIN LATERAL jsonb_to_record(f.features) AS x({record}) ON true")
     return joins
 
 
@@ -134,6 +124,25 @@ def analytics_query(schema: DatasetSchema, chunk_rows: int) -> str | None:
         [
             f"SELECT {', '.join(columns)} FROM {_chunk_bars(schema, chunk_rows)}",
             *_joins(schema),
+            "ORDER BY b.time",
+        ]
+    )
+
+
+def features_query(schema: DatasetSchema, chunk_rows: int) -> str | None:
+    """The feature rows' JSON of the same bars as bars_query, one line each ('{}' for none).
+
+    For text COPY: its lines are NDJSON as they are (feature names are snake_case and values
+    numbers, so COPY escapes nothing), which pyarrow's JSON reader parses on its own
+    threads. That costs far less than unpacking the JSON into float8 columns in SQL.
+    """
+    if not schema.features:
+        return None
+    joins = _joins(DatasetSchema(as_of=schema.as_of, indicators=False, features=()))
+    return " ".join(
+        [
+            f"SELECT coalesce(f.features, '{{}}'::jsonb) FROM {_chunk_bars(schema, chunk_rows)}",
+            *joins,
             "ORDER BY b.time",
         ]
     )
