@@ -107,7 +107,7 @@ async def _export_rate(pool: asyncpg.Pool, symbols: list[str], full: bool, out: 
     best = 0.0
     for _ in range(ROUNDS):
         started = time.perf_counter()
-        async with open_dataset(pool, request) as reader:
+        async with open_dataset(pool, request, connections=3) as reader:
             rows = await write_parquet(reader, out)
         best = max(best, rows / (time.perf_counter() - started))
     return best
@@ -121,7 +121,7 @@ async def _measure(url: str) -> tuple[float, float, int]:
         await _fill(conn, symbols)
     finally:
         await conn.close()
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
     try:
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "export.parquet"

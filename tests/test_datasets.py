@@ -64,8 +64,9 @@ async def _revised_series(pool: asyncpg.Pool, instrument: InstrumentId) -> list[
 
 async def _export(pool: asyncpg.Pool, path: Path, **request: Any) -> pa.Table:
     chunk_rows = request.pop("chunk_rows", 50_000)
+    connections = request.pop("connections", 1)
     parsed = parse_request(**request)
-    async with open_dataset(pool, parsed, chunk_rows=chunk_rows) as reader:
+    async with open_dataset(pool, parsed, chunk_rows=chunk_rows, connections=connections) as reader:
         written = await write_parquet(reader, path)
         assert written == reader.total_rows
     return pq.read_table(path)
@@ -122,6 +123,9 @@ async def test_as_of_export_differs_from_latest_exactly_at_revised_rows(
     }
     latest = (await _export(pool, tmp_path / "l.parquet", **request)).to_pylist()
     first = (await _export(pool, tmp_path / "a.parquet", as_of=True, **request)).to_pylist()
+    # Three connections on one exported snapshot read the same rows as one connection.
+    parallel = await _export(pool, tmp_path / "p.parquet", as_of=True, connections=3, **request)
+    assert parallel.to_pylist() == first
     assert len(first) == len(latest) == BARS
     assert first[0]["committed_at"] == START + BARS * MINUTE
     known = ("committed_at", "indicators_committed_at", "features_committed_at")

@@ -7,12 +7,13 @@ one read-only REPEATABLE READ transaction, so the whole dataset is one consisten
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import asyncpg
 import numpy as np
@@ -29,6 +30,7 @@ from tickmesh.datasets.schema import DatasetSchema
 
 DEFAULT_CHUNK_ROWS = 50_000
 _MICROSECOND = timedelta(microseconds=1)
+Parts: TypeAlias = "list[pa.Array[Any]] | list[pa.ChunkedArray[Any]]"
 # pyarrow parses a chunk's CSV in blocks of this size, on its own threads.
 _BLOCK_BYTES = 8 << 20
 
@@ -55,7 +57,7 @@ class DatasetReader:
     schema: DatasetSchema
     total_rows: int
     chunk_rows: int
-    _conn: Connection
+    _conns: list[Connection]
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -86,18 +88,18 @@ class DatasetReader:
 
     async def _copy(
         self,
+        conn: Connection,
         query: str,
         format: Literal["csv", "binary", "text"],
-        instrument: InstrumentId,
-        timeframe: TimeframeSpec,
-        start: datetime,
+        series: tuple[InstrumentId, TimeframeSpec, datetime],
     ) -> bytes:
         parts: list[bytes] = []
 
         async def collect(data: bytes) -> None:
             parts.append(data)
 
-        await self._conn.copy_from_query(
+        instrument, timeframe, start = series
+        await conn.copy_from_query(
             query,
             *_series_args(instrument, timeframe, start, self.request.end),
             output=collect,
@@ -105,33 +107,50 @@ class DatasetReader:
         )
         return b"".join(parts)
 
+    def _parse_bars(self, text: bytes) -> list[pa.ChunkedArray[Any]]:
+        if not text:
+            return [pa.chunked_array([], type=f.type) for f in self.schema.bar_fields()]
+        table = pa_csv.read_csv(
+            io.BytesIO(text), read_options=self._read, convert_options=self._convert
+        )
+        return list(table.columns)
+
+    def _parse_features(self, lines: bytes) -> list[pa.ChunkedArray[Any]]:
+        if not lines:
+            return [pa.chunked_array([], type=f.type) for f in self.schema.feature_fields()]
+        table = pa_json.read_json(io.BytesIO(lines), parse_options=self._json)
+        return [table.column(name) for name in self.schema.features or ()]
+
     async def _chunk(
         self, instrument: InstrumentId, timeframe: TimeframeSpec, start: datetime
     ) -> list[pa.Array[Any] | pa.ChunkedArray[Any]]:
-        text = await self._copy(self._bars_query, "csv", instrument, timeframe, start)
-        if not text:
-            return [pa.array([], type=f.type) for f in self.schema.query_fields()]
+        """The next chunk's columns: its COPYs run on the reader's connections at once, and
+        pyarrow parses each on a worker thread while the others still arrive."""
+        series = (instrument, timeframe, start)
+        jobs: list[tuple[str, Literal["csv", "binary", "text"], Callable[[bytes], Parts]]] = [
+            (self._bars_query, "csv", self._parse_bars)
+        ]
+        if self._analytics_query is not None:
+            fields = self.schema.analytics_fields()
+            jobs.append((self._analytics_query, "binary", lambda d: binary.to_arrow(d, fields)))
+        if self._features_query is not None:
+            jobs.append((self._features_query, "text", self._parse_features))
+        results: list[Parts] = [[] for _ in jobs]
+
+        async def run(first: int) -> None:
+            conn = self._conns[first]
+            for index in range(first, len(jobs), len(self._conns)):
+                query, format, parse = jobs[index]
+                data = await self._copy(conn, query, format, series)
+                results[index] = await asyncio.to_thread(parse, data)
+
         try:
-            bars = pa_csv.read_csv(
-                io.BytesIO(text), read_options=self._read, convert_options=self._convert
-            )
-        except pa.ArrowInvalid as error:
+            await asyncio.gather(*(run(k) for k in range(min(len(jobs), len(self._conns)))))
+        except (pa.ArrowInvalid, binary.BinaryLayoutError) as error:
             # decimal128(38, 18) refuses a value with more decimals rather than rounding it.
             raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
-        columns: list[pa.Array[Any] | pa.ChunkedArray[Any]] = list(bars.columns)
-        analytics: list[pa.Array[Any]] = []
-        if self._analytics_query is not None:
-            data = await self._copy(self._analytics_query, "binary", instrument, timeframe, start)
-            try:
-                analytics = binary.to_arrow(data, self.schema.analytics_fields())
-            except binary.BinaryLayoutError as error:
-                raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
-        columns += analytics
-        if self._features_query is not None:
-            lines = await self._copy(self._features_query, "text", instrument, timeframe, start)
-            features = pa_json.read_json(io.BytesIO(lines), parse_options=self._json)
-            columns += [features.column(name) for name in self.schema.features or ()]
-        if any(len(column) != bars.num_rows for column in columns):
+        columns = [column for part in results for column in part]
+        if any(len(column) != len(columns[0]) for column in columns):
             raise DatasetRangeError(f"{instrument} {timeframe.label}: bars changed while read")
         return columns
 
@@ -174,6 +193,11 @@ async def count_rows(conn: Connection, request: DatasetRequest) -> int:
     return total
 
 
+async def _follow(conn: Connection, snapshot: str) -> None:
+    # SET TRANSACTION SNAPSHOT must come first in the transaction (pg_dump's technique).
+    await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+
+
 @contextlib.asynccontextmanager
 async def open_dataset(
     pool: asyncpg.Pool,
@@ -181,14 +205,31 @@ async def open_dataset(
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     feature_names: list[str] | None = None,
+    connections: int = 1,
 ) -> AsyncIterator[DatasetReader]:
-    """Open `request` on one connection of `pool` in one snapshot; the reader inside.
+    """Open `request` on `connections` connections of `pool` in one snapshot; the reader inside.
 
-    Feature columns are `feature_names`, or by default the names stored for the range.
+    With more than one connection a chunk's bars, indicators and features are read at once,
+    each connection in a transaction on the first one's exported snapshot. Feature columns
+    are `feature_names`, or by default the names stored for the range.
     """
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    async with contextlib.AsyncExitStack() as stack:
+        conn = await stack.enter_async_context(pool.acquire())
+        await stack.enter_async_context(
+            conn.transaction(isolation="repeatable_read", readonly=True)
+        )
         # Bar times are written with their offset; "+00" is what pyarrow reads as UTC.
         await conn.execute("SET LOCAL TimeZone = 'UTC'")
+        conns: list[Connection] = [conn]
+        if connections > 1:
+            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            for _ in range(connections - 1):
+                other = await stack.enter_async_context(pool.acquire())
+                await stack.enter_async_context(
+                    other.transaction(isolation="repeatable_read", readonly=True)
+                )
+                await _follow(other, snapshot)
+                conns.append(other)
         try:
             if feature_names is None:
                 feature_names = await _feature_names(conn, request) if request.features else []
@@ -198,4 +239,4 @@ async def open_dataset(
                 f"{error}: this database keeps no revision history yet (migrations 0008, 0009)"
             ) from None
         schema = DatasetSchema.of(request, feature_names)
-        yield DatasetReader(request, schema, total, chunk_rows, conn)
+        yield DatasetReader(request, schema, total, chunk_rows, conns)

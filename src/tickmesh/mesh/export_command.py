@@ -17,7 +17,12 @@ from tickmesh.datasets.reader import (
 
 
 async def _export(
-    database_url: str, request: DatasetRequest, out: Path, chunk_rows: int, progress: bool
+    database_url: str,
+    request: DatasetRequest,
+    out: Path,
+    chunk_rows: int,
+    connections: int,
+    progress: bool,
 ) -> tuple[int, float]:
     import time
 
@@ -28,9 +33,11 @@ async def _export(
     from tickmesh.datasets.parquet import write_parquet
 
     started = time.perf_counter()
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=connections)
     try:
-        async with open_dataset(pool, request, chunk_rows=chunk_rows) as reader:
+        async with open_dataset(
+            pool, request, chunk_rows=chunk_rows, connections=connections
+        ) as reader:
             with Progress(
                 "[progress.description]{task.description}",
                 BarColumn(),
@@ -74,6 +81,15 @@ def export_dataset(
     chunk_rows: Annotated[
         int, typer.Option(min=1, help="Rows read per query: bounds the memory used.")
     ] = DEFAULT_CHUNK_ROWS,
+    connections: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=3,
+            help="Database connections reading bars, indicators and features at once "
+            "(one snapshot).",
+        ),
+    ] = 3,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Export bars with their indicators and features to Parquet (schema: README "Datasets")."""
@@ -90,7 +106,9 @@ def export_dataset(
     except DatasetRequestError as error:
         raise typer.BadParameter(str(error)) from None
     try:
-        rows, seconds = asyncio.run(_export(database_url, request, out, chunk_rows, progress))
+        rows, seconds = asyncio.run(
+            _export(database_url, request, out, chunk_rows, connections, progress)
+        )
     except (DatasetRangeError, HistoryUnavailableError, OSError, asyncpg.PostgresError) as error:
         console.print(f"[red]export failed:[/red] {error}")
         raise typer.Exit(1) from None
