@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -27,7 +28,8 @@ async def write_parquet(
     try:
         with pq.ParquetWriter(partial, reader.arrow_schema, compression=COMPRESSION) as writer:
             async for batch in reader.batches():
-                writer.write_batch(batch)
+                # On a worker thread: the reader keeps receiving the next chunk meanwhile.
+                await asyncio.to_thread(writer.write_batch, batch)
                 rows += batch.num_rows
                 if on_rows is not None:
                     on_rows(batch.num_rows)

@@ -31,6 +31,7 @@ from tickmesh.datasets.schema import DatasetSchema
 DEFAULT_CHUNK_ROWS = 50_000
 _MICROSECOND = timedelta(microseconds=1)
 Parts: TypeAlias = "list[pa.Array[Any]] | list[pa.ChunkedArray[Any]]"
+Column: TypeAlias = "pa.Array[Any] | pa.ChunkedArray[Any]"
 # pyarrow parses a chunk's CSV in blocks of this size, on its own threads.
 _BLOCK_BYTES = 8 << 20
 
@@ -65,26 +66,38 @@ class DatasetReader:
         return self.schema.arrow()
 
     async def batches(self) -> AsyncIterator[pa.RecordBatch]:
-        """Every row, series after series in request order, each in open-time order."""
+        """Every row, series after series in request order, each in open-time order.
+
+        The next chunk of a series is read while the caller handles this one's batches.
+        """
         arrow_schema = self.arrow_schema
         for instrument, timeframe in self.request.series():
             keys = (pa.array([str(instrument)]), pa.array([timeframe.label]))
-            start = self.request.start
-            while True:
-                columns = await self._chunk(instrument, timeframe, start)
-                rows = len(columns[0])
-                if rows == 0:
-                    break
-                zeros = np.zeros(rows, dtype=np.int32)
-                table = pa.Table.from_arrays(
-                    [keys[0].take(zeros), keys[1].take(zeros), *columns], schema=arrow_schema
-                )
-                for batch in table.to_batches():
-                    yield batch
-                if rows < self.chunk_rows:
-                    break
-                # Open times are unique per series and stored to the microsecond.
-                start = columns[0][-1].as_py() + _MICROSECOND
+            pending: asyncio.Future[list[Column]] | None = asyncio.ensure_future(
+                self._chunk(instrument, timeframe, self.request.start)
+            )
+            try:
+                while pending is not None:
+                    columns = await pending
+                    pending = None
+                    rows = len(columns[0])
+                    if rows == self.chunk_rows:
+                        # Open times are unique per series and stored to the microsecond.
+                        start = columns[0][-1].as_py() + _MICROSECOND
+                        pending = asyncio.ensure_future(self._chunk(instrument, timeframe, start))
+                    if rows == 0:
+                        break
+                    zeros = np.zeros(rows, dtype=np.int32)
+                    table = pa.Table.from_arrays(
+                        [keys[0].take(zeros), keys[1].take(zeros), *columns], schema=arrow_schema
+                    )
+                    for batch in table.to_batches():
+                        yield batch
+            finally:
+                if pending is not None:
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pending
 
     async def _copy(
         self,
