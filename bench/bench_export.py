@@ -35,7 +35,7 @@ from tickmesh.datasets.schema import INDICATOR_NAMES
 from tickmesh.mesh.embedded import EmbeddedServers
 
 INSTRUMENTS = 4
-MINUTES = int(os.environ.get("TICKMESH_BENCH_EXPORT_MINUTES", "100000"))
+MINUTES = int(os.environ.get("TICKMESH_BENCH_EXPORT_MINUTES", "50000"))
 ROUNDS = 2
 START = "2024-01-01T00:00:00Z"
 START_EPOCH = 1_704_067_200
