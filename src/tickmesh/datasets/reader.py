@@ -1,8 +1,9 @@
 """Read a dataset as Arrow record batches: `COPY (SELECT ...) TO STDOUT` per chunk.
 
 A chunk is the next `chunk_rows` bars of one series (keyset paging on open time), so memory
-stays bounded whatever the range, and empty stretches of a range cost nothing. Every chunk is read in
-one read-only REPEATABLE READ transaction, so the whole dataset is one consistent snapshot.
+stays bounded whatever the range, and empty stretches of a range cost nothing. Every chunk is
+read in read-only REPEATABLE READ transactions on one exported snapshot, so the whole dataset
+is one consistent snapshot even when several connections read it.
 """
 
 from __future__ import annotations
