@@ -37,6 +37,7 @@ from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
 from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.engine import AnalyticsEngine, PendingBatch
 from tickmesh.analytics.group_commit import GroupCommitter
+from tickmesh.analytics.history import EncodedUpdate
 from tickmesh.analytics.hub import AnalyticsHub
 from tickmesh.analytics.store import AnalyticsStore
 from tickmesh.core.instruments import InstrumentId
@@ -55,12 +56,13 @@ class TimedStore(AnalyticsStore):
 
     stored_at: dict[int, int]
 
-    async def commit(self, batch: PendingBatch) -> None:
+    async def commit(self, batch: PendingBatch) -> list[EncodedUpdate]:
         """Commit, then stamp every bar of the batch with the commit's end."""
-        await super().commit(batch)
+        published = await super().commit(batch)
         done = time.perf_counter_ns()
         for update in batch.updates:
             self.stored_at[hash((update.instrument, update.open_time_ns))] = done
+        return published
 
 
 def _proto(instrument: InstrumentId, bar: BarInput, change_id: int) -> market_pb2.Bar:

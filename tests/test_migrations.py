@@ -30,7 +30,13 @@ EXPECTED_TABLES = {
     "bar_engine_finals",
     "analytics_consumer_state",
     "quarantined_trades",
+    "indicator_versions",
+    "feature_versions",
+    "quality_versions",
+    "analytics_update_log",
     "schema_migrations",
+    "bar_versions",
+    "bar_history_start",
 }
 
 

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import asyncpg
 import numpy as np
 import redis.asyncio as redis
+from grpc import aio
 
 from tickmesh.analytics.analytics_cache import AnalyticsCache
 from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
+from tickmesh.analytics.analytics_service import AnalyticsServicer, analytics_registration
 from tickmesh.analytics.engine import AnalyticsEngine
 from tickmesh.analytics.group_commit import GroupCommitter
 from tickmesh.analytics.hub import AnalyticsHub
 from tickmesh.analytics.store import AnalyticsStore
+from tickmesh.core.grpc_client import open_channel
+from tickmesh.core.grpc_server import GrpcServer
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.metrics import CoreMetrics
-from tickmesh.v2 import market_pb2
+from tickmesh.v2 import analytics_service_pb2_grpc, market_pb2
+
+if TYPE_CHECKING:  # the async stub exists only in the generated .pyi
+    from tickmesh.v2.analytics_service_pb2_grpc import AnalyticsServiceAsyncStub as Stub
 
 NS_PER_MINUTE = 60_000_000_000
 START_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01 00:00 UTC
@@ -131,3 +140,26 @@ def service_parts(
     hub = AnalyticsHub(backlog_limit=1000)
     committer = GroupCommitter(store, AnalyticsCache(client), hub, metrics, 0.05, 500)
     return ServiceParts(AnalyticsEngine(clock_ns=clock_ns), store, hub, committer, metrics)
+
+
+@asynccontextmanager
+async def analytics_channel(servicer: AnalyticsServicer) -> AsyncIterator[aio.Channel]:
+    """A channel to `servicer` served over real gRPC on a free loopback port, as __main__ registers it."""
+    server = GrpcServer(
+        "127.0.0.1:0", [analytics_registration(servicer)], CoreMetrics(), drain_seconds=0.1
+    )
+    await server.start()
+    channel = open_channel(server.address)
+    try:
+        yield channel
+    finally:
+        await channel.close()
+        await server.stop()
+
+
+@asynccontextmanager
+async def serve_analytics(servicer: AnalyticsServicer) -> AsyncIterator[Stub]:
+    """A client stub of `servicer` served as in `analytics_channel`."""
+    async with analytics_channel(servicer) as channel:
+        # grpc is untyped here, so mypy cannot pick the stub's aio.Channel overload by itself.
+        yield cast("Stub", analytics_service_pb2_grpc.AnalyticsServiceStub(channel))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import asyncpg
 import grpc
@@ -16,17 +16,15 @@ from tickmesh.analytics.analytics_service import AnalyticsServicer
 from tickmesh.analytics.bars import bar_from_proto
 from tickmesh.analytics.pipeline import InstrumentAnalytics
 from tickmesh.core.cache import indicators_key
-from tickmesh.core.grpc_client import open_channel
-from tickmesh.core.grpc_server import GrpcServer, ServiceRegistration
 from tickmesh.core.instruments import InstrumentId
-from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.timeframes import from_proto
 from tickmesh.v2 import analytics_service_pb2 as pb
-from tickmesh.v2 import analytics_service_pb2_grpc, market_pb2
+from tickmesh.v2 import market_pb2
 
 from .service_helpers import (
     NS_PER_MINUTE,
     ServiceParts,
+    serve_analytics,
     service_parts,
     unique_instrument,
     value,
@@ -46,19 +44,8 @@ async def parts(db_pool: asyncpg.Pool, redis_client: redis.Redis) -> ServicePart
 @pytest.fixture
 async def stub(parts: ServiceParts) -> AsyncIterator[Stub]:
     """A client of an AnalyticsService served on a free loopback port."""
-    servicer = AnalyticsServicer(parts.store, parts.hub, parts.metrics)
-    registration = ServiceRegistration(
-        "tickmesh.v2.AnalyticsService",
-        analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server,
-        servicer,
-    )
-    server = GrpcServer("127.0.0.1:0", [registration], CoreMetrics(), drain_seconds=0.1)
-    await server.start()
-    channel = open_channel(server.address)
-    # grpc is untyped here, so mypy cannot pick the stub's aio.Channel overload by itself.
-    yield cast("Stub", analytics_service_pb2_grpc.AnalyticsServiceStub(channel))
-    await channel.close()
-    await server.stop()
+    async with serve_analytics(AnalyticsServicer(parts.store, parts.hub, parts.metrics)) as served:
+        yield served
 
 
 async def test_get_indicators_range_and_limit_oldest_first(parts: ServiceParts, stub: Stub) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -14,18 +14,16 @@ from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
 from tickmesh.analytics.analytics_service import AnalyticsServicer
 from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.results import Quality
-from tickmesh.core.grpc_client import open_channel
-from tickmesh.core.grpc_server import GrpcServer, ServiceRegistration
 from tickmesh.core.instruments import InstrumentId
-from tickmesh.core.metrics import CoreMetrics
 from tickmesh.v2 import analytics_service_pb2 as pb
-from tickmesh.v2 import analytics_service_pb2_grpc, market_pb2
+from tickmesh.v2 import market_pb2
 
 from .service_helpers import (
     NS_PER_MINUTE,
     ServiceParts,
     decimal_text,
     replace_bar,
+    serve_analytics,
     service_parts,
     unique_instrument,
     value,
@@ -63,19 +61,10 @@ async def parts(db_pool: asyncpg.Pool, redis_client: redis.Redis, clock: Clock) 
 @pytest.fixture
 async def stub(parts: ServiceParts, clock: Clock) -> AsyncIterator[Stub]:
     """A client of an AnalyticsService whose wall clock is the test's."""
-    servicer = AnalyticsServicer(parts.store, parts.hub, parts.metrics, clock_ns=clock)
-    registration = ServiceRegistration(
-        "tickmesh.v2.AnalyticsService",
-        analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server,
-        servicer,
-    )
-    server = GrpcServer("127.0.0.1:0", [registration], CoreMetrics(), drain_seconds=0.1)
-    await server.start()
-    channel = open_channel(server.address)
-    # grpc is untyped here, so mypy cannot pick the stub's aio.Channel overload by itself.
-    yield cast("Stub", analytics_service_pb2_grpc.AnalyticsServiceStub(channel))
-    await channel.close()
-    await server.stop()
+    async with serve_analytics(
+        AnalyticsServicer(parts.store, parts.hub, parts.metrics, clock_ns=clock)
+    ) as served:
+        yield served
 
 
 def proto_bars(instrument: InstrumentId, bars: list[BarInput]) -> list[market_pb2.Bar]:

@@ -14,18 +14,18 @@ from grpc import aio
 
 from tickmesh.analytics.analytics_cache import AnalyticsCache
 from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
-from tickmesh.analytics.analytics_service import AnalyticsServicer
+from tickmesh.analytics.analytics_service import AnalyticsServicer, analytics_registration
 from tickmesh.analytics.consumer import BarConsumer, ConsumerConfig
 from tickmesh.analytics.engine import AnalyticsEngine
 from tickmesh.analytics.group_commit import GroupCommitter
 from tickmesh.analytics.hub import AnalyticsHub
+from tickmesh.analytics.retention import HistoryRetention
 from tickmesh.analytics.settings import AnalyticsSettings
 from tickmesh.analytics.store import AnalyticsStore
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.grpc_server import ServiceRegistration
 from tickmesh.core.runtime import ServiceContext, main_for
 from tickmesh.core.settings import load_settings_or_exit
-from tickmesh.v2 import analytics_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,13 @@ async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
         ]
     for task in tasks:
         task.add_done_callback(_stop_process_if_failed)
+    retention = HistoryRetention(
+        context.pool,
+        metrics,
+        settings.history_retention_days,
+        settings.analytics_retention_interval_seconds,
+    )
+    tasks.append(asyncio.create_task(retention.run(), name="history-retention"))
 
     async def stop() -> None:
         for task in tasks:
@@ -111,13 +118,7 @@ async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
     # Reads do not use the resume point: any store on the pool serves them.
     reader = AnalyticsStore(context.pool, context.metrics, settings.analytics_consumer_name)
     servicer = AnalyticsServicer(reader, hub, metrics)
-    return [
-        ServiceRegistration(
-            "tickmesh.v2.AnalyticsService",
-            analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server,
-            servicer,
-        )
-    ]
+    return [analytics_registration(servicer)]
 
 
 def _stop_process_if_failed(task: asyncio.Task[None]) -> None:

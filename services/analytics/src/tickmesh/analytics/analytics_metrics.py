@@ -60,6 +60,17 @@ class AnalyticsMetrics:
             "Redis updates that failed after a commit (the database stays the truth).",
             registry=registry,
         )
+        self.replays = Counter(
+            "tickmesh_analytics_replays",
+            "AnalyticsService.Replay calls started.",
+            registry=registry,
+        )
+        self.history_rows_deleted = Counter(
+            "tickmesh_analytics_history_rows_deleted",
+            "History rows (versions, logged updates) deleted by retention, per table.",
+            ["table"],
+            registry=registry,
+        )
         self.resume_change_id = Gauge(
             "tickmesh_analytics_resume_change_id",
             "The change id of the last bar whose analytics are stored, per bar shard's stream.",

@@ -1,25 +1,36 @@
-"""AnalyticsService: range queries over stored indicators and features, the latest quality, live updates."""
+"""AnalyticsService: range queries over stored indicators and features (now or as of an instant),
+the latest quality, live updates, and replays of the live stream from its log."""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from grpc import aio
 
 from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
 from tickmesh.analytics.engine import AnalyticsUpdate
+from tickmesh.analytics.history_store import UpdateLogReplay
 from tickmesh.analytics.hub import AnalyticsHub, SubscriberOverflowError, UpdateFilter
 from tickmesh.analytics.quality import QualityConfig, judge_staleness
 from tickmesh.analytics.results import Quality
 from tickmesh.analytics.rows import timeframe_label
 from tickmesh.analytics.store import AnalyticsStore, RangeQuery, ReplayKey
 from tickmesh.core.errors import InvalidArgument, NotFound, ResourceExhausted
+from tickmesh.core.grpc_server import ServiceRegistration
 from tickmesh.core.instruments import InstrumentError, InstrumentId
+from tickmesh.core.replay import (
+    ReplayError,
+    ReplaySession,
+    first_start,
+    raw_response_methods,
+    replay_plan,
+)
 from tickmesh.core.timeframes import TIMEFRAMES, TimeframeSpec, from_proto
 from tickmesh.v2 import analytics_service_pb2 as pb
-from tickmesh.v2 import analytics_service_pb2_grpc, market_pb2
+from tickmesh.v2 import analytics_service_pb2_grpc, market_pb2, replay_pb2
 
 MAX_LIMIT = 5000
 DEFAULT_INDICATOR_LIMIT = 500
@@ -30,6 +41,16 @@ REPLAY_PAGE_ROWS = 1000
 _REMEMBERED_REPLAY = 50_000
 
 UpdateKey = tuple[InstrumentId, int, int]
+
+# Subscribe and Replay send bytes serialized once at commit (the log's bytes), as they are.
+add_analytics_service = raw_response_methods(
+    analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server, "Subscribe", "Replay"
+)
+
+
+def analytics_registration(servicer: AnalyticsServicer) -> ServiceRegistration:
+    """The gRPC registration of an AnalyticsServicer (raw-bytes Subscribe and Replay)."""
+    return ServiceRegistration("tickmesh.v2.AnalyticsService", add_analytics_service, servicer)
 
 
 def _timeframe(value: int) -> TimeframeSpec:
@@ -66,9 +87,11 @@ def range_query(
     end_ns: int,
     limit: int,
     default_limit: int,
+    as_of_ns: int | None = None,
 ) -> RangeQuery:
     """Validate a range request; InvalidArgument names the first bad field."""
     spec = _timeframe(timeframe)
+    _check_as_of(as_of_ns)
     if start_ns < 0:
         raise InvalidArgument(f"start_time_ns: must be >= 0, got {start_ns}")
     if end_ns < 0:
@@ -81,7 +104,25 @@ def range_query(
         raise InvalidArgument(
             f"limit: must be 1..{MAX_LIMIT} (0 means {default_limit}), got {limit}"
         )
-    return RangeQuery(instrument, spec.label, start_ns, end_ns, limit or default_limit)
+    return RangeQuery(instrument, spec.label, start_ns, end_ns, limit or default_limit, as_of_ns)
+
+
+def _check_as_of(as_of_ns: int | None) -> None:
+    if as_of_ns is not None and as_of_ns < 0:
+        raise InvalidArgument(f"as_of_ns: must be >= 0 (Unix epoch nanoseconds), got {as_of_ns}")
+
+
+def _as_of(request: Any) -> int | None:
+    """A request's as_of_ns, None when unset (answer as of now)."""
+    return int(request.as_of_ns) if request.HasField("as_of_ns") else None
+
+
+def _comparable(message: bytes) -> bytes:
+    """A live message without its commit stamp, to compare with one rebuilt from stored rows."""
+    parsed = pb.AnalyticsServiceSubscribeResponse.FromString(message)
+    parsed.ClearField("bar_revision")
+    parsed.ClearField("committed_at_ns")
+    return parsed.SerializeToString(deterministic=True)
 
 
 class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
@@ -112,6 +153,7 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
             request.end_time_ns,
             request.limit,
             DEFAULT_INDICATOR_LIMIT,
+            _as_of(request),
         )
         rows = await self._store.fetch_indicators(query)
         return pb.GetIndicatorsResponse(rows=[row.to_proto() for row in rows])
@@ -127,6 +169,7 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
             request.end_time_ns,
             request.limit,
             DEFAULT_FEATURE_LIMIT,
+            _as_of(request),
         )
         rows = await self._store.fetch_features(query)
         return pb.GetFeaturesResponse(rows=[row.to_proto() for row in rows])
@@ -134,27 +177,33 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
     async def GetQuality(
         self, request: pb.GetQualityRequest, context: aio.ServicerContext
     ) -> pb.GetQualityResponse:
-        """The latest quality assessment, its staleness judged now; NOT_FOUND before the first.
+        """The latest quality assessment (stored by as_of_ns if set), its staleness judged then;
+        NOT_FOUND before the first.
 
         Staleness runs on the stream's clock (see tickmesh.analytics.quality.monitor): a stream
         whose bars stopped arriving is stale, a replay of old data is not.
         """
         instrument = instrument_field(request.instrument, "instrument")
         spec = _timeframe(request.timeframe)
-        quality = await self._store.latest_quality(instrument, spec.label)
+        as_of_ns = _as_of(request)
+        _check_as_of(as_of_ns)
+        quality = await self._store.latest_quality(instrument, spec.label, as_of_ns)
         if quality is None:
-            raise NotFound(f"no quality assessment yet for {instrument} {spec.label}")
-        judged = judge_staleness(
-            quality, quality.received_ns, self._clock_ns(), spec, self._quality_config
-        )
+            when = "yet" if as_of_ns is None else f"as of {as_of_ns}"
+            raise NotFound(f"no quality assessment {when} for {instrument} {spec.label}")
+        now_ns = self._clock_ns() if as_of_ns is None else as_of_ns
+        judged = judge_staleness(quality, quality.received_ns, now_ns, spec, self._quality_config)
         return pb.GetQualityResponse(quality=judged.to_proto())
 
-    async def Subscribe(
+    async def Subscribe(  # type: ignore[override]  # raw bytes, see add_analytics_service
         self,
         request: pb.AnalyticsServiceSubscribeRequest,
         context: aio.ServicerContext,
-    ) -> AsyncIterator[pb.AnalyticsServiceSubscribeResponse]:
-        """Replay stored updates after the resume point (if any), then stream live ones."""
+    ) -> AsyncIterator[bytes]:
+        """Replay stored updates after the resume point (if any), then stream live ones.
+
+        Live updates go out as the bytes serialized at commit, the same Replay sends later.
+        """
         instruments = instruments_field(request.instruments, "instruments")
         timeframes = [_timeframe(value) for value in request.timeframes]
         update_filter = UpdateFilter(instruments, frozenset(tf.proto for tf in timeframes))
@@ -170,10 +219,11 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
                 resume_us = request.resume_after_open_time_ns // 1000 + 1
                 after: ReplayKey = (resume_us * 1000, "", "", "")
                 async for key, message in self._replay(after, sorted(instruments), labels):
-                    replayed[key] = message.SerializeToString(deterministic=True)
+                    encoded = message.SerializeToString(deterministic=True)
+                    replayed[key] = encoded
                     if len(replayed) > _REMEMBERED_REPLAY:
                         replayed.popitem(last=False)
-                    yield message
+                    yield encoded
             while True:
                 try:
                     updates = await subscription.next_items()
@@ -182,15 +232,42 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
                         f"{error}; resume from the last open time received"
                     ) from None
                 for update in updates:
-                    message = update.to_proto()
-                    key = (update.instrument, update.timeframe, update.open_time_ns)
-                    if replayed.get(key) == message.SerializeToString(deterministic=True):
-                        del replayed[key]
-                        continue
-                    yield message
+                    if replayed:
+                        key = (update.instrument, update.timeframe, update.open_time_ns)
+                        stored = replayed.get(key)
+                        if stored is not None and stored == _comparable(update.message):
+                            del replayed[key]
+                            continue
+                    yield update.message
         finally:
             self._hub.unsubscribe(subscription)
             self._metrics.subscribers.set(self._hub.subscriber_count)
+
+    async def Replay(  # type: ignore[override]  # raw bytes, see add_analytics_service
+        self,
+        request_iterator: AsyncIterator[replay_pb2.ReplayRequest],
+        context: aio.ServicerContext,
+    ) -> AsyncIterator[bytes]:
+        """The live stream's updates of a commit-time range, byte for byte, paced and steered.
+
+        INVALID_ARGUMENT for a bad start (range, speed, max_batch > 1, instruments, timeframes)
+        or a bad control message. A client that stops reading stops the replay (flow control).
+        """
+        try:
+            start = await first_start(request_iterator)
+            plan = replay_plan(start, self._clock_ns(), batches=False)
+        except ReplayError as error:
+            raise InvalidArgument(str(error)) from None
+        instruments = instruments_field(start.instruments, "start.instruments")
+        labels = [_timeframe(value).label for value in start.timeframes]
+        log = UpdateLogReplay(self._store.pool, sorted(instruments), labels)
+        session = ReplaySession(log, plan, _only_message)
+        self._metrics.replays.inc()
+        try:
+            async for response in session.responses(request_iterator):
+                yield response
+        except ReplayError as error:
+            raise InvalidArgument(str(error)) from None
 
     async def _replay(
         self, after: ReplayKey, instruments: list[InstrumentId], timeframes: list[str]
@@ -229,3 +306,8 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
                 last.instrument.symbol,
                 timeframe_label(last.timeframe),
             )
+
+
+def _only_message(messages: Sequence[bytes]) -> bytes:
+    """A replay response: one logged update (no batches), exactly as live Subscribe sent it."""
+    return messages[0]

@@ -38,10 +38,16 @@ class AnalyticsUpdate:
     quality: Quality | None = None
     # The W3C context of the span that computed it (empty when not traced).
     trace_context: Mapping[str, str] = field(default_factory=dict)
+    # The revision of the bar the values were computed from.
+    bar_revision: int = 0
 
-    def to_proto(self) -> analytics_service_pb2.AnalyticsServiceSubscribeResponse:
-        """Return the AnalyticsService.Subscribe message."""
-        message = analytics_service_pb2.AnalyticsServiceSubscribeResponse()
+    def to_proto(
+        self, committed_at_ns: int = 0
+    ) -> analytics_service_pb2.AnalyticsServiceSubscribeResponse:
+        """Return the AnalyticsService.Subscribe message, stamped with its commit time if given."""
+        message = analytics_service_pb2.AnalyticsServiceSubscribeResponse(
+            bar_revision=self.bar_revision, committed_at_ns=committed_at_ns
+        )
         if self.indicators is not None:
             message.indicators.CopyFrom(self.indicators.to_proto())
         if self.features is not None:
@@ -61,6 +67,8 @@ class PendingBatch:
     features: list[Features] = field(default_factory=list)
     qualities: list[Quality] = field(default_factory=list)
     updates: list[AnalyticsUpdate] = field(default_factory=list)
+    # The bar revision of each entry of `indicators` (and `features`), in the same order.
+    revisions: list[int] = field(default_factory=list)
     last_change_id: int | None = None
     bars: int = 0
 
@@ -79,6 +87,8 @@ class PendingBatch:
         self.bars += 1
         self.indicators.extend(result.indicators)
         self.features.extend(result.features)
+        revisions = result.revisions or (bar.revision,) * len(result.indicators)
+        self.revisions.extend(revisions)
         self.qualities.append(result.quality)
         self.advance(bar.change_id)
         pairs = list(zip(result.indicators, result.features, strict=True))
@@ -93,6 +103,7 @@ class PendingBatch:
                     features,
                     result.quality if last else None,
                     traced,
+                    revisions[index],
                 )
             )
         if not pairs:
@@ -103,6 +114,7 @@ class PendingBatch:
                     bar.open_time_ns,
                     quality=result.quality,
                     trace_context=traced,
+                    bar_revision=bar.revision,
                 )
             )
 
@@ -187,6 +199,7 @@ class AnalyticsEngine:
             # Bars the bar service stored are final; quality sees them all, as it did live.
             stream.quality.observe(bar)
             stream.window.update(bar)
+            stream.note_revision(bar)
         if history:
             self._assessed_ns[key] = history[-1].open_time_ns + stream.timeframe.duration_ns
 

@@ -18,6 +18,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from tickmesh.analytics.analytics_cache import AnalyticsCache
 from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
 from tickmesh.analytics.engine import PendingBatch
+from tickmesh.analytics.history import EncodedUpdate
 from tickmesh.analytics.hub import AnalyticsHub
 from tickmesh.analytics.store import AnalyticsStore
 
@@ -92,15 +93,15 @@ class GroupCommitter:
                 return
             self.batch = PendingBatch()
             started = time.perf_counter()
-            await self._commit_with_retry(batch)
+            published = await self._commit_with_retry(batch)
             if batch.last_change_id is not None:
                 self.stored_change_id = batch.last_change_id
                 self._resume_gauge.set(batch.last_change_id)
             await self._refresh_cache(batch)
-            self._hub.publish(batch.updates)
+            self._hub.publish(published)
             self._metrics.commit_seconds.observe(time.perf_counter() - started)
 
-    async def _commit_with_retry(self, batch: PendingBatch) -> None:
+    async def _commit_with_retry(self, batch: PendingBatch) -> list[EncodedUpdate]:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_TRANSIENT_DB_ERRORS),
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
@@ -109,7 +110,8 @@ class GroupCommitter:
         )
         async for attempt in retrying:
             with attempt:
-                await self._store.commit(batch)
+                return await self._store.commit(batch)
+        raise AssertionError("unreachable: AsyncRetrying reraises the last error")
 
     def _log_commit_failure(self, state: RetryCallState) -> None:
         self._metrics.commit_failures.inc()

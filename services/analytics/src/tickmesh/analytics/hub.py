@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tickmesh.analytics.engine import AnalyticsUpdate
+from tickmesh.analytics.history import EncodedUpdate
 from tickmesh.core.fanout import BoundedSubscription, Fanout, SubscriberOverflowError
 from tickmesh.core.instruments import InstrumentId
 
@@ -23,7 +23,7 @@ class UpdateFilter:
     instruments: frozenset[InstrumentId] = frozenset()
     timeframes: frozenset[int] = frozenset()
 
-    def wants(self, update: AnalyticsUpdate) -> bool:
+    def wants(self, update: EncodedUpdate) -> bool:
         """True when an update passes the instrument and timeframe filters."""
         return (not self.instruments or update.instrument in self.instruments) and (
             not self.timeframes or update.timeframe in self.timeframes
@@ -35,23 +35,23 @@ class AnalyticsHub:
 
     def __init__(self, backlog_limit: int) -> None:
         self._backlog_limit = backlog_limit
-        self._subscriptions: Fanout[BoundedSubscription[AnalyticsUpdate]] = Fanout()
+        self._subscriptions: Fanout[BoundedSubscription[EncodedUpdate]] = Fanout()
 
     @property
     def subscriber_count(self) -> int:
         """Open subscriptions."""
         return len(self._subscriptions)
 
-    def subscribe(self, update_filter: UpdateFilter) -> BoundedSubscription[AnalyticsUpdate]:
+    def subscribe(self, update_filter: UpdateFilter) -> BoundedSubscription[EncodedUpdate]:
         """Open a subscription; it receives every update published from now on."""
         subscription = BoundedSubscription(update_filter.wants, self._backlog_limit)
         return self._subscriptions.add(subscription)
 
-    def unsubscribe(self, subscription: BoundedSubscription[AnalyticsUpdate]) -> None:
+    def unsubscribe(self, subscription: BoundedSubscription[EncodedUpdate]) -> None:
         """Close a subscription."""
         self._subscriptions.discard(subscription)
 
-    def publish(self, updates: list[AnalyticsUpdate]) -> None:
+    def publish(self, updates: list[EncodedUpdate]) -> None:
         """Hand committed updates, in order, to every subscriber."""
         if updates:
             for subscription in self._subscriptions:

@@ -21,7 +21,8 @@ class BarAnalytics:
     `indicators` and `features` hold one entry per bar (re)computed, oldest first: the bar
     itself, plus for a revision or a late bar every later bar replayed after it. Both are
     empty when the bar was rejected (`rejection` says why; the caller logs it with the bar's
-    key). `anomalies` are what the per-bar quality checks found in this bar.
+    key). `anomalies` are what the per-bar quality checks found in this bar. `revisions` holds
+    the bar revision each entry of `indicators` was computed from.
     """
 
     indicators: tuple[Indicators, ...]
@@ -29,6 +30,7 @@ class BarAnalytics:
     quality: Quality
     anomalies: tuple[Anomaly, ...]
     rejection: str | None
+    revisions: tuple[int, ...] = ()
 
 
 class InstrumentAnalytics:
@@ -47,6 +49,19 @@ class InstrumentAnalytics:
         self.quality = QualityMonitor(
             instrument, timeframe, quality_config or QualityConfig(), capacity
         )
+        # Revisions of the kept bars that have one (most have none): the window keeps prices
+        # only, and a recomputation must say which revision each later bar was.
+        self._revisions: dict[int, int] = {}
+        self._capacity = capacity
+
+    def note_revision(self, bar: BarInput) -> None:
+        """Remember a kept bar's revision (bars fed as history as well as live ones)."""
+        if bar.revision > 0:
+            self._revisions[bar.open_time_ns] = bar.revision
+            if len(self._revisions) > 2 * self._capacity:
+                bars = self.window.bars
+                oldest = int(bars.open_time[0]) if len(bars) else bar.open_time_ns
+                self._revisions = {t: r for t, r in self._revisions.items() if t >= oldest}
 
     def on_bar(
         self, bar: BarInput, now_ns: int, *, minute_bars: Sequence[BarInput] = ()
@@ -65,6 +80,8 @@ class InstrumentAnalytics:
         replay = window.rewind(bar.open_time_ns)
         replay = [later for later in replay if later.open_time_ns > bar.open_time_ns]
         to_apply = replay if reason is not None else [bar, *replay]
+        self.note_revision(bar)
+        revisions = tuple(self._revisions.get(item.open_time_ns, 0) for item in to_apply)
         indicators: list[Indicators] = []
         features: list[Features] = []
         for item in to_apply:
@@ -73,7 +90,9 @@ class InstrumentAnalytics:
             indicators.append(current)
             features.append(compute_features(window.bars, current, previous))
         quality = self.quality.assess(now_ns)
-        return BarAnalytics(tuple(indicators), tuple(features), quality, anomalies, reason)
+        return BarAnalytics(
+            tuple(indicators), tuple(features), quality, anomalies, reason, revisions
+        )
 
     def minute_bars_between(self, start_ns: int, end_ns: int) -> list[BarInput]:
         """Return the kept bars opening in [start_ns, end_ns), for a higher timeframe's cross check."""

@@ -21,6 +21,10 @@ class AnalyticsSettings(CommonSettings):
     analytics_warmup_bars: int = Field(default=320, ge=200, le=5_000)
     analytics_reconnect_max_seconds: float = Field(default=5.0, gt=0, le=300)
     analytics_subscriber_backlog: int = Field(default=10_000, ge=10, le=1_000_000)
+    # TICKMESH_HISTORY_RETENTION_DAYS (the bar service reads the same): days of revision
+    # history kept for as_of reads and Replay; 0 keeps it forever.
+    history_retention_days: int = Field(default=0, ge=0, le=36_500)
+    analytics_retention_interval_seconds: float = Field(default=3600.0, gt=0, le=86_400)
 
     @property
     def resume_point_names(self) -> tuple[str, ...]:

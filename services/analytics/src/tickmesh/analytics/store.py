@@ -8,6 +8,18 @@ from dataclasses import dataclass
 import asyncpg
 
 from tickmesh.analytics.engine import PendingBatch
+from tickmesh.analytics.history import (
+    BAR_VERSION_COLUMNS,
+    QUALITY_VERSION_COLUMNS,
+    CommitClock,
+    EncodedUpdate,
+    encode_updates,
+    history_rows,
+    log_updates,
+    upsert_versioned,
+    versioned_table,
+)
+from tickmesh.analytics.history_store import VersionQuery, fetch_versions, quality_as_of
 from tickmesh.analytics.results import Features, Indicators, Quality
 from tickmesh.analytics.rows import (
     FEATURE_COLUMNS,
@@ -30,6 +42,10 @@ _ROW_KEY = ("exchange", "symbol", "timeframe", "time")
 INDICATORS = UpsertSpec(table="indicators", columns=INDICATOR_COLUMNS, key=_ROW_KEY)
 FEATURES = UpsertSpec(table="ml_features", columns=FEATURE_COLUMNS, key=_ROW_KEY)
 QUALITY = UpsertSpec(table="data_quality_metrics", columns=QUALITY_COLUMNS, key=_ROW_KEY)
+# Each live table with its version table (migration 0009): the version's own columns follow.
+INDICATOR_HISTORY = versioned_table(INDICATORS, "indicator_versions", BAR_VERSION_COLUMNS)
+FEATURE_HISTORY = versioned_table(FEATURES, "feature_versions", BAR_VERSION_COLUMNS)
+QUALITY_HISTORY = versioned_table(QUALITY, "quality_versions", QUALITY_VERSION_COLUMNS)
 CONSUMER_STATE = UpsertSpec(
     table="analytics_consumer_state",
     columns=("consumer", "last_change_id"),
@@ -38,6 +54,9 @@ CONSUMER_STATE = UpsertSpec(
     # A resume point never moves back (e.g. a stale replica committing late).
     only_if="analytics_consumer_state.last_change_id < EXCLUDED.last_change_id",
 )
+
+# The version table of each live table a range read may be answered from.
+_VERSION_TABLE = {"indicators": "indicator_versions", "ml_features": "feature_versions"}
 
 # Far past any bar, so an open upper bound needs no second query shape.
 _END_OF_TIME_NS = 2**62
@@ -58,22 +77,38 @@ def _instrument_arrays(instruments: list[InstrumentId]) -> tuple[list[str], list
 
 @dataclass(frozen=True, slots=True)
 class RangeQuery:
-    """Rows of one instrument and timeframe with start <= open time < end, the latest `limit` kept."""
+    """Rows of one instrument and timeframe with start <= open time < end, the latest `limit` kept.
+
+    With `as_of_ns`, the rows as known at that instant (from the version tables).
+    """
 
     instrument: InstrumentId
     timeframe: str
     start_ns: int
     end_ns: int
     limit: int
+    as_of_ns: int | None = None
 
 
 class AnalyticsStore:
     """Reads and writes the tables the analytics service owns."""
 
-    def __init__(self, pool: asyncpg.Pool, metrics: CoreMetrics, consumer: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        metrics: CoreMetrics,
+        consumer: str,
+        commit_clock: CommitClock | None = None,
+    ) -> None:
         self._pool = pool
         self._metrics = metrics
         self._consumer = consumer
+        self._commit_clock = commit_clock or CommitClock()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (history reads share it)."""
+        return self._pool
 
     async def load_resume_point(self) -> int | None:
         """The change id of the last bar whose analytics were stored, None before the first."""
@@ -83,13 +118,24 @@ class AnalyticsStore:
         )
         return None if value is None else int(value)
 
-    async def commit(self, batch: PendingBatch) -> None:
-        """Write a batch's rows and its resume point in one transaction (all or nothing)."""
+    async def commit(self, batch: PendingBatch) -> list[EncodedUpdate]:
+        """Write a batch's rows, their versions, its updates and its resume point in one
+        transaction (all or nothing); return the updates as stamped and serialized for the log."""
         started = time.perf_counter()
+        committed_at_ns = self._commit_clock.stamp()
+        history = history_rows(
+            [indicator_row(i) for i in batch.indicators],
+            [feature_row(f) for f in batch.features],
+            [quality_row(q) for q in batch.qualities],
+            batch.revisions,
+            encode_updates(batch.updates, committed_at_ns),
+            committed_at_ns,
+        )
         async with self._pool.acquire() as conn, conn.transaction():
-            await upsert(conn, INDICATORS, [indicator_row(i) for i in batch.indicators])
-            await upsert(conn, FEATURES, [feature_row(f) for f in batch.features])
-            await upsert(conn, QUALITY, [quality_row(q) for q in batch.qualities])
+            await upsert_versioned(conn, INDICATOR_HISTORY, history.indicators)
+            await upsert_versioned(conn, FEATURE_HISTORY, history.features)
+            await upsert_versioned(conn, QUALITY_HISTORY, history.qualities)
+            await log_updates(conn, history)
             if batch.last_change_id is not None:
                 await upsert(conn, CONSUMER_STATE, [(self._consumer, batch.last_change_id)])
         self._metrics.db_write_latency.labels(table="analytics_group_commit").observe(
@@ -98,6 +144,7 @@ class AnalyticsStore:
         self._metrics.db_rows_written.labels(table="indicators").inc(len(batch.indicators))
         self._metrics.db_rows_written.labels(table="ml_features").inc(len(batch.features))
         self._metrics.db_rows_written.labels(table="data_quality_metrics").inc(len(batch.qualities))
+        return list(history.updates)
 
     async def fetch_indicators(self, query: RangeQuery) -> list[Indicators]:
         """Indicator rows of the range, oldest first."""
@@ -112,6 +159,21 @@ class AnalyticsStore:
     async def _fetch_range(
         self, table: str, columns: str, query: RangeQuery
     ) -> list[asyncpg.Record]:
+        if query.as_of_ns is not None:
+            versions = _VERSION_TABLE[table]
+            return await fetch_versions(
+                self._pool,
+                versions,
+                columns,
+                VersionQuery(
+                    query.instrument,
+                    query.timeframe,
+                    query.start_ns,
+                    query.end_ns,
+                    query.limit,
+                    query.as_of_ns,
+                ),
+            )
         rows = await self._pool.fetch(
             f"SELECT {columns} FROM {table} WHERE exchange = $1 AND symbol = $2 "
             "AND timeframe = $3 AND time >= $4 AND time < $5 ORDER BY time DESC LIMIT $6",
@@ -124,8 +186,15 @@ class AnalyticsStore:
         )
         return list(reversed(rows))
 
-    async def latest_quality(self, instrument: InstrumentId, timeframe: str) -> Quality | None:
-        """The newest quality assessment of an instrument and timeframe, None before the first."""
+    async def latest_quality(
+        self, instrument: InstrumentId, timeframe: str, as_of_ns: int | None = None
+    ) -> Quality | None:
+        """The newest quality assessment of an instrument and timeframe (stored by `as_of_ns` if
+        given), None before the first."""
+        if as_of_ns is not None:
+            columns = ", ".join(QUALITY_COLUMNS)
+            found = await quality_as_of(self._pool, columns, instrument, timeframe, as_of_ns)
+            return None if found is None else quality_from_record(found)
         row = await self._pool.fetchrow(
             f"SELECT {', '.join(QUALITY_COLUMNS)} FROM data_quality_metrics "
             "WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 ORDER BY time DESC LIMIT 1",

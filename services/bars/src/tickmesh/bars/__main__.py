@@ -9,12 +9,14 @@ from tickmesh.bars.bar_metrics import BarMetrics
 from tickmesh.bars.bar_service import BarServicer
 from tickmesh.bars.config import EngineConfig
 from tickmesh.bars.engine import BarEngine
+from tickmesh.bars.history_retention import HistoryRetention
 from tickmesh.bars.ingest_pipeline import IngestPipeline
 from tickmesh.bars.ingest_service import IngestServicer
 from tickmesh.bars.settings import BarsSettings
 from tickmesh.bars.store import BarStore
 from tickmesh.bars.subscriptions import BarHub
 from tickmesh.core.grpc_server import ServiceRegistration
+from tickmesh.core.replay import raw_response_methods
 from tickmesh.core.runtime import ServiceContext, main_for
 from tickmesh.core.settings import load_settings_or_exit
 from tickmesh.core.sharding import Shard
@@ -56,7 +58,8 @@ def build(
         ),
         ServiceRegistration(
             bar_service_pb2.DESCRIPTOR.services_by_name["BarService"].full_name,
-            bar_service_pb2_grpc.add_BarServiceServicer_to_server,
+            # Replay yields pre-encoded responses, sent as they are.
+            raw_response_methods(bar_service_pb2_grpc.add_BarServiceServicer_to_server, "Replay"),
             BarServicer(store, cache, hub, metrics, shard),
         ),
     ]
@@ -71,6 +74,10 @@ def main() -> None:
         pipeline, registrations = build(context, settings)
         await pipeline.start()
         context.exit_stack.push_async_callback(pipeline.stop)
+        if settings.bars_shard_index == 0:  # one shard collapses the shared table
+            retention = HistoryRetention(context.pool, settings.history_retention_days)
+            retention.start()
+            context.exit_stack.push_async_callback(retention.stop)
         return registrations
 
     main_for("bars", settings, settings.bars_listen, settings.bars_metrics_port, wire)

@@ -47,3 +47,8 @@ class BarMetrics:
         self.subscribers = Gauge(
             "tickmesh_bars_subscribers", "Open BarService.Subscribe streams.", registry=registry
         )
+        self.replay_pages = Counter(
+            "tickmesh_bars_replay_pages",
+            "Pages of bar_versions read by BarService.Replay (it stalls with a stalled reader).",
+            registry=registry,
+        )

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from grpc import aio
 
 from tickmesh.bars.bar_cache import BarCache
+from tickmesh.bars.bar_history import fetch_as_of, history_start_ns
 from tickmesh.bars.bar_metrics import BarMetrics
 from tickmesh.bars.store import BarStore
 from tickmesh.bars.subscriptions import BarFilter, BarHub, SubscriberOverflowError
+from tickmesh.bars.version_log import BarVersionLog
 from tickmesh.core.errors import FailedPrecondition, InvalidArgument
 from tickmesh.core.instruments import InstrumentError, InstrumentId
+from tickmesh.core.replay import ReplayError, ReplaySession, embedded, first_start, replay_plan
 from tickmesh.core.sharding import Shard, shard_of
 from tickmesh.core.timeframes import BY_PROTO, from_proto
-from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
+from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2, replay_pb2
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,9 @@ MAX_LIMIT = 5000
 DEFAULT_LIMIT = 500
 REPLAY_PAGE = 2000
 FAR_FUTURE_NS = 2**62
+# SubscribeResponse's field numbers: `bar` for one bar (as live), `bars` for a batch.
+_BAR_FIELD = bar_service_pb2.SubscribeResponse.BAR_FIELD_NUMBER
+_BARS_FIELD = bar_service_pb2.SubscribeResponse.BARS_FIELD_NUMBER
 
 
 def read_instrument(field: str, message: market_pb2.Instrument) -> InstrumentId:
@@ -83,15 +90,22 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
     async def GetBars(
         self, request: bar_service_pb2.GetBarsRequest, context: aio.ServicerContext
     ) -> bar_service_pb2.GetBarsResponse:
-        """The latest `limit` final bars in the range, oldest first, through the cache."""
+        """The latest `limit` final bars in the range, oldest first: through the cache, or as
+        known at `as_of_ns` from the revision history."""
         instrument = read_instrument("instrument", request.instrument)
         start, end, limit = _check_range(request)
         check_owned(self._shard, [instrument])
+        label = from_proto(request.timeframe).label
+        if request.HasField("as_of_ns"):
+            # The cache holds the present; a past instant is read from the history itself.
+            past = await fetch_as_of(
+                self._store.pool, instrument, label, start, end, limit, request.as_of_ns
+            )
+            return bar_service_pb2.GetBarsResponse(bars=past)
         bars = await self._cache.get_range(
             instrument, request.timeframe, start, end, limit, self._load_latest
         )
         if bars is None:
-            label = from_proto(request.timeframe).label
             bars = await self._store.fetch_range(instrument, label, start, end, limit)
         return bar_service_pb2.GetBarsResponse(bars=bars)
 
@@ -176,3 +190,42 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
             if last_seen is None:
                 return
             after = last_seen
+
+    async def Replay(  # type: ignore[override]  # yields pre-encoded responses (raw_response_methods)
+        self,
+        request_iterator: AsyncIterator[replay_pb2.ReplayRequest],
+        context: aio.ServicerContext,
+    ) -> AsyncIterator[bytes]:
+        """Stored finals and revisions in the live stream's order and bytes, paced and steered."""
+        try:
+            start = await first_start(aiter(request_iterator))
+            plan = replay_plan(start, time.time_ns(), batches=True)
+        except ReplayError as error:
+            raise InvalidArgument(str(error)) from None
+        for timeframe in start.timeframes:
+            if timeframe not in BY_PROTO:
+                raise InvalidArgument(f"timeframes: unknown or unspecified ({timeframe})")
+        instruments = [
+            read_instrument(f"instruments[{index}]", message)
+            for index, message in enumerate(start.instruments)
+        ]
+        check_owned(self._shard, instruments)
+        log_ = BarVersionLog(
+            self._store.pool,
+            instruments,
+            [from_proto(tf).label for tf in start.timeframes],
+            self._shard,
+            await history_start_ns(self._store.pool),
+            self._metrics.replay_pages,
+        )
+        field = _BAR_FIELD if plan.max_batch == 1 else _BARS_FIELD
+
+        def encode(messages: Sequence[bytes]) -> bytes:
+            return embedded(field, messages)
+
+        session = ReplaySession(log_, plan, encode)
+        try:
+            async for response in session.responses(request_iterator):
+                yield response
+        except ReplayError as error:
+            raise InvalidArgument(str(error)) from None

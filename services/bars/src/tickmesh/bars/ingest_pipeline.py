@@ -258,7 +258,7 @@ class IngestPipeline:
         traces: BarTraces,
     ) -> None:
         try:
-            change_ids = await self._store.commit(commit)
+            bars = await self._store.commit(commit)
         except Exception as error:
             # Keep this commit and retry it first: later ones must not overtake it.
             self._failed_commit, self._failed_updates = commit, updates
@@ -279,7 +279,7 @@ class IngestPipeline:
         self._failed_commit, self._failed_updates = None, []
         self._failed_traces = {}
         self._commit_failures = 0
-        await self._after_commit(commit, updates, change_ids, traces)
+        await self._after_commit(commit, updates, bars, traces)
 
     def _build_commit(self) -> tuple[Commit, list[BarUpdate]]:
         updates = self._pending_updates + self._engine.advance(self._clock_ns())
@@ -292,6 +292,7 @@ class IngestPipeline:
         retention = self._engine.config.retention_ns
         commit = Commit(
             candles=[candle_row(u) for u in latest.values()],
+            updates=list(latest.values()),
             engine_states=[
                 (exchange_label(h["exchange"]), h["symbol"], json.dumps(h, separators=(",", ":")))
                 for h in heads
@@ -316,11 +317,13 @@ class IngestPipeline:
         self,
         commit: Commit,
         updates: list[BarUpdate],
-        change_ids: list[int],
+        bars: list[market_pb2.Bar],
         traces: BarTraces,
     ) -> None:
-        # `updates` are in the order of commit.candles, whose change ids the store returned.
-        bars = [u.to_proto(change_id) for u, change_id in zip(updates, change_ids, strict=True)]
+        # The bars as stored in bar_versions (change id and commit time set), so a replay of
+        # this commit sends what subscribers get now; trace contexts are added below, to these
+        # live copies only.
+        bars = list(bars)
         bars.sort(key=lambda bar: bar.change_id)
         # The cache first: whoever learns of these bars (an ack, a subscriber) and then asks
         # GetBars must find them there.

@@ -19,6 +19,8 @@ class BarsSettings(CommonSettings):
     bars_forming_interval_ms: int = Field(default=250, ge=50, le=10_000)
     bars_cache_size: int = Field(default=5000, ge=10, le=100_000)
     bars_subscriber_backlog: int = Field(default=20_000, ge=100, le=1_000_000)
+    # Days of superseded bar versions kept for point-in-time reads and replays; 0 keeps all.
+    history_retention_days: int = Field(default=0, ge=0, le=36_500)
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> BarsSettings:

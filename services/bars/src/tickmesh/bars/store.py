@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
+from tickmesh.bars.bar_history import version_lines, write_versions
 from tickmesh.bars.bar_rows import (
     CANDLE_COLUMNS,
     SELECT_CANDLE,
@@ -20,6 +21,7 @@ from tickmesh.bars.bar_rows import (
     bar_from_record,
     ns_to_datetime,
 )
+from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert, next_sequence_values, upsert
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.exchanges import exchange_proto
@@ -82,6 +84,9 @@ class Commit:
     """Everything one group commit makes durable, in one transaction."""
 
     candles: list[CandleRow] = field(default_factory=list)
+    # The engine's update behind each of `candles`, in the same order: its version row and
+    # the bar live Subscribe publishes are made from it once the change id is known.
+    updates: list[BarUpdate] = field(default_factory=list)
     # (exchange label, symbol, state JSON)
     engine_states: list[tuple[str, str, str]] = field(default_factory=list)
     # (exchange label, symbol, timeframe label, open time ns, bar row JSON)
@@ -100,10 +105,30 @@ class Commit:
 class BarStore:
     """Reads and writes the tables the bar service owns."""
 
-    def __init__(self, pool: asyncpg.Pool, metrics: CoreMetrics, shard: Shard) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        metrics: CoreMetrics,
+        shard: Shard,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         self._pool = pool
         self._metrics = metrics
         self._shard = shard
+        self._clock_ns = clock_ns
+        self._last_committed_ns = 0
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (the history reads share it)."""
+        return self._pool
+
+    def _commit_time_ns(self) -> int:
+        # Microseconds, as timestamptz keeps them, so the published committed_at_ns equals the
+        # stored one; never behind the previous commit, so commit times follow change ids.
+        now = self._clock_ns() // 1000 * 1000
+        self._last_committed_ns = max(now, self._last_committed_ns)
+        return self._last_committed_ns
 
     async def load_engine_state(
         self,
@@ -131,11 +156,15 @@ class BarStore:
         rows = await self._pool.fetch("SELECT stream_id, acked_sequence FROM ingest_streams")
         return {r["stream_id"]: r["acked_sequence"] for r in rows}
 
-    async def commit(self, commit: Commit) -> list[int]:
-        """Write a group commit atomically; return the change id of each candle, in order."""
+    async def commit(self, commit: Commit) -> list[market_pb2.Bar]:
+        """Write a group commit atomically; return each candle's bar as published, in order."""
         started = time.perf_counter()
         async with self._pool.acquire() as conn, conn.transaction():
             change_ids = await write_candles(conn, commit.candles)
+            lines, bars = version_lines(
+                commit.candles, commit.updates, change_ids, self._commit_time_ns()
+            )
+            await write_versions(conn, lines)
             await upsert(conn, ENGINE_STATE, commit.engine_states)
             await upsert(conn, ENGINE_FINALS, commit.engine_finals)
             if commit.engine_horizons:
@@ -160,7 +189,7 @@ class BarStore:
             time.perf_counter() - started
         )
         self._metrics.db_rows_written.labels(table="candles").inc(len(commit.candles))
-        return change_ids
+        return bars
 
     async def fetch_range(
         self, instrument: InstrumentId, timeframe: str, start_ns: int, end_ns: int, limit: int
