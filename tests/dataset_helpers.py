@@ -1,7 +1,7 @@
 """Builders for the dataset tests: a series of bars with indicators and features, and revisions.
 
-Until migrations 0008 (bar history) and 0009 (analytics history) are on main, the version
-tables are created here with exactly the columns of the storage contract of issue 14.
+Rows go straight into the tables of migrations 0001-0009: the current ones and the version
+tables (bar_versions, indicator_versions, feature_versions) as the services write them.
 """
 
 from __future__ import annotations
@@ -18,28 +18,6 @@ from tickmesh.datasets.schema import INDICATOR_NAMES
 START = datetime(2026, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 FEATURE_NAMES = ("return_1", "log_volume", "rsi_14_centered")
-
-_VALUES = (
-    "open numeric NOT NULL, high numeric NOT NULL, low numeric NOT NULL, close numeric NOT NULL, "
-    "volume numeric NOT NULL, quote_volume numeric NOT NULL, taker_buy_volume numeric, "
-    "taker_buy_quote_volume numeric, trade_count bigint NOT NULL, "
-    "vwap double precision NOT NULL"
-)
-_KEY = "exchange varchar(20) NOT NULL, symbol varchar(20) NOT NULL, timeframe varchar(10) NOT NULL, time timestamptz NOT NULL"
-_INDICATORS = ", ".join(f"{name} double precision" for name in INDICATOR_NAMES)
-CONTRACT_TABLES = f"""
-CREATE TABLE IF NOT EXISTS bar_versions ({_KEY}, {_VALUES}, revision int NOT NULL,
-    change_id bigint NOT NULL, committed_at timestamptz NOT NULL,
-    PRIMARY KEY (exchange, symbol, timeframe, time, revision));
-CREATE SEQUENCE IF NOT EXISTS dataset_test_version_seq AS bigint;
-CREATE TABLE IF NOT EXISTS indicator_versions ({_KEY}, bar_revision int NOT NULL,
-    committed_at timestamptz NOT NULL, version_id bigint NOT NULL, {_INDICATORS},
-    PRIMARY KEY (exchange, symbol, timeframe, time, version_id));
-CREATE TABLE IF NOT EXISTS feature_versions ({_KEY}, bar_revision int NOT NULL,
-    committed_at timestamptz NOT NULL, version_id bigint NOT NULL,
-    feature_version varchar(10) NOT NULL, features jsonb NOT NULL,
-    PRIMARY KEY (exchange, symbol, timeframe, time, version_id));
-"""
 
 
 @dataclass(frozen=True)
@@ -133,13 +111,11 @@ async def insert_versions(
     marks = ", ".join(f"${i + 7}" for i in range(len(INDICATOR_NAMES)))
     await conn.executemany(
         f"INSERT INTO indicator_versions (exchange, symbol, timeframe, time, bar_revision, "
-        f"committed_at, version_id, {names}) VALUES ($1, $2, $3, $4, $5, $6, "
-        f"nextval('dataset_test_version_seq'), {marks})",
+        f"committed_at, {names}) VALUES ($1, $2, $3, $4, $5, $6, {marks})",
         [(*key, r.time, revision, committed_at, *r.indicators.values()) for r in rows],
     )
     await conn.executemany(
         "INSERT INTO feature_versions (exchange, symbol, timeframe, time, bar_revision, "
-        "committed_at, version_id, feature_version, features) VALUES ($1, $2, $3, $4, $5, $6, "
-        "nextval('dataset_test_version_seq'), '1.1.0', $7)",
+        "committed_at, feature_version, features) VALUES ($1, $2, $3, $4, $5, $6, '1.1.0', $7)",
         [(*key, r.time, revision, committed_at, json.dumps(r.features)) for r in rows],
     )

@@ -21,7 +21,6 @@ from tickmesh.datasets.schema import INDICATOR_NAMES
 from tickmesh.v2 import market_pb2
 
 from .dataset_helpers import (
-    CONTRACT_TABLES,
     FEATURE_NAMES,
     MINUTE,
     START,
@@ -36,10 +35,8 @@ REVISED = (7, 19)
 
 
 @pytest.fixture
-async def pool(db_pool: asyncpg.Pool) -> asyncpg.Pool:
-    """The run's database with the history tables of the storage contract."""
-    async with db_pool.acquire() as conn:
-        await conn.execute(CONTRACT_TABLES)
+def pool(db_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """The run's migrated database (history tables of migrations 0008 and 0009 included)."""
     return db_pool
 
 
@@ -139,6 +136,30 @@ async def test_as_of_export_differs_from_latest_exactly_at_revised_rows(
         assert first[i]["revision"] == 0
         assert first[i]["close"] == synthetic_bar(i).values["close"]
         assert first[i]["features_committed_at"] == START + BARS * MINUTE
+
+
+async def test_as_of_bar_without_revision_0_gives_its_earliest_kept_version(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    # A candle stored before migration 0008 has one version, of its revision then.
+    instrument = _instrument()
+    rows = [synthetic_bar(0), synthetic_bar(1, bump=2)]
+    async with pool.acquire() as conn:
+        await insert_latest(conn, instrument, rows)
+        await insert_versions(conn, instrument, rows[:1], 0, START + MINUTE)
+        await insert_versions(conn, instrument, rows[1:], 2, START + 3 * MINUTE)
+        await insert_versions(conn, instrument, [synthetic_bar(1, bump=5)], 3, START + 9 * MINUTE)
+    table = await _export(
+        pool,
+        tmp_path / "old.parquet",
+        instruments=[str(instrument)],
+        timeframes=["1m"],
+        start=START,
+        end=START + 2 * MINUTE,
+        as_of=True,
+    )
+    assert table.column("revision").to_pylist() == [0, 2]
+    assert table.column("close").to_pylist()[1] == rows[1].values["close"]
 
 
 async def test_small_chunks_give_the_same_rows_in_bounded_batches(

@@ -29,7 +29,6 @@ from tickmesh.v2 import (
 )
 
 from .dataset_helpers import (
-    CONTRACT_TABLES,
     MINUTE,
     START,
     insert_latest,
@@ -70,7 +69,6 @@ async def stored(module_database_url: str) -> tuple[str, InstrumentId]:
     conn = await asyncpg.connect(module_database_url)
     try:
         await migrate(conn)
-        await conn.execute(CONTRACT_TABLES)
         await insert_latest(conn, instrument, first)
         await insert_versions(conn, instrument, first, 0, START + BARS * MINUTE)
         revised = [synthetic_bar(REVISED, bump=3)]

@@ -5,9 +5,9 @@ A chunk is up to three COPYs of the same bars: the bar columns as text (CSV, wit
 "+00": the reader sets TimeZone UTC), the analytics columns as fixed-width binary
 (binary.py), the feature rows' JSON as NDJSON text (parsed by pyarrow's JSON reader).
 
-"latest" reads `candles`, `indicators`, `ml_features`. As first final reads revision 0 of
-`bar_versions` and, per bar, the `indicator_versions` / `feature_versions` row with the
-smallest version_id (the storage contract of issue 14).
+"latest" reads `candles`, `indicators`, `ml_features`. As first final reads, per bar, its
+earliest version in `bar_versions` (revision 0) and the `indicator_versions` /
+`feature_versions` row with the smallest version_id (the storage contract of issue 14).
 """
 
 from __future__ import annotations
@@ -76,22 +76,24 @@ def _joins(schema: DatasetSchema) -> list[str]:
     return joins
 
 
-def bars_table(as_of: bool) -> str:
-    """The bar rows of the mode: current candles, or revision 0 of the bar history."""
-    return "bar_versions" if as_of else "candles"
+def _series_bars(as_of: bool) -> str:
+    """One series' bars in [$4, $5), in open-time order: current candles, or per bar its
+    earliest stored version (revision 0, the first final).
 
-
-def bars_filter(as_of: bool) -> str:
-    """The WHERE clause picking one series' bars in [$4, $5) (of the mode's table)."""
-    first_final = " AND revision = 0" if as_of else ""
-    return f"{_SERIES} AND time >= $4 AND time < $5{first_final}"
+    Candles stored before migration 0008 have one version each, of their revision then, and
+    retention may collapse early versions: for those bars the earliest version kept is the
+    earliest known one, so "smallest revision" rather than "revision = 0".
+    """
+    where = f"{_SERIES} AND time >= $4 AND time < $5"
+    if as_of:
+        return (
+            f"SELECT DISTINCT ON (time) * FROM bar_versions WHERE {where} ORDER BY time, revision"
+        )
+    return f"SELECT * FROM candles WHERE {where} ORDER BY time"
 
 
 def _chunk_bars(schema: DatasetSchema, chunk_rows: int) -> str:
-    return (
-        f"(SELECT * FROM {bars_table(schema.as_of)} WHERE {bars_filter(schema.as_of)} "
-        f"ORDER BY time LIMIT {int(chunk_rows)}) b"
-    )
+    return f"({_series_bars(schema.as_of)} LIMIT {int(chunk_rows)}) b"
 
 
 def bars_query(schema: DatasetSchema, chunk_rows: int) -> str:
@@ -150,7 +152,7 @@ def features_query(schema: DatasetSchema, chunk_rows: int) -> str | None:
 
 def count_query(as_of: bool) -> str:
     """The number of bars of one series in [$4, $5): the progress total and the row limit."""
-    return f"SELECT count(*) FROM {bars_table(as_of)} WHERE {bars_filter(as_of)}"
+    return f"SELECT count(*) FROM ({_series_bars(as_of)}) s"
 
 
 def feature_names_query(as_of: bool) -> str:
