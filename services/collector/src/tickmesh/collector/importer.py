@@ -61,6 +61,12 @@ EXCHANGES = {
 _SAVE_INTERVAL_S = 0.5
 
 
+def file_key(path: Path, member: str | None = None) -> str:
+    """A file's (or zip member's) key in the resume state."""
+    resolved = str(path.resolve())
+    return resolved if member is None else f"{resolved}::{member}"
+
+
 @dataclass(frozen=True, slots=True)
 class _Source:
     path: Path
@@ -69,8 +75,7 @@ class _Source:
 
     @property
     def key(self) -> str:
-        resolved = str(self.path.resolve())
-        return resolved if self.member is None else f"{resolved}::{self.member}"
+        return file_key(self.path, self.member)
 
     @property
     def label(self) -> str:
@@ -327,6 +332,20 @@ class _Importer:
             self._remaining -= len(rows)
 
 
+def import_progress(console: Console, show: bool) -> Progress:
+    """The import's progress display: bytes read and trades acknowledged per file."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[acked]:,} trades acked"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+    )
+
+
 async def import_files(
     paths: Sequence[Path],
     bars_address: str | Sequence[str],
@@ -342,11 +361,13 @@ async def import_files(
     show_progress: bool = True,
     console: Console | None = None,
     tls: TlsMaterial | None = None,
+    progress: Progress | None = None,
 ) -> list[FileResult]:
     """Import Binance trade/aggTrade CSVs (or zips) resumably; stop after `max_trades` new ones.
 
     `bars_address` is one bar service, or every bar shard's address in shard order: each
-    file then goes to the shard owning its instrument (tickmesh.core.sharding).
+    file then goes to the shard owning its instrument (tickmesh.core.sharding). A caller's
+    `progress` (already started, with an `acked` field) is shared rather than made here.
     """
     addresses = (bars_address,) if isinstance(bars_address, str) else tuple(bars_address)
     state = ImportState.load(state_path or default_state_path())
@@ -355,16 +376,9 @@ async def import_files(
     for source in sources:
         instrument = InstrumentId(exchange, source.symbol)
         by_shard.setdefault(shard_address(instrument, addresses), []).append(source)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TextColumn("{task.fields[acked]:,} trades acked"),
-        TimeRemainingColumn(),
-        console=console or Console(stderr=True),
-        disable=not show_progress,
-    )
+    shared = progress is not None
+    if progress is None:
+        progress = import_progress(console or Console(stderr=True), show_progress)
     results: list[FileResult] = []
     remaining = max_trades
     for address, shard_sources in by_shard.items():
@@ -374,7 +388,9 @@ async def import_files(
             max_buffered_trades=max(max_buffered_trades, chunk_rows),
         )
         importer = _Importer(config, state, exchange, kind, chunk_rows, progress, remaining, tls)
-        results += await _import_to_shard(importer, address, shard_sources, connect_timeout_s)
+        results += await _import_to_shard(
+            importer, address, shard_sources, connect_timeout_s, shared
+        )
         remaining = importer.remaining
         if importer.exhausted:
             break
@@ -382,7 +398,11 @@ async def import_files(
 
 
 async def _import_to_shard(
-    importer: _Importer, address: str, sources: list[_Source], connect_timeout_s: float
+    importer: _Importer,
+    address: str,
+    sources: list[_Source],
+    connect_timeout_s: float,
+    shared_progress: bool = False,
 ) -> list[FileResult]:
     """Import `sources` over one ingest stream to the bar service at `address`."""
     runner = asyncio.create_task(importer.ingest.run(), name="import-ingest")
@@ -393,7 +413,7 @@ async def _import_to_shard(
                 await importer.ingest.wait_connected()
         except TimeoutError:
             raise ConnectionError(f"the bar service at {address} is unreachable") from None
-        with importer.progress:
+        with contextlib.nullcontext() if shared_progress else importer.progress:
             for source in sources:
                 if importer.exhausted:
                     break
