@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +26,7 @@ from tickmesh.collector.history_import import (
     RangeRequest,
     import_range,
 )
+from tickmesh.collector.importer import import_files
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.v2 import (
     analytics_service_pb2,
@@ -352,3 +354,43 @@ async def test_range_import_reports_bad_checksum_missing_day_and_malformed_row(
     await _until_capture_bars(bars.address, whole)
     accepted = await bars.metric("tickmesh_bars_trades_total", 'outcome="accepted"')
     assert accepted == len(good_day) - 1
+
+
+async def test_range_import_of_last_month_for_a_live_symbol_builds_history_exactly(
+    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
+) -> None:
+    common = {"TICKMESH_DATABASE_URL": fresh_database_url, "TICKMESH_REDIS_URL": fresh_redis_url}
+    bars = ServiceProcess("bars", common | {"TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
+    await bars.start()
+    analytics = ServiceProcess(
+        "analytics",
+        common
+        | {"TICKMESH_BARS_ADDRESSES": bars.address, "TICKMESH_ANALYTICS_COMMIT_INTERVAL_MS": "20"},
+    )
+    try:
+        await analytics.start()
+        # ETHUSDT is live: trades of this very minute reach the bar service first.
+        now_ms = time.time_ns() // 1_000_000
+        live = tmp_path / "ETHUSDT-trades-live.csv"
+        live_rows = [f"{9_000_000_000 + i},2500.00,0.1,250.0,{now_ms + i},false" for i in range(3)]
+        live.write_text("\n".join(live_rows) + "\n")
+        await import_files(
+            [live], bars.address, state_path=tmp_path / "live.json", show_progress=False
+        )
+        root = tmp_path / "vision"
+        days = _eth_days(root)
+        with vision_server(root) as (base_url, _):
+            result = await import_range(
+                RangeRequest("spot", "ETHUSDT", AUG_8, AUG_9),
+                bars.address,
+                _options(tmp_path, base_url),
+            )
+        assert [d.status for d in result] == [DayStatus.IMPORTED] * 2
+        await _until_capture_bars(bars.address, ETH_MINUTES)
+        await _until_analysed(analytics.address, SPOT, "ETHUSDT", set(ETH_MINUTES))
+        total = sum(len(rows) for rows in days.values()) + len(live_rows)
+        assert await bars.metric("tickmesh_bars_trades_total", 'outcome="too_late"') == 0
+        assert await bars.metric("tickmesh_bars_trades_total", 'outcome="accepted"') == total
+    finally:
+        await analytics.kill()
+        await bars.kill()

@@ -32,6 +32,7 @@ from tickmesh.bars.batch_traces import BarTraces, BatchTraces, stamp_bars
 from tickmesh.bars.batch_validation import CheckedBatch, check_batch
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.forming_throttle import FormingThrottle
+from tickmesh.bars.history_lane import HistoryLane
 from tickmesh.bars.results import BatchResult
 from tickmesh.bars.store import BarStore, Commit
 from tickmesh.bars.subscriptions import BarHub
@@ -79,6 +80,8 @@ class IngestPipeline:
         tracer: trace.Tracer | None = None,
     ) -> None:
         self._engine = engine
+        # Trades older than a live symbol's retained window (a backfill) are built here.
+        self._history = HistoryLane(engine.config)
         self._store = store
         self._cache = cache
         self._hub = hub
@@ -184,7 +187,13 @@ class IngestPipeline:
         self._metrics.batches.labels(outcome="applied").inc()
 
     def _apply_checked(self, checked: CheckedBatch) -> list[BarUpdate]:
-        runs = [self._engine.apply_trades(run) for run in checked.runs]
+        runs = []
+        for run in checked.runs:
+            live, old = self._history.route(run, self._engine)
+            if live is not None:
+                runs.append(self._engine.apply_trades(live))
+            if old is not None:
+                runs.append(self._history.apply_trades(old, self._engine.clock_ns))
         source = self._engine.apply_source_bars(checked.source_bars)
         result = BatchResult(runs, source)
         self._pending_updates.extend(result.updates)
@@ -282,7 +291,9 @@ class IngestPipeline:
         await self._after_commit(commit, updates, change_ids, traces)
 
     def _build_commit(self) -> tuple[Commit, list[BarUpdate]]:
-        updates = self._pending_updates + self._engine.advance(self._clock_ns())
+        now_ns = self._clock_ns()
+        updates = self._pending_updates + self._engine.advance(now_ns)
+        updates += self._history.advance(now_ns, self._engine)
         self._pending_updates = []
         latest: dict[tuple[int, str, str, int], BarUpdate] = {}
         for update in updates:  # a bar finalised then revised within one interval: keep the last
