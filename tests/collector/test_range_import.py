@@ -394,3 +394,73 @@ async def test_range_import_of_last_month_for_a_live_symbol_builds_history_exact
     finally:
         await analytics.kill()
         await bars.kill()
+
+
+def _synthetic_day(day: dt.date, minutes: int, first_id: int) -> list[str]:
+    """Spot trades (microsecond times), three a minute from midnight, closes cycling 100..106."""
+    midnight_us = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 10**6
+    rows = []
+    for i in range(minutes * 3):
+        price = f"{100 + i % 7}.00"
+        rows.append(
+            f"{first_id + i},{price},0.5,{Decimal(price) / 2},{midnight_us + i * 20 * 10**6},false,True"
+        )
+    return rows
+
+
+async def test_history_import_after_later_days_leaves_the_later_indicators_alone(
+    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
+) -> None:
+    common = {"TICKMESH_DATABASE_URL": fresh_database_url, "TICKMESH_REDIS_URL": fresh_redis_url}
+    bars = ServiceProcess("bars", common | {"TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
+    await bars.start()
+    analytics = ServiceProcess(
+        "analytics",
+        common
+        | {"TICKMESH_BARS_ADDRESSES": bars.address, "TICKMESH_ANALYTICS_COMMIT_INTERVAL_MS": "20"},
+    )
+    root = tmp_path / "vision"
+    _eth_days(root)
+    later, next_day = dt.date(2024, 8, 20), dt.date(2024, 8, 21)
+    later_rows = _synthetic_day(later, 1440, 5_000_000_000)
+    next_rows = _synthetic_day(next_day, 30, 6_000_000_000)
+    later_end = int(later_rows[-1].split(",")[4]) * 1000 // MINUTE_NS * MINUTE_NS
+    publish_day(root, spot_file("ETHUSDT", later), "\n".join(later_rows) + "\n")
+    publish_day(root, spot_file("ETHUSDT", next_day), "\n".join(next_rows) + "\n")
+    try:
+        await analytics.start()
+        with vision_server(root) as (base_url, _):
+            options = _options(tmp_path, base_url)
+            # All of Aug 20 first: more 1m bars than analytics keeps per stream.
+            for start, end in ((later, later), (AUG_8, AUG_9), (next_day, next_day)):
+                request = RangeRequest("spot", "ETHUSDT", start, end)
+                days = await import_range(request, bars.address, options)
+                assert [d.status for d in days] == [DayStatus.IMPORTED] * len(days)
+                if start == later:
+                    # Analysed up to 23:58 (23:59, the last, waits for the clock) before history.
+                    await _until_analysed(
+                        analytics.address, SPOT, "ETHUSDT", {later_end - MINUTE_NS}
+                    )
+        await _until_capture_bars(bars.address, ETH_MINUTES)
+        await _until_analysed(analytics.address, SPOT, "ETHUSDT", set(ETH_MINUTES))
+        # The first minute of Aug 21 follows Aug 20's last minutes, not Aug 9's.
+        first = int(dt.datetime(2024, 8, 21, tzinfo=dt.UTC).timestamp()) * 10**9
+        await _until_analysed(analytics.address, SPOT, "ETHUSDT", {first})
+        closes = [float(later_rows[3 * m + 2].split(",")[1]) for m in range(1421, 1440)]
+        closes.append(float(next_rows[2].split(",")[1]))
+        async with dial(analytics.address) as channel:
+            response = await analytics_service_pb2_grpc.AnalyticsServiceStub(channel).GetIndicators(
+                analytics_service_pb2.GetIndicatorsRequest(
+                    instrument=InstrumentId(SPOT, "ETHUSDT").to_proto(),
+                    timeframe=market_pb2.TIMEFRAME_1M,
+                    start_time_ns=first,
+                    end_time_ns=first + MINUTE_NS,
+                )
+            )
+        assert response.rows[0].sma_20 == pytest.approx(sum(closes) / 20)
+        # Aug 8 and 9 went to the bar service's history lane and analytics' history streams.
+        assert await analytics.metric("tickmesh_analytics_warmups_total", 'reason="history"') >= 1
+        assert await bars.metric("tickmesh_bars_trades_total", 'outcome="too_late"') == 0
+    finally:
+        await analytics.kill()
+        await bars.kill()
