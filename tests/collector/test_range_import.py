@@ -464,3 +464,33 @@ async def test_history_import_after_later_days_leaves_the_later_indicators_alone
     finally:
         await analytics.kill()
         await bars.kill()
+
+
+async def test_history_lane_survives_a_bar_service_kill_mid_backfill(
+    bars: ServiceProcess, tmp_path: Path
+) -> None:
+    # ETHUSDT is live, so Aug 8 and 9 go to the history lane.
+    now_ms = time.time_ns() // 1_000_000
+    live = tmp_path / "ETHUSDT-trades-live.csv"
+    live.write_text(f"9000000000,2500.00,0.1,250.0,{now_ms},false\n")
+    await import_files([live], bars.address, state_path=tmp_path / "live.json", show_progress=False)
+    root = tmp_path / "vision"
+    days = _eth_days(root)
+    total = sum(len(rows) for rows in days.values())
+    request = RangeRequest("spot", "ETHUSDT", AUG_8, AUG_9)
+    with vision_server(root) as (base_url, _):
+        cut = 4000
+        first = await import_range(
+            request, bars.address, _options(tmp_path, base_url, max_trades=cut)
+        )
+        assert first[0].file is not None
+        assert first[0].file.acknowledged == cut
+        # SIGKILL: the lane's open minute holds acknowledged trades; its head must be durable.
+        await bars.kill()
+        await bars.start()
+        second = await import_range(request, bars.address, _options(tmp_path, base_url))
+        assert second[0].file is not None
+        assert second[0].file.skipped == cut
+    await _until_capture_bars(bars.address, ETH_MINUTES)
+    assert await bars.metric("tickmesh_bars_trades_total", 'outcome="accepted"') == total - cut
+    assert await bars.metric("tickmesh_bars_trades_total", 'outcome="too_late"') == 0

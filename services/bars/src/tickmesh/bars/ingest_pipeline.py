@@ -107,6 +107,7 @@ class IngestPipeline:
         """Restore the engine and stream sequences from PostgreSQL, then start the loops."""
         states, finals = await self._store.load_engine_state()
         self._engine.restore(states, finals, now_ns=self._clock_ns())
+        self._history.restore(await self._store.load_history_state(), self._clock_ns())
         for stream_id, sequence in (await self._store.load_stream_sequences()).items():
             self._streams[stream_id] = StreamState(applied=sequence, durable=sequence)
         # Give the engine the wall clock before the first batch, so it can tell a live feed from
@@ -318,6 +319,10 @@ class IngestPipeline:
             },
             stream_sequences={sid: self._streams[sid].applied for sid in self._dirty_streams},
             quarantine=self._pending_quarantine,
+            history_states=[
+                (exchange_label(h["exchange"]), h["symbol"], json.dumps(h, separators=(",", ":")))
+                for h in self._history.take_changed_heads()
+            ],
         )
         self._dirty_streams = set()
         self._pending_quarantine = []
