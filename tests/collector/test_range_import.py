@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -494,3 +496,46 @@ async def test_history_lane_survives_a_bar_service_kill_mid_backfill(
     await _until_capture_bars(bars.address, ETH_MINUTES)
     assert await bars.metric("tickmesh_bars_trades_total", 'outcome="accepted"') == total - cut
     assert await bars.metric("tickmesh_bars_trades_total", 'outcome="too_late"') == 0
+
+
+async def test_import_command_range_prints_each_days_fate(
+    bars: ServiceProcess, tmp_path: Path
+) -> None:
+    root = tmp_path / "vision"
+    for day, rows in capture_trade_rows(fixtures_root() / BTC_USDM_CAPTURE, False).items():
+        publish_day(root, usdm_file("BTCUSDT", day), "\n".join([FUTURES_HEADER, *rows]) + "\n")
+    with vision_server(root) as (base_url, _):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tickmesh.mesh.cli",
+            "import",
+            "--exchange",
+            "usdm",
+            "--symbol",
+            "btcusdt",
+            "--from",
+            "2024-07-18",
+            "--to",
+            "2024-07-20",
+            "--no-progress",
+            env={
+                **os.environ,
+                "TICKMESH_BARS_ADDRESS": bars.address,
+                "TICKMESH_BINANCE_VISION_URL": base_url,
+                "TICKMESH_STATE_DIR": str(tmp_path / "state"),
+            },
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    text = output.decode(errors="replace")
+    # A missing day alone is no failure: the command succeeds and says which day it was.
+    assert process.returncode == 0, text
+    assert "BTCUSDT (usdm) 2024-07-18..2024-07-20: 2 imported, 1 missing" in text
+    assert "2024-07-20: missing:" in text
+    assert "acknowledged by the bar service: 10,701" not in text  # per day, not in total
+    assert text.count("acknowledged by the bar service:") == 2
+    assert (
+        tmp_path / "state" / "binance-vision" / usdm_file("BTCUSDT", AUG_8).path
+    ).parent.exists()

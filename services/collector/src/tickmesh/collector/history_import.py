@@ -9,6 +9,7 @@ builds and finalises their bars, and analytics computes them, oldest first.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 from collections.abc import Sequence
@@ -121,15 +122,33 @@ async def import_range(
     results: list[DayResult] = []
     async with httpx.AsyncClient(follow_redirects=True) as http:
         client = VisionClient(config, http)
-        with progress:
-            for index, file in enumerate(files):
-                if remaining is not None and remaining <= 0:
-                    results += [DayResult(f.day, DayStatus.NOT_REACHED) for f in files[index:]]
-                    break
-                day = await _import_day(client, file, bars_address, options, remaining, progress)
-                results.append(day)
-                if remaining is not None and day.file is not None:
-                    remaining -= day.file.submitted + len(day.file.refused)
+        prefetch: asyncio.Task[Path] | None = None
+        try:
+            with progress:
+                for index, file in enumerate(files):
+                    if remaining is not None and remaining <= 0:
+                        results += [DayResult(f.day, DayStatus.NOT_REACHED) for f in files[index:]]
+                        break
+                    if prefetch is not None:
+                        # Its outcome (a cached file, or the error) is had again by the fetch.
+                        await asyncio.gather(prefetch, return_exceptions=True)
+                    # The next day downloads while this one is imported: a pause between days
+                    # lets the symbol's clock run on and finalise the next day's first minutes
+                    # early (as flat bars, revised when their trades arrive).
+                    following = files[index + 1] if index + 1 < len(files) else None
+                    prefetch = (
+                        None if following is None else asyncio.create_task(client.fetch(following))
+                    )
+                    day = await _import_day(
+                        client, file, bars_address, options, remaining, progress
+                    )
+                    results.append(day)
+                    if remaining is not None and day.file is not None:
+                        remaining -= day.file.submitted + len(day.file.refused)
+        finally:
+            if prefetch is not None:
+                prefetch.cancel()
+                await asyncio.gather(prefetch, return_exceptions=True)
     return results
 
 
