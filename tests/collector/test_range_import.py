@@ -410,8 +410,11 @@ def _synthetic_day(day: dt.date, minutes: int, first_id: int) -> list[str]:
     return rows
 
 
+# 1440: the whole later day, more bars than analytics keeps; 100: a short stream that has
+# dropped none (history bars precede all of it and must not rewind it either).
+@pytest.mark.parametrize("later_minutes", [1440, 100])
 async def test_history_import_after_later_days_leaves_the_later_indicators_alone(
-    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
+    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path, later_minutes: int
 ) -> None:
     common = {"TICKMESH_DATABASE_URL": fresh_database_url, "TICKMESH_REDIS_URL": fresh_redis_url}
     bars = ServiceProcess("bars", common | {"TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
@@ -424,7 +427,7 @@ async def test_history_import_after_later_days_leaves_the_later_indicators_alone
     root = tmp_path / "vision"
     _eth_days(root)
     later, next_day = dt.date(2024, 8, 20), dt.date(2024, 8, 21)
-    later_rows = _synthetic_day(later, 1440, 5_000_000_000)
+    later_rows = _synthetic_day(later, later_minutes, 5_000_000_000)
     next_rows = _synthetic_day(next_day, 30, 6_000_000_000)
     later_end = int(later_rows[-1].split(",")[4]) * 1000 // MINUTE_NS * MINUTE_NS
     publish_day(root, spot_file("ETHUSDT", later), "\n".join(later_rows) + "\n")
@@ -439,7 +442,7 @@ async def test_history_import_after_later_days_leaves_the_later_indicators_alone
                 days = await import_range(request, bars.address, options)
                 assert [d.status for d in days] == [DayStatus.IMPORTED] * len(days)
                 if start == later:
-                    # Analysed up to 23:58 (23:59, the last, waits for the clock) before history.
+                    # Analysed up to its last minute but one (the last waits for the clock) first.
                     await _until_analysed(
                         analytics.address, SPOT, "ETHUSDT", {later_end - MINUTE_NS}
                     )
@@ -448,7 +451,9 @@ async def test_history_import_after_later_days_leaves_the_later_indicators_alone
         # The first minute of Aug 21 follows Aug 20's last minutes, not Aug 9's.
         first = int(dt.datetime(2024, 8, 21, tzinfo=dt.UTC).timestamp()) * 10**9
         await _until_analysed(analytics.address, SPOT, "ETHUSDT", {first})
-        closes = [float(later_rows[3 * m + 2].split(",")[1]) for m in range(1421, 1440)]
+        # The 19 minutes before midnight: their own close, or the last close (a flat bar).
+        last = later_minutes - 1
+        closes = [float(later_rows[3 * min(m, last) + 2].split(",")[1]) for m in range(1421, 1440)]
         closes.append(float(next_rows[2].split(",")[1]))
         async with dial(analytics.address) as channel:
             response = await analytics_service_pb2_grpc.AnalyticsServiceStub(channel).GetIndicators(

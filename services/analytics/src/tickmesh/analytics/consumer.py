@@ -213,6 +213,10 @@ class BarConsumer:
             await self._warm(key, bar, "first_seen")
         started = time.perf_counter()
         try:
+            # A first final bar older than all the live stream keeps is history (a backfill):
+            # rewinding the live stream to it would recompute every kept bar once per such bar.
+            if bar.revision == 0 and self._engine.starts_after(key, bar.open_time_ns):
+                raise RevisionOutOfRangeError(f"{key[0]}: {bar.open_time_ns} precedes the stream")
             result = self._engine.process(bar)
         except RevisionOutOfRangeError:
             if bar.revision == 0:
