@@ -544,3 +544,59 @@ async def test_import_command_range_prints_each_days_fate(
     assert (
         tmp_path / "state" / "binance-vision" / usdm_file("BTCUSDT", AUG_8).path
     ).parent.exists()
+
+
+async def _run_import_command(
+    arguments: list[str], environment: dict[str, str]
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tickmesh.mesh.cli",
+        "import",
+        *arguments,
+        "--no-progress",
+        env={**os.environ, **environment},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def test_import_command_killed_mid_day_resumes_without_loss_or_doubling(
+    bars: ServiceProcess, tmp_path: Path
+) -> None:
+    day = dt.date(2024, 1, 2)
+    # 200,000 trades, one every 0.3 s from midnight: long enough to be killed part-way.
+    midnight_us = 1_704_153_600_000_000
+    big = [
+        f"{i + 1},{100 + i % 7}.00,0.5,50.0,{midnight_us + i * 300_000},false,True"
+        for i in range(200_000)
+    ]
+    publish_day(tmp_path / "vision", spot_file("KILLUSDT", day), "\n".join(big) + "\n")
+    state_dir = tmp_path / "state"
+    arguments = ["--symbol", "KILLUSDT", "--from", "2024-01-02"]
+    with vision_server(tmp_path / "vision") as (base_url, _):
+        environment = {
+            "TICKMESH_BARS_ADDRESS": bars.address,
+            "TICKMESH_BINANCE_VISION_URL": base_url,
+            "TICKMESH_STATE_DIR": str(state_dir),
+        }
+        first = await _run_import_command(arguments, environment)
+        # SIGKILL once some of the day is acknowledged and recorded, long before the end.
+        progress: dict[str, object] = {}
+        async with asyncio.timeout(60):
+            while not progress or progress.get("last_id") is None:
+                await asyncio.sleep(0.05)
+                with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+                    files = json.loads((state_dir / "import-state.json").read_text())["files"]
+                    progress = next(iter(files.values()), {})
+        first.kill()
+        await first.wait()
+        assert progress.get("done") is False
+        second = await _run_import_command(arguments, environment)
+        output, _ = await asyncio.wait_for(second.communicate(), timeout=180)
+        assert second.returncode == 0, output.decode(errors="replace")
+    # Every trade accepted exactly once: trades acknowledged after the last saved state were
+    # sent again and dropped by trade id.
+    assert await bars.metric("tickmesh_bars_trades_total", 'outcome="accepted"') == len(big)
+    assert 0 < int(str(progress["last_id"])) < len(big)
