@@ -30,14 +30,8 @@ from tickmesh.collector.binance_vision import (
     VisionError,
     days_between,
 )
-from tickmesh.collector.importer import (
-    EXCHANGES,
-    FileResult,
-    ImportState,
-    file_key,
-    import_files,
-    import_progress,
-)
+from tickmesh.collector.import_state import ImportState, file_key
+from tickmesh.collector.importer import EXCHANGES, FileResult, import_files, import_progress
 from tickmesh.core.tls import TlsMaterial
 
 

@@ -17,15 +17,13 @@ import asyncio
 import contextlib
 import csv
 import functools
-import json
-import os
 import secrets
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from prometheus_client import CollectorRegistry
 from rich.console import Console
@@ -47,6 +45,7 @@ from tickmesh.collector.binance_csv import (
     rows_to_run,
 )
 from tickmesh.collector.collector_metrics import CollectorMetrics
+from tickmesh.collector.import_state import ImportState, default_state_path, file_key
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.instruments import InstrumentId
@@ -59,12 +58,6 @@ EXCHANGES = {
     "usdm": market_pb2.EXCHANGE_BINANCE_USDM,
 }
 _SAVE_INTERVAL_S = 0.5
-
-
-def file_key(path: Path, member: str | None = None) -> str:
-    """A file's (or zip member's) key in the resume state."""
-    resolved = str(path.resolve())
-    return resolved if member is None else f"{resolved}::{member}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,47 +97,6 @@ class FileResult:
     rejected_reasons: list[str] = field(default_factory=list)
     # Binance's public trade files hold market trades only (no X column): always 0 here.
     non_market: int = 0
-
-
-@dataclass(slots=True)
-class ImportState:
-    """Per-file last acknowledged trade id and completion, kept in a small JSON file."""
-
-    path: Path
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> ImportState:
-        """Read the state file (empty state when it does not exist)."""
-        if not path.exists():
-            return cls(path)
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(path, dict(data.get("files", {})))
-
-    def last_id(self, key: str) -> int | None:
-        """The last acknowledged trade id of a file, if any."""
-        entry = self.files.get(key)
-        return None if entry is None or entry.get("last_id") is None else int(entry["last_id"])
-
-    def done(self, key: str) -> bool:
-        """Whether every trade of the file was acknowledged."""
-        return bool(self.files.get(key, {}).get("done", False))
-
-    def record(self, key: str, last_id: int | None, done: bool = False) -> None:
-        """Remember a file's progress (in memory; `save` writes it)."""
-        self.files[key] = {"last_id": last_id, "done": done}
-
-    def save(self) -> None:
-        """Write the state atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"files": self.files}, indent=1), encoding="utf-8")
-        os.replace(temporary, self.path)
-
-
-def default_state_path() -> Path:
-    """The state file under $TICKMESH_STATE_DIR (default .state)."""
-    return Path(os.environ.get("TICKMESH_STATE_DIR", ".state")) / "import-state.json"
 
 
 def symbol_from_name(name: str) -> str:
