@@ -133,6 +133,7 @@ def import_trades(
             max_trades=limit,
             show_progress=progress,
             tls=tls,
+            state_file=state,
         )
         raise typer.Exit(run_range(request, shards, options, console))
     if not files:

@@ -85,11 +85,13 @@ class RangeOptions:
     max_trades: int | None = None
     show_progress: bool = True
     tls: TlsMaterial | None = None
+    # The resume state file; default: import-state.json in the state directory.
+    state_file: Path | None = None
 
     @property
     def state_path(self) -> Path:
         """The import's resume state (shared with file imports)."""
-        return self.state_dir / "import-state.json"
+        return self.state_file or self.state_dir / "import-state.json"
 
     @property
     def cache_dir(self) -> Path:
