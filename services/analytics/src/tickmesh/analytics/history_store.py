@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
+from prometheus_client import Counter
 
 from tickmesh.analytics.rows import ns_to_datetime
 from tickmesh.core.instruments import InstrumentId
@@ -80,9 +81,14 @@ class UpdateLogReplay:
     """The analytics update log, filtered to one replay's instruments and timeframes (a ReplayLog)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, instruments: Sequence[InstrumentId], timeframes: Sequence[str]
+        self,
+        pool: asyncpg.Pool,
+        instruments: Sequence[InstrumentId],
+        timeframes: Sequence[str],
+        pages: Counter | None = None,
     ) -> None:
         self._pool = pool
+        self._pages = pages
         self._venues = [i.venue for i in instruments]
         self._symbols = [i.symbol for i in instruments]
         self._timeframes = list(timeframes)
@@ -102,6 +108,8 @@ class UpdateLogReplay:
             self._symbols,
             self._timeframes,
         )
+        if self._pages is not None:
+            self._pages.inc()
         return [LoggedItem(row[0], row[1] * 1000, row[2]) for row in rows]
 
     async def position_before(self, time_ns: int) -> int:
