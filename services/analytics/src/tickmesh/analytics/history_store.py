@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 from prometheus_client import Counter
@@ -69,6 +70,11 @@ async def quality_as_of(
     return row
 
 
+def _at_or_after(time_ns: int) -> datetime:
+    """The first whole microsecond (the stored precision) at or after `time_ns`."""
+    return ns_to_datetime(-(-time_ns // 1000) * 1000)
+
+
 # A selection as two parallel instrument arrays and a timeframe array; empty arrays mean all.
 _SELECTED = (
     "(cardinality($V::text[]) = 0 OR (exchange, symbol) IN "
@@ -102,7 +108,7 @@ class UpdateLogReplay:
             "message FROM analytics_update_log WHERE position > $1 AND committed_at < $2 "
             f"AND {selected} ORDER BY position LIMIT $3",
             after_position,
-            ns_to_datetime(end_ns),
+            _at_or_after(end_ns),
             limit,
             self._venues,
             self._symbols,
@@ -117,7 +123,7 @@ class UpdateLogReplay:
         first = await self._pool.fetchval(
             "SELECT position FROM analytics_update_log WHERE committed_at >= $1 "
             "ORDER BY committed_at, position LIMIT 1",
-            ns_to_datetime(time_ns),
+            _at_or_after(time_ns),
         )
         if first is not None:
             return int(first) - 1
