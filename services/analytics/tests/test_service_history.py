@@ -403,3 +403,29 @@ async def test_replay_to_a_client_that_stops_reading_stops_reading_the_log(
         rest = [message async for message in call]
     assert len(rest) == 999
     assert pages() >= 100
+
+
+async def test_replay_at_speed_one_keeps_the_gaps_between_commits(
+    parts: ServiceParts, channel: aio.Channel
+) -> None:
+    instrument = unique_instrument("P")
+    bars = walk_bars(instrument, 4, seed=24)
+    await parts.feed(bars[:2])
+    await asyncio.sleep(0.4)
+    await parts.feed(bars[2:])
+    replay = channel.stream_stream(
+        REPLAY, request_serializer=replay_pb2.ReplayRequest.SerializeToString
+    )
+
+    async def requests() -> AsyncIterator[replay_pb2.ReplayRequest]:
+        yield replay_pb2.ReplayRequest(
+            start=replay_pb2.ReplayStart(instruments=[instrument.to_proto()], speed=1)
+        )
+
+    arrivals: list[float] = []
+    async for _message in replay(requests()):
+        arrivals.append(time.monotonic())
+    assert len(arrivals) == 4
+    # Real time: the second commit's updates come the commits' gap (0.4 s or more) later.
+    assert arrivals[2] - arrivals[1] >= 0.35
+    assert arrivals[1] - arrivals[0] < 0.3  # one commit: sent back to back
