@@ -18,7 +18,7 @@ from tickmesh.bars.subscriptions import BarFilter, BarHub, SubscriberOverflowErr
 from tickmesh.bars.version_log import BarVersionLog
 from tickmesh.core.errors import FailedPrecondition, InvalidArgument
 from tickmesh.core.instruments import InstrumentError, InstrumentId
-from tickmesh.core.replay import ReplayError, ReplaySession, embedded, first_start, replay_plan
+from tickmesh.core.replay import ReplayError, ReplaySession, first_start, replay_plan
 from tickmesh.core.sharding import Shard, shard_of
 from tickmesh.core.timeframes import BY_PROTO, from_proto
 from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2, replay_pb2
@@ -210,22 +210,23 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
             for index, message in enumerate(start.instruments)
         ]
         check_owned(self._shard, instruments)
+        # One bar a response goes in `bar`, as live; batches in `bars`.
+        field = _BAR_FIELD if plan.max_batch == 1 else _BARS_FIELD
         log_ = BarVersionLog(
             self._store.pool,
             instruments,
             [from_proto(tf).label for tf in start.timeframes],
             self._shard,
             await history_start_ns(self._store.pool),
+            field,
             self._metrics.replay_pages,
         )
-        field = _BAR_FIELD if plan.max_batch == 1 else _BARS_FIELD
-
-        def encode(messages: Sequence[bytes]) -> bytes:
-            return embedded(field, messages)
-
-        session = ReplaySession(log_, plan, encode)
+        # The log frames each message as that field already: a response is the join.
+        session = ReplaySession(log_, plan, b"".join)
         try:
             async for response in session.responses(request_iterator):
                 yield response
         except ReplayError as error:
             raise InvalidArgument(str(error)) from None
+        finally:
+            await log_.close()
