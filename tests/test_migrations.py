@@ -28,6 +28,7 @@ EXPECTED_TABLES = {
     "ingest_streams",
     "bar_engine_state",
     "bar_engine_finals",
+    "bar_history_state",
     "analytics_consumer_state",
     "quarantined_trades",
     "indicator_versions",

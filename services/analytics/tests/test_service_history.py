@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import redis.asyncio as redis
 from grpc import aio
+from prometheus_client import CollectorRegistry
 
+from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
 from tickmesh.analytics.analytics_service import AnalyticsServicer
 from tickmesh.analytics.bars import bar_from_proto
 from tickmesh.analytics.hub import UpdateFilter
@@ -358,3 +360,72 @@ async def test_retention_deletes_superseded_versions_and_the_log_past_the_horizo
     assert await _versions(parts, "feature_versions", instrument) == 30
     now_ns = time.time_ns()
     assert await indicators_as_of(stub_of(channel), instrument, now_ns) == latest
+
+
+async def test_replay_to_a_client_that_stops_reading_stops_reading_the_log(
+    parts: ServiceParts,
+) -> None:
+    instrument = unique_instrument("F")
+    # 1,000 logged updates of 64 KiB (64 MB in all), far more than the transport buffers.
+    await parts.store.pool.executemany(
+        "INSERT INTO analytics_update_log (committed_at, exchange, symbol, timeframe, message) "
+        "VALUES (now(), $1, $2, '1m', $3)",
+        [
+            (instrument.venue, instrument.symbol, bytes([index % 256]) * 65_536)
+            for index in range(1000)
+        ],
+    )
+    registry = CollectorRegistry()
+    servicer = AnalyticsServicer(
+        parts.store, parts.hub, AnalyticsMetrics(registry), replay_page_size=10
+    )
+
+    def pages() -> float:
+        return registry.get_sample_value("tickmesh_analytics_replay_pages_total") or 0.0
+
+    async with analytics_channel(servicer) as channel:
+        replay = channel.stream_stream(
+            REPLAY, request_serializer=replay_pb2.ReplayRequest.SerializeToString
+        )
+
+        async def requests() -> AsyncIterator[replay_pb2.ReplayRequest]:
+            yield replay_pb2.ReplayRequest(
+                start=replay_pb2.ReplayStart(instruments=[instrument.to_proto()], speed=0)
+            )
+
+        call = replay(requests())
+        await call.read()
+        await asyncio.sleep(1.0)  # the client reads nothing meanwhile
+        stalled_pages = pages()
+        assert stalled_pages < 100, stalled_pages  # 100 pages hold the whole log
+        await asyncio.sleep(0.5)
+        assert pages() == stalled_pages  # paused, not creeping on
+        rest = [message async for message in call]
+    assert len(rest) == 999
+    assert pages() >= 100
+
+
+async def test_replay_at_speed_one_keeps_the_gaps_between_commits(
+    parts: ServiceParts, channel: aio.Channel
+) -> None:
+    instrument = unique_instrument("P")
+    bars = walk_bars(instrument, 4, seed=24)
+    await parts.feed(bars[:2])
+    await asyncio.sleep(0.4)
+    await parts.feed(bars[2:])
+    replay = channel.stream_stream(
+        REPLAY, request_serializer=replay_pb2.ReplayRequest.SerializeToString
+    )
+
+    async def requests() -> AsyncIterator[replay_pb2.ReplayRequest]:
+        yield replay_pb2.ReplayRequest(
+            start=replay_pb2.ReplayStart(instruments=[instrument.to_proto()], speed=1)
+        )
+
+    arrivals: list[float] = []
+    async for _message in replay(requests()):
+        arrivals.append(time.monotonic())
+    assert len(arrivals) == 4
+    # Real time: the second commit's updates come the commits' gap (0.4 s or more) later.
+    assert arrivals[2] - arrivals[1] >= 0.35
+    assert arrivals[1] - arrivals[0] < 0.3  # one commit: sent back to back

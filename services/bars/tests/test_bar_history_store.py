@@ -12,9 +12,12 @@ import pytest
 from tickmesh.bars.bar_history import fetch_as_of, history_start_ns
 from tickmesh.bars.bar_rows import datetime_to_ns
 from tickmesh.bars.history_retention import NS_PER_DAY, HistoryRetention
+from tickmesh.bars.version_log import BarVersionLog
 from tickmesh.core.db.migrations import load_migrations, migrate
 from tickmesh.core.errors import FailedPrecondition
 from tickmesh.core.instruments import InstrumentId
+from tickmesh.core.sharding import Shard
+from tickmesh.v2 import bar_service_pb2, market_pb2
 
 BTC = InstrumentId.of("binance_usdm", "BTCUSDT")
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -134,3 +137,54 @@ async def test_as_of_on_a_database_without_history_before_any_data_is_empty(
 ) -> None:
     assert await history_start_ns(pool) is None
     assert await _closes(pool, 1) == {}
+
+
+async def test_version_log_frames_bars_as_the_field_and_a_shard_reads_only_its_own(
+    pool: asyncpg.Pool,
+) -> None:
+    symbols = [f"SYM{i}USDT" for i in range(8)]
+    for index, symbol in enumerate(symbols):
+        # Long enough (> 127 bytes) that the length takes two varint bytes for some.
+        bar = market_pb2.Bar(symbol=symbol, open="1" * (60 + 20 * index), final=True)
+        await pool.execute(
+            "INSERT INTO bar_versions (exchange, symbol, timeframe, time, open, high, low, "
+            "close, volume, quote_volume, trade_count, vwap, revision, change_id, "
+            "committed_at, message) VALUES ('binance_usdm', $1, '1m', $2, 1, 1, 1, 1, 1, 1, "
+            "1, 1, 0, $3, $2, $4)",
+            symbol,
+            OPEN + timedelta(seconds=index),
+            index + 1,
+            bar.SerializeToString(),
+        )
+    everything = BarVersionLog(pool, [], [], Shard(), None, 1)
+    items = await everything.page(await everything.position_before(0), FAR_NS, 100)
+    assert [item.position for item in items] == list(range(1, 9))
+    assert [item.committed_at_ns for item in items] == [OPEN_NS + i * 10**9 for i in range(8)]
+    # Each item is one occurrence of SubscribeResponse.bar: alone, a whole response.
+    assert [bar_service_pb2.SubscribeResponse.FromString(i.message).bar.symbol for i in items] == (
+        symbols
+    )
+    batch = bar_service_pb2.SubscribeResponse.FromString(
+        b"".join(
+            i.message
+            for i in await BarVersionLog(pool, [], [], Shard(), None, 2).page(0, FAR_NS, 100)
+        )
+    )
+    assert [bar.symbol for bar in batch.bars] == symbols
+    owned: list[str] = []
+    for index in range(2):
+        shard = Shard(index, 2)
+        log = BarVersionLog(pool, [], [], shard, None, 1)
+        mine: list[str] = []
+        page = await log.page(0, FAR_NS, 3)  # short pages: the shard's filter pages on
+        while page:
+            mine.extend(_symbol(item.message) for item in page)
+            page = await log.page(page[-1].position, FAR_NS, 3)
+        await log.close()
+        assert all(shard.owns(InstrumentId.of("binance_usdm", symbol)) for symbol in mine)
+        owned.extend(mine)
+    assert sorted(owned) == symbols
+
+
+def _symbol(framed: bytes) -> str:
+    return bar_service_pb2.SubscribeResponse.FromString(framed).bar.symbol

@@ -13,7 +13,8 @@ from tickmesh.collector.binance_csv import (
     rows_to_run,
     time_ns,
 )
-from tickmesh.collector.importer import ImportState, import_files, symbol_from_name
+from tickmesh.collector.import_state import ImportState
+from tickmesh.collector.importer import import_files, symbol_from_name
 from tickmesh.v2 import market_pb2
 
 SPOT_TRADE = ["1520538925", "2683.8", "0.002", "5.3676", "1723161255611", "True", "True"]

@@ -19,6 +19,7 @@ from tickmesh.core.logs import configure_logging
 from tickmesh.core.tls import TlsMaterial
 from tickmesh.mesh import certs
 from tickmesh.mesh.embedded import EmbeddedServers
+from tickmesh.mesh.export_command import export_dataset
 from tickmesh.mesh.import_command import import_trades
 from tickmesh.mesh.shard_layout import Child, layout
 from tickmesh.mesh.supervisor import Supervisor, available_services
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(certs.app, name="certs")
 app.command(name="import")(import_trades)
+app.command(name="export")(export_dataset)
 log = logging.getLogger("tickmesh.mesh")
 FRONTEND_DIST = Path(__file__).resolve().parents[3] / "frontend" / "dist"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from tickmesh.core.settings import SettingsError
 from tickmesh.core.sharding import parse_shard_addresses
 from tickmesh.core.tls import TlsMaterial
 from tickmesh.mesh.certs import insecure_requested, role_tls_dir
+from tickmesh.mesh.range_import import run_range
 
 
 def _importer_tls(tls_dir: Path | None) -> TlsMaterial | None:
@@ -29,11 +31,13 @@ def _importer_tls(tls_dir: Path | None) -> TlsMaterial | None:
 
 def import_trades(
     files: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
-            exists=True, dir_okay=False, help="Binance trades or aggTrades CSV files, or zips."
+            exists=True,
+            dir_okay=False,
+            help="Binance trades or aggTrades CSV files, or zips (or give --from/--to).",
         ),
-    ],
+    ] = None,
     bars_address: Annotated[
         str, typer.Option(envvar="TICKMESH_BARS_ADDRESS", help="The bar service's gRPC address.")
     ] = "127.0.0.1:50052",
@@ -60,6 +64,26 @@ def import_trades(
         int | None, typer.Option(min=1, help="Stop after this many new trades (resumable).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    start: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            "--from",
+            formats=["%Y-%m-%d"],
+            help="First day (UTC) of a range to fetch from data.binance.vision (needs --symbol).",
+        ),
+    ] = None,
+    end: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            "--to", formats=["%Y-%m-%d"], help="Last day of the range, included (default: --from)."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str,
+        typer.Option(
+            envvar="TICKMESH_BINANCE_VISION_URL", help="Where the daily files are served."
+        ),
+    ] = "https://data.binance.vision",
     tls_dir: Annotated[
         Path | None,
         typer.Option(
@@ -73,6 +97,7 @@ def import_trades(
     from rich.console import Console
 
     from tickmesh.collector.binance_csv import CsvKind, ImportFileError
+    from tickmesh.collector.history_import import RangeOptions, RangeRequest
     from tickmesh.collector.import_summary import summary_lines
     from tickmesh.collector.importer import EXCHANGES, import_files
 
@@ -90,6 +115,29 @@ def import_trades(
     except SettingsError as error:
         console.print(f"[red]import failed:[/red] {error}")
         raise typer.Exit(2) from None
+    if start is not None or end is not None:
+        if files:
+            raise typer.BadParameter("give files or --from/--to, not both")
+        if start is None or symbol is None:
+            raise typer.BadParameter("a range import needs --from and --symbol")
+        request = RangeRequest(
+            exchange,
+            symbol.upper(),
+            start.date(),
+            (end or start).date(),
+            CsvKind(kind) if kind else CsvKind.TRADES,
+        )
+        options = RangeOptions(
+            Path(os.environ.get("TICKMESH_STATE_DIR", ".state")),
+            base_url,
+            max_trades=limit,
+            show_progress=progress,
+            tls=tls,
+            state_file=state,
+        )
+        raise typer.Exit(run_range(request, shards, options, console))
+    if not files:
+        raise typer.BadParameter("give files to import, or a range with --from/--to")
     try:
         results = asyncio.run(
             import_files(

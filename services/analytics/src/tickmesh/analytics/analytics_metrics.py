@@ -65,6 +65,11 @@ class AnalyticsMetrics:
             "AnalyticsService.Replay calls started.",
             registry=registry,
         )
+        self.replay_pages = Counter(
+            "tickmesh_analytics_replay_pages",
+            "Pages of the update log read by replays (each read after the last page was sent).",
+            registry=registry,
+        )
         self.history_rows_deleted = Counter(
             "tickmesh_analytics_history_rows_deleted",
             "History rows (versions, logged updates) deleted by retention, per table.",

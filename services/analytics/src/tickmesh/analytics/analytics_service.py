@@ -22,6 +22,7 @@ from tickmesh.core.errors import InvalidArgument, NotFound, ResourceExhausted
 from tickmesh.core.grpc_server import ServiceRegistration
 from tickmesh.core.instruments import InstrumentError, InstrumentId
 from tickmesh.core.replay import (
+    DEFAULT_PAGE_SIZE,
     ReplayError,
     ReplaySession,
     first_start,
@@ -135,8 +136,10 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
         metrics: AnalyticsMetrics,
         quality_config: QualityConfig | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        replay_page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         self._store = store
+        self._replay_page_size = replay_page_size
         self._hub = hub
         self._metrics = metrics
         self._quality_config = quality_config or QualityConfig()
@@ -260,8 +263,10 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
             raise InvalidArgument(str(error)) from None
         instruments = instruments_field(start.instruments, "start.instruments")
         labels = [_timeframe(value).label for value in start.timeframes]
-        log = UpdateLogReplay(self._store.pool, sorted(instruments), labels)
-        session = ReplaySession(log, plan, _only_message)
+        log = UpdateLogReplay(
+            self._store.pool, sorted(instruments), labels, self._metrics.replay_pages
+        )
+        session = ReplaySession(log, plan, _only_message, page_size=self._replay_page_size)
         self._metrics.replays.inc()
         try:
             async for response in session.responses(request_iterator):

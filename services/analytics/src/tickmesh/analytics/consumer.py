@@ -14,6 +14,7 @@ trace_context (the bar service's batch span); the updates it produces carry its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -103,6 +104,9 @@ class BarConsumer:
         # grpc is untyped here, so mypy cannot pick the stub's aio.Channel overload by itself.
         self._stub = cast("BarServiceAsyncStub", bar_service_pb2_grpc.BarServiceStub(channel))
         self._engine = engine
+        # Bars older than a live stream's kept bars (a backfill of history) are computed in
+        # streams of their own, so the live streams' windows are not rewound to the past.
+        self._history = AnalyticsEngine(capacity=config.warmup_bars)
         self._committer = committer
         self._metrics = metrics
         self._config = config
@@ -209,15 +213,22 @@ class BarConsumer:
             await self._warm(key, bar, "first_seen")
         started = time.perf_counter()
         try:
+            # A first final bar older than all the live stream keeps is history (a backfill):
+            # rewinding the live stream to it would recompute every kept bar once per such bar.
+            if bar.revision == 0 and self._engine.starts_after(key, bar.open_time_ns):
+                raise RevisionOutOfRangeError(f"{key[0]}: {bar.open_time_ns} precedes the stream")
             result = self._engine.process(bar)
         except RevisionOutOfRangeError:
-            await self._warm(key, bar, "revision_out_of_range")
-            started = time.perf_counter()
-            result = self._engine.process(bar)
+            if bar.revision == 0:
+                result = await self._process_history(key, bar)
+            else:
+                await self._warm(key, bar, "revision_out_of_range")
+                started = time.perf_counter()
+                result = self._engine.process(bar)
         self._metrics.bar_seconds.observe(time.perf_counter() - started)
         self._metrics.bars_consumed.inc()
         self._metrics.observe_quality(result.quality)
-        rechecked = self._engine.take_rechecked()
+        rechecked = self._engine.take_rechecked() + self._history.take_rechecked()
         for quality in rechecked:
             self._metrics.observe_quality(quality)
         self._committer.batch.add_qualities(rechecked)
@@ -227,6 +238,26 @@ class BarConsumer:
         inject_span_context(trace_context, span.get_span_context())
         self._committer.batch.add(result, bar, trace_context)
         await self._committer.after_bar()
+
+    async def _process_history(self, key: StreamKey, bar: market_pb2.Bar) -> BarAnalytics:
+        """A first final bar older than the live stream keeps: computed in the history stream.
+
+        The history stream is warmed from the stored bars before the bar, like a live one, and
+        then follows the backfill (oldest first); a bar it cannot follow warms it again.
+        """
+        if self._history.knows(key):
+            with contextlib.suppress(RevisionOutOfRangeError):
+                return self._history.process(bar)
+        earlier = await self._get_bars(
+            key[0], key[1], 0, bar.open_time_ns, self._config.warmup_bars
+        )
+        self._history.warm(key)
+        history = [bar_from_proto(b) for b in earlier]
+        for start in range(0, len(history), _WARM_CHUNK_BARS):
+            await asyncio.sleep(0)
+            self._history.add_history(key, history[start : start + _WARM_CHUNK_BARS])
+        self._metrics.warmups.labels(reason="history").inc()
+        return self._history.process(bar)
 
     def _note_rejection(self, bar: market_pb2.Bar, result: BarAnalytics) -> None:
         self._metrics.bars_rejected.inc()

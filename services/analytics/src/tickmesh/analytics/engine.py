@@ -182,6 +182,13 @@ class AnalyticsEngine:
         """True once the stream has been warmed (or started fresh)."""
         return key in self._streams
 
+    def starts_after(self, key: StreamKey, open_time_ns: int) -> bool:
+        """True when the stream holds bars and the oldest it keeps opens after `open_time_ns`."""
+        stream = self._streams.get(key)
+        if stream is None or not len(stream.window.bars):
+            return False
+        return int(stream.window.bars.open_time[0]) > open_time_ns
+
     def warm(self, key: StreamKey, history: Sequence[BarInput] = ()) -> None:
         """(Re)start a stream, then feed it stored history (oldest first) without producing rows."""
         instrument, timeframe = key

@@ -84,10 +84,13 @@ class VersionedTable:
         staging = self.staging_table()
         columns = ", ".join(self.columns)
         key = ", ".join(self.live.key)
-        latest = f"(SELECT DISTINCT ON ({key}) * FROM {staging} ORDER BY {key}, ordinal DESC) AS s"
+        # The staged version_id holds each row's place in the batch (see upsert_versioned).
+        latest = (
+            f"(SELECT DISTINCT ON ({key}) * FROM {staging} ORDER BY {key}, version_id DESC) AS s"
+        )
         return (
             f"INSERT INTO {self.versions} ({columns}) SELECT {columns} FROM {staging} "
-            f"ORDER BY ordinal; {self.live.statement(latest)}"
+            f"ORDER BY version_id; {self.live.statement(latest)}"
         )
 
 
@@ -101,19 +104,19 @@ async def upsert_versioned(
 ) -> None:
     """Write rows (table.columns order) as versions and into the live table, COPYing them once.
 
-    One COPY instead of one per table: a feature set's JSON is parsed (and TOAST-compressed)
-    by the server per copy, and that is most of a commit's time.
+    One COPY instead of one per table: the server parses a feature set's JSON and compresses
+    it (TOAST) per copy, and that is most of a commit's time. The staging table takes the
+    version table's column compression (lz4), since a compressed value is copied on as is.
     """
     if not rows:
         return
     staging = table.staging_table()
-    columns = ", ".join(table.columns)
     await conn.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS SELECT {columns}, 0::bigint AS ordinal "
-        f"FROM {table.versions} WITH NO DATA; TRUNCATE {staging}"
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
+        f"(LIKE {table.versions} INCLUDING COMPRESSION); TRUNCATE {staging}"
     )
     numbered = [(*row, ordinal) for ordinal, row in enumerate(rows)]
-    await copy_rows(conn, staging, numbered, (*table.columns, "ordinal"))
+    await copy_rows(conn, staging, numbered, (*table.columns, "version_id"))
     await conn.execute(table.statements())
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
+from prometheus_client import Counter
 
 from tickmesh.analytics.rows import ns_to_datetime
 from tickmesh.core.instruments import InstrumentId
@@ -68,6 +70,11 @@ async def quality_as_of(
     return row
 
 
+def _at_or_after(time_ns: int) -> datetime:
+    """The first whole microsecond (the stored precision) at or after `time_ns`."""
+    return ns_to_datetime(-(-time_ns // 1000) * 1000)
+
+
 # A selection as two parallel instrument arrays and a timeframe array; empty arrays mean all.
 _SELECTED = (
     "(cardinality($V::text[]) = 0 OR (exchange, symbol) IN "
@@ -80,9 +87,14 @@ class UpdateLogReplay:
     """The analytics update log, filtered to one replay's instruments and timeframes (a ReplayLog)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, instruments: Sequence[InstrumentId], timeframes: Sequence[str]
+        self,
+        pool: asyncpg.Pool,
+        instruments: Sequence[InstrumentId],
+        timeframes: Sequence[str],
+        pages: Counter | None = None,
     ) -> None:
         self._pool = pool
+        self._pages = pages
         self._venues = [i.venue for i in instruments]
         self._symbols = [i.symbol for i in instruments]
         self._timeframes = list(timeframes)
@@ -96,12 +108,14 @@ class UpdateLogReplay:
             "message FROM analytics_update_log WHERE position > $1 AND committed_at < $2 "
             f"AND {selected} ORDER BY position LIMIT $3",
             after_position,
-            ns_to_datetime(end_ns),
+            _at_or_after(end_ns),
             limit,
             self._venues,
             self._symbols,
             self._timeframes,
         )
+        if self._pages is not None:
+            self._pages.inc()
         return [LoggedItem(row[0], row[1] * 1000, row[2]) for row in rows]
 
     async def position_before(self, time_ns: int) -> int:
@@ -109,7 +123,7 @@ class UpdateLogReplay:
         first = await self._pool.fetchval(
             "SELECT position FROM analytics_update_log WHERE committed_at >= $1 "
             "ORDER BY committed_at, position LIMIT 1",
-            ns_to_datetime(time_ns),
+            _at_or_after(time_ns),
         )
         if first is not None:
             return int(first) - 1

@@ -45,6 +45,11 @@ class BarEngine:
         """Return the (exchange, symbol) keys the engine holds state for."""
         return list(self._symbols)
 
+    def late_before_ns(self, exchange: int, symbol: str) -> int | None:
+        """The first minute a symbol still retains (older trades are too late); None if unseen."""
+        state = self._symbols.get((exchange, symbol))
+        return None if state is None else state.late_before_ns()
+
     def _symbol(self, exchange: int, symbol: str) -> SymbolBars:
         key = (exchange, symbol)
         state = self._symbols.get(key)

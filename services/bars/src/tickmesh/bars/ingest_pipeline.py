@@ -32,6 +32,7 @@ from tickmesh.bars.batch_traces import BarTraces, BatchTraces, stamp_bars
 from tickmesh.bars.batch_validation import CheckedBatch, check_batch
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.forming_throttle import FormingThrottle
+from tickmesh.bars.history_lane import HistoryLane
 from tickmesh.bars.results import BatchResult
 from tickmesh.bars.store import BarStore, Commit
 from tickmesh.bars.subscriptions import BarHub
@@ -79,6 +80,8 @@ class IngestPipeline:
         tracer: trace.Tracer | None = None,
     ) -> None:
         self._engine = engine
+        # Trades older than a live symbol's retained window (a backfill) are built here.
+        self._history = HistoryLane(engine.config)
         self._store = store
         self._cache = cache
         self._hub = hub
@@ -104,6 +107,7 @@ class IngestPipeline:
         """Restore the engine and stream sequences from PostgreSQL, then start the loops."""
         states, finals = await self._store.load_engine_state()
         self._engine.restore(states, finals, now_ns=self._clock_ns())
+        self._history.restore(await self._store.load_history_state(), self._clock_ns())
         for stream_id, sequence in (await self._store.load_stream_sequences()).items():
             self._streams[stream_id] = StreamState(applied=sequence, durable=sequence)
         # Give the engine the wall clock before the first batch, so it can tell a live feed from
@@ -184,7 +188,13 @@ class IngestPipeline:
         self._metrics.batches.labels(outcome="applied").inc()
 
     def _apply_checked(self, checked: CheckedBatch) -> list[BarUpdate]:
-        runs = [self._engine.apply_trades(run) for run in checked.runs]
+        runs = []
+        for run in checked.runs:
+            live, old = self._history.route(run, self._engine)
+            if live is not None:
+                runs.append(self._engine.apply_trades(live))
+            if old is not None:
+                runs.append(self._history.apply_trades(old, self._engine.clock_ns))
         source = self._engine.apply_source_bars(checked.source_bars)
         result = BatchResult(runs, source)
         self._pending_updates.extend(result.updates)
@@ -282,7 +292,9 @@ class IngestPipeline:
         await self._after_commit(commit, updates, bars, traces)
 
     def _build_commit(self) -> tuple[Commit, list[BarUpdate]]:
-        updates = self._pending_updates + self._engine.advance(self._clock_ns())
+        now_ns = self._clock_ns()
+        updates = self._pending_updates + self._engine.advance(now_ns)
+        updates += self._history.advance(now_ns, self._engine)
         self._pending_updates = []
         latest: dict[tuple[int, str, str, int], BarUpdate] = {}
         for update in updates:  # a bar finalised then revised within one interval: keep the last
@@ -308,6 +320,10 @@ class IngestPipeline:
             },
             stream_sequences={sid: self._streams[sid].applied for sid in self._dirty_streams},
             quarantine=self._pending_quarantine,
+            history_states=[
+                (exchange_label(h["exchange"]), h["symbol"], json.dumps(h, separators=(",", ":")))
+                for h in self._history.take_changed_heads()
+            ],
         )
         self._dirty_streams = set()
         self._pending_quarantine = []

@@ -46,6 +46,12 @@ ENGINE_STATE = UpsertSpec(
     key=("exchange", "symbol"),
     update_expressions={"updated_at": "now()"},
 )
+HISTORY_STATE = UpsertSpec(
+    table="bar_history_state",
+    columns=("exchange", "symbol", "state"),
+    key=("exchange", "symbol"),
+    update_expressions={"updated_at": "now()"},
+)
 ENGINE_FINALS = UpsertSpec(
     table="bar_engine_finals",
     columns=("exchange", "symbol", "timeframe", "open_time_ns", "bar"),
@@ -96,10 +102,18 @@ class Commit:
     engine_horizons: dict[tuple[str, str], int] = field(default_factory=dict)
     stream_sequences: dict[str, int] = field(default_factory=dict)
     quarantine: list[tuple[object, ...]] = field(default_factory=list)
+    # The history lane's heads (exchange label, symbol, state JSON), see history_lane.
+    history_states: list[tuple[str, str, str]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         """True when there is nothing to write."""
-        return not (self.candles or self.engine_states or self.stream_sequences or self.quarantine)
+        return not (
+            self.candles
+            or self.engine_states
+            or self.stream_sequences
+            or self.quarantine
+            or self.history_states
+        )
 
 
 class BarStore:
@@ -148,6 +162,11 @@ class BarStore:
             ],
         )
 
+    async def load_history_state(self) -> list[dict[str, Any]]:
+        """The saved history-lane heads of every instrument this shard owns."""
+        rows = await self._pool.fetch("SELECT exchange, symbol, state FROM bar_history_state")
+        return [json.loads(r["state"]) for r in rows if self._owns(r)]
+
     def _owns(self, record: asyncpg.Record) -> bool:
         return self._shard.owns(InstrumentId.of(record["exchange"], record["symbol"]))
 
@@ -167,6 +186,7 @@ class BarStore:
             await write_versions(conn, lines)
             await upsert(conn, ENGINE_STATE, commit.engine_states)
             await upsert(conn, ENGINE_FINALS, commit.engine_finals)
+            await upsert(conn, HISTORY_STATE, commit.history_states)
             if commit.engine_horizons:
                 # The engine prunes each timeframe at the horizon floored to its bar length.
                 await conn.execute(

@@ -17,15 +17,13 @@ import asyncio
 import contextlib
 import csv
 import functools
-import json
-import os
 import secrets
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from prometheus_client import CollectorRegistry
 from rich.console import Console
@@ -47,6 +45,7 @@ from tickmesh.collector.binance_csv import (
     rows_to_run,
 )
 from tickmesh.collector.collector_metrics import CollectorMetrics
+from tickmesh.collector.import_state import ImportState, default_state_path, file_key
 from tickmesh.collector.ingest_client import IngestClient, IngestConfig
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.instruments import InstrumentId
@@ -69,8 +68,7 @@ class _Source:
 
     @property
     def key(self) -> str:
-        resolved = str(self.path.resolve())
-        return resolved if self.member is None else f"{resolved}::{self.member}"
+        return file_key(self.path, self.member)
 
     @property
     def label(self) -> str:
@@ -99,47 +97,6 @@ class FileResult:
     rejected_reasons: list[str] = field(default_factory=list)
     # Binance's public trade files hold market trades only (no X column): always 0 here.
     non_market: int = 0
-
-
-@dataclass(slots=True)
-class ImportState:
-    """Per-file last acknowledged trade id and completion, kept in a small JSON file."""
-
-    path: Path
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> ImportState:
-        """Read the state file (empty state when it does not exist)."""
-        if not path.exists():
-            return cls(path)
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(path, dict(data.get("files", {})))
-
-    def last_id(self, key: str) -> int | None:
-        """The last acknowledged trade id of a file, if any."""
-        entry = self.files.get(key)
-        return None if entry is None or entry.get("last_id") is None else int(entry["last_id"])
-
-    def done(self, key: str) -> bool:
-        """Whether every trade of the file was acknowledged."""
-        return bool(self.files.get(key, {}).get("done", False))
-
-    def record(self, key: str, last_id: int | None, done: bool = False) -> None:
-        """Remember a file's progress (in memory; `save` writes it)."""
-        self.files[key] = {"last_id": last_id, "done": done}
-
-    def save(self) -> None:
-        """Write the state atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"files": self.files}, indent=1), encoding="utf-8")
-        os.replace(temporary, self.path)
-
-
-def default_state_path() -> Path:
-    """The state file under $TICKMESH_STATE_DIR (default .state)."""
-    return Path(os.environ.get("TICKMESH_STATE_DIR", ".state")) / "import-state.json"
 
 
 def symbol_from_name(name: str) -> str:
@@ -327,6 +284,20 @@ class _Importer:
             self._remaining -= len(rows)
 
 
+def import_progress(console: Console, show: bool) -> Progress:
+    """The import's progress display: bytes read and trades acknowledged per file."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[acked]:,} trades acked"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+    )
+
+
 async def import_files(
     paths: Sequence[Path],
     bars_address: str | Sequence[str],
@@ -342,11 +313,13 @@ async def import_files(
     show_progress: bool = True,
     console: Console | None = None,
     tls: TlsMaterial | None = None,
+    progress: Progress | None = None,
 ) -> list[FileResult]:
     """Import Binance trade/aggTrade CSVs (or zips) resumably; stop after `max_trades` new ones.
 
     `bars_address` is one bar service, or every bar shard's address in shard order: each
-    file then goes to the shard owning its instrument (tickmesh.core.sharding).
+    file then goes to the shard owning its instrument (tickmesh.core.sharding). A caller's
+    `progress` (already started, with an `acked` field) is shared rather than made here.
     """
     addresses = (bars_address,) if isinstance(bars_address, str) else tuple(bars_address)
     state = ImportState.load(state_path or default_state_path())
@@ -355,16 +328,9 @@ async def import_files(
     for source in sources:
         instrument = InstrumentId(exchange, source.symbol)
         by_shard.setdefault(shard_address(instrument, addresses), []).append(source)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TextColumn("{task.fields[acked]:,} trades acked"),
-        TimeRemainingColumn(),
-        console=console or Console(stderr=True),
-        disable=not show_progress,
-    )
+    shared = progress is not None
+    if progress is None:
+        progress = import_progress(console or Console(stderr=True), show_progress)
     results: list[FileResult] = []
     remaining = max_trades
     for address, shard_sources in by_shard.items():
@@ -374,7 +340,9 @@ async def import_files(
             max_buffered_trades=max(max_buffered_trades, chunk_rows),
         )
         importer = _Importer(config, state, exchange, kind, chunk_rows, progress, remaining, tls)
-        results += await _import_to_shard(importer, address, shard_sources, connect_timeout_s)
+        results += await _import_to_shard(
+            importer, address, shard_sources, connect_timeout_s, shared
+        )
         remaining = importer.remaining
         if importer.exhausted:
             break
@@ -382,7 +350,11 @@ async def import_files(
 
 
 async def _import_to_shard(
-    importer: _Importer, address: str, sources: list[_Source], connect_timeout_s: float
+    importer: _Importer,
+    address: str,
+    sources: list[_Source],
+    connect_timeout_s: float,
+    shared_progress: bool = False,
 ) -> list[FileResult]:
     """Import `sources` over one ingest stream to the bar service at `address`."""
     runner = asyncio.create_task(importer.ingest.run(), name="import-ingest")
@@ -393,7 +365,7 @@ async def _import_to_shard(
                 await importer.ingest.wait_connected()
         except TimeoutError:
             raise ConnectionError(f"the bar service at {address} is unreachable") from None
-        with importer.progress:
+        with contextlib.nullcontext() if shared_progress else importer.progress:
             for source in sources:
                 if importer.exhausted:
                     break

@@ -19,7 +19,17 @@ from tickmesh.gateway.deps import GatewayServices
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.gateway.problems import install_problem_handlers
 from tickmesh.gateway.query_redaction import redact_span_urls
-from tickmesh.gateway.routes import alerts, auth, charts, health, replay, symbols, users, ws
+from tickmesh.gateway.routes import (
+    alerts,
+    auth,
+    charts,
+    datasets,
+    health,
+    replay,
+    symbols,
+    users,
+    ws,
+)
 
 DESCRIPTION = """REST API of the tickmesh market-data mesh.
 
@@ -110,7 +120,7 @@ def create_app(services: GatewayServices, tracer_provider: TracerProvider | None
         # below sees the client. (__main__ turns uvicorn's default, trusting 127.0.0.1, off.)
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
 
-    for module in (health, auth, users, symbols, alerts, charts, ws, replay):
+    for module in (health, auth, users, symbols, alerts, charts, datasets, ws, replay):
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -54,6 +54,9 @@ class GatewaySettings(CommonSettings):
     gateway_cors_origins: list[str] = Field(default_factory=list)
     gateway_backend_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
+    # Rows one /api/v1/datasets answer may stream; a larger range is a 422 naming this limit
+    # (`tickmesh export` writes any range to Parquet).
+    gateway_dataset_max_rows: int = Field(default=1_000_000, ge=1, le=1_000_000_000)
     # Encoded chart answers kept in memory (0 turns the cache off); see chart_cache.py.
     gateway_chart_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0, le=4 * 1024**3)
     # How long a user row read for a request is reused: a user disabled or demoted through

@@ -1,0 +1,39 @@
+"""Write a dataset to a Parquet file with pyarrow, batch by batch (bounded memory)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import pyarrow.parquet as pq
+
+from tickmesh.datasets.reader import DatasetReader
+
+# zstd: smaller than snappy for these columns at little cost; every reader of Parquet has it.
+COMPRESSION: Final = "zstd"
+
+
+async def write_parquet(
+    reader: DatasetReader, path: Path, on_rows: Callable[[int], None] | None = None
+) -> int:
+    """Write every batch of `reader` to `path` (replaced); the rows written.
+
+    The file is written beside `path` and renamed at the end, so a failed export never
+    leaves a truncated file under the requested name.
+    """
+    partial = path.with_name(path.name + ".partial")
+    rows = 0
+    try:
+        with pq.ParquetWriter(partial, reader.arrow_schema, compression=COMPRESSION) as writer:
+            async for batch in reader.batches():
+                # On a worker thread: the reader keeps receiving the next chunk meanwhile.
+                await asyncio.to_thread(writer.write_batch, batch)
+                rows += batch.num_rows
+                if on_rows is not None:
+                    on_rows(batch.num_rows)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return rows
