@@ -271,6 +271,9 @@ def _first_bar_minute(url: str, token: str) -> int:
     return int(bars[0]["time"]) if bars else 0
 
 
+# Run alone, it first waits for the demo to make REPLAY_MINUTES of history: past the default
+# 300 s limit on a slow machine.
+@pytest.mark.timeout(REPLAY_WAIT_SECONDS + BROWSER_SECONDS + STARTUP_SECONDS)
 def test_replay_mode_in_chromium_plays_a_past_range_at_60x(
     demo_gateway: str, dashboard_url: str
 ) -> None:
