@@ -29,9 +29,9 @@ import numpy as np
 from bench.report import Figure
 from tickmesh.analytics.feature_catalog import feature_catalog
 from tickmesh.core.db.migrations import migrate
+from tickmesh.core.indicator_names import INDICATOR_NAMES
 from tickmesh.datasets import open_dataset, parse_request
 from tickmesh.datasets.parquet import write_parquet
-from tickmesh.datasets.schema import INDICATOR_NAMES
 from tickmesh.mesh.embedded import EmbeddedServers
 
 INSTRUMENTS = 4

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from tickmesh.core.db.pool import Connection
+from tickmesh.core.indicator_names import INDICATOR_NAMES
 from tickmesh.core.instruments import InstrumentId
-from tickmesh.datasets.schema import INDICATOR_NAMES
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

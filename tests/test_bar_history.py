@@ -36,22 +36,6 @@ REPLAY = "/tickmesh.v2.BarService/Replay"
 SUBSCRIBE = "/tickmesh.v2.BarService/Subscribe"
 
 
-@pytest.fixture
-async def bars(fresh_database_url: str, fresh_redis_url: str) -> AsyncIterator[ServiceProcess]:
-    """A bar service on its own empty database."""
-    process = ServiceProcess(
-        "bars",
-        {
-            "TICKMESH_DATABASE_URL": fresh_database_url,
-            "TICKMESH_REDIS_URL": fresh_redis_url,
-            "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
-        },
-    )
-    await process.start()
-    yield process
-    await process.kill()
-
-
 def late_trade(
     symbol: str, stream_id: str, sequence: int, trade_id: int, price: str, time_ns: int
 ) -> market_pb2.TradeBatch:

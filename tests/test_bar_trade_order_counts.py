@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import numpy as np
-import pytest
 import redis.asyncio as redis
 
 from tickmesh.core.instruments import InstrumentId
@@ -87,22 +85,6 @@ def inject_faults(
             )
         )
     return faulty, duplicates, out_of_order
-
-
-@pytest.fixture
-async def bars(fresh_database_url: str, fresh_redis_url: str) -> AsyncIterator[ServiceProcess]:
-    """A bar service on its own empty database."""
-    process = ServiceProcess(
-        "bars",
-        {
-            "TICKMESH_DATABASE_URL": fresh_database_url,
-            "TICKMESH_REDIS_URL": fresh_redis_url,
-            "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
-        },
-    )
-    await process.start()
-    yield process
-    await process.kill()
 
 
 async def test_injected_duplicates_and_reordering_counted_per_bar_and_kept_over_restart(

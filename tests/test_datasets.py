@@ -17,7 +17,6 @@ from tickmesh.core.instruments import InstrumentId
 from tickmesh.datasets import DatasetRequestError, open_dataset, parse_request
 from tickmesh.datasets.parquet import write_parquet
 from tickmesh.datasets.reader import DatasetRangeError
-from tickmesh.datasets.schema import INDICATOR_NAMES
 from tickmesh.v2 import market_pb2
 
 from .dataset_helpers import (
@@ -229,12 +228,6 @@ def test_bad_request_refused_naming_the_part(
 ) -> None:
     with pytest.raises(DatasetRequestError, match=message):
         parse_request(instruments, timeframes, start, end)
-
-
-def test_indicator_columns_are_the_analytics_indicators() -> None:
-    from tickmesh.analytics.results import INDICATOR_NAMES as ANALYTICS_NAMES
-
-    assert INDICATOR_NAMES == ANALYTICS_NAMES
 
 
 def test_exact_decimal_has_room_for_the_mesh_scale() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -43,22 +42,6 @@ from .vision_server import (
     spot_file,
     vision_server,
 )
-
-
-@pytest.fixture
-async def bars(fresh_database_url: str, fresh_redis_url: str) -> AsyncIterator[ServiceProcess]:
-    """A running bar service on its own empty database."""
-    process = ServiceProcess(
-        "bars",
-        {
-            "TICKMESH_DATABASE_URL": fresh_database_url,
-            "TICKMESH_REDIS_URL": fresh_redis_url,
-            "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
-        },
-    )
-    await process.start()
-    yield process
-    await process.kill()
 
 
 async def test_range_import_of_last_month_for_a_live_symbol_builds_history_exactly(

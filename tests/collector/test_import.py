@@ -14,12 +14,10 @@ import json
 import os
 import sys
 import zipfile
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import grpc
-import pytest
 
 from tickmesh.collector.importer import FileResult, import_files
 from tickmesh.core.instruments import InstrumentId
@@ -37,22 +35,6 @@ SPOT_CAPTURE = "binance_spot/ETHUSDT_ws_trade_2024-08-08T2354_to_2024-08-09T0005
 MINUTES = [(1_723_161_300 + 60 * i) * 1_000_000_000 for i in range(10)]
 SPOT = market_pb2.EXCHANGE_BINANCE_SPOT
 HEADER = "id,price,qty,quote_qty,time,is_buyer_maker,is_best_match"
-
-
-@pytest.fixture
-async def bars(fresh_database_url: str, fresh_redis_url: str) -> AsyncIterator[ServiceProcess]:
-    """A running bar service on its own empty database."""
-    process = ServiceProcess(
-        "bars",
-        {
-            "TICKMESH_DATABASE_URL": fresh_database_url,
-            "TICKMESH_REDIS_URL": fresh_redis_url,
-            "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
-        },
-    )
-    await process.start()
-    yield process
-    await process.kill()
 
 
 def _csv_rows(micros: bool) -> list[str]:

@@ -14,10 +14,7 @@ import datetime as dt
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from tickmesh.collector.binance_csv import CsvKind
 from tickmesh.collector.history_import import (
@@ -59,22 +56,6 @@ from .vision_server import (
     usdm_file,
     vision_server,
 )
-
-
-@pytest.fixture
-async def bars(fresh_database_url: str, fresh_redis_url: str) -> AsyncIterator[ServiceProcess]:
-    """A running bar service on its own empty database."""
-    process = ServiceProcess(
-        "bars",
-        {
-            "TICKMESH_DATABASE_URL": fresh_database_url,
-            "TICKMESH_REDIS_URL": fresh_redis_url,
-            "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
-        },
-    )
-    await process.start()
-    yield process
-    await process.kill()
 
 
 async def test_range_import_builds_binance_klines_and_analytics(

@@ -14,7 +14,8 @@ from talib._ta_lib import MA_Type
 
 from tickmesh.analytics.bars import BarInput
 from tickmesh.analytics.indicators import IndicatorWindow, RevisionOutOfRangeError
-from tickmesh.analytics.results import INDICATOR_NAMES, Indicators
+from tickmesh.analytics.results import Indicators
+from tickmesh.core.indicator_names import INDICATOR_NAMES
 from tickmesh.v2 import analytics_pb2, market_pb2
 
 from .domain_helpers import BTCUSDT_USDM, TEST

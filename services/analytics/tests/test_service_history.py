@@ -20,8 +20,8 @@ from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
 from tickmesh.analytics.analytics_service import AnalyticsServicer
 from tickmesh.analytics.bars import bar_from_proto
 from tickmesh.analytics.hub import UpdateFilter
-from tickmesh.analytics.results import INDICATOR_NAMES
 from tickmesh.analytics.retention import HistoryRetention
+from tickmesh.core.indicator_names import INDICATOR_NAMES
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.v2 import analytics_pb2, analytics_service_pb2_grpc, market_pb2, replay_pb2
 from tickmesh.v2 import analytics_service_pb2 as pb

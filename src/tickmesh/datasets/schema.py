@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tickmesh.core.indicator_names import INDICATOR_NAMES
 from tickmesh.datasets.request import DatasetRequest
 
 EXACT = pa.decimal128(38, 18)
@@ -21,29 +22,6 @@ TIME = pa.timestamp("us", tz="UTC")
 INDICATOR_PREFIX = "ind_"
 FEATURE_PREFIX = "feat_"
 
-# The columns of the `indicators` table (analytics' INDICATOR_NAMES; a test keeps them equal).
-INDICATOR_NAMES: tuple[str, ...] = (
-    "rsi",
-    "macd",
-    "macd_signal",
-    "macd_histogram",
-    "bb_upper",
-    "bb_middle",
-    "bb_lower",
-    "sma_20",
-    "sma_50",
-    "sma_100",
-    "sma_200",
-    "ema_12",
-    "ema_26",
-    "ema_50",
-    "vwap",
-    "stoch_k",
-    "stoch_d",
-    "atr",
-    "adx",
-    "volume_sma",
-)
 # Feature names become SQL identifiers and column names: only plain snake_case is accepted.
 _FEATURE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 

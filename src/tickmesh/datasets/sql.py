@@ -12,8 +12,9 @@ earliest version in `bar_versions` (revision 0) and the `indicator_versions` /
 
 from __future__ import annotations
 
+from tickmesh.core.indicator_names import INDICATOR_NAMES
 from tickmesh.datasets import binary
-from tickmesh.datasets.schema import INDICATOR_NAMES, DatasetSchema
+from tickmesh.datasets.schema import DatasetSchema
 
 _BAR_COLUMNS = (
     "time",

@@ -5,31 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from tickmesh.core.indicator_names import INDICATOR_NAMES
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.v2 import analytics_pb2, market_pb2
-
-INDICATOR_NAMES: tuple[str, ...] = (
-    "rsi",
-    "macd",
-    "macd_signal",
-    "macd_histogram",
-    "bb_upper",
-    "bb_middle",
-    "bb_lower",
-    "sma_20",
-    "sma_50",
-    "sma_100",
-    "sma_200",
-    "ema_12",
-    "ema_26",
-    "ema_50",
-    "vwap",
-    "stoch_k",
-    "stoch_d",
-    "atr",
-    "adx",
-    "volume_sma",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-from tickmesh.analytics.results import INDICATOR_NAMES, Anomaly, Features, Indicators, Quality
+from tickmesh.analytics.results import Anomaly, Features, Indicators, Quality
+from tickmesh.core.indicator_names import INDICATOR_NAMES
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import from_label, from_proto
 
