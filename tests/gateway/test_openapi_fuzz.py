@@ -17,9 +17,13 @@ from .processes import ADMIN, login, start_collector, start_gateway
 
 @pytest.fixture(scope="module")
 async def fuzz_target(
-    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str, module_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[schemathesis.BaseSchema, dict[str, str]]]:
-    """A gateway with a real collector (bars and analytics down) and an admin's header."""
+    """A gateway with a real collector (bars and analytics down) and an admin's header.
+
+    On a database of its own: the fuzzer edits and disables users with admin rights, and on
+    the run's shared database it could demote the admin other tests start their gateways as."""
+    database_url, redis_url = module_database_url, module_redis_url
     logs = tmp_path_factory.mktemp("fuzz")
     collector, address = await start_collector(database_url, redis_url, logs / "collector.log")
     gateway = await start_gateway(
