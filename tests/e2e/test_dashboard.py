@@ -9,22 +9,17 @@ and the chart of each (also after a reload of a link naming one), sees candles a
 toggles overlays, opens the RSI and MACD panes, creates an alert and sees it fire;
 screenshots land in test-output/e2e/. This module brings up what it needs: Chromium
 from Debian's packages, `npm ci` and `vite build` when the build is missing or stale,
-and the whole demo mesh on free ports with its own state directory.
+and the whole demo mesh on free ports with its own state directory, started when the test
+session begins (see conftest.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -32,96 +27,24 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from .demo_mesh import (
+    ADMIN,
+    OUTPUT,
+    REPO,
+    STARTUP_SECONDS,
+    free_port,
+    get,
+    post,
+    stop,
+    wait_for,
+)
+
 FRONTEND = REPO / "frontend"
-OUTPUT = REPO / "test-output" / "e2e"
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-TICKMESH = Path(sys.executable).parent / "tickmesh"
 BROWSER_SECONDS = 180
-STARTUP_SECONDS = 90
-ADMIN = ("e2e_admin", "e2e-admin-password-1")
-# The same symbol on both Binance venues: two instruments the picker must tell apart.
-INSTRUMENTS = (("binance_spot", "BTCUSDT"), ("binance_usdm", "BTCUSDT"))
 # The replayed range: this many whole minutes of the demo's own history, played at 60x.
 REPLAY_MINUTES = 4
 REPLAY_WAIT_SECONDS = 480
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get(url: str, timeout: float = 2.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return int(response.status), response.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return error.code, ""
-
-
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{process.args!r} exited {process.returncode}; log:\n{_tail(log)}")
-        with contextlib.suppress(OSError):
-            if _get(url)[0] == 200:
-                return
-        time.sleep(0.3)
-    pytest.fail(f"{url} did not answer within {seconds:.0f} s; log:\n{_tail(log)}")
-
-
-def _tail(log: Path, size: int = 4000) -> str:
-    return log.read_text(errors="replace")[-size:] if log.exists() else "(no log)"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT (a drain) to the process we started, then SIGKILL to its own process group."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # leftovers of this test's own session only
-
-
-def _post(url: str, body: dict[str, str], token: str | None = None) -> dict[str, object]:
-    headers = {"content-type": "application/json"}
-    if token is not None:
-        headers["authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer: dict[str, object] = json.loads(response.read())
-    return answer
-
-
-def _register_instruments(url: str, seconds: float = 60.0) -> None:
-    """Spot and USD-M BTCUSDT through the admin API (the demo may list them already: a no-op).
-
-    The gateway answers before the collector serves: a 503 is retried until `seconds` pass.
-    """
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            login = _post(f"{url}/api/v1/auth/login", {"username": ADMIN[0], "password": ADMIN[1]})
-            token = str(login["access_token"])
-            for venue, symbol in INSTRUMENTS:
-                added = _post(
-                    f"{url}/api/v1/symbols",
-                    {"exchange": venue, "symbol": symbol, "asset_type": "crypto"},
-                    token,
-                )
-                assert added["instrument"] == f"{venue}:{symbol}", added
-            return
-        except urllib.error.HTTPError as error:
-            if error.code != 503 or time.monotonic() > deadline:
-                raise
-        time.sleep(1.0)
 
 
 def _ensure_chromium() -> None:
@@ -166,59 +89,14 @@ def _ensure_frontend_built() -> None:
 
 
 @pytest.fixture(scope="module")
-def demo_gateway() -> Iterator[str]:
-    """`tickmesh demo` on free ports with a fresh state directory; yields the gateway URL."""
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="tickmesh-e2e-") as state:
-        environment = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in ("TICKMESH_DATABASE_URL", "TICKMESH_REDIS_URL")
-        }
-        environment |= {
-            "TICKMESH_STATE_DIR": state,
-            "TICKMESH_ENVIRONMENT": "development",
-            "TICKMESH_GATEWAY_PORT": str(port),
-            "TICKMESH_GATEWAY_SIGNUP_ROLE": "trader",  # the browser creates an alert
-            "TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000",
-            "TICKMESH_GATEWAY_ADMIN_USERNAME": ADMIN[0],
-            "TICKMESH_GATEWAY_ADMIN_PASSWORD": ADMIN[1],
-        }
-        for service in ("collector", "bars", "analytics"):
-            address = f"127.0.0.1:{_free_port()}"
-            environment[f"TICKMESH_{service.upper()}_LISTEN"] = address
-            environment[f"TICKMESH_{service.upper()}_ADDRESS"] = address
-            environment[f"TICKMESH_{service.upper()}_METRICS_PORT"] = "0"
-        log = Path(state) / "demo.log"
-        with log.open("wb") as sink:
-            demo = subprocess.Popen(
-                [str(TICKMESH), "demo"],
-                cwd=REPO,
-                env=environment,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_for(f"{url}/health", demo, log, STARTUP_SECONDS)
-            _register_instruments(url)
-            yield url
-        finally:
-            _stop(demo)
-            OUTPUT.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(log, OUTPUT / "demo.log")
-
-
-@pytest.fixture(scope="module")
 def dashboard_url(demo_gateway: str) -> Iterator[str]:
     """Where the browser goes: the gateway when it serves the build, else `vite preview`."""
     _ensure_frontend_built()
-    status, body = _get(f"{demo_gateway}/")
+    status, body = get(f"{demo_gateway}/")
     if status == 200 and 'id="root"' in body:
         yield demo_gateway
         return
-    port = _free_port()
+    port = free_port()
     log = OUTPUT / "vite-preview.log"
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as sink:
@@ -239,10 +117,10 @@ def dashboard_url(demo_gateway: str) -> Iterator[str]:
             start_new_session=True,
         )
     try:
-        _wait_for(f"http://127.0.0.1:{port}/", preview, log, 30)
+        wait_for(f"http://127.0.0.1:{port}/", preview, log, 30)
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(preview)
+        stop(preview)
 
 
 def test_dashboard_in_chromium_against_demo_mesh_passes_every_step(dashboard_url: str) -> None:
@@ -282,7 +160,7 @@ def test_replay_mode_in_chromium_plays_a_past_range_at_60x(
     # minutes that are over (their bars are final and committed), waiting for them if needed.
     deadline = time.monotonic() + REPLAY_WAIT_SECONDS
     # One login: logins are rate limited far below reads.
-    login = _post(f"{demo_gateway}/api/v1/auth/login", {"username": ADMIN[0], "password": ADMIN[1]})
+    login = post(f"{demo_gateway}/api/v1/auth/login", {"username": ADMIN[0], "password": ADMIN[1]})
     token = str(login["access_token"])
     while True:
         first = _first_bar_minute(demo_gateway, token)
