@@ -23,3 +23,22 @@ async def bars(fresh_database_url: str, fresh_redis_url: str) -> AsyncIterator[S
     await process.start()
     yield process
     await process.kill()
+
+
+@pytest.fixture
+async def analytics(
+    bars: ServiceProcess, fresh_database_url: str, fresh_redis_url: str
+) -> AsyncIterator[ServiceProcess]:
+    """An analytics process reading `bars`, on the same database, committing every 20 ms."""
+    process = ServiceProcess(
+        "analytics",
+        {
+            "TICKMESH_DATABASE_URL": fresh_database_url,
+            "TICKMESH_REDIS_URL": fresh_redis_url,
+            "TICKMESH_BARS_ADDRESSES": bars.address,
+            "TICKMESH_ANALYTICS_COMMIT_INTERVAL_MS": "20",
+        },
+    )
+    await process.start()
+    yield process
+    await process.kill()

@@ -45,59 +45,36 @@ from .vision_server import (
 
 
 async def test_range_import_of_last_month_for_a_live_symbol_builds_history_exactly(
-    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
+    bars: ServiceProcess, analytics: ServiceProcess, tmp_path: Path
 ) -> None:
-    common = {"TICKMESH_DATABASE_URL": fresh_database_url, "TICKMESH_REDIS_URL": fresh_redis_url}
-    bars = ServiceProcess("bars", common | {"TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
-    await bars.start()
-    analytics = ServiceProcess(
-        "analytics",
-        common
-        | {"TICKMESH_BARS_ADDRESSES": bars.address, "TICKMESH_ANALYTICS_COMMIT_INTERVAL_MS": "20"},
-    )
-    try:
-        await analytics.start()
-        # ETHUSDT is live: trades of this very minute reach the bar service first.
-        now_ms = time.time_ns() // 1_000_000
-        live = tmp_path / "ETHUSDT-trades-live.csv"
-        live_rows = [f"{9_000_000_000 + i},2500.00,0.1,250.0,{now_ms + i},false" for i in range(3)]
-        live.write_text("\n".join(live_rows) + "\n")
-        await import_files(
-            [live], bars.address, state_path=tmp_path / "live.json", show_progress=False
+    # ETHUSDT is live: trades of this very minute reach the bar service first.
+    now_ms = time.time_ns() // 1_000_000
+    live = tmp_path / "ETHUSDT-trades-live.csv"
+    live_rows = [f"{9_000_000_000 + i},2500.00,0.1,250.0,{now_ms + i},false" for i in range(3)]
+    live.write_text("\n".join(live_rows) + "\n")
+    await import_files([live], bars.address, state_path=tmp_path / "live.json", show_progress=False)
+    root = tmp_path / "vision"
+    days = eth_days(root)
+    with vision_server(root) as (base_url, _):
+        result = await import_range(
+            RangeRequest("spot", "ETHUSDT", AUG_8, AUG_9),
+            bars.address,
+            range_options(tmp_path, base_url),
         )
-        root = tmp_path / "vision"
-        days = eth_days(root)
-        with vision_server(root) as (base_url, _):
-            result = await import_range(
-                RangeRequest("spot", "ETHUSDT", AUG_8, AUG_9),
-                bars.address,
-                range_options(tmp_path, base_url),
-            )
-        assert [d.status for d in result] == [DayStatus.IMPORTED] * 2
-        await until_capture_bars(bars.address, ETH_MINUTES)
-        await until_analysed(analytics.address, SPOT, "ETHUSDT", set(ETH_MINUTES))
-        total = sum(len(rows) for rows in days.values()) + len(live_rows)
-        assert await bars.metric("tickmesh_bars_trades_total", 'outcome="too_late"') == 0
-        assert await bars.metric("tickmesh_bars_trades_total", 'outcome="accepted"') == total
-    finally:
-        await analytics.kill()
-        await bars.kill()
+    assert [d.status for d in result] == [DayStatus.IMPORTED] * 2
+    await until_capture_bars(bars.address, ETH_MINUTES)
+    await until_analysed(analytics.address, SPOT, "ETHUSDT", set(ETH_MINUTES))
+    total = sum(len(rows) for rows in days.values()) + len(live_rows)
+    assert await bars.metric("tickmesh_bars_trades_total", 'outcome="too_late"') == 0
+    assert await bars.metric("tickmesh_bars_trades_total", 'outcome="accepted"') == total
 
 
 # 1440: the whole later day, more bars than analytics keeps; 100: a short stream that has
 # dropped none (history bars precede all of it and must not rewind it either).
 @pytest.mark.parametrize("later_minutes", [1440, 100])
 async def test_history_import_after_later_days_leaves_the_later_indicators_alone(
-    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path, later_minutes: int
+    bars: ServiceProcess, analytics: ServiceProcess, tmp_path: Path, later_minutes: int
 ) -> None:
-    common = {"TICKMESH_DATABASE_URL": fresh_database_url, "TICKMESH_REDIS_URL": fresh_redis_url}
-    bars = ServiceProcess("bars", common | {"TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
-    await bars.start()
-    analytics = ServiceProcess(
-        "analytics",
-        common
-        | {"TICKMESH_BARS_ADDRESSES": bars.address, "TICKMESH_ANALYTICS_COMMIT_INTERVAL_MS": "20"},
-    )
     root = tmp_path / "vision"
     eth_days(root)
     later, next_day = dt.date(2024, 8, 20), dt.date(2024, 8, 21)
@@ -106,45 +83,38 @@ async def test_history_import_after_later_days_leaves_the_later_indicators_alone
     later_end = int(later_rows[-1].split(",")[4]) * 1000 // MINUTE_NS * MINUTE_NS
     publish_day(root, spot_file("ETHUSDT", later), "\n".join(later_rows) + "\n")
     publish_day(root, spot_file("ETHUSDT", next_day), "\n".join(next_rows) + "\n")
-    try:
-        await analytics.start()
-        with vision_server(root) as (base_url, _):
-            options = range_options(tmp_path, base_url)
-            # All of Aug 20 first: more 1m bars than analytics keeps per stream.
-            for start, end in ((later, later), (AUG_8, AUG_9), (next_day, next_day)):
-                request = RangeRequest("spot", "ETHUSDT", start, end)
-                days = await import_range(request, bars.address, options)
-                assert [d.status for d in days] == [DayStatus.IMPORTED] * len(days)
-                if start == later:
-                    # Analysed up to its last minute but one (the last waits for the clock) first.
-                    await until_analysed(
-                        analytics.address, SPOT, "ETHUSDT", {later_end - MINUTE_NS}
-                    )
-        await until_capture_bars(bars.address, ETH_MINUTES)
-        await until_analysed(analytics.address, SPOT, "ETHUSDT", set(ETH_MINUTES))
-        # The first minute of Aug 21 follows Aug 20's last minutes, not Aug 9's.
-        first = int(dt.datetime(2024, 8, 21, tzinfo=dt.UTC).timestamp()) * 10**9
-        await until_analysed(analytics.address, SPOT, "ETHUSDT", {first})
-        # The 19 minutes before midnight: their own close, or the last close (a flat bar).
-        last = later_minutes - 1
-        closes = [float(later_rows[3 * min(m, last) + 2].split(",")[1]) for m in range(1421, 1440)]
-        closes.append(float(next_rows[2].split(",")[1]))
-        async with dial(analytics.address) as channel:
-            response = await analytics_service_pb2_grpc.AnalyticsServiceStub(channel).GetIndicators(
-                analytics_service_pb2.GetIndicatorsRequest(
-                    instrument=InstrumentId(SPOT, "ETHUSDT").to_proto(),
-                    timeframe=market_pb2.TIMEFRAME_1M,
-                    start_time_ns=first,
-                    end_time_ns=first + MINUTE_NS,
-                )
+    with vision_server(root) as (base_url, _):
+        options = range_options(tmp_path, base_url)
+        # All of Aug 20 first: more 1m bars than analytics keeps per stream.
+        for start, end in ((later, later), (AUG_8, AUG_9), (next_day, next_day)):
+            request = RangeRequest("spot", "ETHUSDT", start, end)
+            days = await import_range(request, bars.address, options)
+            assert [d.status for d in days] == [DayStatus.IMPORTED] * len(days)
+            if start == later:
+                # Analysed up to its last minute but one (the last waits for the clock) first.
+                await until_analysed(analytics.address, SPOT, "ETHUSDT", {later_end - MINUTE_NS})
+    await until_capture_bars(bars.address, ETH_MINUTES)
+    await until_analysed(analytics.address, SPOT, "ETHUSDT", set(ETH_MINUTES))
+    # The first minute of Aug 21 follows Aug 20's last minutes, not Aug 9's.
+    first = int(dt.datetime(2024, 8, 21, tzinfo=dt.UTC).timestamp()) * 10**9
+    await until_analysed(analytics.address, SPOT, "ETHUSDT", {first})
+    # The 19 minutes before midnight: their own close, or the last close (a flat bar).
+    last = later_minutes - 1
+    closes = [float(later_rows[3 * min(m, last) + 2].split(",")[1]) for m in range(1421, 1440)]
+    closes.append(float(next_rows[2].split(",")[1]))
+    async with dial(analytics.address) as channel:
+        response = await analytics_service_pb2_grpc.AnalyticsServiceStub(channel).GetIndicators(
+            analytics_service_pb2.GetIndicatorsRequest(
+                instrument=InstrumentId(SPOT, "ETHUSDT").to_proto(),
+                timeframe=market_pb2.TIMEFRAME_1M,
+                start_time_ns=first,
+                end_time_ns=first + MINUTE_NS,
             )
-        assert response.rows[0].sma_20 == pytest.approx(sum(closes) / 20)
-        # Aug 8 and 9 went to the bar service's history lane and analytics' history streams.
-        assert await analytics.metric("tickmesh_analytics_warmups_total", 'reason="history"') >= 1
-        assert await bars.metric("tickmesh_bars_trades_total", 'outcome="too_late"') == 0
-    finally:
-        await analytics.kill()
-        await bars.kill()
+        )
+    assert response.rows[0].sma_20 == pytest.approx(sum(closes) / 20)
+    # Aug 8 and 9 went to the bar service's history lane and analytics' history streams.
+    assert await analytics.metric("tickmesh_analytics_warmups_total", 'reason="history"') >= 1
+    assert await bars.metric("tickmesh_bars_trades_total", 'outcome="too_late"') == 0
 
 
 async def test_history_lane_survives_a_bar_service_kill_mid_backfill(

@@ -59,19 +59,8 @@ from .vision_server import (
 
 
 async def test_range_import_builds_binance_klines_and_analytics(
-    fresh_database_url: str, fresh_redis_url: str, tmp_path: Path
+    bars: ServiceProcess, analytics: ServiceProcess, tmp_path: Path
 ) -> None:
-    common = {"TICKMESH_DATABASE_URL": fresh_database_url, "TICKMESH_REDIS_URL": fresh_redis_url}
-    bars = ServiceProcess("bars", common | {"TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"})
-    await bars.start()
-    analytics = ServiceProcess(
-        "analytics",
-        common
-        | {
-            "TICKMESH_BARS_ADDRESSES": bars.address,
-            "TICKMESH_ANALYTICS_COMMIT_INTERVAL_MS": "20",
-        },
-    )
     root = tmp_path / "vision"
     # USD-M: the header form, millisecond times, two days across midnight.
     for day, rows in capture_trade_rows(fixtures_root() / BTC_USDM_CAPTURE, False).items():
@@ -79,43 +68,38 @@ async def test_range_import_builds_binance_klines_and_analytics(
     # Spot aggTrades: three days of XRPETH, the only spot trades with Binance's klines.
     for day, rows in agg_trade_rows(fixtures_root() / XRPETH / agg_csv()).items():
         publish_day(root, spot_file("XRPETH", day, CsvKind.AGG_TRADES), "\n".join(rows) + "\n")
-    try:
-        await analytics.start()
-        with vision_server(root) as (base_url, _):
-            options = range_options(tmp_path, base_url)
-            usdm = RangeRequest("usdm", "BTCUSDT", dt.date(2024, 7, 18), dt.date(2024, 7, 19))
-            xrp = RangeRequest(
-                "spot", "XRPETH", dt.date(2019, 10, 11), dt.date(2019, 10, 13), CsvKind.AGG_TRADES
-            )
-            for request in (usdm, xrp):
-                days = await import_range(request, bars.address, options)
-                assert [d.status for d in days] == [DayStatus.IMPORTED] * len(days)
-        klines = usdm_klines()
-        start, end = min(klines), max(klines) + MINUTE_NS
+    with vision_server(root) as (base_url, _):
+        options = range_options(tmp_path, base_url)
+        usdm = RangeRequest("usdm", "BTCUSDT", dt.date(2024, 7, 18), dt.date(2024, 7, 19))
+        xrp = RangeRequest(
+            "spot", "XRPETH", dt.date(2019, 10, 11), dt.date(2019, 10, 13), CsvKind.AGG_TRADES
+        )
+        for request in (usdm, xrp):
+            days = await import_range(request, bars.address, options)
+            assert [d.status for d in days] == [DayStatus.IMPORTED] * len(days)
+    klines = usdm_klines()
+    start, end = min(klines), max(klines) + MINUTE_NS
 
-        async def usdm_bars() -> dict[int, tuple[object, ...]]:
-            found = await final_minute_bars(bars.address, USDM, "BTCUSDT", start, end)
-            return {minute: exact(bar) for minute, bar in found.items()}
+    async def usdm_bars() -> dict[int, tuple[object, ...]]:
+        found = await final_minute_bars(bars.address, USDM, "BTCUSDT", start, end)
+        return {minute: exact(bar) for minute, bar in found.items()}
 
-        await until_equal(usdm_bars, klines)
-        xrp_klines = xrpeth_klines()
-        xrp_start, xrp_end = min(xrp_klines), max(xrp_klines) + MINUTE_NS
+    await until_equal(usdm_bars, klines)
+    xrp_klines = xrpeth_klines()
+    xrp_start, xrp_end = min(xrp_klines), max(xrp_klines) + MINUTE_NS
 
-        async def xrp_bars() -> dict[int, tuple[float, ...]]:
-            found = await final_minute_bars(bars.address, SPOT, "XRPETH", xrp_start, xrp_end)
-            return {
-                minute: tuple(float(v) for v in (b.open, b.high, b.low, b.close, b.volume))
-                for minute, b in found.items()
-            }
+    async def xrp_bars() -> dict[int, tuple[float, ...]]:
+        found = await final_minute_bars(bars.address, SPOT, "XRPETH", xrp_start, xrp_end)
+        return {
+            minute: tuple(float(v) for v in (b.open, b.high, b.low, b.close, b.volume))
+            for minute, b in found.items()
+        }
 
-        await until_equal(xrp_bars, xrp_klines)  # type: ignore[arg-type]
-        # Indicators and features of every imported 1m bar, computed in time order.
-        await until_analysed(analytics.address, USDM, "BTCUSDT", set(klines))
-        await until_analysed(analytics.address, SPOT, "XRPETH", set(xrp_klines))
-        assert await bars.metric("tickmesh_bars_trades_total", 'outcome="too_late"') == 0
-    finally:
-        await analytics.kill()
-        await bars.kill()
+    await until_equal(xrp_bars, xrp_klines)  # type: ignore[arg-type]
+    # Indicators and features of every imported 1m bar, computed in time order.
+    await until_analysed(analytics.address, USDM, "BTCUSDT", set(klines))
+    await until_analysed(analytics.address, SPOT, "XRPETH", set(xrp_klines))
+    assert await bars.metric("tickmesh_bars_trades_total", 'outcome="too_late"') == 0
 
 
 async def test_range_import_resumes_after_interruption_without_loss_or_doubling(
