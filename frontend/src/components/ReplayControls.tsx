@@ -16,6 +16,24 @@ const PHASE_TEXT = {
   failed: "Stopped",
 } as const;
 
+/** A minute-precision UTC time input; `onTime` gets only times that parse. */
+function TimeField({ label, value, onTime }: { label: string; value: string; onTime: (time: string) => void }) {
+  return (
+    <label>
+      {label} (UTC){" "}
+      <input
+        type="datetime-local"
+        aria-label={`Replay ${label.toLowerCase()} (UTC)`}
+        value={inputValue(value)}
+        onChange={(event) => {
+          const time = normaliseTime(event.target.value);
+          if (time !== null) onTime(time);
+        }}
+      />
+    </label>
+  );
+}
+
 /** Live or replay; in replay, a past range (UTC), a speed, play and pause. */
 export function ReplayControls() {
   const { market } = useAppServices();
@@ -38,30 +56,8 @@ export function ReplayControls() {
           Replay
         </button>
       </div>
-      <label>
-        From (UTC){" "}
-        <input
-          type="datetime-local"
-          aria-label="Replay from (UTC)"
-          value={inputValue(range.from)}
-          onChange={(event) => {
-            const from = normaliseTime(event.target.value);
-            if (from !== null) store().setReplayRange({ from });
-          }}
-        />
-      </label>
-      <label>
-        To (UTC){" "}
-        <input
-          type="datetime-local"
-          aria-label="Replay to (UTC)"
-          value={inputValue(range.to)}
-          onChange={(event) => {
-            const to = normaliseTime(event.target.value);
-            if (to !== null) store().setReplayRange({ to });
-          }}
-        />
-      </label>
+      <TimeField label="From" value={range.from} onTime={(from) => store().setReplayRange({ from })} />
+      <TimeField label="To" value={range.to} onTime={(to) => store().setReplayRange({ to })} />
       <label>
         Speed{" "}
         <select
