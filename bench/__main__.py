@@ -1,30 +1,60 @@
-"""`python -m bench`: run every benchmark in bench/ in turn and print one table of figures."""
+"""`python -m bench`: run every benchmark in bench/ in turn and print one table of figures.
+
+Each benchmark runs in a fresh interpreter of its own: run in one process, the later ones
+inherited the heap, threads and garbage of the earlier ones, and measured that (the WebSocket
+push lag was several times its figure run alone).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import multiprocessing
 import pkgutil
 import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import bench
 from bench.report import Figure, print_table
 
 
+def _run_one(name: str, sink: Connection) -> None:
+    """In the child: run bench.<name>.main() and send back the figures it returned."""
+    result = importlib.import_module(f"bench.{name}").main()
+    figures = [f for f in result if isinstance(f, Figure)] if isinstance(result, list) else []
+    sink.send(figures)
+    sink.close()
+
+
+def _benchmark(name: str) -> list[Figure]:
+    """One benchmark in a spawned interpreter; its figures (none if it failed)."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_run_one, args=(name, sender), name=name)
+    child.start()
+    sender.close()
+    figures: list[Figure] = []
+    with contextlib.suppress(EOFError):  # it failed before sending: see its traceback
+        figures = receiver.recv()
+    child.join()
+    if child.exitcode != 0:
+        sys.stdout.write(f"{name} failed (exit status {child.exitcode})\n")
+    return figures
+
+
 def main() -> None:
-    """Import each bench_* module, call its main(), collect the figures it returns."""
+    """Run each bench_* module's main() in its own process, collect the figures it returns."""
     figures: list[Figure] = []
     names = sorted(m.name for m in pkgutil.iter_modules([str(Path(bench.__file__).parent)]))
     for name in names:
         if not name.startswith("bench_"):
             continue
-        module = importlib.import_module(f"bench.{name}")
         sys.stdout.write(f"\n== {name}\n")
+        sys.stdout.flush()
         started = time.perf_counter()
-        result = module.main()
-        if isinstance(result, list):
-            figures.extend(f for f in result if isinstance(f, Figure))
+        figures.extend(_benchmark(name))
         sys.stdout.write(f"({time.perf_counter() - started:.1f}s)\n")
     print_table(figures)
 
