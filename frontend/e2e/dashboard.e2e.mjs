@@ -10,11 +10,8 @@
 // toggles an overlay, opens the RSI pane, creates an alert that fires on the next final bar
 // and waits to see it fire, saving a screenshot after each step. Exit status 0 when every
 // step passed.
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { openSession, register, signIn as signInAs } from "./browser-session.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -27,72 +24,24 @@ const { values: args } = parseArgs({
   },
 });
 
-const out = resolve(args.out);
-mkdirSync(out, { recursive: true });
-const started = Date.now();
-const steps = [];
-
-function log(message) {
-  const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
-  process.stdout.write(`[e2e ${seconds}s] ${message}\n`);
-}
-
-async function step(name, action) {
-  const begun = Date.now();
-  try {
-    await action();
-    steps.push({ name, ok: true, ms: Date.now() - begun });
-    log(`ok   ${name}`);
-  } catch (error) {
-    steps.push({ name, ok: false, ms: Date.now() - begun, error: String(error) });
-    log(`FAIL ${name}: ${error instanceof Error ? error.message : error}`);
-    throw error;
-  }
-}
-
-const profile = mkdtempSync(join(tmpdir(), "tickmesh-e2e-chromium-"));
-// A fresh profile per run (playwright passes it as --user-data-dir).
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: args.chromium,
-  headless: !args.headed,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-  viewport: { width: 1440, height: 900 },
-  deviceScaleFactor: 1,
+const { context, page, log, step, shot, run } = await openSession({
+  name: "e2e",
+  chromiumPath: args.chromium,
+  out: args.out,
+  headed: args.headed,
 });
-const page = context.pages()[0] ?? (await context.newPage());
-const consoleErrors = [];
-page.on("console", (message) => {
-  if (message.type() === "error") consoleErrors.push(message.text());
-});
-page.on("pageerror", (error) => consoleErrors.push(String(error)));
-
-const shot = (name) => page.screenshot({ path: join(out, `${name}.png`) });
 const username = `e2e_${Date.now().toString(36)}`;
 const password = "e2e-password-1";
-let exitCode = 0;
+const signIn = () => signInAs(page, username, password);
 
-try {
+await run(async () => {
   await step("open the dashboard", async () => {
     await page.goto(args.url, { waitUntil: "domcontentloaded" });
     await page.getByRole("button", { name: "Sign in" }).waitFor({ timeout: 15_000 });
     await shot("01-login");
   });
 
-  await step("register a user (and be signed in)", async () => {
-    await page.getByRole("button", { name: /No account\? Create one/ }).click();
-    await page.getByLabel("Username").fill(username);
-    await page.getByLabel("Password").fill(password);
-    await page.getByRole("button", { name: "Create account" }).click();
-    await page.getByRole("button", { name: "Sign out" }).waitFor({ timeout: 15_000 });
-  });
+  await step("register a user (and be signed in)", () => register(page, username, password));
 
   const symbol = args.symbol;
   // The same symbol on two venues is two instruments: the picker names the venue of each.
@@ -125,13 +74,6 @@ try {
     await page.keyboard.press("Escape");
   });
 
-  async function signIn() {
-    await page.getByRole("button", { name: "Sign in" }).waitFor({ timeout: 15_000 });
-    await page.getByLabel("Username").fill(username);
-    await page.getByLabel("Password").fill(password);
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByRole("button", { name: "Sign out" }).waitFor({ timeout: 15_000 });
-  }
 
   const chart = page.getByTestId("price-chart");
   const chartOf = async (instrument) => {
@@ -295,15 +237,4 @@ try {
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByRole("button", { name: "Sign in" }).waitFor();
   });
-} catch {
-  exitCode = 1;
-  await shot("failure").catch(() => {});
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-
-const relevantErrors = consoleErrors.filter((text) => !/WebSocket|Failed to load resource/.test(text));
-if (relevantErrors.length > 0) log(`console errors:\n  ${relevantErrors.join("\n  ")}`);
-log(`${steps.filter((s) => s.ok).length}/${steps.length} steps passed; screenshots in ${out}`);
-process.exit(exitCode);
+}, "failure");

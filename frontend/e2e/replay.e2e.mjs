@@ -7,11 +7,8 @@
 // paced (a range of N minutes takes about N seconds), up to the end; then reloads the link the
 // address now names (it plays the replay again) and goes back to live. Exit status 0 when every
 // step passed; screenshots go to --out.
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { openSession, register, signIn as signInAs } from "./browser-session.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -25,46 +22,13 @@ const { values: args } = parseArgs({
 });
 if (args.from === undefined || args.to === undefined) throw new Error("--from and --to are required");
 
-const out = resolve(args.out);
-mkdirSync(out, { recursive: true });
-const started = Date.now();
-const steps = [];
+const { page, log, step, shot, run } = await openSession({
+  name: "replay-e2e",
+  chromiumPath: args.chromium,
+  out: args.out,
+});
 const rangeSeconds = (Date.parse(`${args.to}Z`) - Date.parse(`${args.from}Z`)) / 1000;
 
-function log(message) {
-  const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
-  process.stdout.write(`[replay-e2e ${seconds}s] ${message}\n`);
-}
-
-async function step(name, action) {
-  const begun = Date.now();
-  try {
-    await action();
-    steps.push({ name, ok: true, ms: Date.now() - begun });
-    log(`ok   ${name}`);
-  } catch (error) {
-    steps.push({ name, ok: false, ms: Date.now() - begun, error: String(error) });
-    log(`FAIL ${name}: ${error instanceof Error ? error.message : error}`);
-    throw error;
-  }
-}
-
-const profile = mkdtempSync(join(tmpdir(), "tickmesh-replay-e2e-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: args.chromium,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"],
-  viewport: { width: 1440, height: 900 },
-  deviceScaleFactor: 1,
-});
-const page = context.pages()[0] ?? (await context.newPage());
-const consoleErrors = [];
-page.on("console", (message) => {
-  if (message.type() === "error") consoleErrors.push(message.text());
-});
-page.on("pageerror", (error) => consoleErrors.push(String(error)));
-
-const shot = (name) => page.screenshot({ path: join(out, `${name}.png`) });
 const username = `replay_${Date.now().toString(36)}`;
 const password = "e2e-password-1";
 const chart = page.getByTestId("price-chart");
@@ -72,15 +36,8 @@ const controls = page.getByTestId("replay-controls");
 const chartBars = async () => Number(await chart.getAttribute("data-bars"));
 const chartLast = async () => Number(await chart.getAttribute("data-last-time"));
 const phase = () => controls.getAttribute("data-phase");
-let exitCode = 0;
 
-async function signIn() {
-  await page.getByRole("button", { name: "Sign in" }).waitFor({ timeout: 15_000 });
-  await page.getByLabel("Username").fill(username);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("button", { name: "Sign out" }).waitFor({ timeout: 15_000 });
-}
+const signIn = () => signInAs(page, username, password);
 
 async function waitForPhase(wanted, timeout) {
   await page.waitForFunction(
@@ -90,14 +47,10 @@ async function waitForPhase(wanted, timeout) {
   );
 }
 
-try {
+await run(async () => {
   await step("register and open the instrument's live chart", async () => {
     await page.goto(`${args.url}/?instrument=${args.instrument}&timeframe=1m`, { waitUntil: "domcontentloaded" });
-    await page.getByRole("button", { name: /No account\? Create one/ }).click();
-    await page.getByLabel("Username").fill(username);
-    await page.getByLabel("Password").fill(password);
-    await page.getByRole("button", { name: "Create account" }).click();
-    await page.getByRole("button", { name: "Sign out" }).waitFor({ timeout: 15_000 });
+    await register(page, username, password);
     await page.waitForFunction(() => Number(document.querySelector('[data-testid="price-chart"]')?.getAttribute("data-bars")) > 0, null, { timeout: 30_000 });
     await shot("replay-01-live");
   });
@@ -165,15 +118,4 @@ try {
     await page.locator('[data-status="live"]').waitFor({ timeout: 30_000 });
     await shot("replay-03-live-again");
   });
-} catch {
-  exitCode = 1;
-  await shot("replay-failure").catch(() => {});
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-
-const relevantErrors = consoleErrors.filter((text) => !/WebSocket|Failed to load resource/.test(text));
-if (relevantErrors.length > 0) log(`console errors:\n  ${relevantErrors.join("\n  ")}`);
-log(`${steps.filter((s) => s.ok).length}/${steps.length} steps passed; screenshots in ${out}`);
-process.exit(exitCode);
+}, "replay-failure");

@@ -123,18 +123,23 @@ def dashboard_url(demo_gateway: str) -> Iterator[str]:
         stop(preview)
 
 
-def test_dashboard_in_chromium_against_demo_mesh_passes_every_step(dashboard_url: str) -> None:
+def _browser_script(script: str, url: str, *options: str) -> None:
+    """Run a frontend/e2e script in Chromium against `url`; its output lands in OUTPUT."""
     _ensure_chromium()
     run = subprocess.run(
-        ["node", "e2e/dashboard.e2e.mjs", "--url", dashboard_url, "--out", str(OUTPUT)],
+        ["node", f"e2e/{script}", "--url", url, "--out", str(OUTPUT), *options],
         cwd=FRONTEND,
         capture_output=True,
         text=True,
         timeout=BROWSER_SECONDS,
         check=False,
     )
-    (OUTPUT / "browser.log").write_text(run.stdout + run.stderr)
-    assert run.returncode == 0, f"browser steps failed:\n{run.stdout}\n{run.stderr}"
+    (OUTPUT / f"{script}.log").write_text(run.stdout + run.stderr)
+    assert run.returncode == 0, f"{script} failed:\n{run.stdout}\n{run.stderr}"
+
+
+def test_dashboard_in_chromium_against_demo_mesh_passes_every_step(dashboard_url: str) -> None:
+    _browser_script("dashboard.e2e.mjs", dashboard_url)
     assert (OUTPUT / "05-alert-fired.png").exists()
 
 
@@ -155,7 +160,6 @@ def _first_bar_minute(url: str, token: str) -> int:
 def test_replay_mode_in_chromium_plays_a_past_range_at_60x(
     demo_gateway: str, dashboard_url: str
 ) -> None:
-    _ensure_chromium()
     # The range starts at the first bar the demo committed and spans REPLAY_MINUTES whole
     # minutes that are over (their bars are final and committed), waiting for them if needed.
     deadline = time.monotonic() + REPLAY_WAIT_SECONDS
@@ -172,25 +176,12 @@ def test_replay_mode_in_chromium_plays_a_past_range_at_60x(
         time.sleep(5)
     start = now_minute - REPLAY_MINUTES * 60
     minute = "%Y-%m-%dT%H:%M"
-    run = subprocess.run(
-        [
-            "node",
-            "e2e/replay.e2e.mjs",
-            "--url",
-            dashboard_url,
-            "--out",
-            str(OUTPUT),
-            "--from",
-            datetime.fromtimestamp(start, UTC).strftime(minute),
-            "--to",
-            datetime.fromtimestamp(now_minute, UTC).strftime(minute),
-        ],
-        cwd=FRONTEND,
-        capture_output=True,
-        text=True,
-        timeout=BROWSER_SECONDS,
-        check=False,
+    _browser_script(
+        "replay.e2e.mjs",
+        dashboard_url,
+        "--from",
+        datetime.fromtimestamp(start, UTC).strftime(minute),
+        "--to",
+        datetime.fromtimestamp(now_minute, UTC).strftime(minute),
     )
-    (OUTPUT / "replay-browser.log").write_text(run.stdout + run.stderr)
-    assert run.returncode == 0, f"replay steps failed:\n{run.stdout}\n{run.stderr}"
     assert (OUTPUT / "replay-02-played.png").exists()
