@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from tickmesh.bars.bar_rows import ns_to_datetime
 from tickmesh.core.instruments import InstrumentId
-from tickmesh.core.replay import LoggedItem
+from tickmesh.core.replay import LogPage
 from tickmesh.core.sharding import Shard
 
 # Commit time in nanoseconds computed by the server: a datetime per row costs the replay
@@ -88,9 +88,9 @@ class BarVersionLog:
         # rows, which share the table (and the change-id sequence).
         self._shard = shard if not instruments and shard.count > 1 else None
         self._start_ns = history_start_ns or 0
-        self._ahead: tuple[tuple[int, int, int], asyncio.Task[list[LoggedItem]]] | None = None
+        self._ahead: tuple[tuple[int, int, int], asyncio.Task[LogPage]] | None = None
 
-    async def page(self, after_position: int, end_ns: int, limit: int) -> list[LoggedItem]:
+    async def page(self, after_position: int, end_ns: int, limit: int) -> LogPage:
         """Up to `limit` versions after change id `after_position` committed before `end_ns`."""
         key = (after_position, end_ns, limit)
         ahead, self._ahead = self._ahead, None
@@ -103,7 +103,7 @@ class BarVersionLog:
         if len(items) == limit:
             # PostgreSQL reads the next page while this one is sent: one page ahead at most,
             # so a stalled reader still holds the replay to two pages.
-            following = (items[-1].position, end_ns, limit)
+            following = (items.positions[-1], end_ns, limit)
             self._ahead = (following, asyncio.create_task(self._read(*following)))
         return items
 
@@ -115,7 +115,7 @@ class BarVersionLog:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await ahead[1]
 
-    async def _read(self, after_position: int, end_ns: int, limit: int) -> list[LoggedItem]:
+    async def _read(self, after_position: int, end_ns: int, limit: int) -> LogPage:
         if self._pages is not None:
             self._pages.inc()
         shard = self._shard
@@ -129,12 +129,13 @@ class BarVersionLog:
                 self._tag,
             )
             if page is None or page[0] is None:
-                return []
+                return LogPage([], [], [])
             positions: list[int] = page[0]
             if positions != sorted(positions):  # cheap on a sorted list; never seen to happen
                 raise RuntimeError("bar_versions page out of change-id order")
-            return list(map(LoggedItem, positions, page[1], page[2]))
-        items: list[LoggedItem] = []
+            # The arrays as asyncpg decoded them: no object a version (see LogPage).
+            return LogPage(positions, page[1], page[2])
+        items = LogPage([], [], [])
         while len(items) < limit:
             wanted = limit - len(items)
             rows = await self._pool.fetch(
@@ -145,11 +146,11 @@ class BarVersionLog:
                 wanted,
                 self._tag,
             )
-            items.extend(
-                LoggedItem(r[0], r[1], r[2])
-                for r in rows
-                if shard.owns(InstrumentId.of(r[3], r[4]))
-            )
+            for r in rows:
+                if shard.owns(InstrumentId.of(r[3], r[4])):
+                    items.positions.append(r[0])
+                    items.committed_at_ns.append(r[1])
+                    items.messages.append(r[2])
             if len(rows) < wanted:
                 break
             after_position = rows[-1][0]
