@@ -141,7 +141,14 @@ def _varint(value: int) -> bytes:
 def embedded(field_number: int, messages: Sequence[bytes]) -> bytes:
     """`messages` as occurrences of a length-delimited field of an enclosing message."""
     tag = _varint(field_number << 3 | 2)
-    return b"".join(tag + _varint(len(message)) + message for message in messages)
+    # Messages of a log share a few lengths: one header per length, and the interleaving
+    # done by C loops (map, slice assignment), so a bar costs a fraction of a microsecond.
+    sizes = list(map(len, messages))
+    heads = {size: tag + _varint(size) for size in set(sizes)}
+    parts = [b""] * (2 * len(sizes))
+    parts[0::2] = map(heads.__getitem__, sizes)
+    parts[1::2] = messages
+    return b"".join(parts)
 
 
 @dataclass(slots=True)

@@ -1,10 +1,9 @@
 """`bar_versions` as a replay log: the bars live Subscribe delivered, in change-id order.
 
 BarService.Replay walks it with tickmesh.core.replay.ReplaySession. The position is the
-change id; each item is the logged message (the serialized Bar as published), already framed
-by the server as one occurrence of the response field it goes in (`bar` or `bars` of
-SubscribeResponse), so a response is the items' bytes joined: the live stream's bytes, never
-decoded or re-encoded here.
+change id; each item is the logged message (the serialized Bar as published), which the
+service frames as occurrences of the response field it goes in (`bar` or `bars` of
+SubscribeResponse, core.replay.embedded): the live stream's bytes, never decoded or re-encoded.
 """
 
 from __future__ import annotations
@@ -24,16 +23,11 @@ from tickmesh.core.sharding import Shard
 
 # Commit time in nanoseconds computed by the server: a datetime per row costs the replay
 # more than the rest of the row (a double holds epoch microseconds exactly; the cast rounds).
-# The message goes out framed: the field's tag ($7), its length as a protobuf varint (one
-# byte below 128, else two: a stored Bar is a few hundred bytes at most), the message.
 # Rows copied from candles at migration (message NULL) were never delivered live, so they
 # are not part of the log.
 _ITEM = (
     "change_id AS p, (date_part('epoch', committed_at) * 1000000)::bigint * 1000 AS t, "
-    "$7::bytea || CASE WHEN length(message) < 128 "
-    "THEN set_byte('\\x00'::bytea, 0, length(message)) "
-    "ELSE set_byte(set_byte('\\x0000'::bytea, 0, (length(message) & 127) | 128), 1, "
-    "length(message) >> 7) END || message AS m"
+    "message AS m"
 )
 # A page as three arrays in one row: asyncpg decodes arrays in C, where a record a row costs
 # the replay as much as the rest of its work. The aggregates take the rows in the order the
@@ -41,8 +35,6 @@ _ITEM = (
 # in each aggregate would sort the page three more times and cost more than the query):
 # _read checks that order and refuses a page without it.
 _AS_ARRAYS = "SELECT array_agg(p), array_agg(t), array_agg(m) "
-# A protobuf tag of a length-delimited field: (field number << 3) | 2.
-_LENGTH_DELIMITED = 2
 _SELECTION = (
     "message IS NOT NULL "
     "AND (cardinality($1::text[]) = 0 OR (exchange, symbol) IN "
@@ -69,14 +61,10 @@ class BarVersionLog:
         timeframes: Sequence[str],
         shard: Shard,
         history_start_ns: int | None,
-        field_number: int,
         pages: Counter | None = None,
     ) -> None:
-        """Empty `instruments` or `timeframes`: all of them (of this shard). Items come framed
-        as field `field_number` of the response; `pages` counts the pages read."""
-        if not 0 < field_number < 16:
-            raise ValueError(f"field {field_number} needs a one-byte tag")
-        self._tag = bytes([field_number << 3 | _LENGTH_DELIMITED])
+        """Empty `instruments` or `timeframes`: all of them (of this shard); `pages` counts
+        the pages read."""
         self._pool = pool
         self._pages = pages
         self._filter = (
@@ -126,7 +114,6 @@ class BarVersionLog:
                 after_position,
                 _at_or_after(end_ns),
                 limit,
-                self._tag,
             )
             if page is None or page[0] is None:
                 return LogPage([], [], [])
@@ -144,7 +131,6 @@ class BarVersionLog:
                 after_position,
                 _at_or_after(end_ns),
                 wanted,
-                self._tag,
             )
             for r in rows:
                 if shard.owns(InstrumentId.of(r[3], r[4])):
