@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from functools import partial
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 
 import grpc
 from grpc import aio

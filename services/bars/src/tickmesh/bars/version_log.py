@@ -26,8 +26,7 @@ from tickmesh.core.sharding import Shard
 # Rows copied from candles at migration (message NULL) were never delivered live, so they
 # are not part of the log.
 _ITEM = (
-    "change_id AS p, (date_part('epoch', committed_at) * 1000000)::bigint * 1000 AS t, "
-    "message AS m"
+    "change_id AS p, (date_part('epoch', committed_at) * 1000000)::bigint * 1000 AS t, message AS m"
 )
 # A page as three arrays in one row: asyncpg decodes arrays in C, where a record a row costs
 # the replay as much as the rest of its work. The aggregates take the rows in the order the
