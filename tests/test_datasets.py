@@ -296,9 +296,7 @@ async def test_bar_without_analytics_rows_gets_nulls_in_both_modes(
         assert [i for i, row in enumerate(rows) if row["feature_version"] is None] == list(range(5))
         assert all(row["feat_return_1"] is None for row in rows[:5])
         assert rows[5]["feat_return_1"] == synthetic_bar(5).features["return_1"]
-        assert rows[9]["ind_rsi"] == synthetic_bar(10).indicators["rsi"] + (
-            1 if 10 in REVISED and not as_of else 0
-        )
+        assert rows[9]["ind_rsi"] == synthetic_bar(10).indicators["rsi"]  # bar 10: not revised
 
 
 async def test_failing_chunk_among_several_in_flight_leaves_the_pool_usable(
