@@ -250,3 +250,69 @@ async def test_price_beyond_18_decimals_stops_the_export_naming_the_series(
     async with open_dataset(pool, request) as reader:
         with pytest.raises(DatasetRangeError, match=str(instrument)):
             [batch async for batch in reader.batches()]
+
+
+async def test_bar_without_analytics_rows_gets_nulls_in_both_modes(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    instrument = _instrument()
+    await _revised_series(pool, instrument)
+    gone = START + 4 * MINUTE
+    async with pool.acquire() as conn:
+        # Parts are read from their own tables: a bar missing its indicator or feature row
+        # (and an analytics row of no bar in the range) must not shift the other rows.
+        for table in ("indicators", "indicator_versions"):
+            await conn.execute(
+                f"DELETE FROM {table} WHERE symbol = $1 AND time = $2", instrument.symbol, gone
+            )
+        for table in ("ml_features", "feature_versions"):
+            await conn.execute(
+                f"DELETE FROM {table} WHERE symbol = $1 AND time <= $2", instrument.symbol, gone
+            )
+        await conn.execute(
+            "DELETE FROM candles WHERE symbol = $1 AND time = $2",
+            instrument.symbol,
+            START + 9 * MINUTE,
+        )
+        await conn.execute(
+            "DELETE FROM bar_versions WHERE symbol = $1 AND time = $2",
+            instrument.symbol,
+            START + 9 * MINUTE,
+        )
+    request = {
+        "instruments": [str(instrument)],
+        "timeframes": ["1m"],
+        "start": START,
+        "end": START + BARS * MINUTE,
+        "chunk_rows": 4,
+    }
+    for as_of in (False, True):
+        rows = (
+            await _export(pool, tmp_path / f"{as_of}.parquet", as_of=as_of, **request)
+        ).to_pylist()
+        times = [row["time"] for row in rows]
+        assert times == [START + i * MINUTE for i in range(BARS) if i != 9]
+        assert [i for i, row in enumerate(rows) if row["ind_rsi"] is None] == [4]
+        assert [i for i, row in enumerate(rows) if row["feature_version"] is None] == list(range(5))
+        assert all(row["feat_return_1"] is None for row in rows[:5])
+        assert rows[5]["feat_return_1"] == synthetic_bar(5).features["return_1"]
+        assert rows[9]["ind_rsi"] == synthetic_bar(10).indicators["rsi"]  # bar 10: not revised
+
+
+async def test_failing_chunk_among_several_in_flight_leaves_the_pool_usable(
+    pool: asyncpg.Pool,
+) -> None:
+    instrument = _instrument()
+    await _revised_series(pool, instrument)
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE candles SET close = 0.0000000000000000001 WHERE symbol = $1 AND time = $2",
+            instrument.symbol,
+            START + 20 * MINUTE,
+        )
+    request = parse_request([str(instrument)], ["1m"], START, START + BARS * MINUTE)
+    for _ in range(2):  # the second time on the connections the first one gave back
+        async with open_dataset(pool, request, chunk_rows=3, connections=3) as reader:
+            with pytest.raises(DatasetRangeError, match=str(instrument)):
+                [batch async for batch in reader.batches()]
+    assert await pool.fetchval("SELECT 1") == 1

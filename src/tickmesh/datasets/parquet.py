@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tickmesh.datasets.reader import DatasetReader
@@ -24,9 +25,18 @@ async def write_parquet(
     leaves a truncated file under the requested name.
     """
     partial = path.with_name(path.name + ".partial")
+    schema = reader.arrow_schema
+    # Dictionary pages for the few repeated strings only: prices, volumes and statistics are
+    # mostly distinct, where trying a dictionary first cost as much as compressing.
+    strings = [f.name for f in schema if f.type == pa.string()]
     rows = 0
     try:
-        with pq.ParquetWriter(partial, reader.arrow_schema, compression=COMPRESSION) as writer:
+        with pq.ParquetWriter(
+            partial,
+            schema,
+            compression=COMPRESSION,
+            use_dictionary=strings,  # type: ignore[arg-type]  # pyarrow takes names too
+        ) as writer:
             async for batch in reader.batches():
                 # On a worker thread: the reader keeps receiving the next chunk meanwhile.
                 await asyncio.to_thread(writer.write_batch, batch)

@@ -1,40 +1,39 @@
-"""Read a dataset as Arrow record batches: `COPY (SELECT ...) TO STDOUT` per chunk.
+"""Read a dataset as Arrow record batches: `COPY (SELECT ...) TO STDOUT` per chunk and part.
 
-A chunk is the next `chunk_rows` bars of one series (keyset paging on open time), so memory
-stays bounded whatever the range, and empty stretches of a range cost nothing. Every chunk is
-read in read-only REPEATABLE READ transactions on one exported snapshot, so the whole dataset
-is one consistent snapshot even when several connections read it.
+A chunk is `chunk_rows` bars of one series between two of its bounds (sql.bounds_query), so
+memory stays bounded whatever the range, and empty stretches of a range cost nothing. Its
+parts (bars, indicators, feature rows) are range scans of their own tables, read on the
+reader's connections at once and parsed by pyarrow and numpy on worker threads while the
+next chunks arrive. Every chunk is read in read-only REPEATABLE READ transactions on one
+exported snapshot, so the whole dataset is one consistent snapshot even on several
+connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Literal, TypeAlias
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.json as pa_json
 
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import TimeframeSpec
 from tickmesh.datasets import binary, sql
+from tickmesh.datasets.parts import Column, PartParser, align, epoch_us
 from tickmesh.datasets.request import DatasetRequest
 from tickmesh.datasets.schema import DatasetSchema
 
 DEFAULT_CHUNK_ROWS = 50_000
-_MICROSECOND = timedelta(microseconds=1)
-Parts: TypeAlias = "list[pa.Array[Any]] | list[pa.ChunkedArray[Any]]"
-Column: TypeAlias = "pa.Array[Any] | pa.ChunkedArray[Any]"
-# pyarrow parses a chunk's CSV in blocks of this size, on its own threads.
-_BLOCK_BYTES = 8 << 20
+_T = TypeVar("_T")
+_Format = Literal["csv", "binary"]
 
 
 class HistoryUnavailableError(RuntimeError):
@@ -51,6 +50,10 @@ def _series_args(
     return (instrument.venue, instrument.symbol, timeframe.label, start, end)
 
 
+# A chunk: a series and a [start, end) range of its bars' open times.
+_Chunk = tuple[InstrumentId, TimeframeSpec, datetime, datetime]
+
+
 @dataclass
 class DatasetReader:
     """An open dataset: its schema, its row count, and its batches (iterate once)."""
@@ -60,6 +63,27 @@ class DatasetReader:
     total_rows: int
     chunk_rows: int
     _conns: list[Connection]
+    _chunks: list[_Chunk]
+    _free: asyncio.Queue[Connection] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._parser = PartParser(self.schema)
+        self._bars_query = sql.bars_query(self.schema)
+        self._binary_parts = [
+            (query, parse)
+            for query, parse in (
+                (sql.indicators_query(self.schema), self._parser.indicators),
+                (sql.features_query(self.schema), self._parser.features),
+            )
+            if query is not None
+        ]
+        self._free = asyncio.Queue()
+        for conn in self._conns:
+            self._free.put_nowait(conn)
+        # Chunks in flight: enough to keep every connection busy, and one being read while
+        # the caller writes the last (two at least), so memory stays a few chunks.
+        parts = 1 + len(self._binary_parts)
+        self._ahead = max(2, -(-len(self._conns) // parts))
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -69,119 +93,84 @@ class DatasetReader:
     async def batches(self) -> AsyncIterator[pa.RecordBatch]:
         """Every row, series after series in request order, each in open-time order.
 
-        The next chunk of a series is read while the caller handles this one's batches.
+        The next chunks (of this series or the next ones) are read while the caller handles
+        this one's batches.
         """
         arrow_schema = self.arrow_schema
-        for instrument, timeframe in self.request.series():
-            keys = (pa.array([str(instrument)]), pa.array([timeframe.label]))
-            pending: asyncio.Future[list[Column]] | None = asyncio.ensure_future(
-                self._chunk(instrument, timeframe, self.request.start)
-            )
-            try:
-                while pending is not None:
-                    columns = await pending
-                    pending = None
-                    rows = len(columns[0])
-                    if rows == self.chunk_rows:
-                        # Open times are unique per series and stored to the microsecond.
-                        start = columns[0][-1].as_py() + _MICROSECOND
-                        pending = asyncio.ensure_future(self._chunk(instrument, timeframe, start))
-                    if rows == 0:
-                        break
-                    zeros = np.zeros(rows, dtype=np.int32)
-                    table = pa.Table.from_arrays(
-                        [keys[0].take(zeros), keys[1].take(zeros), *columns], schema=arrow_schema
-                    )
-                    for batch in table.to_batches():
-                        yield batch
-            finally:
-                if pending is not None:
-                    pending.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await pending
+        chunks = deque(self._chunks)
+        pending: deque[tuple[_Chunk, asyncio.Future[list[Column]]]] = deque()
+        try:
+            while chunks or pending:
+                while chunks and len(pending) < self._ahead:
+                    chunk = chunks.popleft()
+                    pending.append((chunk, asyncio.ensure_future(self._chunk(chunk))))
+                (instrument, timeframe, _, _), future = pending[0]
+                columns = await future
+                pending.popleft()
+                zeros = np.zeros(len(columns[0]), dtype=np.int32)
+                keys = [pa.array([str(instrument)]), pa.array([timeframe.label])]
+                table = pa.Table.from_arrays(
+                    [*(key.take(zeros) for key in keys), *columns], schema=arrow_schema
+                )
+                for batch in table.to_batches():
+                    yield batch
+        finally:
+            await _stop([future for _, future in pending])
 
-    async def _copy(
-        self,
-        conn: Connection,
-        query: str,
-        format: Literal["csv", "binary", "text"],
-        series: tuple[InstrumentId, TimeframeSpec, datetime],
-    ) -> bytes:
+    async def _on_connection(self, work: Callable[[Connection], Awaitable[_T]]) -> _T:
+        """`work` on the next free connection of the reader (first come, first served)."""
+        conn = await self._free.get()
+        try:
+            return await work(conn)
+        finally:
+            self._free.put_nowait(conn)
+
+    async def _part(
+        self, query: str, format: _Format, parse: Callable[[bytes], _T], chunk: _Chunk
+    ) -> _T:
         parts: list[bytes] = []
 
         async def collect(data: bytes) -> None:
             parts.append(data)
 
-        instrument, timeframe, start = series
-        await conn.copy_from_query(
-            query,
-            *_series_args(instrument, timeframe, start, self.request.end),
-            output=collect,
-            format=format,
+        instrument, timeframe, start, end = chunk
+        args = _series_args(instrument, timeframe, start, end)
+        await self._on_connection(
+            lambda conn: conn.copy_from_query(query, *args, output=collect, format=format)
         )
-        return b"".join(parts)
+        # pyarrow and numpy parse on a worker thread: the loop keeps receiving other parts.
+        return await asyncio.to_thread(parse, b"".join(parts))
 
-    def _parse_bars(self, text: bytes) -> list[pa.ChunkedArray[Any]]:
-        if not text:
-            return [pa.chunked_array([], type=f.type) for f in self.schema.bar_fields()]
-        table = pa_csv.read_csv(
-            io.BytesIO(text), read_options=self._read, convert_options=self._convert
-        )
-        return list(table.columns)
-
-    def _parse_features(self, lines: bytes) -> list[pa.ChunkedArray[Any]]:
-        if not lines:
-            return [pa.chunked_array([], type=f.type) for f in self.schema.feature_fields()]
-        table = pa_json.read_json(io.BytesIO(lines), parse_options=self._json)
-        return [table.column(name) for name in self.schema.features or ()]
-
-    async def _chunk(
-        self, instrument: InstrumentId, timeframe: TimeframeSpec, start: datetime
-    ) -> list[pa.Array[Any] | pa.ChunkedArray[Any]]:
-        """The next chunk's columns: its COPYs run on the reader's connections at once, and
-        pyarrow parses each on a worker thread while the others still arrive."""
-        series = (instrument, timeframe, start)
-        jobs: list[tuple[str, Literal["csv", "binary", "text"], Callable[[bytes], Parts]]] = [
-            (self._bars_query, "csv", self._parse_bars)
+    async def _chunk(self, chunk: _Chunk) -> list[Column]:
+        """One chunk's columns in schema order: its parts read at once, lined up on the bars."""
+        bars = asyncio.ensure_future(self._part(self._bars_query, "csv", self._parser.bars, chunk))
+        others = [
+            asyncio.ensure_future(self._part(query, "binary", parse, chunk))
+            for query, parse in self._binary_parts
         ]
-        if self._analytics_query is not None:
-            fields = self.schema.analytics_fields()
-            jobs.append((self._analytics_query, "binary", lambda d: binary.to_arrow(d, fields)))
-        if self._features_query is not None:
-            jobs.append((self._features_query, "text", self._parse_features))
-        results: list[Parts] = [[] for _ in jobs]
-
-        async def run(first: int) -> None:
-            conn = self._conns[first]
-            for index in range(first, len(jobs), len(self._conns)):
-                query, format, parse = jobs[index]
-                data = await self._copy(conn, query, format, series)
-                results[index] = await asyncio.to_thread(parse, data)
-
         try:
-            await asyncio.gather(*(run(k) for k in range(min(len(jobs), len(self._conns)))))
-        except (pa.ArrowInvalid, binary.BinaryLayoutError) as error:
-            # decimal128(38, 18) refuses a value with more decimals rather than rounding it.
-            raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
-        columns = [column for part in results for column in part]
-        if any(len(column) != len(columns[0]) for column in columns):
-            raise DatasetRangeError(f"{instrument} {timeframe.label}: bars changed while read")
+            await asyncio.gather(bars, *others)
+        except BaseException as error:
+            # The other parts stop too: their connections go back idle, ready to roll back.
+            await _stop([bars, *others])
+            if isinstance(error, pa.ArrowInvalid | binary.BinaryLayoutError):
+                # decimal128(38, 18) refuses a value with more decimals rather than rounding it.
+                instrument, timeframe, _, _ = chunk
+                raise DatasetRangeError(f"{instrument} {timeframe.label}: {error}") from None
+            raise
+        columns = bars.result()
+        bar_times = epoch_us(columns[0])
+        for other in others:
+            times, part = other.result()
+            columns += align(bar_times, times, part)
         return columns
 
-    def __post_init__(self) -> None:
-        fields = self.schema.bar_fields()
-        self._bars_query = sql.bars_query(self.schema, self.chunk_rows)
-        self._analytics_query = sql.analytics_query(self.schema, self.chunk_rows)
-        self._features_query = sql.features_query(self.schema, self.chunk_rows)
-        # Names absent from a row are null; names not in the schema are left out.
-        self._json = pa_json.ParseOptions(
-            explicit_schema=pa.schema([(n, pa.float64()) for n in self.schema.features or ()]),
-            unexpected_field_behavior="ignore",
-        )
-        self._read = pa_csv.ReadOptions(
-            column_names=[f.name for f in fields], block_size=_BLOCK_BYTES
-        )
-        self._convert = pa_csv.ConvertOptions(column_types={f.name: f.type for f in fields})
+
+async def _stop(futures: Sequence[asyncio.Future[Any]]) -> None:
+    """Cancel `futures` and wait until they are done (their connections idle again)."""
+    for future in futures:
+        future.cancel()
+    await asyncio.gather(*futures, return_exceptions=True)
 
 
 async def _feature_names(conn: Connection, request: DatasetRequest) -> list[str]:
@@ -193,6 +182,21 @@ async def _feature_names(conn: Connection, request: DatasetRequest) -> list[str]
         )
         names.update(row["k"] for row in rows)
     return sorted(names)
+
+
+async def _plan(conn: Connection, request: DatasetRequest, chunk_rows: int) -> list[_Chunk]:
+    """Every chunk of `request` in order: per series the [start, end) of each `chunk_rows`
+    bars (sql.bounds_query)."""
+    query = sql.bounds_query(request.as_of, chunk_rows)
+    chunks: list[_Chunk] = []
+    for instrument, timeframe in request.series():
+        rows = await conn.fetch(
+            query, *_series_args(instrument, timeframe, request.start, request.end)
+        )
+        bounds = [row[0] for row in rows]
+        ends = [*bounds[1:], request.end] if bounds else []
+        chunks += [(instrument, timeframe, s, e) for s, e in zip(bounds, ends, strict=True)]
+    return chunks
 
 
 async def count_rows(conn: Connection, request: DatasetRequest) -> int:
@@ -232,8 +236,6 @@ async def open_dataset(
         await stack.enter_async_context(
             conn.transaction(isolation="repeatable_read", readonly=True)
         )
-        # Bar times are written with their offset; "+00" is what pyarrow reads as UTC.
-        await conn.execute("SET LOCAL TimeZone = 'UTC'")
         conns: list[Connection] = [conn]
         if connections > 1:
             snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
@@ -244,13 +246,17 @@ async def open_dataset(
                 )
                 await _follow(other, snapshot)
                 conns.append(other)
+        for each in conns:
+            # Bar times are written with their offset; "+00" is what pyarrow reads as UTC.
+            await each.execute("SET LOCAL TimeZone = 'UTC'")
         try:
             if feature_names is None:
                 feature_names = await _feature_names(conn, request) if request.features else []
             total = await count_rows(conn, request)
+            chunks = await _plan(conn, request, chunk_rows)
         except asyncpg.UndefinedTableError as error:
             raise HistoryUnavailableError(
                 f"{error}: this database keeps no revision history yet (migrations 0008, 0009)"
             ) from None
         schema = DatasetSchema.of(request, feature_names)
-        yield DatasetReader(request, schema, total, chunk_rows, conns)
+        yield DatasetReader(request, schema, total, chunk_rows, conns, chunks)

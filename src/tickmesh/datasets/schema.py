@@ -74,18 +74,29 @@ class DatasetSchema:
         """The bar columns the SQL returns (read as CSV: exact decimals parse as they are)."""
         return [*BAR_FIELDS, *(AS_OF_BAR_FIELDS if self.as_of else ())]
 
-    def analytics_fields(self) -> list[pa.Field[Any]]:
-        """The indicator columns and the feature rows' version and time (fixed-width binary)."""
-        fields: list[pa.Field[Any]] = []
-        if self.indicators:
-            fields += [pa.field(INDICATOR_PREFIX + n, pa.float64()) for n in INDICATOR_NAMES]
-            if self.as_of:
-                fields.append(pa.field("indicators_committed_at", TIME))
-        if self.features is not None:
-            fields.append(pa.field("feature_version", pa.string()))
-            if self.as_of:
-                fields.append(pa.field("features_committed_at", TIME))
+    def indicator_fields(self) -> list[pa.Field[Any]]:
+        """The indicator columns, and as first final when they were stored (fixed-width binary)."""
+        if not self.indicators:
+            return []
+        fields: list[pa.Field[Any]] = [
+            pa.field(INDICATOR_PREFIX + n, pa.float64()) for n in INDICATOR_NAMES
+        ]
+        if self.as_of:
+            fields.append(pa.field("indicators_committed_at", TIME))
         return fields
+
+    def feature_row_fields(self) -> list[pa.Field[Any]]:
+        """The feature rows' version, and as first final when they were stored."""
+        if self.features is None:
+            return []
+        fields: list[pa.Field[Any]] = [pa.field("feature_version", pa.string())]
+        if self.as_of:
+            fields.append(pa.field("features_committed_at", TIME))
+        return fields
+
+    def analytics_fields(self) -> list[pa.Field[Any]]:
+        """The indicator columns, then the feature rows' version and time."""
+        return [*self.indicator_fields(), *self.feature_row_fields()]
 
     def feature_fields(self) -> list[pa.Field[Any]]:
         """One float64 column per feature (read from the feature rows' JSON)."""

@@ -1,9 +1,12 @@
-"""The SQL of a dataset chunk: one series' next bars in [$4, $5) joined with their analytics rows.
+"""The SQL of a dataset chunk: one series' bars, indicators and feature rows in [$4, $5).
 
 Parameters: $1 exchange label, $2 symbol, $3 timeframe label, $4 start, $5 end (timestamptz).
-A chunk is up to three COPYs of the same bars: the bar columns as text (CSV, with times written
-"+00": the reader sets TimeZone UTC), the analytics columns as fixed-width binary
-(binary.py), the feature rows' JSON as NDJSON text (parsed by pyarrow's JSON reader).
+A chunk is the bars between two of the series' chunk bounds (bounds_query), so each part is
+a range scan of its own table in primary-key order: no join, no sort. The reader lines the
+parts up by open time (align.py); a bar without an indicator or feature row gets nulls.
+The parts go as up to three COPYs: the bar columns as text (CSV, with times written "+00": the
+reader sets TimeZone UTC), the indicators and the feature rows as fixed-width binary
+(binary.py).
 
 "latest" reads `candles`, `indicators`, `ml_features`. As first final reads, per bar, its
 earliest version in `bar_versions` (revision 0) and the `indicator_versions` /
@@ -30,54 +33,15 @@ _BAR_COLUMNS = (
     "vwap",
     "revision",
 )
-_SERIES = "exchange = $1 AND symbol = $2 AND timeframe = $3"
-_SAME_BAR = (
-    "{t}.exchange = b.exchange AND {t}.symbol = b.symbol "
-    "AND {t}.timeframe = b.timeframe AND {t}.time = b.time"
-)
+_RANGE = "exchange = $1 AND symbol = $2 AND timeframe = $3 AND time >= $4 AND time < $5"
 
 
-def _bar_columns(schema: DatasetSchema) -> list[str]:
-    return [f"b.{c}" for c in _BAR_COLUMNS] + (["b.committed_at"] if schema.as_of else [])
+def _first_versions(table: str, order: str, columns: str) -> str:
+    """Per bar of the range, the row of `table` first in `order` (its primary key's order)."""
+    return f"SELECT DISTINCT ON (time) {columns} FROM {table} WHERE {_RANGE} ORDER BY time, {order}"
 
 
-def _analytics_columns(schema: DatasetSchema) -> list[str]:
-    columns = []
-    if schema.indicators:
-        columns += [f"i.{n}" for n in INDICATOR_NAMES]
-        if schema.as_of:
-            columns.append("i.committed_at")
-    if schema.features is not None:
-        columns.append("f.feature_version")
-        if schema.as_of:
-            columns.append("f.committed_at")
-    return columns
-
-
-def _joins(schema: DatasetSchema) -> list[str]:
-    joins = []
-    if schema.indicators:
-        if schema.as_of:
-            joins.append(
-                "LEFT JOIN LATERAL (SELECT * FROM indicator_versions i WHERE "
-                + _SAME_BAR.format(t="i")
-                + " ORDER BY i.version_id LIMIT 1) i ON true"
-            )
-        else:
-            joins.append("LEFT JOIN indicators i ON " + _SAME_BAR.format(t="i"))
-    if schema.features is not None:
-        if schema.as_of:
-            joins.append(
-                "LEFT JOIN LATERAL (SELECT * FROM feature_versions f WHERE "
-                + _SAME_BAR.format(t="f")
-                + " ORDER BY f.version_id LIMIT 1) f ON true"
-            )
-        else:
-            joins.append("LEFT JOIN ml_features f ON " + _SAME_BAR.format(t="f"))
-    return joins
-
-
-def _series_bars(as_of: bool) -> str:
+def _series_bars(as_of: bool, columns: str = "*") -> str:
     """One series' bars in [$4, $5), in open-time order: current candles, or per bar its
     earliest stored version (revision 0, the first final).
 
@@ -85,75 +49,87 @@ def _series_bars(as_of: bool) -> str:
     retention may collapse early versions: for those bars the earliest version kept is the
     earliest known one, so "smallest revision" rather than "revision = 0".
     """
-    where = f"{_SERIES} AND time >= $4 AND time < $5"
     if as_of:
-        return (
-            f"SELECT DISTINCT ON (time) * FROM bar_versions WHERE {where} ORDER BY time, revision"
-        )
-    return f"SELECT * FROM candles WHERE {where} ORDER BY time"
+        return _first_versions("bar_versions", "revision", columns)
+    return f"SELECT {columns} FROM candles WHERE {_RANGE} ORDER BY time"
 
 
-def _chunk_bars(schema: DatasetSchema, chunk_rows: int) -> str:
-    return f"({_series_bars(schema.as_of)} LIMIT {int(chunk_rows)}) b"
+def bounds_query(as_of: bool, chunk_rows: int) -> str:
+    """The open times of the 1st, (chunk_rows+1)th, ... bar of one series in [$4, $5).
 
-
-def bars_query(schema: DatasetSchema, chunk_rows: int) -> str:
-    """The bar columns of one chunk: the first `chunk_rows` bars from $4 on, by open time.
-
-    Its columns are schema.bar_fields(), for text COPY: PostgreSQL writes numerics as fast as
-    text as in binary, and pyarrow parses exact decimals from text directly. The next chunk
-    starts just after the last open time read (keyset paging), so empty stretches cost nothing.
+    Chunk k is [bound k, bound k+1) (the last one ends at $5): every part of a chunk is then a
+    range of its own table, and chunks can be read in any order and at once.
     """
     return (
-        f"SELECT {', '.join(_bar_columns(schema))} FROM {_chunk_bars(schema, chunk_rows)} "
-        "ORDER BY b.time"
+        f"SELECT time FROM (SELECT time, row_number() OVER (ORDER BY time) - 1 AS n "
+        f"FROM ({_series_bars(as_of, 'time')}) s) r WHERE n % {int(chunk_rows)} = 0 ORDER BY time"
     )
 
 
-def analytics_query(schema: DatasetSchema, chunk_rows: int) -> str | None:
-    """The indicator and feature columns of the same bars as bars_query, in the same order.
+def bars_query(schema: DatasetSchema) -> str:
+    """The bar columns of the range, schema.bar_fields() in order, for text COPY.
 
-    Its columns carry schema.analytics_fields() in their fixed-width binary forms
-    (binary.sql_columns): floats cost far less to send in binary than as text.
-    None when the dataset has neither part.
+    PostgreSQL writes numerics about as fast as text as in binary, and pyarrow parses exact
+    decimals from text directly.
     """
-    fields = schema.analytics_fields()
+    columns = [*_BAR_COLUMNS, *(("committed_at",) if schema.as_of else ())]
+    return _series_bars(schema.as_of, ", ".join(columns))
+
+
+def indicators_query(schema: DatasetSchema) -> str | None:
+    """The open time and indicator columns of the range's indicator rows (one per bar at
+    most), in their fixed-width binary forms (binary.sql_columns); None without indicators.
+    """
+    fields = schema.indicator_fields()
     if not fields:
         return None
-    columns: list[str] = []
-    for expression, field in zip(_analytics_columns(schema), fields, strict=True):
+    expressions = [*INDICATOR_NAMES, *(("committed_at",) if schema.as_of else ())]
+    columns = ["time"]
+    for expression, field in zip(expressions, fields, strict=True):
         columns += binary.sql_columns(expression, field)
-    return " ".join(
-        [
-            f"SELECT {', '.join(columns)} FROM {_chunk_bars(schema, chunk_rows)}",
-            *_joins(schema),
-            "ORDER BY b.time",
-        ]
-    )
+    if schema.as_of:
+        return _first_versions("indicator_versions", "version_id", ", ".join(columns))
+    return f"SELECT {', '.join(columns)} FROM indicators WHERE {_RANGE} ORDER BY time"
 
 
-def features_query(schema: DatasetSchema, chunk_rows: int) -> str | None:
-    """The feature rows' JSON of the same bars as bars_query, one line each ('{}' for none).
+def features_query(schema: DatasetSchema) -> str | None:
+    """The open time, version (as first final also the commit time) and feature values of the
+    range's feature rows (one per bar at most), in their fixed-width binary forms; None
+    without features.
 
-    For text COPY: its lines are NDJSON as they are (feature names are snake_case and values
-    numbers, so COPY escapes nothing), which pyarrow's JSON reader parses on its own
-    threads. That costs far less than unpacking the JSON into float8 columns in SQL.
+    jsonb_to_record unpacks a row's JSON once into float8 columns (a `->>` per name would
+    decompress it once per name): the server then sends 8 bytes a value that numpy reads as
+    they are, where the JSON text was twice the bytes and cost more to parse than to send.
     """
-    if not schema.features:
+    if schema.features is None:
         return None
-    joins = _joins(DatasetSchema(as_of=schema.as_of, indicators=False, features=()))
-    return " ".join(
-        [
-            f"SELECT coalesce(f.features, '{{}}'::jsonb) FROM {_chunk_bars(schema, chunk_rows)}",
-            *joins,
-            "ORDER BY b.time",
-        ]
-    )
+    fields = [*schema.feature_row_fields(), *schema.feature_fields()]
+    expressions = [
+        "f.feature_version",
+        *(("f.committed_at",) if schema.as_of else ()),
+        *(f'x."{name}"' for name in schema.features),
+    ]
+    columns = ["f.time"]
+    for expression, field in zip(expressions, fields, strict=True):
+        columns += binary.sql_columns(expression, field)
+    if schema.as_of:
+        rows = _first_versions(
+            "feature_versions", "version_id", "time, feature_version, committed_at, features"
+        )
+    else:
+        rows = f"SELECT * FROM ml_features WHERE {_RANGE}"
+    unpack = ""
+    if schema.features:
+        # Names are plain snake_case (schema.check_feature_name); quoted, as a name may be a
+        # keyword of SQL.
+        record = ", ".join(f'"{name}" float8' for name in schema.features)
+        unpack = f", jsonb_to_record(f.features) AS x({record})"
+    return f"SELECT {', '.join(columns)} FROM ({rows}) f{unpack} ORDER BY f.time"
 
 
 def count_query(as_of: bool) -> str:
     """The number of bars of one series in [$4, $5): the progress total and the row limit."""
-    return f"SELECT count(*) FROM ({_series_bars(as_of)}) s"
+    return f"SELECT count(*) FROM ({_series_bars(as_of, 'time')}) s"
 
 
 def feature_names_query(as_of: bool) -> str:
@@ -163,10 +139,9 @@ def feature_names_query(as_of: bool) -> str:
     the current feature version and its first row every name of an older one.
     """
     table = "feature_versions" if as_of else "ml_features"
-    where = f"{_SERIES} AND time >= $4 AND time < $5"
     return (
         "SELECT DISTINCT k FROM ("
-        f"(SELECT features FROM {table} WHERE {where} ORDER BY time LIMIT 1) UNION ALL "
-        f"(SELECT features FROM {table} WHERE {where} ORDER BY time DESC LIMIT 1)"
+        f"(SELECT features FROM {table} WHERE {_RANGE} ORDER BY time LIMIT 1) UNION ALL "
+        f"(SELECT features FROM {table} WHERE {_RANGE} ORDER BY time DESC LIMIT 1)"
         ") s, jsonb_object_keys(s.features) AS k ORDER BY k"
     )
