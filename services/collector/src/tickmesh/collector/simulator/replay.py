@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from tickmesh.collector.simulator.config import Market, SimulatorConfig
 from tickmesh.collector.simulator.frames import (
@@ -22,7 +22,7 @@ from tickmesh.collector.simulator.frames import (
 )
 from tickmesh.collector.simulator.hub import SimulatorStats, StreamHub
 from tickmesh.collector.simulator.ledger import SymbolLedger, TradeLedger
-from tickmesh.collector.simulator.sources import SimEvent
+from tickmesh.collector.simulator.sources import SimEvent, SimTrade
 
 _log = logging.getLogger(__name__)
 _FULL_SPEED_BATCH = 1000
@@ -55,6 +55,8 @@ class ReplayEngine:
             self._running.set()
         self._rebase = True
         self.done = asyncio.Event()
+        # Called with every trade as it is released (a benchmark indexes exchange times).
+        self.trade_taps: list[Callable[[SimTrade], None]] = []
 
     def pause(self) -> None:
         """Stop releasing events (connections stay open)."""
@@ -122,6 +124,8 @@ class ReplayEngine:
                 ledger.record_trade(trade)
                 touched[ledger] = trade.time_ms
                 self._stats.trades_emitted += 1
+                for tap in self.trade_taps:
+                    tap(trade)
                 if self._drop_points and self._stats.trades_emitted >= self._drop_points[0]:
                     self._drop_points.pop(0)
                     self._stats.drop_events += 1
