@@ -305,8 +305,11 @@ def open_sources(
 
         for market, names in whole_market_instruments(config.whole_market).items():
             symbols[market].update(names)
-        start = config.start_time_ms if config.start_time_ms is not None else now_ms
-        streams.append(whole_market_events(config.whole_market, seed=config.seed, start_ms=start))
+        streams.append(
+            whole_market_events(
+                config.whole_market, seed=config.seed, start_ms=config.start_time_ms
+            )
+        )
     if config.uses_random_walk():
         names = [symbol.upper() for symbol in config.symbols]
         start = config.start_time_ms if config.start_time_ms is not None else now_ms

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections.abc import Iterator
 
 from tickmesh.collector.simulator.config import Market, WholeMarket
@@ -21,6 +22,8 @@ from tickmesh.collector.simulator.sources import SimEvent, SimTrade, fixed_point
 _CHUNK = 1024
 _NS_PER_S = 1_000_000_000
 _LOTS = 2_000
+# How far a live market's schedule may fall behind the wall clock before it skips ahead.
+_MAX_LAG_NS = 100_000_000
 
 
 def instrument_name(index: int) -> str:
@@ -72,8 +75,17 @@ def trade_shares(spec: WholeMarket) -> list[float]:
     return [weight / total for weight in weights]
 
 
-def whole_market_events(spec: WholeMarket, *, seed: int, start_ms: int) -> Iterator[SimEvent]:
-    """Trades of every instrument merged in time order, from `start_ms`, forever or `spec.trades`."""
+def whole_market_events(
+    spec: WholeMarket, *, seed: int, start_ms: int | None
+) -> Iterator[SimEvent]:
+    """Trades of every instrument in time order, from `start_ms`, forever or `spec.trades`.
+
+    start_ms=None starts at the wall clock when the first trade is read (a paused simulator's
+    trades then carry the time they are really released, not the time it was built).
+    """
+    live = start_ms is None
+    if start_ms is None:
+        start_ms = time.time_ns() // 1_000_000
     rng = random.Random(f"{seed}:whole-market")
     count = spec.instruments
     cumulative = list(itertools.accumulate(1.0 / (i + 1) ** spec.skew for i in range(count)))
@@ -93,6 +105,11 @@ def whole_market_events(spec: WholeMarket, *, seed: int, start_ms: int) -> Itera
     indices = range(count)
     step_ns, phase_end_ns = 0, start_ns
     while spec.trades is None or emitted < spec.trades:
+        if live and time.time_ns() - at_ns > _MAX_LAG_NS:
+            # Read later than due: the machine cannot release this rate. The market moves on
+            # with the clock (the trades it could not release are never made), so exchange
+            # times stay true and the rate released shows what was reached.
+            at_ns = time.time_ns()
         for index in rng.choices(indices, cum_weights=cumulative, k=_CHUNK):
             if spec.trades is not None and emitted >= spec.trades:
                 return
