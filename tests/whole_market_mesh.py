@@ -31,6 +31,8 @@ def build_market_mesh(
 ) -> Mesh:
     """The four processes (not started), the gateway admitting `clients` sockets of one user."""
     limits = {
+        # The whole market is the simulator's: no internet watchlist on top.
+        "TICKMESH_COLLECTOR_DEFAULT_WATCHLIST": "",
         "TICKMESH_GATEWAY_WS_PREAUTH_PER_IP": str(2 * clients + 100),
         "TICKMESH_GATEWAY_WS_CONNECTIONS_PER_USER": str(2 * clients + 100),
         "TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000",
