@@ -46,6 +46,7 @@ from bench.market_latency import (
     ExchangeTimes,
     Latencies,
     close_latencies,
+    final_versions,
     forming_latencies,
     percentile,
 )
@@ -94,6 +95,8 @@ class _Outcome:
         self.connected = 0
         self.forming = Latencies()
         self.final = Latencies()
+        self.final_latest = Latencies()
+        self.revised = 0
         self.indicators = Latencies()
         self.expected_finals = 0
         self.usage: list[UsageCurve] = []
@@ -199,7 +202,9 @@ async def _measure(database_url: str, redis_url: str) -> _Outcome:
             )
             # Minutes that close by the end of the measured time.
             last_open_ms = until_ms - MINUTE_MS + 1
-            outcome.final = close_latencies(receipts["final"], since_ms, last_open_ms)
+            first, latest, outcome.revised = final_versions(receipts["final"])
+            outcome.final = close_latencies(first, since_ms, last_open_ms)
+            outcome.final_latest = close_latencies(latest, since_ms, last_open_ms)
             outcome.indicators = close_latencies(receipts["indicators"], since_ms, last_open_ms)
             outcome.expected_finals = outcome.connected * int(SECONDS * 1000 // MINUTE_MS)
         finally:
@@ -225,6 +230,8 @@ def _figures(outcome: _Outcome) -> list[Figure]:
         Figure(f"{label}: trade -> forming bar p99 in bursts", percentile(forming.burst_values, 0.99), "ms", "<= 500 ms"),
         Figure(f"{label}: minute close -> final bar p50", percentile(final.values, 0.5), "ms"),
         Figure(f"{label}: minute close -> final bar p99", percentile(final.values, 0.99), "ms"),
+        Figure(f"{label}: minute close -> last revision p99", percentile(outcome.final_latest.values, 0.99), "ms"),
+        Figure(f"{label}: final bars later revised", outcome.revised, "bars", "0"),
         Figure(f"{label}: minute close -> indicators p50", percentile(indicators.values, 0.5), "ms"),
         Figure(f"{label}: minute close -> indicators p99", percentile(indicators.values, 0.99), "ms", "<= 250 ms"),
         Figure(f"{label}: charts p99 @{CHART_RATE:g}/s", percentile(chart_ms, 0.99), "ms"),

@@ -6,7 +6,7 @@ client per instrument (`/ws/{instrument}`, subscribed to 1m) as bare asyncio pro
 receipts, each stamped with the wall clock (ms) it arrived at, so the bench can set them
 against exchange times:
 - `forming`: [instrument index, bar open time (s), trade count, received];
-- `final`: [instrument index, bar open time (s), received], first versions (revision 0);
+- `final`: [instrument index, bar open time (s), revision, received], every version;
 - `indicators`: [instrument index, bar open time (s), received].
 """
 
@@ -33,7 +33,7 @@ _decoder = msgspec.json.Decoder()
 
 
 class _MarketClient(WsClient):
-    """Notes each 1m forming bar, first final bar and indicator row of one instrument."""
+    """Notes each 1m forming bar, final bar version and indicator row of one instrument."""
 
     def __init__(self, request: bytes, index: int, receipts: dict[str, list[Receipt]]) -> None:
         super().__init__(request)
@@ -52,8 +52,10 @@ class _MarketClient(WsClient):
                     self.receipts["forming"].append(
                         [self.index, bar["time"], bar["trade_count"], received_ms]
                     )
-                elif bar["revision"] == 0:
-                    self.receipts["final"].append([self.index, bar["time"], received_ms])
+                else:
+                    self.receipts["final"].append(
+                        [self.index, bar["time"], bar["revision"], received_ms]
+                    )
         elif kind == "indicators":
             row = message["indicators"]
             self.receipts["indicators"].append([self.index, row["time"], received_ms])

@@ -88,3 +88,22 @@ def close_latencies(
         if since_ms <= open_s * 1000 < until_ms:
             found.values.append(received_ms - (open_s * 1000 + MINUTE_MS))
     return found
+
+
+def final_versions(
+    finals: Sequence[Sequence[float]],
+) -> tuple[list[list[float]], list[list[float]], int]:
+    """Final-bar receipts as [index, open time, received]: first versions, last versions, and
+    how many bars were revised (the bar service finalises a live minute by the wall clock, so
+    trades that reach it later revise the bar: the last version is the complete one)."""
+    first: list[list[float]] = []
+    last: dict[tuple[float, float], tuple[float, float]] = {}
+    for index, open_s, revision, received_ms in finals:
+        if revision == 0:
+            first.append([index, open_s, received_ms])
+        seen = last.get((index, open_s))
+        if seen is None or revision >= seen[0]:
+            last[(index, open_s)] = (revision, received_ms)
+    latest = [[index, open_s, received] for (index, open_s), (_, received) in last.items()]
+    revised = sum(1 for revision, _ in last.values() if revision > 0)
+    return first, latest, revised
