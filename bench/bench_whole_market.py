@@ -50,7 +50,7 @@ from bench.market_latency import (
     forming_latencies,
     percentile,
 )
-from bench.process_usage import UsageCurve, UsageSampler
+from bench.process_usage import UsageCurve, UsageSampler, postmaster_pid
 from bench.report import Figure
 from tests.gateway.processes import ADMIN, login
 from tests.whole_market_mesh import (
@@ -105,7 +105,7 @@ class _Outcome:
         self.charts: dict[str, Any] = {}
 
 
-async def _measure(database_url: str, redis_url: str) -> _Outcome:
+async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcome:
     outcome = _Outcome()
     times = ExchangeTimes()
     config = SimulatorConfig(
@@ -164,7 +164,11 @@ async def _measure(database_url: str, redis_url: str) -> _Outcome:
             pids = {name: service.pid for name, service in mesh.services.items()}
             pids |= {"bench (simulator)": os.getpid(), "ws clients": clients.pid}
             pids["chart load"] = charts.pid
-            sampler = UsageSampler({n: p for n, p in pids.items() if p is not None})
+            postgres = postmaster_pid(state_dir)
+            sampler = UsageSampler(
+                {n: p for n, p in pids.items() if p is not None},
+                {} if postgres is None else {"postgres (all processes)": postgres},
+            )
             sampling = asyncio.create_task(sampler.run())
             # Final bars and indicator rows of the last measured minute come after its close.
             await asyncio.sleep(until_ms / 1000 - time.time() + 15.0)
@@ -202,7 +206,8 @@ async def _measure(database_url: str, redis_url: str) -> _Outcome:
             )
             # Minutes that close by the end of the measured time.
             last_open_ms = until_ms - MINUTE_MS + 1
-            first, latest, outcome.revised = final_versions(receipts["final"])
+            measured = [r for r in receipts["final"] if since_ms <= r[1] * 1000 < last_open_ms]
+            first, latest, outcome.revised = final_versions(measured)
             outcome.final = close_latencies(first, since_ms, last_open_ms)
             outcome.final_latest = close_latencies(latest, since_ms, last_open_ms)
             outcome.indicators = close_latencies(receipts["indicators"], since_ms, last_open_ms)
@@ -241,11 +246,12 @@ def _figures(outcome: _Outcome) -> list[Figure]:
         start, end, largest = curve.rss_summary()
         goal = "<= 25 %" if curve.name == "bars" else ""
         figures.append(Figure(f"{label}: {curve.name} CPU", curve.cpu_mean(), "% core", goal))
-        figures.append(Figure(f"{label}: {curve.name} RSS max", largest, "MB"))
+        if curve.rss:
+            figures.append(Figure(f"{label}: {curve.name} RSS max", largest, "MB"))
+        memory = f", RSS {start:.0f} MB -> {end:.0f} MB (max {largest:.0f} MB)" if curve.rss else ""
         sys.stdout.write(
             f"{curve.name}: CPU mean {curve.cpu_mean():.0f} % of a core (max of 5 s samples "
-            f"{max(curve.cpu, default=float('nan')):.0f} %), RSS {start:.0f} MB -> {end:.0f} MB"
-            f" (max {largest:.0f} MB)\n"
+            f"{max(curve.cpu, default=float('nan')):.0f} %){memory}\n"
         )
     sys.stdout.write(
         f"{SECONDS:.0f} s measured: {len(forming.values)} forming receipts in steady state, "
@@ -266,7 +272,7 @@ def main() -> list[Figure]:
         tempfile.TemporaryDirectory(prefix="tickmesh-bench-") as state,
         EmbeddedServers(Path(state)) as servers,
     ):
-        outcome = asyncio.run(_measure(servers.start_postgres(), servers.start_redis()))
+        outcome = asyncio.run(_measure(servers.start_postgres(), servers.start_redis(), state))
     return _figures(outcome)
 
 

@@ -30,21 +30,52 @@ class UsageCurve:
         return self.rss[0] / MB, self.rss[-1] / MB, max(self.rss) / MB
 
 
-class UsageSampler:
-    """Samples each process every `interval_s` seconds until cancelled; gone ones stop counting."""
+def postmaster_pid(data_dir_part: str) -> int | None:
+    """The pid of the PostgreSQL server whose command line names `data_dir_part`, if running."""
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["name"] == "postgres" and any(data_dir_part in a for a in cmdline):
+            return int(process.pid)
+    return None
 
-    def __init__(self, pids: dict[str, int], interval_s: float = 5.0) -> None:
+
+class UsageSampler:
+    """Samples each process every `interval_s` seconds until cancelled; gone ones stop counting.
+
+    A process named in `trees` (a server forking a process per connection, as PostgreSQL
+    does) counts with all its children, for CPU only: their resident sets share memory.
+    """
+
+    def __init__(
+        self, pids: dict[str, int], trees: dict[str, int] | None = None, interval_s: float = 5.0
+    ) -> None:
         self._interval_s = interval_s
         self._processes = {name: psutil.Process(pid) for name, pid in pids.items()}
-        self.curves = {name: UsageCurve(name) for name in pids}
+        self._trees = {name: psutil.Process(pid) for name, pid in (trees or {}).items()}
+        # Each child's Process object is kept, so cpu_percent measures from its last sample.
+        self._members: dict[int, psutil.Process] = {}
+        self.curves = {name: UsageCurve(name) for name in [*pids, *self._trees]}
+
+    def _tree_cpu(self, root: psutil.Process) -> float:
+        total = 0.0
+        with contextlib.suppress(psutil.Error):
+            for process in [root, *root.children(recursive=True)]:
+                known = self._members.setdefault(process.pid, process)
+                with contextlib.suppress(psutil.Error):
+                    total += float(known.cpu_percent(None))
+        return total
 
     async def run(self) -> None:
         """Sample until cancelled (the first call of cpu_percent only starts its clock)."""
         for process in self._processes.values():
             with contextlib.suppress(psutil.Error):
                 process.cpu_percent(None)
+        for root in self._trees.values():
+            self._tree_cpu(root)
         while True:
             await asyncio.sleep(self._interval_s)
+            for name, root in self._trees.items():
+                self.curves[name].cpu.append(self._tree_cpu(root))
             for name, process in self._processes.items():
                 with contextlib.suppress(psutil.Error):
                     self.curves[name].cpu.append(float(process.cpu_percent(None)))
