@@ -123,7 +123,8 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
     }
     async with ExchangeSimulator(config) as sim:
         sim.replay.trade_taps.append(times.record)
-        mesh = build_market_mesh(common, sim, INSTRUMENTS)
+        # The services' own commit, poll and retry intervals, not the tests' shorter ones.
+        mesh = build_market_mesh(common, sim, INSTRUMENTS, quick_timings=False)
         children: list[asyncio.subprocess.Process] = []
         try:
             for service in mesh.services.values():

@@ -27,9 +27,16 @@ REGISTER_CONCURRENCY = 32
 
 
 def build_market_mesh(
-    common: dict[str, str], sim: ExchangeSimulator, clients: int, pki: TestPki | None = None
+    common: dict[str, str],
+    sim: ExchangeSimulator,
+    clients: int,
+    pki: TestPki | None = None,
+    quick_timings: bool = True,
 ) -> Mesh:
-    """The four processes (not started), the gateway admitting `clients` sockets of one user."""
+    """The four processes (not started), the gateway admitting `clients` sockets of one user.
+
+    `quick_timings` as in chaos_mesh.build_mesh: on for the test, off for the benchmark.
+    """
     limits = {
         # The whole market is the simulator's: no internet watchlist on top.
         "TICKMESH_COLLECTOR_DEFAULT_WATCHLIST": "",
@@ -37,7 +44,7 @@ def build_market_mesh(
         "TICKMESH_GATEWAY_WS_CONNECTIONS_PER_USER": str(2 * clients + 100),
         "TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000",
     }
-    return build_mesh(common | limits, sim, pki)
+    return build_mesh(common | limits, sim, pki, quick_timings)
 
 
 def market_instruments(sim: ExchangeSimulator) -> list[InstrumentId]:
