@@ -306,12 +306,14 @@ def _hit_rate(before: dict[str, float], after: dict[str, float]) -> float:
     return hits / (hits + misses) if hits + misses else float("nan")
 
 
-async def _clients(*args: str) -> asyncio.subprocess.Process:
-    """A load-generating process (bench/gateway_clients.py), talking JSON lines on stdout."""
+async def load_process(
+    *args: str, module: str = "bench.gateway_clients"
+) -> asyncio.subprocess.Process:
+    """A load-generating process (bench/gateway_clients.py by default), answering in JSON lines."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bench.gateway_clients",
+        module,
         *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -319,7 +321,8 @@ async def _clients(*args: str) -> asyncio.subprocess.Process:
     )
 
 
-async def _line(process: asyncio.subprocess.Process) -> dict[str, Any]:
+async def read_answer(process: asyncio.subprocess.Process) -> dict[str, Any]:
+    """The next JSON line a load-generating process prints."""
     assert process.stdout is not None
     line = await process.stdout.readline()
     if not line:
@@ -356,7 +359,7 @@ async def _chart_load(mesh: _Mesh, token: str) -> _ChartLoad:
             assert len(warm.json()["bars"]) == 500
     bars_before, charts_before = await _cache_lookups(mesh)
     # A separate process with a hand-written HTTP/1.1 client: the figure is the gateway's.
-    load = await _clients(
+    load = await load_process(
         "http",
         mesh.base_url,
         f"{path}?limit=500&indicators=false",
@@ -365,7 +368,7 @@ async def _chart_load(mesh: _Mesh, token: str) -> _ChartLoad:
         str(LOAD_SECONDS),
         str(DRAIN_SECONDS),
     )
-    answer = await _line(load)
+    answer = await read_answer(load)
     await load.wait()
     bars_after, charts_after = await _cache_lookups(mesh)
     return _ChartLoad(
@@ -385,7 +388,7 @@ async def _fan_out(mesh: _Mesh, token: str) -> tuple[int, float, list[float], in
     began = time.perf_counter()
     share = CLIENTS // CLIENT_PROCESSES
     processes = [
-        await _clients(
+        await load_process(
             "ws",
             url,
             f"/ws/{INSTRUMENT}",
@@ -396,7 +399,7 @@ async def _fan_out(mesh: _Mesh, token: str) -> tuple[int, float, list[float], in
         )
         for index in range(CLIENT_PROCESSES)
     ]
-    clients = sum([int((await _line(process))["connected"]) for process in processes])
+    clients = sum([int((await read_answer(process))["connected"]) for process in processes])
     connect_seconds = time.perf_counter() - began
     sent_at: dict[float, float] = {}
     queue: asyncio.Queue[ingest_service_pb2.PublishRequest | None] = asyncio.Queue()
@@ -426,7 +429,7 @@ async def _fan_out(mesh: _Mesh, token: str) -> tuple[int, float, list[float], in
         assert process.stdin is not None
         process.stdin.write(b"stop\n")
         await process.stdin.drain()
-        for close, times in (await _line(process))["receipts"].items():
+        for close, times in (await read_answer(process))["receipts"].items():
             if float(close) in sent_at:
                 lags += [received - sent_at[float(close)] for received in times]
         await process.wait()

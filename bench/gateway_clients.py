@@ -1,8 +1,9 @@
 """Cheap load generators for bench_gateway, run as separate processes so they cost the gateway little.
 
-`python -m bench.gateway_clients http BASE_URL PATH TOKEN RATE SECONDS DRAIN`: open-loop GETs
-over keep-alive HTTP/1.1 connections written by hand (no client library per request); prints
-one JSON object with the latencies, measured from when each request was due.
+`python -m bench.gateway_clients http BASE_URL PATHS TOKEN RATE SECONDS DRAIN`: open-loop GETs
+of the comma-separated PATHS in turn over keep-alive HTTP/1.1 connections written by hand (no
+client library per request); prints one JSON object with the latencies, measured from when
+each request was due.
 
 `python -m bench.gateway_clients ws BASE_URL PATH TOKEN CLIENTS CONCURRENCY SECONDS`: that many
 WebSocket clients as bare asyncio protocols (frames parsed by hand, no task per client), each
@@ -19,6 +20,8 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 MAX_CONNECTIONS = 64
@@ -26,7 +29,7 @@ MAX_CONNECTIONS = 64
 _FORMING_CLOSE = re.compile(rb'"close":"([-0-9.]+)",[^{}]*?"final":false')
 
 
-def _answer(body: dict[str, object]) -> None:
+def answer(body: dict[str, object]) -> None:
     """One JSON line on stdout for the bench."""
     sys.stdout.write(json.dumps(body) + "\n")
     sys.stdout.flush()
@@ -60,14 +63,15 @@ async def http_load(
     """Open-loop load; latencies (s) counted from each request's due time."""
     url = urlsplit(base_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    request = _request(f"{host}:{port}", path, token)
+    # Several paths, comma-separated, are requested in turn.
+    requests = [_request(f"{host}:{port}", one_path, token) for one_path in path.split(",")]
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(MAX_CONNECTIONS):
         idle.put_nowait(await asyncio.open_connection(host, port))
     latencies: list[float] = []
     failures = 0
 
-    async def one(due: float) -> None:
+    async def one(due: float, request: bytes) -> None:
         nonlocal failures
         connection = await idle.get()
         try:
@@ -90,7 +94,7 @@ async def http_load(
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due)))
+        tasks.append(asyncio.create_task(one(due, requests[index % len(requests)])))
         due_times.append(due)
     _, unfinished = await asyncio.wait(tasks, timeout=drain)
     ended = time.perf_counter()
@@ -98,7 +102,7 @@ async def http_load(
         task.cancel()
     # Still out: counted at what they waited so far, a lower bound that does not flatter.
     latencies += [ended - due_times[tasks.index(task)] for task in unfinished]
-    _answer(
+    answer(
         {
             "latencies": latencies,
             "failures": failures,
@@ -120,17 +124,24 @@ def _frame(payload: bytes, opcode: int = 1) -> bytes:
     return header + mask + masked
 
 
-class _WsClient(asyncio.Protocol):
-    """One WebSocket client: handshake, subscribe to 1m, note forming closes as they arrive."""
+def upgrade_request(host: str, port: int, path: str, token: str) -> bytes:
+    """The HTTP request that opens a WebSocket on `path`, authenticated by `?token=`."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path}?token={token} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
 
-    def __init__(self, request: bytes, receipts: dict[float, list[float]]) -> None:
+
+class WsClient(asyncio.Protocol):
+    """One WebSocket client: handshake, subscribe to 1m, hand each later message to `received`."""
+
+    def __init__(self, request: bytes) -> None:
         self.request = request
-        self.receipts = receipts
         self.ready: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.buffer = b""
         self.upgraded = False
         self.transport: asyncio.Transport | None = None
-        self.seen: set[float] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -182,11 +193,26 @@ class _WsClient(asyncio.Protocol):
                 self.transport.close()
 
     def _message(self, payload: bytes) -> None:
-        received = time.monotonic()
         if not self.ready.done():
             if b'"subscribed"' in payload:
                 self.ready.set_result(True)
             return
+        self.received(payload)
+
+    def received(self, payload: bytes) -> None:
+        """A message after the subscription was confirmed; subclasses note what they measure."""
+
+
+class _ProbeClient(WsClient):
+    """Notes when each probe's forming close (>= 5000) first arrives."""
+
+    def __init__(self, request: bytes, receipts: dict[float, list[float]]) -> None:
+        super().__init__(request)
+        self.receipts = receipts
+        self.seen: set[float] = set()
+
+    def received(self, payload: bytes) -> None:
+        received = time.monotonic()
         if b'"bars"' not in payload:
             return
         for match in _FORMING_CLOSE.finditer(payload):  # cheaper than parsing the JSON
@@ -196,43 +222,59 @@ class _WsClient(asyncio.Protocol):
                 self.receipts.setdefault(close, []).append(received)
 
 
-async def ws_clients(
-    base_url: str, path: str, token: str, count: int, concurrency: int, seconds: float
-) -> None:
-    """Connect `count` clients (at most `concurrency` handshakes at once), then record receipts."""
+C = TypeVar("C", bound="WsClient")
+
+
+async def connect_clients(
+    base_url: str, factories: Sequence[Callable[[], C]], concurrency: int, seconds: float
+) -> list[C]:
+    """Connect a client per factory (at most `concurrency` handshakes at once) within `seconds`."""
     url = urlsplit(base_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET {path}?token={token} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
     loop = asyncio.get_running_loop()
-    receipts: dict[float, list[float]] = {}
-    clients: list[_WsClient] = []
+    clients: list[C] = []
     gate = asyncio.Semaphore(concurrency)
 
-    async def connect() -> None:
+    async def connect(factory: Callable[[], C]) -> None:
         async with gate:
             try:
-                _, client = await loop.create_connection(
-                    lambda: _WsClient(request, receipts), host, port
-                )
+                _, client = await loop.create_connection(factory, host, port)
                 if await asyncio.wait_for(client.ready, 20):
                     clients.append(client)
             except (OSError, TimeoutError):
                 pass
 
-    attempts = [asyncio.create_task(connect()) for _ in range(count)]
+    attempts = [asyncio.create_task(connect(factory)) for factory in factories]
     _, pending = await asyncio.wait(attempts, timeout=seconds)
     for attempt in pending:
         attempt.cancel()
-    _answer({"connected": len(clients)})
-    await loop.run_in_executor(None, sys.stdin.readline)  # the bench says stop
-    _answer({"receipts": receipts})
+    return clients
+
+
+async def until_stopped_then_close(clients: Sequence[WsClient]) -> None:
+    """Wait for the bench's `stop` line on stdin, then close every client."""
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for client in clients:
         if client.transport is not None:
             client.transport.close()
+
+
+async def ws_clients(
+    base_url: str, path: str, token: str, count: int, concurrency: int, seconds: float
+) -> None:
+    """Connect `count` clients (at most `concurrency` handshakes at once), then record receipts."""
+    url = urlsplit(base_url)
+    request = upgrade_request(url.hostname or "127.0.0.1", url.port or 80, path, token)
+    receipts: dict[float, list[float]] = {}
+    clients = await connect_clients(
+        base_url,
+        [lambda: _ProbeClient(request, receipts)] * count,
+        concurrency,
+        seconds,
+    )
+    answer({"connected": len(clients)})
+    await until_stopped_then_close(clients)
+    answer({"receipts": receipts})
 
 
 def main() -> None:

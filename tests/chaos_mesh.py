@@ -60,19 +60,28 @@ class Mesh:
         }
 
 
-def build_mesh(common: dict[str, str], sim: ExchangeSimulator, pki: TestPki | None = None) -> Mesh:
+def build_mesh(
+    common: dict[str, str],
+    sim: ExchangeSimulator,
+    pki: TestPki | None = None,
+    quick_timings: bool = True,
+) -> Mesh:
     """The four processes, wired to each other and to the simulator (not started).
 
     With `pki` every process has its role's certificate and the mesh speaks mutual TLS, as
-    `tickmesh run` and a cluster do.
+    `tickmesh run` and a cluster do. `quick_timings` shortens commit, poll and retry intervals
+    so a test sees results sooner; a benchmark turns it off to measure the services' defaults.
     """
-    bars = ServiceProcess("bars", {**common, "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20"}, pki)
+    quick = quick_timings
+    bars = ServiceProcess(
+        "bars", {**common, **_when(quick, TICKMESH_BARS_COMMIT_INTERVAL_MS="20")}, pki
+    )
     analytics = ServiceProcess(
         "analytics",
         {
             **common,
             "TICKMESH_BARS_ADDRESS": bars.address,
-            "TICKMESH_ANALYTICS_RECONNECT_MAX_SECONDS": "0.5",
+            **_when(quick, TICKMESH_ANALYTICS_RECONNECT_MAX_SECONDS="0.5"),
         },
         pki,
     )
@@ -82,8 +91,11 @@ def build_mesh(common: dict[str, str], sim: ExchangeSimulator, pki: TestPki | No
             **common,
             "TICKMESH_BARS_ADDRESS": bars.address,
             **simulator_urls(sim),
-            "TICKMESH_COLLECTOR_REGISTRY_POLL_SECONDS": "0.5",
-            "TICKMESH_COLLECTOR_BACKFILL_GRACE_MS": "200",
+            **_when(
+                quick,
+                TICKMESH_COLLECTOR_REGISTRY_POLL_SECONDS="0.5",
+                TICKMESH_COLLECTOR_BACKFILL_GRACE_MS="200",
+            ),
         },
         pki,
     )
@@ -93,7 +105,7 @@ def build_mesh(common: dict[str, str], sim: ExchangeSimulator, pki: TestPki | No
             "TICKMESH_GATEWAY_JWT_SECRET": SECRET,
             "TICKMESH_GATEWAY_ADMIN_USERNAME": ADMIN[0],
             "TICKMESH_GATEWAY_ADMIN_PASSWORD": ADMIN[1],
-            "TICKMESH_GATEWAY_ALERT_REFRESH_SECONDS": "0.5",
+            **_when(quick, TICKMESH_GATEWAY_ALERT_REFRESH_SECONDS="0.5"),
             "TICKMESH_GATEWAY_BACKEND_TIMEOUT_SECONDS": "5",
             "TICKMESH_COLLECTOR_ADDRESS": collector.address,
             "TICKMESH_BARS_ADDRESS": bars.address,
@@ -102,6 +114,11 @@ def build_mesh(common: dict[str, str], sim: ExchangeSimulator, pki: TestPki | No
         pki,
     )
     return Mesh(bars, analytics, collector, gateway)
+
+
+def _when(wanted: bool, **settings: str) -> dict[str, str]:
+    """`settings` when wanted, else nothing."""
+    return settings if wanted else {}
 
 
 async def register_instrument_and_alerts(mesh: Mesh) -> None:

@@ -105,6 +105,11 @@ class ServiceProcess:
         await wait_serving(self.address, within_seconds, self.credentials(self.service))
 
     @property
+    def pid(self) -> int | None:
+        """The process id while started (a benchmark samples its CPU and memory)."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def running(self) -> bool:
         """Tell whether the process was started and has not exited."""
         return self._process is not None and self._process.returncode is None

@@ -131,6 +131,28 @@ Speed = Annotated[
 ]
 
 
+TotalRate = Annotated[
+    float,
+    typer.Option(min=0.001, help="Whole market (--symbols N): trades per second over all of it."),
+]
+
+
+def _instrument_count(symbols: str) -> int | None:
+    from tickmesh.collector.simulator.whole_market import instrument_count
+
+    try:
+        return instrument_count(symbols)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--symbols") from None
+
+
+def _walk_symbols(symbols: str) -> list[str]:
+    """The random walk's symbols; none when `symbols` is a whole market's size."""
+    if symbols.strip().isdigit():
+        return []
+    return [s.strip().upper() for s in symbols.split(",") if s.strip()]
+
+
 def _parse_speed(speed: str | None, default: str) -> float | None:
     from tickmesh.collector.simulator import parse_speed
 
@@ -154,8 +176,12 @@ def demo(
     state_dir: StateDir = Path(".state/demo"),
     symbols: Annotated[
         str,
-        typer.Option(help="Symbols to random-walk on both spot and USD-M when no file is given."),
+        typer.Option(
+            help="Symbols to random-walk on both spot and USD-M when no file is given; or a "
+            "number N: a whole market of N instruments over both venues (see simulate)."
+        ),
     ] = "BTCUSDT,ETHUSDT",
+    total_rate: TotalRate = 20_000.0,
     speed: Speed = None,
     simulator_port: Annotated[
         int, typer.Option(envvar="TICKMESH_SIMULATOR_PORT", help="Port of the exchange simulator.")
@@ -170,10 +196,12 @@ def demo(
     paths = list(files or [])
     chosen_speed = _parse_speed(speed, "10x" if paths else "1")
     children, sharding = _shard_layout(available_services(), bar_shards)
-    wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()]
-    instruments = demo_instruments(paths, wanted, (Market.SPOT, Market.USDM))
+    count = None if paths else _instrument_count(symbols)
+    wanted = _walk_symbols(symbols)
+    instruments = demo_instruments(paths, wanted, (Market.SPOT, Market.USDM), count)
     simulator = [sys.executable, "-m", "tickmesh.mesh.cli", "simulate", "--port"]
-    simulator += [str(simulator_port), "--symbols", ",".join(wanted), "--seed", "1"]
+    simulator += [str(simulator_port), "--symbols", symbols, "--seed", "1"]
+    simulator += ["--total-rate", f"{total_rate:g}"]
     simulator += ["--speed", "max" if chosen_speed is None else f"{chosen_speed:g}"]
     # A file replays from its start only once the collector listens (at max speed the whole
     # file would otherwise be gone before the instruments are registered).
@@ -250,7 +278,11 @@ def simulate(
         str, typer.Option(help="Replay speed: 1 (real time), 10 or 10x, or max.")
     ] = "1",
     symbols: Annotated[
-        str, typer.Option(help="Random-walk symbols, comma-separated.")
+        str,
+        typer.Option(
+            help="Random-walk symbols, comma-separated; or a number N: a whole market of N "
+            "instruments W0000USDT... over spot and USD-M, a few busy and most thin."
+        ),
     ] = "BTCUSDT,ETHUSDT",
     market: Annotated[
         WalkMarket, typer.Option(help="Venues of the random walk (files detect their own).")
@@ -259,6 +291,16 @@ def simulate(
     rate: Annotated[
         float, typer.Option(min=0.001, help="Random-walk trades per second per symbol.")
     ] = 5.0,
+    total_rate: TotalRate = 20_000.0,
+    burst_rate: Annotated[
+        float, typer.Option(min=0.001, help="Whole market: trades per second during a burst.")
+    ] = 100_000.0,
+    burst_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Whole market: length of a burst (0: none).")
+    ] = 10.0,
+    burst_every: Annotated[
+        float, typer.Option(min=0.0, help="Whole market: a burst ends every this many seconds.")
+    ] = 300.0,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[
         int,
@@ -283,20 +325,30 @@ def simulate(
         Market,
         SimulatorConfig,
         SourceSpec,
+        WholeMarket,
         serve_until_signalled,
     )
+    from tickmesh.collector.simulator.whole_market import LEDGER_TRADES_PER_SYMBOL
 
     configure_logging("simulator", os.environ.get("TICKMESH_LOG_LEVEL", "INFO"))
     markets = (Market.SPOT, Market.USDM) if market is WalkMarket.BOTH else (Market(market.value),)
+    count = _instrument_count(symbols)
+    whole_market = (
+        None
+        if count is None
+        else WholeMarket(count, total_rate, burst_rate, burst_seconds, burst_every)
+    )
     config = SimulatorConfig(
         host=host,
         port=port,
         sources=[SourceSpec(path) for path in files or []],
         speed=_parse_speed(speed, "1"),
-        symbols=[s.strip().upper() for s in symbols.split(",") if s.strip()],
+        symbols=_walk_symbols(symbols),
         random_walk_market=markets[0],
         random_walk_markets=markets,
         trades_per_second=rate,
+        whole_market=whole_market,
+        ledger_trades_per_symbol=None if count is None else LEDGER_TRADES_PER_SYMBOL,
         seed=seed,
         paused=paused,
     )

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tickmesh.collector.simulator import Market, SourceSpec, file_instruments
+from tickmesh.collector.simulator import Market, SourceSpec, WholeMarket, file_instruments
+from tickmesh.collector.simulator.whole_market import whole_market_instruments
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.tls import TlsMaterial
@@ -30,9 +31,22 @@ EXCHANGE_OF_MARKET = {
 
 
 def demo_instruments(
-    files: Sequence[Path], symbols: Sequence[str], markets: Sequence[Market]
+    files: Sequence[Path],
+    symbols: Sequence[str],
+    markets: Sequence[Market],
+    whole_market: int | None = None,
 ) -> list[InstrumentId]:
-    """Each file's instruments on its own venue; with no file, `symbols` on every market."""
+    """Each file's instruments on its own venue; with no file, `symbols` on every market.
+
+    `whole_market` N: the N instruments of the simulator's whole market, each on its venue.
+    """
+    if whole_market is not None and not files:
+        listed = whole_market_instruments(WholeMarket(whole_market))
+        return sorted(
+            InstrumentId(EXCHANGE_OF_MARKET[market], name)
+            for market, names in listed.items()
+            for name in names
+        )
     found: set[InstrumentId] = set()
     for path in files:
         market, names = file_instruments(SourceSpec(path))

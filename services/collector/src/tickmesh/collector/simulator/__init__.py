@@ -5,7 +5,13 @@ collector or python-binance at ``sim.ws_url`` / ``sim.api_url``, and inject faul
 through ``config.faults`` or the ``/sim/*`` control endpoints.
 """
 
-from tickmesh.collector.simulator.config import FaultConfig, Market, SimulatorConfig, SourceSpec
+from tickmesh.collector.simulator.config import (
+    FaultConfig,
+    Market,
+    SimulatorConfig,
+    SourceSpec,
+    WholeMarket,
+)
 from tickmesh.collector.simulator.hub import SimulatorStats
 from tickmesh.collector.simulator.server import (
     ExchangeSimulator,
@@ -24,6 +30,7 @@ __all__ = [
     "SimulatorConfig",
     "SimulatorStats",
     "SourceSpec",
+    "WholeMarket",
     "file_instruments",
     "main",
     "parse_args",

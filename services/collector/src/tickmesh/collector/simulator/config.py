@@ -27,6 +27,26 @@ class SourceSpec:
     symbol: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WholeMarket:
+    """A synthetic whole market: many instruments over spot and USD-M, skewed, with bursts.
+
+    Instrument i (0-based) is ``W<i>USDT``, on spot when i is even and on USD-M when odd;
+    its share of the trades is proportional to 1 / (i + 1) ** skew (Zipf), so a few are
+    very busy and most are thin. The total rate is `rate` trades/s, except for `burst_s`
+    seconds at the end of every `burst_every_s` seconds, when it is `burst_rate`.
+    """
+
+    instruments: int
+    rate: float = 20_000.0
+    burst_rate: float = 100_000.0
+    burst_s: float = 10.0
+    burst_every_s: float = 300.0
+    skew: float = 1.1
+    # Stop after this many trades (None: never), as random_walk_trades does for the walk.
+    trades: int | None = None
+
+
 @dataclass(slots=True)
 class FaultConfig:
     """Faults to inject; every random choice comes from ``seed`` so runs repeat exactly."""
@@ -66,6 +86,10 @@ class SimulatorConfig:
     # Random-walk on each of these venues instead (the demo walks spot and USD-M side by side).
     random_walk_markets: tuple[Market, ...] = ()
     trades_per_second: float = 5.0
+    # A synthetic whole market instead of the random walk of `symbols` (when set).
+    whole_market: WholeMarket | None = None
+    # Trades kept per instrument for REST (None: all); a long whole-market run caps it.
+    ledger_trades_per_symbol: int | None = None
     random_walk_trades: int | None = None
     start_time_ms: int | None = None
     seed: int = 0
@@ -92,5 +116,7 @@ class SimulatorConfig:
         return self.random_walk_markets or (self.random_walk_market,)
 
     def uses_random_walk(self) -> bool:
-        """Whether the random walk runs: explicitly, or because no file was given."""
-        return self.random_walk if self.random_walk is not None else not self.sources
+        """Whether the random walk runs: explicitly, or because no file nor whole market was given."""
+        if self.random_walk is not None:
+            return self.random_walk
+        return not self.sources and self.whole_market is None

@@ -78,9 +78,11 @@ class _Bucket:
 class SymbolLedger:
     """One symbol's emitted trades and aggregates, ordered by id."""
 
-    def __init__(self, market: Market, symbol: str) -> None:
+    def __init__(self, market: Market, symbol: str, keep: int | None = None) -> None:
         self.market = market
         self.symbol = symbol
+        # Trades and aggregates kept (None: all); older ones are forgotten in halves.
+        self._keep = keep
         self.trades: list[SimTrade] = []
         self._ids: list[int] = []
         # Times clamped to be non-decreasing so bisect works even on a disordered source.
@@ -99,6 +101,9 @@ class SymbolLedger:
         self._times.append(max(trade.time_ms, self._times[-1] if self._times else 0))
         if trade.trade_type == "MARKET":
             self._aggregate(trade)
+        if self._keep is not None and len(self.trades) >= 2 * self._keep:
+            # Trimming only when twice the cap is reached keeps the cost amortised O(1).
+            del self.trades[: self._keep], self._ids[: self._keep], self._times[: self._keep]
         return True
 
     def record_aggregate(self, aggregate: SimAggTrade) -> None:
@@ -148,6 +153,8 @@ class SymbolLedger:
     def _append_aggregate(self, aggregate: SimAggTrade) -> None:
         self.aggregates.append(aggregate)
         self._agg_ids.append(aggregate.agg_id)
+        if self._keep is not None and len(self.aggregates) >= 2 * self._keep:
+            del self.aggregates[: self._keep], self._agg_ids[: self._keep]
 
     def historical(self, from_id: int | None, limit: int, market_only: bool) -> list[SimTrade]:
         """Trades from from_id (or the most recent ones), as historicalTrades pages them."""
@@ -258,15 +265,16 @@ class SymbolLedger:
 class TradeLedger:
     """Every venue's symbol ledgers."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_per_symbol: int | None = None) -> None:
         self._symbols: dict[tuple[Market, str], SymbolLedger] = {}
+        self._keep = keep_per_symbol
 
     def register(self, market: Market, symbol: str) -> SymbolLedger:
         """The ledger of a symbol, created empty if new (so exchangeInfo can list it)."""
         key = (market, symbol.upper())
         ledger = self._symbols.get(key)
         if ledger is None:
-            ledger = self._symbols[key] = SymbolLedger(market, symbol.upper())
+            ledger = self._symbols[key] = SymbolLedger(market, symbol.upper(), self._keep)
         return ledger
 
     def get(self, market: Market, symbol: str) -> SymbolLedger | None:

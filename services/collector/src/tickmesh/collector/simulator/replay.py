@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from tickmesh.collector.simulator.config import Market, SimulatorConfig
 from tickmesh.collector.simulator.frames import (
@@ -22,10 +22,11 @@ from tickmesh.collector.simulator.frames import (
 )
 from tickmesh.collector.simulator.hub import SimulatorStats, StreamHub
 from tickmesh.collector.simulator.ledger import SymbolLedger, TradeLedger
-from tickmesh.collector.simulator.sources import SimEvent
+from tickmesh.collector.simulator.sources import SimEvent, SimTrade
 
 _log = logging.getLogger(__name__)
 _FULL_SPEED_BATCH = 1000
+_PACED_BATCH = 2000
 _BACKLOG_HIGH_WATER = 5000
 _MAX_SLEEP_S = 0.05
 
@@ -55,6 +56,8 @@ class ReplayEngine:
             self._running.set()
         self._rebase = True
         self.done = asyncio.Event()
+        # Called with every trade as it is released (a benchmark indexes exchange times).
+        self.trade_taps: list[Callable[[SimTrade], None]] = []
 
     def pause(self) -> None:
         """Stop releasing events (connections stay open)."""
@@ -84,6 +87,9 @@ class ReplayEngine:
 
     async def run(self) -> None:
         """Release every event, then set `done` (an endless random walk never ends)."""
+        # Nothing is pulled before the first resume: a live source (the whole market) stamps
+        # its trades from the moment it is first read.
+        await self._running.wait()
         pending: SimEvent | None = next(self._events, None)
         base_event_ns = 0
         base_wall = 0.0
@@ -99,7 +105,8 @@ class ReplayEngine:
                 if self._rebase:
                     base_event_ns, base_wall, self._rebase = pending.at_ns, time.monotonic(), False
                 due_ns = base_event_ns + (time.monotonic() - base_wall) * 1e9 * speed
-                while pending is not None and pending.at_ns <= due_ns:
+                # Capped, so a replay that falls behind its clock still yields to the loop.
+                while pending is not None and pending.at_ns <= due_ns and len(batch) < _PACED_BATCH:
                     batch.append(pending)
                     pending = next(self._events, None)
                 if not batch and pending is not None:
@@ -108,8 +115,9 @@ class ReplayEngine:
                     continue
             self._release(batch)
             await self._hub.wait_drained(_BACKLOG_HIGH_WATER)
-            if speed is None:
-                await asyncio.sleep(0)
+            # Let the connections' writers (and anything else on this loop) run between batches,
+            # also when the paced replay is behind and the next batch is already due.
+            await asyncio.sleep(0)
         self.done.set()
         _log.info("replay finished after %d trades", self._stats.trades_emitted)
 
@@ -122,6 +130,8 @@ class ReplayEngine:
                 ledger.record_trade(trade)
                 touched[ledger] = trade.time_ms
                 self._stats.trades_emitted += 1
+                for tap in self.trade_taps:
+                    tap(trade)
                 if self._drop_points and self._stats.trades_emitted >= self._drop_points[0]:
                     self._drop_points.pop(0)
                     self._stats.drop_events += 1

@@ -11,20 +11,27 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from aiohttp import web
 
-from tickmesh.collector.simulator.config import FaultConfig, Market, SimulatorConfig, SourceSpec
+from tickmesh.collector.simulator.config import (
+    FaultConfig,
+    Market,
+    SimulatorConfig,
+    SourceSpec,
+    WholeMarket,
+)
 from tickmesh.collector.simulator.hub import SimulatorStats, StreamHub
 from tickmesh.collector.simulator.ledger import TradeLedger
 from tickmesh.collector.simulator.replay import ReplayEngine
 from tickmesh.collector.simulator.rest import RestApi
 from tickmesh.collector.simulator.sources import open_sources, source_increments
 from tickmesh.collector.simulator.websocket import WebSocketEndpoint
+from tickmesh.collector.simulator.whole_market import LEDGER_TRADES_PER_SYMBOL, instrument_count
 from tickmesh.core.logs import configure_logging
 
 _log = logging.getLogger(__name__)
@@ -37,7 +44,7 @@ class ExchangeSimulator:
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
         self.stats = SimulatorStats()
-        self.ledger = TradeLedger()
+        self.ledger = TradeLedger(self.config.ledger_trades_per_symbol)
         self.hub = StreamHub(self.stats)
         events, listed = open_sources(self.config, time.time_ns() // 1_000_000)
         for market, symbols in listed.items():
@@ -243,7 +250,10 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
     parser = argparse.ArgumentParser(prog="tickmesh simulate", description=__doc__)
     parser.add_argument("files", nargs="*", type=Path, help="captures or Binance trade CSV/zip")
     parser.add_argument("--speed", type=_speed, default=1.0, help="1, 10x, ... or max")
-    parser.add_argument("--symbols", default="BTCUSDT,ETHUSDT", help="random-walk symbols")
+    parser.add_argument(
+        "--symbols", default="BTCUSDT,ETHUSDT", help="random-walk symbols, or N: a whole market"
+    )
+    parser.add_argument("--total-rate", type=float, default=20_000.0, help="whole-market trades/s")
     parser.add_argument("--market", choices=[m.value for m in Market], default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate", type=float, default=5.0, help="random-walk trades/s per symbol")
@@ -251,16 +261,27 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
     parser.add_argument("--port", type=int, default=9400)
     args = parser.parse_args(argv)
     market = Market(args.market) if args.market else None
+    count = instrument_count(args.symbols)
     return SimulatorConfig(
+        whole_market=None if count is None else WholeMarket(count, rate=args.total_rate),
+        ledger_trades_per_symbol=None if count is None else LEDGER_TRADES_PER_SYMBOL,
         host=args.host,
         port=args.port,
         sources=[SourceSpec(path, market) for path in args.files],
         speed=args.speed,
-        symbols=[s.strip().upper() for s in args.symbols.split(",") if s.strip()],
+        symbols=[]
+        if count is not None
+        else [s.strip().upper() for s in args.symbols.split(",") if s.strip()],
         random_walk_market=market or Market.SPOT,
         trades_per_second=args.rate,
         seed=args.seed,
     )
+
+
+def _listing(symbols: Iterable[str]) -> str:
+    """A venue's symbols for the log: named when few, counted when a whole market."""
+    names = sorted(symbols)
+    return ",".join(names) or "-" if len(names) <= 20 else f"{len(names)} instruments"
 
 
 def serve_until_signalled(config: SimulatorConfig) -> int:
@@ -275,8 +296,8 @@ def serve_until_signalled(config: SimulatorConfig) -> int:
             _log.info(
                 "exchange simulator on %s: spot %s, USD-M %s, speed %s",
                 simulator.rest_url,
-                ",".join(sorted(simulator.rest.listed(Market.SPOT))) or "-",
-                ",".join(sorted(simulator.rest.listed(Market.USDM))) or "-",
+                _listing(simulator.rest.listed(Market.SPOT)),
+                _listing(simulator.rest.listed(Market.USDM)),
                 "max" if config.speed is None else f"{config.speed:g}x",
             )
             await stop.wait()

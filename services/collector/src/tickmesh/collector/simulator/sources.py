@@ -201,15 +201,15 @@ def _walk_symbol(
                 price_cents = max(1, price_cents + (-1 if is_buyer_maker else 1))
             lots = rng.randint(1, 2_000)
             # Integer arithmetic, never a float: the strings are exact, as Binance's are.
-            price = _fixed(price_cents, 2, price_decimals)
-            qty = _fixed(lots, 3, qty_decimals)
+            price = fixed_point(price_cents, 2, price_decimals)
+            qty = fixed_point(lots, 3, qty_decimals)
             trade = SimTrade(market, symbol, trade_id, price, qty, time_ms, is_buyer_maker)
             yield SimEvent(time_ms * 1_000_000, market, stream, trade=trade)
             trade_id += 1
             emitted += 1
 
 
-def _fixed(mantissa: int, scale: int, decimals: int) -> str:
+def fixed_point(mantissa: int, scale: int, decimals: int) -> str:
     """mantissa * 10**-scale written with `decimals` decimals (decimals >= scale)."""
     whole, fraction = divmod(mantissa, 10**scale)
     return f"{whole}.{fraction:0{scale}d}{'0' * (decimals - scale)}"
@@ -280,6 +280,11 @@ def source_increments(config: SimulatorConfig) -> dict[tuple[Market, str], tuple
         for market in config.walk_markets():
             for symbol in config.symbols:
                 found[(market, symbol.upper())] = WALK_INCREMENTS
+    if config.whole_market is not None:
+        from tickmesh.collector.simulator.whole_market import whole_market_instruments
+
+        for market, names in whole_market_instruments(config.whole_market).items():
+            found.update(((market, name), WALK_INCREMENTS) for name in names)
     return found
 
 
@@ -291,6 +296,20 @@ def open_sources(
     symbols: dict[Market, set[str]] = {Market.SPOT: set(), Market.USDM: set()}
     for spec in config.sources:
         streams.append(_open_file(spec, symbols))
+    if config.whole_market is not None:
+        # Imported here: the whole-market source is built on this module's event types.
+        from tickmesh.collector.simulator.whole_market import (
+            whole_market_events,
+            whole_market_instruments,
+        )
+
+        for market, names in whole_market_instruments(config.whole_market).items():
+            symbols[market].update(names)
+        streams.append(
+            whole_market_events(
+                config.whole_market, seed=config.seed, start_ms=config.start_time_ms
+            )
+        )
     if config.uses_random_walk():
         names = [symbol.upper() for symbol in config.symbols]
         start = config.start_time_ms if config.start_time_ms is not None else now_ms
