@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
-import psutil  # type: ignore[import-untyped]  # psutil ships no type information
+import psutil
 
 MB = 1024 * 1024
 
