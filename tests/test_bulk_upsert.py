@@ -155,7 +155,7 @@ async def test_write_candles_returns_the_change_ids_it_stored(db_pool: asyncpg.P
         Decimal("30"),
         Decimal("13"),
     ]
-    # Exact numerics from "<mantissa>e-<scale>" text; NULL stays unknown.
+    # Exact numerics from binary COPY built from mantissas; NULL stays unknown.
     assert [(r["volume"], r["quote_volume"]) for r in stored][1] == (
         Decimal("2.001"), Decimal("40.02")
     )  # fmt: skip
@@ -222,7 +222,7 @@ async def test_text_copy_round_trips_every_value_type(db_pool: asyncpg.Pool) -> 
     assert stored[1] == rows[0]
 
 
-async def test_rows_in_copy_text_with_a_key_twice_keep_the_last(db_pool: asyncpg.Pool) -> None:
+async def test_candle_rows_with_a_key_twice_keep_the_last(db_pool: asyncpg.Pool) -> None:
     async with db_pool.acquire() as conn, conn.transaction():
         rows = [
             candle_row(_final_bar(0, "TEXTDUP", 1000)),

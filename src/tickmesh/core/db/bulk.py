@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from tickmesh.core.db.copy_binary import BinaryRow, copy_data
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.metrics import CoreMetrics
 
@@ -35,6 +36,7 @@ class UpsertSpec:
     `text_copy` sends the rows in COPY's text format (see `copy_rows`): for tables of numeric
     columns, whose binary encoding in asyncpg costs several times their text. Only then may a
     row be a `str`: one line already in COPY text form (tab-separated, escaped, \\N for NULL).
+    Rows may also be `BinaryRow`s, already in binary COPY form in `columns` order.
     """
 
     table: str
@@ -83,6 +85,9 @@ def last_per_key(spec: UpsertSpec, rows: Sequence[Sequence[Any]]) -> list[Sequen
     positions = [spec.columns.index(c) for c in spec.key]
     latest: dict[tuple[Any, ...], Sequence[Any]] = {}
     for row in rows:
+        if isinstance(row, BinaryRow):
+            latest[row.key] = row
+            continue
         values = row.split("\t") if isinstance(row, str) else row
         latest[tuple(values[p] for p in positions)] = row
     return list(latest.values())
@@ -201,9 +206,20 @@ async def copy_rows(
 ) -> None:
     """COPY rows into `table`; in text format when asked and every value has a text form.
 
-    asyncpg's binary COPY encodes a Decimal in about a microsecond, so a candle's eight numeric
-    columns cost more than the rest of its write; their text is cheap to make and to parse.
+    asyncpg's binary COPY encodes a Decimal in about a microsecond, so a table of numeric
+    columns goes either as text or as `BinaryRow`s its writer encoded itself, sent as they are.
     """
+    if rows and isinstance(rows[0], BinaryRow):
+        binary = [row for row in rows if isinstance(row, BinaryRow)]
+        if len(binary) != len(rows):
+            raise ValueError("rows in binary COPY form cannot be mixed with other rows")
+        await conn.copy_to_table(
+            table,
+            source=io.BytesIO(copy_data(binary, len(columns))),
+            columns=list(columns),
+            format="binary",
+        )
+        return
     data = _text_copy_data(rows) if text_format else None
     if data is None:
         if any(isinstance(row, str) for row in rows):

@@ -8,12 +8,14 @@ the greatest revision committed at or before T.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
 from tickmesh.bars.bar_rows import (
+    CANDLE_COPY_COLUMNS,
     SELECT_CANDLE,
     CandleRow,
     bar_from_record,
@@ -22,6 +24,7 @@ from tickmesh.bars.bar_rows import (
 )
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert
+from tickmesh.core.db.copy_binary import PG_EPOCH_US, BinaryRow, bigint_fields
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.errors import FailedPrecondition
 from tickmesh.core.instruments import InstrumentId
@@ -29,12 +32,11 @@ from tickmesh.v2 import market_pb2
 
 VERSIONS = UpsertSpec(
     table="bar_versions",
-    columns=(*SELECT_CANDLE.split(", "), "committed_at", "message"),
+    columns=(*CANDLE_COPY_COLUMNS, "change_id", "committed_at", "message"),
     key=("exchange", "symbol", "timeframe", "time", "revision"),
     # A version, once stored, is what was known then: a restart that writes the same revision
     # again (the collector resending unacknowledged batches) must not move its commit time.
     update_columns=(),
-    text_copy=True,
 )
 
 
@@ -43,27 +45,30 @@ def version_lines(
     updates: Sequence[BarUpdate],
     change_ids: Sequence[int],
     committed_at_ns: int,
-) -> tuple[list[str], list[market_pb2.Bar]]:
-    """The `bar_versions` rows (COPY text) of one commit and the bars live Subscribe publishes.
+) -> tuple[list[BinaryRow], list[market_pb2.Bar]]:
+    """The `bar_versions` rows (binary COPY) of one commit and the bars live Subscribe publishes.
 
-    The row reuses the candle's COPY text, so a version costs one more line of text, the
-    serialized bar in hex and nothing per numeric column.
+    The row reuses the candle's binary fields, so a version costs its change id, commit time
+    and the serialized bar as it is (bytea in binary needs no hex), nothing per numeric column.
     """
-    committed_text = ns_to_datetime(committed_at_ns).isoformat()
-    lines: list[str] = []
+    committed = struct.pack(">iq", 8, committed_at_ns // 1000 - PG_EPOCH_US)
+    lines: list[BinaryRow] = []
     bars: list[market_pb2.Bar] = []
-    for row, update, change_id in zip(rows, updates, change_ids, strict=True):
+    for row, update, change_id, change_field in zip(
+        rows, updates, change_ids, bigint_fields(list(change_ids)), strict=True
+    ):
         bar = update.to_proto(change_id)
         bar.committed_at_ns = committed_at_ns
-        # "\\x" is COPY text's escaped backslash before bytea's hex form.
-        lines.append(
-            f"{row.text}\t{change_id}\t{committed_text}\t\\\\x{bar.SerializeToString().hex()}"
+        message = bar.SerializeToString()
+        fields = b"".join(
+            (row.fields, change_field, committed, struct.pack(">i", len(message)), message)
         )
+        lines.append(BinaryRow((*row.key, row.revision), fields))
         bars.append(bar)
     return lines, bars
 
 
-async def write_versions(conn: Connection, lines: Sequence[str]) -> None:
+async def write_versions(conn: Connection, lines: Sequence[BinaryRow]) -> None:
     """Append version rows (from version_lines) inside the caller's transaction."""
     # Versions are new rows but for a restart's rewrite: plain COPY, ON CONFLICT only then.
     await insert_or_upsert(conn, VERSIONS, lines)

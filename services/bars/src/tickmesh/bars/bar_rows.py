@@ -1,19 +1,31 @@
 """Bars between their three shapes: engine updates, `candles` rows and `tickmesh.v2.Bar`.
 
 Prices and volumes are exact throughout: integer mantissas in the engine, `numeric` in
-`candles` (written as COPY text, read as decimal.Decimal), plain decimal strings in
-`tickmesh.v2.Bar`.
+`candles` (written as binary COPY built from the mantissas, read as decimal.Decimal), plain
+decimal strings in `tickmesh.v2.Bar`.
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import chain
 from typing import NamedTuple
 
 import asyncpg
+import numpy as np
 
 from tickmesh.bars.bar_state import BarUpdate
+from tickmesh.core.db.copy_binary import (
+    NULL,
+    PG_EPOCH_US,
+    fixed_fields,
+    numeric_field,
+    numeric_fields,
+    text_field,
+)
 from tickmesh.core.exchanges import exchange_label, exchange_proto
 from tickmesh.core.timeframes import from_label
 from tickmesh.v2 import market_pb2
@@ -38,7 +50,6 @@ CANDLE_COLUMNS = (
     "taker_buy_quote_volume",
 )
 SELECT_CANDLE = ", ".join(CANDLE_COLUMNS) + ", change_id"
-_NULL = "\\N"  # NULL in COPY text
 
 
 def ns_to_datetime(time_ns: int) -> datetime:
@@ -61,47 +72,155 @@ def decimal_text(value: Decimal) -> str:
 
 
 class CandleRow(NamedTuple):
-    """A `candles` row in COPY text form (CANDLE_COLUMNS order, no change id) and its revision."""
+    """A `candles` row as binary COPY fields (CANDLE_COPY_COLUMNS order), its key and revision."""
 
-    text: str
+    key: tuple[int, str, str, int]
+    fields: bytes
     revision: int
 
 
-# Rows of one commit share few open times; isoformat() costs a microsecond, a lookup a tenth.
-_TIMES: dict[int, str] = {}
-_TIMES_KEPT = 50_000
+# The order the rows' fields are written in: the text columns first, so that one cached
+# prefix per instrument and timeframe is followed by one fixed-size block per batch.
+CANDLE_COPY_COLUMNS = (
+    "exchange",
+    "symbol",
+    "timeframe",
+    "time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trade_count",
+    "vwap",
+    "revision",
+    "duplicate_trades",
+    "out_of_order_trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+)
+_INT32_MAX = 2**31 - 1
+_NULL_TAKER_BUYS = NULL + NULL
+# (exchange, symbol, timeframe label) -> their three text fields; few instruments, reused.
+_PREFIXES: dict[tuple[int, str, str], bytes] = {}
+_PREFIXES_KEPT = 50_000
 
 
-def _time_text(time_ns: int) -> str:
-    text = _TIMES.get(time_ns)
-    if text is None:
-        if len(_TIMES) >= _TIMES_KEPT:
-            _TIMES.clear()
-        text = _TIMES[time_ns] = ns_to_datetime(time_ns).isoformat()
-    return text
+def _prefix(exchange: int, symbol: str, label: str) -> bytes:
+    key = (exchange, symbol, label)
+    prefix = _PREFIXES.get(key)
+    if prefix is None:
+        if len(_PREFIXES) >= _PREFIXES_KEPT:
+            _PREFIXES.clear()
+        prefix = _PREFIXES[key] = (
+            text_field(exchange_label(exchange)) + text_field(symbol) + text_field(label)
+        )
+    return prefix
 
 
 def candle_row(update: BarUpdate) -> CandleRow:
-    """The `candles` row of a final or revised bar, as one line of COPY text.
+    """The `candles` row of one final or revised bar (see `candle_rows`)."""
+    return candle_rows([update])[0]
 
-    A value is written "<mantissa>e-<scale>", which PostgreSQL reads as that numeric exactly:
-    no Decimal is built and asyncpg's binary numeric encoder (a microsecond a value, more than
-    the rest of the row) is skipped. Symbols and labels never hold tabs or backslashes (see
-    tickmesh.core.instruments), so nothing needs escaping.
+
+def candle_rows(updates: Sequence[BarUpdate]) -> list[CandleRow]:
+    """The `candles` rows of final or revised bars, as binary COPY fields.
+
+    Prices and volumes go as binary numerics built from their mantissas and scales, exactly,
+    a column of the whole batch at a time (see tickmesh.core.db.copy_binary): no Decimal, no
+    text for the server to parse. A value beyond int64 (a huge quote volume) sends the
+    batch down an exact per-value path.
     """
+    if not updates:
+        return []
+    try:
+        blocks = _fixed_blocks(updates)
+    except (OverflowError, ValueError):
+        blocks = None
+    rows: list[CandleRow] = []
+    for index, update in enumerate(updates):
+        label = update.timeframe.label
+        fields = _prefix(update.exchange, update.symbol, label) + (
+            _row_fields(update) if blocks is None else blocks[index]
+        )
+        key = (update.exchange, update.symbol, label, update.open_time_ns // 1000)
+        rows.append(CandleRow(key, fields, update.revision))
+    return rows
+
+
+def _fixed_blocks(updates: Sequence[BarUpdate]) -> list[bytes]:
+    """Every row's fields after the text prefix; OverflowError or ValueError off int64."""
+    # One tuple per row, chained into one int64 column: fromiter raises OverflowError past int64.
+    rows = [
+        (u.open_time_ns, u.open, u.high, u.low, u.close, u.volume, u.quote_volume,
+         u.trade_count, u.revision, u.duplicate_trades, u.out_of_order_trades,
+         u.price_scale, u.quantity_scale)
+        for u in updates
+    ]  # fmt: skip
+    values = np.fromiter(chain.from_iterable(rows), np.int64, 13 * len(rows)).reshape(-1, 13)
+    counters = values[:, 8:11]
+    if int(np.abs(counters).max()) > _INT32_MAX:
+        raise OverflowError("a revision or trade counter does not fit an integer column")
+    prices, quantities = values[:, 11], values[:, 12]
+    quotes = prices + quantities
+    parts = [
+        fixed_fields(values[:, 0] // 1000 - PG_EPOCH_US, ">i8"),
+        *(numeric_fields(values[:, column], prices) for column in (1, 2, 3, 4)),
+        numeric_fields(values[:, 5], quantities),
+        numeric_fields(values[:, 6], quotes),
+        fixed_fields(values[:, 7], ">i8"),
+        fixed_fields([u.vwap for u in updates], ">f8"),
+        *(fixed_fields(counters[:, column], ">i4") for column in (0, 1, 2)),
+    ]
+    buys = [u.taker_buy_volume for u in updates]
+    buy_quotes = [u.taker_buy_quote_volume for u in updates]
+    known = [b is not None and q is not None for b, q in zip(buys, buy_quotes, strict=True)]
+    if all(known):
+        parts.append(numeric_fields(np.array(buys, dtype=np.int64), quantities))
+        parts.append(numeric_fields(np.array(buy_quotes, dtype=np.int64), quotes))
+    block = np.hstack(parts)
+    width = block.shape[1]
+    data = block.tobytes()
+    blocks = [data[start : start + width] for start in range(0, len(data), width)]
+    if all(known):
+        return blocks
+    # Some rows lack taker-buy volumes (source bars): those fields per row, NULL or not.
+    return [fixed + _taker_buys(update) for fixed, update in zip(blocks, updates, strict=True)]
+
+
+def _taker_buys(update: BarUpdate) -> bytes:
+    buy, buy_quote = update.taker_buy_volume, update.taker_buy_quote_volume
+    if buy is None and buy_quote is None:
+        return _NULL_TAKER_BUYS
     ps, qs = update.price_scale, update.quantity_scale
-    quote = ps + qs
-    taker_buy, taker_buy_quote = update.taker_buy_volume, update.taker_buy_quote_volume
-    text = (
-        f"{_time_text(update.open_time_ns)}\t{update.symbol}\t{update.timeframe.label}\t"
-        f"{exchange_label(update.exchange)}\t{update.open}e-{ps}\t{update.high}e-{ps}\t"
-        f"{update.low}e-{ps}\t{update.close}e-{ps}\t{update.volume}e-{qs}\t"
-        f"{update.quote_volume}e-{quote}\t{update.trade_count}\t{update.vwap!r}\t"
-        f"{update.revision}\t{update.duplicate_trades}\t{update.out_of_order_trades}\t"
-        f"{_NULL if taker_buy is None else f'{taker_buy}e-{qs}'}\t"
-        f"{_NULL if taker_buy_quote is None else f'{taker_buy_quote}e-{quote}'}"
+    return (NULL if buy is None else numeric_field(buy, qs)) + (
+        NULL if buy_quote is None else numeric_field(buy_quote, ps + qs)
     )
-    return CandleRow(text, update.revision)
+
+
+def _row_fields(update: BarUpdate) -> bytes:
+    """One row's fields after the text prefix, value by value (exact for any Python int)."""
+    ps, qs = update.price_scale, update.quantity_scale
+    return b"".join(
+        (
+            struct.pack(">iq", 8, update.open_time_ns // 1000 - PG_EPOCH_US),
+            *(numeric_field(v, ps) for v in (update.open, update.high, update.low, update.close)),
+            numeric_field(update.volume, qs),
+            numeric_field(update.quote_volume, ps + qs),
+            struct.pack(">iqid", 8, update.trade_count, 8, update.vwap),
+            struct.pack(
+                ">iiiiii",
+                4,
+                update.revision,
+                4,
+                update.duplicate_trades,
+                4,
+                update.out_of_order_trades,
+            ),
+            _taker_buys(update),
+        )
+    )
 
 
 def bar_from_record(record: asyncpg.Record) -> market_pb2.Bar:

@@ -15,7 +15,7 @@ import asyncpg
 
 from tickmesh.bars.bar_history import version_lines, write_versions
 from tickmesh.bars.bar_rows import (
-    CANDLE_COLUMNS,
+    CANDLE_COPY_COLUMNS,
     SELECT_CANDLE,
     CandleRow,
     bar_from_record,
@@ -23,6 +23,7 @@ from tickmesh.bars.bar_rows import (
 )
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert, next_sequence_values, upsert
+from tickmesh.core.db.copy_binary import BinaryRow, bigint_fields
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.exchanges import exchange_proto
 from tickmesh.core.instruments import InstrumentId
@@ -32,13 +33,12 @@ from tickmesh.core.timeframes import TIMEFRAMES
 from tickmesh.v2 import market_pb2
 
 # The writer takes each row's change id from candle_change_seq before writing it. Rows travel
-# as COPY text (see bar_rows.candle_row): eight numeric columns cost asyncpg's binary encoder
-# more than the rest of the row.
+# as binary COPY encoded by bar_rows.candle_rows: eight numeric columns cost asyncpg's Decimal
+# encoder, or the server's numeric parser for text, more than the rest of the row.
 CANDLES = UpsertSpec(
     table="candles",
-    columns=(*CANDLE_COLUMNS, "change_id"),
+    columns=(*CANDLE_COPY_COLUMNS, "change_id"),
     key=("exchange", "symbol", "timeframe", "time"),
-    text_copy=True,
 )
 ENGINE_STATE = UpsertSpec(
     table="bar_engine_state",
@@ -75,13 +75,16 @@ async def write_candles(conn: Connection, rows: Sequence[CandleRow]) -> list[int
     """Upsert `candles` rows (keys unique); their change ids, in order."""
     change_ids = await next_sequence_values(conn, "candle_change_seq", len(rows))
     numbered = [
-        (row.revision, f"{row.text}\t{change_id}")
-        for row, change_id in zip(rows, change_ids, strict=True)
+        BinaryRow(row.key, row.fields + change_id)
+        for row, change_id in zip(rows, bigint_fields(change_ids), strict=True)
     ]
     # A bar final for the first time (revision 0) is a new row unless a restart replays it,
     # so those go in by plain COPY; revisions overwrite rows that exist.
-    await insert_or_upsert(conn, CANDLES, [line for revision, line in numbered if revision == 0])
-    await upsert(conn, CANDLES, [line for revision, line in numbered if revision != 0])
+    new = [line for line, row in zip(numbered, rows, strict=True) if row.revision == 0]
+    await insert_or_upsert(conn, CANDLES, new)
+    if len(new) < len(numbered):
+        revised = [line for line, row in zip(numbered, rows, strict=True) if row.revision != 0]
+        await upsert(conn, CANDLES, revised)
     return change_ids
 
 
