@@ -14,10 +14,12 @@ from typing import Any
 
 import asyncpg
 
-from tickmesh.core.db.copy_binary import BinaryRow, copy_data
+from tickmesh.core.db.copy_binary import BinaryRows
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.metrics import CoreMetrics
 
+# Rows as value sequences (or lines of COPY text, see UpsertSpec), or already binary.
+Rows = Sequence[Sequence[Any]] | BinaryRows
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -36,7 +38,7 @@ class UpsertSpec:
     `text_copy` sends the rows in COPY's text format (see `copy_rows`): for tables of numeric
     columns, whose binary encoding in asyncpg costs several times their text. Only then may a
     row be a `str`: one line already in COPY text form (tab-separated, escaped, \\N for NULL).
-    Rows may also be `BinaryRow`s, already in binary COPY form in `columns` order.
+    Rows may also come as one `BinaryRows`, already in binary COPY form in `columns` order.
     """
 
     table: str
@@ -85,9 +87,6 @@ def last_per_key(spec: UpsertSpec, rows: Sequence[Sequence[Any]]) -> list[Sequen
     positions = [spec.columns.index(c) for c in spec.key]
     latest: dict[tuple[Any, ...], Sequence[Any]] = {}
     for row in rows:
-        if isinstance(row, BinaryRow):
-            latest[row.key] = row
-            continue
         values = row.split("\t") if isinstance(row, str) else row
         latest[tuple(values[p] for p in positions)] = row
     return list(latest.values())
@@ -96,7 +95,7 @@ def last_per_key(spec: UpsertSpec, rows: Sequence[Sequence[Any]]) -> list[Sequen
 async def upsert(
     conn: Connection,
     spec: UpsertSpec,
-    rows: Sequence[Sequence[Any]],
+    rows: Rows,
     metrics: CoreMetrics | None = None,
 ) -> int:
     """Upsert `rows` (tuples in `spec.columns` order) in one round of COPY + INSERT; rows written."""
@@ -107,7 +106,8 @@ async def upsert(
         written = await _copy_and_merge(conn, spec, rows)
     except asyncpg.CardinalityViolationError:
         # A key appears twice in the batch; rare, so only then pay for de-duplication.
-        written = await _copy_and_merge(conn, spec, last_per_key(spec, rows))
+        unique = rows.last_per_key() if isinstance(rows, BinaryRows) else last_per_key(spec, rows)
+        written = await _copy_and_merge(conn, spec, unique)
     _count(metrics, spec, started, written)
     return written
 
@@ -121,7 +121,7 @@ def _count(metrics: CoreMetrics | None, spec: UpsertSpec, started: float, writte
 async def insert_or_upsert(
     conn: Connection,
     spec: UpsertSpec,
-    rows: Sequence[Sequence[Any]],
+    rows: Rows,
     metrics: CoreMetrics | None = None,
 ) -> int:
     """Write rows that are almost always new: COPY them straight in, else upsert; rows written.
@@ -200,7 +200,7 @@ def _text_copy_data(rows: Sequence[Sequence[Any]]) -> bytes | None:
 async def copy_rows(
     conn: Connection,
     table: str,
-    rows: Sequence[Sequence[Any]],
+    rows: Rows,
     columns: Sequence[str],
     text_format: bool = False,
 ) -> None:
@@ -209,13 +209,10 @@ async def copy_rows(
     asyncpg's binary COPY encodes a Decimal in about a microsecond, so a table of numeric
     columns goes either as text or as `BinaryRow`s its writer encoded itself, sent as they are.
     """
-    if rows and isinstance(rows[0], BinaryRow):
-        binary = [row for row in rows if isinstance(row, BinaryRow)]
-        if len(binary) != len(rows):
-            raise ValueError("rows in binary COPY form cannot be mixed with other rows")
+    if isinstance(rows, BinaryRows):
         await conn.copy_to_table(
             table,
-            source=io.BytesIO(copy_data(binary, len(columns))),
+            source=io.BytesIO(rows.data(len(columns))),
             columns=list(columns),
             format="binary",
         )
@@ -231,7 +228,7 @@ async def copy_rows(
         )
 
 
-async def _copy_and_merge(conn: Connection, spec: UpsertSpec, rows: Sequence[Sequence[Any]]) -> int:
+async def _copy_and_merge(conn: Connection, spec: UpsertSpec, rows: Rows) -> int:
     staging = spec.staging_table()
     async with conn.transaction():
         await _stage(conn, spec, staging, rows)
@@ -251,9 +248,7 @@ async def next_sequence_values(conn: Connection, sequence: str, count: int) -> l
     return values
 
 
-async def _stage(
-    conn: Connection, spec: UpsertSpec, staging: str, rows: Sequence[Sequence[Any]]
-) -> None:
+async def _stage(conn: Connection, spec: UpsertSpec, staging: str, rows: Rows) -> None:
     column_list = ", ".join(_quoted(c) for c in spec.columns)
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS "

@@ -10,7 +10,9 @@ every value of a column is written with the same number of digits.
 from __future__ import annotations
 
 import struct
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,22 +34,31 @@ IntArray = npt.NDArray[np.int64]
 ByteMatrix = npt.NDArray[np.uint8]
 
 
-class BinaryRow(NamedTuple):
-    """One row already in binary COPY form: its fields (each length-prefixed), no field count.
+@dataclass(frozen=True, slots=True)
+class BinaryRows:
+    """Rows already in binary COPY form: each row's fields (length-prefixed), no field count.
 
-    `key` identifies the row's conflict key, so a batch with a key twice can be de-duplicated
-    without decoding the fields.
+    `keys` returns each row's conflict key; it is called only to de-duplicate a batch that
+    holds a key twice (rare), so writers need not build a key per row up front.
     """
 
-    key: tuple[Any, ...]
-    fields: bytes
+    fields: list[bytes]
+    keys: Callable[[], list[tuple[Any, ...]]]
 
+    def __len__(self) -> int:
+        return len(self.fields)
 
-def copy_data(rows: list[BinaryRow], field_count: int) -> bytes:
-    """A whole binary COPY stream of `rows`, each with `field_count` fields."""
-    count = struct.pack(">h", field_count)
-    # The field count starts every row, so it doubles as the separator of one join.
-    return b"".join((HEADER, count, count.join([row.fields for row in rows]), TRAILER))
+    def last_per_key(self) -> BinaryRows:
+        """Keep the last row of each key."""
+        latest = dict(zip(self.keys(), self.fields, strict=True))
+        keys = list(latest)
+        return BinaryRows(list(latest.values()), lambda: keys)
+
+    def data(self, field_count: int) -> bytes:
+        """The whole binary COPY stream of these rows, each with `field_count` fields."""
+        count = struct.pack(">h", field_count)
+        # The field count starts every row, so it doubles as the separator of one join.
+        return b"".join((HEADER, count, count.join(self.fields), TRAILER))
 
 
 def numeric_field(mantissa: int, scale: int) -> bytes:
@@ -112,9 +123,3 @@ def text_field(text: str) -> bytes:
     """One text (varchar) field."""
     encoded = text.encode()
     return struct.pack(">i", len(encoded)) + encoded
-
-
-def bigint_fields(values: list[int]) -> list[bytes]:
-    """One bigint field per value (e.g. change ids), in order."""
-    data = fixed_fields(np.array(values, dtype=np.int64), ">i8").tobytes()
-    return [data[start : start + 12] for start in range(0, len(data), 12)]

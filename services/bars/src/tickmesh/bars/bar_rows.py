@@ -71,14 +71,6 @@ def decimal_text(value: Decimal) -> str:
     return "0" if text in ("", "-0") else text
 
 
-class CandleRow(NamedTuple):
-    """A `candles` row as binary COPY fields (CANDLE_COPY_COLUMNS order), its key and revision."""
-
-    key: tuple[int, str, str, int]
-    fields: bytes
-    revision: int
-
-
 # The order the rows' fields are written in: the text columns first, so that one cached
 # prefix per instrument and timeframe is followed by one fixed-size block per batch.
 CANDLE_COPY_COLUMNS = (
@@ -97,9 +89,11 @@ CANDLE_COPY_COLUMNS = (
     "revision",
     "duplicate_trades",
     "out_of_order_trades",
+    "change_id",
     "taker_buy_volume",
     "taker_buy_quote_volume",
 )
+CandleKey = tuple[int, str, str, int]  # (exchange, symbol, timeframe label, open time in µs)
 _INT32_MAX = 2**31 - 1
 _NULL_TAKER_BUYS = NULL + NULL
 # (exchange, symbol, timeframe label) -> their three text fields; few instruments, reused.
@@ -107,50 +101,62 @@ _PREFIXES: dict[tuple[int, str, str], bytes] = {}
 _PREFIXES_KEPT = 50_000
 
 
-def _prefix(exchange: int, symbol: str, label: str) -> bytes:
-    key = (exchange, symbol, label)
+class CandleRows(NamedTuple):
+    """`candles` rows of one write: each row's binary COPY fields (CANDLE_COPY_COLUMNS order).
+
+    One object per batch, columns rather than a tuple per row: a row costs its bytes only.
+    """
+
+    updates: Sequence[BarUpdate]
+    change_ids: list[int]
+    fields: list[bytes]
+
+    def keys(self) -> list[CandleKey]:
+        """Each row's conflict key (built only to de-duplicate a batch, which is rare)."""
+        return [
+            (u.exchange, u.symbol, u.timeframe.label, u.open_time_ns // 1000) for u in self.updates
+        ]
+
+
+def _prefix(key: tuple[int, str, str]) -> bytes:
     prefix = _PREFIXES.get(key)
     if prefix is None:
         if len(_PREFIXES) >= _PREFIXES_KEPT:
             _PREFIXES.clear()
+        exchange, symbol, label = key
         prefix = _PREFIXES[key] = (
             text_field(exchange_label(exchange)) + text_field(symbol) + text_field(label)
         )
     return prefix
 
 
-def candle_row(update: BarUpdate) -> CandleRow:
-    """The `candles` row of one final or revised bar (see `candle_rows`)."""
-    return candle_rows([update])[0]
-
-
-def candle_rows(updates: Sequence[BarUpdate]) -> list[CandleRow]:
-    """The `candles` rows of final or revised bars, as binary COPY fields.
+def candle_rows(updates: Sequence[BarUpdate], change_ids: Sequence[int]) -> CandleRows:
+    """The `candles` rows of final or revised bars with their change ids, as binary COPY.
 
     Prices and volumes go as binary numerics built from their mantissas and scales, exactly,
     a column of the whole batch at a time (see tickmesh.core.db.copy_binary): no Decimal, no
     text for the server to parse. A value beyond int64 (a huge quote volume) sends the
     batch down an exact per-value path.
     """
+    try:
+        blocks = _fixed_blocks(updates, change_ids)
+    except (OverflowError, ValueError):
+        blocks = [_row_fields(u, c) for u, c in zip(updates, change_ids, strict=True)]
+    prefixes = _PREFIXES
+    # Per row only a dict hit and one concatenation: the loop every written candle pays.
+    fields = [
+        (prefixes.get(key) or _prefix(key)) + block
+        for key, block in zip(
+            [(u.exchange, u.symbol, u.timeframe.label) for u in updates], blocks, strict=True
+        )
+    ]
+    return CandleRows(updates, list(change_ids), fields)
+
+
+def _fixed_blocks(updates: Sequence[BarUpdate], change_ids: Sequence[int]) -> list[bytes]:
+    """Every row's fields after the text prefix; OverflowError or ValueError off int64."""
     if not updates:
         return []
-    try:
-        blocks = _fixed_blocks(updates)
-    except (OverflowError, ValueError):
-        blocks = None
-    rows: list[CandleRow] = []
-    for index, update in enumerate(updates):
-        label = update.timeframe.label
-        fields = _prefix(update.exchange, update.symbol, label) + (
-            _row_fields(update) if blocks is None else blocks[index]
-        )
-        key = (update.exchange, update.symbol, label, update.open_time_ns // 1000)
-        rows.append(CandleRow(key, fields, update.revision))
-    return rows
-
-
-def _fixed_blocks(updates: Sequence[BarUpdate]) -> list[bytes]:
-    """Every row's fields after the text prefix; OverflowError or ValueError off int64."""
     # One tuple per row, chained into one int64 column: fromiter raises OverflowError past int64.
     rows = [
         (u.open_time_ns, u.open, u.high, u.low, u.close, u.volume, u.quote_volume,
@@ -172,18 +178,19 @@ def _fixed_blocks(updates: Sequence[BarUpdate]) -> list[bytes]:
         fixed_fields(values[:, 7], ">i8"),
         fixed_fields([u.vwap for u in updates], ">f8"),
         *(fixed_fields(counters[:, column], ">i4") for column in (0, 1, 2)),
+        fixed_fields(np.array(change_ids, dtype=np.int64), ">i8"),
     ]
     buys = [u.taker_buy_volume for u in updates]
     buy_quotes = [u.taker_buy_quote_volume for u in updates]
-    known = [b is not None and q is not None for b, q in zip(buys, buy_quotes, strict=True)]
-    if all(known):
+    known = None not in buys and None not in buy_quotes
+    if known:
         parts.append(numeric_fields(np.array(buys, dtype=np.int64), quantities))
         parts.append(numeric_fields(np.array(buy_quotes, dtype=np.int64), quotes))
     block = np.hstack(parts)
     width = block.shape[1]
     data = block.tobytes()
     blocks = [data[start : start + width] for start in range(0, len(data), width)]
-    if all(known):
+    if known:
         return blocks
     # Some rows lack taker-buy volumes (source bars): those fields per row, NULL or not.
     return [fixed + _taker_buys(update) for fixed, update in zip(blocks, updates, strict=True)]
@@ -199,7 +206,7 @@ def _taker_buys(update: BarUpdate) -> bytes:
     )
 
 
-def _row_fields(update: BarUpdate) -> bytes:
+def _row_fields(update: BarUpdate, change_id: int) -> bytes:
     """One row's fields after the text prefix, value by value (exact for any Python int)."""
     ps, qs = update.price_scale, update.quantity_scale
     return b"".join(
@@ -209,18 +216,12 @@ def _row_fields(update: BarUpdate) -> bytes:
             numeric_field(update.volume, qs),
             numeric_field(update.quote_volume, ps + qs),
             struct.pack(">iqid", 8, update.trade_count, 8, update.vwap),
-            struct.pack(
-                ">iiiiii",
-                4,
-                update.revision,
-                4,
-                update.duplicate_trades,
-                4,
-                update.out_of_order_trades,
-            ),
+            struct.pack(">iiiiii", 4, update.revision, 4, update.duplicate_trades,
+                        4, update.out_of_order_trades),
+            struct.pack(">iq", 8, change_id),
             _taker_buys(update),
         )
-    )
+    )  # fmt: skip
 
 
 def bar_from_record(record: asyncpg.Record) -> market_pb2.Bar:
