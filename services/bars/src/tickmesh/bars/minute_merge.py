@@ -22,6 +22,8 @@ def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[i
         minutes.taker_buy_quote_volume,
     )
     duration = book.duration_ns
+    bars, forming = book.bars, book.forming_changed
+    until = book.emitted_until
     size = len(times)
     first = 0
     while first < size:
@@ -44,6 +46,31 @@ def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[i
             if buy is not None and buy_quote is not None:
                 buy += buys[last] or 0
                 buy_quote += buy_quotes[last] or 0
+        bar = bars.get(bucket)
+        if bar is not None and until is not None and bucket >= until:
+            # A forming bar that exists (nearly every merge of a busy symbol): merge into it
+            # here, one call of seventeen arguments fewer than book.merge, same bookkeeping.
+            bar.merge(
+                minutes.open[first],
+                high,
+                low,
+                minutes.close[last],
+                minutes.open_event_ns[first],
+                minutes.open_trade_id[first],
+                minutes.close_event_ns[last],
+                minutes.close_trade_id[last],
+                volume,
+                quote,
+                count,
+                False,
+                0,
+                late_count,
+                buy,
+                buy_quote,
+            )
+            forming.add(bucket)
+            first = last + 1
+            continue
         book.merge(
             times[first],
             minutes.open[first],
@@ -63,4 +90,5 @@ def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[i
             buy,
             buy_quote,
         )
+        until = book.emitted_until  # a merge may have opened the book's forming range
         first = last + 1
