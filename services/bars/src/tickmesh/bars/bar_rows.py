@@ -78,20 +78,9 @@ CANDLE_COPY_COLUMNS = (
     "symbol",
     "timeframe",
     "time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trade_count",
-    "vwap",
-    "revision",
-    "duplicate_trades",
-    "out_of_order_trades",
+    *CANDLE_COLUMNS[4:15],  # open ... out_of_order_trades
     "change_id",
-    "taker_buy_volume",
-    "taker_buy_quote_volume",
+    *CANDLE_COLUMNS[15:],  # the two taker-buy volumes, which may be NULL
 )
 CandleKey = tuple[int, str, str, int]  # (exchange, symbol, timeframe label, open time in µs)
 _INT32_MAX = 2**31 - 1

@@ -46,33 +46,7 @@ def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[i
             if buy is not None and buy_quote is not None:
                 buy += buys[last] or 0
                 buy_quote += buy_quotes[last] or 0
-        bar = bars.get(bucket)
-        if bar is not None and until is not None and bucket >= until:
-            # A forming bar that exists (nearly every merge of a busy symbol): merge into it
-            # here, one call of seventeen arguments fewer than book.merge, same bookkeeping.
-            bar.merge(
-                minutes.open[first],
-                high,
-                low,
-                minutes.close[last],
-                minutes.open_event_ns[first],
-                minutes.open_trade_id[first],
-                minutes.close_event_ns[last],
-                minutes.close_trade_id[last],
-                volume,
-                quote,
-                count,
-                False,
-                0,
-                late_count,
-                buy,
-                buy_quote,
-            )
-            forming.add(bucket)
-            first = last + 1
-            continue
-        book.merge(
-            times[first],
+        merged = (
             minutes.open[first],
             high,
             low,
@@ -85,10 +59,14 @@ def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[i
             quote,
             count,
             False,
-            revised,
-            late_count,
-            buy,
-            buy_quote,
         )
+        bar = bars.get(bucket)
+        if bar is not None and until is not None and bucket >= until:
+            # A forming bar that exists (nearly every merge of a busy symbol): merge into it
+            # here, one call of seventeen arguments fewer than book.merge, same bookkeeping.
+            bar.merge(*merged, 0, late_count, buy, buy_quote)
+            forming.add(bucket)
+        else:
+            book.merge(times[first], *merged, revised, late_count, buy, buy_quote)
         until = book.emitted_until  # a merge may have opened the book's forming range
         first = last + 1
