@@ -4,7 +4,7 @@ Each round writes 200,000 new candles into an empty table, then 200,000 more as 
 stream writes them (with one row in a hundred revising a stored candle), then revises every
 candle of the first pass (the worst case, no goal). The median of three rounds after a
 warm-up round is reported. Prices and volumes are exact (numeric columns): the timed work
-includes turning the engine's bar updates (integer mantissas) into rows with `candle_row`,
+includes turning the engine's bar updates (integer mantissas) into rows (`write_candles`),
 as the bar service's group commit does.
 
 Uses TICKMESH_BENCH_DATABASE_URL or TICKMESH_TEST_DATABASE_URL (a server it may create a
@@ -28,7 +28,6 @@ import asyncpg
 
 from bench.report import Figure
 from tickmesh.bars.bar_history import version_lines, write_versions
-from tickmesh.bars.bar_rows import candle_row
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.store import write_candles
 from tickmesh.core.db.migrations import migrate
@@ -99,12 +98,10 @@ async def _rate(conn: asyncpg.Connection, bars: list[BarUpdate], history: bool =
     for offset in range(0, len(bars), BATCH):
         # What a group commit runs: rows of exact decimals, change ids, COPY of new bars,
         # upsert of revisions; with history, the version rows of the same bars.
-        updates = bars[offset : offset + BATCH]
-        rows = [candle_row(bar) for bar in updates]
         async with conn.transaction():
-            change_ids = await write_candles(conn, rows)
+            rows = await write_candles(conn, bars[offset : offset + BATCH])
             if history:
-                lines, _ = version_lines(rows, updates, change_ids, time.time_ns() // 1000 * 1000)
+                lines, _ = version_lines(rows, time.time_ns() // 1000 * 1000)
                 await write_versions(conn, lines)
     return len(bars) / (time.perf_counter() - started)
 

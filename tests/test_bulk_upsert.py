@@ -8,7 +8,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from tickmesh.bars.bar_rows import CANDLE_COLUMNS, candle_row
+from tickmesh.bars.bar_rows import CANDLE_COLUMNS
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.store import write_candles
 from tickmesh.core.db.bulk import (
@@ -137,14 +137,14 @@ def _final_bar(minute: int, symbol: str, close: int, revision: int = 0) -> BarUp
 async def test_write_candles_returns_the_change_ids_it_stored(db_pool: asyncpg.Pool) -> None:
     async with db_pool.acquire() as conn, conn.transaction():
         # Two writes in one transaction: the second must not see the first's staged rows.
-        first = await write_candles(
-            conn, [candle_row(_final_bar(m, "IDS", 1000 + m)) for m in range(3)]
-        )
-        second = await write_candles(conn, [candle_row(_final_bar(1, "IDS", 2000, revision=1))])
+        first = (
+            await write_candles(conn, [_final_bar(m, "IDS", 1000 + m) for m in range(3)])
+        ).change_ids
+        second = (await write_candles(conn, [_final_bar(1, "IDS", 2000, revision=1)])).change_ids
         # A restart replaying a final bar writes revision 0 of a row that exists.
-        replayed = await write_candles(
-            conn, [candle_row(_final_bar(2, "IDS", 3000)), candle_row(_final_bar(3, "IDS", 1300))]
-        )
+        replayed = (
+            await write_candles(conn, [_final_bar(2, "IDS", 3000), _final_bar(3, "IDS", 1300)])
+        ).change_ids
     stored = await db_pool.fetch(
         "SELECT time, close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, "
         "change_id FROM candles WHERE symbol = 'IDS' ORDER BY time"
@@ -155,7 +155,7 @@ async def test_write_candles_returns_the_change_ids_it_stored(db_pool: asyncpg.P
         Decimal("30"),
         Decimal("13"),
     ]
-    # Exact numerics from "<mantissa>e-<scale>" text; NULL stays unknown.
+    # Exact numerics from binary COPY built from mantissas; NULL stays unknown.
     assert [(r["volume"], r["quote_volume"]) for r in stored][1] == (
         Decimal("2.001"), Decimal("40.02")
     )  # fmt: skip
@@ -222,12 +222,8 @@ async def test_text_copy_round_trips_every_value_type(db_pool: asyncpg.Pool) -> 
     assert stored[1] == rows[0]
 
 
-async def test_rows_in_copy_text_with_a_key_twice_keep_the_last(db_pool: asyncpg.Pool) -> None:
+async def test_candle_rows_with_a_key_twice_keep_the_last(db_pool: asyncpg.Pool) -> None:
     async with db_pool.acquire() as conn, conn.transaction():
-        rows = [
-            candle_row(_final_bar(0, "TEXTDUP", 1000)),
-            candle_row(_final_bar(0, "TEXTDUP", 1100)),
-        ]
-        await write_candles(conn, rows)
+        await write_candles(conn, [_final_bar(0, "TEXTDUP", 1000), _final_bar(0, "TEXTDUP", 1100)])
     stored = await db_pool.fetch("SELECT close FROM candles WHERE symbol = 'TEXTDUP'")
     assert [r["close"] for r in stored] == [Decimal("11")]

@@ -14,9 +14,12 @@ from typing import Any
 
 import asyncpg
 
+from tickmesh.core.db.copy_binary import BinaryRows
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.metrics import CoreMetrics
 
+# Rows as value sequences (or lines of COPY text, see UpsertSpec), or already binary.
+Rows = Sequence[Sequence[Any]] | BinaryRows
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -35,6 +38,7 @@ class UpsertSpec:
     `text_copy` sends the rows in COPY's text format (see `copy_rows`): for tables of numeric
     columns, whose binary encoding in asyncpg costs several times their text. Only then may a
     row be a `str`: one line already in COPY text form (tab-separated, escaped, \\N for NULL).
+    Rows may also come as one `BinaryRows`, already in binary COPY form in `columns` order.
     """
 
     table: str
@@ -91,7 +95,7 @@ def last_per_key(spec: UpsertSpec, rows: Sequence[Sequence[Any]]) -> list[Sequen
 async def upsert(
     conn: Connection,
     spec: UpsertSpec,
-    rows: Sequence[Sequence[Any]],
+    rows: Rows,
     metrics: CoreMetrics | None = None,
 ) -> int:
     """Upsert `rows` (tuples in `spec.columns` order) in one round of COPY + INSERT; rows written."""
@@ -102,7 +106,8 @@ async def upsert(
         written = await _copy_and_merge(conn, spec, rows)
     except asyncpg.CardinalityViolationError:
         # A key appears twice in the batch; rare, so only then pay for de-duplication.
-        written = await _copy_and_merge(conn, spec, last_per_key(spec, rows))
+        unique = rows.last_per_key() if isinstance(rows, BinaryRows) else last_per_key(spec, rows)
+        written = await _copy_and_merge(conn, spec, unique)
     _count(metrics, spec, started, written)
     return written
 
@@ -116,7 +121,7 @@ def _count(metrics: CoreMetrics | None, spec: UpsertSpec, started: float, writte
 async def insert_or_upsert(
     conn: Connection,
     spec: UpsertSpec,
-    rows: Sequence[Sequence[Any]],
+    rows: Rows,
     metrics: CoreMetrics | None = None,
 ) -> int:
     """Write rows that are almost always new: COPY them straight in, else upsert; rows written.
@@ -195,15 +200,23 @@ def _text_copy_data(rows: Sequence[Sequence[Any]]) -> bytes | None:
 async def copy_rows(
     conn: Connection,
     table: str,
-    rows: Sequence[Sequence[Any]],
+    rows: Rows,
     columns: Sequence[str],
     text_format: bool = False,
 ) -> None:
     """COPY rows into `table`; in text format when asked and every value has a text form.
 
-    asyncpg's binary COPY encodes a Decimal in about a microsecond, so a candle's eight numeric
-    columns cost more than the rest of its write; their text is cheap to make and to parse.
+    asyncpg's binary COPY encodes a Decimal in about a microsecond, so a table of numeric
+    columns goes either as text or as `BinaryRow`s its writer encoded itself, sent as they are.
     """
+    if isinstance(rows, BinaryRows):
+        await conn.copy_to_table(
+            table,
+            source=io.BytesIO(rows.data(len(columns))),
+            columns=list(columns),
+            format="binary",
+        )
+        return
     data = _text_copy_data(rows) if text_format else None
     if data is None:
         if any(isinstance(row, str) for row in rows):
@@ -215,7 +228,7 @@ async def copy_rows(
         )
 
 
-async def _copy_and_merge(conn: Connection, spec: UpsertSpec, rows: Sequence[Sequence[Any]]) -> int:
+async def _copy_and_merge(conn: Connection, spec: UpsertSpec, rows: Rows) -> int:
     staging = spec.staging_table()
     async with conn.transaction():
         await _stage(conn, spec, staging, rows)
@@ -235,9 +248,7 @@ async def next_sequence_values(conn: Connection, sequence: str, count: int) -> l
     return values
 
 
-async def _stage(
-    conn: Connection, spec: UpsertSpec, staging: str, rows: Sequence[Sequence[Any]]
-) -> None:
+async def _stage(conn: Connection, spec: UpsertSpec, staging: str, rows: Rows) -> None:
     column_list = ", ".join(_quoted(c) for c in spec.columns)
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS "

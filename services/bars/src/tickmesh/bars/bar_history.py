@@ -8,20 +8,22 @@ the greatest revision committed at or before T.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import struct
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from tickmesh.bars.bar_rows import (
+    CANDLE_COPY_COLUMNS,
     SELECT_CANDLE,
-    CandleRow,
+    CandleRows,
     bar_from_record,
     datetime_to_ns,
     ns_to_datetime,
 )
-from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert
+from tickmesh.core.db.copy_binary import PG_EPOCH_US, BinaryRows
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.errors import FailedPrecondition
 from tickmesh.core.instruments import InstrumentId
@@ -29,41 +31,39 @@ from tickmesh.v2 import market_pb2
 
 VERSIONS = UpsertSpec(
     table="bar_versions",
-    columns=(*SELECT_CANDLE.split(", "), "committed_at", "message"),
+    columns=(*CANDLE_COPY_COLUMNS, "committed_at", "message"),
     key=("exchange", "symbol", "timeframe", "time", "revision"),
     # A version, once stored, is what was known then: a restart that writes the same revision
     # again (the collector resending unacknowledged batches) must not move its commit time.
     update_columns=(),
-    text_copy=True,
 )
 
 
 def version_lines(
-    rows: Sequence[CandleRow],
-    updates: Sequence[BarUpdate],
-    change_ids: Sequence[int],
-    committed_at_ns: int,
-) -> tuple[list[str], list[market_pb2.Bar]]:
-    """The `bar_versions` rows (COPY text) of one commit and the bars live Subscribe publishes.
+    rows: CandleRows, committed_at_ns: int
+) -> tuple[BinaryRows, list[market_pb2.Bar]]:
+    """The `bar_versions` rows (binary COPY) of one commit and the bars live Subscribe publishes.
 
-    The row reuses the candle's COPY text, so a version costs one more line of text, the
-    serialized bar in hex and nothing per numeric column.
+    A row is the candle's binary fields (change id included) plus the commit time and the
+    serialized bar as it is (bytea in binary needs no hex): nothing per numeric column.
     """
-    committed_text = ns_to_datetime(committed_at_ns).isoformat()
-    lines: list[str] = []
+    committed = struct.pack(">iq", 8, committed_at_ns // 1000 - PG_EPOCH_US)
+    fields: list[bytes] = []
     bars: list[market_pb2.Bar] = []
-    for row, update, change_id in zip(rows, updates, change_ids, strict=True):
+    for candle, update, change_id in zip(rows.fields, rows.updates, rows.change_ids, strict=True):
         bar = update.to_proto(change_id)
         bar.committed_at_ns = committed_at_ns
-        # "\\x" is COPY text's escaped backslash before bytea's hex form.
-        lines.append(
-            f"{row.text}\t{change_id}\t{committed_text}\t\\\\x{bar.SerializeToString().hex()}"
-        )
+        message = bar.SerializeToString()
+        fields.append(b"".join((candle, committed, struct.pack(">i", len(message)), message)))
         bars.append(bar)
-    return lines, bars
+
+    def keys() -> list[tuple[Any, ...]]:
+        return [(*key, u.revision) for key, u in zip(rows.keys(), rows.updates, strict=True)]
+
+    return BinaryRows(fields, keys), bars
 
 
-async def write_versions(conn: Connection, lines: Sequence[str]) -> None:
+async def write_versions(conn: Connection, lines: BinaryRows) -> None:
     """Append version rows (from version_lines) inside the caller's transaction."""
     # Versions are new rows but for a restart's rewrite: plain COPY, ON CONFLICT only then.
     await insert_or_upsert(conn, VERSIONS, lines)

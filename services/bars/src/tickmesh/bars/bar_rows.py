@@ -1,19 +1,31 @@
 """Bars between their three shapes: engine updates, `candles` rows and `tickmesh.v2.Bar`.
 
 Prices and volumes are exact throughout: integer mantissas in the engine, `numeric` in
-`candles` (written as COPY text, read as decimal.Decimal), plain decimal strings in
-`tickmesh.v2.Bar`.
+`candles` (written as binary COPY built from the mantissas, read as decimal.Decimal), plain
+decimal strings in `tickmesh.v2.Bar`.
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import chain
 from typing import NamedTuple
 
 import asyncpg
+import numpy as np
 
 from tickmesh.bars.bar_state import BarUpdate
+from tickmesh.core.db.copy_binary import (
+    NULL,
+    PG_EPOCH_US,
+    fixed_fields,
+    numeric_field,
+    numeric_fields,
+    text_field,
+)
 from tickmesh.core.exchanges import exchange_label, exchange_proto
 from tickmesh.core.timeframes import from_label
 from tickmesh.v2 import market_pb2
@@ -38,7 +50,6 @@ CANDLE_COLUMNS = (
     "taker_buy_quote_volume",
 )
 SELECT_CANDLE = ", ".join(CANDLE_COLUMNS) + ", change_id"
-_NULL = "\\N"  # NULL in COPY text
 
 
 def ns_to_datetime(time_ns: int) -> datetime:
@@ -60,48 +71,146 @@ def decimal_text(value: Decimal) -> str:
     return "0" if text in ("", "-0") else text
 
 
-class CandleRow(NamedTuple):
-    """A `candles` row in COPY text form (CANDLE_COLUMNS order, no change id) and its revision."""
-
-    text: str
-    revision: int
-
-
-# Rows of one commit share few open times; isoformat() costs a microsecond, a lookup a tenth.
-_TIMES: dict[int, str] = {}
-_TIMES_KEPT = 50_000
-
-
-def _time_text(time_ns: int) -> str:
-    text = _TIMES.get(time_ns)
-    if text is None:
-        if len(_TIMES) >= _TIMES_KEPT:
-            _TIMES.clear()
-        text = _TIMES[time_ns] = ns_to_datetime(time_ns).isoformat()
-    return text
+# The order the rows' fields are written in: the text columns first, so that one cached
+# prefix per instrument and timeframe is followed by one fixed-size block per batch.
+CANDLE_COPY_COLUMNS = (
+    "exchange",
+    "symbol",
+    "timeframe",
+    "time",
+    *CANDLE_COLUMNS[4:15],  # open ... out_of_order_trades
+    "change_id",
+    *CANDLE_COLUMNS[15:],  # the two taker-buy volumes, which may be NULL
+)
+CandleKey = tuple[int, str, str, int]  # (exchange, symbol, timeframe label, open time in µs)
+_INT32_MAX = 2**31 - 1
+_NULL_TAKER_BUYS = NULL + NULL
+# (exchange, symbol, timeframe label) -> their three text fields; few instruments, reused.
+_PREFIXES: dict[tuple[int, str, str], bytes] = {}
+_PREFIXES_KEPT = 50_000
 
 
-def candle_row(update: BarUpdate) -> CandleRow:
-    """The `candles` row of a final or revised bar, as one line of COPY text.
+class CandleRows(NamedTuple):
+    """`candles` rows of one write: each row's binary COPY fields (CANDLE_COPY_COLUMNS order).
 
-    A value is written "<mantissa>e-<scale>", which PostgreSQL reads as that numeric exactly:
-    no Decimal is built and asyncpg's binary numeric encoder (a microsecond a value, more than
-    the rest of the row) is skipped. Symbols and labels never hold tabs or backslashes (see
-    tickmesh.core.instruments), so nothing needs escaping.
+    One object per batch, columns rather than a tuple per row: a row costs its bytes only.
     """
+
+    updates: Sequence[BarUpdate]
+    change_ids: list[int]
+    fields: list[bytes]
+
+    def keys(self) -> list[CandleKey]:
+        """Each row's conflict key (built only to de-duplicate a batch, which is rare)."""
+        return [
+            (u.exchange, u.symbol, u.timeframe.label, u.open_time_ns // 1000) for u in self.updates
+        ]
+
+
+def _prefix(key: tuple[int, str, str]) -> bytes:
+    prefix = _PREFIXES.get(key)
+    if prefix is None:
+        if len(_PREFIXES) >= _PREFIXES_KEPT:
+            _PREFIXES.clear()
+        exchange, symbol, label = key
+        prefix = _PREFIXES[key] = (
+            text_field(exchange_label(exchange)) + text_field(symbol) + text_field(label)
+        )
+    return prefix
+
+
+def candle_rows(updates: Sequence[BarUpdate], change_ids: Sequence[int]) -> CandleRows:
+    """The `candles` rows of final or revised bars with their change ids, as binary COPY.
+
+    Prices and volumes go as binary numerics built from their mantissas and scales, exactly,
+    a column of the whole batch at a time (see tickmesh.core.db.copy_binary): no Decimal, no
+    text for the server to parse. A value beyond int64 (a huge quote volume) sends the
+    batch down an exact per-value path.
+    """
+    try:
+        blocks = _fixed_blocks(updates, change_ids)
+    except (OverflowError, ValueError):
+        blocks = [_row_fields(u, c) for u, c in zip(updates, change_ids, strict=True)]
+    prefixes = _PREFIXES
+    # Per row only a dict hit and one concatenation: the loop every written candle pays.
+    fields = [
+        (prefixes.get(key) or _prefix(key)) + block
+        for key, block in zip(
+            [(u.exchange, u.symbol, u.timeframe.label) for u in updates], blocks, strict=True
+        )
+    ]
+    return CandleRows(updates, list(change_ids), fields)
+
+
+def _fixed_blocks(updates: Sequence[BarUpdate], change_ids: Sequence[int]) -> list[bytes]:
+    """Every row's fields after the text prefix; OverflowError or ValueError off int64."""
+    if not updates:
+        return []
+    # One tuple per row, chained into one int64 column: fromiter raises OverflowError past int64.
+    rows = [
+        (u.open_time_ns, u.open, u.high, u.low, u.close, u.volume, u.quote_volume,
+         u.trade_count, u.revision, u.duplicate_trades, u.out_of_order_trades,
+         u.price_scale, u.quantity_scale)
+        for u in updates
+    ]  # fmt: skip
+    values = np.fromiter(chain.from_iterable(rows), np.int64, 13 * len(rows)).reshape(-1, 13)
+    counters = values[:, 8:11]
+    if int(np.abs(counters).max()) > _INT32_MAX:
+        raise OverflowError("a revision or trade counter does not fit an integer column")
+    prices, quantities = values[:, 11], values[:, 12]
+    quotes = prices + quantities
+    parts = [
+        fixed_fields(values[:, 0] // 1000 - PG_EPOCH_US, ">i8"),
+        *(numeric_fields(values[:, column], prices) for column in (1, 2, 3, 4)),
+        numeric_fields(values[:, 5], quantities),
+        numeric_fields(values[:, 6], quotes),
+        fixed_fields(values[:, 7], ">i8"),
+        fixed_fields([u.vwap for u in updates], ">f8"),
+        *(fixed_fields(counters[:, column], ">i4") for column in (0, 1, 2)),
+        fixed_fields(np.array(change_ids, dtype=np.int64), ">i8"),
+    ]
+    buys = [u.taker_buy_volume for u in updates]
+    buy_quotes = [u.taker_buy_quote_volume for u in updates]
+    known = None not in buys and None not in buy_quotes
+    if known:
+        parts.append(numeric_fields(np.array(buys, dtype=np.int64), quantities))
+        parts.append(numeric_fields(np.array(buy_quotes, dtype=np.int64), quotes))
+    block = np.hstack(parts)
+    width = block.shape[1]
+    data = block.tobytes()
+    blocks = [data[start : start + width] for start in range(0, len(data), width)]
+    if known:
+        return blocks
+    # Some rows lack taker-buy volumes (source bars): those fields per row, NULL or not.
+    return [fixed + _taker_buys(update) for fixed, update in zip(blocks, updates, strict=True)]
+
+
+def _taker_buys(update: BarUpdate) -> bytes:
+    buy, buy_quote = update.taker_buy_volume, update.taker_buy_quote_volume
+    if buy is None and buy_quote is None:
+        return _NULL_TAKER_BUYS
     ps, qs = update.price_scale, update.quantity_scale
-    quote = ps + qs
-    taker_buy, taker_buy_quote = update.taker_buy_volume, update.taker_buy_quote_volume
-    text = (
-        f"{_time_text(update.open_time_ns)}\t{update.symbol}\t{update.timeframe.label}\t"
-        f"{exchange_label(update.exchange)}\t{update.open}e-{ps}\t{update.high}e-{ps}\t"
-        f"{update.low}e-{ps}\t{update.close}e-{ps}\t{update.volume}e-{qs}\t"
-        f"{update.quote_volume}e-{quote}\t{update.trade_count}\t{update.vwap!r}\t"
-        f"{update.revision}\t{update.duplicate_trades}\t{update.out_of_order_trades}\t"
-        f"{_NULL if taker_buy is None else f'{taker_buy}e-{qs}'}\t"
-        f"{_NULL if taker_buy_quote is None else f'{taker_buy_quote}e-{quote}'}"
+    return (NULL if buy is None else numeric_field(buy, qs)) + (
+        NULL if buy_quote is None else numeric_field(buy_quote, ps + qs)
     )
-    return CandleRow(text, update.revision)
+
+
+def _row_fields(update: BarUpdate, change_id: int) -> bytes:
+    """One row's fields after the text prefix, value by value (exact for any Python int)."""
+    ps, qs = update.price_scale, update.quantity_scale
+    return b"".join(
+        (
+            struct.pack(">iq", 8, update.open_time_ns // 1000 - PG_EPOCH_US),
+            *(numeric_field(v, ps) for v in (update.open, update.high, update.low, update.close)),
+            numeric_field(update.volume, qs),
+            numeric_field(update.quote_volume, ps + qs),
+            struct.pack(">iqid", 8, update.trade_count, 8, update.vwap),
+            struct.pack(">iiiiii", 4, update.revision, 4, update.duplicate_trades,
+                        4, update.out_of_order_trades),
+            struct.pack(">iq", 8, change_id),
+            _taker_buys(update),
+        )
+    )  # fmt: skip
 
 
 def bar_from_record(record: asyncpg.Record) -> market_pb2.Bar:

@@ -26,7 +26,7 @@ from opentelemetry.context import Context
 
 from tickmesh.bars.bar_cache import BarCache
 from tickmesh.bars.bar_metrics import BarMetrics
-from tickmesh.bars.bar_rows import candle_row, ns_to_datetime
+from tickmesh.bars.bar_rows import ns_to_datetime
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.batch_traces import BarTraces, BatchTraces, stamp_bars
 from tickmesh.bars.batch_validation import CheckedBatch, check_batch
@@ -303,8 +303,7 @@ class IngestPipeline:
         heads, finals = self._engine.snapshot_changes()
         retention = self._engine.config.retention_ns
         commit = Commit(
-            candles=[candle_row(u) for u in latest.values()],
-            updates=list(latest.values()),
+            candles=list(latest.values()),
             engine_states=[
                 (exchange_label(h["exchange"]), h["symbol"], json.dumps(h, separators=(",", ":")))
                 for h in heads

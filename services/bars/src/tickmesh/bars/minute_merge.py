@@ -22,6 +22,8 @@ def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[i
         minutes.taker_buy_quote_volume,
     )
     duration = book.duration_ns
+    bars, forming = book.bars, book.forming_changed
+    until = book.emitted_until
     size = len(times)
     first = 0
     while first < size:
@@ -44,8 +46,7 @@ def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[i
             if buy is not None and buy_quote is not None:
                 buy += buys[last] or 0
                 buy_quote += buy_quotes[last] or 0
-        book.merge(
-            times[first],
+        merged = (
             minutes.open[first],
             high,
             low,
@@ -58,9 +59,14 @@ def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[i
             quote,
             count,
             False,
-            revised,
-            late_count,
-            buy,
-            buy_quote,
         )
+        bar = bars.get(bucket)
+        if bar is not None and until is not None and bucket >= until:
+            # A forming bar that exists (nearly every merge of a busy symbol): merge into it
+            # here, one call of seventeen arguments fewer than book.merge, same bookkeeping.
+            bar.merge(*merged, 0, late_count, buy, buy_quote)
+            forming.add(bucket)
+        else:
+            book.merge(times[first], *merged, revised, late_count, buy, buy_quote)
+        until = book.emitted_until  # a merge may have opened the book's forming range
         first = last + 1

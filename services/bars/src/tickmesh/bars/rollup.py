@@ -285,7 +285,10 @@ class TimeframeBook:
         else:
             for key in range(start, limit, self.duration_ns):
                 self.bars.pop(key, None)
-        if self.finals_changed:
+        # Pruned keys left in finals_changed are skipped by take_final_rows (a bucket that comes
+        # back is emitted final, and noted, again), so they are dropped only once they outnumber
+        # the bars: a book whose rows nobody takes would otherwise pay O(finals) per prune.
+        if len(self.finals_changed) > 2 * len(self.bars) + 64:
             self.finals_changed = {key for key in self.finals_changed if key >= limit}
         self.pruned_until = limit
 

@@ -15,14 +15,16 @@ import asyncpg
 
 from tickmesh.bars.bar_history import version_lines, write_versions
 from tickmesh.bars.bar_rows import (
-    CANDLE_COLUMNS,
+    CANDLE_COPY_COLUMNS,
     SELECT_CANDLE,
-    CandleRow,
+    CandleRows,
     bar_from_record,
+    candle_rows,
     ns_to_datetime,
 )
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert, next_sequence_values, upsert
+from tickmesh.core.db.copy_binary import BinaryRows
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.exchanges import exchange_proto
 from tickmesh.core.instruments import InstrumentId
@@ -32,13 +34,12 @@ from tickmesh.core.timeframes import TIMEFRAMES
 from tickmesh.v2 import market_pb2
 
 # The writer takes each row's change id from candle_change_seq before writing it. Rows travel
-# as COPY text (see bar_rows.candle_row): eight numeric columns cost asyncpg's binary encoder
-# more than the rest of the row.
+# as binary COPY encoded by bar_rows.candle_rows: eight numeric columns cost asyncpg's Decimal
+# encoder, or the server's numeric parser for text, more than the rest of the row.
 CANDLES = UpsertSpec(
     table="candles",
-    columns=(*CANDLE_COLUMNS, "change_id"),
+    columns=CANDLE_COPY_COLUMNS,
     key=("exchange", "symbol", "timeframe", "time"),
-    text_copy=True,
 )
 ENGINE_STATE = UpsertSpec(
     table="bar_engine_state",
@@ -71,28 +72,40 @@ QUARANTINE = UpsertSpec(
 )
 
 
-async def write_candles(conn: Connection, rows: Sequence[CandleRow]) -> list[int]:
-    """Upsert `candles` rows (keys unique); their change ids, in order."""
-    change_ids = await next_sequence_values(conn, "candle_change_seq", len(rows))
-    numbered = [
-        (row.revision, f"{row.text}\t{change_id}")
-        for row, change_id in zip(rows, change_ids, strict=True)
-    ]
+async def write_candles(conn: Connection, updates: Sequence[BarUpdate]) -> CandleRows:
+    """Upsert the `candles` rows of final bars (keys unique); the rows, with their change ids."""
+    change_ids = await next_sequence_values(conn, "candle_change_seq", len(updates))
+    rows = candle_rows(updates, change_ids)
+    revisions = [update.revision for update in updates]
     # A bar final for the first time (revision 0) is a new row unless a restart replays it,
     # so those go in by plain COPY; revisions overwrite rows that exist.
-    await insert_or_upsert(conn, CANDLES, [line for revision, line in numbered if revision == 0])
-    await upsert(conn, CANDLES, [line for revision, line in numbered if revision != 0])
-    return change_ids
+    if not any(revisions):
+        await insert_or_upsert(conn, CANDLES, BinaryRows(rows.fields, rows.keys))
+        return rows
+    chosen = [index for index, revision in enumerate(revisions) if revision == 0]
+    await insert_or_upsert(conn, CANDLES, _subset(rows, chosen))
+    chosen = [index for index, revision in enumerate(revisions) if revision != 0]
+    await upsert(conn, CANDLES, _subset(rows, chosen))
+    return rows
+
+
+def _subset(rows: CandleRows, chosen: list[int]) -> BinaryRows:
+    """The chosen rows (by position) as binary COPY rows."""
+
+    def keys() -> list[tuple[Any, ...]]:
+        every = rows.keys()
+        return [every[index] for index in chosen]
+
+    return BinaryRows([rows.fields[index] for index in chosen], keys)
 
 
 @dataclass
 class Commit:
     """Everything one group commit makes durable, in one transaction."""
 
-    candles: list[CandleRow] = field(default_factory=list)
-    # The engine's update behind each of `candles`, in the same order: its version row and
-    # the bar live Subscribe publishes are made from it once the change id is known.
-    updates: list[BarUpdate] = field(default_factory=list)
+    # The final or revised bars to write, one per key; each one's version row and the bar
+    # live Subscribe publishes are made once its change id is known.
+    candles: list[BarUpdate] = field(default_factory=list)
     # (exchange label, symbol, state JSON)
     engine_states: list[tuple[str, str, str]] = field(default_factory=list)
     # (exchange label, symbol, timeframe label, open time ns, bar row JSON)
@@ -179,10 +192,8 @@ class BarStore:
         """Write a group commit atomically; return each candle's bar as published, in order."""
         started = time.perf_counter()
         async with self._pool.acquire() as conn, conn.transaction():
-            change_ids = await write_candles(conn, commit.candles)
-            lines, bars = version_lines(
-                commit.candles, commit.updates, change_ids, self._commit_time_ns()
-            )
+            rows = await write_candles(conn, commit.candles)
+            lines, bars = version_lines(rows, self._commit_time_ns())
             await write_versions(conn, lines)
             await upsert(conn, ENGINE_STATE, commit.engine_states)
             await upsert(conn, ENGINE_FINALS, commit.engine_finals)

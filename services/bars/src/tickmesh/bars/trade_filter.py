@@ -214,12 +214,14 @@ def sort_run(
         rows.reorder(np.lexsort((rows.ids, times)))
     rows.gather_values()
 
-    # Mantissas are integers: positive prices and quantities are all there is to check.
-    valid = (rows.prices > 0) & (rows.quantities > 0)
-    if future_limit_ns is not None and rows.times[-1] > future_limit_ns:
-        valid &= rows.times <= future_limit_ns
+    # Mantissas are integers: positive prices and quantities are all there is to check. Two
+    # reductions settle the common case (all sound) without building a mask.
+    future = future_limit_ns is not None and rows.times[-1] > future_limit_ns
     quarantined = None
-    if not valid.all():
+    if future or rows.prices.min() <= 0 or rows.quantities.min() <= 0:
+        valid = (rows.prices > 0) & (rows.quantities > 0)
+        if future_limit_ns is not None and future:
+            valid &= rows.times <= future_limit_ns
         quarantined = _quarantine(rows, valid)
         rows.keep(valid)
         if rows.ids.size == 0:
