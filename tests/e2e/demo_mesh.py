@@ -135,6 +135,8 @@ class DemoMesh:
             "TICKMESH_STATE_DIR": str(self._state),
             "TICKMESH_ENVIRONMENT": "development",
             "TICKMESH_GATEWAY_PORT": str(self.port),
+            # It runs beside the rest of the suite: nothing may sit on a fixed port.
+            "TICKMESH_SIMULATOR_PORT": str(free_port()),
             "TICKMESH_GATEWAY_SIGNUP_ROLE": "trader",  # the browser creates an alert
             "TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000",
             "TICKMESH_GATEWAY_ADMIN_USERNAME": ADMIN[0],
