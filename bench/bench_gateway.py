@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ import httpx
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.market_latency import percentile
 from bench.report import Figure
 from tickmesh.mesh.embedded import EmbeddedServers
 from tickmesh.v2 import (
@@ -74,11 +75,6 @@ def _fetch(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         body: bytes = response.read()
     return body.decode()
-
-
-def _percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
 def _trades(
@@ -469,9 +465,9 @@ def main() -> list[Figure]:
     throughput = (len(ms) - load.unfinished) / load.elapsed
     lag_ms = [1000 * lag for lag in lags]
     p50 = statistics.median(ms) if ms else float("nan")
-    p99 = _percentile(ms, 0.99)
+    p99 = percentile(ms, 0.99)
     lag_p50 = statistics.median(lag_ms) if lag_ms else float("nan")
-    lag_p99 = _percentile(lag_ms, 0.99)
+    lag_p99 = percentile(lag_ms, 0.99)
     delivered = 100 * len(lags) / expected if expected else float("nan")
     sys.stdout.write(
         f"gateway charts (limit=500) at {RATE_PER_SECOND}/s for {LOAD_SECONDS:.0f} s: "

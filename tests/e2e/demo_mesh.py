@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from ..grpc_helpers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output" / "e2e"
 TICKMESH = Path(sys.executable).parent / "tickmesh"
@@ -30,13 +31,6 @@ STARTUP_SECONDS = 90
 ADMIN = ("e2e_admin", "e2e-admin-password-1")
 # The same symbol on both Binance venues: two instruments the picker must tell apart.
 INSTRUMENTS = (("binance_spot", "BTCUSDT"), ("binance_usdm", "BTCUSDT"))
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str, timeout: float = 2.0) -> tuple[int, str]:

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import pytest
 
+from ..grpc_helpers import free_port
 from .demo_mesh import (
     ADMIN,
     OUTPUT,
     REPO,
     STARTUP_SECONDS,
-    free_port,
     get,
     post,
     stop,
