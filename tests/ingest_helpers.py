@@ -22,6 +22,26 @@ from tickmesh.v2 import ingest_service_pb2, ingest_service_pb2_grpc, market_pb2
 NS_PER_MS = 1_000_000
 
 
+def final_minute_trades(
+    symbol: str, minute_ms: int, first_id: int = 1, closing_offset_ms: int = 65_000
+) -> market_pb2.SymbolTrades:
+    """Three simulator-venue trades in the minute opening at `minute_ms` and one `closing_offset_ms`
+    after its open (in a later minute), ids from `first_id`: the minute's bar is final at once."""
+    offsets_ms = (5_000, 20_000, 40_000, closing_offset_ms)
+    times = [(minute_ms + offset) * NS_PER_MS for offset in offsets_ms]
+    return market_pb2.SymbolTrades(
+        exchange=market_pb2.EXCHANGE_SIMULATOR,
+        symbol=symbol,
+        trade_ids=[first_id + i for i in range(4)],
+        prices=[100, 105, 99, 101],
+        quantities=[1, 2, 1, 1],
+        price_scale=0,
+        quantity_scale=0,
+        event_time_ns=times,
+        receive_time_ns=times,
+    )
+
+
 def capture_batches(
     path: Path, exchange: int, stream_id: str, batch_size: int = 1000
 ) -> list[market_pb2.TradeBatch]:

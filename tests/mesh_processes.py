@@ -186,3 +186,19 @@ def _die_with_parent() -> None:
 PR_SET_PDEATHSIG = 1
 # util-linux's setpriv sets the parent-death signal and execs the service in place.
 SETPRIV = shutil.which("setpriv")
+
+
+def bar_shard_processes(environment: Mapping[str, str], count: int) -> list[ServiceProcess]:
+    """`count` bar service shards (not started), committing every 20 ms."""
+    return [
+        ServiceProcess(
+            "bars",
+            dict(environment)
+            | {
+                "TICKMESH_BARS_SHARD_INDEX": str(index),
+                "TICKMESH_BARS_SHARD_COUNT": str(count),
+                "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
+            },
+        )
+        for index in range(count)
+    ]

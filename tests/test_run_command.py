@@ -105,11 +105,11 @@ async def test_run_with_two_bar_shards_pairs_collector_and_bar_shards(
     database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     collector, bars = _free_port_pair(PORT_STEP), _free_port_pair(PORT_STEP)
-    analytics, gateway_port = free_port(), free_port()
+    analytics, gateway_port = _free_port_pair(PORT_STEP), free_port()
     environment = {
         key: value
         for key, value in without_insecure(os.environ).items()
-        if not key.startswith("TICKMESH_BARS_")
+        if not key.startswith(("TICKMESH_BARS_", "TICKMESH_ANALYTICS_"))
     } | {
         "TICKMESH_DATABASE_URL": database_url,
         "TICKMESH_REDIS_URL": redis_url,
@@ -119,7 +119,6 @@ async def test_run_with_two_bar_shards_pairs_collector_and_bar_shards(
         "TICKMESH_COLLECTOR_ADDRESS": f"127.0.0.1:{collector}",
         "TICKMESH_BARS_LISTEN": f"127.0.0.1:{bars}",
         "TICKMESH_ANALYTICS_LISTEN": f"127.0.0.1:{analytics}",
-        "TICKMESH_ANALYTICS_ADDRESS": f"127.0.0.1:{analytics}",
     }
     for service in ("COLLECTOR", "BARS", "ANALYTICS"):
         environment[f"TICKMESH_{service}_METRICS_PORT"] = "0"
@@ -139,16 +138,15 @@ async def test_run_with_two_bar_shards_pairs_collector_and_bar_shards(
     try:
         shards = [f"127.0.0.1:{bars + PORT_STEP * i}" for i in range(2)]
         reader = await run_credentials(tmp_path, "reader")
-        for port in (collector, collector + PORT_STEP, analytics):
+        for port in (collector, collector + PORT_STEP, analytics, analytics + PORT_STEP):
             await wait_serving(f"127.0.0.1:{port}", credentials=reader)
         for address in shards:
             await wait_serving(address, credentials=reader)
         await _wait_gateway(gateway_port)
         health = await asyncio.to_thread(_mesh_health, gateway_port)
-        assert {name for name in health["components"] if name.startswith("bars")} == {
-            "bars-0",
-            "bars-1",
-        }
+        assert {
+            name for name in health["components"] if name.startswith(("bars", "analytics"))
+        } == {"bars-0", "bars-1", "analytics-0", "analytics-1"}
         # Bar shard 1 of 2 is what it was told: it refuses an instrument of shard 0.
         instrument = next(
             i
@@ -169,7 +167,7 @@ async def test_run_with_two_bar_shards_pairs_collector_and_bar_shards(
         if process.returncode is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0
-    assert stderr.count(b"grpc draining") == 5
+    assert stderr.count(b"grpc draining") == 6
     assert b"exited with" not in stderr
 
 
@@ -179,17 +177,19 @@ def test_layout_of_one_shard_runs_each_service_once() -> None:
     assert shared == {}
 
 
-def test_layout_of_three_shards_pairs_collectors_and_bar_services() -> None:
-    children, shared = layout(["collector", "bars", "analytics"], 3, {})
+def test_layout_of_three_shards_pairs_collectors_bar_services_and_analytics() -> None:
+    children, shared = layout(["collector", "bars", "analytics", "gateway"], 3, {})
     by_name = {child.name: child.environment for child in children}
     assert list(by_name) == [
         *(f"collector-{i}" for i in range(3)),
-        "bars-0",
-        "bars-1",
-        "bars-2",
-        "analytics",
+        *(f"bars-{i}" for i in range(3)),
+        *(f"analytics-{i}" for i in range(3)),
+        "gateway",
     ]
-    assert shared == {"TICKMESH_BARS_ADDRESSES": "127.0.0.1:50052,127.0.0.1:50152,127.0.0.1:50252"}
+    assert shared == {
+        "TICKMESH_BARS_ADDRESSES": "127.0.0.1:50052,127.0.0.1:50152,127.0.0.1:50252",
+        "TICKMESH_ANALYTICS_ADDRESSES": "127.0.0.1:50053,127.0.0.1:50153,127.0.0.1:50253",
+    }
     assert by_name["collector-2"] == {
         "TICKMESH_COLLECTOR_LISTEN": "127.0.0.1:50251",
         "TICKMESH_COLLECTOR_METRICS_PORT": "9301",
@@ -197,9 +197,17 @@ def test_layout_of_three_shards_pairs_collectors_and_bar_services() -> None:
         "TICKMESH_COLLECTOR_SHARD_COUNT": "3",
     }
     assert by_name["bars-1"]["TICKMESH_BARS_SHARD_INDEX"] == "1"
-    assert by_name["analytics"] == {}
+    assert by_name["analytics-2"] == {
+        "TICKMESH_ANALYTICS_LISTEN": "127.0.0.1:50253",
+        "TICKMESH_ANALYTICS_METRICS_PORT": "9303",
+        "TICKMESH_ANALYTICS_SHARD_INDEX": "2",
+        "TICKMESH_ANALYTICS_SHARD_COUNT": "3",
+    }
+    assert by_name["gateway"] == {}
 
 
 def test_layout_refuses_a_bar_address_it_would_override() -> None:
     with pytest.raises(ValueError, match="unset TICKMESH_BARS_ADDRESS"):
         layout(["bars"], 2, {"TICKMESH_BARS_ADDRESS": "127.0.0.1:1"})
+    with pytest.raises(ValueError, match=r"unset TICKMESH_ANALYTICS_ADDRESS$"):
+        layout(["analytics"], 2, {"TICKMESH_ANALYTICS_ADDRESS": "127.0.0.1:1"})

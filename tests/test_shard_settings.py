@@ -122,6 +122,55 @@ def test_analytics_keeps_a_resume_point_per_bar_shard(environment: pytest.Monkey
     )
 
 
+def test_analytics_shard_consumes_its_own_bar_shard(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("TICKMESH_BARS_ADDRESSES", TWO)
+    assert load_settings(AnalyticsSettings).consumed_bar_shards == (0, 1)  # one consumes all
+    environment.setenv("TICKMESH_ANALYTICS_SHARD_COUNT", "2")
+    environment.setenv("TICKMESH_ANALYTICS_ADDRESSES", "analytics-0:50053,analytics-1:50053")
+    environment.setenv("TICKMESH_ANALYTICS_SHARD_INDEX", "1")
+    settings = load_settings(AnalyticsSettings)
+    assert settings.consumed_bar_shards == (1,)
+    assert settings.resume_point_names[1] == "analytics:bars-1-of-2"
+    instrument = InstrumentId.parse("binance_spot:ETHUSDT")
+    assert settings.shard.owns(instrument) == (shard_of(instrument, 2) == 1)
+    assert settings.analytics_shard_addresses == ("analytics-0:50053", "analytics-1:50053")
+
+
+@pytest.mark.parametrize(
+    ("variables", "reason"),
+    [
+        (
+            {"TICKMESH_ANALYTICS_SHARD_COUNT": "3"},
+            r"^TICKMESH_ANALYTICS_SHARD_COUNT \(3\) must be 1 or equal the number of bar shards",
+        ),
+        (
+            {"TICKMESH_ANALYTICS_SHARD_COUNT": "2", "TICKMESH_ANALYTICS_SHARD_INDEX": "2"},
+            r"^TICKMESH_ANALYTICS_SHARD_INDEX \(2\) must be below",
+        ),
+        (
+            {"TICKMESH_ANALYTICS_SHARD_COUNT": "2", "TICKMESH_ANALYTICS_ADDRESSES": "a:1"},
+            r"^TICKMESH_ANALYTICS_SHARD_COUNT \(2\) must equal the number of addresses",
+        ),
+        (
+            {"TICKMESH_ANALYTICS_ADDRESSES": "a:1,b:2,c:3"},
+            r"^TICKMESH_ANALYTICS_ADDRESSES lists 3 shards and TICKMESH_BARS_ADDRESSES 2",
+        ),
+        (
+            {"TICKMESH_ANALYTICS_ADDRESSES": "a:1,b:2", "TICKMESH_ANALYTICS_ADDRESS": "a:1"},
+            "TICKMESH_ANALYTICS_ADDRESS and TICKMESH_ANALYTICS_ADDRESSES are both set",
+        ),
+    ],
+)
+def test_analytics_shards_that_do_not_pair_with_the_bar_shards_are_refused(
+    environment: pytest.MonkeyPatch, variables: dict[str, str], reason: str
+) -> None:
+    environment.setenv("TICKMESH_BARS_ADDRESSES", TWO)
+    for name, value in variables.items():
+        environment.setenv(name, value)
+    with pytest.raises(SettingsError, match=reason):
+        load_settings(AnalyticsSettings)
+
+
 def test_collector_with_unpaired_shards_exits_2_naming_the_variable() -> None:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TICKMESH_")}
     environment |= {"TICKMESH_BARS_ADDRESSES": TWO, "TICKMESH_COLLECTOR_SHARD_COUNT": "3"}

@@ -39,8 +39,8 @@ from tickmesh.v2 import (
 )
 
 from .gateway.processes import ADMIN, GatewayProcess, login, start_gateway
-from .ingest_helpers import publish_until_acked
-from .mesh_processes import ServiceProcess, simulator_urls
+from .ingest_helpers import final_minute_trades, publish_until_acked
+from .mesh_processes import ServiceProcess, bar_shard_processes, simulator_urls
 
 SHARDS = 2
 SYMBOLS = {
@@ -108,18 +108,7 @@ async def mesh(
         "TICKMESH_DRAIN_SECONDS": "1",
     }
     async with ExchangeSimulator(config) as simulator:
-        bars = [
-            ServiceProcess(
-                "bars",
-                common
-                | {
-                    "TICKMESH_BARS_SHARD_INDEX": str(index),
-                    "TICKMESH_BARS_SHARD_COUNT": str(SHARDS),
-                    "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
-                },
-            )
-            for index in range(SHARDS)
-        ]
+        bars = bar_shard_processes(common, SHARDS)
         routed = common | {"TICKMESH_BARS_ADDRESSES": ",".join(b.address for b in bars)}
         collectors = [
             ServiceProcess(
@@ -250,19 +239,8 @@ async def _wait_subscribers(bars: list[ServiceProcess], wanted: int) -> None:
 
 def _late_trades(symbol: str, minute_ms: int) -> list[market_pb2.TradeBatch]:
     """Three trades in one minute and one in the next, so the first minute's bar is final."""
-    times = [(minute_ms + offset) * 1_000_000 for offset in (5_000, 20_000, 40_000, 65_000)]
-    run = market_pb2.SymbolTrades(
-        exchange=market_pb2.EXCHANGE_SIMULATOR,
-        symbol=symbol,
-        trade_ids=[1, 2, 3, 4],
-        prices=[100, 105, 99, 101],
-        quantities=[1, 2, 1, 1],
-        price_scale=0,
-        quantity_scale=0,
-        event_time_ns=times,
-        receive_time_ns=times,
-    )
-    return [market_pb2.TradeBatch(stream_id=f"late-{symbol}", sequence=1, trades=[run])]
+    trades = final_minute_trades(symbol, minute_ms)
+    return [market_pb2.TradeBatch(stream_id=f"late-{symbol}", sequence=1, trades=[trades])]
 
 
 async def _resume_points(database_url: str) -> dict[str, int]:

@@ -39,6 +39,7 @@ from tickmesh.core.tracing import TRACEPARENT, get_tracer
 from tickmesh.v2 import market_pb2
 
 from .gateway.processes import GatewayProcess, bars_analytics_gateway, register
+from .ingest_helpers import NS_PER_MS, final_minute_trades
 from .mesh_processes import ServiceProcess
 
 MINUTE_NS = 60 * 1_000_000_000
@@ -145,18 +146,7 @@ async def mesh(
 
 def _trades(symbol: str) -> market_pb2.SymbolTrades:
     """Three trades in minute 0 and one in minute 3: minute 0's bar is final at once."""
-    times = [START_NS + s * 1_000_000_000 for s in (5, 20, 40)] + [START_NS + 3 * MINUTE_NS]
-    return market_pb2.SymbolTrades(
-        exchange=market_pb2.EXCHANGE_SIMULATOR,
-        symbol=symbol,
-        trade_ids=[1, 2, 3, 4],
-        prices=[100, 105, 99, 101],
-        quantities=[1, 2, 1, 1],
-        price_scale=0,
-        quantity_scale=0,
-        event_time_ns=times,
-        receive_time_ns=times,
-    )
+    return final_minute_trades(symbol, START_NS // NS_PER_MS, closing_offset_ms=3 * 60_000)
 
 
 async def _publish(address: str, symbol: str, exporter: InMemorySpanExporter) -> ReadableSpan:

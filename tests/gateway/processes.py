@@ -106,8 +106,10 @@ async def start_gateway(
         "TICKMESH_GATEWAY_BACKEND_TIMEOUT_SECONDS": "1",
         "TICKMESH_DRAIN_SECONDS": "1",
     } | env
-    if "TICKMESH_BARS_ADDRESSES" in env:
-        del settings["TICKMESH_BARS_ADDRESS"]  # the list names the bar shards alone
+    # A list names the shards alone.
+    for service in ("BARS", "ANALYTICS"):
+        if f"TICKMESH_{service}_ADDRESSES" in env:
+            del settings[f"TICKMESH_{service}_ADDRESS"]
     running = await start_process("tickmesh.gateway", settings, log_path)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

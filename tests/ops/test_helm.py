@@ -228,6 +228,33 @@ def test_analytics_consumes_every_bar_shard_with_a_resume_point_each(
     assert len(set(settings.resume_point_names)) == 3
 
 
+def test_sharded_analytics_pairs_pod_i_with_bar_shard_i(
+    chart: helm_python.Chart, clean_environment: pytest.MonkeyPatch
+) -> None:
+    rendered = render(chart, SHARDED | {"analytics": {"sharded": True}})
+    (analytics,) = workloads_of(rendered, "analytics")
+    assert analytics["kind"] == "StatefulSet"
+    assert analytics["spec"]["replicas"] == 3
+    assert analytics["metadata"]["name"] not in rendered.of_kind("HorizontalPodAutoscaler")
+    port = port_of(pod_environment(rendered, analytics, 0)["TICKMESH_ANALYTICS_LISTEN"])
+    dns = [_headless_dns(rendered, analytics, ordinal, port) for ordinal in pods(analytics)]
+    for ordinal in pods(analytics):
+        settings = _pod_settings(
+            clean_environment, "analytics", pod_environment(rendered, analytics, ordinal)
+        )
+        assert settings.consumed_bar_shards == (ordinal,)
+        assert settings.analytics_shard_addresses == tuple(dns)
+    # Every pod, the gateway's included, routes an instrument to the analytics pod that computes it.
+    (gateway,) = workloads_of(rendered, "gateway")
+    environment = pod_environment(rendered, gateway, 0)
+    assert "TICKMESH_ANALYTICS_ADDRESS" not in environment
+    settings = _pod_settings(clean_environment, "gateway", environment)
+    assert settings.analytics_shard_addresses == tuple(dns)
+    for instrument in INSTRUMENTS:
+        owner = dns.index(shard_address(instrument, settings.analytics_shard_addresses))
+        assert owner == shard_of(instrument, 3)
+
+
 def test_unequal_collector_and_bar_shards_refuse_to_render(chart: helm_python.Chart) -> None:
     with pytest.raises(helm_python.HelmRenderError, match=r"collector.shards \(2\) must equal"):
         render(chart, {"collector": {"shards": 2}, "bars": {"shards": 3}})

@@ -84,6 +84,24 @@ entry, the gateway sends an instrument to entry crc32("<venue>:<symbol>") mod le
 {{- join "," $addresses -}}
 {{- end -}}
 
+{{/* The address of analytics shard `shard`, by its pod DNS name through the headless Service. */}}
+{{- define "tickmesh.analyticsShardAddress" -}}
+{{- $name := include "tickmesh.fullname" .root -}}
+{{- printf "%s-analytics-%v.%s-analytics-shards.%s.svc.cluster.local:%v" $name .shard $name .root.Release.Namespace .root.Values.analytics.grpcPort -}}
+{{- end -}}
+
+{{/*
+TICKMESH_ANALYTICS_ADDRESSES with analytics.sharded: one analytics pod per bar shard, in shard
+order; the gateway sends an instrument's analytics calls to entry crc32("<venue>:<symbol>") mod len.
+*/}}
+{{- define "tickmesh.analyticsShardAddresses" -}}
+{{- $addresses := list -}}
+{{- range $shard := until (int .Values.bars.shards) -}}
+{{- $addresses = append $addresses (include "tickmesh.analyticsShardAddress" (dict "root" $ "shard" $shard)) -}}
+{{- end -}}
+{{- join "," $addresses -}}
+{{- end -}}
+
 {{/* Shards must pair one to one: collector shard i sends to bar shard i, which rejects others. */}}
 {{- define "tickmesh.checkShards" -}}
 {{- if lt (int .Values.bars.shards) 1 -}}
@@ -134,8 +152,13 @@ class reads them on their own. */}}
   value: {{ include "tickmesh.address" (dict "root" $root "component" "collector" "port" $root.Values.collector.grpcPort) | quote }}
 - name: TICKMESH_BARS_ADDRESSES
   value: {{ include "tickmesh.barsShardAddresses" $root | quote }}
+{{- if $root.Values.analytics.sharded }}
+- name: TICKMESH_ANALYTICS_ADDRESSES
+  value: {{ include "tickmesh.analyticsShardAddresses" $root | quote }}
+{{- else }}
 - name: TICKMESH_ANALYTICS_ADDRESS
   value: {{ include "tickmesh.address" (dict "root" $root "component" "analytics" "port" $root.Values.analytics.grpcPort) | quote }}
+{{- end }}
 - name: OTEL_SERVICE_NAME
   value: {{ printf "tickmesh-%s" .service | quote }}
 {{- if $root.Values.opentelemetry.enabled }}

@@ -35,7 +35,10 @@ class CommonSettings(BaseSettings):
     # Every bar shard's host:port in shard order (shard i at position i), comma-separated; a
     # symbol's shard is crc32(symbol) mod the count (README "Sharding"). Empty: bars_address.
     bars_addresses: str = ""
+    # The one analytics service, when there is one shard; TICKMESH_ANALYTICS_ADDRESSES names
+    # several: analytics shard i consumes bar shard i, so the list pairs with the bar shards'.
     analytics_address: str = "127.0.0.1:50053"
+    analytics_addresses: str = ""
     # Mutual TLS between the services (tickmesh.core.tls): a directory with ca.crt, tls.crt
     # and tls.key. A service refuses to start without it unless grpc_insecure is set, which
     # is for tests and refused in production.
@@ -51,20 +54,33 @@ class CommonSettings(BaseSettings):
         # Compose and Helm pass TICKMESH_TLS_DIR="" to mean "not set", not the current directory.
         return None if value == "" else value
 
-    @field_validator("bars_addresses")
+    @field_validator("bars_addresses", "analytics_addresses")
     @classmethod
-    def _bar_shard_addresses_well_formed(cls, value: str) -> str:
+    def _shard_addresses_well_formed(cls, value: str) -> str:
         if value.strip():
             parse_shard_addresses(value)
         return value
 
     @model_validator(mode="after")
-    def _bar_shards_named_one_way(self) -> Self:
+    def _shards_named_one_way(self) -> Self:
         # Two sources for one list would leave the reader guessing which one a process used.
-        if self.bars_addresses.strip() and "bars_address" in self.model_fields_set:
+        for service, shard in (("bars", "bar"), ("analytics", "analytics")):
+            if getattr(self, f"{service}_addresses").strip() and (
+                f"{service}_address" in self.model_fields_set
+            ):
+                variable = f"TICKMESH_{service.upper()}_ADDRESS"
+                raise ValueError(
+                    f"{variable} and {variable}ES are both set: "
+                    f"list every {shard} shard in {variable}ES alone"
+                )
+        if self.analytics_addresses.strip() and len(self.analytics_shard_addresses) not in (
+            1,
+            len(self.bar_shard_addresses),
+        ):
             raise ValueError(
-                "TICKMESH_BARS_ADDRESS and TICKMESH_BARS_ADDRESSES are both set: "
-                "list every bar shard in TICKMESH_BARS_ADDRESSES alone"
+                f"TICKMESH_ANALYTICS_ADDRESSES lists {len(self.analytics_shard_addresses)} "
+                f"shards and TICKMESH_BARS_ADDRESSES {len(self.bar_shard_addresses)}: analytics "
+                "shard i consumes bar shard i, so list one analytics service or one per bar shard"
             )
         return self
 
@@ -74,6 +90,13 @@ class CommonSettings(BaseSettings):
         if self.bars_addresses.strip():
             return parse_shard_addresses(self.bars_addresses)
         return (self.bars_address,)
+
+    @property
+    def analytics_shard_addresses(self) -> tuple[str, ...]:
+        """Every analytics shard's address in shard order: TICKMESH_ANALYTICS_ADDRESSES, else the one."""
+        if self.analytics_addresses.strip():
+            return parse_shard_addresses(self.analytics_addresses)
+        return (self.analytics_address,)
 
 
 class SettingsError(Exception):

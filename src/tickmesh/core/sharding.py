@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tickmesh.core.errors import FailedPrecondition
 from tickmesh.core.instruments import InstrumentId
 
 # As many bar shards as BarsSettings.bars_shard_count allows.
@@ -35,6 +36,21 @@ class Shard:
     def owns(self, instrument: InstrumentId) -> bool:
         """Tell whether this shard owns `instrument`."""
         return shard_of(instrument, self.count) == self.index
+
+
+def check_owned(shard: Shard, instruments: Sequence[InstrumentId], service: str = "bar") -> None:
+    """FailedPrecondition when an instrument belongs to another shard: the caller routed it wrong.
+
+    Only the owner builds an instrument's bars (or its live analytics), keeps its cache and
+    streams it, so a misrouted call is refused with where it belongs rather than answered partly.
+    """
+    for instrument in instruments:
+        if not shard.owns(instrument):
+            raise FailedPrecondition(
+                f"instrument: {instrument} belongs to {service} shard "
+                f"{shard_of(instrument, shard.count)} of {shard.count}, not {shard.index}; "
+                f'route by crc32("{instrument}") mod {shard.count}'
+            )
 
 
 def shard_address(instrument: InstrumentId, addresses: Sequence[str]) -> str:

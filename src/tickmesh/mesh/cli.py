@@ -44,7 +44,8 @@ BarShards = Annotated[
     int,
     typer.Option(
         min=1,
-        help="Run a collector and a bar service per shard (shard i on the usual ports + 100·i).",
+        help="Run a collector, a bar service and an analytics service per shard (shard i on "
+        "the usual ports + 100·i).",
     ),
 ]
 

@@ -1,7 +1,8 @@
-"""`tickmesh run --bar-shards N`: a collector and a bar service per shard, on ports side by side.
+"""`tickmesh run --bar-shards N`: a collector, a bar service and an analytics service per shard.
 
 Shard i of each listens at its service's base port + 100·i (so shard 0 keeps the usual
-address), and every child gets the bar shards' addresses as TICKMESH_BARS_ADDRESSES.
+address), and every child gets the bar and analytics shards' addresses as
+TICKMESH_BARS_ADDRESSES and TICKMESH_ANALYTICS_ADDRESSES.
 """
 
 from __future__ import annotations
@@ -11,10 +12,16 @@ from dataclasses import dataclass, field
 
 from tickmesh.mesh.supervisor import service_command
 
-SHARDED_SERVICES = ("collector", "bars")
+SHARDED_SERVICES = ("collector", "bars", "analytics")
 PORT_STEP = 100
-_DEFAULT_LISTEN = {"collector": "127.0.0.1:50051", "bars": "127.0.0.1:50052"}
-_DEFAULT_METRICS_PORT = {"collector": 9101, "bars": 9102}
+_DEFAULT_LISTEN = {
+    "collector": "127.0.0.1:50051",
+    "bars": "127.0.0.1:50052",
+    "analytics": "127.0.0.1:50053",
+}
+_DEFAULT_METRICS_PORT = {"collector": 9101, "bars": 9102, "analytics": 9103}
+# The services other processes call by shard: the layout lists their shards' addresses.
+_ROUTED_SERVICES = ("bars", "analytics")
 
 
 @dataclass(frozen=True)
@@ -51,16 +58,19 @@ def layout(
 ) -> tuple[list[Child], dict[str, str]]:
     """The children of `tickmesh run` and the settings they share, for `bar_shards` shards.
 
-    One shard runs each service once, as always. Several run a collector and a bar service
-    per shard (collector shard i feeds bar shard i) and one of every other service.
+    One shard runs each service once, as always. Several run a collector, a bar service and
+    an analytics service per shard (collector shard i feeds bar shard i, which analytics shard
+    i consumes) and one of every other service.
     """
     if bar_shards < 1:
         raise ValueError("--bar-shards must be at least 1")
     if bar_shards == 1:
         return [Child(name, service_command(name)) for name in services], {}
-    for variable in ("TICKMESH_BARS_ADDRESS", "TICKMESH_BARS_ADDRESSES"):
-        if variable in environment:
-            raise ValueError(f"--bar-shards sets TICKMESH_BARS_ADDRESSES itself; unset {variable}")
+    for service in _ROUTED_SERVICES:
+        listed = f"TICKMESH_{service.upper()}_ADDRESSES"
+        for variable in (listed.removesuffix("ES"), listed):
+            if variable in environment:
+                raise ValueError(f"--bar-shards sets {listed} itself; unset {variable}")
     children: list[Child] = []
     for name in services:
         if name not in SHARDED_SERVICES:
@@ -69,6 +79,10 @@ def layout(
         for index in range(bar_shards):
             shard = _shard_environment(name, index, bar_shards, environment)
             children.append(Child(f"{name}-{index}", service_command(name), shard))
-    bars_listen = environment.get("TICKMESH_BARS_LISTEN", _DEFAULT_LISTEN["bars"])
-    addresses = [_shifted(bars_listen, PORT_STEP * i) for i in range(bar_shards)]
-    return children, {"TICKMESH_BARS_ADDRESSES": ",".join(addresses)}
+    shared: dict[str, str] = {}
+    for service in _ROUTED_SERVICES:
+        prefix = f"TICKMESH_{service.upper()}"
+        listen = environment.get(f"{prefix}_LISTEN", _DEFAULT_LISTEN[service])
+        addresses = [_shifted(listen, PORT_STEP * i) for i in range(bar_shards)]
+        shared[f"{prefix}_ADDRESSES"] = ",".join(addresses)
+    return children, shared

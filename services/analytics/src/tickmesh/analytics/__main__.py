@@ -84,10 +84,10 @@ async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
     parts = (metrics, AnalyticsCache(context.redis), hub)
     streams = [
         await open_shard_stream(context, settings, parts, index)
-        for index in range(len(settings.bar_shard_addresses))
+        for index in settings.consumed_bar_shards
     ]
     tasks = []
-    for index, stream in enumerate(streams):
+    for index, stream in zip(settings.consumed_bar_shards, streams, strict=True):
         tasks += [
             asyncio.create_task(stream.consumer.run(), name=f"bar-consumer-{index}"),
             asyncio.create_task(stream.committer.run(), name=f"group-committer-{index}"),
@@ -117,7 +117,7 @@ async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
     context.exit_stack.push_async_callback(stop)
     # Reads do not use the resume point: any store on the pool serves them.
     reader = AnalyticsStore(context.pool, context.metrics, settings.analytics_consumer_name)
-    servicer = AnalyticsServicer(reader, hub, metrics)
+    servicer = AnalyticsServicer(reader, hub, metrics, shard=settings.shard)
     return [analytics_registration(servicer)]
 
 

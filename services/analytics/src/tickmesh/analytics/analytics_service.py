@@ -29,6 +29,7 @@ from tickmesh.core.replay import (
     raw_response_methods,
     replay_plan,
 )
+from tickmesh.core.sharding import Shard, check_owned
 from tickmesh.core.timeframes import TIMEFRAMES, TimeframeSpec, from_proto
 from tickmesh.v2 import analytics_service_pb2 as pb
 from tickmesh.v2 import analytics_service_pb2_grpc, market_pb2, replay_pb2
@@ -137,8 +138,12 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
         quality_config: QualityConfig | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
         replay_page_size: int = DEFAULT_PAGE_SIZE,
+        shard: Shard | None = None,
     ) -> None:
         self._store = store
+        # Reads and replays come from the shared database, so any shard answers them; live
+        # updates only from the shard that computes them.
+        self._shard = shard or Shard()
         self._replay_page_size = replay_page_size
         self._hub = hub
         self._metrics = metrics
@@ -205,9 +210,12 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
     ) -> AsyncIterator[bytes]:
         """Replay stored updates after the resume point (if any), then stream live ones.
 
-        Live updates go out as the bytes serialized at commit, the same Replay sends later.
+        Live updates go out as the bytes serialized at commit, the same Replay sends later. A
+        shard streams only the instruments it owns: FAILED_PRECONDITION names the owner of
+        another's; no instruments means every one of this shard's.
         """
         instruments = instruments_field(request.instruments, "instruments")
+        check_owned(self._shard, sorted(instruments), "analytics")
         timeframes = [_timeframe(value) for value in request.timeframes]
         update_filter = UpdateFilter(instruments, frozenset(tf.proto for tf in timeframes))
         # Subscribe before reading storage, so nothing committed meanwhile is missed.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import grpc
 from grpc import aio
@@ -16,7 +16,7 @@ from tickmesh.bars.bar_metrics import BarMetrics
 from tickmesh.bars.store import BarStore
 from tickmesh.bars.subscriptions import BarFilter, BarHub, SubscriberOverflowError
 from tickmesh.bars.version_log import BarVersionLog
-from tickmesh.core.errors import FailedPrecondition, InvalidArgument
+from tickmesh.core.errors import InvalidArgument
 from tickmesh.core.instruments import InstrumentError, InstrumentId
 from tickmesh.core.replay import (
     DEFAULT_PAGE_SIZE,
@@ -25,7 +25,7 @@ from tickmesh.core.replay import (
     first_start,
     replay_plan,
 )
-from tickmesh.core.sharding import Shard, shard_of
+from tickmesh.core.sharding import Shard, check_owned
 from tickmesh.core.timeframes import BY_PROTO, from_proto
 from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2, replay_pb2
 
@@ -60,21 +60,6 @@ def _check_range(request: bar_service_pb2.GetBarsRequest) -> tuple[int, int, int
     if request.start_time_ns >= end:
         raise InvalidArgument("start_time_ns: must be before end_time_ns")
     return request.start_time_ns, end, request.limit or DEFAULT_LIMIT
-
-
-def check_owned(shard: Shard, instruments: Sequence[InstrumentId]) -> None:
-    """FailedPrecondition when an instrument belongs to another shard: the caller routed it wrong.
-
-    Only the owner builds an instrument's bars, keeps its cache and streams its forming bars, so
-    a misrouted call is refused with where it belongs rather than answered partly.
-    """
-    for instrument in instruments:
-        if not shard.owns(instrument):
-            raise FailedPrecondition(
-                f"instrument: {instrument} belongs to bar shard "
-                f"{shard_of(instrument, shard.count)} of {shard.count}, not {shard.index}; "
-                f'route by crc32("{instrument}") mod {shard.count}'
-            )
 
 
 class BarServicer(bar_service_pb2_grpc.BarServiceServicer):

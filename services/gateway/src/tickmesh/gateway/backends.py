@@ -110,14 +110,24 @@ class BarShard(Backend):
         self.stub = bar_service_pb2_grpc.BarServiceStub(self.channel)
 
 
+class AnalyticsShard(Backend):
+    """One analytics service shard and its AnalyticsService stub."""
+
+    def __init__(
+        self, name: str, address: str, timeout_seconds: float, tls: TlsMaterial | None = None
+    ) -> None:
+        super().__init__(name, address, timeout_seconds, tls)
+        self.stub = analytics_service_pb2_grpc.AnalyticsServiceStub(self.channel)
+
+
 class Backends:
-    """The collector (symbols), every bar shard and the analytics service."""
+    """The collector (symbols), every bar shard and every analytics shard."""
 
     def __init__(
         self,
         collector_address: str,
         bar_shard_addresses: Sequence[str],
-        analytics_address: str,
+        analytics_shard_addresses: Sequence[str],
         timeout_seconds: float,
         tls: TlsMaterial | None = None,
     ) -> None:
@@ -129,19 +139,26 @@ class Backends:
             BarShard("bars" if count == 1 else f"bars-{index}", address, timeout_seconds, tls)
             for index, address in enumerate(bar_shard_addresses)
         )
-        self.analytics = Backend("analytics", analytics_address, timeout_seconds, tls)
-        self.symbols = symbol_service_pb2_grpc.SymbolServiceStub(self.collector.channel)
-        self.analytics_service = analytics_service_pb2_grpc.AnalyticsServiceStub(
-            self.analytics.channel
+        count = len(analytics_shard_addresses)
+        self.analytics_shards = tuple(
+            AnalyticsShard(
+                "analytics" if count == 1 else f"analytics-{index}", address, timeout_seconds, tls
+            )
+            for index, address in enumerate(analytics_shard_addresses)
         )
+        self.symbols = symbol_service_pb2_grpc.SymbolServiceStub(self.collector.channel)
 
     def bar_shard(self, instrument: InstrumentId) -> BarShard:
         """The bar shard that owns `instrument` (crc32 of its text form mod the shard count)."""
         return self.bar_shards[shard_of(instrument, len(self.bar_shards))]
 
+    def analytics_shard(self, instrument: InstrumentId) -> AnalyticsShard:
+        """The analytics shard that computes and streams `instrument` (the bar shards' rule)."""
+        return self.analytics_shards[shard_of(instrument, len(self.analytics_shards))]
+
     def all(self) -> tuple[Backend, ...]:
         """Every backend, in a stable order."""
-        return (self.collector, *self.bar_shards, self.analytics)
+        return (self.collector, *self.bar_shards, *self.analytics_shards)
 
     async def close(self) -> None:
         """Close every channel."""

@@ -45,7 +45,7 @@ class IndicatorFanout(
         request = analytics_service_pb2.AnalyticsServiceSubscribeRequest(
             instruments=[instrument.to_proto()]
         )
-        return self._backends.analytics_service.Subscribe(request)
+        return self._backends.analytics_shard(instrument).stub.Subscribe(request)
 
     def _on_message(
         self,

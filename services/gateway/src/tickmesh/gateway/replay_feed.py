@@ -156,14 +156,14 @@ class MergedReplay:
             speed=0.0,  # paced here, on the merged stream
         )
         shard = backends.bar_shard(instrument)
-        analytics = backends.analytics
+        analytics = backends.analytics_shard(instrument)
         self._bars: _Upstream[Any] = _Upstream(
             "bars", shard, shard.stub.Replay(_requests(start)), _bar_items
         )
         self._analytics: _Upstream[Any] = _Upstream(
             "analytics",
             analytics,
-            backends.analytics_service.Replay(_requests(start)),
+            analytics.stub.Replay(_requests(start)),
             _analytics_items,
         )
         self.warnings: list[str] = []

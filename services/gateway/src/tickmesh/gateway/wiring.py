@@ -58,7 +58,7 @@ def build_services(
     backends = Backends(
         settings.collector_address,
         settings.bar_shard_addresses,
-        settings.analytics_address,
+        settings.analytics_shard_addresses,
         settings.gateway_backend_timeout_seconds,
         tls,
     )

@@ -237,10 +237,12 @@ class AlertEngine:
                 self._wake_deliveries()  # recorded as pending: AlertDeliveries sends it
 
     async def _indicators(self, bar: market_pb2.Bar) -> tuple[float | None, tuple[MacdPoint, ...]]:
-        reply = await self._backends.analytics.call(
-            self._backends.analytics_service.GetIndicators,
+        instrument = _instrument(bar)
+        analytics = self._backends.analytics_shard(instrument)
+        reply = await analytics.call(
+            analytics.stub.GetIndicators,
             analytics_service_pb2.GetIndicatorsRequest(
-                instrument=_instrument(bar).to_proto(),
+                instrument=instrument.to_proto(),
                 timeframe=bar.timeframe,
                 end_time_ns=bar.open_time_ns + 1,
                 limit=2,

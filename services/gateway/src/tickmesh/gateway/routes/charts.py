@@ -113,9 +113,9 @@ async def chart(
     if indicators:
         # Not cached: analytics stores a bar's indicators after the bar service publishes it.
         try:
-            backends = services.backends
-            rows = await backends.analytics.call(
-                backends.analytics_service.GetIndicators,
+            analytics = services.backends.analytics_shard(parsed)
+            rows = await analytics.call(
+                analytics.stub.GetIndicators,
                 analytics_service_pb2.GetIndicatorsRequest(
                     instrument=parsed.to_proto(),
                     timeframe=proto_timeframe,  # type: ignore[arg-type]
@@ -148,10 +148,12 @@ async def features(
 ) -> FeatureSeriesOut:
     """ML feature rows, oldest first (the latest one by default)."""
     start_ns, end_ns = _range_ns(start, end)
-    reply = await services.backends.analytics.call(
-        services.backends.analytics_service.GetFeatures,
+    parsed = InstrumentId.parse(instrument)
+    analytics = services.backends.analytics_shard(parsed)
+    reply = await analytics.call(
+        analytics.stub.GetFeatures,
         analytics_service_pb2.GetFeaturesRequest(
-            instrument=InstrumentId.parse(instrument).to_proto(),
+            instrument=parsed.to_proto(),
             timeframe=from_label(timeframe).proto,  # type: ignore[arg-type]
             start_time_ns=start_ns,
             end_time_ns=end_ns,
@@ -173,10 +175,12 @@ async def quality(
     as_of: AsOfQuery = None,
 ) -> QualityOut:
     """The latest data-quality assessment (as of `as_of` if given); 404 before the first one."""
-    reply = await services.backends.analytics.call(
-        services.backends.analytics_service.GetQuality,
+    parsed = InstrumentId.parse(instrument)
+    analytics = services.backends.analytics_shard(parsed)
+    reply = await analytics.call(
+        analytics.stub.GetQuality,
         analytics_service_pb2.GetQualityRequest(
-            instrument=InstrumentId.parse(instrument).to_proto(),
+            instrument=parsed.to_proto(),
             timeframe=from_label(timeframe).proto,  # type: ignore[arg-type]
             as_of_ns=_as_of_ns(as_of),
         ),
