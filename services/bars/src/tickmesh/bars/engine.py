@@ -97,10 +97,7 @@ class BarEngine:
             self._clock_ns = now_ns
         updates: list[BarUpdate] = []
         for key, state in self._symbols.items():
-            clock = state.symbol_clock_ns(now_ns)
-            if clock is None:
-                continue
-            if state.advance(clock - self.config.allowed_lateness_ns, updates):
+            if now_ns >= state.quiet_until_wall_ns and state.advance_by_wall(now_ns, updates):
                 self._changed.add(key)
         return updates
 

@@ -61,6 +61,7 @@ class SymbolBars:
         "ids",
         "max_event_ns",
         "order_key",
+        "quiet_until_wall_ns",
         "scales",
         "symbol",
     )
@@ -88,6 +89,9 @@ class SymbolBars:
         self._settled_at: tuple[int, int] | None = None
         # The largest (event time, trade id) of every sound trade: a trade below it arrived late.
         self.order_key: OrderKey | None = None
+        # Until this wall-clock time no wall-clock tick can change anything (see
+        # advance_by_wall); any input resets it.
+        self.quiet_until_wall_ns = 0
 
     def late_before_ns(self) -> int | None:
         """Return the first minute still retained; trades before it are too late for a revision."""
@@ -114,6 +118,7 @@ class SymbolBars:
 
     def apply_trades(self, run: TradeRun, clock_ns: int | None) -> TradeRunResult:
         """Apply one trade run: dedup, quarantine, exclude non-market, build bars, emit finals."""
+        self.quiet_until_wall_ns = 0
         if len(run) == 0:
             return TradeRunResult(self.exchange, self.symbol, [], 0, 0, 0, 0, 0)
         run = run_at_scales(run, self._cover_scales(run.price_scale, run.quantity_scale))
@@ -231,6 +236,7 @@ class SymbolBars:
 
     def resume_clock_at(self, wall_ns: int) -> None:
         """After a restart: a replayed symbol's clock goes on from `wall_ns`, not from before the stop."""
+        self.quiet_until_wall_ns = 0
         seen = self.event_seen_wall_ns
         if (
             self.max_event_ns is not None
@@ -238,6 +244,28 @@ class SymbolBars:
             and seen - self.max_event_ns > self.config.replay_lag_ns
         ):
             self.event_seen_wall_ns = max(seen, wall_ns)
+
+    def advance_by_wall(self, wall_ns: int, out: list[BarUpdate]) -> bool:
+        """Move the frontier to the symbol's clock at `wall_ns` minus the allowed lateness; True if
+        state changed.
+
+        Finality, pruning and the too-late boundary change only when the frontier's minute or
+        the horizon's does, and without input the symbol's clock runs at the wall clock's pace,
+        so until the next of those minutes is reached a tick is skipped outright: a whole
+        market's idle instruments cost the wall-clock tick nothing between minute boundaries.
+        """
+        if wall_ns < self.quiet_until_wall_ns:
+            return False
+        clock = self.symbol_clock_ns(wall_ns)
+        if clock is None:
+            return False
+        frontier = clock - self.config.allowed_lateness_ns
+        changed = self.advance(frontier, out)
+        horizon = frontier - self.config.retention_ns
+        self.quiet_until_wall_ns = wall_ns + min(
+            NS_PER_MINUTE - frontier % NS_PER_MINUTE, NS_PER_MINUTE - horizon % NS_PER_MINUTE
+        )
+        return changed
 
     def advance(self, frontier_ns: int, out: list[BarUpdate]) -> bool:
         """Move the frontier by the wall clock (already minus lateness); True if state changed."""
@@ -249,6 +277,7 @@ class SymbolBars:
         self, bars: list[SourceBar], clock_ns: int | None, result: SourceBarResult
     ) -> None:
         """Apply source bars of this symbol, adding their fates and bar updates to `result`."""
+        self.quiet_until_wall_ns = 0
         revised: list[set[int]] = [set() for _ in self.books]
         latest: int | None = None
         for bar in bars:
