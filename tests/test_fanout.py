@@ -43,3 +43,51 @@ def test_fanout_registers_and_forgets_subscriptions() -> None:
     fanout.discard(first)
     assert len(fanout) == 1
     assert first not in list(fanout)
+
+
+def test_route_gives_keyed_subscriptions_only_their_items_in_order() -> None:
+    fanout: Fanout[BoundedSubscription[tuple[str, int]]] = Fanout()
+    offered: dict[str, list[tuple[str, int]]] = {"a": [], "ab": [], "all": []}
+
+    def recorder(name: str) -> BoundedSubscription[tuple[str, int]]:
+        def wants(item: tuple[str, int]) -> bool:
+            offered[name].append(item)  # wants() sees exactly what the subscription is offered
+            return True
+
+        return BoundedSubscription(wants, 100)
+
+    a = fanout.add(recorder("a"), ["a"])
+    ab = fanout.add(recorder("ab"), ["a", "b"])
+    every = fanout.add(recorder("all"))
+    items = [("a", 1), ("b", 2), ("c", 3), ("a", 4), ("b", 5)]
+    routed = dict(fanout.route(items, lambda item: item[0]))
+    assert set(routed) == {a, ab, every}
+    for subscription, wanted in routed.items():
+        subscription.offer(wanted)
+    assert offered == {
+        "a": [("a", 1), ("a", 4)],
+        "ab": [("a", 1), ("b", 2), ("a", 4), ("b", 5)],
+        "all": items,
+    }
+    fanout.discard(ab)
+    assert set(dict(fanout.route(items, lambda item: item[0]))) == {a, every}
+    fanout.discard(a)
+    assert [s for s, _ in fanout.route(items, lambda item: item[0])] == [every]
+
+
+def test_route_with_thousands_of_keyed_subscriptions_skips_the_others() -> None:
+    # A gateway's stream per instrument of a whole market: a publish of one instrument's item
+    # must reach its subscription alone, not be tested by all 2,000 filters.
+    fanout: Fanout[BoundedSubscription[int]] = Fanout()
+    calls = [0]
+
+    def wants(item: int) -> bool:
+        calls[0] += 1
+        return True
+
+    subscriptions = [fanout.add(BoundedSubscription(wants, 10), [key]) for key in range(2000)]
+    routed = fanout.route([7, 1999], lambda item: item)
+    for subscription, wanted in routed:
+        subscription.offer(wanted)
+    assert calls[0] == 2
+    assert {s for s, _ in routed} == {subscriptions[7], subscriptions[1999]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -78,10 +78,19 @@ class BoundedSubscription(Generic[T]):
 
 
 class Fanout(Generic[S]):
-    """The open subscriptions of one process."""
+    """The open subscriptions of one process, indexed by the keys (instruments) they follow.
+
+    A gateway opens one stream per watched instrument: with thousands of them, offering every
+    published item to every subscription (each testing its filter) costs subscriptions x items
+    per publish, which starved the services of a whole market. `route` hands each keyed
+    subscription only the items of its keys, and every item to the unkeyed ones.
+    """
 
     def __init__(self) -> None:
         self._subscriptions: set[S] = set()
+        self._unkeyed: set[S] = set()
+        self._by_key: dict[Hashable, set[S]] = {}
+        self._keys: dict[S, frozenset[Hashable]] = {}
 
     def __len__(self) -> int:
         return len(self._subscriptions)
@@ -89,11 +98,41 @@ class Fanout(Generic[S]):
     def __iter__(self) -> Iterator[S]:
         return iter(list(self._subscriptions))
 
-    def add(self, subscription: S) -> S:
-        """Register a subscription; it receives everything published from now on."""
+    def add(self, subscription: S, keys: Iterable[Hashable] = ()) -> S:
+        """Register a subscription; with keys, `route` offers it only the items of those keys."""
         self._subscriptions.add(subscription)
+        wanted = frozenset(keys)
+        if not wanted:
+            self._unkeyed.add(subscription)
+            return subscription
+        self._keys[subscription] = wanted
+        for key in wanted:
+            self._by_key.setdefault(key, set()).add(subscription)
         return subscription
 
     def discard(self, subscription: S) -> None:
         """Forget a subscription."""
         self._subscriptions.discard(subscription)
+        self._unkeyed.discard(subscription)
+        for key in self._keys.pop(subscription, ()):
+            holders = self._by_key.get(key)
+            if holders is not None:
+                holders.discard(subscription)
+                if not holders:
+                    del self._by_key[key]
+
+    def route(
+        self, items: Sequence[T], key: Callable[[T], Hashable]
+    ) -> list[tuple[S, Sequence[T]]]:
+        """Each subscription that may want some of `items`, with those items in their order."""
+        routed: dict[S, list[T]] = {}
+        if self._by_key:
+            by_key = self._by_key
+            for item in items:
+                holders = by_key.get(key(item))
+                if holders:
+                    for subscription in holders:
+                        routed.setdefault(subscription, []).append(item)
+        pairs: list[tuple[S, Sequence[T]]] = [(each, items) for each in self._unkeyed]
+        pairs.extend(routed.items())
+        return pairs

@@ -30,6 +30,10 @@ class UpdateFilter:
         )
 
 
+def _instrument(update: EncodedUpdate) -> InstrumentId:
+    return update.instrument
+
+
 class AnalyticsHub:
     """Every open analytics subscription of this process."""
 
@@ -45,7 +49,8 @@ class AnalyticsHub:
     def subscribe(self, update_filter: UpdateFilter) -> BoundedSubscription[EncodedUpdate]:
         """Open a subscription; it receives every update published from now on."""
         subscription = BoundedSubscription(update_filter.wants, self._backlog_limit)
-        return self._subscriptions.add(subscription)
+        # Keyed by instrument, so a publish reaches only the streams following its instruments.
+        return self._subscriptions.add(subscription, update_filter.instruments)
 
     def unsubscribe(self, subscription: BoundedSubscription[EncodedUpdate]) -> None:
         """Close a subscription."""
@@ -54,5 +59,5 @@ class AnalyticsHub:
     def publish(self, updates: list[EncodedUpdate]) -> None:
         """Hand committed updates, in order, to every subscriber."""
         if updates:
-            for subscription in self._subscriptions:
-                subscription.offer(updates)
+            for subscription, wanted in self._subscriptions.route(updates, _instrument):
+                subscription.offer(wanted)

@@ -66,6 +66,10 @@ class Subscription(BoundedSubscription[market_pb2.Bar]):
         self.forming.clear()
 
 
+def _instrument_key(bar: market_pb2.Bar) -> InstrumentKey:
+    return (bar.exchange, bar.symbol)
+
+
 class BarHub:
     """Every open bar subscription of this process."""
 
@@ -80,7 +84,9 @@ class BarHub:
 
     def subscribe(self, bar_filter: BarFilter) -> Subscription:
         """Open a subscription; it receives every bar published from now on."""
-        return self._subscriptions.add(Subscription(bar_filter, self._backlog_limit))
+        subscription = Subscription(bar_filter, self._backlog_limit)
+        # Keyed by instrument, so a publish reaches only the streams following its instruments.
+        return self._subscriptions.add(subscription, bar_filter.instruments)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Close a subscription."""
@@ -89,11 +95,11 @@ class BarHub:
     def publish_finals(self, bars: list[market_pb2.Bar]) -> None:
         """Hand persisted final bars and revisions, in change-id order, to every subscriber."""
         if bars:
-            for subscription in self._subscriptions:
-                subscription.offer(bars)
+            for subscription, wanted in self._subscriptions.route(bars, _instrument_key):
+                subscription.offer(wanted)
 
     def publish_forming(self, bars: list[market_pb2.Bar]) -> None:
         """Hand forming bars to the subscribers that asked for them."""
         if bars:
-            for subscription in self._subscriptions:
-                subscription.offer_forming(bars)
+            for subscription, wanted in self._subscriptions.route(bars, _instrument_key):
+                subscription.offer_forming(wanted)

@@ -13,6 +13,7 @@ most significant decimals seen in it ("61837.63000000" -> 6183763 at price_scale
 
 from __future__ import annotations
 
+import math
 from array import array
 from typing import Any, cast
 
@@ -76,11 +77,21 @@ def significant_decimals(mantissa: int, scale: int) -> int:
     return scale
 
 
+# Runs up to this many rows are rescaled and normalised in plain Python: for the one or two
+# trades a thin instrument has per batch, numpy's per-call overhead (frombuffer, a ufunc,
+# tobytes) costs several times the arithmetic. Longer runs take the vectorised path.
+_SMALL_RUN = 32
+
+
 def _rescaled(column: array[int], factor_exponent: int, field: str) -> array[int]:
     """The column's mantissas multiplied by 10**factor_exponent; DecimalValueError if too big."""
     factor = power_of_ten(factor_exponent)
+    if len(column) <= _SMALL_RUN:
+        if column and max(map(abs, column)) > INT64_MAX // factor:
+            raise DecimalValueError(f"{field}: run cannot hold {factor_exponent} more decimals")
+        return array("q", [value * factor for value in column])
     values = np.frombuffer(column, dtype=np.int64)
-    if len(values) and int(np.abs(values).max()) > INT64_MAX // factor:
+    if int(np.abs(values).max()) > INT64_MAX // factor:
         raise DecimalValueError(f"{field}: run cannot hold {factor_exponent} more decimals")
     scaled = array("q")
     scaled.frombytes((values * factor).tobytes())
@@ -91,18 +102,26 @@ def _normalized(column: array[int], scale: int) -> tuple[array[int], int]:
     """The column with the trailing zeros all its rows share divided out, and its scale."""
     if not len(column):
         return column, 0
-    values = np.frombuffer(column, dtype=np.int64)
+    small = len(column) <= _SMALL_RUN
     # All rows end in k zeros exactly when their greatest common divisor does: one pass over
     # the column instead of a remainder and a division per zero (spot writes six of them).
-    common = int(np.gcd.reduce(values))
+    # math.gcd and np.gcd agree (non-negative; 0 only when every row is 0).
+    if small:
+        common = math.gcd(*column)
+    else:
+        values = np.frombuffer(column, dtype=np.int64)
+        common = int(np.gcd.reduce(values))
     zeros = 0
     while zeros < scale and (common == 0 or common % 10 == 0):
         common //= 10
         zeros += 1
     if not zeros:
         return column, scale
+    divisor = power_of_ten(zeros)
+    if small:
+        return array("q", [value // divisor for value in column]), scale - zeros
     result = array("q")
-    result.frombytes((values // power_of_ten(zeros)).tobytes())
+    result.frombytes((values // divisor).tobytes())
     return result, scale - zeros
 
 
@@ -207,16 +226,21 @@ class SymbolTradesBuilder:
             if price_scale < run_scale:
                 price_mantissa *= _POWERS[run_scale - price_scale]
             else:
-                self._prices = _rescaled(self._prices, price_scale - run_scale, self.price_field)
+                # An empty run (every run's first trade after clear()) has nothing to rescale.
+                if self._prices:
+                    self._prices = _rescaled(
+                        self._prices, price_scale - run_scale, self.price_field
+                    )
                 self.price_scale = price_scale
         run_scale = self.quantity_scale
         if quantity_scale != run_scale:
             if quantity_scale < run_scale:
                 quantity_mantissa *= _POWERS[run_scale - quantity_scale]
             else:
-                self._quantities = _rescaled(
-                    self._quantities, quantity_scale - run_scale, self.quantity_field
-                )
+                if self._quantities:
+                    self._quantities = _rescaled(
+                        self._quantities, quantity_scale - run_scale, self.quantity_field
+                    )
                 self.quantity_scale = quantity_scale
         try:
             self._ids.append(trade_id)

@@ -158,6 +158,10 @@ class BinanceStreamDecoder:
         # stream name -> (payload decoder or None for a known non-trade stream, stream type).
         self._routes: dict[str, tuple[_AnyDecoder | None, str]] = {}
         self._builders: dict[str, SymbolTradesBuilder] = {}
+        # Builders appended to since the last take, in first-append order: a whole market's
+        # connection has a thousand instruments, most with no trade in a given batch, and
+        # take() would otherwise visit every one of them on every flush.
+        self._touched: dict[str, SymbolTradesBuilder] = {}
         # symbol -> (decimals of the tick size, of the step size); None where unknown.
         self._increments: dict[str, tuple[int | None, int | None]] = {}
         self._refused: dict[str, list[int]] = {}
@@ -199,9 +203,11 @@ class BinanceStreamDecoder:
                 if routed is None or isinstance(routed, DecodeError):
                     return routed
                 payload = routed
-            builder = self._builders.get(payload.s)
+            symbol = payload.s
+            builder = self._builders.get(symbol)
             if builder is None:  # not `or`: that would call the builder's __len__ per trade
-                builder = self._builder(payload.s)
+                builder = self._builder(symbol)
+            self._touched[symbol] = builder
             payload.parse_to_columns(
                 builder, time.time_ns() if receive_time_ns is None else receive_time_ns
             )
@@ -268,10 +274,12 @@ class BinanceStreamDecoder:
     def take(self) -> list[market_pb2.SymbolTrades]:
         """Return one SymbolTrades per symbol with pending trades and clear them."""
         runs: list[market_pb2.SymbolTrades] = []
-        for builder in self._builders.values():
+        for builder in self._touched.values():
+            # A touched builder may hold nothing: its only trades were refused.
             if len(builder):
                 runs.append(builder.to_proto())
                 builder.clear()
+        self._touched.clear()
         self.pending = 0
         return runs
 

@@ -43,23 +43,46 @@ class GapBook:
         self, run: market_pb2.SymbolTrades, outcome: str = "received"
     ) -> market_pb2.SymbolTrades | None:
         """The part of a run never delivered before (None if nothing), recording new gaps."""
-        tracker = self.tracker(run.exchange, run.symbol)
-        keep, new_gaps = tracker.accept(trade_ids(run))
-        source = exchange_label(run.exchange)
-        total = len(run.trade_ids)
-        if new_gaps:
-            self._metrics.gaps_found.labels(source=source).inc(new_gaps)
+        fresh = self.deliver_many([run], outcome)
+        return fresh[0] if fresh else None
+
+    def deliver_many(
+        self, runs: Iterable[market_pb2.SymbolTrades], outcome: str = "received"
+    ) -> list[market_pb2.SymbolTrades]:
+        """The never-delivered part of each run (runs left with nothing are dropped).
+
+        A batch of a whole market holds a run per instrument, mostly of one or two trades:
+        the counters are added to once per venue and fate for the batch, not per run.
+        """
+        fresh: list[market_pb2.SymbolTrades] = []
+        # (exchange, outcome) -> trades; (exchange) -> new gaps.
+        counted: dict[tuple[int, str], int] = {}
+        gaps_by_exchange: dict[int, int] = {}
+        for run in runs:
+            tracker = self.tracker(run.exchange, run.symbol)
+            ids = run.trade_ids
+            total = len(ids)
+            keep, new_gaps = tracker.accept(ids)
+            if new_gaps:
+                gaps_by_exchange[run.exchange] = gaps_by_exchange.get(run.exchange, 0) + new_gaps
+            kept = total if keep is None else int(keep.sum())
+            key = (run.exchange, outcome)
+            counted[key] = counted.get(key, 0) + kept
+            if kept < total:
+                key = (run.exchange, "duplicate")
+                counted[key] = counted.get(key, 0) + total - kept
+            if kept == total:
+                fresh.append(run)
+            elif kept:
+                assert keep is not None
+                fresh.append(select_run(run, keep))
+        for (exchange, fate), trades in counted.items():
+            self._metrics.trades.labels(source=exchange_label(exchange), outcome=fate).inc(trades)
+        for exchange, new_gaps in gaps_by_exchange.items():
+            self._metrics.gaps_found.labels(source=exchange_label(exchange)).inc(new_gaps)
+        if gaps_by_exchange:
             self.changed.set()
-        if keep is None:
-            self._metrics.trades.labels(source=source, outcome=outcome).inc(total)
-            return run
-        kept = int(keep.sum())
-        self._metrics.trades.labels(source=source, outcome=outcome).inc(kept)
-        if kept < total:
-            self._metrics.trades.labels(source=source, outcome="duplicate").inc(total - kept)
-        if kept == 0:
-            return None
-        return run if kept == total else select_run(run, keep)
+        return fresh
 
     def mark_seen(self, exchange: int, symbol: str, ids: list[int]) -> None:
         """Count refused trades' ids as seen: they exist, so they are never a gap to fetch."""

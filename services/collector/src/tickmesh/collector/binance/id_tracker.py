@@ -11,10 +11,15 @@ asks for the lowest due gap; a gap stays recorded until REST has covered it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
+
+# Runs up to this long are checked for contiguity in Python (numpy's call overhead dominates).
+_SMALL_RUN = 32
 
 
 @dataclass(slots=True)
@@ -49,22 +54,35 @@ class TradeIdTracker:
         """Ids recorded as missing (not counting an open tail)."""
         return sum(gap.size for gap in self.gaps)
 
-    def accept(self, ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.bool_] | None, int]:
+    def accept(
+        self, ids: Sequence[int] | npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.bool_] | None, int]:
         """Return (mask of ids to deliver, or None for all; number of new gaps)."""
-        if not len(ids):
+        count = len(ids)
+        if not count:
             return None, 0
         high = self.high
         first = int(ids[0])
+        last = int(ids[-1])
         # Fast path: the run continues the stream with contiguous ids and nothing is missing.
+        # With last - first == count - 1, contiguous means strictly increasing; a thin
+        # instrument's run of one or two ids is checked in Python, not through numpy.
         if (
             (high is None or first == high + 1)
             and not self.gaps
-            and int(ids[-1]) - first == len(ids) - 1
-            and (len(ids) == 1 or bool(np.all(np.diff(ids) == 1)))
+            and last - first == count - 1
+            and (
+                count <= 2
+                or (
+                    all(later > earlier for earlier, later in pairwise(ids))
+                    if count <= _SMALL_RUN
+                    else bool(np.all(np.diff(np.asarray(ids, dtype=np.int64)) == 1))
+                )
+            )
         ):
-            self.high = int(ids[-1])
+            self.high = last
             return None, 0
-        return self._accept_slowly(ids.tolist())
+        return self._accept_slowly([int(trade_id) for trade_id in ids])
 
     def _accept_slowly(self, ids: list[int]) -> tuple[npt.NDArray[np.bool_], int]:
         keep = np.zeros(len(ids), dtype=np.bool_)

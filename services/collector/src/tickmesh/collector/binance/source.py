@@ -289,7 +289,7 @@ class BinanceSource:
 
     def _publish(self, connection: BinanceConnection) -> None:
         runs = connection.decoder.take()
-        fresh = [run for run in map(self._gaps.deliver, runs) if run is not None]
+        fresh = self._gaps.deliver_many(runs)
         for symbol, ids in connection.decoder.take_refused().items():
             self._gaps.mark_seen(self.config.exchange, symbol, ids)
         if fresh:
