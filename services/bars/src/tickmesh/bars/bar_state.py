@@ -9,6 +9,7 @@ unknown (source bars, trades without aggressor sides); unknown absorbs known in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from tickmesh.core.decimals import format_decimal, power_of_ten, to_decimal
@@ -133,6 +134,8 @@ ACCUMULATOR_FIELDS: tuple[str, ...] = (
     "taker_buy_quote_volume",
 )
 ROW_FIELDS: tuple[str, ...] = (*ACCUMULATOR_FIELDS, "price_scale", "quantity_scale")
+# One C call reads every field: a whole market's minute snapshots 2,000 instruments x 6 books.
+_ROW_VALUES = attrgetter(*ACCUMULATOR_FIELDS)
 _PRICES = (1, 2, 3, 4)  # open, high, low, close
 _VOLUME, _QUOTE_VOLUME = 9, 10
 _TAKER_BUY, _TAKER_BUY_QUOTE = 17, 18
@@ -351,7 +354,7 @@ class BarAccumulator:
 
     def as_row(self, price_scale: int, quantity_scale: int) -> list[Any]:
         """Return the fields in ROW_FIELDS order (for snapshots): values, then their scales."""
-        return [*(getattr(self, name) for name in ACCUMULATOR_FIELDS), price_scale, quantity_scale]
+        return [*_ROW_VALUES(self), price_scale, quantity_scale]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> BarAccumulator:
