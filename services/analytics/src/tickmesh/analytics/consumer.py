@@ -31,6 +31,7 @@ from tickmesh.analytics.engine import AnalyticsEngine, StreamKey
 from tickmesh.analytics.group_commit import GroupCommitter
 from tickmesh.analytics.indicators import RevisionOutOfRangeError
 from tickmesh.analytics.pipeline import BarAnalytics
+from tickmesh.analytics.warmup_prefetch import WarmupPrefetch
 from tickmesh.core.instruments import InstrumentError, InstrumentId
 from tickmesh.core.timeframes import from_proto
 from tickmesh.core.tracing import get_tracer, inject_span_context, message_span
@@ -46,6 +47,10 @@ _YIELD_EVERY_BARS = 32
 _GET_BARS_MAX_LIMIT = 5000
 _REMEMBERED_REJECTIONS = 10_000
 _WARM_CHUNK_BARS = 64
+# Bars read off the stream ahead of processing (flow control holds the rest at the bar
+# service), and warm-up fetches of the unseen streams among them in flight at once.
+_READ_AHEAD_BARS = 1024
+_WARMUPS_IN_FLIGHT = 16
 
 
 class StreamEndedError(Exception):
@@ -113,6 +118,7 @@ class BarConsumer:
         self._tracer = tracer if tracer is not None else get_tracer()
         self._since_yield = 0
         self._rejections = RejectionLog()
+        self._prefetch = WarmupPrefetch(self._history_before, _WARMUPS_IN_FLIGHT)
         self.connected = asyncio.Event()
 
     async def run(self) -> None:
@@ -154,10 +160,18 @@ class BarConsumer:
         )
         progressed = False
         call = self._stub.Subscribe(request)
+        # The reader runs ahead of processing so unseen streams' warm-ups are fetched meanwhile;
+        # it ends with None (the stream ended) or the stream's error.
+        ahead: asyncio.Queue[market_pb2.Bar | BaseException | None] = asyncio.Queue(
+            _READ_AHEAD_BARS
+        )
+        reader = asyncio.create_task(self._read_ahead(call, ahead), name="bar-stream-reader")
         try:
             self.connected.set()
-            async for response in call:
-                await self._consume(response.bar)
+            while (item := await ahead.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                await self._consume(item)
                 progressed = True
             raise StreamEndedError("the bar service ended the subscription")
         except (aio.AioRpcError, StreamEndedError) as error:
@@ -168,18 +182,50 @@ class BarConsumer:
             log.warning("bar stream lost after progress, reconnecting", extra={"code": code})
         finally:
             self.connected.clear()
+            reader.cancel()
             call.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await self._prefetch.cancel()
             # Resume exactly from what is stored: what was consumed is committed first.
             await self._committer.flush()
 
-    async def _consume(self, bar: market_pb2.Bar) -> None:
-        if not bar.final:
+    async def _read_ahead(
+        self,
+        call: aio.UnaryStreamCall[
+            bar_service_pb2.SubscribeRequest, bar_service_pb2.SubscribeResponse
+        ],
+        ahead: asyncio.Queue[market_pb2.Bar | BaseException | None],
+    ) -> None:
+        """Queue the stream's bars; ask for the warm-up history of each stream first seen."""
+        try:
+            async for response in call:
+                bar = response.bar
+                if bar.final and not self._delivered_before(bar):
+                    self._prefetch_if_unseen(bar)
+                await ahead.put(bar)
+        except Exception as error:  # the consumer raises it in order, after the bars before it
+            await ahead.put(error)
             return
+        await ahead.put(None)
+
+    def _delivered_before(self, bar: market_pb2.Bar) -> bool:
+        """Delivered again after a reconnect: its rows are stored or pending."""
         stored = self._committer.stored_change_id
         pending = self._committer.batch.last_change_id
-        seen = max(stored or 0, pending or 0)
-        if 0 < bar.change_id <= seen:
-            return  # Delivered again after a reconnect; its rows are stored or pending.
+        return 0 < bar.change_id <= max(stored or 0, pending or 0)
+
+    def _prefetch_if_unseen(self, bar: market_pb2.Bar) -> None:
+        try:
+            key = self._engine.key_of(bar)
+        except InstrumentError:
+            return  # rejected when its turn comes
+        if not self._engine.knows(key):
+            self._prefetch.request(key, bar.open_time_ns)
+
+    async def _consume(self, bar: market_pb2.Bar) -> None:
+        if not bar.final or self._delivered_before(bar):
+            return
         try:
             key = self._engine.key_of(bar)
         except InstrumentError as error:
@@ -270,9 +316,7 @@ class BarConsumer:
         change ids) are kept too, so the revision recomputes them as it would have live.
         """
         instrument, timeframe = key
-        earlier = await self._get_bars(
-            instrument, timeframe, 0, bar.open_time_ns, self._config.warmup_bars
-        )
+        earlier = await self._prefetch.take(key, bar.open_time_ns)
         history = [bar_from_proto(b) for b in earlier]
         if bar.revision > 0:
             later = await self._get_bars(
@@ -288,6 +332,10 @@ class BarConsumer:
         for start in range(0, len(history), _WARM_CHUNK_BARS):
             await asyncio.sleep(0)
             self._engine.add_history(key, history[start : start + _WARM_CHUNK_BARS])
+
+    async def _history_before(self, key: StreamKey, before_ns: int) -> list[market_pb2.Bar]:
+        """The stored bars a stream is warmed from: up to warmup_bars opening before `before_ns`."""
+        return await self._get_bars(key[0], key[1], 0, before_ns, self._config.warmup_bars)
 
     async def _get_bars(
         self, instrument: InstrumentId, timeframe: int, start_ns: int, end_ns: int, limit: int
