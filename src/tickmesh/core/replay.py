@@ -15,7 +15,14 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -193,13 +200,24 @@ class ReplaySession:
         self._seek_ns: int | None = None
         self._error: ReplayError | None = None
         self._last_sent_ns: int | None = None
+        self._steering: asyncio.Task[None] | None = None
         self.pages_read = 0
+
+    def abandon(self) -> None:
+        """Stop reading the request stream now: the call is over (cancelled, or the server stops).
+
+        gRPC leaves a handler's generator suspended, not closed, when it cancels the call
+        while a send waits on flow control; this frees what the session holds without
+        waiting for the generator to be collected."""
+        if self._steering is not None:
+            self._steering.cancel()
 
     async def responses(
         self, controls: AsyncIterable[replay_pb2.ReplayRequest]
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The replay's responses; `controls` is the rest of the request stream."""
-        steering = asyncio.create_task(self._steer(controls))
+        steering = asyncio.create_task(self._steer(controls), name="replay-steering")
+        self._steering = steering
         try:
             async for response in self._walk():
                 yield response

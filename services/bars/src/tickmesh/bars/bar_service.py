@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -234,9 +235,19 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
         # (fewer queries); two pages of bars are a few MiB at most.
         page_size = BULK_PAGE if plan.max_batch > 1 else DEFAULT_PAGE_SIZE
         session = ReplaySession(log_, plan, partial(embedded, field), page_size=page_size)
+
+        # When the call ends with a send waiting (client gone, server stopping), gRPC leaves
+        # this generator suspended: the steering task and the page read ahead stop here at
+        # once rather than whenever the generator is collected.
+        def abandon(_: object) -> None:
+            session.abandon()
+            log_.abandon()
+
+        context.add_done_callback(abandon)
         try:
-            async for response in session.responses(request_iterator):
-                yield response
+            async with contextlib.aclosing(session.responses(request_iterator)) as responses:
+                async for response in responses:
+                    yield response
         except ReplayError as error:
             raise InvalidArgument(str(error)) from None
         finally:

@@ -94,6 +94,11 @@ class BarVersionLog:
             self._ahead = (following, asyncio.create_task(self._read(*following)))
         return items
 
+    def abandon(self) -> None:
+        """Cancel the page read ahead without waiting (the call is over)."""
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+
     async def close(self) -> None:
         """Stop reading ahead (the replay is over)."""
         ahead, self._ahead = self._ahead, None
