@@ -14,6 +14,7 @@ from grpc import aio
 from tests.grpc_helpers import free_port
 from tickmesh.core.replay import (
     LoggedItem,
+    LogPage,
     ReplayError,
     ReplaySession,
     embedded,
@@ -36,11 +37,13 @@ class ListLog:
         ]
         self.pages = 0
 
-    async def page(self, after_position: int, end_ns: int, limit: int) -> list[LoggedItem]:
+    async def page(self, after_position: int, end_ns: int, limit: int) -> LogPage:
         self.pages += 1
-        return [
-            i for i in self.items if i.position > after_position and i.committed_at_ns < end_ns
-        ][:limit]
+        return LogPage.of(
+            [i for i in self.items if i.position > after_position and i.committed_at_ns < end_ns][
+                :limit
+            ]
+        )
 
     async def position_before(self, time_ns: int) -> int:
         return max((i.position for i in self.items if i.committed_at_ns < time_ns), default=0)

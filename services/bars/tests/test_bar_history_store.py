@@ -16,6 +16,7 @@ from tickmesh.bars.version_log import BarVersionLog
 from tickmesh.core.db.migrations import load_migrations, migrate
 from tickmesh.core.errors import FailedPrecondition
 from tickmesh.core.instruments import InstrumentId
+from tickmesh.core.replay import embedded
 from tickmesh.core.sharding import Shard
 from tickmesh.v2 import bar_service_pb2, market_pb2
 
@@ -156,30 +157,23 @@ async def test_version_log_frames_bars_as_the_field_and_a_shard_reads_only_its_o
             index + 1,
             bar.SerializeToString(),
         )
-    everything = BarVersionLog(pool, [], [], Shard(), None, 1)
-    items = await everything.page(await everything.position_before(0), FAR_NS, 100)
-    assert [item.position for item in items] == list(range(1, 9))
-    assert [item.committed_at_ns for item in items] == [OPEN_NS + i * 10**9 for i in range(8)]
-    # Each item is one occurrence of SubscribeResponse.bar: alone, a whole response.
-    assert [bar_service_pb2.SubscribeResponse.FromString(i.message).bar.symbol for i in items] == (
-        symbols
-    )
-    batch = bar_service_pb2.SubscribeResponse.FromString(
-        b"".join(
-            i.message
-            for i in await BarVersionLog(pool, [], [], Shard(), None, 2).page(0, FAR_NS, 100)
-        )
-    )
+    everything = BarVersionLog(pool, [], [], Shard(), None)
+    page = await everything.page(await everything.position_before(0), FAR_NS, 100)
+    assert page.positions == list(range(1, 9))
+    assert page.committed_at_ns == [OPEN_NS + i * 10**9 for i in range(8)]
+    # Each message is the Bar as stored; framed as SubscribeResponse.bar it is a whole response.
+    assert [_symbol(embedded(1, [m])) for m in page.messages] == symbols
+    batch = bar_service_pb2.SubscribeResponse.FromString(embedded(2, page.messages))
     assert [bar.symbol for bar in batch.bars] == symbols
     owned: list[str] = []
     for index in range(2):
         shard = Shard(index, 2)
-        log = BarVersionLog(pool, [], [], shard, None, 1)
+        log = BarVersionLog(pool, [], [], shard, None)
         mine: list[str] = []
         page = await log.page(0, FAR_NS, 3)  # short pages: the shard's filter pages on
         while page:
-            mine.extend(_symbol(item.message) for item in page)
-            page = await log.page(page[-1].position, FAR_NS, 3)
+            mine.extend(_symbol(embedded(1, [m])) for m in page.messages)
+            page = await log.page(page.positions[-1], FAR_NS, 3)
         await log.close()
         assert all(shard.owns(InstrumentId.of("binance_usdm", symbol)) for symbol in mine)
         owned.extend(mine)

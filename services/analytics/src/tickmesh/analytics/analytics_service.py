@@ -3,6 +3,7 @@ the latest quality, live updates, and replays of the live stream from its log.""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -276,9 +277,13 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
         )
         session = ReplaySession(log, plan, _only_message, page_size=self._replay_page_size)
         self._metrics.replays.inc()
+        # A call that ends while a send waits leaves this generator suspended (see
+        # ReplaySession.abandon): the session lets go of the request stream at once.
+        context.add_done_callback(lambda _: session.abandon())
         try:
-            async for response in session.responses(request_iterator):
-                yield response
+            async with contextlib.aclosing(session.responses(request_iterator)) as responses:
+                async for response in responses:
+                    yield response
         except ReplayError as error:
             raise InvalidArgument(str(error)) from None
 

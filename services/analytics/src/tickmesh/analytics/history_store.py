@@ -16,7 +16,7 @@ from prometheus_client import Counter
 
 from tickmesh.analytics.rows import ns_to_datetime
 from tickmesh.core.instruments import InstrumentId
-from tickmesh.core.replay import LoggedItem
+from tickmesh.core.replay import LogPage
 
 # Far past any bar, so an open upper bound needs no second query shape.
 _END_OF_TIME_NS = 2**62
@@ -99,7 +99,7 @@ class UpdateLogReplay:
         self._symbols = [i.symbol for i in instruments]
         self._timeframes = list(timeframes)
 
-    async def page(self, after_position: int, end_ns: int, limit: int) -> list[LoggedItem]:
+    async def page(self, after_position: int, end_ns: int, limit: int) -> LogPage:
         """Up to `limit` logged updates after `after_position` committed before `end_ns`."""
         selected = _SELECTED.replace("$V", "$4").replace("$S", "$5").replace("$T", "$6")
         # The commit time in whole microseconds as an integer: cheaper than a datetime per row.
@@ -116,7 +116,7 @@ class UpdateLogReplay:
         )
         if self._pages is not None:
             self._pages.inc()
-        return [LoggedItem(row[0], row[1] * 1000, row[2]) for row in rows]
+        return LogPage([r[0] for r in rows], [r[1] * 1000 for r in rows], [r[2] for r in rows])
 
     async def position_before(self, time_ns: int) -> int:
         """The position after which the updates committed at or after `time_ns` start."""

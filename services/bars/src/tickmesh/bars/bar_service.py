@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 
 import grpc
 from grpc import aio
@@ -22,6 +24,7 @@ from tickmesh.core.replay import (
     DEFAULT_PAGE_SIZE,
     ReplayError,
     ReplaySession,
+    embedded,
     first_start,
     replay_plan,
 )
@@ -210,16 +213,26 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
             [from_proto(tf).label for tf in start.timeframes],
             self._shard,
             await history_start_ns(self._store.pool),
-            field,
             self._metrics.replay_pages,
         )
-        # The log frames each message as that field already: a response is the join. Bulk
-        # readers get larger pages (fewer queries); two pages of bars are a few MiB at most.
+        # Framing here rather than in SQL: PostgreSQL is the replay's bottleneck, and the
+        # framing costs it more than it costs this process. Bulk readers get larger pages
+        # (fewer queries); two pages of bars are a few MiB at most.
         page_size = BULK_PAGE if plan.max_batch > 1 else DEFAULT_PAGE_SIZE
-        session = ReplaySession(log_, plan, b"".join, page_size=page_size)
+        session = ReplaySession(log_, plan, partial(embedded, field), page_size=page_size)
+
+        # When the call ends with a send waiting (client gone, server stopping), gRPC leaves
+        # this generator suspended: the steering task and the page read ahead stop here at
+        # once rather than whenever the generator is collected.
+        def abandon(_: object) -> None:
+            session.abandon()
+            log_.abandon()
+
+        context.add_done_callback(abandon)
         try:
-            async for response in session.responses(request_iterator):
-                yield response
+            async with contextlib.aclosing(session.responses(request_iterator)) as responses:
+                async for response in responses:
+                    yield response
         except ReplayError as error:
             raise InvalidArgument(str(error)) from None
         finally:

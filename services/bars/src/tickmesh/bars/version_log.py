@@ -1,10 +1,9 @@
 """`bar_versions` as a replay log: the bars live Subscribe delivered, in change-id order.
 
 BarService.Replay walks it with tickmesh.core.replay.ReplaySession. The position is the
-change id; each item is the logged message (the serialized Bar as published), already framed
-by the server as one occurrence of the response field it goes in (`bar` or `bars` of
-SubscribeResponse), so a response is the items' bytes joined: the live stream's bytes, never
-decoded or re-encoded here.
+change id; each item is the logged message (the serialized Bar as published), which the
+service frames as occurrences of the response field it goes in (`bar` or `bars` of
+SubscribeResponse, core.replay.embedded): the live stream's bytes, never decoded or re-encoded.
 """
 
 from __future__ import annotations
@@ -19,21 +18,15 @@ from prometheus_client import Counter
 
 from tickmesh.bars.bar_rows import ns_to_datetime
 from tickmesh.core.instruments import InstrumentId
-from tickmesh.core.replay import LoggedItem
+from tickmesh.core.replay import LogPage
 from tickmesh.core.sharding import Shard
 
 # Commit time in nanoseconds computed by the server: a datetime per row costs the replay
 # more than the rest of the row (a double holds epoch microseconds exactly; the cast rounds).
-# The message goes out framed: the field's tag ($7), its length as a protobuf varint (one
-# byte below 128, else two: a stored Bar is a few hundred bytes at most), the message.
 # Rows copied from candles at migration (message NULL) were never delivered live, so they
 # are not part of the log.
 _ITEM = (
-    "change_id AS p, (date_part('epoch', committed_at) * 1000000)::bigint * 1000 AS t, "
-    "$7::bytea || CASE WHEN length(message) < 128 "
-    "THEN set_byte('\\x00'::bytea, 0, length(message)) "
-    "ELSE set_byte(set_byte('\\x0000'::bytea, 0, (length(message) & 127) | 128), 1, "
-    "length(message) >> 7) END || message AS m"
+    "change_id AS p, (date_part('epoch', committed_at) * 1000000)::bigint * 1000 AS t, message AS m"
 )
 # A page as three arrays in one row: asyncpg decodes arrays in C, where a record a row costs
 # the replay as much as the rest of its work. The aggregates take the rows in the order the
@@ -41,8 +34,6 @@ _ITEM = (
 # in each aggregate would sort the page three more times and cost more than the query):
 # _read checks that order and refuses a page without it.
 _AS_ARRAYS = "SELECT array_agg(p), array_agg(t), array_agg(m) "
-# A protobuf tag of a length-delimited field: (field number << 3) | 2.
-_LENGTH_DELIMITED = 2
 _SELECTION = (
     "message IS NOT NULL "
     "AND (cardinality($1::text[]) = 0 OR (exchange, symbol) IN "
@@ -69,14 +60,10 @@ class BarVersionLog:
         timeframes: Sequence[str],
         shard: Shard,
         history_start_ns: int | None,
-        field_number: int,
         pages: Counter | None = None,
     ) -> None:
-        """Empty `instruments` or `timeframes`: all of them (of this shard). Items come framed
-        as field `field_number` of the response; `pages` counts the pages read."""
-        if not 0 < field_number < 16:
-            raise ValueError(f"field {field_number} needs a one-byte tag")
-        self._tag = bytes([field_number << 3 | _LENGTH_DELIMITED])
+        """Empty `instruments` or `timeframes`: all of them (of this shard); `pages` counts
+        the pages read."""
         self._pool = pool
         self._pages = pages
         self._filter = (
@@ -88,9 +75,9 @@ class BarVersionLog:
         # rows, which share the table (and the change-id sequence).
         self._shard = shard if not instruments and shard.count > 1 else None
         self._start_ns = history_start_ns or 0
-        self._ahead: tuple[tuple[int, int, int], asyncio.Task[list[LoggedItem]]] | None = None
+        self._ahead: tuple[tuple[int, int, int], asyncio.Task[LogPage]] | None = None
 
-    async def page(self, after_position: int, end_ns: int, limit: int) -> list[LoggedItem]:
+    async def page(self, after_position: int, end_ns: int, limit: int) -> LogPage:
         """Up to `limit` versions after change id `after_position` committed before `end_ns`."""
         key = (after_position, end_ns, limit)
         ahead, self._ahead = self._ahead, None
@@ -103,9 +90,14 @@ class BarVersionLog:
         if len(items) == limit:
             # PostgreSQL reads the next page while this one is sent: one page ahead at most,
             # so a stalled reader still holds the replay to two pages.
-            following = (items[-1].position, end_ns, limit)
+            following = (items.positions[-1], end_ns, limit)
             self._ahead = (following, asyncio.create_task(self._read(*following)))
         return items
+
+    def abandon(self) -> None:
+        """Cancel the page read ahead without waiting (the call is over)."""
+        if self._ahead is not None:
+            self._ahead[1].cancel()
 
     async def close(self) -> None:
         """Stop reading ahead (the replay is over)."""
@@ -115,7 +107,7 @@ class BarVersionLog:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await ahead[1]
 
-    async def _read(self, after_position: int, end_ns: int, limit: int) -> list[LoggedItem]:
+    async def _read(self, after_position: int, end_ns: int, limit: int) -> LogPage:
         if self._pages is not None:
             self._pages.inc()
         shard = self._shard
@@ -126,15 +118,15 @@ class BarVersionLog:
                 after_position,
                 _at_or_after(end_ns),
                 limit,
-                self._tag,
             )
             if page is None or page[0] is None:
-                return []
+                return LogPage([], [], [])
             positions: list[int] = page[0]
             if positions != sorted(positions):  # cheap on a sorted list; never seen to happen
                 raise RuntimeError("bar_versions page out of change-id order")
-            return list(map(LoggedItem, positions, page[1], page[2]))
-        items: list[LoggedItem] = []
+            # The arrays as asyncpg decoded them: no object a version (see LogPage).
+            return LogPage(positions, page[1], page[2])
+        items = LogPage([], [], [])
         while len(items) < limit:
             wanted = limit - len(items)
             rows = await self._pool.fetch(
@@ -143,13 +135,12 @@ class BarVersionLog:
                 after_position,
                 _at_or_after(end_ns),
                 wanted,
-                self._tag,
             )
-            items.extend(
-                LoggedItem(r[0], r[1], r[2])
-                for r in rows
-                if shard.owns(InstrumentId.of(r[3], r[4]))
-            )
+            for r in rows:
+                if shard.owns(InstrumentId.of(r[3], r[4])):
+                    items.positions.append(r[0])
+                    items.committed_at_ns.append(r[1])
+                    items.messages.append(r[2])
             if len(rows) < wanted:
                 break
             after_position = rows[-1][0]
