@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tickmesh.bars.forming_throttle import FormingThrottle
+from tickmesh.bars.forming_throttle import FormingThrottle, proto_key
 from tickmesh.v2 import market_pb2
 
 MS = 1_000_000
@@ -24,7 +24,7 @@ def _bar(
 
 
 def test_first_change_is_due_at_once_then_coalesced_until_interval_ends() -> None:
-    throttle = FormingThrottle(250 * MS)
+    throttle = FormingThrottle[market_pb2.Bar](250 * MS, proto_key)
     throttle.offer([_bar("1")])
     assert [b.close for b in throttle.due(1000 * MS)] == ["1"]
     throttle.offer([_bar("2")])
@@ -35,7 +35,7 @@ def test_first_change_is_due_at_once_then_coalesced_until_interval_ends() -> Non
 
 
 def test_keys_are_throttled_independently() -> None:
-    throttle = FormingThrottle(250 * MS)
+    throttle = FormingThrottle[market_pb2.Bar](250 * MS, proto_key)
     spot = market_pb2.EXCHANGE_BINANCE_SPOT
     throttle.offer([_bar("1"), _bar("5", symbol="ETHUSDT"), _bar("2", exchange=spot)])
     assert {(b.exchange, b.symbol) for b in throttle.due(0)} == {
@@ -46,7 +46,7 @@ def test_keys_are_throttled_independently() -> None:
 
 
 def test_final_bar_drops_its_pending_forming_version_only() -> None:
-    throttle = FormingThrottle(250 * MS)
+    throttle = FormingThrottle[market_pb2.Bar](250 * MS, proto_key)
     throttle.offer([_bar("1")])
     throttle.due(0)
     throttle.offer([_bar("2", open_time_ns=0)])

@@ -88,7 +88,10 @@ class IngestPipeline:
         self._metrics = metrics
         self._shard = shard
         self._commit_interval = commit_interval_seconds
-        self._forming = FormingThrottle(int(forming_interval_seconds * 1e9))
+        self._forming = FormingThrottle[BarUpdate](
+            int(forming_interval_seconds * 1e9),
+            key=lambda update: (update.exchange, update.symbol, update.timeframe.proto),
+        )
         self._clock_ns = clock_ns
         self._streams: dict[str, StreamState] = {}
         self._pending_updates: list[BarUpdate] = []
@@ -362,8 +365,8 @@ class IngestPipeline:
         forming = self._engine.take_forming_updates()
         if not self._hub.subscriber_count:
             return
-        self._forming.offer([u.to_proto() for u in forming])
-        due = self._forming.due(time.monotonic_ns())
+        self._forming.offer(forming)
+        due = [update.to_proto() for update in self._forming.due(time.monotonic_ns())]
         self._traces.stamp_forming(due)
         self._hub.publish_forming(due)
 
