@@ -9,6 +9,7 @@ so the next read misses and reloads it from PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,7 +37,10 @@ class BarCache:
     def __init__(self, client: redis.Redis, metrics: CoreMetrics, size: int) -> None:
         self._client = client
         self._size = size
-        self._lock = asyncio.Lock()  # orders reloads against commits, so neither loses a bar
+        # One lock per set orders its reload against commits, so neither loses a bar. Sets are
+        # independent: a whole market's first reads (thousands of sets, each a PostgreSQL read)
+        # reload side by side instead of one after another behind every commit.
+        self._locks: dict[str, asyncio.Lock] = {}
         self._stale: set[str] = set()
         self.lookups = Counter(
             "tickmesh_bar_cache_lookups",
@@ -50,6 +54,12 @@ class BarCache:
             registry=metrics.registry,
         )
 
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
     async def put(self, bars: Sequence[market_pb2.Bar]) -> None:
         """Add final or revised bars (a revision replaces its earlier version)."""
         grouped: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
@@ -57,7 +67,10 @@ class BarCache:
             instrument = InstrumentId(int(bar.exchange), bar.symbol)
             key = bars_key(instrument, from_proto(bar.timeframe).label)
             grouped[key].append((bar.open_time_ns // NS_PER_MS, bar.SerializeToString()))
-        async with self._lock:
+        async with contextlib.AsyncExitStack() as locked:
+            # In one order (sorted), so two writers never wait on each other's sets.
+            for key in sorted(grouped.keys() | self._stale):
+                await locked.enter_async_context(self._lock(key))
             try:
                 if self._stale:
                     await self._client.delete(*self._stale)
@@ -114,7 +127,7 @@ class BarCache:
     async def _reload_if_empty(
         self, key: str, instrument: InstrumentId, timeframe: str, load_latest: LoadLatest
     ) -> None:
-        async with self._lock:
+        async with self._lock(key):
             if await self._client.exists(key) and key not in self._stale:
                 return
             bars = await load_latest(instrument, timeframe, self._size)
