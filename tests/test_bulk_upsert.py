@@ -8,8 +8,9 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from tickmesh.bars.bar_rows import CANDLE_COLUMNS
+from tickmesh.bars.bar_rows import CANDLE_COLUMNS, candle_rows, streamed_candle_rows
 from tickmesh.bars.bar_state import BarUpdate
+from tickmesh.bars.store import CANDLES as CANDLE_COPY
 from tickmesh.bars.store import write_candles
 from tickmesh.core.db.bulk import (
     UpsertSpec,
@@ -227,3 +228,33 @@ async def test_candle_rows_with_a_key_twice_keep_the_last(db_pool: asyncpg.Pool)
         await write_candles(conn, [_final_bar(0, "TEXTDUP", 1000), _final_bar(0, "TEXTDUP", 1100)])
     stored = await db_pool.fetch("SELECT close FROM candles WHERE symbol = 'TEXTDUP'")
     assert [r["close"] for r in stored] == [Decimal("11")]
+
+
+async def test_streamed_candle_rows_fall_back_to_an_upsert_with_every_row(
+    db_pool: asyncpg.Pool,
+) -> None:
+    bars = [_final_bar(m, "STREAMED", 1000 + 100 * m) for m in range(7)]
+    async with db_pool.acquire() as conn, conn.transaction():
+        await write_candles(conn, bars[5:6])
+        # Chunks of two: the conflicting key is in the third chunk, after two were sent.
+        streamed = streamed_candle_rows(bars, list(range(100, 107)), chunk_rows=2)
+        assert await insert_or_upsert(conn, CANDLE_COPY, streamed) == 7
+        assert streamed.complete().fields == candle_rows(bars, list(range(100, 107))).fields
+    stored = await db_pool.fetch(
+        "SELECT close, change_id FROM candles WHERE symbol = 'STREAMED' ORDER BY time"
+    )
+    assert [(r["close"], r["change_id"]) for r in stored] == [
+        (Decimal(10 + m), 100 + m) for m in range(7)
+    ]
+
+
+async def test_write_candles_keeps_the_order_of_a_mixed_batch(db_pool: asyncpg.Pool) -> None:
+    bars = [_final_bar(m, "MIXED", 1000 + 100 * m) for m in range(4)]
+    async with db_pool.acquire() as conn, conn.transaction():
+        await write_candles(conn, bars[:2])
+        mixed = [bars[2], _final_bar(0, "MIXED", 1500, revision=1), bars[3]]
+        rows = await write_candles(conn, mixed)
+    # Byte for byte the rows candle_rows builds, in the batch's order (version rows follow it).
+    assert rows.fields == candle_rows(mixed, rows.change_ids).fields
+    stored = await db_pool.fetch("SELECT close FROM candles WHERE symbol = 'MIXED' ORDER BY time")
+    assert [r["close"] for r in stored] == [Decimal(15), Decimal(11), Decimal(12), Decimal(13)]

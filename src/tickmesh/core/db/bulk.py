@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import re
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -14,12 +13,13 @@ from typing import Any
 
 import asyncpg
 
-from tickmesh.core.db.copy_binary import BinaryRows
+from tickmesh.core.db.copy_binary import BinaryRows, StreamedRows
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.metrics import CoreMetrics
 
-# Rows as value sequences (or lines of COPY text, see UpsertSpec), or already binary.
-Rows = Sequence[Sequence[Any]] | BinaryRows
+# Rows as value sequences (or lines of COPY text, see UpsertSpec), or already binary (built
+# whole, or chunk by chunk as COPY sends them).
+Rows = Sequence[Sequence[Any]] | BinaryRows | StreamedRows
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -106,6 +106,8 @@ async def upsert(
         written = await _copy_and_merge(conn, spec, rows)
     except asyncpg.CardinalityViolationError:
         # A key appears twice in the batch; rare, so only then pay for de-duplication.
+        if isinstance(rows, StreamedRows):
+            rows = rows.complete()
         unique = rows.last_per_key() if isinstance(rows, BinaryRows) else last_per_key(spec, rows)
         written = await _copy_and_merge(conn, spec, unique)
     _count(metrics, spec, started, written)
@@ -139,7 +141,10 @@ async def insert_or_upsert(
         async with conn.transaction():  # a savepoint inside the caller's transaction
             await copy_rows(conn, spec.table, rows, spec.columns, spec.text_copy)
     except asyncpg.UniqueViolationError:
-        return await upsert(conn, spec, rows, metrics)
+        # Streamed rows: the failed COPY may have stopped early; build the rest for the upsert.
+        return await upsert(
+            conn, spec, rows.complete() if isinstance(rows, StreamedRows) else rows, metrics
+        )
     _count(metrics, spec, started, len(rows))
     return len(rows)
 
@@ -209,10 +214,17 @@ async def copy_rows(
     asyncpg's binary COPY encodes a Decimal in about a microsecond, so a table of numeric
     columns goes either as text or as `BinaryRow`s its writer encoded itself, sent as they are.
     """
+    # Bytes go as a one-item stream: asyncpg reads a BytesIO in a worker thread, 512 KiB a hop
+    # (and would take plain bytes for a file name).
+    if isinstance(rows, StreamedRows):
+        await conn.copy_to_table(
+            table, source=rows.data(len(columns)), columns=list(columns), format="binary"
+        )
+        return
     if isinstance(rows, BinaryRows):
         await conn.copy_to_table(
             table,
-            source=io.BytesIO(rows.data(len(columns))),
+            source=_once(rows.data(len(columns))),
             columns=list(columns),
             format="binary",
         )
@@ -223,9 +235,11 @@ async def copy_rows(
             raise ValueError("rows in COPY text form need text_format and plain values")
         await conn.copy_records_to_table(table, records=rows, columns=list(columns))
     else:
-        await conn.copy_to_table(
-            table, source=io.BytesIO(data), columns=list(columns), format="text"
-        )
+        await conn.copy_to_table(table, source=_once(data), columns=list(columns), format="text")
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def _copy_and_merge(conn: Connection, spec: UpsertSpec, rows: Rows) -> int:

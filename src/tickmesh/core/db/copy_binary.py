@@ -9,9 +9,10 @@ every value of a column is written with the same number of digits.
 
 from __future__ import annotations
 
+import asyncio
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,42 @@ class BinaryRows:
         count = struct.pack(">h", field_count)
         # The field count starts every row, so it doubles as the separator of one join.
         return b"".join((HEADER, count, count.join(self.fields), TRAILER))
+
+
+@dataclass(slots=True)
+class StreamedRows:
+    """Binary COPY rows built chunk by chunk while COPY sends the chunks before.
+
+    PostgreSQL inserts chunk k while the writer encodes chunk k+1, instead of the two taking
+    turns. `fields` grows as chunks are built; `data` (re)starts from the first row, so a
+    fallback after a failed COPY can send the rows again; `complete` builds whatever is left.
+    """
+
+    chunks: Iterator[list[bytes]]
+    count: int
+    keys: Callable[[], list[tuple[Any, ...]]]
+    fields: list[bytes] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def complete(self) -> BinaryRows:
+        """Every row, the ones not yet streamed built now."""
+        for chunk in self.chunks:
+            self.fields.extend(chunk)
+        return BinaryRows(self.fields, self.keys)
+
+    async def data(self, field_count: int) -> AsyncIterator[bytes]:
+        """The binary COPY stream of these rows: those built already, then chunk by chunk."""
+        count = struct.pack(">h", field_count)
+        # Rows an earlier, failed stream built go first, as one message.
+        yield HEADER + (count + count.join(self.fields) if self.fields else b"")
+        for chunk in self.chunks:
+            self.fields.extend(chunk)
+            yield count + count.join(chunk)
+            # One turn of the event loop first, to flush what the socket did not take at once.
+            await asyncio.sleep(0)
+        yield TRAILER
 
 
 def numeric_field(mantissa: int, scale: int) -> bytes:

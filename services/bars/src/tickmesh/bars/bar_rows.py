@@ -21,6 +21,7 @@ from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.core.db.copy_binary import (
     NULL,
     PG_EPOCH_US,
+    StreamedRows,
     fixed_fields,
     numeric_field,
     numeric_fields,
@@ -140,6 +141,24 @@ def candle_rows(updates: Sequence[BarUpdate], change_ids: Sequence[int]) -> Cand
         )
     ]
     return CandleRows(updates, list(change_ids), fields)
+
+
+# Rows a COPY chunk holds: small enough that the server starts soon, large enough that the
+# per-column numpy calls stay a small share of a chunk.
+CHUNK_ROWS = 2_000
+
+
+def streamed_candle_rows(
+    updates: Sequence[BarUpdate], change_ids: Sequence[int], chunk_rows: int = CHUNK_ROWS
+) -> StreamedRows:
+    """The rows of `candle_rows`, built a chunk at a time as COPY sends the ones before."""
+    chunks = (
+        candle_rows(
+            updates[start : start + chunk_rows], change_ids[start : start + chunk_rows]
+        ).fields
+        for start in range(0, len(updates), chunk_rows)
+    )
+    return StreamedRows(chunks, len(updates), CandleRows(updates, list(change_ids), []).keys)
 
 
 def _fixed_blocks(updates: Sequence[BarUpdate], change_ids: Sequence[int]) -> list[bytes]:

@@ -21,6 +21,7 @@ from tickmesh.bars.bar_rows import (
     bar_from_record,
     candle_rows,
     ns_to_datetime,
+    streamed_candle_rows,
 )
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert, next_sequence_values, upsert
@@ -75,28 +76,26 @@ QUARANTINE = UpsertSpec(
 async def write_candles(conn: Connection, updates: Sequence[BarUpdate]) -> CandleRows:
     """Upsert the `candles` rows of final bars (keys unique); the rows, with their change ids."""
     change_ids = await next_sequence_values(conn, "candle_change_seq", len(updates))
-    rows = candle_rows(updates, change_ids)
     revisions = [update.revision for update in updates]
     # A bar final for the first time (revision 0) is a new row unless a restart replays it,
-    # so those go in by plain COPY; revisions overwrite rows that exist.
+    # so those go in by plain COPY, streamed as they are encoded; revisions overwrite rows
+    # that exist.
     if not any(revisions):
-        await insert_or_upsert(conn, CANDLES, BinaryRows(rows.fields, rows.keys))
-        return rows
-    chosen = [index for index, revision in enumerate(revisions) if revision == 0]
-    await insert_or_upsert(conn, CANDLES, _subset(rows, chosen))
-    chosen = [index for index, revision in enumerate(revisions) if revision != 0]
-    await upsert(conn, CANDLES, _subset(rows, chosen))
-    return rows
-
-
-def _subset(rows: CandleRows, chosen: list[int]) -> BinaryRows:
-    """The chosen rows (by position) as binary COPY rows."""
-
-    def keys() -> list[tuple[Any, ...]]:
-        every = rows.keys()
-        return [every[index] for index in chosen]
-
-    return BinaryRows([rows.fields[index] for index in chosen], keys)
+        streamed = streamed_candle_rows(updates, change_ids)
+        await insert_or_upsert(conn, CANDLES, streamed)
+        return CandleRows(updates, change_ids, streamed.complete().fields)
+    new = [index for index, revision in enumerate(revisions) if revision == 0]
+    revised = [index for index, revision in enumerate(revisions) if revision != 0]
+    streamed = streamed_candle_rows([updates[i] for i in new], [change_ids[i] for i in new])
+    await insert_or_upsert(conn, CANDLES, streamed)
+    rows = candle_rows([updates[i] for i in revised], [change_ids[i] for i in revised])
+    await upsert(conn, CANDLES, BinaryRows(rows.fields, rows.keys))
+    # Back in the order of `updates`, which the version rows and published bars follow.
+    fields = [b""] * len(updates)
+    for positions, part in ((new, streamed.complete().fields), (revised, rows.fields)):
+        for index, candle in zip(positions, part, strict=True):
+            fields[index] = candle
+    return CandleRows(updates, change_ids, fields)
 
 
 @dataclass
