@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
 from opentelemetry import trace
 from opentelemetry.context import Context
 
@@ -44,6 +44,17 @@ from tickmesh.core.tracing import get_tracer, message_span
 from tickmesh.v2 import market_pb2
 
 log = logging.getLogger(__name__)
+
+# Engine heads and final rows are saved as compact JSON on every group commit; at a whole
+# market's minute boundary that is 2,000 heads (3.6 MB), which msgspec writes about 4x faster
+# than json.dumps. The text is the same JSON (json.loads reads it back).
+_JSON = msgspec.json.Encoder()
+
+
+def _json_text(value: object) -> str:
+    """Return `value` as compact JSON text."""
+    return _JSON.encode(value).decode()
+
 
 # Forming bars are looked at this often; each symbol and timeframe is still sent at most once
 # per forming interval (250 ms), but the first change after a quiet interval goes out at once.
@@ -308,11 +319,10 @@ class IngestPipeline:
         commit = Commit(
             candles=list(latest.values()),
             engine_states=[
-                (exchange_label(h["exchange"]), h["symbol"], json.dumps(h, separators=(",", ":")))
-                for h in heads
+                (exchange_label(h["exchange"]), h["symbol"], _json_text(h)) for h in heads
             ],
             engine_finals=[
-                (exchange_label(exchange), symbol, label, int(row[0]), json.dumps(row))
+                (exchange_label(exchange), symbol, label, int(row[0]), _json_text(row))
                 for exchange, symbol, label, row in finals
             ],
             engine_horizons={
@@ -323,7 +333,7 @@ class IngestPipeline:
             stream_sequences={sid: self._streams[sid].applied for sid in self._dirty_streams},
             quarantine=self._pending_quarantine,
             history_states=[
-                (exchange_label(h["exchange"]), h["symbol"], json.dumps(h, separators=(",", ":")))
+                (exchange_label(h["exchange"]), h["symbol"], _json_text(h))
                 for h in self._history.take_changed_heads()
             ],
         )
