@@ -18,7 +18,7 @@ from talib._ta_lib import MA_Type
 
 from tickmesh.analytics.bars import BarInput, rejection_reason
 from tickmesh.analytics.bars_window import BarWindow, FloatArray
-from tickmesh.analytics.recursive_state import RecursiveState
+from tickmesh.analytics.recursive_state import RecursiveState, Snapshot
 from tickmesh.analytics.results import Indicators
 from tickmesh.core.errors import FailedPrecondition
 from tickmesh.core.instruments import InstrumentId
@@ -72,7 +72,7 @@ class IndicatorWindow:
         self.bars = BarWindow(capacity)
         self._state = RecursiveState()
         # _before[i] is the recursive state just before bars[i]; _results[i] its indicators.
-        self._before: deque[RecursiveState] = deque(maxlen=capacity)
+        self._before: deque[Snapshot] = deque(maxlen=capacity)
         self._results: deque[Indicators] = deque(maxlen=capacity)
 
     def __len__(self) -> int:
@@ -112,7 +112,7 @@ class IndicatorWindow:
             raise RevisionOutOfRangeError(
                 f"{self.instrument}: bar at {open_time_ns} is older than the {len(self.bars)} bars kept"
             )
-        self._state = self._before[position]
+        self._state.restore(self._before[position])
         for _ in range(len(self.bars) - position):
             self._before.pop()
             self._results.pop()
@@ -120,7 +120,7 @@ class IndicatorWindow:
 
     def append(self, bar: BarInput) -> Indicators:
         """Add an accepted bar after the newest one and return its indicators (no validation)."""
-        self._before.append(self._state.clone())
+        self._before.append(self._state.snapshot())
         recursive = self._state.update(bar.open_time_ns, bar.high, bar.low, bar.close, bar.volume)
         self.bars.append(bar)
         close = self.bars.close
