@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tickmesh.analytics.bar_terms import RANGE
 from tickmesh.analytics.features.context import FeatureContext
 from tickmesh.analytics.features.spec import FeatureSpec
 
@@ -120,7 +121,7 @@ SPECS: tuple[FeatureSpec, ...] = (
 def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     """Add the indicator-derived features whose indicators have values to `out`."""
     indicators = ctx.indicators
-    close = float(ctx.close[-1])
+    close = ctx.closes[-1]
     averages = {name: getattr(indicators, name) for name, _ in _MOVING_AVERAGES}
     for name, value in averages.items():
         if value is not None and value != 0.0:
@@ -172,7 +173,7 @@ def _atr_moves(ctx: FeatureContext, close: float, out: dict[str, float]) -> None
         return
     if close != 0.0:
         out["atr_pct"] = atr / close
-    out["move_atr_1"] = (close - float(ctx.close[-2])) / atr
-    out["range_atr"] = float(ctx.high[-1] - ctx.low[-1]) / atr
+    out["move_atr_1"] = (close - ctx.closes[-2]) / atr
+    out["range_atr"] = ctx.last[RANGE] / atr
     if ctx.bars >= 6:
-        out["move_atr_5"] = (close - float(ctx.close[-6])) / atr
+        out["move_atr_5"] = (close - ctx.closes[-6]) / atr
