@@ -106,6 +106,10 @@ class BarWindow:
             self._terms,
         )
 
+    def newest_open_time_ns(self) -> int:
+        """Return the open time of the newest bar (the window must not be empty)."""
+        return int(self._open_time[self._end - 1])
+
     def index_at_or_after(self, open_time_ns: int) -> int:
         """Return the position of the first bar opening at or after `open_time_ns` (len if none)."""
         return int(np.searchsorted(self.open_time, open_time_ns, side="left"))

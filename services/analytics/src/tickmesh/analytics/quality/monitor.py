@@ -301,17 +301,17 @@ class QualityMonitor:
             recent.append(stale)
         failed = {anomaly.check for anomaly in recent}
         evaluated = [name for name in self.config.weights if self._evaluated(name)]
-        return scored(
-            Quality(
-                instrument=self.instrument,
-                timeframe=self.timeframe.proto,
-                time_ns=now_ns,
-                score=0.0,
-                checks_passed=tuple(name for name in evaluated if name not in failed),
-                checks_failed=tuple(name for name in evaluated if name in failed),
-                anomalies=tuple(sorted(recent, key=lambda anomaly: anomaly.time_ns)),
-            ),
-            self.config,
+        passed = tuple(name for name in evaluated if name not in failed)
+        failing = tuple(name for name in evaluated if name in failed)
+        # Built once with its score (as `scored` computes it): dataclasses.replace costs ~2 us a bar.
+        return Quality(
+            instrument=self.instrument,
+            timeframe=self.timeframe.proto,
+            time_ns=now_ns,
+            score=_score(passed, failing, self.config.weights),
+            checks_passed=passed,
+            checks_failed=failing,
+            anomalies=tuple(sorted(recent, key=lambda anomaly: anomaly.time_ns)),
         )
 
     def _evaluated(self, check: str) -> bool:
@@ -332,10 +332,13 @@ class QualityMonitor:
 
 def scored(quality: Quality, config: QualityConfig) -> Quality:
     """Return `quality` with its score: the weight of passed checks over that of evaluated ones."""
-    weights = config.weights
-    total = sum(weights.get(name, 0.0) for name in (*quality.checks_passed, *quality.checks_failed))
-    passed = sum(weights.get(name, 0.0) for name in quality.checks_passed)
-    return replace(quality, score=passed / total if total > 0 else 0.0)
+    score = _score(quality.checks_passed, quality.checks_failed, config.weights)
+    return replace(quality, score=score)
+
+
+def _score(passed: Sequence[str], failed: Sequence[str], weights: dict[str, float]) -> float:
+    total = sum(weights.get(name, 0.0) for name in (*passed, *failed))
+    return sum(weights.get(name, 0.0) for name in passed) / total if total > 0 else 0.0
 
 
 def stale_anomaly(
