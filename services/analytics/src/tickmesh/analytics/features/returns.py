@@ -85,10 +85,10 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
         path = ten[ABS_CHANGE]
         out["efficiency_ratio_10"] = abs(last - closes[-11]) / path if path > 0.0 else 0.0
         out["up_close_share_10"] = ten[UP_RETURN] / 10.0
-    if bars >= 21:
+    centred = ctx.returns_20
+    if centred is not None:
         recent = ctx.terms[-20:, LOG_RETURN]
-        centred = recent - stats.mean(recent)
-        variance = float(np.dot(centred, centred)) / 20.0
+        variance = ctx.returns_20_squares / 20.0
         if variance > 0.0:
             # Lag-1 autocorrelation as the Pearson correlation of (r[t-1], r[t]) pairs.
             head, tail = recent[:-1], recent[1:]

@@ -121,8 +121,11 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     log_returns = ctx.terms[:, LOG_RETURN]
     realized: dict[int, float] = {}
     for n in REALIZED_WINDOWS:
-        if bars > n:
+        if n == 20 and bars > n:
+            realized[n] = math.sqrt(ctx.returns_20_squares / 19.0)
+        elif bars > n:
             realized[n] = stats.std(log_returns[-n:], ddof=1)
+        if n in realized:
             out[f"realized_vol_{n}"] = realized[n]
     if 10 in realized and 60 in realized and realized[60] > 0.0:
         out["vol_ratio_10_60"] = realized[10] / realized[60]
