@@ -39,6 +39,10 @@ assert SMA_PERIODS[0] == BOLLINGER_PERIOD
 _OWN_SMA_PERIODS = SMA_PERIODS[1:]
 
 
+# One bar's indicators without its stream: the open time, then the values in field order.
+_Values = tuple[int, *tuple[float | None, ...]]
+
+
 class RevisionOutOfRangeError(FailedPrecondition):
     """A revised bar is older than the ring keeps; the window must be rebuilt from storage."""
 
@@ -74,9 +78,12 @@ class IndicatorWindow:
         self.timeframe = timeframe
         self.bars = BarWindow(capacity)
         self._state = RecursiveState()
-        # _before[i] is the recursive state just before bars[i]; _results[i] its indicators.
+        # _before[i] is the recursive state just before bars[i]; _results[i] its indicators, as
+        # the open time and values only: tuples of numbers, which the garbage collector stops
+        # tracking (an Indicators object per kept bar was half the objects every full pass scans).
         self._before: deque[Snapshot] = deque(maxlen=capacity)
-        self._results: deque[Indicators] = deque(maxlen=capacity)
+        self._results: deque[_Values] = deque(maxlen=capacity)
+        self._latest: Indicators | None = None
 
     def __len__(self) -> int:
         return len(self.bars)
@@ -84,13 +91,13 @@ class IndicatorWindow:
     @property
     def latest(self) -> Indicators | None:
         """Return the indicators of the newest accepted bar, if any."""
-        return self._results[-1] if self._results else None
+        return self._latest
 
     def previous(self, offset: int = 1) -> Indicators | None:
         """Return the indicators `offset` bars before the newest, if still kept."""
         if offset >= len(self._results):
             return None
-        return self._results[-1 - offset]
+        return Indicators(self.instrument, self.timeframe, *self._results[-1 - offset])
 
     def update(self, bar: BarInput) -> IndicatorUpdate:
         """Feed a final bar (new, revised or late) and return the indicators it produced."""
@@ -123,6 +130,7 @@ class IndicatorWindow:
         for _ in range(len(self.bars) - position):
             self._before.pop()
             self._results.pop()
+        self._latest = self.previous(0)
         return self.bars.truncate(position)
 
     def append(self, bar: BarInput) -> Indicators:
@@ -162,30 +170,29 @@ class IndicatorWindow:
         volume_sma = None
         if count >= VOLUME_SMA_PERIOD:
             volume_sma = _last(talib.SMA(self.bars.volume[-VOLUME_SMA_PERIOD:], VOLUME_SMA_PERIOD))
-        result = Indicators(
-            instrument=self.instrument,
-            timeframe=self.timeframe,
-            open_time_ns=bar.open_time_ns,
-            rsi=recursive.rsi,
-            macd=recursive.macd,
-            macd_signal=recursive.macd_signal,
-            macd_histogram=recursive.macd_histogram,
-            bb_upper=bb_upper,
-            bb_middle=bb_middle,
-            bb_lower=bb_lower,
-            sma_20=bb_middle,
-            sma_50=smas[0],
-            sma_100=smas[1],
-            sma_200=smas[2],
-            ema_12=recursive.ema_12,
-            ema_26=recursive.ema_26,
-            ema_50=recursive.ema_50,
-            vwap=recursive.vwap,
-            stoch_k=stoch_k,
-            stoch_d=stoch_d,
-            atr=recursive.atr,
-            adx=recursive.adx,
-            volume_sma=volume_sma,
+        values: _Values = (
+            bar.open_time_ns,
+            recursive.rsi,
+            recursive.macd,
+            recursive.macd_signal,
+            recursive.macd_histogram,
+            bb_upper,
+            bb_middle,
+            bb_lower,
+            bb_middle,  # SMA 20
+            smas[0],
+            smas[1],
+            smas[2],
+            recursive.ema_12,
+            recursive.ema_26,
+            recursive.ema_50,
+            recursive.vwap,
+            stoch_k,
+            stoch_d,
+            recursive.atr,
+            recursive.adx,
+            volume_sma,
         )
-        self._results.append(result)
+        self._results.append(values)
+        self._latest = result = Indicators(self.instrument, self.timeframe, *values)
         return result
