@@ -104,9 +104,12 @@ def _median(values: FloatArray) -> float:
     # np.median costs ~10 us in wrappers per call; this runs on every final bar (price spikes).
     count = values.shape[0]
     half = count // 2
+    # The method on a copy is np.partition without its Python-level dispatch (~0.7 us a call).
+    middle = values.copy()
     if count % 2:
-        return float(np.partition(values, half)[half])
-    middle = np.partition(values, (half - 1, half))
+        middle.partition(half)
+        return float(middle[half])
+    middle.partition((half - 1, half))
     return (float(middle[half - 1]) + float(middle[half])) / 2
 
 
