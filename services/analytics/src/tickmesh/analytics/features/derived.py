@@ -20,6 +20,11 @@ _MOVING_AVERAGES = (
 )
 _SPREADS = (("sma_20", "sma_50", 50), ("sma_50", "sma_200", 200), ("ema_12", "ema_26", 26))
 _MACD_BARS = 34
+# Feature names built once rather than per bar.
+_DISTANCE_NAMES = tuple((name, f"{name}_distance") for name, _ in _MOVING_AVERAGES)
+_SPREAD_NAMES = tuple(
+    (fast, slow, f"{fast}_{slow.split('_')[1]}_spread") for fast, slow, _ in _SPREADS
+)
 
 SPECS: tuple[FeatureSpec, ...] = (
     *(
@@ -123,13 +128,14 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     indicators = ctx.indicators
     close = ctx.closes[-1]
     averages = {name: getattr(indicators, name) for name, _ in _MOVING_AVERAGES}
-    for name, value in averages.items():
+    for name, feature in _DISTANCE_NAMES:
+        value = averages[name]
         if value is not None and value != 0.0:
-            out[f"{name}_distance"] = close / value - 1.0
-    for fast, slow, _ in _SPREADS:
+            out[feature] = close / value - 1.0
+    for fast, slow, feature in _SPREAD_NAMES:
         fast_value, slow_value = averages[fast], averages[slow]
         if fast_value is not None and slow_value is not None and slow_value != 0.0:
-            out[f"{fast}_{slow.split('_')[1]}_spread"] = fast_value / slow_value - 1.0
+            out[feature] = fast_value / slow_value - 1.0
     if ctx.bars >= 25:
         earlier = float(ctx.close[-25:-5].sum()) / 20.0
         if earlier != 0.0:

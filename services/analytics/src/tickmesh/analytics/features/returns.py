@@ -13,6 +13,8 @@ from tickmesh.analytics.features.spec import FeatureSpec
 
 GROUP = "returns"
 HORIZONS = (1, 3, 5, 10, 20, 60)
+# (horizon, return name, log return name): names built once, not per bar.
+_HORIZON_NAMES = tuple((h, f"return_{h}", f"log_return_{h}") for h in HORIZONS)
 
 SPECS: tuple[FeatureSpec, ...] = (
     *(
@@ -72,10 +74,10 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     last = closes[-1]
     log_close = ctx.terms[:, LOG_CLOSE]
     last_log = float(log_close[-1])
-    for h in HORIZONS:
+    for h, simple_name, log_name in _HORIZON_NAMES:
         if bars > h:
-            out[f"return_{h}"] = divide(last, closes[-1 - h]) - 1.0
-            out[f"log_return_{h}"] = last_log - float(log_close[-1 - h])
+            out[simple_name] = divide(last, closes[-1 - h]) - 1.0
+            out[log_name] = last_log - float(log_close[-1 - h])
     opened = float(ctx.open[-1])
     out["intrabar_return"] = divide(last, opened) - 1.0
     if bars >= 2:

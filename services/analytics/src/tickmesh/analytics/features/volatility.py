@@ -20,6 +20,13 @@ GROUP_VOLATILITY = "volatility"
 GROUP_RANGE = "range"
 REALIZED_WINDOWS = (10, 20, 60)
 RANGE_WINDOWS = (10, 20)
+# Feature names by window, built once rather than per bar.
+_REALIZED_NAMES = {n: f"realized_vol_{n}" for n in REALIZED_WINDOWS}
+_RANGE_NAMES = {
+    n: (f"parkinson_vol_{n}", f"garman_klass_vol_{n}", f"rogers_satchell_vol_{n}")
+    for n in RANGE_WINDOWS
+}
+_DISTANCE_NAMES = {n: (f"high_distance_{n}", f"low_distance_{n}") for n in (20, 50)}
 _PARKINSON = 1.0 / (4.0 * math.log(2.0))
 
 SPECS: tuple[FeatureSpec, ...] = (
@@ -126,15 +133,16 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
         elif bars > n:
             realized[n] = stats.std(log_returns[-n:], ddof=1)
         if n in realized:
-            out[f"realized_vol_{n}"] = realized[n]
+            out[_REALIZED_NAMES[n]] = realized[n]
     if 10 in realized and 60 in realized and realized[60] > 0.0:
         out["vol_ratio_10_60"] = realized[10] / realized[60]
     for n in RANGE_WINDOWS:
         if bars >= n:
             sums = ctx.sums[n]
-            out[f"parkinson_vol_{n}"] = _sqrt(_PARKINSON * (sums[PARKINSON] / n))
-            out[f"garman_klass_vol_{n}"] = _sqrt(sums[GARMAN_KLASS] / n)
-            out[f"rogers_satchell_vol_{n}"] = _sqrt(sums[ROGERS_SATCHELL] / n)
+            parkinson, garman_klass, rogers_satchell = _RANGE_NAMES[n]
+            out[parkinson] = _sqrt(_PARKINSON * (sums[PARKINSON] / n))
+            out[garman_klass] = _sqrt(sums[GARMAN_KLASS] / n)
+            out[rogers_satchell] = _sqrt(sums[ROGERS_SATCHELL] / n)
     _ranges(ctx, out)
 
 
@@ -157,8 +165,9 @@ def _ranges(ctx: FeatureContext, out: dict[str, float]) -> None:
         if bars >= n:
             highest = float(high[-n:].max())
             lowest = float(low[-n:].min())
-            out[f"high_distance_{n}"] = divide(close, highest) - 1.0
-            out[f"low_distance_{n}"] = divide(close, lowest) - 1.0
+            high_name, low_name = _DISTANCE_NAMES[n]
+            out[high_name] = divide(close, highest) - 1.0
+            out[low_name] = divide(close, lowest) - 1.0
             if n == 20:
                 channel = highest - lowest
                 out["close_location_20"] = (close - lowest) / channel if channel > 0.0 else 0.5

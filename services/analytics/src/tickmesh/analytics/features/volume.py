@@ -17,6 +17,7 @@ from tickmesh.analytics.features.spec import FeatureSpec
 GROUP_VOLUME = "volume"
 GROUP_VWAP = "vwap"
 ZSCORE_WINDOWS = (20, 50)
+_ZSCORE_NAMES = tuple((n, f"volume_zscore_{n}") for n in ZSCORE_WINDOWS)
 
 SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec(
@@ -109,9 +110,9 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     out["log_volume"] = log_volume
     if bars >= 2:
         out["volume_change_1"] = log_volume - math.log1p(float(volume[-2]))
-    for n in ZSCORE_WINDOWS:
+    for n, name in _ZSCORE_NAMES:
         if bars >= n:
-            out[f"volume_zscore_{n}"] = stats.zscore_last(volume[-n:])
+            out[name] = stats.zscore_last(volume[-n:])
     if bars >= 20:
         twenty = ctx.sums[20]
         total = twenty[VOLUME]
