@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -25,6 +26,7 @@ from tickmesh.analytics.quality import (
     roll_up,
 )
 from tickmesh.analytics.quality.checks import robust_zscore
+from tickmesh.analytics.quality.recent_returns import RecentReturns
 from tickmesh.core.timeframes import from_label
 
 from .domain_helpers import TEST, XRPETH_SPOT
@@ -281,3 +283,15 @@ def test_robust_zscore_equals_the_numpy_median_formula(count: int) -> None:
         if sigma == 0.0:
             sigma = 1.2533 * float(deviations.mean())
         assert robust_zscore(list(history), value) == abs(value - median) / sigma
+
+
+def test_recent_returns_ring_keeps_the_last_values_like_a_bounded_deque() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.0, 0.01, 1000).tolist()
+    ring = RecentReturns(120, values[:50])
+    reference: deque[float] = deque(values[:50], maxlen=120)
+    for value in values[50:]:
+        ring.append(value)
+        reference.append(value)
+        assert ring.values.tolist() == list(reference)
+    assert len(ring) == 120

@@ -113,9 +113,13 @@ def _median(values: FloatArray) -> float:
     return (float(middle[half - 1]) + float(middle[half])) / 2
 
 
-def robust_zscore(history: Sequence[float], value: float) -> float | None:
+def robust_zscore(history: Sequence[float] | FloatArray, value: float) -> float | None:
     """Return |value - median| over the MAD-based sigma of `history`; None if it has no spread."""
-    values = np.fromiter(history, dtype=np.float64, count=len(history))
+    values = (
+        history
+        if isinstance(history, np.ndarray)
+        else np.fromiter(history, dtype=np.float64, count=len(history))
+    )
     median = _median(values)
     deviations = np.abs(values - median)
     sigma = _MAD_TO_SIGMA * _median(deviations)

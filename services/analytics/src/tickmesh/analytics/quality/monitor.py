@@ -47,6 +47,7 @@ from tickmesh.analytics.quality.checks import (
     trade_order_anomalies,
 )
 from tickmesh.analytics.quality.cross_timeframe import cross_timeframe_anomaly
+from tickmesh.analytics.quality.recent_returns import RecentReturns
 from tickmesh.analytics.results import Anomaly, Quality
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import NS_PER_MINUTE, TimeframeSpec
@@ -121,7 +122,7 @@ class QualityMonitor:
         self._observed: deque[_Observed] = deque()
         self._base = _Base()
         self._anomalies: deque[Anomaly] = deque(maxlen=config.max_anomalies)
-        self._returns: deque[float] = deque(maxlen=config.window_bars)
+        self._returns = RecentReturns(config.window_bars)
         self._last_open_ns: int | None = None
         self._last_close: float | None = None
         self._cross_checked_ns: int | None = None
@@ -227,7 +228,7 @@ class QualityMonitor:
     def _spike(self, open_time_ns: int, log_return: float) -> Anomaly | None:
         history = self._returns
         score = (
-            robust_zscore(history, log_return)
+            robust_zscore(history.values, log_return)
             if len(history) >= self.config.spike_min_returns
             else None
         )
@@ -280,7 +281,7 @@ class QualityMonitor:
         )
         self._last_close = base.last_close
         self._cross_checked_ns = base.cross_checked_ns
-        self._returns = deque(base.returns, maxlen=self.config.window_bars)
+        self._returns = RecentReturns(self.config.window_bars, base.returns)
         for kept in self._observed:
             if kept.close is not None:
                 self._last_close = kept.close
