@@ -27,7 +27,8 @@ ABS_CHANGE = 10
 UP_RETURN = 11
 VOLUME = 12
 TAKER_BUY_VOLUME = 13
-TERMS = 14
+CLOSE = 14
+TERMS = 15
 
 _GARMAN_KLASS = 2.0 * math.log(2.0) - 1.0
 _NAN = math.nan
@@ -95,4 +96,5 @@ def bar_terms(
         1.0 if log_return > 0.0 else 0.0,
         volume,
         taker_buy_volume,
+        close,
     )

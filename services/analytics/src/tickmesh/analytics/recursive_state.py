@@ -44,7 +44,8 @@ def _true_range(high: float, low: float, previous_close: float) -> float:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and one is made per bar.
+@dataclass(slots=True)
 class RecursiveValues:
     """The recursive indicators after one bar; None during each one's warm-up."""
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tickmesh.analytics.bar_terms import LOG_RETURN
+from tickmesh.analytics.bar_terms import CLOSE, DOLLAR_VOLUME, LOG_RETURN, VOLUME
 from tickmesh.analytics.bars_window import BarWindow, FloatArray
 from tickmesh.analytics.features import stats
 from tickmesh.analytics.results import Indicators
@@ -15,9 +15,12 @@ from tickmesh.analytics.results import Indicators
 TAIL_BARS = 61
 # The windows whose per-term sums (rows of bar_terms summed) features read.
 SUM_WINDOWS = (5, 10, 20)
+# The terms whose last value features take as a z-score against the last 20 bars.
+ZSCORE_TERMS = (CLOSE, VOLUME, DOLLAR_VOLUME)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and one is made per bar.
+@dataclass(slots=True)
 class FeatureContext:
     """Bars up to and including bar t (never later) as numpy tails and Python lists, plus the indicators at t and t-1.
 
@@ -25,6 +28,8 @@ class FeatureContext:
     bars (present once there are n bars): one numpy call per window instead of one per term.
     `returns_20` are the last 20 one-bar log returns minus their mean and `returns_20_squares`
     their sum of squares (once there are 21 bars), shared by the return and volatility features.
+    `zscores_20[term]` is the newest value's z-score against the last 20 bars (population
+    stdev, 0 if constant) for the ZSCORE_TERMS: one 20 x 3 block instead of three windows.
     """
 
     open_time_ns: int
@@ -39,6 +44,7 @@ class FeatureContext:
     sums: dict[int, list[float]]
     returns_20: FloatArray | None
     returns_20_squares: float
+    zscores_20: dict[int, float]
     indicators: Indicators
     previous: Indicators | None
 
@@ -62,6 +68,14 @@ def build_context(
         recent = terms[-20:, LOG_RETURN]
         returns_20 = recent - stats.mean(recent)
         squares = float(np.dot(returns_20, returns_20))
+    zscores: dict[int, float] = {}
+    if count >= 20:
+        block = terms[-20:, ZSCORE_TERMS]
+        means = block.sum(axis=0) / 20.0
+        centred = block - means
+        spreads = np.sqrt((centred * centred).sum(axis=0) / 20.0).tolist()
+        for term, last, spread in zip(ZSCORE_TERMS, centred[-1].tolist(), spreads, strict=True):
+            zscores[term] = last / spread if spread > 0.0 else 0.0
     return FeatureContext(
         open_time_ns=int(window.open_time[-1]),
         open=window.open[-TAIL_BARS:],
@@ -75,6 +89,7 @@ def build_context(
         sums=sums,
         returns_20=returns_20,
         returns_20_squares=squares,
+        zscores_20=zscores,
         indicators=indicators,
         previous=previous,
     )

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from tickmesh.analytics.bar_terms import ABS_CHANGE, LOG_CLOSE, LOG_RETURN, UP_RETURN, divide
+from tickmesh.analytics.bar_terms import ABS_CHANGE, CLOSE, LOG_CLOSE, LOG_RETURN, UP_RETURN, divide
 from tickmesh.analytics.features import stats
 from tickmesh.analytics.features.context import FeatureContext
 from tickmesh.analytics.features.spec import FeatureSpec
@@ -100,6 +100,5 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
                 out["return_autocorr_20"] = float(np.dot(head_c, tail_c)) / denominator
             out["return_skew_20"] = float(np.dot(centred * centred, centred)) / 20.0 / variance**1.5
     if bars >= 20:
-        window = ctx.close[-20:]
-        out["close_zscore_20"] = stats.zscore_last(window)
+        out["close_zscore_20"] = ctx.zscores_20[CLOSE]
         out["drawdown_20"] = divide(last, max(closes[-20:])) - 1.0

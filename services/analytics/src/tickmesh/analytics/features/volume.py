@@ -17,7 +17,6 @@ from tickmesh.analytics.features.spec import FeatureSpec
 GROUP_VOLUME = "volume"
 GROUP_VWAP = "vwap"
 ZSCORE_WINDOWS = (20, 50)
-_ZSCORE_NAMES = tuple((n, f"volume_zscore_{n}") for n in ZSCORE_WINDOWS)
 
 SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec(
@@ -110,9 +109,10 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     out["log_volume"] = log_volume
     if bars >= 2:
         out["volume_change_1"] = log_volume - math.log1p(float(volume[-2]))
-    for n, name in _ZSCORE_NAMES:
-        if bars >= n:
-            out[name] = stats.zscore_last(volume[-n:])
+    if bars >= 20:
+        out["volume_zscore_20"] = ctx.zscores_20[VOLUME]
+    if bars >= 50:
+        out["volume_zscore_50"] = stats.zscore_last(volume[-50:])
     if bars >= 20:
         twenty = ctx.sums[20]
         total = twenty[VOLUME]
@@ -120,7 +120,7 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
             out["volume_ratio_5_20"] = (ctx.sums[5][VOLUME] / 5.0) / (total / 20.0)
             out["signed_volume_ratio_20"] = twenty[SIGNED_VOLUME] / total
             out["taker_buy_ratio_20"] = twenty[TAKER_BUY_VOLUME] / total
-        out["dollar_volume_zscore_20"] = stats.zscore_last(ctx.terms[-20:, DOLLAR_VOLUME])
+        out["dollar_volume_zscore_20"] = ctx.zscores_20[DOLLAR_VOLUME]
     indicators = ctx.indicators
     if indicators.volume_sma is not None and indicators.volume_sma > 0.0:
         out["volume_ratio_sma_20"] = last / indicators.volume_sma
