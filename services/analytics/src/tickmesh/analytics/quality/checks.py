@@ -21,10 +21,27 @@ CHECK_OHLC = "ohlc_consistency"
 CHECK_NON_FINITE = "non_finite"
 CHECK_CROSS_TIMEFRAME = "cross_timeframe"
 
+_INF = math.inf
 # Scales the median absolute deviation to a normal stdev.
 _MAD_TO_SIGMA = 1.4826
 # Scales the mean absolute deviation to a normal stdev (sqrt(pi/2)), the fallback when MAD is 0.
 _MEAN_AD_TO_SIGMA = 1.2533
+
+
+def is_clean(bar: BarInput) -> bool:
+    """True when no per-bar check can fire: finite positive prices within high/low, volume, no dropped trades.
+
+    Nearly every bar is; the checks below build their findings only for the others.
+    """
+    low, high = bar.low, bar.high
+    # NaN fails every comparison, so it is never clean; high < inf bounds all four prices.
+    return (
+        0.0 < low <= bar.open <= high < _INF
+        and low <= bar.close <= high
+        and 0.0 < bar.volume < _INF
+        and bar.duplicate_trades == 0
+        and bar.out_of_order_trades == 0
+    )
 
 
 def non_finite_anomaly(bar: BarInput) -> Anomaly | None:

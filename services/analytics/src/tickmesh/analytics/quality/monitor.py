@@ -40,6 +40,7 @@ from tickmesh.analytics.quality.checks import (
     CHECK_SPIKES,
     CHECK_STALE,
     gap_anomaly,
+    is_clean,
     non_finite_anomaly,
     non_positive_anomaly,
     ohlc_anomaly,
@@ -138,14 +139,16 @@ class QualityMonitor:
         later = self._rewind(bar.open_time_ns)
         local: list[Anomaly] = []
         duration = self.timeframe.duration_ns
-        non_finite = non_finite_anomaly(bar)
-        if non_finite is not None:
-            local.append(non_finite)
-        else:
-            for check in (non_positive_anomaly(bar), ohlc_anomaly(bar)):
-                if check is not None:
-                    local.append(check)
-        local.extend(trade_order_anomalies(bar))
+        non_finite = None
+        if not is_clean(bar):
+            non_finite = non_finite_anomaly(bar)
+            if non_finite is not None:
+                local.append(non_finite)
+            else:
+                for check in (non_positive_anomaly(bar), ohlc_anomaly(bar)):
+                    if check is not None:
+                        local.append(check)
+            local.extend(trade_order_anomalies(bar))
         cross_checked = False
         if minute_bars and duration > NS_PER_MINUTE and non_finite is None:
             cross_checked, mismatch = cross_timeframe_anomaly(bar, minute_bars, duration)
