@@ -13,9 +13,11 @@ figure on a shared box (wall-clock percentiles include the other processes' turn
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +61,30 @@ def random_walks(symbols: int, bars: int, seed: int) -> list[list[BarInput]]:
     ]
 
 
+class GcClock:
+    """Wall time the garbage collector spends per generation while installed (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.passes = [0, 0, 0]
+        self._began = 0.0
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._observe)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._observe)
+
+    def _observe(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        generation = int(info["generation"])
+        self.seconds[generation] += time.perf_counter() - self._began
+        self.passes[generation] += 1
+
+
 def main(argv: Sequence[str] = ()) -> list[Figure]:
     """Run the benchmark, print p50/p99 ms per symbol-bar and bars/s, return them as figures."""
     parser = argparse.ArgumentParser(description="analytics per symbol-bar benchmark")
@@ -88,15 +114,16 @@ def main(argv: Sequence[str] = ()) -> list[Figure]:
     burst_cpu_ms: list[float] = []
     features_seen = 0
     measured_start = time.perf_counter()
-    for t in range(args.warmup, args.warmup + args.bars):
-        burst_start = time.process_time()
-        for stream, walk in zip(streams, walks, strict=True):
-            bar = walk[t]
-            began = time.perf_counter_ns()
-            result = stream.on_bar(bar, bar.open_time_ns + NS_PER_MINUTE)
-            latencies_ns.append(time.perf_counter_ns() - began)
-            features_seen = len(result.features[0].values)
-        burst_cpu_ms.append((time.process_time() - burst_start) * 1e3)
+    with GcClock() as collector:
+        for t in range(args.warmup, args.warmup + args.bars):
+            burst_start = time.process_time()
+            for stream, walk in zip(streams, walks, strict=True):
+                bar = walk[t]
+                began = time.perf_counter_ns()
+                result = stream.on_bar(bar, bar.open_time_ns + NS_PER_MINUTE)
+                latencies_ns.append(time.perf_counter_ns() - began)
+                features_seen = len(result.features[0].values)
+            burst_cpu_ms.append((time.process_time() - burst_start) * 1e3)
     measured_seconds = time.perf_counter() - measured_start
 
     latencies_ms = np.array(latencies_ns, dtype=np.float64) / 1e6
@@ -116,7 +143,8 @@ def main(argv: Sequence[str] = ()) -> list[Figure]:
         f"throughput: {throughput:,.0f} bars/s on one core "
         f"({count} symbol-bars in {measured_seconds:.2f} s; 2,000 symbols x 1 bar/min needs 33 bars/s)\n"
         f"burst of {args.symbols} bars (one minute close): CPU {bursts} ms; "
-        f"{cpu_us:.1f} CPU-us per symbol-bar\n"
+        f"{cpu_us:.1f} CPU-us per symbol-bar; garbage collection "
+        f"{sum(collector.seconds) * 1e3:.0f} ms in passes by generation {collector.passes}\n"
     )
     return [
         Figure("analytics p50 per symbol-bar", p50, "ms"),
