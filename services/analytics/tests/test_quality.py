@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -24,7 +27,15 @@ from tickmesh.analytics.quality import (
     cross_timeframe_anomaly,
     roll_up,
 )
-from tickmesh.analytics.quality.checks import robust_zscore
+from tickmesh.analytics.quality.checks import (
+    is_clean,
+    non_finite_anomaly,
+    non_positive_anomaly,
+    ohlc_anomaly,
+    robust_zscore,
+    trade_order_anomalies,
+)
+from tickmesh.analytics.quality.recent_returns import RecentReturns
 from tickmesh.core.timeframes import from_label
 
 from .domain_helpers import TEST, XRPETH_SPOT
@@ -281,3 +292,34 @@ def test_robust_zscore_equals_the_numpy_median_formula(count: int) -> None:
         if sigma == 0.0:
             sigma = 1.2533 * float(deviations.mean())
         assert robust_zscore(list(history), value) == abs(value - median) / sigma
+
+
+def test_recent_returns_ring_keeps_the_last_values_like_a_bounded_deque() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.0, 0.01, 1000).tolist()
+    ring = RecentReturns(120, values[:50])
+    reference: deque[float] = deque(values[:50], maxlen=120)
+    for value in values[50:]:
+        ring.append(value)
+        reference.append(value)
+        assert ring.values.tolist() == list(reference)
+    assert len(ring) == 120
+
+
+def test_is_clean_bar_implies_no_per_bar_check_fires(make_random_walk: Walk) -> None:
+    odd = (0.0, -1.0, math.nan, math.inf, 99.0, 101.0, 100.0)
+    bars = [
+        replace(base, open=o, high=h, low=lo, volume=v, duplicate_trades=d)
+        for base in make_random_walk(4, 9)
+        for o, h, lo in itertools.product(odd, repeat=3)
+        for v in (0.0, 2.0, math.nan)
+        for d in (0, 1)
+    ]
+    clean = [bar for bar in bars if is_clean(bar)]
+    assert 0 < len(clean) < len(bars)
+    for bar in clean:
+        assert non_finite_anomaly(bar) is None
+        assert non_positive_anomaly(bar) is None
+        assert ohlc_anomaly(bar) is None
+        assert trade_order_anomalies(bar) == []
+    assert all(is_clean(bar) for bar in make_random_walk(200, 10))

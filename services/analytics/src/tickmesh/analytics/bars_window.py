@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from tickmesh.analytics.bar_terms import TERMS, bar_terms
 from tickmesh.analytics.bars import BarInput
 
 FloatArray = npt.NDArray[np.float64]
@@ -15,7 +16,8 @@ class BarWindow:
     """The last `capacity` bars in time order; column views are contiguous so TA-Lib reads them in place.
 
     Storage is twice the capacity and is compacted only when the end is reached, so an
-    append is amortised O(1) and every view stays one contiguous slice.
+    append is amortised O(1) and every view stays one contiguous slice. Each bar's feature
+    terms (see bar_terms) are kept as one row of `terms`, computed when the bar is appended.
     """
 
     __slots__ = (
@@ -28,6 +30,7 @@ class BarWindow:
         "_quote_volume",
         "_start",
         "_taker_buy_volume",
+        "_terms",
         "_trade_count",
         "_volume",
         "capacity",
@@ -47,6 +50,7 @@ class BarWindow:
         self._quote_volume: FloatArray = np.zeros(size)
         self._trade_count: FloatArray = np.zeros(size)
         self._taker_buy_volume: FloatArray = np.zeros(size)
+        self._terms: FloatArray = np.zeros((size, TERMS))
         self._start = 0
         self._end = 0
 
@@ -58,6 +62,16 @@ class BarWindow:
         if self._end == self._open.shape[0]:
             self._compact()
         end = self._end
+        previous_close = float(self._close[end - 1]) if end > self._start else None
+        self._terms[end] = bar_terms(
+            bar.open,
+            bar.high,
+            bar.low,
+            bar.close,
+            bar.volume,
+            bar.taker_buy_volume,
+            previous_close,
+        )
         self._open_time[end] = bar.open_time_ns
         self._open[end] = bar.open
         self._high[end] = bar.high
@@ -89,7 +103,12 @@ class BarWindow:
             self._quote_volume,
             self._trade_count,
             self._taker_buy_volume,
+            self._terms,
         )
+
+    def newest_open_time_ns(self) -> int:
+        """Return the open time of the newest bar (the window must not be empty)."""
+        return int(self._open_time[self._end - 1])
 
     def index_at_or_after(self, open_time_ns: int) -> int:
         """Return the position of the first bar opening at or after `open_time_ns` (len if none)."""
@@ -162,3 +181,8 @@ class BarWindow:
     def trade_count(self) -> FloatArray:
         """Trade counts as floats, oldest first."""
         return self._trade_count[self._start : self._end]
+
+    @property
+    def terms(self) -> FloatArray:
+        """Feature terms, one row per bar (columns in bar_terms), oldest first."""
+        return self._terms[self._start : self._end]

@@ -10,15 +10,16 @@ replays the bars after it.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
-import numpy as np
 import talib
 from talib._ta_lib import MA_Type
 
 from tickmesh.analytics.bars import BarInput, rejection_reason
 from tickmesh.analytics.bars_window import BarWindow, FloatArray
-from tickmesh.analytics.recursive_state import RecursiveState
+from tickmesh.analytics.recursive_state import RecursiveState, Snapshot
 from tickmesh.analytics.results import Indicators
 from tickmesh.core.errors import FailedPrecondition
 from tickmesh.core.instruments import InstrumentId
@@ -35,6 +36,26 @@ MIN_CAPACITY = max(SMA_PERIODS)
 DEFAULT_CAPACITY = 320
 
 _STOCH_SPAN = STOCH_FASTK + STOCH_SLOWK + STOCH_SLOWD - 2
+# SMA 20 is BBANDS' middle band (TA-Lib computes it the same way), so it is not called twice.
+assert SMA_PERIODS[0] == BOLLINGER_PERIOD
+_OWN_SMA_PERIODS = SMA_PERIODS[1:]
+
+
+def _unwrapped(function: Callable[..., Any]) -> Callable[..., Any]:
+    """TA-Lib's C function without the wrapper it adds when pandas or polars is importable.
+
+    That wrapper scans every argument for a Series, ~1 us a call, six calls a bar; the
+    numpy arrays here never are one.
+    """
+    return cast("Callable[..., Any]", getattr(function, "__wrapped__", function))
+
+
+_SMA = _unwrapped(talib.SMA)
+_BBANDS = _unwrapped(talib.BBANDS)
+_STOCH = _unwrapped(talib.STOCH)
+
+# One bar's indicators without its stream: the open time, then the values in field order.
+_Values = tuple[int, *tuple[float | None, ...]]
 
 
 class RevisionOutOfRangeError(FailedPrecondition):
@@ -56,7 +77,8 @@ class IndicatorUpdate:
 
 def _last(values: FloatArray) -> float | None:
     value = float(values[-1])
-    return None if np.isnan(value) else value
+    # NaN is the only float unequal to itself; np.isnan on a Python float costs ~0.5 us a call.
+    return None if value != value else value
 
 
 class IndicatorWindow:
@@ -71,9 +93,12 @@ class IndicatorWindow:
         self.timeframe = timeframe
         self.bars = BarWindow(capacity)
         self._state = RecursiveState()
-        # _before[i] is the recursive state just before bars[i]; _results[i] its indicators.
-        self._before: deque[RecursiveState] = deque(maxlen=capacity)
-        self._results: deque[Indicators] = deque(maxlen=capacity)
+        # _before[i] is the recursive state just before bars[i]; _results[i] its indicators, as
+        # the open time and values only: tuples of numbers, which the garbage collector stops
+        # tracking (an Indicators object per kept bar was half the objects every full pass scans).
+        self._before: deque[Snapshot] = deque(maxlen=capacity)
+        self._results: deque[_Values] = deque(maxlen=capacity)
+        self._latest: Indicators | None = None
 
     def __len__(self) -> int:
         return len(self.bars)
@@ -81,13 +106,13 @@ class IndicatorWindow:
     @property
     def latest(self) -> Indicators | None:
         """Return the indicators of the newest accepted bar, if any."""
-        return self._results[-1] if self._results else None
+        return self._latest
 
     def previous(self, offset: int = 1) -> Indicators | None:
         """Return the indicators `offset` bars before the newest, if still kept."""
         if offset >= len(self._results):
             return None
-        return self._results[-1 - offset]
+        return Indicators(self.instrument, self.timeframe, *self._results[-1 - offset])
 
     def update(self, bar: BarInput) -> IndicatorUpdate:
         """Feed a final bar (new, revised or late) and return the indicators it produced."""
@@ -104,34 +129,39 @@ class IndicatorWindow:
 
         Raises RevisionOutOfRangeError when that point is older than the ring keeps.
         """
-        position = self.bars.index_at_or_after(open_time_ns)
-        if position == len(self.bars):
+        bars = self.bars
+        # The common case, a new bar after the newest, needs no search.
+        if not len(bars) or open_time_ns > bars.newest_open_time_ns():
+            return []
+        position = bars.index_at_or_after(open_time_ns)
+        if position == len(bars):
             return []
         dropped_history = self._state.count > len(self.bars)
         if position == 0 and dropped_history and open_time_ns < int(self.bars.open_time[0]):
             raise RevisionOutOfRangeError(
                 f"{self.instrument}: bar at {open_time_ns} is older than the {len(self.bars)} bars kept"
             )
-        self._state = self._before[position]
+        self._state.restore(self._before[position])
         for _ in range(len(self.bars) - position):
             self._before.pop()
             self._results.pop()
+        self._latest = self.previous(0)
         return self.bars.truncate(position)
 
     def append(self, bar: BarInput) -> Indicators:
         """Add an accepted bar after the newest one and return its indicators (no validation)."""
-        self._before.append(self._state.clone())
+        self._before.append(self._state.snapshot())
         recursive = self._state.update(bar.open_time_ns, bar.high, bar.low, bar.close, bar.volume)
         self.bars.append(bar)
         close = self.bars.close
         count = close.shape[0]
         smas = [
-            _last(talib.SMA(close[-period:], period)) if count >= period else None
-            for period in SMA_PERIODS
+            _last(_SMA(close[-period:], period)) if count >= period else None
+            for period in _OWN_SMA_PERIODS
         ]
         bb_upper = bb_middle = bb_lower = None
         if count >= BOLLINGER_PERIOD:
-            upper, middle, lower = talib.BBANDS(
+            upper, middle, lower = _BBANDS(
                 close[-BOLLINGER_PERIOD:],
                 BOLLINGER_PERIOD,
                 BOLLINGER_DEVIATIONS,
@@ -141,7 +171,7 @@ class IndicatorWindow:
             bb_upper, bb_middle, bb_lower = _last(upper), _last(middle), _last(lower)
         stoch_k = stoch_d = None
         if count >= _STOCH_SPAN:
-            slow_k, slow_d = talib.STOCH(
+            slow_k, slow_d = _STOCH(
                 self.bars.high[-_STOCH_SPAN:],
                 self.bars.low[-_STOCH_SPAN:],
                 close[-_STOCH_SPAN:],
@@ -154,31 +184,30 @@ class IndicatorWindow:
             stoch_k, stoch_d = _last(slow_k), _last(slow_d)
         volume_sma = None
         if count >= VOLUME_SMA_PERIOD:
-            volume_sma = _last(talib.SMA(self.bars.volume[-VOLUME_SMA_PERIOD:], VOLUME_SMA_PERIOD))
-        result = Indicators(
-            instrument=self.instrument,
-            timeframe=self.timeframe,
-            open_time_ns=bar.open_time_ns,
-            rsi=recursive.rsi,
-            macd=recursive.macd,
-            macd_signal=recursive.macd_signal,
-            macd_histogram=recursive.macd_histogram,
-            bb_upper=bb_upper,
-            bb_middle=bb_middle,
-            bb_lower=bb_lower,
-            sma_20=smas[0],
-            sma_50=smas[1],
-            sma_100=smas[2],
-            sma_200=smas[3],
-            ema_12=recursive.ema_12,
-            ema_26=recursive.ema_26,
-            ema_50=recursive.ema_50,
-            vwap=recursive.vwap,
-            stoch_k=stoch_k,
-            stoch_d=stoch_d,
-            atr=recursive.atr,
-            adx=recursive.adx,
-            volume_sma=volume_sma,
+            volume_sma = _last(_SMA(self.bars.volume[-VOLUME_SMA_PERIOD:], VOLUME_SMA_PERIOD))
+        values: _Values = (
+            bar.open_time_ns,
+            recursive.rsi,
+            recursive.macd,
+            recursive.macd_signal,
+            recursive.macd_histogram,
+            bb_upper,
+            bb_middle,
+            bb_lower,
+            bb_middle,  # SMA 20
+            smas[0],
+            smas[1],
+            smas[2],
+            recursive.ema_12,
+            recursive.ema_26,
+            recursive.ema_50,
+            recursive.vwap,
+            stoch_k,
+            stoch_d,
+            recursive.atr,
+            recursive.adx,
+            volume_sma,
         )
-        self._results.append(result)
+        self._results.append(values)
+        self._latest = result = Indicators(self.instrument, self.timeframe, *values)
         return result

@@ -24,6 +24,9 @@ MACD_SLOW = 26
 MACD_SIGNAL = 9
 EMA_PERIODS = (12, 26, 50)
 
+# RecursiveState.snapshot(): the bar count, the session day and every float, in a fixed order.
+Snapshot = tuple[int, int, tuple[float, ...]]
+
 
 def _is_zero(value: float) -> bool:
     return -_TA_EPSILON < value < _TA_EPSILON
@@ -41,7 +44,8 @@ def _true_range(high: float, low: float, previous_close: float) -> float:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and one is made per bar.
+@dataclass(slots=True)
 class RecursiveValues:
     """The recursive indicators after one bar; None during each one's warm-up."""
 
@@ -68,12 +72,6 @@ class _Ema:
         self.k = 2.0 / (period + 1)
         self.sum = 0.0
         self.value = 0.0
-
-    def clone(self) -> _Ema:
-        other = _Ema.__new__(_Ema)
-        other.period, other.first_index, other.k = self.period, self.first_index, self.k
-        other.sum, other.value = self.sum, self.value
-        return other
 
     def update(self, index: int, x: float) -> float | None:
         """Feed the input at series position `index`; return the EMA once seeded."""
@@ -140,16 +138,81 @@ class RecursiveState:
         self.session_pv = 0.0
         self.session_volume = 0.0
 
-    def clone(self) -> RecursiveState:
-        """Return an independent copy (the snapshot kept to replay from a revised bar)."""
-        other = RecursiveState.__new__(RecursiveState)
-        for name in RecursiveState.__slots__:
-            setattr(other, name, getattr(self, name))
-        other.emas = tuple(ema.clone() for ema in self.emas)
-        other.macd_slow = self.macd_slow.clone()
-        other.macd_fast = self.macd_fast.clone()
-        other.macd_signal = self.macd_signal.clone()
-        return other
+    def snapshot(self) -> Snapshot:
+        """Return the mutable state as plain numbers (the snapshot kept to replay from a revised bar).
+
+        Tuples of numbers are objects the garbage collector stops tracking, where a cloned
+        object graph was six tracked objects per kept bar that every full GC pass scanned.
+        """
+        emas = self.emas
+        return (
+            self.count,
+            self.session_day,
+            (
+                self.gain,
+                self.loss,
+                self.atr_sum,
+                self.atr,
+                self.plus_dm,
+                self.minus_dm,
+                self.smoothed_tr,
+                self.dx_sum,
+                self.adx,
+                self.previous_close,
+                self.previous_high,
+                self.previous_low,
+                self.session_pv,
+                self.session_volume,
+                emas[0].sum,
+                emas[0].value,
+                emas[1].sum,
+                emas[1].value,
+                emas[2].sum,
+                emas[2].value,
+                self.macd_slow.sum,
+                self.macd_slow.value,
+                self.macd_fast.sum,
+                self.macd_fast.value,
+                self.macd_signal.sum,
+                self.macd_signal.value,
+            ),
+        )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Return to the state a `snapshot` was taken in."""
+        emas = self.emas
+        (
+            self.count,
+            self.session_day,
+            (
+                self.gain,
+                self.loss,
+                self.atr_sum,
+                self.atr,
+                self.plus_dm,
+                self.minus_dm,
+                self.smoothed_tr,
+                self.dx_sum,
+                self.adx,
+                self.previous_close,
+                self.previous_high,
+                self.previous_low,
+                self.session_pv,
+                self.session_volume,
+                emas[0].sum,
+                emas[0].value,
+                emas[1].sum,
+                emas[1].value,
+                emas[2].sum,
+                emas[2].value,
+                self.macd_slow.sum,
+                self.macd_slow.value,
+                self.macd_fast.sum,
+                self.macd_fast.value,
+                self.macd_signal.sum,
+                self.macd_signal.value,
+            ),
+        ) = snapshot
 
     def update(
         self, open_time_ns: int, high: float, low: float, close: float, volume: float

@@ -33,12 +33,15 @@ def feature_values(
     window: BarWindow, indicators: Indicators, previous: Indicators | None
 ) -> dict[str, float]:
     """Return the features of the newest bar in `window`; undefined or too-early ones are absent."""
-    context = build_context(window, indicators, previous)
     out: dict[str, float] = {}
     # Zero or negative prices make logs and ratios inf/NaN; those features are dropped below.
     with np.errstate(all="ignore"):
+        context = build_context(window, indicators, previous)
         for _, compute in _GROUPS:
             compute(context, out)
+    # A finite total means every value is finite (one NaN or inf would make it NaN or inf).
+    if math.isfinite(sum(out.values())):
+        return out
     return {name: value for name, value in out.items() if math.isfinite(value)}
 
 

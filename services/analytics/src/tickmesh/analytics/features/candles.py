@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from tickmesh.analytics.bar_terms import BODY_RATIO, BULLISH, RANGE
 from tickmesh.analytics.features.context import FeatureContext
 from tickmesh.analytics.features.spec import FeatureSpec
 
@@ -59,30 +58,29 @@ SPECS: tuple[FeatureSpec, ...] = (
 
 def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     """Add the candle-shape features that have enough history to `out`."""
-    span = min(ctx.bars, 10)
-    opens, highs, lows, closes = (
-        ctx.open[-span:],
-        ctx.high[-span:],
-        ctx.low[-span:],
-        ctx.close[-span:],
+    last = ctx.last
+    width = last[RANGE]
+    opened, high, low, close = (
+        float(ctx.open[-1]),
+        float(ctx.high[-1]),
+        float(ctx.low[-1]),
+        ctx.closes[-1],
     )
-    ranges = highs - lows
-    flat = ranges <= 0.0
-    # A flat bar has no shape; divide by 1 there and report the documented neutral value.
-    safe = np.where(flat, 1.0, ranges)
-    bodies = np.where(flat, 0.0, np.abs(closes - opens) / safe)
-    top = np.maximum(opens, closes)
-    bottom = np.minimum(opens, closes)
-    upper = float(highs[-1] - top[-1])
-    lower = float(bottom[-1] - lows[-1])
-    width = float(safe[-1])
-    is_flat = bool(flat[-1])
-    out["body_ratio"] = float(bodies[-1])
-    out["upper_wick_ratio"] = 0.0 if is_flat else upper / width
-    out["lower_wick_ratio"] = 0.0 if is_flat else lower / width
-    out["wick_imbalance"] = 0.0 if is_flat else (upper - lower) / width
-    out["close_location"] = 0.5 if is_flat else float(closes[-1] - lows[-1]) / width
-    out["body_direction"] = float(np.sign(closes[-1] - opens[-1]))
+    out["body_ratio"] = last[BODY_RATIO]
+    # A flat bar has no shape: the documented neutral values.
+    if width <= 0.0:
+        out["upper_wick_ratio"] = out["lower_wick_ratio"] = out["wick_imbalance"] = 0.0
+        out["close_location"] = 0.5
+    else:
+        upper = high - max(opened, close)
+        lower = min(opened, close) - low
+        out["upper_wick_ratio"] = upper / width
+        out["lower_wick_ratio"] = lower / width
+        out["wick_imbalance"] = (upper - lower) / width
+        out["close_location"] = (close - low) / width
+    move = close - opened
+    out["body_direction"] = 1.0 if move > 0.0 else -1.0 if move < 0.0 else 0.0
     if ctx.bars >= 10:
-        out["body_ratio_mean_10"] = float(bodies.sum()) / 10.0
-        out["bullish_share_10"] = float(np.count_nonzero(closes > opens)) / 10.0
+        ten = ctx.sums[10]
+        out["body_ratio_mean_10"] = ten[BODY_RATIO] / 10.0
+        out["bullish_share_10"] = ten[BULLISH] / 10.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tickmesh.analytics.bar_terms import RANGE
 from tickmesh.analytics.features.context import FeatureContext
 from tickmesh.analytics.features.spec import FeatureSpec
 
@@ -19,6 +20,11 @@ _MOVING_AVERAGES = (
 )
 _SPREADS = (("sma_20", "sma_50", 50), ("sma_50", "sma_200", 200), ("ema_12", "ema_26", 26))
 _MACD_BARS = 34
+# Feature names built once rather than per bar.
+_DISTANCE_NAMES = tuple((name, f"{name}_distance") for name, _ in _MOVING_AVERAGES)
+_SPREAD_NAMES = tuple(
+    (fast, slow, f"{fast}_{slow.split('_')[1]}_spread") for fast, slow, _ in _SPREADS
+)
 
 SPECS: tuple[FeatureSpec, ...] = (
     *(
@@ -120,15 +126,16 @@ SPECS: tuple[FeatureSpec, ...] = (
 def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     """Add the indicator-derived features whose indicators have values to `out`."""
     indicators = ctx.indicators
-    close = float(ctx.close[-1])
+    close = ctx.closes[-1]
     averages = {name: getattr(indicators, name) for name, _ in _MOVING_AVERAGES}
-    for name, value in averages.items():
+    for name, feature in _DISTANCE_NAMES:
+        value = averages[name]
         if value is not None and value != 0.0:
-            out[f"{name}_distance"] = close / value - 1.0
-    for fast, slow, _ in _SPREADS:
+            out[feature] = close / value - 1.0
+    for fast, slow, feature in _SPREAD_NAMES:
         fast_value, slow_value = averages[fast], averages[slow]
         if fast_value is not None and slow_value is not None and slow_value != 0.0:
-            out[f"{fast}_{slow.split('_')[1]}_spread"] = fast_value / slow_value - 1.0
+            out[feature] = fast_value / slow_value - 1.0
     if ctx.bars >= 25:
         earlier = float(ctx.close[-25:-5].sum()) / 20.0
         if earlier != 0.0:
@@ -172,7 +179,7 @@ def _atr_moves(ctx: FeatureContext, close: float, out: dict[str, float]) -> None
         return
     if close != 0.0:
         out["atr_pct"] = atr / close
-    out["move_atr_1"] = (close - float(ctx.close[-2])) / atr
-    out["range_atr"] = float(ctx.high[-1] - ctx.low[-1]) / atr
+    out["move_atr_1"] = (close - ctx.closes[-2]) / atr
+    out["range_atr"] = ctx.last[RANGE] / atr
     if ctx.bars >= 6:
-        out["move_atr_5"] = (close - float(ctx.close[-6])) / atr
+        out["move_atr_5"] = (close - ctx.closes[-6]) / atr

@@ -6,12 +6,15 @@ import math
 
 import numpy as np
 
+from tickmesh.analytics.bar_terms import ABS_CHANGE, CLOSE, LOG_CLOSE, LOG_RETURN, UP_RETURN, divide
 from tickmesh.analytics.features import stats
 from tickmesh.analytics.features.context import FeatureContext
 from tickmesh.analytics.features.spec import FeatureSpec
 
 GROUP = "returns"
 HORIZONS = (1, 3, 5, 10, 20, 60)
+# (horizon, return name, log return name): names built once, not per bar.
+_HORIZON_NAMES = tuple((h, f"return_{h}", f"log_return_{h}") for h in HORIZONS)
 
 SPECS: tuple[FeatureSpec, ...] = (
     *(
@@ -67,23 +70,27 @@ SPECS: tuple[FeatureSpec, ...] = (
 
 def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     """Add the return features that have enough history to `out`."""
-    close, log_close, log_returns, bars = ctx.close, ctx.log_close, ctx.log_returns, ctx.bars
-    last = close[-1]
-    for h in HORIZONS:
+    closes, bars = ctx.closes, ctx.bars
+    last = closes[-1]
+    log_close = ctx.terms[:, LOG_CLOSE]
+    last_log = float(log_close[-1])
+    for h, simple_name, log_name in _HORIZON_NAMES:
         if bars > h:
-            out[f"return_{h}"] = float(last / close[-1 - h] - 1.0)
-            out[f"log_return_{h}"] = float(log_close[-1] - log_close[-1 - h])
-    out["intrabar_return"] = float(last / ctx.open[-1] - 1.0)
+            out[simple_name] = divide(last, closes[-1 - h]) - 1.0
+            out[log_name] = last_log - float(log_close[-1 - h])
+    opened = float(ctx.open[-1])
+    out["intrabar_return"] = divide(last, opened) - 1.0
     if bars >= 2:
-        out["gap_return"] = float(ctx.open[-1] / close[-2] - 1.0)
+        out["gap_return"] = divide(opened, closes[-2]) - 1.0
     if bars >= 11:
-        path = float(np.abs(np.diff(close[-11:])).sum())
-        out["efficiency_ratio_10"] = abs(float(last - close[-11])) / path if path > 0.0 else 0.0
-        out["up_close_share_10"] = float(np.count_nonzero(log_returns[-10:] > 0.0)) / 10.0
-    if bars >= 21:
-        recent = log_returns[-20:]
-        centred = recent - stats.mean(recent)
-        variance = float(np.dot(centred, centred)) / 20.0
+        ten = ctx.sums[10]
+        path = ten[ABS_CHANGE]
+        out["efficiency_ratio_10"] = abs(last - closes[-11]) / path if path > 0.0 else 0.0
+        out["up_close_share_10"] = ten[UP_RETURN] / 10.0
+    centred = ctx.returns_20
+    if centred is not None:
+        recent = ctx.terms[-20:, LOG_RETURN]
+        variance = ctx.returns_20_squares / 20.0
         if variance > 0.0:
             # Lag-1 autocorrelation as the Pearson correlation of (r[t-1], r[t]) pairs.
             head, tail = recent[:-1], recent[1:]
@@ -93,6 +100,5 @@ def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
                 out["return_autocorr_20"] = float(np.dot(head_c, tail_c)) / denominator
             out["return_skew_20"] = float(np.dot(centred * centred, centred)) / 20.0 / variance**1.5
     if bars >= 20:
-        window = close[-20:]
-        out["close_zscore_20"] = stats.zscore_last(window)
-        out["drawdown_20"] = float(last / window.max() - 1.0)
+        out["close_zscore_20"] = ctx.zscores_20[CLOSE]
+        out["drawdown_20"] = divide(last, max(closes[-20:])) - 1.0

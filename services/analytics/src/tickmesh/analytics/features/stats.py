@@ -22,5 +22,7 @@ def std(values: FloatArray, ddof: int = 0) -> float:
 
 def zscore_last(values: FloatArray) -> float:
     """Return the last value's z-score against the window (population stdev; 0 if constant)."""
-    spread = std(values)
-    return (float(values[-1]) - mean(values)) / spread if spread > 0.0 else 0.0
+    average = mean(values)
+    centred = values - average
+    spread = math.sqrt(float(np.dot(centred, centred)) / values.shape[0])
+    return (float(values[-1]) - average) / spread if spread > 0.0 else 0.0

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
+from tickmesh.analytics.bar_terms import (
+    GARMAN_KLASS,
+    LOG_RETURN,
+    PARKINSON,
+    RANGE,
+    ROGERS_SATCHELL,
+    divide,
+)
 from tickmesh.analytics.features import stats
 from tickmesh.analytics.features.context import FeatureContext
 from tickmesh.analytics.features.spec import FeatureSpec
@@ -14,8 +20,14 @@ GROUP_VOLATILITY = "volatility"
 GROUP_RANGE = "range"
 REALIZED_WINDOWS = (10, 20, 60)
 RANGE_WINDOWS = (10, 20)
+# Feature names by window, built once rather than per bar.
+_REALIZED_NAMES = {n: f"realized_vol_{n}" for n in REALIZED_WINDOWS}
+_RANGE_NAMES = {
+    n: (f"parkinson_vol_{n}", f"garman_klass_vol_{n}", f"rogers_satchell_vol_{n}")
+    for n in RANGE_WINDOWS
+}
+_DISTANCE_NAMES = {n: (f"high_distance_{n}", f"low_distance_{n}") for n in (20, 50)}
 _PARKINSON = 1.0 / (4.0 * math.log(2.0))
-_GARMAN_KLASS = 2.0 * math.log(2.0) - 1.0
 
 SPECS: tuple[FeatureSpec, ...] = (
     *(
@@ -112,35 +124,25 @@ SPECS: tuple[FeatureSpec, ...] = (
 
 def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     """Add the volatility and range features that have enough history to `out`."""
-    bars, log_returns = ctx.bars, ctx.log_returns
+    bars = ctx.bars
+    log_returns = ctx.terms[:, LOG_RETURN]
     realized: dict[int, float] = {}
     for n in REALIZED_WINDOWS:
-        if bars > n:
+        if n == 20 and bars > n:
+            realized[n] = math.sqrt(ctx.returns_20_squares / 19.0)
+        elif bars > n:
             realized[n] = stats.std(log_returns[-n:], ddof=1)
-            out[f"realized_vol_{n}"] = realized[n]
+        if n in realized:
+            out[_REALIZED_NAMES[n]] = realized[n]
     if 10 in realized and 60 in realized and realized[60] > 0.0:
         out["vol_ratio_10_60"] = realized[10] / realized[60]
-    widest = max(RANGE_WINDOWS)
-    if bars >= min(RANGE_WINDOWS):
-        span = min(bars, widest)
-        opens, highs, lows, closes = (
-            ctx.open[-span:],
-            ctx.high[-span:],
-            ctx.low[-span:],
-            ctx.close[-span:],
-        )
-        log_hl = np.log(highs / lows)
-        log_co = np.log(closes / opens)
-        parkinson = log_hl * log_hl
-        garman_klass = 0.5 * parkinson - _GARMAN_KLASS * log_co * log_co
-        rogers_satchell = np.log(highs / closes) * np.log(highs / opens) + np.log(
-            lows / closes
-        ) * np.log(lows / opens)
-        for n in RANGE_WINDOWS:
-            if bars >= n:
-                out[f"parkinson_vol_{n}"] = math.sqrt(_PARKINSON * stats.mean(parkinson[-n:]))
-                out[f"garman_klass_vol_{n}"] = _sqrt(stats.mean(garman_klass[-n:]))
-                out[f"rogers_satchell_vol_{n}"] = _sqrt(stats.mean(rogers_satchell[-n:]))
+    for n in RANGE_WINDOWS:
+        if bars >= n:
+            sums = ctx.sums[n]
+            parkinson, garman_klass, rogers_satchell = _RANGE_NAMES[n]
+            out[parkinson] = _sqrt(_PARKINSON * (sums[PARKINSON] / n))
+            out[garman_klass] = _sqrt(sums[GARMAN_KLASS] / n)
+            out[rogers_satchell] = _sqrt(sums[ROGERS_SATCHELL] / n)
     _ranges(ctx, out)
 
 
@@ -150,25 +152,25 @@ def _sqrt(value: float) -> float:
 
 
 def _ranges(ctx: FeatureContext, out: dict[str, float]) -> None:
-    # Numpy scalars throughout: a zero price yields inf/NaN (dropped later), not ZeroDivisionError.
-    bars, close, high, low = ctx.bars, ctx.close[-1], ctx.high, ctx.low
-    bar_range = high[-1] - low[-1]
-    out["range_pct"] = float(bar_range / close)
+    # divide() as numpy would: a zero price yields inf/NaN (dropped later), not ZeroDivisionError.
+    bars, close, high, low = ctx.bars, ctx.closes[-1], ctx.high, ctx.low
+    bar_range = ctx.last[RANGE]
+    out["range_pct"] = divide(bar_range, close)
     if bars >= 2:
-        previous = ctx.close[-2]
-        true_range = max(bar_range, abs(high[-1] - previous), abs(low[-1] - previous))
-        out["true_range_pct"] = float(true_range / close)
+        previous = ctx.closes[-2]
+        last_high, last_low = float(high[-1]), float(low[-1])
+        true_range = max(bar_range, abs(last_high - previous), abs(last_low - previous))
+        out["true_range_pct"] = divide(true_range, close)
     for n in (20, 50):
         if bars >= n:
             highest = float(high[-n:].max())
             lowest = float(low[-n:].min())
-            out[f"high_distance_{n}"] = float(close / highest - 1.0)
-            out[f"low_distance_{n}"] = float(close / lowest - 1.0)
+            high_name, low_name = _DISTANCE_NAMES[n]
+            out[high_name] = divide(close, highest) - 1.0
+            out[low_name] = divide(close, lowest) - 1.0
             if n == 20:
                 channel = highest - lowest
-                out["close_location_20"] = (
-                    float((close - lowest) / channel) if channel > 0.0 else 0.5
-                )
-                mean_range = stats.mean(high[-20:] - low[-20:])
+                out["close_location_20"] = (close - lowest) / channel if channel > 0.0 else 0.5
+                mean_range = ctx.sums[20][RANGE] / 20.0
                 if mean_range > 0.0:
-                    out["range_ratio_20"] = float(bar_range / mean_range)
+                    out["range_ratio_20"] = bar_range / mean_range

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
+from tickmesh.analytics.bar_terms import (
+    DOLLAR_VOLUME,
+    SIGNED_VOLUME,
+    TAKER_BUY_VOLUME,
+    VOLUME,
+)
 from tickmesh.analytics.features import stats
 from tickmesh.analytics.features.context import FeatureContext
 from tickmesh.analytics.features.spec import FeatureSpec
@@ -96,31 +100,31 @@ SPECS: tuple[FeatureSpec, ...] = (
 
 def compute(ctx: FeatureContext, out: dict[str, float]) -> None:
     """Add the volume and VWAP features that have enough history to `out`."""
-    bars, volume, taker_buy = ctx.bars, ctx.volume, ctx.taker_buy_volume
-    last = float(volume[-1])
+    bars, volume, last_terms = ctx.bars, ctx.volume, ctx.last
+    last = last_terms[VOLUME]
     # NaN (unknown taker-buy volume) or 0/0 (a flat bar) is dropped with the other undefined values.
     if last > 0.0:
-        out["taker_buy_ratio"] = float(taker_buy[-1]) / last
+        out["taker_buy_ratio"] = last_terms[TAKER_BUY_VOLUME] / last
     log_volume = math.log1p(last)
     out["log_volume"] = log_volume
     if bars >= 2:
         out["volume_change_1"] = log_volume - math.log1p(float(volume[-2]))
-    for n in ZSCORE_WINDOWS:
-        if bars >= n:
-            out[f"volume_zscore_{n}"] = stats.zscore_last(volume[-n:])
     if bars >= 20:
-        recent = volume[-20:]
-        total = float(recent.sum())
+        out["volume_zscore_20"] = ctx.zscores_20[VOLUME]
+    if bars >= 50:
+        out["volume_zscore_50"] = stats.zscore_last(volume[-50:])
+    if bars >= 20:
+        twenty = ctx.sums[20]
+        total = twenty[VOLUME]
         if total > 0.0:
-            out["volume_ratio_5_20"] = stats.mean(volume[-5:]) / stats.mean(recent)
-            direction = np.sign(ctx.close[-20:] - ctx.open[-20:])
-            out["signed_volume_ratio_20"] = float((direction * recent).sum()) / total
-            out["taker_buy_ratio_20"] = float(taker_buy[-20:].sum()) / total
-        out["dollar_volume_zscore_20"] = stats.zscore_last(ctx.close[-20:] * recent)
+            out["volume_ratio_5_20"] = (ctx.sums[5][VOLUME] / 5.0) / (total / 20.0)
+            out["signed_volume_ratio_20"] = twenty[SIGNED_VOLUME] / total
+            out["taker_buy_ratio_20"] = twenty[TAKER_BUY_VOLUME] / total
+        out["dollar_volume_zscore_20"] = ctx.zscores_20[DOLLAR_VOLUME]
     indicators = ctx.indicators
     if indicators.volume_sma is not None and indicators.volume_sma > 0.0:
         out["volume_ratio_sma_20"] = last / indicators.volume_sma
-    close = float(ctx.close[-1])
+    close = ctx.closes[-1]
     if indicators.vwap is not None and indicators.vwap != 0.0:
         out["vwap_distance"] = close / indicators.vwap - 1.0
         if indicators.atr is not None and indicators.atr > 0.0:

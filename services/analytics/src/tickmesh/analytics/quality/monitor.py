@@ -40,6 +40,7 @@ from tickmesh.analytics.quality.checks import (
     CHECK_SPIKES,
     CHECK_STALE,
     gap_anomaly,
+    is_clean,
     non_finite_anomaly,
     non_positive_anomaly,
     ohlc_anomaly,
@@ -47,6 +48,7 @@ from tickmesh.analytics.quality.checks import (
     trade_order_anomalies,
 )
 from tickmesh.analytics.quality.cross_timeframe import cross_timeframe_anomaly
+from tickmesh.analytics.quality.recent_returns import RecentReturns
 from tickmesh.analytics.results import Anomaly, Quality
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import NS_PER_MINUTE, TimeframeSpec
@@ -121,7 +123,7 @@ class QualityMonitor:
         self._observed: deque[_Observed] = deque()
         self._base = _Base()
         self._anomalies: deque[Anomaly] = deque(maxlen=config.max_anomalies)
-        self._returns: deque[float] = deque(maxlen=config.window_bars)
+        self._returns = RecentReturns(config.window_bars)
         self._last_open_ns: int | None = None
         self._last_close: float | None = None
         self._cross_checked_ns: int | None = None
@@ -137,14 +139,16 @@ class QualityMonitor:
         later = self._rewind(bar.open_time_ns)
         local: list[Anomaly] = []
         duration = self.timeframe.duration_ns
-        non_finite = non_finite_anomaly(bar)
-        if non_finite is not None:
-            local.append(non_finite)
-        else:
-            for check in (non_positive_anomaly(bar), ohlc_anomaly(bar)):
-                if check is not None:
-                    local.append(check)
-        local.extend(trade_order_anomalies(bar))
+        non_finite = None
+        if not is_clean(bar):
+            non_finite = non_finite_anomaly(bar)
+            if non_finite is not None:
+                local.append(non_finite)
+            else:
+                for check in (non_positive_anomaly(bar), ohlc_anomaly(bar)):
+                    if check is not None:
+                        local.append(check)
+            local.extend(trade_order_anomalies(bar))
         cross_checked = False
         if minute_bars and duration > NS_PER_MINUTE and non_finite is None:
             cross_checked, mismatch = cross_timeframe_anomaly(bar, minute_bars, duration)
@@ -227,7 +231,7 @@ class QualityMonitor:
     def _spike(self, open_time_ns: int, log_return: float) -> Anomaly | None:
         history = self._returns
         score = (
-            robust_zscore(history, log_return)
+            robust_zscore(history.values, log_return)
             if len(history) >= self.config.spike_min_returns
             else None
         )
@@ -280,7 +284,7 @@ class QualityMonitor:
         )
         self._last_close = base.last_close
         self._cross_checked_ns = base.cross_checked_ns
-        self._returns = deque(base.returns, maxlen=self.config.window_bars)
+        self._returns = RecentReturns(self.config.window_bars, base.returns)
         for kept in self._observed:
             if kept.close is not None:
                 self._last_close = kept.close
@@ -299,19 +303,28 @@ class QualityMonitor:
         stale = self._stale(now_ns)
         if stale is not None:
             recent.append(stale)
-        failed = {anomaly.check for anomaly in recent}
-        evaluated = [name for name in self.config.weights if self._evaluated(name)]
-        return scored(
-            Quality(
-                instrument=self.instrument,
-                timeframe=self.timeframe.proto,
-                time_ns=now_ns,
-                score=0.0,
-                checks_passed=tuple(name for name in evaluated if name not in failed),
-                checks_failed=tuple(name for name in evaluated if name in failed),
-                anomalies=tuple(sorted(recent, key=lambda anomaly: anomaly.time_ns)),
-            ),
-            self.config,
+        cross = self._evaluated(CHECK_CROSS_TIMEFRAME)
+        evaluated = tuple(
+            name for name in self.config.weights if cross or name != CHECK_CROSS_TIMEFRAME
+        )
+        if recent:
+            failed = {anomaly.check for anomaly in recent}
+            passed = tuple(name for name in evaluated if name not in failed)
+            failing = tuple(name for name in evaluated if name in failed)
+            score = _score(passed, failing, self.config.weights)
+        else:
+            # Nothing failed: the score sums the same weights twice, x / x, exactly 1 (or 0 if none).
+            passed, failing = evaluated, ()
+            score = 1.0 if sum(self.config.weights.get(name, 0.0) for name in passed) > 0 else 0.0
+        # Built once with its score (as `scored` computes it): dataclasses.replace costs ~2 us a bar.
+        return Quality(
+            instrument=self.instrument,
+            timeframe=self.timeframe.proto,
+            time_ns=now_ns,
+            score=score,
+            checks_passed=passed,
+            checks_failed=failing,
+            anomalies=tuple(sorted(recent, key=lambda anomaly: anomaly.time_ns)),
         )
 
     def _evaluated(self, check: str) -> bool:
@@ -332,10 +345,13 @@ class QualityMonitor:
 
 def scored(quality: Quality, config: QualityConfig) -> Quality:
     """Return `quality` with its score: the weight of passed checks over that of evaluated ones."""
-    weights = config.weights
-    total = sum(weights.get(name, 0.0) for name in (*quality.checks_passed, *quality.checks_failed))
-    passed = sum(weights.get(name, 0.0) for name in quality.checks_passed)
-    return replace(quality, score=passed / total if total > 0 else 0.0)
+    score = _score(quality.checks_passed, quality.checks_failed, config.weights)
+    return replace(quality, score=score)
+
+
+def _score(passed: Sequence[str], failed: Sequence[str], weights: dict[str, float]) -> float:
+    total = sum(weights.get(name, 0.0) for name in (*passed, *failed))
+    return sum(weights.get(name, 0.0) for name in passed) / total if total > 0 else 0.0
 
 
 def stale_anomaly(
