@@ -14,26 +14,27 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
+import numpy as np
 from prometheus_client import Counter
 
 from tickmesh.bars.bar_rows import ns_to_datetime
+from tickmesh.core.db.binary_arrays import fixed_width_array
+from tickmesh.core.db.copy_binary import PG_EPOCH_US
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.replay import LogPage
 from tickmesh.core.sharding import Shard
 
-# Commit time in nanoseconds computed by the server: a datetime per row costs the replay
-# more than the rest of the row (a double holds epoch microseconds exactly; the cast rounds).
 # Rows copied from candles at migration (message NULL) were never delivered live, so they
 # are not part of the log.
-_ITEM = (
-    "change_id AS p, (date_part('epoch', committed_at) * 1000000)::bigint * 1000 AS t, message AS m"
-)
+_ITEM = "change_id AS p, committed_at AS t, message AS m"
 # A page as three arrays in one row: asyncpg decodes arrays in C, where a record a row costs
-# the replay as much as the rest of its work. The aggregates take the rows in the order the
-# sorted subquery gives them (as PostgreSQL's documentation says it usually does; an ORDER BY
-# in each aggregate would sort the page three more times and cost more than the query):
-# _read checks that order and refuses a page without it.
-_AS_ARRAYS = "SELECT array_agg(p), array_agg(t), array_agg(m) "
+# the replay as much as the rest of its work. The commit times go as array_send's bytes,
+# which numpy reads whole: no datetime an element, and no conversion a row for PostgreSQL
+# (the backend is the replay's serial bottleneck). The aggregates take the rows in the order
+# the sorted subquery gives them (as PostgreSQL's documentation says it usually does; an
+# ORDER BY in each aggregate would sort the page three more times and cost more than the
+# query): _read checks that order and refuses a page without it.
+_AS_ARRAYS = "SELECT array_agg(p), array_send(array_agg(t)), array_agg(m) "
 _SELECTION = (
     "message IS NOT NULL "
     "AND (cardinality($1::text[]) = 0 OR (exchange, symbol) IN "
@@ -47,7 +48,10 @@ _PAGE_WHERE = (
 )
 _PAGE = f"SELECT {_ITEM} {_PAGE_WHERE}"
 # With the instrument of each row, for a shard to leave out the other shards' rows.
-_SHARD_PAGE = f"SELECT {_ITEM}, exchange, symbol {_PAGE_WHERE}"
+_SHARD_PAGE = (
+    "SELECT change_id, (date_part('epoch', committed_at) * 1000000)::bigint * 1000, message, "
+    f"exchange, symbol {_PAGE_WHERE}"
+)
 
 
 class BarVersionLog:
@@ -125,7 +129,7 @@ class BarVersionLog:
             if positions != sorted(positions):  # cheap on a sorted list; never seen to happen
                 raise RuntimeError("bar_versions page out of change-id order")
             # The arrays as asyncpg decoded them: no object a version (see LogPage).
-            return LogPage(positions, page[1], page[2])
+            return LogPage(positions, _unix_ns(page[1]), page[2])
         items = LogPage([], [], [])
         while len(items) < limit:
             wanted = limit - len(items)
@@ -159,6 +163,14 @@ class BarVersionLog:
             return first - 1
         last: int | None = await self._pool.fetchval("SELECT max(change_id) FROM bar_versions")
         return last or 0
+
+
+def _unix_ns(sent: bytes) -> list[int]:
+    """Commit times from array_send of timestamptz (microseconds since 2000-01-01) as Unix
+    nanoseconds."""
+    micros = fixed_width_array(sent, ">i8").astype(np.int64)
+    times: list[int] = ((micros + PG_EPOCH_US) * 1000).tolist()
+    return times
 
 
 def _at_or_after(time_ns: int) -> datetime:
