@@ -34,6 +34,7 @@ from tickmesh.v2 import market_pb2
 _CACHE_LIMIT = 65_536
 _POWERS = tuple(power_of_ten(exponent) for exponent in range(MAX_SCALE + 1))
 _UNKNOWN_LIMIT = MAX_SCALE + 1
+TYPE_MARKET = market_pb2.TRADE_TYPE_MARKET
 
 
 class InvalidTradeError(ValueError):
@@ -131,8 +132,8 @@ class SymbolTradesBuilder:
     __slots__ = (
         "_counts",
         "_event_ns",
-        "_has_aggregates",
         "_ids",
+        "_plain",
         "_price_cache",
         "_price_limit",
         "_prices",
@@ -181,9 +182,12 @@ class SymbolTradesBuilder:
         self._sides = array("b")
         self._event_ns = array("q")
         self._receive_ns = array("q")
+        # Types and counts are stored only once the run holds a trade that is not one market
+        # trade: a spot @trade run never does, and two appends per trade for columns that
+        # to_proto writes in one step were a quarter of the column work.
+        self._plain = True
         self._types = array("b")
         self._counts = array("I")
-        self._has_aggregates = False
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -249,15 +253,25 @@ class SymbolTradesBuilder:
             self._sides.append(side)
             self._event_ns.append(event_time_ns)
             self._receive_ns.append(receive_time_ns)
-            self._types.append(trade_type)
-            self._counts.append(trade_count)
+            if not self._plain:
+                self._types.append(trade_type)
+                self._counts.append(trade_count)
+            elif trade_type != TYPE_MARKET or trade_count != 1:
+                self._store_kinds(trade_type, trade_count)
         except (OverflowError, TypeError):
             # A value that does not fit its column (an id beyond int64, a mantissa that the
             # run's scale pushes past int64) must not leave the columns with different lengths.
-            self._truncate(len(self._counts))
+            self._truncate(len(self._receive_ns) if self._plain else len(self._counts))
             raise
-        if trade_count != 1:
-            self._has_aggregates = True
+
+    def _store_kinds(self, trade_type: int, trade_count: int) -> None:
+        """Store the implied types and counts of the rows so far, then this row's."""
+        rows = len(self._receive_ns) - 1
+        self._types = array("b", [TYPE_MARKET]) * rows
+        self._counts = array("I", [1]) * rows
+        self._plain = False
+        self._types.append(trade_type)
+        self._counts.append(trade_count)
 
     @property
     def max_price_scale(self) -> int | None:
@@ -326,22 +340,25 @@ class SymbolTradesBuilder:
 
     def to_proto(self) -> market_pb2.SymbolTrades:
         """Build the SymbolTrades message; trade_counts is left empty when all are 1."""
-        # The generated stubs type enum columns as NewType ints; the arrays hold those ints.
-        sides = cast("Any", self._sides)
-        types = cast("Any", self._types)
+        # Columns go to protobuf as lists: upb reads a list faster than it iterates an array,
+        # more than paying for array.tolist() (164 -> 141 us for a 1,000-trade run).
+        # The generated stubs type enum columns as NewType ints; the lists hold those ints.
+        rows = len(self._ids)
+        types: Any = [TYPE_MARKET] * rows if self._plain else self._types.tolist()
+        counts = self._counts if not self._plain and self._counts.count(1) != rows else ()
         prices, price_scale = _normalized(self._prices, self.price_scale)
         quantities, quantity_scale = _normalized(self._quantities, self.quantity_scale)
         return market_pb2.SymbolTrades(
             exchange=self.exchange,
             symbol=self.symbol,
-            trade_ids=self._ids,
-            prices=prices,
-            quantities=quantities,
-            sides=sides,
-            event_time_ns=self._event_ns,
-            receive_time_ns=self._receive_ns,
+            trade_ids=self._ids.tolist(),
+            prices=prices.tolist(),
+            quantities=quantities.tolist(),
+            sides=cast("Any", self._sides.tolist()),
+            event_time_ns=self._event_ns.tolist(),
+            receive_time_ns=self._receive_ns.tolist(),
             types=types,
-            trade_counts=self._counts if self._has_aggregates else (),
+            trade_counts=counts,
             price_scale=price_scale,
             quantity_scale=quantity_scale,
         )
@@ -359,7 +376,7 @@ class SymbolTradesBuilder:
     def clear(self) -> None:
         """Drop every trade, keeping the instrument, its increments and the decimal cache."""
         self._truncate(0)
-        self._has_aggregates = False
+        self._plain = True
         self.price_scale = 0
         self.quantity_scale = 0
 
