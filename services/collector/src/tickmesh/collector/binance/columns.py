@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from tickmesh.collector.binance.small_enums import append_small_enums
 from tickmesh.core.decimals import (
     INT64_MAX,
     MAX_SCALE,
@@ -35,6 +36,7 @@ _CACHE_LIMIT = 65_536
 _POWERS = tuple(power_of_ten(exponent) for exponent in range(MAX_SCALE + 1))
 _UNKNOWN_LIMIT = MAX_SCALE + 1
 TYPE_MARKET = market_pb2.TRADE_TYPE_MARKET
+_MARKET_BYTE = bytes([TYPE_MARKET])
 
 
 class InvalidTradeError(ValueError):
@@ -342,26 +344,25 @@ class SymbolTradesBuilder:
         """Build the SymbolTrades message; trade_counts is left empty when all are 1."""
         # Columns go to protobuf as lists: upb reads a list faster than it iterates an array,
         # more than paying for array.tolist() (164 -> 141 us for a 1,000-trade run).
-        # The generated stubs type enum columns as NewType ints; the lists hold those ints.
         rows = len(self._ids)
-        types: Any = [TYPE_MARKET] * rows if self._plain else self._types.tolist()
         counts = self._counts if not self._plain and self._counts.count(1) != rows else ()
         prices, price_scale = _normalized(self._prices, self.price_scale)
         quantities, quantity_scale = _normalized(self._quantities, self.quantity_scale)
-        return market_pb2.SymbolTrades(
+        message = market_pb2.SymbolTrades(
             exchange=self.exchange,
             symbol=self.symbol,
             trade_ids=self._ids.tolist(),
             prices=prices.tolist(),
             quantities=quantities.tolist(),
-            sides=cast("Any", self._sides.tolist()),
             event_time_ns=self._event_ns.tolist(),
             receive_time_ns=self._receive_ns.tolist(),
-            types=types,
             trade_counts=counts,
             price_scale=price_scale,
             quantity_scale=quantity_scale,
         )
+        types = _MARKET_BYTE * rows if self._plain else self._types.tobytes()
+        append_small_enums(message, self._sides.tobytes(), types)
+        return message
 
     def trade_ids(self) -> npt.NDArray[np.int64]:
         """A numpy copy of the trade id column."""
