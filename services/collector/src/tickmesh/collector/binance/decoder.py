@@ -204,10 +204,13 @@ class BinanceStreamDecoder:
                     return routed
                 payload = routed
             symbol = payload.s
-            builder = self._builders.get(symbol)
+            # Most frames are of an instrument already touched in this batch: one lookup.
+            builder = self._touched.get(symbol)
             if builder is None:  # not `or`: that would call the builder's __len__ per trade
-                builder = self._builder(symbol)
-            self._touched[symbol] = builder
+                builder = self._builders.get(symbol)
+                if builder is None:
+                    builder = self._builder(symbol)
+                self._touched[symbol] = builder
             payload.parse_to_columns(
                 builder, time.time_ns() if receive_time_ns is None else receive_time_ns
             )
