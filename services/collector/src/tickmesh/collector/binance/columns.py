@@ -347,7 +347,7 @@ class SymbolTradesBuilder:
     def to_proto(self) -> market_pb2.SymbolTrades:
         """Build the SymbolTrades message; trade_counts is left empty when all are 1."""
         # Columns go to protobuf as lists: upb reads a list faster than it iterates an array,
-        # more than paying for array.tolist() (164 -> 141 us for a 1,000-trade run).
+        # more than paying for array.tolist() (a 1,000-trade spot run: 164 -> 154 us).
         rows = len(self._ids)
         counts = self._counts if not self._plain and self._counts.count(1) != rows else ()
         prices, price_scale = _normalized(self._prices, self.price_scale)
