@@ -268,3 +268,19 @@ def test_decoder_take_splits_symbols_and_clears() -> None:
     assert runs == {"BTCUSDT": [1, 3], "ETHUSDT": [2]}
     assert decoder.pending == 0
     assert decoder.take() == []
+
+
+def test_decoder_stats_count_frames_and_trades_across_takes(fixtures_dir: Path) -> None:
+    # Frames and trades are counted apart from the stats object and copied in when read.
+    decoder = BinanceStreamDecoder(SPOT)
+    trade = _samples(fixtures_dir)["spot_trade_combined_2024"]
+    assert decoder.feed(trade, RECEIVED_NS) is None
+    assert decoder.feed(b"{not json", RECEIVED_NS) is not None
+    assert (decoder.stats.frames, decoder.stats.trades, decoder.pending) == (2, 1, 1)
+    assert len(decoder.take()) == 1
+    assert decoder.feed(trade, RECEIVED_NS) is None
+    assert decoder.feed(trade, RECEIVED_NS) is None
+    stats = decoder.stats
+    assert (stats.frames, stats.trades, stats.error_count, decoder.pending) == (4, 3, 1, 2)
+    decoder.take()
+    assert (decoder.stats.frames, decoder.stats.trades, decoder.pending) == (4, 3, 0)

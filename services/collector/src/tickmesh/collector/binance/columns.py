@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from tickmesh.collector.binance.small_enums import append_small_enums
 from tickmesh.core.decimals import (
     INT64_MAX,
     MAX_SCALE,
@@ -34,6 +35,10 @@ from tickmesh.v2 import market_pb2
 _CACHE_LIMIT = 65_536
 _POWERS = tuple(power_of_ten(exponent) for exponent in range(MAX_SCALE + 1))
 _UNKNOWN_LIMIT = MAX_SCALE + 1
+# A plain decimal this long is below 10**18 (within int64) with at most MAX_SCALE decimals.
+_SURE_CHARS = min(len(str(INT64_MAX)) - 1, MAX_SCALE + 2)
+TYPE_MARKET = market_pb2.TRADE_TYPE_MARKET
+_MARKET_BYTE = bytes([TYPE_MARKET])
 
 
 class InvalidTradeError(ValueError):
@@ -131,8 +136,8 @@ class SymbolTradesBuilder:
     __slots__ = (
         "_counts",
         "_event_ns",
-        "_has_aggregates",
         "_ids",
+        "_plain",
         "_price_cache",
         "_price_limit",
         "_prices",
@@ -181,9 +186,12 @@ class SymbolTradesBuilder:
         self._sides = array("b")
         self._event_ns = array("q")
         self._receive_ns = array("q")
+        # Types and counts are stored only once the run holds a trade that is not one market
+        # trade: a spot @trade run never does, and two appends per trade for columns that
+        # to_proto writes in one step were a quarter of the column work.
+        self._plain = True
         self._types = array("b")
         self._counts = array("I")
-        self._has_aggregates = False
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -249,15 +257,25 @@ class SymbolTradesBuilder:
             self._sides.append(side)
             self._event_ns.append(event_time_ns)
             self._receive_ns.append(receive_time_ns)
-            self._types.append(trade_type)
-            self._counts.append(trade_count)
+            if not self._plain:
+                self._types.append(trade_type)
+                self._counts.append(trade_count)
+            elif trade_type != TYPE_MARKET or trade_count != 1:
+                self._store_kinds(trade_type, trade_count)
         except (OverflowError, TypeError):
             # A value that does not fit its column (an id beyond int64, a mantissa that the
             # run's scale pushes past int64) must not leave the columns with different lengths.
-            self._truncate(len(self._counts))
+            self._truncate(len(self._receive_ns) if self._plain else len(self._counts))
             raise
-        if trade_count != 1:
-            self._has_aggregates = True
+
+    def _store_kinds(self, trade_type: int, trade_count: int) -> None:
+        """Store the implied types and counts of the rows so far, then this row's."""
+        rows = len(self._receive_ns) - 1
+        self._types = array("b", [TYPE_MARKET]) * rows
+        self._counts = array("I", [1]) * rows
+        self._plain = False
+        self._types.append(trade_type)
+        self._counts.append(trade_count)
 
     @property
     def max_price_scale(self) -> int | None:
@@ -293,31 +311,33 @@ class SymbolTradesBuilder:
     ) -> tuple[int, int]:
         """Parse and check a value not in the cache; cache it if it is positive."""
         # Every value a fresh builder sees misses the cache (two in five of a first batch), so
-        # read_written's plain case is repeated here: one call per miss instead of two.
+        # read_written's plain case is repeated here, in the fewest steps: ASCII digits with
+        # an optional fraction, at most _SURE_CHARS long so that it fits int64 and MAX_SCALE.
         whole, dot, fraction = text.partition(".")
-        digits = whole + fraction
-        if digits.isdigit() and digits.isascii() and whole and (fraction or not dot):
-            mantissa, scale = int(digits), len(fraction)
-            if mantissa > INT64_MAX or scale > MAX_SCALE:
-                mantissa, scale = read_written(text, field)
+        if (
+            whole.isdigit()
+            and (fraction.isdigit() or not dot)
+            and text.isascii()
+            and len(text) <= _SURE_CHARS
+        ):
+            mantissa, scale = int(whole + fraction), len(fraction)
         else:
             mantissa, scale = read_written(text, field)
         if market and mantissa <= 0:
             raise InvalidTradeError(f"{field}: {text!r} is not a positive {noun}")
         # Written decimals within the limit need no count of the significant ones.
-        significant = scale if scale <= limit else significant_decimals(mantissa, scale)
-        if significant > limit:
-            raise OffIncrementError(
-                f"{field}: {text!r} has {significant} decimals, more than the {increment} "
-                f"size of {self.symbol} allows ({limit})",
-                self.symbol,
-                trade_id,
-            )
+        if scale > limit:
+            significant = significant_decimals(mantissa, scale)
+            if significant > limit:
+                raise OffIncrementError(
+                    f"{field}: {text!r} has {significant} decimals, more than the {increment} "
+                    f"size of {self.symbol} allows ({limit})",
+                    self.symbol,
+                    trade_id,
+                )
         value = (mantissa, scale)
         if mantissa > 0:  # zero (USD-M "NA" events) is valid only for non-market trades
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
-            cache[text] = value
+            cache[text] = value  # bounded by clear(), once a run
         return value
 
     def _truncate(self, length: int) -> None:
@@ -326,25 +346,27 @@ class SymbolTradesBuilder:
 
     def to_proto(self) -> market_pb2.SymbolTrades:
         """Build the SymbolTrades message; trade_counts is left empty when all are 1."""
-        # The generated stubs type enum columns as NewType ints; the arrays hold those ints.
-        sides = cast("Any", self._sides)
-        types = cast("Any", self._types)
+        # Columns go to protobuf as lists: upb reads a list faster than it iterates an array,
+        # more than paying for array.tolist() (a 1,000-trade spot run: 164 -> 154 us).
+        rows = len(self._ids)
+        counts = self._counts if not self._plain and self._counts.count(1) != rows else ()
         prices, price_scale = _normalized(self._prices, self.price_scale)
         quantities, quantity_scale = _normalized(self._quantities, self.quantity_scale)
-        return market_pb2.SymbolTrades(
+        message = market_pb2.SymbolTrades(
             exchange=self.exchange,
             symbol=self.symbol,
-            trade_ids=self._ids,
-            prices=prices,
-            quantities=quantities,
-            sides=sides,
-            event_time_ns=self._event_ns,
-            receive_time_ns=self._receive_ns,
-            types=types,
-            trade_counts=self._counts if self._has_aggregates else (),
+            trade_ids=self._ids.tolist(),
+            prices=prices.tolist(),
+            quantities=quantities.tolist(),
+            event_time_ns=self._event_ns.tolist(),
+            receive_time_ns=self._receive_ns.tolist(),
+            trade_counts=counts,
             price_scale=price_scale,
             quantity_scale=quantity_scale,
         )
+        types = _MARKET_BYTE * rows if self._plain else self._types.tobytes()
+        append_small_enums(message, self._sides.tobytes(), types)
+        return message
 
     def trade_ids(self) -> npt.NDArray[np.int64]:
         """A numpy copy of the trade id column."""
@@ -359,7 +381,13 @@ class SymbolTradesBuilder:
     def clear(self) -> None:
         """Drop every trade, keeping the instrument, its increments and the decimal cache."""
         self._truncate(0)
-        self._has_aggregates = False
+        self._plain = True
+        # The caches are bounded here rather than on each insert: at most one run's new
+        # values past the limit.
+        if len(self._price_cache) > _CACHE_LIMIT:
+            self._price_cache.clear()
+        if len(self._quantity_cache) > _CACHE_LIMIT:
+            self._quantity_cache.clear()
         self.price_scale = 0
         self.quantity_scale = 0
 
