@@ -29,6 +29,7 @@ import asyncpg
 from bench.report import Figure
 from tickmesh.bars.bar_history import version_lines, write_versions
 from tickmesh.bars.bar_state import BarUpdate
+from tickmesh.bars.instrument_ids import InstrumentIds
 from tickmesh.bars.store import write_candles
 from tickmesh.core.db.migrations import migrate
 from tickmesh.core.timeframes import TIMEFRAMES
@@ -92,30 +93,38 @@ def _stream() -> list[BarUpdate]:
     return mixed
 
 
-async def _rate(conn: asyncpg.Connection, bars: list[BarUpdate], history: bool = False) -> float:
+async def _rate(
+    conn: asyncpg.Connection,
+    ids: InstrumentIds,
+    bars: list[BarUpdate],
+    history: bool = False,
+) -> float:
     """Rows/s writing `bars` in batches as the bar service's group commits do."""
     started = time.perf_counter()
     for offset in range(0, len(bars), BATCH):
-        # What a group commit runs: rows of exact decimals, change ids, COPY of new bars,
-        # upsert of revisions; with history, the version rows of the same bars.
+        # What a group commit runs: each bar's instrument id (cached after the first round),
+        # rows of exact decimals, change ids, COPY of new bars, upsert of revisions; with
+        # history, the version rows of the same bars.
+        batch = bars[offset : offset + BATCH]
+        instrument_ids = await ids.of(conn, batch)
         async with conn.transaction():
-            rows = await write_candles(conn, bars[offset : offset + BATCH])
+            rows = await write_candles(conn, batch, instrument_ids)
             if history:
                 lines, _ = version_lines(rows, time.time_ns() // 1000 * 1000)
                 await write_versions(conn, lines)
     return len(bars) / (time.perf_counter() - started)
 
 
-async def _round(conn: asyncpg.Connection) -> tuple[float, float, float, float]:
+async def _round(conn: asyncpg.Connection, ids: InstrumentIds) -> tuple[float, float, float, float]:
     """New candles into an empty table; a live stream on top; then every first candle revised;
     then the first two passes again writing history too."""
     await conn.execute("TRUNCATE candles, bar_versions")
-    new = await _rate(conn, _rows(0, 0))
-    stream = await _rate(conn, _stream())
-    revised = await _rate(conn, _rows(2, 0))
+    new = await _rate(conn, ids, _rows(0, 0))
+    stream = await _rate(conn, ids, _stream())
+    revised = await _rate(conn, ids, _rows(2, 0))
     await conn.execute("TRUNCATE candles, bar_versions")
-    await _rate(conn, _rows(0, 0), history=True)
-    with_history = await _rate(conn, _stream(), history=True)
+    await _rate(conn, ids, _rows(0, 0), history=True)
+    with_history = await _rate(conn, ids, _stream(), history=True)
     return new, stream, revised, with_history
 
 
@@ -123,8 +132,9 @@ async def _measure(url: str) -> tuple[float, float, float, float]:
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
-        await _round(conn)  # on a server fresh from initdb the first round runs cold
-        rounds = [await _round(conn) for _ in range(ROUNDS)]
+        ids = InstrumentIds()
+        await _round(conn, ids)  # on a server fresh from initdb the first round runs cold
+        rounds = [await _round(conn, ids) for _ in range(ROUNDS)]
         medians = [statistics.median(r[i] for r in rounds) for i in range(4)]
         return medians[0], medians[1], medians[2], medians[3]
     finally:

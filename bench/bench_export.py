@@ -41,7 +41,7 @@ START = "2024-01-01T00:00:00Z"
 START_EPOCH = 1_704_067_200
 
 
-def _candles_csv(symbol: str) -> bytes:
+def _candles_csv(symbol: str, instrument_id: int) -> bytes:
     """MINUTES bars of a random walk as COPY CSV: prices to 0.01, volumes to 0.001."""
     rng = np.random.default_rng(len(symbol))
     close = np.round(60_000 + np.cumsum(rng.normal(0, 20, MINUTES)), 2)
@@ -55,29 +55,37 @@ def _candles_csv(symbol: str) -> bytes:
     lines = io.StringIO()
     for i in range(MINUTES):
         lines.write(
-            f"binance_usdm,{symbol},1m,{times[i]}+00,{open_[i]:.2f},{high[i]:.2f},{low[i]:.2f},"
+            f"{instrument_id},1m,{times[i]}+00,{open_[i]:.2f},{high[i]:.2f},{low[i]:.2f},"
             f"{close[i]:.2f},{volume[i]:.3f},{volume[i] * close[i]:.5f},{taker[i]:.3f},"
             f"{taker[i] * close[i]:.5f},{i % 97 + 1},{float(open_[i] + close[i]) / 2!r},0\n"
         )
     return lines.getvalue().encode()
 
 
+# The candles with their instrument's exchange and symbol (candles hold its id, see 0011).
+_CANDLES = "candles JOIN instruments ON instruments.id = instrument_id"
+
+
 async def _fill(conn: asyncpg.Connection, symbols: list[str]) -> None:
     columns = (
-        "exchange, symbol, timeframe, time, open, high, low, close, volume, quote_volume, "
+        "instrument_id, timeframe, time, open, high, low, close, volume, quote_volume, "
         "taker_buy_volume, taker_buy_quote_volume, trade_count, vwap, revision"
     )
     for symbol in symbols:
+        instrument_id = await conn.fetchval(
+            "INSERT INTO instruments (exchange, symbol) VALUES ('binance_usdm', $1) RETURNING id",
+            symbol,
+        )
         await conn.copy_to_table(
             "candles",
-            source=io.BytesIO(_candles_csv(symbol)),
+            source=io.BytesIO(_candles_csv(symbol, instrument_id)),
             columns=[c.strip() for c in columns.split(",")],
             format="csv",
         )
     values = ", ".join(f"vwap * {1 + k / 1000}" for k in range(len(INDICATOR_NAMES)))
     await conn.execute(
         f"INSERT INTO indicators (exchange, symbol, timeframe, time, {', '.join(INDICATOR_NAMES)}) "
-        f"SELECT exchange, symbol, timeframe, time, {values} FROM candles"
+        f"SELECT exchange, symbol, timeframe, time, {values} FROM {_CANDLES}"
     )
     pairs = ", ".join(
         f"'{spec.name}', (trade_count * {k + 1}) / 7.0" for k, spec in enumerate(feature_catalog())
@@ -90,7 +98,7 @@ async def _fill(conn: asyncpg.Connection, symbols: list[str]) -> None:
     await conn.execute(
         "INSERT INTO ml_features (exchange, symbol, timeframe, time, feature_version, features) "
         f"SELECT exchange, symbol, timeframe, time, '1.1.0', jsonb_build_object({first}) || "
-        f"jsonb_build_object({rest}) FROM candles"
+        f"jsonb_build_object({rest}) FROM {_CANDLES}"
     )
     await conn.execute("VACUUM ANALYZE candles, indicators, ml_features")
 

@@ -71,14 +71,20 @@ async def _fill(url: str) -> int:
         await migrate(conn)
         end_ns = time.time_ns()
         await conn.execute(
-            "INSERT INTO bar_versions (exchange, symbol, timeframe, time, open, high, low, "
+            "INSERT INTO instruments (exchange, symbol) "
+            "SELECT 'binance_usdm', 'SYM' || i || 'USDT' FROM generate_series(0, $1 - 1) AS i",
+            SYMBOLS,
+        )
+        await conn.execute(
+            "INSERT INTO bar_versions (instrument_id, timeframe, time, open, high, low, "
             "close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, "
             "trade_count, vwap, revision, change_id, committed_at, message) "
-            "SELECT 'binance_usdm', 'SYM' || (i % $2) || 'USDT', '1m', "
+            "SELECT instruments.id, '1m', "
             "to_timestamp(1723161300 + (i / $2) * 60), 61700.8, 61763.5, 61683.6, 61700.8, "
             "203.143, 12536520.4762, 101.5, 6268260.2381, 3483, 61713.3, 0, i, "
             "to_timestamp($3::double precision / 1e9) - ($1 - i) * interval '1 millisecond', $4 "
-            "FROM generate_series(1, $1) AS i",
+            "FROM generate_series(1, $1) AS i "
+            "JOIN instruments ON symbol = 'SYM' || (i % $2) || 'USDT' ORDER BY i",
             VERSIONS,
             SYMBOLS,
             end_ns,

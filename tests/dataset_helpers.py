@@ -1,6 +1,6 @@
 """Builders for the dataset tests: a series of bars with indicators and features, and revisions.
 
-Rows go straight into the tables of migrations 0001-0009: the current ones and the version
+Rows go straight into the tables of migrations 0001-0011: the current ones and the version
 tables (bar_versions, indicator_versions, feature_versions) as the services write them.
 """
 
@@ -18,6 +18,16 @@ from tickmesh.core.instruments import InstrumentId
 START = datetime(2026, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 FEATURE_NAMES = ("return_1", "log_volume", "rsi_14_centered")
+# candles and bar_versions hold an instrument's id (0011): $1 exchange, $2 symbol.
+_ID = "(SELECT id FROM instruments WHERE exchange = $1 AND symbol = $2)"
+
+
+async def _add_instrument(conn: Connection, instrument: InstrumentId) -> None:
+    await conn.execute(
+        "INSERT INTO instruments (exchange, symbol) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        instrument.venue,
+        instrument.symbol,
+    )
 
 
 @dataclass(frozen=True)
@@ -62,11 +72,12 @@ async def insert_latest(
 ) -> None:
     """Upsert `rows` of 1m bars into candles, indicators and ml_features."""
     key = (instrument.venue, instrument.symbol, "1m")
+    await _add_instrument(conn, instrument)
     await conn.executemany(
-        "INSERT INTO candles (exchange, symbol, timeframe, time, open, high, low, close, volume, "
+        "INSERT INTO candles (instrument_id, timeframe, time, open, high, low, close, volume, "
         "quote_volume, taker_buy_volume, taker_buy_quote_volume, trade_count, vwap, revision) "
-        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
-        "ON CONFLICT (exchange, symbol, timeframe, time) DO UPDATE SET open = $5, high = $6, "
+        f"VALUES ({_ID},$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
+        "ON CONFLICT (instrument_id, timeframe, time) DO UPDATE SET open = $5, high = $6, "
         "low = $7, close = $8, volume = $9, quote_volume = $10, taker_buy_volume = $11, "
         "taker_buy_quote_volume = $12, trade_count = $13, vwap = $14, revision = $15",
         [(*key, r.time, *r.values.values(), r.trade_count, r.vwap, revision) for r in rows],
@@ -97,11 +108,12 @@ async def insert_versions(
 ) -> None:
     """Add `rows` to the version tables as `revision`, known at `committed_at`."""
     key = (instrument.venue, instrument.symbol, "1m")
+    await _add_instrument(conn, instrument)
     await conn.executemany(
-        "INSERT INTO bar_versions (exchange, symbol, timeframe, time, open, high, low, close, "
+        "INSERT INTO bar_versions (instrument_id, timeframe, time, open, high, low, close, "
         "volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, trade_count, vwap, "
         "revision, change_id, committed_at) VALUES "
-        "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,nextval('candle_change_seq'),$16)",
+        f"({_ID},$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,nextval('candle_change_seq'),$16)",
         [
             (*key, r.time, *r.values.values(), r.trade_count, r.vwap, revision, committed_at)
             for r in rows

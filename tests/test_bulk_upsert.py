@@ -8,8 +8,9 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from tickmesh.bars.bar_rows import CANDLE_COLUMNS, candle_rows, streamed_candle_rows
+from tickmesh.bars.bar_rows import CANDLE_COLUMNS, CandleRows, candle_rows, streamed_candle_rows
 from tickmesh.bars.bar_state import BarUpdate
+from tickmesh.bars.instrument_ids import InstrumentIds
 from tickmesh.bars.store import CANDLES as CANDLE_COPY
 from tickmesh.bars.store import write_candles
 from tickmesh.core.db.bulk import (
@@ -19,6 +20,7 @@ from tickmesh.core.db.bulk import (
     next_sequence_values,
     upsert,
 )
+from tickmesh.core.db.pool import Connection
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.timeframes import TIMEFRAMES
 from tickmesh.v2 import market_pb2
@@ -26,21 +28,31 @@ from tickmesh.v2 import market_pb2
 CANDLES = UpsertSpec(
     table="candles",
     columns=CANDLE_COLUMNS,
-    key=("exchange", "symbol", "timeframe", "time"),
+    key=("instrument_id", "timeframe", "time"),
     update_expressions={"change_id": "nextval('candle_change_seq')"},
 )
 
 START = datetime(2024, 8, 8, 23, 55, tzinfo=UTC)
 
 
-def _candle(minute: int, symbol: str, close: float, revision: int = 0) -> tuple[object, ...]:
+async def _instrument(pool: asyncpg.Pool, symbol: str) -> int:
+    """The id of binance_usdm:`symbol` in `instruments`, added if new."""
+    return int(
+        await pool.fetchval(
+            "INSERT INTO instruments (exchange, symbol) VALUES ('binance_usdm', $1) "
+            "ON CONFLICT (exchange, symbol) DO UPDATE SET symbol = EXCLUDED.symbol RETURNING id",
+            symbol,
+        )
+    )
+
+
+def _candle(minute: int, instrument_id: int, close: float, revision: int = 0) -> tuple[object, ...]:
     """A candles row; prices and volumes exact Decimals for the numeric columns."""
     price = Decimal(repr(close))
     return (
-        START + timedelta(minutes=minute),
-        symbol,
+        instrument_id,
         "1m",
-        "binance_usdm",
+        START + timedelta(minutes=minute),
         Decimal("100"),
         price + 1,
         Decimal("99"),
@@ -57,30 +69,32 @@ def _candle(minute: int, symbol: str, close: float, revision: int = 0) -> tuple[
     )
 
 
-async def _count(pool: asyncpg.Pool, symbol: str) -> int:
-    value = await pool.fetchval("SELECT count(*) FROM candles WHERE symbol = $1", symbol)
-    return int(value)
+async def _stored(pool: asyncpg.Pool, symbol: str, columns: str) -> list[asyncpg.Record]:
+    """`columns` of binance_usdm:`symbol`'s candles, by open time."""
+    return await pool.fetch(
+        f"SELECT {columns} FROM candles WHERE instrument_id = (SELECT id FROM instruments "
+        "WHERE exchange = 'binance_usdm' AND symbol = $1) ORDER BY time",
+        symbol,
+    )
 
 
 async def test_upsert_same_rows_twice_is_idempotent(db_pool: asyncpg.Pool) -> None:
-    rows = [_candle(m, "IDEMP", 100.0 + m) for m in range(500)]
+    instrument = await _instrument(db_pool, "IDEMP")
+    rows = [_candle(m, instrument, 100.0 + m) for m in range(500)]
     async with db_pool.acquire() as conn:
         assert await upsert(conn, CANDLES, rows) == 500
         assert await upsert(conn, CANDLES, rows) == 500
-    assert await _count(db_pool, "IDEMP") == 500
-    closes = await db_pool.fetch("SELECT close FROM candles WHERE symbol = 'IDEMP' ORDER BY time")
+    closes = await _stored(db_pool, "IDEMP", "close")
     assert [r["close"] for r in closes] == [100.0 + m for m in range(500)]
 
 
 async def test_numeric_columns_keep_values_exactly(db_pool: asyncpg.Pool) -> None:
-    row = _candle(0, "EXACT", 61700.8)
+    row = _candle(0, await _instrument(db_pool, "EXACT"), 61700.8)
     async with db_pool.acquire() as conn:
         await upsert(conn, CANDLES, [row])
-    stored = await db_pool.fetchrow(
-        "SELECT close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume "
-        "FROM candles WHERE symbol = 'EXACT'"
+    [stored] = await _stored(
+        db_pool, "EXACT", "close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume"
     )
-    assert stored is not None
     assert tuple(stored) == (
         Decimal("61700.8"),
         Decimal("2.001"),
@@ -92,25 +106,23 @@ async def test_numeric_columns_keep_values_exactly(db_pool: asyncpg.Pool) -> Non
 
 async def test_upsert_changed_row_overwrites_and_gets_new_change_id(db_pool: asyncpg.Pool) -> None:
     metrics = CoreMetrics()
+    instrument = await _instrument(db_pool, "REVISE")
     async with db_pool.acquire() as conn:
-        await upsert(conn, CANDLES, [_candle(0, "REVISE", 10.0)], metrics)
-        before = await conn.fetchrow("SELECT change_id FROM candles WHERE symbol = 'REVISE'")
-        await upsert(conn, CANDLES, [_candle(0, "REVISE", 11.0, revision=1)], metrics)
-        after = await conn.fetchrow(
-            "SELECT close, revision, change_id FROM candles WHERE symbol = 'REVISE'"
-        )
-    assert before is not None
-    assert after is not None
+        await upsert(conn, CANDLES, [_candle(0, instrument, 10.0)], metrics)
+        [before] = await _stored(db_pool, "REVISE", "change_id")
+        await upsert(conn, CANDLES, [_candle(0, instrument, 11.0, revision=1)], metrics)
+        [after] = await _stored(db_pool, "REVISE", "close, revision, change_id")
     assert (after["close"], after["revision"]) == (11.0, 1)
     assert after["change_id"] > before["change_id"]
     assert metrics.db_rows_written.labels(table="candles")._value.get() == 2
 
 
 async def test_upsert_duplicate_keys_in_one_batch_last_wins(db_pool: asyncpg.Pool) -> None:
-    rows = [_candle(0, "DUPKEY", 1.0), _candle(0, "DUPKEY", 2.0), _candle(1, "DUPKEY", 3.0)]
+    instrument = await _instrument(db_pool, "DUPKEY")
+    rows = [_candle(0, instrument, 1.0), _candle(0, instrument, 2.0), _candle(1, instrument, 3.0)]
     async with db_pool.acquire() as conn:
         assert await upsert(conn, CANDLES, rows) == 2
-    closes = await db_pool.fetch("SELECT close FROM candles WHERE symbol = 'DUPKEY' ORDER BY time")
+    closes = await _stored(db_pool, "DUPKEY", "close")
     assert [r["close"] for r in closes] == [2.0, 3.0]
 
 
@@ -135,20 +147,27 @@ def _final_bar(minute: int, symbol: str, close: int, revision: int = 0) -> BarUp
     )  # fmt: skip
 
 
+async def _write(conn: Connection, pool: asyncpg.Pool, bars: list[BarUpdate]) -> CandleRows:
+    """write_candles with the bars' instrument ids, assigned on another connection of `pool`
+    (outside `conn`'s transaction, as the bar service does)."""
+    return await write_candles(conn, bars, await InstrumentIds().of(pool, bars))
+
+
 async def test_write_candles_returns_the_change_ids_it_stored(db_pool: asyncpg.Pool) -> None:
     async with db_pool.acquire() as conn, conn.transaction():
         # Two writes in one transaction: the second must not see the first's staged rows.
         first = (
-            await write_candles(conn, [_final_bar(m, "IDS", 1000 + m) for m in range(3)])
+            await _write(conn, db_pool, [_final_bar(m, "IDS", 1000 + m) for m in range(3)])
         ).change_ids
-        second = (await write_candles(conn, [_final_bar(1, "IDS", 2000, revision=1)])).change_ids
+        second = (await _write(conn, db_pool, [_final_bar(1, "IDS", 2000, revision=1)])).change_ids
         # A restart replaying a final bar writes revision 0 of a row that exists.
         replayed = (
-            await write_candles(conn, [_final_bar(2, "IDS", 3000), _final_bar(3, "IDS", 1300)])
+            await _write(conn, db_pool, [_final_bar(2, "IDS", 3000), _final_bar(3, "IDS", 1300)])
         ).change_ids
-    stored = await db_pool.fetch(
-        "SELECT time, close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, "
-        "change_id FROM candles WHERE symbol = 'IDS' ORDER BY time"
+    stored = await _stored(
+        db_pool,
+        "IDS",
+        "time, close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, change_id",
     )
     assert [r["close"] for r in stored] == [
         Decimal("10"),
@@ -170,7 +189,7 @@ async def test_write_candles_returns_the_change_ids_it_stored(db_pool: asyncpg.P
 NUMBERED = UpsertSpec(
     table="candles",
     columns=(*CANDLE_COLUMNS, "change_id"),
-    key=("exchange", "symbol", "timeframe", "time"),
+    key=("instrument_id", "timeframe", "time"),
 )
 
 
@@ -178,17 +197,16 @@ async def test_insert_or_upsert_copies_new_rows_and_upserts_on_a_conflict(
     db_pool: asyncpg.Pool,
 ) -> None:
     metrics = CoreMetrics()
-    new = [(*_candle(m, "COPYNEW", 1.0 + m), 100 + m) for m in range(3)]
+    instrument = await _instrument(db_pool, "COPYNEW")
+    new = [(*_candle(m, instrument, 1.0 + m), 100 + m) for m in range(3)]
     async with db_pool.acquire() as conn, conn.transaction():
         assert await insert_or_upsert(conn, NUMBERED, new, metrics) == 3
         # An existing key and a key twice in one batch: the COPY is undone, the rows upserted.
-        again = [(*_candle(0, "COPYNEW", 7.0), 200), (*_candle(3, "COPYNEW", 8.0), 201)]
-        twice = [(*_candle(4, "COPYNEW", 9.0), 202), (*_candle(4, "COPYNEW", 9.5), 203)]
+        again = [(*_candle(0, instrument, 7.0), 200), (*_candle(3, instrument, 8.0), 201)]
+        twice = [(*_candle(4, instrument, 9.0), 202), (*_candle(4, instrument, 9.5), 203)]
         assert await insert_or_upsert(conn, NUMBERED, again, metrics) == 2
         assert await insert_or_upsert(conn, NUMBERED, twice, metrics) == 1
-    stored = await db_pool.fetch(
-        "SELECT close, change_id FROM candles WHERE symbol = 'COPYNEW' ORDER BY time"
-    )
+    stored = await _stored(db_pool, "COPYNEW", "close, change_id")
     assert [(r["close"], r["change_id"]) for r in stored] == [
         (7.0, 200),
         (2.0, 101),
@@ -202,7 +220,7 @@ async def test_insert_or_upsert_copies_new_rows_and_upserts_on_a_conflict(
 async def test_insert_or_upsert_refuses_update_expressions(db_pool: asyncpg.Pool) -> None:
     async with db_pool.acquire() as conn:
         with pytest.raises(ValueError, match="update_expressions"):
-            await insert_or_upsert(conn, CANDLES, [_candle(0, "NOEXPR", 1.0)])
+            await insert_or_upsert(conn, CANDLES, [_candle(0, 1, 1.0)])
 
 
 async def test_text_copy_round_trips_every_value_type(db_pool: asyncpg.Pool) -> None:
@@ -225,8 +243,10 @@ async def test_text_copy_round_trips_every_value_type(db_pool: asyncpg.Pool) -> 
 
 async def test_candle_rows_with_a_key_twice_keep_the_last(db_pool: asyncpg.Pool) -> None:
     async with db_pool.acquire() as conn, conn.transaction():
-        await write_candles(conn, [_final_bar(0, "TEXTDUP", 1000), _final_bar(0, "TEXTDUP", 1100)])
-    stored = await db_pool.fetch("SELECT close FROM candles WHERE symbol = 'TEXTDUP'")
+        await _write(
+            conn, db_pool, [_final_bar(0, "TEXTDUP", 1000), _final_bar(0, "TEXTDUP", 1100)]
+        )
+    stored = await _stored(db_pool, "TEXTDUP", "close")
     assert [r["close"] for r in stored] == [Decimal("11")]
 
 
@@ -234,15 +254,14 @@ async def test_streamed_candle_rows_fall_back_to_an_upsert_with_every_row(
     db_pool: asyncpg.Pool,
 ) -> None:
     bars = [_final_bar(m, "STREAMED", 1000 + 100 * m) for m in range(7)]
+    ids = await InstrumentIds().of(db_pool, bars)
     async with db_pool.acquire() as conn, conn.transaction():
-        await write_candles(conn, bars[5:6])
+        await write_candles(conn, bars[5:6], ids[5:6])
         # Chunks of two: the conflicting key is in the third chunk, after two were sent.
-        streamed = streamed_candle_rows(bars, list(range(100, 107)), chunk_rows=2)
+        streamed = streamed_candle_rows(bars, list(range(100, 107)), ids, chunk_rows=2)
         assert await insert_or_upsert(conn, CANDLE_COPY, streamed) == 7
-        assert streamed.complete().fields == candle_rows(bars, list(range(100, 107))).fields
-    stored = await db_pool.fetch(
-        "SELECT close, change_id FROM candles WHERE symbol = 'STREAMED' ORDER BY time"
-    )
+        assert streamed.complete().fields == candle_rows(bars, list(range(100, 107)), ids).fields
+    stored = await _stored(db_pool, "STREAMED", "close, change_id")
     assert [(r["close"], r["change_id"]) for r in stored] == [
         (Decimal(10 + m), 100 + m) for m in range(7)
     ]
@@ -251,10 +270,10 @@ async def test_streamed_candle_rows_fall_back_to_an_upsert_with_every_row(
 async def test_write_candles_keeps_the_order_of_a_mixed_batch(db_pool: asyncpg.Pool) -> None:
     bars = [_final_bar(m, "MIXED", 1000 + 100 * m) for m in range(4)]
     async with db_pool.acquire() as conn, conn.transaction():
-        await write_candles(conn, bars[:2])
+        await _write(conn, db_pool, bars[:2])
         mixed = [bars[2], _final_bar(0, "MIXED", 1500, revision=1), bars[3]]
-        rows = await write_candles(conn, mixed)
+        rows = await _write(conn, db_pool, mixed)
     # Byte for byte the rows candle_rows builds, in the batch's order (version rows follow it).
-    assert rows.fields == candle_rows(mixed, rows.change_ids).fields
-    stored = await db_pool.fetch("SELECT close FROM candles WHERE symbol = 'MIXED' ORDER BY time")
+    assert rows.fields == candle_rows(mixed, rows.change_ids, rows.instrument_ids).fields
+    stored = await _stored(db_pool, "MIXED", "close")
     assert [r["close"] for r in stored] == [Decimal(15), Decimal(11), Decimal(12), Decimal(13)]

@@ -244,7 +244,9 @@ async def test_price_beyond_18_decimals_stops_the_export_naming_the_series(
     async with pool.acquire() as conn:
         await insert_latest(conn, instrument, [synthetic_bar(0)])
         await conn.execute(
-            "UPDATE candles SET close = 0.0000000000000000001 WHERE symbol = $1", instrument.symbol
+            "UPDATE candles SET close = 0.0000000000000000001 "
+            "WHERE instrument_id = (SELECT id FROM instruments WHERE symbol = $1)",
+            instrument.symbol,
         )
     request = parse_request([str(instrument)], ["1m"], START, START + MINUTE)
     async with open_dataset(pool, request) as reader:
@@ -269,16 +271,13 @@ async def test_bar_without_analytics_rows_gets_nulls_in_both_modes(
             await conn.execute(
                 f"DELETE FROM {table} WHERE symbol = $1 AND time <= $2", instrument.symbol, gone
             )
-        await conn.execute(
-            "DELETE FROM candles WHERE symbol = $1 AND time = $2",
-            instrument.symbol,
-            START + 9 * MINUTE,
-        )
-        await conn.execute(
-            "DELETE FROM bar_versions WHERE symbol = $1 AND time = $2",
-            instrument.symbol,
-            START + 9 * MINUTE,
-        )
+        for table in ("candles", "bar_versions"):
+            await conn.execute(
+                f"DELETE FROM {table} WHERE time = $2 "
+                "AND instrument_id = (SELECT id FROM instruments WHERE symbol = $1)",
+                instrument.symbol,
+                START + 9 * MINUTE,
+            )
     request = {
         "instruments": [str(instrument)],
         "timeframes": ["1m"],
@@ -306,7 +305,8 @@ async def test_failing_chunk_among_several_in_flight_leaves_the_pool_usable(
     await _revised_series(pool, instrument)
     async with pool.acquire() as conn:
         await conn.execute(
-            "UPDATE candles SET close = 0.0000000000000000001 WHERE symbol = $1 AND time = $2",
+            "UPDATE candles SET close = 0.0000000000000000001 WHERE time = $2 "
+            "AND instrument_id = (SELECT id FROM instruments WHERE symbol = $1)",
             instrument.symbol,
             START + 20 * MINUTE,
         )

@@ -1,4 +1,5 @@
-"""Migrations: idempotent, safe when several processes start at once, all or nothing; a v1 database upgrades."""
+"""Migrations: idempotent, safe when several processes start at once, all or nothing; v1 and
+0010 databases upgrade and serve their bars."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ EXPECTED_TABLES = {
     "schema_migrations",
     "bar_versions",
     "bar_history_start",
+    "instruments",
 }
 
 
@@ -122,7 +124,7 @@ async def test_migrate_v1_database_keeps_rows_under_their_venue(fresh_database_u
         await migrate(conn)
         candles = await conn.fetch(
             "SELECT exchange, symbol, volume, quote_volume, taker_buy_volume, revision"
-            " FROM candles ORDER BY symbol"
+            " FROM candles JOIN instruments ON instruments.id = instrument_id ORDER BY symbol"
         )
         assert [tuple(row) for row in candles] == [
             ("binance_usdm", "BTCUSDT", Decimal("203.143"), Decimal("12536520.4762"), None, 0),
@@ -182,3 +184,122 @@ async def test_migrated_v1_database_serves_its_bars_exactly(
         "binance_spot:ETHUSDT": [("607.148", "1615887.2146")],
         "binance_spot:BTCUSDT": [],
     }
+
+
+# What main stored before 0011 (instruments as exchange and symbol columns of candles and
+# bar_versions): BTCUSDT on USD-M registered, revised once (two versions); BTCUSDT on spot and
+# ETHUSDT never registered; a 5m bar; an instrument with a version only (its candle gone).
+_V10_ROWS = """
+INSERT INTO symbols (symbol, exchange, asset_type) VALUES ('BTCUSDT', 'binance_usdm', 'crypto');
+INSERT INTO candles (exchange, symbol, timeframe, time, open, high, low, close, volume,
+                     quote_volume, taker_buy_volume, taker_buy_quote_volume, trade_count, vwap,
+                     revision, change_id)
+VALUES ('binance_usdm', 'BTCUSDT', '1m', '2024-08-08 23:55:00+00', 61700.8, 61763.5, 61683.6,
+        61701.2, 203.143, 12536520.4762, 101.5, 6268260.2381, 3483, 61713.3, 1, 12),
+       ('binance_spot', 'BTCUSDT', '1m', '2024-08-08 23:55:00+00', 61690.01, 61750, 61680.5,
+        61695.99, 12.5, 771187.5, NULL, NULL, 420, 61695, 0, 11),
+       ('binance_spot', 'ETHUSDT', '5m', '2024-08-08 23:55:00+00', 2661.5, 2662.1, 2660.2,
+        2661, 607.148, 1615887.2146, 300.5, 799754.3, 1200, 2661.4, 0, 13);
+INSERT INTO bar_versions (exchange, symbol, timeframe, time, open, high, low, close, volume,
+                          quote_volume, trade_count, vwap, revision, change_id, committed_at)
+VALUES ('binance_usdm', 'BTCUSDT', '1m', '2024-08-08 23:55:00+00', 61700.8, 61763.5, 61683.6,
+        61700.8, 203.1, 12533000.1, 3480, 61713.1, 0, 10, '2024-08-08 23:56:02+00'),
+       ('binance_usdm', 'BTCUSDT', '1m', '2024-08-08 23:55:00+00', 61700.8, 61763.5, 61683.6,
+        61701.2, 203.143, 12536520.4762, 3483, 61713.3, 1, 12, '2024-08-08 23:57:00+00'),
+       ('binance_spot', 'BTCUSDT', '1m', '2024-08-08 23:55:00+00', 61690.01, 61750, 61680.5,
+        61695.99, 12.5, 771187.5, 420, 61695, 0, 11, '2024-08-08 23:56:01+00'),
+       ('binance_spot', 'XRPETH', '1m', '2024-08-08 23:50:00+00', 0.00021, 0.00021, 0.00021,
+        0.00021, 5, 0.00105, 1, 0.00021, 0, 9, '2024-08-08 23:51:00+00');
+SELECT setval('candle_change_seq', 13);
+"""
+_BETWEEN_VERSIONS_NS = 1_723_161_390_000_000_000  # 2024-08-08 23:56:30 UTC
+
+
+async def test_migrated_0010_database_serves_its_bars_and_their_history(
+    fresh_database_url: str, fresh_redis_url: str
+) -> None:
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        await migrate(conn, [m for m in load_migrations() if m.version <= 10])
+        await conn.execute(_V10_ROWS)
+        assert await migrate(conn) == [m.version for m in load_migrations() if m.version > 10]
+        # Every instrument with a bar or a version has an id; the registry is as it was.
+        instruments = await conn.fetch("SELECT exchange, symbol FROM instruments ORDER BY id")
+        assert [tuple(row) for row in instruments] == [
+            ("binance_spot", "BTCUSDT"),
+            ("binance_spot", "ETHUSDT"),
+            ("binance_spot", "XRPETH"),
+            ("binance_usdm", "BTCUSDT"),
+        ]
+        assert await conn.fetchval("SELECT count(*) FROM symbols") == 1
+        # Change ids and the sequence go on where they were.
+        ids = await conn.fetch("SELECT change_id FROM candles ORDER BY change_id")
+        assert [row["change_id"] for row in ids] == [11, 12, 13]
+        assert await conn.fetchval("SELECT nextval('candle_change_seq')") == 14
+    finally:
+        await conn.close()
+    bars = ServiceProcess(
+        "bars", {"TICKMESH_DATABASE_URL": fresh_database_url, "TICKMESH_REDIS_URL": fresh_redis_url}
+    )
+    await bars.start()
+    try:
+        async with aio.insecure_channel(bars.address) as channel:
+            stub = bar_service_pb2_grpc.BarServiceStub(channel)
+
+            async def closes(
+                instrument: str, timeframe: int, **as_of: int
+            ) -> list[tuple[str, int]]:
+                response = await stub.GetBars(
+                    bar_service_pb2.GetBarsRequest(
+                        instrument=InstrumentId.parse(instrument).to_proto(),
+                        timeframe=market_pb2.Timeframe.ValueType(timeframe),
+                        **as_of,
+                    )
+                )
+                return [(bar.close, bar.revision) for bar in response.bars]
+
+            latest = {
+                "binance_usdm:BTCUSDT": await closes(
+                    "binance_usdm:BTCUSDT", market_pb2.TIMEFRAME_1M
+                ),
+                "binance_spot:BTCUSDT": await closes(
+                    "binance_spot:BTCUSDT", market_pb2.TIMEFRAME_1M
+                ),
+                "binance_spot:ETHUSDT": await closes(
+                    "binance_spot:ETHUSDT", market_pb2.TIMEFRAME_5M
+                ),
+                "binance_spot:ETHUSDT 1m": await closes(
+                    "binance_spot:ETHUSDT", market_pb2.TIMEFRAME_1M
+                ),
+            }
+            # As known between the two versions of the USD-M bar: its first final.
+            past = await closes(
+                "binance_usdm:BTCUSDT", market_pb2.TIMEFRAME_1M, as_of_ns=_BETWEEN_VERSIONS_NS
+            )
+            xrp_past = await closes(
+                "binance_spot:XRPETH", market_pb2.TIMEFRAME_1M, as_of_ns=_BETWEEN_VERSIONS_NS
+            )
+            # A subscriber resuming from change id 0 gets every stored bar, in change-id order.
+            call = stub.Subscribe(bar_service_pb2.SubscribeRequest(resume_after_change_id=0))
+            resumed = []
+            async for response in call:
+                bar = response.bar
+                resumed.append((bar.exchange, bar.symbol, bar.change_id, bar.taker_buy_volume))
+                if len(resumed) == 3:
+                    break
+            call.cancel()
+    finally:
+        await bars.stop()
+    assert latest == {
+        "binance_usdm:BTCUSDT": [("61701.2", 1)],
+        "binance_spot:BTCUSDT": [("61695.99", 0)],
+        "binance_spot:ETHUSDT": [("2661", 0)],
+        "binance_spot:ETHUSDT 1m": [],
+    }
+    assert past == [("61700.8", 0)]
+    assert xrp_past == [("0.00021", 0)]
+    assert resumed == [
+        (market_pb2.EXCHANGE_BINANCE_SPOT, "BTCUSDT", 11, ""),
+        (market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT", 12, "101.5"),
+        (market_pb2.EXCHANGE_BINANCE_SPOT, "ETHUSDT", 13, "300.5"),
+    ]

@@ -113,7 +113,8 @@ async def stored_trades_per_minute(database_url: str) -> dict[tuple[str, str, in
     try:
         rows = await conn.fetch(
             "SELECT exchange, symbol, (extract(epoch FROM time) * 1000)::bigint AS open_ms,"
-            " trade_count FROM candles WHERE timeframe = '1m' AND trade_count > 0"
+            " trade_count FROM candles JOIN instruments ON instruments.id = instrument_id"
+            " WHERE timeframe = '1m' AND trade_count > 0"
         )
     finally:
         await conn.close()
@@ -126,6 +127,7 @@ async def doubled_bars(database_url: str) -> list[tuple[str, str, str, int]]:
     try:
         rows = await conn.fetch(
             "SELECT exchange, symbol, timeframe, count(*) AS n FROM candles"
+            " JOIN instruments ON instruments.id = instrument_id"
             " GROUP BY exchange, symbol, timeframe, time HAVING count(*) > 1"
         )
     finally:

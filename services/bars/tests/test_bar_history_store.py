@@ -26,6 +26,11 @@ NOW_NS = datetime_to_ns(NOW)
 OPEN = datetime(2026, 1, 1, tzinfo=UTC)
 OPEN_NS = datetime_to_ns(OPEN)
 FAR_NS = 2**62
+# The id of the instrument $1:$2 in `instruments`, added if new (see instrument_ids).
+_ADD_INSTRUMENT = (
+    "INSERT INTO instruments (exchange, symbol) VALUES ($1, $2) ON CONFLICT (exchange, symbol) "
+    "DO UPDATE SET symbol = EXCLUDED.symbol RETURNING id"
+)
 
 
 async def _pool(url: str) -> asyncpg.Pool:
@@ -51,10 +56,11 @@ async def _version(
     pool: asyncpg.Pool, open_time: datetime, revision: int, close: str, days_ago: float
 ) -> None:
     await pool.execute(
-        "INSERT INTO bar_versions (exchange, symbol, timeframe, time, open, high, low, close, "
+        "INSERT INTO bar_versions (instrument_id, timeframe, time, open, high, low, close, "
         "volume, quote_volume, trade_count, vwap, revision, change_id, committed_at) "
-        "VALUES ('binance_usdm', 'BTCUSDT', '1m', $1, 1, 2, 1, $2::numeric, 1, 1, 1, 1.5, $3, "
-        "nextval('candle_change_seq'), $4)",
+        "VALUES ($1, '1m', $2, 1, 2, 1, $3::numeric, 1, 1, 1, 1.5, $4, "
+        "nextval('candle_change_seq'), $5)",
+        await pool.fetchval(_ADD_INSTRUMENT, BTC.venue, BTC.symbol),
         open_time,
         close,
         revision,
@@ -148,11 +154,11 @@ async def test_version_log_frames_bars_as_the_field_and_a_shard_reads_only_its_o
         # Long enough (> 127 bytes) that the length takes two varint bytes for some.
         bar = market_pb2.Bar(symbol=symbol, open="1" * (60 + 20 * index), final=True)
         await pool.execute(
-            "INSERT INTO bar_versions (exchange, symbol, timeframe, time, open, high, low, "
+            "INSERT INTO bar_versions (instrument_id, timeframe, time, open, high, low, "
             "close, volume, quote_volume, trade_count, vwap, revision, change_id, "
-            "committed_at, message) VALUES ('binance_usdm', $1, '1m', $2, 1, 1, 1, 1, 1, 1, "
+            "committed_at, message) VALUES ($1, '1m', $2, 1, 1, 1, 1, 1, 1, "
             "1, 1, 0, $3, $2, $4)",
-            symbol,
+            await pool.fetchval(_ADD_INSTRUMENT, "binance_usdm", symbol),
             OPEN + timedelta(seconds=index),
             index + 1,
             bar.SerializeToString(),

@@ -42,9 +42,12 @@ async def served(
             symbol="BTCUSDT", open="61700.8", close="61701.2", final=True
         ).SerializeToString()
         await conn.execute(
-            "INSERT INTO bar_versions (exchange, symbol, timeframe, time, open, high, low, "
+            "INSERT INTO instruments (exchange, symbol) VALUES ('binance_usdm', 'BTCUSDT')"
+        )
+        await conn.execute(
+            "INSERT INTO bar_versions (instrument_id, timeframe, time, open, high, low, "
             "close, volume, quote_volume, trade_count, vwap, revision, change_id, "
-            "committed_at, message) SELECT 'binance_usdm', 'BTCUSDT', '1m', "
+            "committed_at, message) SELECT (SELECT id FROM instruments), '1m', "
             "to_timestamp(i * 60), 1, 1, 1, 1, 1, 1, 1, 1, 0, i, "
             "now() - ($1 - i) * interval '1 millisecond', $2 FROM generate_series(1, $1) AS i",
             VERSIONS,

@@ -24,28 +24,35 @@ async def _stored_instrument(pool: asyncpg.Pool) -> str:
     """A spot instrument with ROWS 1m bars from START, their indicators and features."""
     symbol = f"R{secrets.token_hex(4).upper()}"
     async with pool.acquire() as conn:
+        instrument_id = await conn.fetchval(
+            "INSERT INTO instruments (exchange, symbol) VALUES ('binance_spot', $1) RETURNING id",
+            symbol,
+        )
         await conn.execute(
-            "INSERT INTO candles (exchange, symbol, timeframe, time, open, high, low, close, "
+            "INSERT INTO candles (instrument_id, timeframe, time, open, high, low, close, "
             "volume, quote_volume, taker_buy_volume, trade_count, vwap) "
-            "SELECT 'binance_spot', $1, '1m', $2::timestamptz + n * interval '1 minute', "
+            "SELECT $1, '1m', $2::timestamptz + n * interval '1 minute', "
             "100.25 + n, 101.5 + n, 99.000001 + n, 100.75 + n, 0.001 * n, 12.345678901234567 * n, "
             "CASE WHEN n % 3 = 0 THEN NULL ELSE 0.0005 * n END, n, 100.5 + n / 7.0 "
             "FROM generate_series(0, $3 - 1) AS n",
-            symbol,
+            instrument_id,
             datetime.fromisoformat(START),
             ROWS,
         )
         await conn.execute(
             "INSERT INTO indicators (exchange, symbol, timeframe, time, rsi, sma_20) "
-            "SELECT exchange, symbol, timeframe, time, 50 + trade_count / 3.0, "
-            "CASE WHEN trade_count < 5 THEN NULL ELSE vwap END FROM candles WHERE symbol = $1",
+            "SELECT 'binance_spot', $2, timeframe, time, 50 + trade_count / 3.0, "
+            "CASE WHEN trade_count < 5 THEN NULL ELSE vwap END FROM candles "
+            "WHERE instrument_id = $1",
+            instrument_id,
             symbol,
         )
         await conn.execute(
             "INSERT INTO ml_features (exchange, symbol, timeframe, time, feature_version, features) "
-            "SELECT exchange, symbol, timeframe, time, '1.1.0', "
+            "SELECT 'binance_spot', $2, timeframe, time, '1.1.0', "
             "jsonb_build_object('return_1', trade_count / 9.0, 'log_volume', 1e-300) "
-            "FROM candles WHERE symbol = $1",
+            "FROM candles WHERE instrument_id = $1",
+            instrument_id,
             symbol,
         )
     return f"binance_spot:{symbol}"

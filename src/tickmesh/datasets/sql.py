@@ -33,12 +33,18 @@ _BAR_COLUMNS = (
     "vwap",
     "revision",
 )
-_RANGE = "exchange = $1 AND symbol = $2 AND timeframe = $3 AND time >= $4 AND time < $5"
+_TIME_RANGE = "timeframe = $3 AND time >= $4 AND time < $5"
+_RANGE = f"exchange = $1 AND symbol = $2 AND {_TIME_RANGE}"
+# candles and bar_versions are keyed by the instrument's id (0011_candle_instrument_ids.sql).
+_BAR_RANGE = (
+    "instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND symbol = $2) "
+    f"AND {_TIME_RANGE}"
+)
 
 
-def _first_versions(table: str, order: str, columns: str) -> str:
+def _first_versions(table: str, order: str, columns: str, where: str = _RANGE) -> str:
     """Per bar of the range, the row of `table` first in `order` (its primary key's order)."""
-    return f"SELECT DISTINCT ON (time) {columns} FROM {table} WHERE {_RANGE} ORDER BY time, {order}"
+    return f"SELECT DISTINCT ON (time) {columns} FROM {table} WHERE {where} ORDER BY time, {order}"
 
 
 def _series_bars(as_of: bool, columns: str = "*") -> str:
@@ -50,8 +56,8 @@ def _series_bars(as_of: bool, columns: str = "*") -> str:
     earliest known one, so "smallest revision" rather than "revision = 0".
     """
     if as_of:
-        return _first_versions("bar_versions", "revision", columns)
-    return f"SELECT {columns} FROM candles WHERE {_RANGE} ORDER BY time"
+        return _first_versions("bar_versions", "revision", columns, _BAR_RANGE)
+    return f"SELECT {columns} FROM candles WHERE {_BAR_RANGE} ORDER BY time"
 
 
 def bounds_query(as_of: bool, chunk_rows: int) -> str:

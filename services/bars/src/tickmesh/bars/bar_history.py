@@ -22,6 +22,7 @@ from tickmesh.bars.bar_rows import (
     datetime_to_ns,
     ns_to_datetime,
 )
+from tickmesh.bars.instrument_ids import INSTRUMENT_ID_OF
 from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert
 from tickmesh.core.db.copy_binary import PG_EPOCH_US, BinaryRows
 from tickmesh.core.db.pool import Connection
@@ -32,7 +33,7 @@ from tickmesh.v2 import market_pb2
 VERSIONS = UpsertSpec(
     table="bar_versions",
     columns=(*CANDLE_COPY_COLUMNS, "committed_at", "message"),
-    key=("exchange", "symbol", "timeframe", "time", "revision"),
+    key=("instrument_id", "timeframe", "time", "revision"),
     # A version, once stored, is what was known then: a restart that writes the same revision
     # again (the collector resending unacknowledged batches) must not move its commit time.
     update_columns=(),
@@ -104,9 +105,10 @@ async def fetch_as_of(
     # DISTINCT ON over the primary key read backwards: the first row of each open time is its
     # greatest revision committed by then. A bar with no version by then was not final then.
     rows = await pool.fetch(
-        f"SELECT DISTINCT ON (time) {SELECT_CANDLE}, message FROM bar_versions "
-        "WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 AND time >= $4 AND time < $5 "
-        "AND committed_at <= $6 ORDER BY time DESC, revision DESC LIMIT $7",
+        f"SELECT DISTINCT ON (time) $1::text AS exchange, $2::text AS symbol, {SELECT_CANDLE}, "
+        f"message FROM bar_versions WHERE instrument_id = {INSTRUMENT_ID_OF} AND timeframe = $3 "
+        "AND time >= $4 AND time < $5 AND committed_at <= $6 "
+        "ORDER BY time DESC, revision DESC LIMIT $7",
         instrument.venue,
         instrument.symbol,
         timeframe,
@@ -137,8 +139,8 @@ async def collapse_history(pool: asyncpg.Pool, horizon_ns: int, since_ns: int = 
     async with pool.acquire() as conn, conn.transaction():
         status = await conn.execute(
             "DELETE FROM bar_versions v WHERE v.committed_at < $1 AND v.committed_at >= $2 "
-            "AND EXISTS (SELECT 1 FROM bar_versions w WHERE w.exchange = v.exchange "
-            "AND w.symbol = v.symbol AND w.timeframe = v.timeframe AND w.time = v.time "
+            "AND EXISTS (SELECT 1 FROM bar_versions w WHERE w.instrument_id = v.instrument_id "
+            "AND w.timeframe = v.timeframe AND w.time = v.time "
             "AND w.revision > v.revision AND w.committed_at < $1)",
             horizon,
             ns_to_datetime(since_ns),

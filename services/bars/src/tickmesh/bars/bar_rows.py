@@ -27,15 +27,15 @@ from tickmesh.core.db.copy_binary import (
     numeric_fields,
     text_field,
 )
-from tickmesh.core.exchanges import exchange_label, exchange_proto
+from tickmesh.core.exchanges import exchange_proto
 from tickmesh.core.timeframes import from_label
 from tickmesh.v2 import market_pb2
 
+# A `candles` row's columns (0011_candle_instrument_ids.sql): the key, then the values.
 CANDLE_COLUMNS = (
-    "time",
-    "symbol",
+    "instrument_id",
     "timeframe",
-    "exchange",
+    "time",
     "open",
     "high",
     "low",
@@ -50,7 +50,9 @@ CANDLE_COLUMNS = (
     "taker_buy_volume",
     "taker_buy_quote_volume",
 )
-SELECT_CANDLE = ", ".join(CANDLE_COLUMNS) + ", change_id"
+# What bar_from_record reads besides the instrument's `exchange` and `symbol`, which a reader
+# selects from `instruments` (or names itself): every column but the id, and the change id.
+SELECT_CANDLE = ", ".join(CANDLE_COLUMNS[1:]) + ", change_id"
 
 
 def ns_to_datetime(time_ns: int) -> datetime:
@@ -72,22 +74,22 @@ def decimal_text(value: Decimal) -> str:
     return "0" if text in ("", "-0") else text
 
 
-# The order the rows' fields are written in: the text columns first, so that one cached
-# prefix per instrument and timeframe is followed by one fixed-size block per batch.
+# The order the rows' fields are written in: the key's instrument id and timeframe first, so
+# that one cached prefix per instrument and timeframe is followed by one fixed-size block per
+# batch.
 CANDLE_COPY_COLUMNS = (
-    "exchange",
-    "symbol",
+    "instrument_id",
     "timeframe",
     "time",
-    *CANDLE_COLUMNS[4:15],  # open ... out_of_order_trades
+    *CANDLE_COLUMNS[3:14],  # open ... out_of_order_trades
     "change_id",
-    *CANDLE_COLUMNS[15:],  # the two taker-buy volumes, which may be NULL
+    *CANDLE_COLUMNS[14:],  # the two taker-buy volumes, which may be NULL
 )
-CandleKey = tuple[int, str, str, int]  # (exchange, symbol, timeframe label, open time in µs)
+CandleKey = tuple[int, str, int]  # (instrument id, timeframe label, open time in µs)
 _INT32_MAX = 2**31 - 1
 _NULL_TAKER_BUYS = NULL + NULL
-# (exchange, symbol, timeframe label) -> their three text fields; few instruments, reused.
-_PREFIXES: dict[tuple[int, str, str], bytes] = {}
+# (instrument id, timeframe label) -> their two fields; few instruments, reused.
+_PREFIXES: dict[tuple[int, str], bytes] = {}
 _PREFIXES_KEPT = 50_000
 
 
@@ -100,28 +102,32 @@ class CandleRows(NamedTuple):
     updates: Sequence[BarUpdate]
     change_ids: list[int]
     fields: list[bytes]
+    instrument_ids: Sequence[int]
 
     def keys(self) -> list[CandleKey]:
         """Each row's conflict key (built only to de-duplicate a batch, which is rare)."""
         return [
-            (u.exchange, u.symbol, u.timeframe.label, u.open_time_ns // 1000) for u in self.updates
+            (instrument_id, u.timeframe.label, u.open_time_ns // 1000)
+            for instrument_id, u in zip(self.instrument_ids, self.updates, strict=True)
         ]
 
 
-def _prefix(key: tuple[int, str, str]) -> bytes:
+def _prefix(key: tuple[int, str]) -> bytes:
     prefix = _PREFIXES.get(key)
     if prefix is None:
         if len(_PREFIXES) >= _PREFIXES_KEPT:
             _PREFIXES.clear()
-        exchange, symbol, label = key
-        prefix = _PREFIXES[key] = (
-            text_field(exchange_label(exchange)) + text_field(symbol) + text_field(label)
-        )
+        instrument_id, label = key
+        prefix = _PREFIXES[key] = struct.pack(">ii", 4, instrument_id) + text_field(label)
     return prefix
 
 
-def candle_rows(updates: Sequence[BarUpdate], change_ids: Sequence[int]) -> CandleRows:
+def candle_rows(
+    updates: Sequence[BarUpdate], change_ids: Sequence[int], instrument_ids: Sequence[int]
+) -> CandleRows:
     """The `candles` rows of final or revised bars with their change ids, as binary COPY.
+
+    `instrument_ids` holds each update's instrument id (see instrument_ids.InstrumentIds).
 
     Prices and volumes go as binary numerics built from their mantissas and scales, exactly,
     a column of the whole batch at a time (see tickmesh.core.db.copy_binary): no Decimal, no
@@ -137,10 +143,12 @@ def candle_rows(updates: Sequence[BarUpdate], change_ids: Sequence[int]) -> Cand
     fields = [
         (prefixes.get(key) or _prefix(key)) + block
         for key, block in zip(
-            [(u.exchange, u.symbol, u.timeframe.label) for u in updates], blocks, strict=True
+            zip(instrument_ids, [u.timeframe.label for u in updates], strict=True),
+            blocks,
+            strict=True,
         )
     ]
-    return CandleRows(updates, list(change_ids), fields)
+    return CandleRows(updates, list(change_ids), fields, instrument_ids)
 
 
 # Rows a COPY chunk holds: small enough that the server starts soon, large enough that the
@@ -149,16 +157,22 @@ CHUNK_ROWS = 2_000
 
 
 def streamed_candle_rows(
-    updates: Sequence[BarUpdate], change_ids: Sequence[int], chunk_rows: int = CHUNK_ROWS
+    updates: Sequence[BarUpdate],
+    change_ids: Sequence[int],
+    instrument_ids: Sequence[int],
+    chunk_rows: int = CHUNK_ROWS,
 ) -> StreamedRows:
     """The rows of `candle_rows`, built a chunk at a time as COPY sends the ones before."""
     chunks = (
         candle_rows(
-            updates[start : start + chunk_rows], change_ids[start : start + chunk_rows]
+            updates[start : start + chunk_rows],
+            change_ids[start : start + chunk_rows],
+            instrument_ids[start : start + chunk_rows],
         ).fields
         for start in range(0, len(updates), chunk_rows)
     )
-    return StreamedRows(chunks, len(updates), CandleRows(updates, list(change_ids), []).keys)
+    keys = CandleRows(updates, list(change_ids), [], instrument_ids).keys
+    return StreamedRows(chunks, len(updates), keys)
 
 
 def _fixed_blocks(updates: Sequence[BarUpdate], change_ids: Sequence[int]) -> list[bytes]:
@@ -233,7 +247,8 @@ def _row_fields(update: BarUpdate, change_id: int) -> bytes:
 
 
 def bar_from_record(record: asyncpg.Record) -> market_pb2.Bar:
-    """A final `tickmesh.v2.Bar` from a `candles` row selected with SELECT_CANDLE."""
+    """A final `tickmesh.v2.Bar` from a `candles` row selected with SELECT_CANDLE and the
+    instrument's `exchange` and `symbol`."""
     bar = market_pb2.Bar(
         symbol=record["symbol"],
         exchange=market_pb2.Exchange.ValueType(exchange_proto(record["exchange"])),

@@ -1,6 +1,8 @@
 """The bar service's PostgreSQL adapter: candles, engine state, stream sequences, quarantine.
 
-Every table is keyed by instrument (exchange label, symbol); prices and volumes are numeric.
+Every table is keyed by instrument: `candles` (and `bar_versions`) by its integer id in
+`instruments` (see instrument_ids), the small tables by (exchange label, symbol). Prices and
+volumes are numeric.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tickmesh.bars.bar_rows import (
     streamed_candle_rows,
 )
 from tickmesh.bars.bar_state import BarUpdate
+from tickmesh.bars.instrument_ids import INSTRUMENT_ID_OF, InstrumentIds
 from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert, next_sequence_values, upsert
 from tickmesh.core.db.copy_binary import BinaryRows
 from tickmesh.core.db.pool import Connection
@@ -40,7 +43,7 @@ from tickmesh.v2 import market_pb2
 CANDLES = UpsertSpec(
     table="candles",
     columns=CANDLE_COPY_COLUMNS,
-    key=("exchange", "symbol", "timeframe", "time"),
+    key=("instrument_id", "timeframe", "time"),
 )
 ENGINE_STATE = UpsertSpec(
     table="bar_engine_state",
@@ -73,29 +76,40 @@ QUARANTINE = UpsertSpec(
 )
 
 
-async def write_candles(conn: Connection, updates: Sequence[BarUpdate]) -> CandleRows:
-    """Upsert the `candles` rows of final bars (keys unique); the rows, with their change ids."""
+async def write_candles(
+    conn: Connection, updates: Sequence[BarUpdate], instrument_ids: Sequence[int]
+) -> CandleRows:
+    """Upsert the `candles` rows of final bars (keys unique); the rows, with their change ids.
+
+    `instrument_ids`: each update's instrument id (InstrumentIds.of, outside the transaction).
+    """
     change_ids = await next_sequence_values(conn, "candle_change_seq", len(updates))
     revisions = [update.revision for update in updates]
     # A bar final for the first time (revision 0) is a new row unless a restart replays it,
     # so those go in by plain COPY, streamed as they are encoded; revisions overwrite rows
     # that exist.
     if not any(revisions):
-        streamed = streamed_candle_rows(updates, change_ids)
+        streamed = streamed_candle_rows(updates, change_ids, instrument_ids)
         await insert_or_upsert(conn, CANDLES, streamed)
-        return CandleRows(updates, change_ids, streamed.complete().fields)
+        return CandleRows(updates, change_ids, streamed.complete().fields, instrument_ids)
     new = [index for index, revision in enumerate(revisions) if revision == 0]
     revised = [index for index, revision in enumerate(revisions) if revision != 0]
-    streamed = streamed_candle_rows([updates[i] for i in new], [change_ids[i] for i in new])
+    streamed = streamed_candle_rows(
+        [updates[i] for i in new], [change_ids[i] for i in new], [instrument_ids[i] for i in new]
+    )
     await insert_or_upsert(conn, CANDLES, streamed)
-    rows = candle_rows([updates[i] for i in revised], [change_ids[i] for i in revised])
+    rows = candle_rows(
+        [updates[i] for i in revised],
+        [change_ids[i] for i in revised],
+        [instrument_ids[i] for i in revised],
+    )
     await upsert(conn, CANDLES, BinaryRows(rows.fields, rows.keys))
     # Back in the order of `updates`, which the version rows and published bars follow.
     fields = [b""] * len(updates)
     for positions, part in ((new, streamed.complete().fields), (revised, rows.fields)):
         for index, candle in zip(positions, part, strict=True):
             fields[index] = candle
-    return CandleRows(updates, change_ids, fields)
+    return CandleRows(updates, change_ids, fields, instrument_ids)
 
 
 @dataclass
@@ -143,6 +157,7 @@ class BarStore:
         self._shard = shard
         self._clock_ns = clock_ns
         self._last_committed_ns = 0
+        self._instrument_ids = InstrumentIds()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -190,8 +205,10 @@ class BarStore:
     async def commit(self, commit: Commit) -> list[market_pb2.Bar]:
         """Write a group commit atomically; return each candle's bar as published, in order."""
         started = time.perf_counter()
+        # Before the transaction: an id it assigned would stay cached if it rolled back.
+        instrument_ids = await self._instrument_ids.of(self._pool, commit.candles)
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await write_candles(conn, commit.candles)
+            rows = await write_candles(conn, commit.candles, instrument_ids)
             lines, bars = version_lines(rows, self._commit_time_ns())
             await write_versions(conn, lines)
             await upsert(conn, ENGINE_STATE, commit.engine_states)
@@ -226,7 +243,8 @@ class BarStore:
     ) -> list[market_pb2.Bar]:
         """The latest `limit` final bars of an instrument with start <= open time < end, oldest first."""
         rows = await self._pool.fetch(
-            f"SELECT {SELECT_CANDLE} FROM candles WHERE exchange = $1 AND symbol = $2 "
+            f"SELECT $1::text AS exchange, $2::text AS symbol, {SELECT_CANDLE} FROM candles "
+            f"WHERE instrument_id = {INSTRUMENT_ID_OF} "
             "AND timeframe = $3 AND time >= $4 AND time < $5 ORDER BY time DESC LIMIT $6",
             instrument.venue,
             instrument.symbol,
@@ -249,7 +267,8 @@ class BarStore:
 
         `instruments` filters (empty: every instrument)."""
         rows = await self._pool.fetch(
-            f"SELECT {SELECT_CANDLE} FROM candles WHERE change_id > $1 "
+            f"SELECT exchange, symbol, {SELECT_CANDLE} FROM candles "
+            "JOIN instruments ON instruments.id = instrument_id WHERE change_id > $1 "
             "AND (cardinality($2::text[]) = 0 OR (exchange, symbol) IN "
             "(SELECT * FROM unnest($2::text[], $3::text[]))) "
             "AND (cardinality($4::text[]) = 0 OR timeframe = ANY($4::text[])) "

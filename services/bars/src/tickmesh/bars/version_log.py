@@ -37,8 +37,8 @@ _ITEM = "change_id AS p, committed_at AS t, message AS m"
 _AS_ARRAYS = "SELECT array_agg(p), array_send(array_agg(t)), array_agg(m) "
 _SELECTION = (
     "message IS NOT NULL "
-    "AND (cardinality($1::text[]) = 0 OR (exchange, symbol) IN "
-    "(SELECT * FROM unnest($1::text[], $2::text[]))) "
+    "AND (cardinality($1::text[]) = 0 OR instrument_id IN (SELECT id FROM instruments "
+    "WHERE (exchange, symbol) IN (SELECT * FROM unnest($1::text[], $2::text[])))) "
     "AND (cardinality($3::text[]) = 0 OR timeframe = ANY($3::text[]))"
 )
 
@@ -49,8 +49,9 @@ _PAGE_WHERE = (
 _PAGE = f"SELECT {_ITEM} {_PAGE_WHERE}"
 # With the instrument of each row, for a shard to leave out the other shards' rows.
 _SHARD_PAGE = (
-    "SELECT change_id, (date_part('epoch', committed_at) * 1000000)::bigint * 1000, message, "
-    f"exchange, symbol {_PAGE_WHERE}"
+    "SELECT p, (date_part('epoch', t) * 1000000)::bigint * 1000, m, exchange, symbol "
+    f"FROM (SELECT {_ITEM}, instrument_id {_PAGE_WHERE}) AS v "
+    "JOIN instruments ON instruments.id = v.instrument_id ORDER BY p"
 )
 
 
