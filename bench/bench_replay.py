@@ -29,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.report import Figure
 from tickmesh.core.db.migrations import migrate
-from tickmesh.core.replay import embedded
+from tickmesh.core.protowire import embedded
 from tickmesh.mesh.embedded import EmbeddedServers
 from tickmesh.v2 import market_pb2, replay_pb2
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from tickmesh.core.db.instrument_keys import INSTRUMENT_ID_OF
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.indicator_names import INDICATOR_NAMES
 from tickmesh.core.instruments import InstrumentId
@@ -18,8 +19,6 @@ from tickmesh.core.instruments import InstrumentId
 START = datetime(2026, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 FEATURE_NAMES = ("return_1", "log_volume", "rsi_14_centered")
-# candles and bar_versions hold an instrument's id (0011): $1 exchange, $2 symbol.
-_ID = "(SELECT id FROM instruments WHERE exchange = $1 AND symbol = $2)"
 
 
 async def _add_instrument(conn: Connection, instrument: InstrumentId) -> None:
@@ -76,7 +75,7 @@ async def insert_latest(
     await conn.executemany(
         "INSERT INTO candles (instrument_id, timeframe, time, open, high, low, close, volume, "
         "quote_volume, taker_buy_volume, taker_buy_quote_volume, trade_count, vwap, revision) "
-        f"VALUES ({_ID},$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
+        f"VALUES ({INSTRUMENT_ID_OF},$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
         "ON CONFLICT (instrument_id, timeframe, time) DO UPDATE SET open = $5, high = $6, "
         "low = $7, close = $8, volume = $9, quote_volume = $10, taker_buy_volume = $11, "
         "taker_buy_quote_volume = $12, trade_count = $13, vwap = $14, revision = $15",
@@ -113,7 +112,7 @@ async def insert_versions(
         "INSERT INTO bar_versions (instrument_id, timeframe, time, open, high, low, close, "
         "volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, trade_count, vwap, "
         "revision, change_id, committed_at) VALUES "
-        f"({_ID},$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,nextval('candle_change_seq'),$16)",
+        f"({INSTRUMENT_ID_OF},$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,nextval('candle_change_seq'),$16)",
         [
             (*key, r.time, *r.values.values(), r.trade_count, r.vwap, revision, committed_at)
             for r in rows

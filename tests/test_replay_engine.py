@@ -12,12 +12,12 @@ import pytest
 from grpc import aio
 
 from tests.grpc_helpers import free_port
+from tickmesh.core.protowire import embedded
 from tickmesh.core.replay import (
     LoggedItem,
     LogPage,
     ReplayError,
     ReplaySession,
-    embedded,
     first_start,
     raw_response_methods,
     replay_plan,

@@ -16,7 +16,7 @@ from tickmesh.bars.version_log import BarVersionLog
 from tickmesh.core.db.migrations import load_migrations, migrate
 from tickmesh.core.errors import FailedPrecondition
 from tickmesh.core.instruments import InstrumentId
-from tickmesh.core.replay import embedded
+from tickmesh.core.protowire import embedded
 from tickmesh.core.sharding import Shard
 from tickmesh.v2 import bar_service_pb2, market_pb2
 

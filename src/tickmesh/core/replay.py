@@ -136,28 +136,6 @@ async def first_start(requests: AsyncIterator[replay_pb2.ReplayRequest]) -> repl
     return first.start
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def embedded(field_number: int, messages: Sequence[bytes]) -> bytes:
-    """`messages` as occurrences of a length-delimited field of an enclosing message."""
-    tag = _varint(field_number << 3 | 2)
-    # Messages of a log share a few lengths: one header per length, and the interleaving
-    # done by C loops (map, slice assignment), so a bar costs a fraction of a microsecond.
-    sizes = list(map(len, messages))
-    heads = {size: tag + _varint(size) for size in set(sizes)}
-    parts = [b""] * (2 * len(sizes))
-    parts[0::2] = map(heads.__getitem__, sizes)
-    parts[1::2] = messages
-    return b"".join(parts)
-
-
 @dataclass(slots=True)
 class _Pace:
     """The virtual clock: commit time `anchor_ns` was reached at monotonic `anchor_wall`."""

@@ -15,6 +15,7 @@ earliest version in `bar_versions` (revision 0) and the `indicator_versions` /
 
 from __future__ import annotations
 
+from tickmesh.core.db.instrument_keys import INSTRUMENT_ID_OF
 from tickmesh.core.indicator_names import INDICATOR_NAMES
 from tickmesh.datasets import binary
 from tickmesh.datasets.schema import DatasetSchema
@@ -36,10 +37,7 @@ _BAR_COLUMNS = (
 _TIME_RANGE = "timeframe = $3 AND time >= $4 AND time < $5"
 _RANGE = f"exchange = $1 AND symbol = $2 AND {_TIME_RANGE}"
 # candles and bar_versions are keyed by the instrument's id (0011_candle_instrument_ids.sql).
-_BAR_RANGE = (
-    "instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND symbol = $2) "
-    f"AND {_TIME_RANGE}"
-)
+_BAR_RANGE = f"instrument_id = {INSTRUMENT_ID_OF} AND {_TIME_RANGE}"
 
 
 def _first_versions(table: str, order: str, columns: str, where: str = _RANGE) -> str:

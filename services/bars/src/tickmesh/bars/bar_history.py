@@ -22,9 +22,9 @@ from tickmesh.bars.bar_rows import (
     datetime_to_ns,
     ns_to_datetime,
 )
-from tickmesh.bars.instrument_ids import INSTRUMENT_ID_OF
 from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert
 from tickmesh.core.db.copy_binary import PG_EPOCH_US, BinaryRows
+from tickmesh.core.db.instrument_keys import INSTRUMENT_ID_OF
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.errors import FailedPrecondition
 from tickmesh.core.instruments import InstrumentId

@@ -20,11 +20,11 @@ from tickmesh.bars.subscriptions import BarFilter, BarHub, SubscriberOverflowErr
 from tickmesh.bars.version_log import BarVersionLog
 from tickmesh.core.errors import InvalidArgument
 from tickmesh.core.instruments import InstrumentError, InstrumentId
+from tickmesh.core.protowire import embedded
 from tickmesh.core.replay import (
     DEFAULT_PAGE_SIZE,
     ReplayError,
     ReplaySession,
-    embedded,
     first_start,
     replay_plan,
 )

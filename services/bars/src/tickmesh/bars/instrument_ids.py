@@ -15,10 +15,6 @@ from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.exchanges import exchange_label
 
-# Readers name an instrument by $1 (exchange label) and $2 (symbol): its id, or NULL (no bar
-# of it was ever stored), for `instrument_id = ...` in a range query on a primary key.
-INSTRUMENT_ID_OF = "(SELECT id FROM instruments WHERE exchange = $1 AND symbol = $2)"
-
 # DO UPDATE rather than DO NOTHING: every instrument asked for comes back, also one that
 # another bar service shard added after this statement's snapshot was taken.
 _ASSIGN = (

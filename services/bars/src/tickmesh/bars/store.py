@@ -26,9 +26,10 @@ from tickmesh.bars.bar_rows import (
     streamed_candle_rows,
 )
 from tickmesh.bars.bar_state import BarUpdate
-from tickmesh.bars.instrument_ids import INSTRUMENT_ID_OF, InstrumentIds
+from tickmesh.bars.instrument_ids import InstrumentIds
 from tickmesh.core.db.bulk import UpsertSpec, insert_or_upsert, next_sequence_values, upsert
 from tickmesh.core.db.copy_binary import BinaryRows
+from tickmesh.core.db.instrument_keys import INSTRUMENT_ID_OF
 from tickmesh.core.db.pool import Connection
 from tickmesh.core.exchanges import exchange_proto
 from tickmesh.core.instruments import InstrumentId

@@ -3,7 +3,7 @@
 BarService.Replay walks it with tickmesh.core.replay.ReplaySession. The position is the
 change id; each item is the logged message (the serialized Bar as published), which the
 service frames as occurrences of the response field it goes in (`bar` or `bars` of
-SubscribeResponse, core.replay.embedded): the live stream's bytes, never decoded or re-encoded.
+SubscribeResponse, core.protowire.embedded): the live stream's bytes, never decoded or re-encoded.
 """
 
 from __future__ import annotations

@@ -311,17 +311,14 @@ class QualityMonitor:
             failed = {anomaly.check for anomaly in recent}
             passed = tuple(name for name in evaluated if name not in failed)
             failing = tuple(name for name in evaluated if name in failed)
-            score = _score(passed, failing, self.config.weights)
         else:
-            # Nothing failed: the score sums the same weights twice, x / x, exactly 1 (or 0 if none).
             passed, failing = evaluated, ()
-            score = 1.0 if sum(self.config.weights.get(name, 0.0) for name in passed) > 0 else 0.0
         # Built once with its score (as `scored` computes it): dataclasses.replace costs ~2 us a bar.
         return Quality(
             instrument=self.instrument,
             timeframe=self.timeframe.proto,
             time_ns=now_ns,
-            score=score,
+            score=_score(passed, failing, self.config.weights),
             checks_passed=passed,
             checks_failed=failing,
             anomalies=tuple(sorted(recent, key=lambda anomaly: anomaly.time_ns)),

@@ -10,22 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from tickmesh.core.protowire import varint
 from tickmesh.v2 import market_pb2
 
 _FIELDS = market_pb2.SymbolTrades.DESCRIPTOR.fields_by_name
 # Key of a length-delimited (packed) field: its number, then wire type 2.
-_SIDES_KEY: Final = bytes([_FIELDS["sides"].number << 3 | 2])
-_TYPES_KEY: Final = bytes([_FIELDS["types"].number << 3 | 2])
-
-
-def _varint(value: int) -> bytes:
-    """The protobuf varint of a non-negative int."""
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+_SIDES_KEY: Final = varint(_FIELDS["sides"].number << 3 | 2)
+_TYPES_KEY: Final = varint(_FIELDS["types"].number << 3 | 2)
 
 
 def append_small_enums(message: market_pb2.SymbolTrades, sides: bytes, types: bytes) -> None:
@@ -34,7 +25,7 @@ def append_small_enums(message: market_pb2.SymbolTrades, sides: bytes, types: by
         return
     if sides.isascii() and types.isascii():  # every value in 0..127: the bytes are the varints
         message.MergeFromString(
-            _SIDES_KEY + _varint(len(sides)) + sides + _TYPES_KEY + _varint(len(types)) + types
+            _SIDES_KEY + varint(len(sides)) + sides + _TYPES_KEY + varint(len(types)) + types
         )
         return
     # A negative or larger value (not one of the enums' own) takes upb's conversion.
