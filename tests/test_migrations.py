@@ -40,6 +40,7 @@ EXPECTED_TABLES = {
     "bar_versions",
     "bar_history_start",
     "instruments",
+    "feature_layouts",
 }
 
 

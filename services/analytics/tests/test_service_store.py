@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import struct
 
 import asyncpg
 import pytest
@@ -79,6 +80,45 @@ async def test_group_commit_writes_rows_resume_point_and_cache(
     assert b"sma_50" not in cached
     cached_features = await redis_client.hgetall(features_key(instrument, "1m"))
     assert cached_features[b"feature_version"] == FEATURE_VERSION.encode()
+
+
+async def test_group_commit_packs_each_feature_row_as_its_json_says(
+    db_pool: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
+    parts = service_parts(db_pool, redis_client)
+    instrument = unique_instrument()
+    await parts.feed(walk_bars(instrument, 30, seed=4))
+
+    for table in ("ml_features", "feature_versions"):
+        rows = await db_pool.fetch(
+            f"SELECT t.features, t.feature_values, l.names FROM {table} t "
+            "JOIN feature_layouts l ON l.id = t.feature_layout "
+            "WHERE t.exchange = $1 AND t.symbol = $2 ORDER BY t.time",
+            instrument.venue,
+            instrument.symbol,
+        )
+        assert len(rows) == 30
+        for row in rows:
+            packed = struct.unpack(f">{len(row['names'])}d", row["feature_values"])
+            from_json = json.loads(row["features"])
+            # The layout lists every computed name; one without a value yet is NaN packed
+            # and absent from the JSON.
+            assert set(from_json) <= set(row["names"])
+            for name, number in zip(row["names"], packed, strict=True):
+                if name in from_json:
+                    assert number == from_json[name]
+                else:
+                    assert math.isnan(number)
+    # A layout per name set (names join as their history fills), not one per row.
+    counts = await db_pool.fetchrow(
+        "SELECT count(DISTINCT feature_layout) AS layouts, "
+        "count(DISTINCT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(features) k)) "
+        "AS name_sets FROM ml_features WHERE exchange = $1 AND symbol = $2",
+        instrument.venue,
+        instrument.symbol,
+    )
+    assert counts is not None
+    assert counts["layouts"] == counts["name_sets"] < 30
 
 
 async def test_group_commit_same_rows_twice_is_idempotent(
@@ -160,6 +200,23 @@ async def test_bad_bar_not_used_for_indicators_but_flagged_and_logged_once(
 def test_feature_row_is_compact_json_and_drops_non_finite_values() -> None:
     instrument = InstrumentId(market_pb2.EXCHANGE_BINANCE_SPOT, "BTCUSDT")
     clean = Features(instrument, market_pb2.TIMEFRAME_1M, 0, FEATURE_VERSION, {"a": 0.5})
-    assert feature_row(clean)[1:] == ("binance_spot", "BTCUSDT", "1m", FEATURE_VERSION, '{"a":0.5}')
-    dirty = Features(instrument, market_pb2.TIMEFRAME_1M, 0, FEATURE_VERSION, {"a": math.nan})
-    assert feature_row(dirty)[-1] == "{}"
+    packed_half = b"\x3f\xe0" + bytes(6)  # 0.5 as big-endian IEEE 754 double
+    assert feature_row(clean, 7)[1:] == (
+        "binance_spot",
+        "BTCUSDT",
+        "1m",
+        FEATURE_VERSION,
+        '{"a":0.5}',
+        7,
+        packed_half,
+    )
+    values = {"a": math.nan, "b": math.inf, "c": -2.0}
+    dirty = Features(instrument, market_pb2.TIMEFRAME_1M, 0, FEATURE_VERSION, values)
+    row = feature_row(dirty, 8)
+    assert row[5] == '{"c":-2.0}'
+    # Packed, a value that is not finite is NaN, as a missing key reads in the JSON.
+    assert isinstance(row[7], bytes)
+    packed = struct.unpack(">3d", row[7])
+    assert math.isnan(packed[0])
+    assert math.isnan(packed[1])
+    assert packed[2] == -2.0

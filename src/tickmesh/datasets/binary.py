@@ -43,7 +43,8 @@ def sql_columns(expression: str, field: pa.Field[Any]) -> list[str]:
     return [expression]
 
 
-def _dtypes(field: pa.Field[Any]) -> list[str]:
+def field_dtypes(field: pa.Field[Any]) -> list[str]:
+    """The numpy dtypes of the binary fields that carry `field` (see sql_columns)."""
     if field.type in (TIME, pa.int64()):
         return [">i8"]
     if field.type == pa.int32():
@@ -55,7 +56,9 @@ def _dtypes(field: pa.Field[Any]) -> list[str]:
     raise TypeError(f"no binary form for {field.name} ({field.type})")
 
 
-def _record_dtype(parts: list[str]) -> np.dtype[Any]:
+def record_dtype(parts: list[str]) -> np.dtype[Any]:
+    """The dtype of a binary COPY row of fields of dtypes `parts`: their count, then each
+    field's length and value."""
     names = ["count"]
     formats = [">i2"]
     for index, part in enumerate(parts):
@@ -64,7 +67,8 @@ def _record_dtype(parts: list[str]) -> np.dtype[Any]:
     return np.dtype({"names": names, "formats": formats})
 
 
-def _body(data: bytes) -> memoryview:
+def copy_body(data: bytes) -> memoryview:
+    """The rows of a binary COPY stream, without its header and trailer."""
     if not data.startswith(_SIGNATURE):
         raise BinaryLayoutError("not a binary COPY stream")
     extension = int.from_bytes(data[15:19], "big")
@@ -98,16 +102,14 @@ def _column(field: pa.Field[Any], values: list[np.ndarray[Any, Any]]) -> pa.Arra
     return integers
 
 
-def to_arrow(data: bytes, fields: Sequence[pa.Field[Any]]) -> list[pa.Array[Any]]:
-    """Arrow arrays of `fields` from a binary COPY of their sql_columns."""
-    per_field = [_dtypes(f) for f in fields]
+def record_arrays(
+    rows: np.ndarray[Any, Any], fields: Sequence[pa.Field[Any]], more_fields: int = 0
+) -> list[pa.Array[Any]]:
+    """Arrow arrays of `fields` from rows of their record_dtype, checking that every row has
+    them all (and `more_fields` fields after them) at their fixed widths."""
+    per_field = [field_dtypes(f) for f in fields]
     parts = [part for group in per_field for part in group]
-    record = _record_dtype(parts)
-    body = _body(data)
-    if len(body) % record.itemsize:
-        raise BinaryLayoutError("a row is not of the expected fixed width")
-    rows = np.frombuffer(body, dtype=record)
-    if rows.size and (rows["count"] != len(parts)).any():
+    if rows.size and (rows["count"] != len(parts) + more_fields).any():
         raise BinaryLayoutError("a row has an unexpected number of fields")
     for index, part in enumerate(parts):
         if rows.size and (rows[f"length{index}"] != np.dtype(part).itemsize).any():
@@ -119,3 +121,12 @@ def to_arrow(data: bytes, fields: Sequence[pa.Field[Any]]) -> list[pa.Array[Any]
         arrays.append(_column(field, values))
         position += len(group)
     return arrays
+
+
+def to_arrow(data: bytes, fields: Sequence[pa.Field[Any]]) -> list[pa.Array[Any]]:
+    """Arrow arrays of `fields` from a binary COPY of their sql_columns."""
+    record = record_dtype([part for f in fields for part in field_dtypes(f)])
+    body = copy_body(data)
+    if len(body) % record.itemsize:
+        raise BinaryLayoutError("a row is not of the expected fixed width")
+    return record_arrays(np.frombuffer(body, dtype=record), fields)

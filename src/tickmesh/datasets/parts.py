@@ -8,14 +8,14 @@ missing for a bar: `align` gives such a bar nulls, and leaves out rows of no bar
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from tickmesh.datasets import binary
+from tickmesh.datasets import binary, packed_features
 from tickmesh.datasets.schema import TIME, DatasetSchema
 
 Column: TypeAlias = "pa.Array[Any] | pa.ChunkedArray[Any]"
@@ -49,20 +49,20 @@ def align(bar_times: Times, times: Times, columns: Sequence[Column]) -> list[Col
 class PartParser:
     """Parses one dataset's COPY output: bars as CSV, indicator and feature rows as binary."""
 
-    def __init__(self, schema: DatasetSchema) -> None:
-        """The parse options of `schema`'s columns, made once for every chunk."""
+    def __init__(
+        self, schema: DatasetSchema, feature_layouts: Mapping[int, Sequence[str]] | None = None
+    ) -> None:
+        """The parse options of `schema`'s columns, made once for every chunk; the names of
+        each feature layout id (`feature_layouts`) for a schema with features."""
         self.schema = schema
+        self._layouts = feature_layouts or {}
         bar_fields = schema.bar_fields()
         self._read = pa_csv.ReadOptions(
             column_names=[f.name for f in bar_fields], block_size=_BLOCK_BYTES
         )
         self._convert = pa_csv.ConvertOptions(column_types={f.name: f.type for f in bar_fields})
         self._indicator_fields = [_OPEN_TIME, *schema.indicator_fields()]
-        self._feature_fields = [
-            _OPEN_TIME,
-            *schema.feature_row_fields(),
-            *schema.feature_fields(),
-        ]
+        self._feature_fields = [_OPEN_TIME, *schema.feature_row_fields()]
 
     def bars(self, text: bytes) -> list[Column]:
         """The bar columns of a CSV COPY (pa.ArrowInvalid for a value decimal128 cannot hold)."""
@@ -81,5 +81,8 @@ class PartParser:
     def features(self, data: bytes) -> tuple[Times, list[Column]]:
         """The open times, then the feature rows' version (and time) and feature columns, of a
         binary COPY of sql.features_query."""
-        time, *columns = binary.to_arrow(data, self._feature_fields)
+        names = self.schema.features or ()
+        time, *columns = packed_features.feature_columns(
+            data, self._feature_fields, names, self._layouts
+        )
         return epoch_us(time), list[Column](columns)

@@ -64,10 +64,11 @@ class DatasetReader:
     chunk_rows: int
     _conns: list[Connection]
     _chunks: list[_Chunk]
+    _feature_layouts: dict[int, list[str]] = field(default_factory=dict)
     _free: asyncio.Queue[Connection] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._parser = PartParser(self.schema)
+        self._parser = PartParser(self.schema, self._feature_layouts)
         self._bars_query = sql.bars_query(self.schema)
         self._binary_parts = [
             (query, parse)
@@ -184,6 +185,13 @@ async def _feature_names(conn: Connection, request: DatasetRequest) -> list[str]
     return sorted(names)
 
 
+async def _feature_layouts(conn: Connection) -> dict[int, list[str]]:
+    """The names of every feature layout id (a handful: one per feature version)."""
+    return {
+        row["id"]: row["names"] for row in await conn.fetch("SELECT id, names FROM feature_layouts")
+    }
+
+
 async def _plan(conn: Connection, request: DatasetRequest, chunk_rows: int) -> list[_Chunk]:
     """Every chunk of `request` in order: per series the [start, end) of each `chunk_rows`
     bars (sql.bounds_query)."""
@@ -259,4 +267,5 @@ async def open_dataset(
                 f"{error}: this database keeps no revision history yet (migrations 0008, 0009)"
             ) from None
         schema = DatasetSchema.of(request, feature_names)
-        yield DatasetReader(request, schema, total, chunk_rows, conns, chunks)
+        layouts = await _feature_layouts(conn) if request.features else {}
+        yield DatasetReader(request, schema, total, chunk_rows, conns, chunks, layouts)

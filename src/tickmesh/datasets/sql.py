@@ -5,8 +5,8 @@ A chunk is the bars between two of the series' chunk bounds (bounds_query), so e
 a range scan of its own table in primary-key order: no join, no sort. The reader lines the
 parts up by open time (align.py); a bar without an indicator or feature row gets nulls.
 The parts go as up to three COPYs: the bar columns as text (CSV, with times written "+00": the
-reader sets TimeZone UTC), the indicators and the feature rows as fixed-width binary
-(binary.py).
+reader sets TimeZone UTC), the indicators as fixed-width binary (binary.py), the feature rows
+as fixed-width fields and their packed values (packed_features.py).
 
 "latest" reads `candles`, `indicators`, `ml_features`. As first final reads, per bar, its
 earliest version in `bar_versions` (revision 0) and the `indicator_versions` /
@@ -97,38 +97,23 @@ def indicators_query(schema: DatasetSchema) -> str | None:
 
 
 def features_query(schema: DatasetSchema) -> str | None:
-    """The open time, version (as first final also the commit time) and feature values of the
-    range's feature rows (one per bar at most), in their fixed-width binary forms; None
-    without features.
+    """The open time, version (as first final also the commit time), layout id and packed
+    values of the range's feature rows (one per bar at most); None without features.
 
-    jsonb_to_record unpacks a row's JSON once into float8 columns (a `->>` per name would
-    decompress it once per name): the server then sends 8 bytes a value that numpy reads as
-    they are, where the JSON text was twice the bytes and cost more to parse than to send.
+    The values go as stored (bytea of float8, migration 0012) and packed_features.py splits
+    them into columns: unpacking the JSON instead cost the server about 15 us a row, most of
+    an export's time.
     """
     if schema.features is None:
         return None
-    fields = [*schema.feature_row_fields(), *schema.feature_fields()]
-    expressions = [
-        "f.feature_version",
-        *(("f.committed_at",) if schema.as_of else ()),
-        *(f'x."{name}"' for name in schema.features),
-    ]
-    columns = ["f.time"]
-    for expression, field in zip(expressions, fields, strict=True):
+    expressions = ["feature_version", *(("committed_at",) if schema.as_of else ())]
+    columns = ["time"]
+    for expression, field in zip(expressions, schema.feature_row_fields(), strict=True):
         columns += binary.sql_columns(expression, field)
+    columns += ["feature_layout", "feature_values"]
     if schema.as_of:
-        rows = _first_versions(
-            "feature_versions", "version_id", "time, feature_version, committed_at, features"
-        )
-    else:
-        rows = f"SELECT * FROM ml_features WHERE {_RANGE}"
-    unpack = ""
-    if schema.features:
-        # Names are plain snake_case (schema.check_feature_name); quoted, as a name may be a
-        # keyword of SQL.
-        record = ", ".join(f'"{name}" float8' for name in schema.features)
-        unpack = f", jsonb_to_record(f.features) AS x({record})"
-    return f"SELECT {', '.join(columns)} FROM ({rows}) f{unpack} ORDER BY f.time"
+        return _first_versions("feature_versions", "version_id", ", ".join(columns))
+    return f"SELECT {', '.join(columns)} FROM ml_features WHERE {_RANGE} ORDER BY time"
 
 
 def count_query(as_of: bool) -> str:

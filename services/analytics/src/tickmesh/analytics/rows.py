@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
+from tickmesh.analytics.feature_layouts import pack_values
 from tickmesh.analytics.results import Anomaly, Features, Indicators, Quality
 from tickmesh.core.indicator_names import INDICATOR_NAMES
 from tickmesh.core.instruments import InstrumentId
@@ -21,7 +22,11 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "timeframe",
     "feature_version",
     "features",
+    "feature_layout",
+    "feature_values",
 )
+# What a feature read needs: the values packed beside the JSON are for exports (0012).
+FEATURE_READ_COLUMNS: tuple[str, ...] = FEATURE_COLUMNS[:-2]
 QUALITY_COLUMNS: tuple[str, ...] = (
     "time",
     "exchange",
@@ -83,8 +88,9 @@ def indicator_row(indicators: Indicators) -> tuple[object, ...]:
     )
 
 
-def feature_row(features: Features) -> tuple[object, ...]:
-    """The `ml_features` row of one bar, in FEATURE_COLUMNS order (features as JSON text)."""
+def feature_row(features: Features, layout: int) -> tuple[object, ...]:
+    """The `ml_features` row of one bar, in FEATURE_COLUMNS order: the features as JSON text,
+    and packed in the order of their names, whose id in `feature_layouts` is `layout`."""
     try:
         # Computed features are finite already; this runs for every bar of a minute burst.
         text = _JSON.encode(features.values)
@@ -98,6 +104,8 @@ def feature_row(features: Features) -> tuple[object, ...]:
         timeframe_label(features.timeframe),
         features.feature_version,
         text,
+        layout,
+        pack_values(features.values),
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from tickmesh.analytics.engine import PendingBatch
+from tickmesh.analytics.feature_layouts import FeatureLayouts
 from tickmesh.analytics.history import (
     BAR_VERSION_COLUMNS,
     QUALITY_VERSION_COLUMNS,
@@ -23,6 +24,7 @@ from tickmesh.analytics.history_store import VersionQuery, fetch_versions, quali
 from tickmesh.analytics.results import Features, Indicators, Quality
 from tickmesh.analytics.rows import (
     FEATURE_COLUMNS,
+    FEATURE_READ_COLUMNS,
     INDICATOR_COLUMNS,
     QUALITY_COLUMNS,
     feature_row,
@@ -104,6 +106,7 @@ class AnalyticsStore:
         self._metrics = metrics
         self._consumer = consumer
         self._commit_clock = commit_clock or CommitClock()
+        self._layouts = FeatureLayouts()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -122,10 +125,11 @@ class AnalyticsStore:
         """Write a batch's rows, their versions, its updates and its resume point in one
         transaction (all or nothing); return the updates as stamped and serialized for the log."""
         started = time.perf_counter()
+        layouts = await self._layouts.of(self._pool, [f.values for f in batch.features])
         committed_at_ns = self._commit_clock.stamp()
         history = history_rows(
             [indicator_row(i) for i in batch.indicators],
-            [feature_row(f) for f in batch.features],
+            [feature_row(f, layout) for f, layout in zip(batch.features, layouts, strict=True)],
             [quality_row(q) for q in batch.qualities],
             batch.revisions,
             encode_updates(batch.updates, committed_at_ns),
@@ -153,7 +157,7 @@ class AnalyticsStore:
 
     async def fetch_features(self, query: RangeQuery) -> list[Features]:
         """Feature rows of the range, oldest first."""
-        rows = await self._fetch_range("ml_features", ", ".join(FEATURE_COLUMNS), query)
+        rows = await self._fetch_range("ml_features", ", ".join(FEATURE_READ_COLUMNS), query)
         return [features_from_record(row) for row in rows]
 
     async def _fetch_range(
