@@ -182,10 +182,14 @@ async def test_as_of_export_keeps_revision_zero_where_latest_has_the_revision(
             "--out",
             str(path),
             "--no-progress",
-            *(["--as-of"] if mode == "as_of" else []),
+            *(["--as-of", "--compression", "zstd"] if mode == "as_of" else []),
             database_url=database_url,
         )
         assert code == 0, stderr
+    codecs = {
+        m: pq.ParquetFile(p).metadata.row_group(0).column(0).compression for m, p in paths.items()
+    }
+    assert codecs == {"latest": "SNAPPY", "as_of": "ZSTD"}
     latest = pq.read_table(paths["latest"]).to_pylist()
     first = (
         pq.read_table(paths["as_of"])
@@ -210,6 +214,13 @@ async def test_as_of_export_keeps_revision_zero_where_latest_has_the_revision(
         (
             ["--instrument", "binance_spot:BTCUSDT", "--from", "soon", "--to", "2026-01-01"],
             "ISO 8601",
+        ),
+        (
+            [
+                *("--instrument", "binance_spot:BTCUSDT", "--compression", "gzip"),
+                *("--from", "2026-01-01", "--to", "2026-01-02"),
+            ],
+            "is not one of snappy, zstd, lz4, none",
         ),
     ],
 )

@@ -96,8 +96,11 @@ def _column(field: pa.Field[Any], values: list[np.ndarray[Any, Any]]) -> pa.Arra
         mask = np.isnan(floats) if field.nullable else None
         return pa.array(floats, type=pa.float64(), mask=mask)
     if field.type == pa.string():
-        text = np.char.rstrip(values[0].astype(f"U{_VERSION_WIDTH}"))
-        return pa.array(text, type=pa.string(), mask=text == "")
+        # A feature version: a handful of distinct values, so each is decoded once.
+        distinct, at = np.unique(values[0], return_inverse=True)
+        text = [value.rstrip().decode() for value in distinct.tolist()]
+        strings = pa.array([t or None for t in text], type=pa.string())
+        return strings.take(at.astype(np.int32))
     integers: pa.Array[Any] = pa.array(values[0].astype(np.int64)).cast(field.type)
     return integers
 

@@ -89,8 +89,8 @@ def feature_columns(
     if heads.size and (heads["layout_length"] != _LENGTH.itemsize).any():
         raise binary.BinaryLayoutError("a feature row without its layout")
     row_count = len(heads)
-    wide = np.full((len(names), row_count), np.nan)
     layout_ids = heads["layout"]
+    wide: np.ndarray[Any, Any] | None = None
     for indices, values in groups:
         ids = layout_ids[indices]
         width = values.shape[1]
@@ -100,16 +100,23 @@ def feature_columns(
                 raise binary.BinaryLayoutError(f"feature layout {layout} is unknown or not {width}")
             at = {name: k for k, name in enumerate(layout_names)}
             wanted = [(j, at[n]) for j, n in enumerate(names) if n in at]
-            if not wanted:
-                continue
-            columns = np.array([k for _, k in wanted])
-            targets = np.array([j for j, _ in wanted])
-            rows = slice(None) if len(ids) == row_count and (ids == layout).all() else ids == layout
-            picked = values[rows][:, columns].astype(np.float64)
-            if isinstance(rows, slice):
-                wide[targets] = picked.T
+            columns = np.array([k for _, k in wanted], dtype=np.int64)
+            targets = np.array([j for j, _ in wanted], dtype=np.int64)
+            every_row = len(ids) == row_count and bool((ids == layout).all())
+            if every_row and len(wanted) == len(names):
+                # The usual chunk: one layout with every name. Native floats, then each
+                # column gathered contiguous (row of the transpose): two passes in all.
+                wide = values.astype(np.float64).T[columns]
+                break
+            if wide is None:
+                wide = np.full((len(names), row_count), np.nan)
+            if every_row:
+                wide[targets] = values.astype(np.float64).T[columns]
             else:
-                wide[np.ix_(targets, indices[rows])] = picked.T
-    for column in wide:
-        arrays.append(pa.array(column, type=pa.float64(), mask=np.isnan(column)))
+                rows = ids == layout
+                wide[np.ix_(targets, indices[rows])] = values[rows][:, columns].T
+    if wide is None:
+        wide = np.full((len(names), row_count), np.nan)
+    # from_pandas: NaN (a missing name, a null value) is null, found in one pass in Arrow.
+    arrays += [pa.array(column, type=pa.float64(), from_pandas=True) for column in wide]
     return arrays

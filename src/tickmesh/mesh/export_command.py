@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast, get_args
 
 import typer
 
 from tickmesh.datasets import DatasetRequest, DatasetRequestError, open_dataset, parse_request
+from tickmesh.datasets.parquet import COMPRESSION, Compression
 from tickmesh.datasets.reader import (
     DEFAULT_CHUNK_ROWS,
     DatasetRangeError,
@@ -23,6 +24,7 @@ async def _export(
     chunk_rows: int,
     connections: int,
     progress: bool,
+    compression: Compression,
 ) -> tuple[int, float]:
     import time
 
@@ -47,7 +49,7 @@ async def _export(
                 disable=not progress,
             ) as bar:
                 task = bar.add_task(f"{out.name} ({request.mode})", total=reader.total_rows)
-                rows = await write_parquet(reader, out, lambda n: bar.advance(task, n))
+                rows = await write_parquet(reader, out, lambda n: bar.advance(task, n), compression)
     finally:
         await pool.close()
     return rows, time.perf_counter() - started
@@ -91,6 +93,13 @@ def export_dataset(
         ),
     ] = 3,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    compression: Annotated[
+        str,
+        typer.Option(
+            help="Parquet compression: snappy (fastest, every reader has it), zstd (about a "
+            "quarter smaller, twice the writing time), lz4 or none."
+        ),
+    ] = COMPRESSION,
 ) -> None:
     """Export bars with their indicators and features to Parquet (schema: README "Datasets")."""
     import asyncpg
@@ -99,6 +108,11 @@ def export_dataset(
     console = Console(stderr=True)
     if out.suffix != ".parquet":
         raise typer.BadParameter(f"{out} must end in .parquet", param_hint="--out")
+    if compression not in get_args(Compression):
+        choices = ", ".join(get_args(Compression))
+        raise typer.BadParameter(
+            f"{compression!r} is not one of {choices}", param_hint="--compression"
+        )
     try:
         request = parse_request(
             instrument, timeframe, start, end, as_of=as_of, indicators=indicators, features=features
@@ -107,7 +121,15 @@ def export_dataset(
         raise typer.BadParameter(str(error)) from None
     try:
         rows, seconds = asyncio.run(
-            _export(database_url, request, out, chunk_rows, connections, progress)
+            _export(
+                database_url,
+                request,
+                out,
+                chunk_rows,
+                connections,
+                progress,
+                cast(Compression, compression),
+            )
         )
     except (DatasetRangeError, HistoryUnavailableError, OSError, asyncpg.PostgresError) as error:
         console.print(f"[red]export failed:[/red] {error}")

@@ -17,13 +17,22 @@ CREATE TABLE feature_layouts (
     names  TEXT[] NOT NULL UNIQUE
 );
 
--- The id of a name list, assigned on first use. DO UPDATE so a list that a concurrent
--- transaction has just added comes back too.
+-- The id of a name list, assigned on first use. Looked up first: an upsert per row would
+-- rewrite the layout's row every time. DO UPDATE so a list that a concurrent transaction has
+-- just added comes back too.
 CREATE FUNCTION tickmesh_feature_layout(layout_names TEXT[]) RETURNS INTEGER
-LANGUAGE sql AS $$
-    INSERT INTO feature_layouts (names) VALUES (layout_names)
-    ON CONFLICT (names) DO UPDATE SET names = EXCLUDED.names
-    RETURNING id
+LANGUAGE plpgsql AS $$
+DECLARE
+    layout INTEGER;
+BEGIN
+    SELECT id INTO layout FROM feature_layouts WHERE names = layout_names;
+    IF layout IS NULL THEN
+        INSERT INTO feature_layouts (names) VALUES (layout_names)
+        ON CONFLICT (names) DO UPDATE SET names = EXCLUDED.names
+        RETURNING id INTO layout;
+    END IF;
+    RETURN layout;
+END
 $$;
 
 -- A row's names and their values packed, in one pass over its JSON. The order is the JSONB's
