@@ -74,6 +74,28 @@ def _walk(
     return np.frombuffer(bytes(heads), dtype=prefix), groups
 
 
+# Rows transposed this many at a time: a block of a hundred columns stays in the cache, where
+# the whole chunk at once read each column's values a cache line apart (four times slower).
+_BLOCK_ROWS = 2048
+
+
+def _transpose(
+    values: np.ndarray[Any, Any],
+    columns: np.ndarray[Any, Any],
+    wide: np.ndarray[Any, Any],
+    targets: np.ndarray[Any, Any],
+) -> None:
+    """wide[targets[i], r] = values[r, columns[i]] as native floats, block by block."""
+    every = len(targets) == len(wide) and bool((targets == np.arange(len(wide))).all())
+    for start in range(0, len(values), _BLOCK_ROWS):
+        end = start + _BLOCK_ROWS
+        block = values[start:end].astype(np.float64).T[columns]
+        if every:
+            wide[:, start:end] = block
+        else:
+            wide[targets, start:end] = block
+
+
 def feature_columns(
     data: bytes,
     head_fields: Sequence[pa.Field[Any]],
@@ -104,14 +126,14 @@ def feature_columns(
             targets = np.array([j for j, _ in wanted], dtype=np.int64)
             every_row = len(ids) == row_count and bool((ids == layout).all())
             if every_row and len(wanted) == len(names):
-                # The usual chunk: one layout with every name. Native floats, then each
-                # column gathered contiguous (row of the transpose): two passes in all.
-                wide = values.astype(np.float64).T[columns]
+                # The usual chunk: one layout with every name, so no NaN to fill first.
+                wide = np.empty((len(names), row_count))
+                _transpose(values, columns, wide, targets)
                 break
             if wide is None:
                 wide = np.full((len(names), row_count), np.nan)
             if every_row:
-                wide[targets] = values.astype(np.float64).T[columns]
+                _transpose(values, columns, wide, targets)
             else:
                 rows = ids == layout
                 wide[np.ix_(targets, indices[rows])] = values[rows][:, columns].T
