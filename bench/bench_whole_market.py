@@ -31,6 +31,7 @@ service's own, 2,000 ms); with a shorter one finals come sooner and more of them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -53,6 +54,7 @@ from bench.market_latency import (
     forming_latencies,
     percentile,
 )
+from bench.market_stages import StageProbe, StageTimes
 from bench.process_usage import UsageCurve, UsageSampler, postmaster_pid
 from bench.report import Figure
 from tests.gateway.processes import ADMIN, login
@@ -112,6 +114,7 @@ class _Outcome:
         self.growth_bytes_per_hour = float("nan")
         self.released_per_second = float("nan")
         self.charts: dict[str, Any] = {}
+        self.stages = StageTimes()
 
 
 async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcome:
@@ -157,6 +160,10 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
             )
             children.append(clients)
             outcome.connected = int((await read_answer(clients))["connected"])
+            probe = StageProbe()
+            following = asyncio.create_task(
+                probe.follow(mesh.bars.channel(), mesh.analytics.channel()), name="stage-probe"
+            )
             sim.resume()
             size_before, began = await _database_size(database_url), time.monotonic()
             emitted_before = sim.stats.trades_emitted
@@ -186,6 +193,9 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
             # Final bars and indicator rows of the last measured minute come after its close.
             await asyncio.sleep(until_ms / 1000 - time.time() + 15.0)
             sampling.cancel()
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
             outcome.usage = list(sampler.curves.values())
             outcome.released_per_second = (sim.stats.trades_emitted - emitted_before) / (
                 time.monotonic() - began
@@ -224,6 +234,7 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
             outcome.final = close_latencies(first, since_ms, last_open_ms)
             outcome.final_latest = close_latencies(latest, since_ms, last_open_ms)
             outcome.indicators = close_latencies(receipts["indicators"], since_ms, last_open_ms)
+            outcome.stages = probe.stages(since_ms, last_open_ms)
             outcome.expected_finals = outcome.connected * int(SECONDS * 1000 // MINUTE_MS)
         finally:
             for child in children:
@@ -254,6 +265,7 @@ def _figures(outcome: _Outcome) -> list[Figure]:
         Figure(f"{label}: minute close -> final bar p99", percentile(final.values, 0.99), "ms"),
         Figure(f"{label}: minute close -> last revision p99", percentile(outcome.final_latest.values, 0.99), "ms"),
         Figure(f"{label}: final bars later revised", outcome.revised, "bars", "0"),
+        *_stage_figures(label, outcome.stages),
         Figure(f"{label}: minute close -> indicators p50", percentile(indicators.values, 0.5), "ms"),
         Figure(f"{label}: minute close -> indicators p99", percentile(indicators.values, 0.99), "ms", "<= 250 ms"),
         Figure(f"{label}: charts p99 @{CHART_RATE:g}/s", percentile(chart_ms, 0.99), "ms"),
@@ -281,6 +293,21 @@ def _figures(outcome: _Outcome) -> list[Figure]:
     for figure in figures:
         sys.stdout.write(f"  {figure.name}: {figure.value:,.1f} {figure.unit}\n")
     return figures
+
+
+def _stage_figures(label: str, stages: StageTimes) -> list[Figure]:
+    """Minute close -> each upstream stage (bench/market_stages.py), p50 and p99."""
+    named = (
+        ("bar service committed the final", stages.bars_committed),
+        ("final on the bar stream", stages.bars_streamed),
+        ("analytics committed the indicators", stages.analytics_committed),
+        ("indicators on the analytics stream", stages.analytics_streamed),
+    )
+    return [
+        Figure(f"{label}: minute close -> {name} p{int(q * 100)}", percentile(values, q), "ms")
+        for name, values in named
+        for q in (0.5, 0.99)
+    ]
 
 
 def main() -> list[Figure]:
