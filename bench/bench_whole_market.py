@@ -54,7 +54,7 @@ from bench.market_latency import (
     forming_latencies,
     percentile,
 )
-from bench.market_stages import StageProbe, StageTimes
+from bench.market_stages import StageProbe, StageTimes, timeline
 from bench.process_usage import UsageCurve, UsageSampler, postmaster_pid
 from bench.report import Figure
 from tests.gateway.processes import ADMIN, login
@@ -115,6 +115,7 @@ class _Outcome:
         self.released_per_second = float("nan")
         self.charts: dict[str, Any] = {}
         self.stages = StageTimes()
+        self.timeline: list[str] = []
 
 
 async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcome:
@@ -235,6 +236,9 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
             outcome.final_latest = close_latencies(latest, since_ms, last_open_ms)
             outcome.indicators = close_latencies(receipts["indicators"], since_ms, last_open_ms)
             outcome.stages = probe.stages(since_ms, last_open_ms)
+            outcome.timeline = timeline(
+                probe, first, receipts["indicators"], since_ms, last_open_ms
+            )
             outcome.expected_finals = outcome.connected * int(SECONDS * 1000 // MINUTE_MS)
         finally:
             for child in children:
@@ -290,6 +294,8 @@ def _figures(outcome: _Outcome) -> list[Figure]:
         f"{len(chart_ms)} ok, {outcome.charts.get('failures')} failed, "
         f"{outcome.charts.get('unfinished')} unfinished\n"
     )
+    for line in outcome.timeline:
+        sys.stdout.write(f"{line}\n")
     for figure in figures:
         sys.stdout.write(f"  {figure.name}: {figure.value:,.1f} {figure.unit}\n")
     return figures

@@ -115,3 +115,54 @@ class StageProbe:
                 times.analytics_committed.append(seen.committed_ms - close_ms)
                 times.analytics_streamed.append(seen.received_ms - close_ms)
         return times
+
+
+def _spread(values: list[float]) -> str:
+    """min / p50 / max of ms values, or a dash when there are none."""
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    return f"{ordered[0]:.0f}/{ordered[len(ordered) // 2]:.0f}/{ordered[-1]:.0f}"
+
+
+def timeline(
+    probe: StageProbe,
+    finals: list[list[float]],
+    indicators: list[list[float]],
+    since_ms: float,
+    until_ms: float,
+) -> list[str]:
+    """One line per measured minute: ms after its close (min/p50/max) at each stage, in order.
+
+    `finals` and `indicators` are the clients' receipts as [index, open time (s), received].
+    """
+    stages: dict[int, dict[str, list[float]]] = {}
+
+    def note(stage: str, open_ms: float, at_ms: float) -> None:
+        if since_ms <= open_ms < until_ms:
+            minute = stages.setdefault(int(open_ms), {})
+            minute.setdefault(stage, []).append(at_ms - open_ms - MINUTE_MS)
+
+    for seen in probe.bars:
+        note("bars committed", seen.open_ms, seen.committed_ms)
+        note("bar stream", seen.open_ms, seen.received_ms)
+    for _, open_s, received_ms in finals:
+        note("client final", open_s * 1000, received_ms)
+    for seen in probe.analytics:
+        note("analytics committed", seen.open_ms, seen.committed_ms)
+        note("analytics stream", seen.open_ms, seen.received_ms)
+    for _, open_s, received_ms in indicators:
+        note("client indicators", open_s * 1000, received_ms)
+    order = (
+        "bars committed",
+        "bar stream",
+        "client final",
+        "analytics committed",
+        "analytics stream",
+        "client indicators",
+    )
+    return [
+        f"minute {time.strftime('%H:%M', time.gmtime(open_ms / 1000))} close -> (min/p50/max ms) "
+        + "; ".join(f"{stage} {_spread(stages[open_ms].get(stage, []))}" for stage in order)
+        for open_ms in sorted(stages)
+    ]
