@@ -70,20 +70,21 @@ class StageProbe:
 
     async def _follow_bars(self, channel: aio.Channel) -> None:
         stub = bar_service_pb2_grpc.BarServiceStub(channel)
+        # In batches, as analytics asks (a bar service that does not batch sends one a response).
         request = bar_service_pb2.SubscribeRequest(
-            timeframes=[market_pb2.TIMEFRAME_1M], include_forming=False
+            timeframes=[market_pb2.TIMEFRAME_1M], include_forming=False, max_batch=500
         )
         async for response in stub.Subscribe(request):
             received_ms = time.time() * 1000
-            bar = response.bar
-            if bar.final and bar.revision == 0:
-                self.bars.append(
-                    _Seen(
-                        bar.open_time_ns // NS_PER_MS,
-                        bar.committed_at_ns / NS_PER_MS,
-                        received_ms,
+            for bar in response.bars if len(response.bars) else (response.bar,):
+                if bar.final and bar.revision == 0:
+                    self.bars.append(
+                        _Seen(
+                            bar.open_time_ns // NS_PER_MS,
+                            bar.committed_at_ns / NS_PER_MS,
+                            received_ms,
+                        )
                     )
-                )
 
     async def _follow_analytics(self, channel: aio.Channel) -> None:
         stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
