@@ -23,12 +23,15 @@ The clients connect before the market opens. Reported, from the first minute tha
 
 TICKMESH_BENCH_WHOLE_MARKET_SECONDS sets the measured time (default 600: the issue's 10
 minutes), TICKMESH_BENCH_WHOLE_MARKET_INSTRUMENTS the market's size (default 2,000),
-TICKMESH_BENCH_WHOLE_MARKET_RATE the steady rate (default 20,000 trades/s).
+TICKMESH_BENCH_WHOLE_MARKET_RATE the steady rate (default 20,000 trades/s),
+TICKMESH_BENCH_WHOLE_MARKET_LATENESS_MS the bar service's allowed lateness (default: the
+service's own, 2,000 ms); with a shorter one finals come sooner and more of them are revised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -51,6 +54,7 @@ from bench.market_latency import (
     forming_latencies,
     percentile,
 )
+from bench.market_stages import StageProbe, StageTimes, timeline
 from bench.process_usage import UsageCurve, UsageSampler, postmaster_pid
 from bench.report import Figure
 from tests.gateway.processes import ADMIN, login
@@ -60,6 +64,7 @@ from tests.whole_market_mesh import (
     register_market,
     wait_market_subscribed,
 )
+from tickmesh.bars.settings import BarsSettings
 from tickmesh.collector.simulator import ExchangeSimulator, Market, SimulatorConfig, WholeMarket
 from tickmesh.collector.simulator.whole_market import LEDGER_TRADES_PER_SYMBOL, in_burst
 from tickmesh.mesh.embedded import EmbeddedServers
@@ -70,6 +75,8 @@ INSTRUMENTS = int(os.environ.get("TICKMESH_BENCH_WHOLE_MARKET_INSTRUMENTS", "200
 # The steady rate (trades/s; bursts are five times it): lower it to tell what the mesh does
 # at a load the machine sustains from what it does overloaded.
 RATE = float(os.environ.get("TICKMESH_BENCH_WHOLE_MARKET_RATE", "20000"))
+# The bar service's allowed lateness (TICKMESH_BARS_ALLOWED_LATENESS_MS); unset: its default.
+LATENESS_MS = os.environ.get("TICKMESH_BENCH_WHOLE_MARKET_LATENESS_MS", "")
 MARKET = WholeMarket(INSTRUMENTS, rate=RATE, burst_rate=5 * RATE)
 CHART_RATE = 20.0
 CHART_INSTRUMENTS = 20
@@ -107,6 +114,8 @@ class _Outcome:
         self.growth_bytes_per_hour = float("nan")
         self.released_per_second = float("nan")
         self.charts: dict[str, Any] = {}
+        self.stages = StageTimes()
+        self.timeline: list[str] = []
 
 
 async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcome:
@@ -128,7 +137,10 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
     async with ExchangeSimulator(config) as sim:
         sim.replay.trade_taps.append(times.record)
         # The services' own commit, poll and retry intervals, not the tests' shorter ones.
-        mesh = build_market_mesh(common, sim, INSTRUMENTS, quick_timings=False)
+        bars_settings = {"TICKMESH_BARS_ALLOWED_LATENESS_MS": LATENESS_MS} if LATENESS_MS else {}
+        mesh = build_market_mesh(
+            common, sim, INSTRUMENTS, quick_timings=False, bars_settings=bars_settings
+        )
         children: list[asyncio.subprocess.Process] = []
         try:
             for service in mesh.services.values():
@@ -149,6 +161,10 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
             )
             children.append(clients)
             outcome.connected = int((await read_answer(clients))["connected"])
+            probe = StageProbe()
+            following = asyncio.create_task(
+                probe.follow(mesh.bars.channel(), mesh.analytics.channel()), name="stage-probe"
+            )
             sim.resume()
             size_before, began = await _database_size(database_url), time.monotonic()
             emitted_before = sim.stats.trades_emitted
@@ -178,6 +194,9 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
             # Final bars and indicator rows of the last measured minute come after its close.
             await asyncio.sleep(until_ms / 1000 - time.time() + 15.0)
             sampling.cancel()
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
             outcome.usage = list(sampler.curves.values())
             outcome.released_per_second = (sim.stats.trades_emitted - emitted_before) / (
                 time.monotonic() - began
@@ -216,6 +235,10 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
             outcome.final = close_latencies(first, since_ms, last_open_ms)
             outcome.final_latest = close_latencies(latest, since_ms, last_open_ms)
             outcome.indicators = close_latencies(receipts["indicators"], since_ms, last_open_ms)
+            outcome.stages = probe.stages(since_ms, last_open_ms)
+            outcome.timeline = timeline(
+                probe, first, receipts["indicators"], since_ms, last_open_ms
+            )
             outcome.expected_finals = outcome.connected * int(SECONDS * 1000 // MINUTE_MS)
         finally:
             for child in children:
@@ -232,7 +255,11 @@ def _figures(outcome: _Outcome) -> list[Figure]:
     forming, final, indicators = outcome.forming, outcome.final, outcome.indicators
     chart_ms = [1000 * float(x) for x in outcome.charts.get("latencies", [])]
     label = f"whole market {INSTRUMENTS} instr."
+    lateness_ms = (
+        float(LATENESS_MS) if LATENESS_MS else float(BarsSettings().bars_allowed_lateness_ms)
+    )
     figures = [
+        Figure(f"{label}: bars allowed lateness", lateness_ms, "ms"),
         Figure(f"{label}: simulator released", outcome.released_per_second, "trades/s", f"{RATE:,.0f}"),
         Figure(f"{label}: WebSocket clients connected", outcome.connected, "clients", "2,000"),
         Figure(f"{label}: trade -> forming bar p50", percentile(forming.values, 0.5), "ms"),
@@ -242,6 +269,7 @@ def _figures(outcome: _Outcome) -> list[Figure]:
         Figure(f"{label}: minute close -> final bar p99", percentile(final.values, 0.99), "ms"),
         Figure(f"{label}: minute close -> last revision p99", percentile(outcome.final_latest.values, 0.99), "ms"),
         Figure(f"{label}: final bars later revised", outcome.revised, "bars", "0"),
+        *_stage_figures(label, outcome.stages),
         Figure(f"{label}: minute close -> indicators p50", percentile(indicators.values, 0.5), "ms"),
         Figure(f"{label}: minute close -> indicators p99", percentile(indicators.values, 0.99), "ms", "<= 250 ms"),
         Figure(f"{label}: charts p99 @{CHART_RATE:g}/s", percentile(chart_ms, 0.99), "ms"),
@@ -266,9 +294,26 @@ def _figures(outcome: _Outcome) -> list[Figure]:
         f"{len(chart_ms)} ok, {outcome.charts.get('failures')} failed, "
         f"{outcome.charts.get('unfinished')} unfinished\n"
     )
+    for line in outcome.timeline:
+        sys.stdout.write(f"{line}\n")
     for figure in figures:
         sys.stdout.write(f"  {figure.name}: {figure.value:,.1f} {figure.unit}\n")
     return figures
+
+
+def _stage_figures(label: str, stages: StageTimes) -> list[Figure]:
+    """Minute close -> each upstream stage (bench/market_stages.py), p50 and p99."""
+    named = (
+        ("bar service committed the final", stages.bars_committed),
+        ("final on the bar stream", stages.bars_streamed),
+        ("analytics committed the indicators", stages.analytics_committed),
+        ("indicators on the analytics stream", stages.analytics_streamed),
+    )
+    return [
+        Figure(f"{label}: minute close -> {name} p{int(q * 100)}", percentile(values, q), "ms")
+        for name, values in named
+        for q in (0.5, 0.99)
+    ]
 
 
 def main() -> list[Figure]:

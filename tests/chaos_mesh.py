@@ -65,16 +65,24 @@ def build_mesh(
     sim: ExchangeSimulator,
     pki: TestPki | None = None,
     quick_timings: bool = True,
+    bars_settings: dict[str, str] | None = None,
 ) -> Mesh:
     """The four processes, wired to each other and to the simulator (not started).
 
     With `pki` every process has its role's certificate and the mesh speaks mutual TLS, as
     `tickmesh run` and a cluster do. `quick_timings` shortens commit, poll and retry intervals
     so a test sees results sooner; a benchmark turns it off to measure the services' defaults.
+    `bars_settings` go to the bar service alone (a benchmark's allowed lateness, say).
     """
     quick = quick_timings
     bars = ServiceProcess(
-        "bars", {**common, **_when(quick, TICKMESH_BARS_COMMIT_INTERVAL_MS="20")}, pki
+        "bars",
+        {
+            **common,
+            **_when(quick, TICKMESH_BARS_COMMIT_INTERVAL_MS="20"),
+            **(bars_settings or {}),
+        },
+        pki,
     )
     analytics = ServiceProcess(
         "analytics",

@@ -63,17 +63,21 @@ async def _all_final_change_ids(address: str) -> set[int]:
         return found
 
 
+@pytest.mark.parametrize("max_batch", [0, 7])
 async def test_subscribe_resume_replays_then_goes_live_without_gap_or_duplicate(
-    bars: ServiceProcess,
+    bars: ServiceProcess, max_batch: int
 ) -> None:
     batches = _batches("resume")
     half = len(batches) // 2
     await publish(bars.address, batches[:half])
     received: list[market_pb2.Bar] = []
+    sizes: list[int] = []
     async with aio.insecure_channel(bars.address) as channel:
         stub = bar_service_pb2_grpc.BarServiceStub(channel)
-        stream = stub.Subscribe(bar_service_pb2.SubscribeRequest(resume_after_change_id=0))
-        reading = asyncio.create_task(_read_into(stream, received))
+        stream = stub.Subscribe(
+            bar_service_pb2.SubscribeRequest(resume_after_change_id=0, max_batch=max_batch)
+        )
+        reading = asyncio.create_task(_read_into(stream, received, sizes))
         await publish(bars.address, batches[half:])
         expected = await _all_final_change_ids(bars.address)
         for _ in range(100):
@@ -85,6 +89,8 @@ async def test_subscribe_resume_replays_then_goes_live_without_gap_or_duplicate(
     assert len(change_ids) == len(set(change_ids)), "a bar was delivered twice"
     assert change_ids == sorted(change_ids)
     assert set(change_ids) == expected
+    # Asked for batches, replayed and live bars come up to max_batch a response, in `bars`.
+    assert max(sizes) == (max_batch or 1)
 
 
 async def test_subscribe_resume_from_middle_gets_exactly_the_later_changes(
@@ -241,6 +247,13 @@ async def _read_into(
         bar_service_pb2.SubscribeRequest, bar_service_pb2.SubscribeResponse
     ],
     received: list[market_pb2.Bar],
+    sizes: list[int] | None = None,
 ) -> None:
     async for response in stream:
-        received.append(response.bar)
+        if len(response.bars):
+            assert not response.HasField("bar")
+            received.extend(response.bars)
+        else:
+            received.append(response.bar)
+        if sizes is not None:
+            sizes.append(max(1, len(response.bars)))

@@ -6,7 +6,7 @@ import secrets
 
 import redis.asyncio as redis
 
-from tickmesh.core.cache import bars_key, replace_in_capped_zset
+from tickmesh.core.cache import bars_key, replace_in_capped_zset, replace_in_capped_zsets
 from tickmesh.core.instruments import InstrumentId
 
 
@@ -28,3 +28,34 @@ async def test_capped_zset_replaces_same_score_and_keeps_latest(
         (b"bar8", 8.0),
         (b"bar9-revised", 9.0),
     ]
+
+
+async def test_capped_zsets_of_many_keys_are_put_in_one_call(redis_client: redis.Redis) -> None:
+    # A group commit's bars: several sets at once, a revision among them, each capped alone.
+    tag = secrets.token_hex(4).upper()
+    first, second, untouched = (
+        bars_key(InstrumentId.parse(f"binance_usdm:{name}{tag}"), "1m") for name in "ABC"
+    )
+    await redis_client.zadd(untouched, {b"kept": 1})
+    await replace_in_capped_zsets(
+        redis_client,
+        {
+            first: [(t, f"a{t}".encode()) for t in range(4)],
+            second: [(7, b"b7")],
+            untouched: [],
+        },
+        keep_latest=3,
+    )
+    await replace_in_capped_zsets(
+        redis_client, {first: [(3, b"a3-revised"), (4, b"a4")], second: [(8, b"b8")]}, 3
+    )
+    found = {
+        key: await redis_client.zrange(key, 0, -1, withscores=True)
+        for key in (first, second, untouched)
+    }
+    await redis_client.delete(first, second, untouched)
+    assert found == {
+        first: [(b"a2", 2.0), (b"a3-revised", 3.0), (b"a4", 4.0)],
+        second: [(b"b7", 7.0), (b"b8", 8.0)],
+        untouched: [(b"kept", 1.0)],
+    }

@@ -32,10 +32,12 @@ def build_market_mesh(
     clients: int,
     pki: TestPki | None = None,
     quick_timings: bool = True,
+    bars_settings: dict[str, str] | None = None,
 ) -> Mesh:
     """The four processes (not started), the gateway admitting `clients` sockets of one user.
 
-    `quick_timings` as in chaos_mesh.build_mesh: on for the test, off for the benchmark.
+    `quick_timings` and `bars_settings` as in chaos_mesh.build_mesh: quick timings on for the
+    test, off for the benchmark.
     """
     limits = {
         # The whole market is the simulator's: no internet watchlist on top.
@@ -44,7 +46,7 @@ def build_market_mesh(
         "TICKMESH_GATEWAY_WS_CONNECTIONS_PER_USER": str(2 * clients + 100),
         "TICKMESH_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000",
     }
-    return build_mesh(common | limits, sim, pki, quick_timings)
+    return build_mesh(common | limits, sim, pki, quick_timings, bars_settings)
 
 
 def market_instruments(sim: ExchangeSimulator) -> list[InstrumentId]:

@@ -205,6 +205,69 @@ async def test_ws_fans_out_final_bar_to_clients_over_one_upstream(
         assert await _gauge(gateway, "tickmesh_ws_clients") == 2
 
 
+def _batch(symbol: str, sequence: int, trades: list[tuple[int, int, int]]) -> market_pb2.TradeBatch:
+    """One batch of (trade id, price at scale 1, event time) trades of quantity 1."""
+    times = [time_ns for _, _, time_ns in trades]
+    run = market_pb2.SymbolTrades(
+        exchange=market_pb2.EXCHANGE_SIMULATOR,
+        symbol=symbol,
+        trade_ids=[trade_id for trade_id, _, _ in trades],
+        prices=[price for _, price, _ in trades],
+        quantities=[1] * len(trades),
+        event_time_ns=times,
+        receive_time_ns=times,
+        price_scale=1,
+    )
+    return market_pb2.TradeBatch(stream_id=f"ws-{symbol}", sequence=sequence, trades=[run])
+
+
+async def test_ws_pushes_a_closed_bar_at_once_not_an_interval_after_the_forming_one(
+    module_database_url: str,
+    module_redis_url: str,
+    collector_address: str,
+    mesh: tuple[ServiceProcess, GatewayProcess, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    # One push per 30 s: were a first final throttled like forming bars, it would wait 30 s
+    # behind the forming bar pushed just before it.
+    bars, _, headers = mesh
+    gateway = await start_gateway(
+        module_database_url,
+        module_redis_url,
+        tmp_path / "gateway.log",
+        TICKMESH_BARS_ADDRESS=bars.address,
+        TICKMESH_COLLECTOR_ADDRESS=collector_address,
+        TICKMESH_GATEWAY_WS_UPDATE_SECONDS="30",
+    )
+    try:
+        symbol = f"WS{secrets.token_hex(3).upper()}"
+        instrument = f"simulator:{symbol}"
+        await register(gateway.base_url, headers, instrument)
+        token = headers["Authorization"].removeprefix("Bearer ")
+        async with websockets.connect(_ws_url(gateway, instrument, token)) as ws:
+            await _next(ws, "welcome")
+            await ws.send(json.dumps({"type": "subscribe", "timeframes": ["1m"]}))
+            await _next(ws, "subscribed")
+            await publish_until_acked(
+                bars.address, [_batch(symbol, 1, [(1, 1000, START_NS + 5_000_000_000)])]
+            )
+            forming = await _next(ws, "bars")
+            assert [bar["final"] for bar in forming["bars"]] == [False]
+            # A trade in minute 3 moves the watermark past minute 0: its bar becomes final.
+            pushed_at = time.monotonic()
+            await publish_until_acked(
+                bars.address, [_batch(symbol, 2, [(2, 1010, START_NS + 3 * MINUTE_NS)])]
+            )
+            closed = await _next(ws, "bars", within=10.0)
+            assert time.monotonic() - pushed_at < 10.0
+            assert (closed["bars"][0]["time"], closed["bars"][0]["final"]) == (
+                START_NS // 1_000_000_000,
+                True,
+            )
+    finally:
+        await gateway.stop()
+
+
 async def test_ws_heartbeat_and_bad_subscription_message(
     mesh: tuple[ServiceProcess, GatewayProcess, dict[str, str]],
 ) -> None:

@@ -77,18 +77,44 @@ async def replace_in_capped_zset(
     await replace_in_capped_zsets(client, {key: members}, keep_latest)
 
 
+# One script call puts a whole group commit's bars: atomic like MULTI/EXEC, but one command
+# instead of three per bar. Through a transaction pipeline a whole market's minute (2,000
+# bars, 6,000 commands) cost the bar service ~600 ms of CPU packing commands and parsing
+# replies, between the commit and publishing the finals; the script costs it a few ms.
+# ARGV: keep_latest, then per key its member count followed by (score, member) pairs.
+_REPLACE_IN_CAPPED_ZSETS = """
+local keep = tonumber(ARGV[1])
+local at = 2
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local count = tonumber(ARGV[at])
+  at = at + 1
+  for _ = 1, count do
+    local score = ARGV[at]
+    redis.call('ZREMRANGEBYSCORE', key, score, score)
+    redis.call('ZADD', key, score, ARGV[at + 1])
+    at = at + 2
+  end
+  redis.call('ZREMRANGEBYRANK', key, 0, -(keep + 1))
+end
+return #KEYS
+"""
+
+
 async def replace_in_capped_zsets(
     client: redis.Redis,
     members_by_key: Mapping[str, Sequence[tuple[int, bytes]]],
     keep_latest: int,
 ) -> None:
-    """`replace_in_capped_zset` for many keys in one transaction and one round trip."""
-    if not any(members_by_key.values()):
+    """`replace_in_capped_zset` for many keys, atomically, in one command (a Lua script)."""
+    keys = [key for key, members in members_by_key.items() if members]
+    if not keys:
         return
-    async with client.pipeline(transaction=True) as pipe:
-        for key, members in members_by_key.items():
-            for score, member in members:
-                pipe.zremrangebyscore(key, score, score)
-                pipe.zadd(key, {member: score})
-            pipe.zremrangebyrank(key, 0, -(keep_latest + 1))
-        await pipe.execute()
+    args: list[int | bytes] = [keep_latest]
+    for key in keys:
+        members = members_by_key[key]
+        args.append(len(members))
+        for score, member in members:
+            args.append(score)
+            args.append(member)
+    await client.register_script(_REPLACE_IN_CAPPED_ZSETS)(keys=keys, args=args)

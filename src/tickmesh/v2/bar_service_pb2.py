@@ -26,7 +26,7 @@ from tickmesh.v2 import market_pb2 as tickmesh_dot_v2_dot_market__pb2
 from tickmesh.v2 import replay_pb2 as tickmesh_dot_v2_dot_replay__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtickmesh/v2/bar_service.proto\x12\x0btickmesh.v2\x1a\x18tickmesh/v2/market.proto\x1a\x18tickmesh/v2/replay.proto\"\xc5\x01\n\x10SubscribeRequest\x12,\n\x0binstruments\x18\x01 \x03(\x0b\x32\x17.tickmesh.v2.Instrument\x12*\n\ntimeframes\x18\x02 \x03(\x0e\x32\x16.tickmesh.v2.Timeframe\x12\x17\n\x0finclude_forming\x18\x03 \x01(\x08\x12#\n\x16resume_after_change_id\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x19\n\x17_resume_after_change_id\"R\n\x11SubscribeResponse\x12\x1d\n\x03\x62\x61r\x18\x01 \x01(\x0b\x32\x10.tickmesh.v2.Bar\x12\x1e\n\x04\x62\x61rs\x18\x02 \x03(\x0b\x32\x10.tickmesh.v2.Bar\"\xc7\x01\n\x0eGetBarsRequest\x12+\n\ninstrument\x18\x01 \x01(\x0b\x32\x17.tickmesh.v2.Instrument\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v2.Timeframe\x12\x15\n\rstart_time_ns\x18\x03 \x01(\x03\x12\x13\n\x0b\x65nd_time_ns\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x15\n\x08\x61s_of_ns\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_as_of_ns\"1\n\x0fGetBarsResponse\x12\x1e\n\x04\x62\x61rs\x18\x01 \x03(\x0b\x32\x10.tickmesh.v2.Bar2\xea\x01\n\nBarService\x12L\n\tSubscribe\x12\x1d.tickmesh.v2.SubscribeRequest\x1a\x1e.tickmesh.v2.SubscribeResponse0\x01\x12\x44\n\x07GetBars\x12\x1b.tickmesh.v2.GetBarsRequest\x1a\x1c.tickmesh.v2.GetBarsResponse\x12H\n\x06Replay\x12\x1a.tickmesh.v2.ReplayRequest\x1a\x1e.tickmesh.v2.SubscribeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtickmesh/v2/bar_service.proto\x12\x0btickmesh.v2\x1a\x18tickmesh/v2/market.proto\x1a\x18tickmesh/v2/replay.proto\"\xd8\x01\n\x10SubscribeRequest\x12,\n\x0binstruments\x18\x01 \x03(\x0b\x32\x17.tickmesh.v2.Instrument\x12*\n\ntimeframes\x18\x02 \x03(\x0e\x32\x16.tickmesh.v2.Timeframe\x12\x17\n\x0finclude_forming\x18\x03 \x01(\x08\x12#\n\x16resume_after_change_id\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x11\n\tmax_batch\x18\x05 \x01(\rB\x19\n\x17_resume_after_change_id\"R\n\x11SubscribeResponse\x12\x1d\n\x03\x62\x61r\x18\x01 \x01(\x0b\x32\x10.tickmesh.v2.Bar\x12\x1e\n\x04\x62\x61rs\x18\x02 \x03(\x0b\x32\x10.tickmesh.v2.Bar\"\xc7\x01\n\x0eGetBarsRequest\x12+\n\ninstrument\x18\x01 \x01(\x0b\x32\x17.tickmesh.v2.Instrument\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v2.Timeframe\x12\x15\n\rstart_time_ns\x18\x03 \x01(\x03\x12\x13\n\x0b\x65nd_time_ns\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x15\n\x08\x61s_of_ns\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_as_of_ns\"1\n\x0fGetBarsResponse\x12\x1e\n\x04\x62\x61rs\x18\x01 \x03(\x0b\x32\x10.tickmesh.v2.Bar2\xea\x01\n\nBarService\x12L\n\tSubscribe\x12\x1d.tickmesh.v2.SubscribeRequest\x1a\x1e.tickmesh.v2.SubscribeResponse0\x01\x12\x44\n\x07GetBars\x12\x1b.tickmesh.v2.GetBarsRequest\x1a\x1c.tickmesh.v2.GetBarsResponse\x12H\n\x06Replay\x12\x1a.tickmesh.v2.ReplayRequest\x1a\x1e.tickmesh.v2.SubscribeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tickmesh.v2.bar_service_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBSCRIBEREQUEST']._serialized_start=99
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=296
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=298
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=380
-  _globals['_GETBARSREQUEST']._serialized_start=383
-  _globals['_GETBARSREQUEST']._serialized_end=582
-  _globals['_GETBARSRESPONSE']._serialized_start=584
-  _globals['_GETBARSRESPONSE']._serialized_end=633
-  _globals['_BARSERVICE']._serialized_start=636
-  _globals['_BARSERVICE']._serialized_end=870
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=315
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=317
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=399
+  _globals['_GETBARSREQUEST']._serialized_start=402
+  _globals['_GETBARSREQUEST']._serialized_end=601
+  _globals['_GETBARSRESPONSE']._serialized_start=603
+  _globals['_GETBARSRESPONSE']._serialized_end=652
+  _globals['_BARSERVICE']._serialized_start=655
+  _globals['_BARSERVICE']._serialized_end=889
 # @@protoc_insertion_point(module_scope)

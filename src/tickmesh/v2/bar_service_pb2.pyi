@@ -29,10 +29,17 @@ class SubscribeRequest(_message.Message):
     TIMEFRAMES_FIELD_NUMBER: _builtins.int
     INCLUDE_FORMING_FIELD_NUMBER: _builtins.int
     RESUME_AFTER_CHANGE_ID_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_FIELD_NUMBER: _builtins.int
     include_forming: _builtins.bool
     """include_forming asks for forming bars too (at most every 250 ms per instrument and timeframe)."""
     resume_after_change_id: _builtins.int
     """resume_after_change_id replays persisted bars with a larger change_id before going live; unset means live only."""
+    max_batch: _builtins.int
+    """max_batch above 1 asks for the bars in `bars`, up to max_batch a response, as they are
+    ready (a whole market's minute close is thousands of finals at once, which one bar a
+    response delivers one by one); 0 or 1: one bar a response, in `bar`. The service
+    caps it at 1000.
+    """
     @_builtins.property
     def instruments(self) -> _containers.RepeatedCompositeFieldContainer[_market_pb2.Instrument]:
         """instruments filters by instrument; empty means every instrument of the shard."""
@@ -48,10 +55,11 @@ class SubscribeRequest(_message.Message):
         timeframes: _abc.Iterable[_market_pb2.Timeframe.ValueType] | None = ...,
         include_forming: _builtins.bool = ...,
         resume_after_change_id: _builtins.int | None = ...,
+        max_batch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_resume_after_change_id", b"_resume_after_change_id", "resume_after_change_id", b"resume_after_change_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_resume_after_change_id", b"_resume_after_change_id", "include_forming", b"include_forming", "instruments", b"instruments", "resume_after_change_id", b"resume_after_change_id", "timeframes", b"timeframes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_resume_after_change_id", b"_resume_after_change_id", "include_forming", b"include_forming", "instruments", b"instruments", "max_batch", b"max_batch", "resume_after_change_id", b"resume_after_change_id", "timeframes", b"timeframes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__resume_after_change_id: _TypeAlias = _typing.Literal["resume_after_change_id"]  # noqa: Y015
     _WhichOneofArgType__resume_after_change_id: _TypeAlias = _typing.Literal["_resume_after_change_id", b"_resume_after_change_id"]  # noqa: Y015
@@ -61,7 +69,7 @@ Global___SubscribeRequest: _TypeAlias = SubscribeRequest  # noqa: Y015
 
 @_typing.final
 class SubscribeResponse(_message.Message):
-    """SubscribeResponse carries one bar."""
+    """SubscribeResponse carries one bar, or a batch of them."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -73,8 +81,9 @@ class SubscribeResponse(_message.Message):
 
     @_builtins.property
     def bars(self) -> _containers.RepeatedCompositeFieldContainer[_market_pb2.Bar]:
-        """bars is used only by a Replay asked for batches (ReplayStart.max_batch > 1): up to
-        max_batch bars in delivery order, and `bar` is unset. Live Subscribe never fills it.
+        """bars holds up to max_batch bars in delivery order, and `bar` is unset, for a Subscribe
+        that asked for batches (SubscribeRequest.max_batch > 1) or a Replay that did
+        (ReplayStart.max_batch > 1).
         """
 
     def __init__(

@@ -50,6 +50,10 @@ _WARM_CHUNK_BARS = 64
 # Bars read off the stream ahead of processing (flow control holds the rest at the bar
 # service), and warm-up fetches of the unseen streams among them in flight at once.
 _READ_AHEAD_BARS = 1024
+# Bars a stream response may hold: one bar a response made a whole market's minute close
+# (2,000 finals published at once) trickle in over ~1 s (bench_whole_market's stage probe),
+# the bar service's per-message cost, not this service's compute, setting the pace.
+_STREAM_BATCH_BARS = 500
 _WARMUPS_IN_FLIGHT = 16
 
 
@@ -156,7 +160,9 @@ class BarConsumer:
         # Without a stored point, resume from 0: every bar persisted before this service first
         # started gets its analytics too (no resume point would mean live only).
         request = bar_service_pb2.SubscribeRequest(
-            include_forming=False, resume_after_change_id=self._committer.stored_change_id or 0
+            include_forming=False,
+            resume_after_change_id=self._committer.stored_change_id or 0,
+            max_batch=_STREAM_BATCH_BARS,
         )
         progressed = False
         call = self._stub.Subscribe(request)
@@ -200,10 +206,11 @@ class BarConsumer:
         """Queue the stream's bars; ask for the warm-up history of each stream first seen."""
         try:
             async for response in call:
-                bar = response.bar
-                if bar.final and not self._delivered_before(bar):
-                    self._prefetch_if_unseen(bar)
-                await ahead.put(bar)
+                # A batch in `bars`; one bar in `bar` from a bar service that does not batch.
+                for bar in response.bars if len(response.bars) else (response.bar,):
+                    if bar.final and not self._delivered_before(bar):
+                        self._prefetch_if_unseen(bar)
+                    await ahead.put(bar)
         except Exception as error:  # the consumer raises it in order, after the bars before it
             await ahead.put(error)
             return

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 
 import grpc
@@ -44,6 +44,9 @@ FAR_FUTURE_NS = 2**62
 # at the next, which nearly doubled PostgreSQL's cost a version (0.43 -> 0.8 us) and made it
 # the replay's bottleneck. 2,500 leaves room for larger bars; more queries cost little.
 BULK_PAGE = 2_500
+# Bars a Subscribe response holds at most when batches are asked for: a few hundred KB, well
+# under gRPC's default 4 MB message limit even with trace contexts on every bar.
+MAX_SUBSCRIBE_BATCH = 1000
 # SubscribeResponse's field numbers: `bar` for one bar (as live), `bars` for a batch.
 _BAR_FIELD = bar_service_pb2.SubscribeResponse.BAR_FIELD_NUMBER
 _BARS_FIELD = bar_service_pb2.SubscribeResponse.BARS_FIELD_NUMBER
@@ -142,18 +145,24 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
                 handler.cancel()
 
             subscription.on_overflow = interrupt
+        batch = min(max(1, request.max_batch), MAX_SUBSCRIBE_BATCH)
         try:
             last_change_id = 0
             if request.HasField("resume_after_change_id"):
                 last_change_id = request.resume_after_change_id
-                async for bar in self._replay(request, instruments, last_change_id):
-                    last_change_id = bar.change_id
-                    yield bar_service_pb2.SubscribeResponse(bar=bar)
+                async for bars in self._replay(request, instruments, last_change_id):
+                    last_change_id = bars[-1].change_id
+                    for response in _responses(bars, batch):
+                        yield response
             while True:
-                for bar in await subscription.next_items():
-                    if bar.final and bar.change_id <= last_change_id:
-                        continue  # already replayed from the database
-                    yield bar_service_pb2.SubscribeResponse(bar=bar)
+                live = [
+                    bar
+                    for bar in await subscription.next_items()
+                    # Finals at or before the last replayed one came from the database already.
+                    if not (bar.final and bar.change_id <= last_change_id)
+                ]
+                for response in _responses(live, batch):
+                    yield response
         except SubscriberOverflowError as error:
             log.warning("ending a slow subscriber: %s", error)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
@@ -179,14 +188,15 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
         request: bar_service_pb2.SubscribeRequest,
         instruments: list[InstrumentId],
         after: int,
-    ) -> AsyncIterator[market_pb2.Bar]:
+    ) -> AsyncIterator[list[market_pb2.Bar]]:
+        """Pages of persisted bars after `after`, in change-id order (none empty)."""
         labels = [from_proto(tf).label for tf in request.timeframes]
         while True:
             bars, last_seen = await self._store.fetch_changes(
                 after, instruments, labels, REPLAY_PAGE
             )
-            for bar in bars:
-                yield bar
+            if bars:
+                yield bars
             if last_seen is None:
                 return
             after = last_seen
@@ -242,3 +252,15 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
             raise InvalidArgument(str(error)) from None
         finally:
             await log_.close()
+
+
+def _responses(
+    bars: list[market_pb2.Bar], batch: int
+) -> Iterator[bar_service_pb2.SubscribeResponse]:
+    """`bars` as Subscribe responses: one a response in `bar`, or up to `batch` in `bars`."""
+    if batch == 1:
+        for bar in bars:
+            yield bar_service_pb2.SubscribeResponse(bar=bar)
+        return
+    for start in range(0, len(bars), batch):
+        yield bar_service_pb2.SubscribeResponse(bars=bars[start : start + batch])

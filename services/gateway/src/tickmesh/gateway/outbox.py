@@ -3,7 +3,10 @@
 Pure logic, no I/O: the channel asks it what is due. Forming bars coalesce (only the
 latest matters); final bars queue and are never dropped; each timeframe is pushed at most
 once per interval of its schedule (a push the event loop got to late does not delay the next
-one by as much, so lag does not build up under load).
+one by as much, so lag does not build up under load), except that a bar's first final version
+goes at once: a client waits for a closed bar no longer than the mesh takes to make it final,
+not up to an interval more behind the forming bars pushed just before. That is one extra push
+per bar close at most; revisions and forming bars keep the schedule, which restarts from it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ class _Slot:
     forming: market_pb2.Bar | None = None
     last_sent: float = float("-inf")
     pending_since: float | None = None
+    # A first final version (revision 0) is pending: it goes without waiting for the interval.
+    closed: bool = False
 
 
 class Outbox:
@@ -55,15 +60,21 @@ class Outbox:
             slot.finals[bar.open_time_ns] = bar
             if slot.forming is not None and slot.forming.open_time_ns <= bar.open_time_ns:
                 slot.forming = None
+            if bar.revision == 0:
+                slot.closed = True
         elif not slot.finals or bar.open_time_ns > max(slot.finals):
             slot.forming = bar
-        return slot.last_sent + self._interval
+        return self._due_at(slot)
+
+    def _due_at(self, slot: _Slot) -> float:
+        """When the slot's pending update may go (-inf: at once, it closes a bar)."""
+        return float("-inf") if slot.closed else slot.last_sent + self._interval
 
     def next_due(self) -> float | None:
         """When the earliest pending update may go (monotonic seconds); None when none is pending."""
         return min(
             (
-                slot.last_sent + self._interval
+                self._due_at(slot)
                 for slot in self._slots.values()
                 if slot.finals or slot.forming is not None
             ),
@@ -74,7 +85,7 @@ class Outbox:
         """Take the updates whose interval has passed: (timeframe, bars oldest first)."""
         updates = []
         for label, slot in self._slots.items():
-            if now - slot.last_sent < self._interval:
+            if now - slot.last_sent < self._interval and not slot.closed:
                 continue
             bars = [slot.finals[key] for key in sorted(slot.finals)]
             if slot.forming is not None:
@@ -84,9 +95,10 @@ class Outbox:
             # The schedule, not the moment the loop got round to it, sets the next slot: a
             # push delayed by a busy loop does not push every later update back with it.
             became_due = max(slot.last_sent + self._interval, slot.pending_since or now)
+            slot.last_sent = now if slot.closed else min(now, became_due)
             slot.finals.clear()
             slot.forming = None
             slot.pending_since = None
-            slot.last_sent = min(now, became_due)
+            slot.closed = False
             updates.append((label, bars))
         return updates

@@ -63,6 +63,7 @@ class _Channel:
     outbox: Outbox
     subscribers: dict[ClientSocket, None] = field(default_factory=dict)  # an ordered set
     timer: asyncio.TimerHandle | None = None
+    timer_due: float = float("inf")  # the due time the timer is set for
 
     def close(self) -> None:
         if self.timer is not None:
@@ -89,12 +90,15 @@ class _Feed:
 
     def schedule(self, channel: _Channel, due: float, now: float) -> None:
         if channel.timer is not None:
-            return  # a push is set already, for the channel's one due time
+            if channel.timer_due <= due:
+                return  # a push is set already, no later than this one is due
+            channel.timer.cancel()  # a closed bar is due before the scheduled forming push
         loop = asyncio.get_running_loop()
         # A due time already past still waits for the loop's next turn, so that the bars of
         # one upstream burst go out together.
         delay = due - now + _TIMER_SLACK_SECONDS if due > now else 0.0
         channel.timer = loop.call_at(loop.time() + delay, self.push, channel)
+        channel.timer_due = due
 
     def push(self, channel: _Channel) -> None:
         channel.timer = None

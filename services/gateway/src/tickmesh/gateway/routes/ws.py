@@ -14,6 +14,7 @@ from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.timeframes import BY_LABEL
 from tickmesh.gateway.deps import GatewayServices, get_services
 from tickmesh.gateway.frame_protocol import FrameWriter
+from tickmesh.gateway.indicator_fanout import IndicatorPush
 from tickmesh.gateway.schemas import AlertEventOut
 from tickmesh.gateway.ws_admission import (
     MESSAGE_TOO_BIG,
@@ -43,8 +44,8 @@ def _timeframes(message: dict[str, Any]) -> list[str] | str:
 class _Connection:
     """One client's session: the receive loop, and a push loop for all but bars.
 
-    Bars are written by the instrument's channels straight to the socket (`ClientSocket`);
-    alerts, indicator rows, heartbeats and replies go through this session's own task.
+    Bars and indicator rows are written straight to the socket (`ClientSocket`), as framed
+    once for every client; alerts, heartbeats and replies go through this session's own task.
     """
 
     def __init__(
@@ -64,7 +65,6 @@ class _Connection:
         self.socket = ClientSocket(frames, max_buffered, self.wakeup.set)
         self.beat: asyncio.TimerHandle | None = None
         self.alerts: list[AlertEventOut] = []
-        self.indicators: list[dict[str, Any]] = []
         self.bucket = services.ws_guard.message_bucket()
         # Set once when a limit or check ends the session: (refusal reason, close reason).
         self.ending: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
@@ -74,16 +74,19 @@ class _Connection:
         if not self.ending.done():
             self.ending.set_result((reason, text))
 
-    def on_indicators(self, message: dict[str, Any]) -> None:
-        """Indicator listener: keep the subscribed timeframes' rows, never block."""
-        if message["timeframe"] in self.timeframes:
-            self.indicators.append(message)
-            self.wakeup.set()
+    def on_indicators(self, push: IndicatorPush) -> None:
+        """Indicator listener: write the subscribed timeframes' rows, never block.
+
+        Like a final bar, a row is never skipped; a client that leaves too much unread is
+        marked slow by its socket, and the push loop then ends the session.
+        """
+        if push.timeframe in self.timeframes and self.socket.push(push.frame, has_final=True):
+            self.services.metrics.ws_messages.labels(type="indicators").inc()
 
     def too_slow(self) -> bool:
-        """True when the socket or the indicator and alert queues are backed up past the bound."""
+        """True when the socket or the alert queue is backed up past the bound."""
         bound = self.services.settings.gateway_ws_max_pending_finals
-        return self.socket.slow or len(self.indicators) > bound or len(self.alerts) > bound
+        return self.socket.slow or len(self.alerts) > bound
 
     def on_alert(self, event: AlertEventOut) -> None:
         """Alert-feed listener: buffer, never block."""
@@ -145,7 +148,7 @@ class _Connection:
             )
 
     async def push_loop(self) -> None:
-        """Send alerts, indicator rows and heartbeats; return (to be closed) when the client lags."""
+        """Send alerts and heartbeats; return (to be closed) when the client lags."""
         settings = self.services.settings
         loop = asyncio.get_running_loop()
         next_beat = loop.time() + settings.gateway_ws_heartbeat_seconds
@@ -160,8 +163,6 @@ class _Connection:
                 while self.alerts:
                     event = self.alerts.pop(0)
                     await self.send({"type": "alert", **event.model_dump(mode="json")})
-                while self.indicators:
-                    await self.send(self.indicators.pop(0))
                 if loop.time() >= next_beat:
                     await self.send({"type": "heartbeat", "time": datetime.now(UTC).isoformat()})
                     next_beat = loop.time() + settings.gateway_ws_heartbeat_seconds
