@@ -31,6 +31,7 @@ from tickmesh.analytics.engine import AnalyticsEngine, StreamKey
 from tickmesh.analytics.group_commit import GroupCommitter
 from tickmesh.analytics.indicators import RevisionOutOfRangeError
 from tickmesh.analytics.pipeline import BarAnalytics
+from tickmesh.analytics.prewarm import PreWarmer
 from tickmesh.analytics.warmup_prefetch import WarmupPrefetch
 from tickmesh.core.instruments import InstrumentError, InstrumentId
 from tickmesh.core.timeframes import from_proto
@@ -123,6 +124,7 @@ class BarConsumer:
         self._since_yield = 0
         self._rejections = RejectionLog()
         self._prefetch = WarmupPrefetch(self._history_before, _WARMUPS_IN_FLIGHT)
+        self._prewarm = PreWarmer(self._prefetch, self._engine.knows)
         self.connected = asyncio.Event()
 
     async def run(self) -> None:
@@ -174,7 +176,7 @@ class BarConsumer:
         reader = asyncio.create_task(self._read_ahead(call, ahead), name="bar-stream-reader")
         try:
             self.connected.set()
-            while (item := await ahead.get()) is not None:
+            while (item := await self._next(ahead)) is not None:
                 if isinstance(item, BaseException):
                     raise item
                 await self._consume(item)
@@ -193,8 +195,46 @@ class BarConsumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             await self._prefetch.cancel()
+            self._prewarm.reset()
             # Resume exactly from what is stored: what was consumed is committed first.
             await self._committer.flush()
+
+    async def _next(
+        self, ahead: asyncio.Queue[market_pb2.Bar | BaseException | None]
+    ) -> market_pb2.Bar | BaseException | None:
+        """The next item read ahead; while there is none, streams are pre-warmed (prewarm.py)."""
+        if not ahead.empty() or not self._prewarm.busy:
+            return await ahead.get()
+        getter = asyncio.ensure_future(ahead.get())
+        try:
+            while not getter.done():
+                await self._apply_prewarms()
+                if getter.done() or not self._prewarm.busy:
+                    break
+                changed = asyncio.ensure_future(self._prewarm.changed.wait())
+                try:
+                    await asyncio.wait({getter, changed}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    changed.cancel()
+            return await getter
+        finally:
+            getter.cancel()  # a no-op once it has its item
+
+    async def _apply_prewarms(self) -> None:
+        """Warm the streams whose pre-warm fetch finished, then start more fetches."""
+        for key, before_ns in self._prewarm.finished():
+            if self._engine.knows(key):
+                self._prefetch.discard(key)
+                continue
+            try:
+                earlier = await self._prefetch.take(key, before_ns)
+            except Exception as error:  # its first bar fetches it again
+                log.info("pre-warm failed", extra={"stream": str(key[0]), "error": str(error)})
+                continue
+            if not self._engine.knows(key):  # a bar may have warmed it meanwhile
+                await self._warm_in_chunks(key, [bar_from_proto(b) for b in earlier])
+                self._metrics.warmups.labels(reason="prewarm").inc()
+        self._prewarm.top_up()
 
     async def _read_ahead(
         self,
@@ -290,6 +330,7 @@ class BarConsumer:
         trace_context: dict[str, str] = {}
         inject_span_context(trace_context, span.get_span_context())
         self._committer.batch.add(result, bar, trace_context)
+        self._prewarm.note_minute(key, bar.open_time_ns)
         await self._committer.after_bar()
 
     async def _process_history(self, key: StreamKey, bar: market_pb2.Bar) -> BarAnalytics:
@@ -334,11 +375,15 @@ class BarConsumer:
         self._metrics.warmups.labels(reason=reason).inc()
 
     async def _warm_in_chunks(self, key: StreamKey, history: list[BarInput]) -> None:
-        # Warming costs ~50 µs a bar; chunks keep the loop free for RPCs and the writer.
+        # Warming costs ~25 µs a bar; chunks keep the loop free for RPCs and the writer.
         self._engine.warm(key)
-        for start in range(0, len(history), _WARM_CHUNK_BARS):
-            await asyncio.sleep(0)
-            self._engine.add_history(key, history[start : start + _WARM_CHUNK_BARS])
+        try:
+            for start in range(0, len(history), _WARM_CHUNK_BARS):
+                await asyncio.sleep(0)
+                self._engine.add_history(key, history[start : start + _WARM_CHUNK_BARS])
+        except BaseException:
+            self._engine.forget(key)  # half warm would be known, and wrong, from now on
+            raise
 
     async def _history_before(self, key: StreamKey, before_ns: int) -> list[market_pb2.Bar]:
         """The stored bars a stream is warmed from: up to warmup_bars opening before `before_ns`."""

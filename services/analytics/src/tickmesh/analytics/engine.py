@@ -199,6 +199,11 @@ class AnalyticsEngine:
         self._assessed_ns.pop(key, None)
         self.add_history(key, history)
 
+    def forget(self, key: StreamKey) -> None:
+        """Drop a stream (e.g. a warm-up that did not finish); it is warmed again when next met."""
+        self._streams.pop(key, None)
+        self._assessed_ns.pop(key, None)
+
     def add_history(self, key: StreamKey, history: Sequence[BarInput]) -> None:
         """Feed more stored history, newer than what the stream holds, without producing rows."""
         stream = self._streams[key]

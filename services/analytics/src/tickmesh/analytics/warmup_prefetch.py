@@ -33,11 +33,24 @@ class WarmupPrefetch:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def request(self, key: StreamKey, before_ns: int) -> None:
-        """Start fetching `key`'s history before `before_ns`, unless a fetch for it is pending."""
-        if key not in self._pending:
+    def __contains__(self, key: object) -> bool:
+        return key in self._pending
+
+    def request(self, key: StreamKey, before_ns: int) -> asyncio.Task[list[market_pb2.Bar]]:
+        """Start fetching `key`'s history before `before_ns`, unless a fetch for it is pending;
+        the fetch's task."""
+        pending = self._pending.get(key)
+        if pending is None:
             task = asyncio.create_task(self._bounded(key, before_ns), name=f"warm-up {key}")
-            self._pending[key] = (before_ns, task)
+            pending = self._pending[key] = (before_ns, task)
+        return pending[1]
+
+    def finished_before(self, key: StreamKey) -> int | None:
+        """The open time `key`'s fetch ends before, once it has finished; None before then."""
+        pending = self._pending.get(key)
+        if pending is None or not pending[1].done():
+            return None
+        return pending[0]
 
     async def take(self, key: StreamKey, before_ns: int) -> list[market_pb2.Bar]:
         """The history of `key` before `before_ns`: the prefetched one if it matches, else fetched now.
@@ -51,6 +64,12 @@ class WarmupPrefetch:
                 return await task
             task.cancel()
         return await self._fetch(key, before_ns)
+
+    def discard(self, key: StreamKey) -> None:
+        """Drop `key`'s fetch, pending or finished (its stream was warmed some other way)."""
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            pending[1].cancel()
 
     async def cancel(self) -> None:
         """Drop every pending fetch (the stream they were for has ended)."""
