@@ -61,7 +61,11 @@ class BarServiceServicer:
         """Subscribe streams bars. With a resume point it first replays every persisted
         final bar and revision after it, then switches to live with no gap and no
         duplicate. A subscriber too slow to keep up is ended with RESOURCE_EXHAUSTED
-        and should resume from the last change_id it received.
+        and should resume from the last change_id it received. The response headers
+        come as soon as the call is live, before any bar, and carry
+        "tickmesh-live-after-change-id": every final bar and revision with a greater
+        change_id reaches this call, so a client that has received none yet can resume a
+        later call from there.
         Its response type is shared with Replay (below).
         buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """

@@ -38,7 +38,11 @@ class BarServiceStub:
     """Subscribe streams bars. With a resume point it first replays every persisted
     final bar and revision after it, then switches to live with no gap and no
     duplicate. A subscriber too slow to keep up is ended with RESOURCE_EXHAUSTED
-    and should resume from the last change_id it received.
+    and should resume from the last change_id it received. The response headers
+    come as soon as the call is live, before any bar, and carry
+    "tickmesh-live-after-change-id": every final bar and revision with a greater
+    change_id reaches this call, so a client that has received none yet can resume a
+    later call from there.
     Its response type is shared with Replay (below).
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
@@ -66,7 +70,11 @@ class BarServiceAsyncStub(BarServiceStub):
     """Subscribe streams bars. With a resume point it first replays every persisted
     final bar and revision after it, then switches to live with no gap and no
     duplicate. A subscriber too slow to keep up is ended with RESOURCE_EXHAUSTED
-    and should resume from the last change_id it received.
+    and should resume from the last change_id it received. The response headers
+    come as soon as the call is live, before any bar, and carry
+    "tickmesh-live-after-change-id": every final bar and revision with a greater
+    change_id reaches this call, so a client that has received none yet can resume a
+    later call from there.
     Its response type is shared with Replay (below).
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
@@ -97,7 +105,11 @@ class BarServiceServicer(metaclass=_abc_1.ABCMeta):
         """Subscribe streams bars. With a resume point it first replays every persisted
         final bar and revision after it, then switches to live with no gap and no
         duplicate. A subscriber too slow to keep up is ended with RESOURCE_EXHAUSTED
-        and should resume from the last change_id it received.
+        and should resume from the last change_id it received. The response headers
+        come as soon as the call is live, before any bar, and carry
+        "tickmesh-live-after-change-id": every final bar and revision with a greater
+        change_id reaches this call, so a client that has received none yet can resume a
+        later call from there.
         Its response type is shared with Replay (below).
         buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """

@@ -20,6 +20,7 @@ from tickmesh.bars.subscriptions import BarFilter, BarHub, SubscriberOverflowErr
 from tickmesh.bars.version_log import BarVersionLog
 from tickmesh.core.errors import InvalidArgument
 from tickmesh.core.instruments import InstrumentError, InstrumentId
+from tickmesh.core.live_after import LIVE_AFTER_HEADER
 from tickmesh.core.protowire import embedded
 from tickmesh.core.replay import (
     DEFAULT_PAGE_SIZE,
@@ -138,6 +139,10 @@ class BarServicer(bar_service_pb2_grpc.BarServiceServicer):
         # Subscribe before replaying, so bars committed during the replay wait in the queue.
         subscription = self._hub.subscribe(bar_filter)
         self._metrics.subscribers.set(self._hub.subscriber_count)
+        # Headers now, not with the first bar: the call is live, and every final after this
+        # change id reaches it. A client reopening a stream with another filter closes the old
+        # call only then, and resumes later calls from there (gateway.shard_streams).
+        await context.send_initial_metadata(((LIVE_AFTER_HEADER, str(self._hub.newest_change_id)),))
         handler = asyncio.current_task()
         if handler is not None:
 

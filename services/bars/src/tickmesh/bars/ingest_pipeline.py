@@ -122,6 +122,7 @@ class IngestPipeline:
         states, finals = await self._store.load_engine_state()
         self._engine.restore(states, finals, now_ns=self._clock_ns())
         self._history.restore(await self._store.load_history_state(), self._clock_ns())
+        self._hub.newest_change_id = await self._store.newest_change_id()
         for stream_id, sequence in (await self._store.load_stream_sequences()).items():
             self._streams[stream_id] = StreamState(applied=sequence, durable=sequence)
         # Give the engine the wall clock before the first batch, so it can tell a live feed from

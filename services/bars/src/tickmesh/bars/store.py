@@ -198,6 +198,11 @@ class BarStore:
     def _owns(self, record: asyncpg.Record) -> bool:
         return self._shard.owns(InstrumentId.of(record["exchange"], record["symbol"]))
 
+    async def newest_change_id(self) -> int:
+        """The greatest change id of any stored bar version, 0 without any (its B-tree's end)."""
+        newest = await self._pool.fetchval("SELECT max(change_id) FROM bar_versions")
+        return int(newest or 0)
+
     async def load_stream_sequences(self) -> dict[str, int]:
         """The last durable sequence of every ingest stream."""
         rows = await self._pool.fetch("SELECT stream_id, acked_sequence FROM ingest_streams")

@@ -76,6 +76,9 @@ class BarHub:
     def __init__(self, backlog_limit: int) -> None:
         self._backlog_limit = backlog_limit
         self._subscriptions: Fanout[Subscription] = Fanout()
+        # The greatest change id published (or stored before this process started): a new
+        # subscription gets every final after it.
+        self.newest_change_id = 0
 
     @property
     def subscriber_count(self) -> int:
@@ -95,6 +98,7 @@ class BarHub:
     def publish_finals(self, bars: list[market_pb2.Bar]) -> None:
         """Hand persisted final bars and revisions, in change-id order, to every subscriber."""
         if bars:
+            self.newest_change_id = max(self.newest_change_id, bars[-1].change_id)
             for subscription, wanted in self._subscriptions.route(bars, _instrument_key):
                 subscription.offer(wanted)
 

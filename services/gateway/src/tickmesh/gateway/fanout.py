@@ -1,4 +1,4 @@
-"""One BarService.Subscribe per watched instrument, shared by every WebSocket client of this replica."""
+"""One BarService.Subscribe per bar shard, shared by every WebSocket client of this replica."""
 
 from __future__ import annotations
 
@@ -8,16 +8,21 @@ from grpc import aio
 from opentelemetry import trace
 
 from tickmesh.core.instruments import InstrumentId
+from tickmesh.core.live_after import live_after
 from tickmesh.core.tracing import get_tracer, inject_span_context, message_span
-from tickmesh.gateway.backends import Backends
-from tickmesh.gateway.instrument_streams import InstrumentStreams
+from tickmesh.gateway.backends import Backends, BarShard
 from tickmesh.gateway.metrics import GatewayMetrics
+from tickmesh.gateway.shard_streams import ShardStream, ShardStreams
 from tickmesh.v2 import bar_service_pb2, market_pb2
 
 BarListener = Callable[[market_pb2.Bar], None]
 
+# Bars a response may carry: a minute close's finals and each trade's forming bars of every
+# timeframe travel many to a message (the bar service caps it at 1000).
+SUBSCRIBE_BATCH = 1000
 
-class BarFanout(InstrumentStreams[market_pb2.Bar, bar_service_pb2.SubscribeResponse]):
+
+class BarFanout(ShardStreams[market_pb2.Bar, bar_service_pb2.SubscribeResponse, BarShard]):
     """Bars (forming and final) of each watched instrument, from the shard that owns it."""
 
     kind = "bar"
@@ -33,32 +38,51 @@ class BarFanout(InstrumentStreams[market_pb2.Bar, bar_service_pb2.SubscribeRespo
         self._backends = backends
         self._tracer = tracer if tracer is not None else get_tracer()
         self._on_bar = on_bar  # sees every bar first (the chart cache drops what it changes)
-        # The change id of the last final bar per watched instrument: a reopened stream resumes
-        # after it, so final bars committed while it was broken (a bar-service restart, or
-        # the bar service ending it as too slow) are replayed, not lost to the listeners.
+        # The change id of the last final bar handed out per watched instrument: a final
+        # delivered by both calls of a reopening, or replayed again, is handed out once.
         self._last_final: dict[InstrumentId, int] = {}
 
-    async def remove(self, instrument: InstrumentId, listener: BarListener) -> None:
-        """Stop delivering to `listener`; an instrument watched again later starts live."""
-        await super().remove(instrument, listener)
-        if instrument not in self._listeners:
-            self._last_final.pop(instrument, None)
+    def _on_live(self, stream: ShardStream[BarShard], headers: aio.Metadata) -> None:
+        if stream.resume_after is None:
+            # From now on every reopening resumes: none can lose a final committed meanwhile.
+            stream.resume_after = live_after(headers)
 
-    def _subscribe(self, instrument: InstrumentId) -> aio.UnaryStreamCall[object, bar_service_pb2.SubscribeResponse]:  # fmt: skip
-        stub = self._backends.bar_shard(instrument).stub  # the shard owning the instrument
+    def _forget(self, instrument: InstrumentId) -> None:
+        self._last_final.pop(instrument, None)
+
+    def _shard(self, instrument: InstrumentId) -> BarShard:
+        return self._backends.bar_shard(instrument)
+
+    def _subscribe(self, stream: ShardStream[BarShard]) -> aio.UnaryStreamCall[object, bar_service_pb2.SubscribeResponse]:  # fmt: skip
+        """Every watched instrument of the shard. A reopened stream resumes after the last final
+        it delivered, so finals committed meanwhile (while it was broken by a bar-service
+        restart or ended as too slow, or while it was reopened for a new instrument) are
+        replayed, not lost to the listeners; a new instrument starts from there too."""
         request = bar_service_pb2.SubscribeRequest(
-            instruments=[instrument.to_proto()], include_forming=True
+            instruments=[instrument.to_proto() for instrument in stream.filter],
+            include_forming=True,
+            max_batch=SUBSCRIBE_BATCH,
         )
-        resume = self._last_final.get(instrument)
-        if resume is not None:
-            request.resume_after_change_id = resume
-        return stub.Subscribe(request)
+        if stream.resume_after is not None:
+            request.resume_after_change_id = stream.resume_after
+        return stream.shard.stub.Subscribe(request)
 
-    def _on_message(self, instrument: InstrumentId, message: bar_service_pb2.SubscribeResponse) -> None:  # fmt: skip
-        """Hand one upstream bar to every listener, in one span (per bar, not per client)."""
-        bar = message.bar
-        if bar.final and bar.change_id > self._last_final.get(instrument, 0):
-            self._last_final[instrument] = bar.change_id
+    def _on_message(self, stream: ShardStream[BarShard], message: bar_service_pb2.SubscribeResponse) -> None:  # fmt: skip
+        """Hand each bar of one upstream response to the listeners of its instrument, in order."""
+        for bar in message.bars if message.bars else (message.bar,):
+            instrument = InstrumentId(bar.exchange, bar.symbol)
+            if bar.final:
+                if bar.change_id <= self._last_final.get(instrument, 0):
+                    continue  # handed out already
+                # Finals come in change-id order within a shard: the greatest is where to resume.
+                stream.resume_after = max(bar.change_id, stream.resume_after or 0)
+                if self.watching(instrument):
+                    self._last_final[instrument] = bar.change_id
+            if self.watching(instrument):
+                self._push(instrument, bar)
+
+    def _push(self, instrument: InstrumentId, bar: market_pb2.Bar) -> None:
+        """Hand one bar to every listener, in one span (per bar, not per client)."""
         if self._on_bar is not None:
             self._on_bar(bar)
         with message_span(

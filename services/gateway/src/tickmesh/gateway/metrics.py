@@ -72,7 +72,7 @@ class GatewayMetrics:
         )
         self.bar_upstreams = Gauge(
             "tickmesh_ws_bar_upstreams",
-            "Open BarService.Subscribe streams (one per watched instrument).",
+            "Open BarService.Subscribe streams (one per bar shard with watched instruments).",
             registry=registry,
         )
         self.upstream_errors = Counter(
