@@ -200,6 +200,45 @@ async def test_subscribe_replays_after_open_time_then_goes_live(
     call.cancel()
 
 
+async def test_subscribe_in_batches_carries_the_same_updates_in_updates(
+    parts: ServiceParts, stub: Stub
+) -> None:
+    instrument = unique_instrument()
+    bars = walk_bars(instrument, 12, seed=14)
+    await parts.feed(bars[:10])
+    one_by_one = stub.Subscribe(
+        pb.AnalyticsServiceSubscribeRequest(
+            instruments=[instrument.to_proto()], resume_after_open_time_ns=bars[4].open_time_ns
+        )
+    )
+    singles = [await asyncio.wait_for(one_by_one.read(), 10) for _ in range(5)]
+    one_by_one.cancel()
+    call = stub.Subscribe(
+        pb.AnalyticsServiceSubscribeRequest(
+            instruments=[instrument.to_proto()],
+            resume_after_open_time_ns=bars[4].open_time_ns,
+            max_batch=3,
+        )
+    )
+    replayed: list[pb.AnalyticsServiceSubscribeResponse] = []
+    while len(replayed) < 5:
+        message = await asyncio.wait_for(call.read(), 10)
+        assert isinstance(message, pb.AnalyticsServiceSubscribeResponse)
+        assert not message.HasField("indicators")
+        assert 1 <= len(message.updates) <= 3
+        replayed += message.updates
+    assert replayed == singles  # the replay, 3 and 2 a response
+    await parts.feed(bars[10:])
+    live: list[pb.AnalyticsServiceSubscribeResponse] = []
+    while len(live) < 2:
+        message = await asyncio.wait_for(call.read(), 10)
+        assert isinstance(message, pb.AnalyticsServiceSubscribeResponse)
+        live += message.updates
+    assert [m.indicators.open_time_ns for m in live] == [b.open_time_ns for b in bars[10:]]
+    assert all(m.HasField("quality") for m in live)
+    call.cancel()
+
+
 async def test_subscribe_filters_other_instruments_and_rejects_bad_timeframe(
     parts: ServiceParts, stub: Stub
 ) -> None:

@@ -27,7 +27,7 @@ from tickmesh.v2 import market_pb2 as tickmesh_dot_v2_dot_market__pb2
 from tickmesh.v2 import replay_pb2 as tickmesh_dot_v2_dot_replay__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tickmesh/v2/analytics_service.proto\x12\x0btickmesh.v2\x1a\x1btickmesh/v2/analytics.proto\x1a\x18tickmesh/v2/market.proto\x1a\x18tickmesh/v2/replay.proto\"\xc2\x01\n AnalyticsServiceSubscribeRequest\x12,\n\x0binstruments\x18\x01 \x03(\x0b\x32\x17.tickmesh.v2.Instrument\x12*\n\ntimeframes\x18\x02 \x03(\x0e\x32\x16.tickmesh.v2.Timeframe\x12&\n\x19resume_after_open_time_ns\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x1c\n\x1a_resume_after_open_time_ns\"\xdd\x02\n!AnalyticsServiceSubscribeResponse\x12+\n\nindicators\x18\x01 \x01(\x0b\x32\x17.tickmesh.v2.Indicators\x12\'\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x15.tickmesh.v2.Features\x12%\n\x07quality\x18\x03 \x01(\x0b\x32\x14.tickmesh.v2.Quality\x12W\n\rtrace_context\x18\x04 \x03(\x0b\x32@.tickmesh.v2.AnalyticsServiceSubscribeResponse.TraceContextEntry\x12\x14\n\x0c\x62\x61r_revision\x18\x05 \x01(\r\x12\x17\n\x0f\x63ommitted_at_ns\x18\x06 \x01(\x03\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcd\x01\n\x14GetIndicatorsRequest\x12+\n\ninstrument\x18\x01 \x01(\x0b\x32\x17.tickmesh.v2.Instrument\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v2.Timeframe\x12\x15\n\rstart_time_ns\x18\x03 \x01(\x03\x12\x13\n\x0b\x65nd_time_ns\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x15\n\x08\x61s_of_ns\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_as_of_ns\">\n\x15GetIndicatorsResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.tickmesh.v2.Indicators\"\xcb\x01\n\x12GetFeaturesRequest\x12+\n\ninstrument\x18\x01 \x01(\x0b\x32\x17.tickmesh.v2.Instrument\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v2.Timeframe\x12\x15\n\rstart_time_ns\x18\x03 \x01(\x03\x12\x13\n\x0b\x65nd_time_ns\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x15\n\x08\x61s_of_ns\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_as_of_ns\":\n\x13GetFeaturesResponse\x12#\n\x04rows\x18\x01 \x03(\x0b\x32\x15.tickmesh.v2.Features\"\x8f\x01\n\x11GetQualityRequest\x12+\n\ninstrument\x18\x01 \x01(\x0b\x32\x17.tickmesh.v2.Instrument\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v2.Timeframe\x12\x15\n\x08\x61s_of_ns\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_as_of_ns\";\n\x12GetQualityResponse\x12%\n\x07quality\x18\x01 \x01(\x0b\x32\x14.tickmesh.v2.Quality2\xd3\x03\n\x10\x41nalyticsService\x12l\n\tSubscribe\x12-.tickmesh.v2.AnalyticsServiceSubscribeRequest\x1a..tickmesh.v2.AnalyticsServiceSubscribeResponse0\x01\x12V\n\rGetIndicators\x12!.tickmesh.v2.GetIndicatorsRequest\x1a\".tickmesh.v2.GetIndicatorsResponse\x12P\n\x0bGetFeatures\x12\x1f.tickmesh.v2.GetFeaturesRequest\x1a .tickmesh.v2.GetFeaturesResponse\x12M\n\nGetQuality\x12\x1e.tickmesh.v2.GetQualityRequest\x1a\x1f.tickmesh.v2.GetQualityResponse\x12X\n\x06Replay\x12\x1a.tickmesh.v2.ReplayRequest\x1a..tickmesh.v2.AnalyticsServiceSubscribeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tickmesh/v2/analytics_service.proto\x12\x0btickmesh.v2\x1a\x1btickmesh/v2/analytics.proto\x1a\x18tickmesh/v2/market.proto\x1a\x18tickmesh/v2/replay.proto\"\xd5\x01\n AnalyticsServiceSubscribeRequest\x12,\n\x0binstruments\x18\x01 \x03(\x0b\x32\x17.tickmesh.v2.Instrument\x12*\n\ntimeframes\x18\x02 \x03(\x0e\x32\x16.tickmesh.v2.Timeframe\x12&\n\x19resume_after_open_time_ns\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\tmax_batch\x18\x04 \x01(\rB\x1c\n\x1a_resume_after_open_time_ns\"\x9e\x03\n!AnalyticsServiceSubscribeResponse\x12+\n\nindicators\x18\x01 \x01(\x0b\x32\x17.tickmesh.v2.Indicators\x12\'\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x15.tickmesh.v2.Features\x12%\n\x07quality\x18\x03 \x01(\x0b\x32\x14.tickmesh.v2.Quality\x12W\n\rtrace_context\x18\x04 \x03(\x0b\x32@.tickmesh.v2.AnalyticsServiceSubscribeResponse.TraceContextEntry\x12\x14\n\x0c\x62\x61r_revision\x18\x05 \x01(\r\x12\x17\n\x0f\x63ommitted_at_ns\x18\x06 \x01(\x03\x12?\n\x07updates\x18\x07 \x03(\x0b\x32..tickmesh.v2.AnalyticsServiceSubscribeResponse\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcd\x01\n\x14GetIndicatorsRequest\x12+\n\ninstrument\x18\x01 \x01(\x0b\x32\x17.tickmesh.v2.Instrument\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v2.Timeframe\x12\x15\n\rstart_time_ns\x18\x03 \x01(\x03\x12\x13\n\x0b\x65nd_time_ns\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x15\n\x08\x61s_of_ns\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_as_of_ns\">\n\x15GetIndicatorsResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.tickmesh.v2.Indicators\"\xcb\x01\n\x12GetFeaturesRequest\x12+\n\ninstrument\x18\x01 \x01(\x0b\x32\x17.tickmesh.v2.Instrument\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v2.Timeframe\x12\x15\n\rstart_time_ns\x18\x03 \x01(\x03\x12\x13\n\x0b\x65nd_time_ns\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x15\n\x08\x61s_of_ns\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_as_of_ns\":\n\x13GetFeaturesResponse\x12#\n\x04rows\x18\x01 \x03(\x0b\x32\x15.tickmesh.v2.Features\"\x8f\x01\n\x11GetQualityRequest\x12+\n\ninstrument\x18\x01 \x01(\x0b\x32\x17.tickmesh.v2.Instrument\x12)\n\ttimeframe\x18\x02 \x01(\x0e\x32\x16.tickmesh.v2.Timeframe\x12\x15\n\x08\x61s_of_ns\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_as_of_ns\";\n\x12GetQualityResponse\x12%\n\x07quality\x18\x01 \x01(\x0b\x32\x14.tickmesh.v2.Quality2\xd3\x03\n\x10\x41nalyticsService\x12l\n\tSubscribe\x12-.tickmesh.v2.AnalyticsServiceSubscribeRequest\x1a..tickmesh.v2.AnalyticsServiceSubscribeResponse0\x01\x12V\n\rGetIndicators\x12!.tickmesh.v2.GetIndicatorsRequest\x1a\".tickmesh.v2.GetIndicatorsResponse\x12P\n\x0bGetFeatures\x12\x1f.tickmesh.v2.GetFeaturesRequest\x1a .tickmesh.v2.GetFeaturesResponse\x12M\n\nGetQuality\x12\x1e.tickmesh.v2.GetQualityRequest\x1a\x1f.tickmesh.v2.GetQualityResponse\x12X\n\x06Replay\x12\x1a.tickmesh.v2.ReplayRequest\x1a..tickmesh.v2.AnalyticsServiceSubscribeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_ANALYTICSSERVICESUBSCRIBEREQUEST']._serialized_start=134
-  _globals['_ANALYTICSSERVICESUBSCRIBEREQUEST']._serialized_end=328
-  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE']._serialized_start=331
-  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE']._serialized_end=680
-  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE_TRACECONTEXTENTRY']._serialized_start=629
-  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE_TRACECONTEXTENTRY']._serialized_end=680
-  _globals['_GETINDICATORSREQUEST']._serialized_start=683
-  _globals['_GETINDICATORSREQUEST']._serialized_end=888
-  _globals['_GETINDICATORSRESPONSE']._serialized_start=890
-  _globals['_GETINDICATORSRESPONSE']._serialized_end=952
-  _globals['_GETFEATURESREQUEST']._serialized_start=955
-  _globals['_GETFEATURESREQUEST']._serialized_end=1158
-  _globals['_GETFEATURESRESPONSE']._serialized_start=1160
-  _globals['_GETFEATURESRESPONSE']._serialized_end=1218
-  _globals['_GETQUALITYREQUEST']._serialized_start=1221
-  _globals['_GETQUALITYREQUEST']._serialized_end=1364
-  _globals['_GETQUALITYRESPONSE']._serialized_start=1366
-  _globals['_GETQUALITYRESPONSE']._serialized_end=1425
-  _globals['_ANALYTICSSERVICE']._serialized_start=1428
-  _globals['_ANALYTICSSERVICE']._serialized_end=1895
+  _globals['_ANALYTICSSERVICESUBSCRIBEREQUEST']._serialized_end=347
+  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE']._serialized_start=350
+  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE']._serialized_end=764
+  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE_TRACECONTEXTENTRY']._serialized_start=713
+  _globals['_ANALYTICSSERVICESUBSCRIBERESPONSE_TRACECONTEXTENTRY']._serialized_end=764
+  _globals['_GETINDICATORSREQUEST']._serialized_start=767
+  _globals['_GETINDICATORSREQUEST']._serialized_end=972
+  _globals['_GETINDICATORSRESPONSE']._serialized_start=974
+  _globals['_GETINDICATORSRESPONSE']._serialized_end=1036
+  _globals['_GETFEATURESREQUEST']._serialized_start=1039
+  _globals['_GETFEATURESREQUEST']._serialized_end=1242
+  _globals['_GETFEATURESRESPONSE']._serialized_start=1244
+  _globals['_GETFEATURESRESPONSE']._serialized_end=1302
+  _globals['_GETQUALITYREQUEST']._serialized_start=1305
+  _globals['_GETQUALITYREQUEST']._serialized_end=1448
+  _globals['_GETQUALITYRESPONSE']._serialized_start=1450
+  _globals['_GETQUALITYRESPONSE']._serialized_end=1509
+  _globals['_ANALYTICSSERVICE']._serialized_start=1512
+  _globals['_ANALYTICSSERVICE']._serialized_end=1979
 # @@protoc_insertion_point(module_scope)

@@ -29,8 +29,14 @@ class AnalyticsServiceSubscribeRequest(_message.Message):
     INSTRUMENTS_FIELD_NUMBER: _builtins.int
     TIMEFRAMES_FIELD_NUMBER: _builtins.int
     RESUME_AFTER_OPEN_TIME_NS_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_FIELD_NUMBER: _builtins.int
     resume_after_open_time_ns: _builtins.int
     """resume_after_open_time_ns replays stored updates of bars opening after it before going live; unset means live only."""
+    max_batch: _builtins.int
+    """max_batch above 1 asks for the updates in `updates`, up to max_batch a response, as they
+    are ready (a whole market's minute close is thousands of updates at once); 0 or 1: one
+    update a response. The service caps it at 1000.
+    """
     @_builtins.property
     def instruments(self) -> _containers.RepeatedCompositeFieldContainer[_market_pb2.Instrument]:
         """instruments filters by instrument; empty means all."""
@@ -45,10 +51,11 @@ class AnalyticsServiceSubscribeRequest(_message.Message):
         instruments: _abc.Iterable[_market_pb2.Instrument] | None = ...,
         timeframes: _abc.Iterable[_market_pb2.Timeframe.ValueType] | None = ...,
         resume_after_open_time_ns: _builtins.int | None = ...,
+        max_batch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_resume_after_open_time_ns", b"_resume_after_open_time_ns", "resume_after_open_time_ns", b"resume_after_open_time_ns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_resume_after_open_time_ns", b"_resume_after_open_time_ns", "instruments", b"instruments", "resume_after_open_time_ns", b"resume_after_open_time_ns", "timeframes", b"timeframes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_resume_after_open_time_ns", b"_resume_after_open_time_ns", "instruments", b"instruments", "max_batch", b"max_batch", "resume_after_open_time_ns", b"resume_after_open_time_ns", "timeframes", b"timeframes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__resume_after_open_time_ns: _TypeAlias = _typing.Literal["resume_after_open_time_ns"]  # noqa: Y015
     _WhichOneofArgType__resume_after_open_time_ns: _TypeAlias = _typing.Literal["_resume_after_open_time_ns", b"_resume_after_open_time_ns"]  # noqa: Y015
@@ -88,6 +95,7 @@ class AnalyticsServiceSubscribeResponse(_message.Message):
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     BAR_REVISION_FIELD_NUMBER: _builtins.int
     COMMITTED_AT_NS_FIELD_NUMBER: _builtins.int
+    UPDATES_FIELD_NUMBER: _builtins.int
     bar_revision: _builtins.int
     """bar_revision is the revision of the bar these values were computed from."""
     committed_at_ns: _builtins.int
@@ -110,6 +118,13 @@ class AnalyticsServiceSubscribeResponse(_message.Message):
         this update, so the gateway's push continues the bar's trace.
         """
 
+    @_builtins.property
+    def updates(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnalyticsServiceSubscribeResponse]:
+        """updates holds up to max_batch updates in delivery order, each as a response of its own
+        would carry it, for a Subscribe that asked for batches (max_batch > 1); the fields above
+        are then unset.
+        """
+
     def __init__(
         self,
         *,
@@ -119,10 +134,11 @@ class AnalyticsServiceSubscribeResponse(_message.Message):
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         bar_revision: _builtins.int = ...,
         committed_at_ns: _builtins.int = ...,
+        updates: _abc.Iterable[Global___AnalyticsServiceSubscribeResponse] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "indicators", b"indicators", "quality", b"quality"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bar_revision", b"bar_revision", "committed_at_ns", b"committed_at_ns", "features", b"features", "indicators", b"indicators", "quality", b"quality", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bar_revision", b"bar_revision", "committed_at_ns", b"committed_at_ns", "features", b"features", "indicators", b"indicators", "quality", b"quality", "trace_context", b"trace_context", "updates", b"updates"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

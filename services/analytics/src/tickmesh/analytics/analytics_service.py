@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from grpc import aio
@@ -22,6 +22,7 @@ from tickmesh.analytics.store import AnalyticsStore, RangeQuery, ReplayKey
 from tickmesh.core.errors import InvalidArgument, NotFound, ResourceExhausted
 from tickmesh.core.grpc_server import ServiceRegistration
 from tickmesh.core.instruments import InstrumentError, InstrumentId
+from tickmesh.core.protowire import embedded
 from tickmesh.core.replay import (
     DEFAULT_PAGE_SIZE,
     ReplayError,
@@ -42,6 +43,8 @@ REPLAY_PAGE_ROWS = 1000
 # Replayed updates remembered so a live copy of the same commit is not sent twice; commits
 # that race the replay touch its newest rows, which are the ones remembered.
 _REMEMBERED_REPLAY = 50_000
+MAX_SUBSCRIBE_BATCH = 1000
+_UPDATES_FIELD = pb.AnalyticsServiceSubscribeResponse.UPDATES_FIELD_NUMBER
 
 UpdateKey = tuple[InstrumentId, int, int]
 
@@ -223,6 +226,7 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
         subscription = self._hub.subscribe(update_filter)
         self._metrics.subscribers.set(self._hub.subscriber_count)
         replayed: OrderedDict[UpdateKey, bytes] = OrderedDict()
+        batch = min(max(1, request.max_batch), MAX_SUBSCRIBE_BATCH)
         try:
             if request.HasField("resume_after_open_time_ns"):
                 labels = [tf.label for tf in timeframes]
@@ -230,12 +234,19 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
                 # database's precision) sort after an empty venue.
                 resume_us = request.resume_after_open_time_ns // 1000 + 1
                 after: ReplayKey = (resume_us * 1000, "", "", "")
+                pending: list[bytes] = []
                 async for key, message in self._replay(after, sorted(instruments), labels):
                     encoded = message.SerializeToString(deterministic=True)
                     replayed[key] = encoded
                     if len(replayed) > _REMEMBERED_REPLAY:
                         replayed.popitem(last=False)
-                    yield encoded
+                    pending.append(encoded)
+                    if len(pending) == batch:
+                        for response in _responses(pending, batch):
+                            yield response
+                        pending = []
+                for response in _responses(pending, batch):
+                    yield response
             while True:
                 try:
                     updates = await subscription.next_items()
@@ -243,6 +254,7 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
                     raise ResourceExhausted(
                         f"{error}; resume from the last open time received"
                     ) from None
+                live: list[bytes] = []
                 for update in updates:
                     if replayed:
                         key = (update.instrument, update.timeframe, update.open_time_ns)
@@ -250,7 +262,9 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
                         if stored is not None and stored == _comparable(update.message):
                             del replayed[key]
                             continue
-                    yield update.message
+                    live.append(update.message)
+                for response in _responses(live, batch):
+                    yield response
         finally:
             self._hub.unsubscribe(subscription)
             self._metrics.subscribers.set(self._hub.subscriber_count)
@@ -329,3 +343,13 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
 def _only_message(messages: Sequence[bytes]) -> bytes:
     """A replay response: one logged update (no batches), exactly as live Subscribe sent it."""
     return messages[0]
+
+
+def _responses(messages: list[bytes], batch: int) -> Iterator[bytes]:
+    """Serialized updates as Subscribe responses: one a response, or up to `batch` embedded in
+    `updates` (the bytes as they are: a batch costs no re-encoding)."""
+    if batch == 1:
+        yield from messages
+        return
+    for start in range(0, len(messages), batch):
+        yield embedded(_UPDATES_FIELD, messages[start : start + batch])

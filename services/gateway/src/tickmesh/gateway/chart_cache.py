@@ -37,8 +37,8 @@ from grpc import aio
 
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.gateway.backends import Backends
-from tickmesh.gateway.instrument_streams import follow_stream
 from tickmesh.gateway.metrics import GatewayMetrics
+from tickmesh.gateway.shard_streams import follow_stream
 from tickmesh.v2 import bar_service_pb2, market_pb2
 
 log = logging.getLogger(__name__)

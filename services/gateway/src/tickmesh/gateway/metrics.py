@@ -83,7 +83,7 @@ class GatewayMetrics:
         )
         self.indicator_upstreams = Gauge(
             "tickmesh_ws_indicator_upstreams",
-            "Open AnalyticsService.Subscribe streams (one per watched instrument).",
+            "Open AnalyticsService.Subscribe streams (one per analytics shard with watched instruments).",
             registry=registry,
         )
         self.indicator_upstream_errors = Counter(

@@ -59,6 +59,8 @@ class ShardStreams(ABC, Generic[T, M, S]):
     """Listeners per instrument; subclasses say how to subscribe and what to deliver."""
 
     kind = "upstream"  # names the streams in task names and log lines
+    # False: a stream carries every instrument of its shard and is never reopened for one.
+    filters_by_instrument = True
 
     def __init__(
         self, upstreams: Gauge, upstream_errors: Counter, settle_seconds: float = SETTLE_SECONDS
@@ -86,7 +88,7 @@ class ShardStreams(ABC, Generic[T, M, S]):
             stream.task = asyncio.create_task(self._pump(stream), name=f"{self.kind}-{shard}")
             self._upstreams_gauge.set(len(self._streams))
         stream.watched.add(instrument)
-        if instrument not in stream.filter:
+        if self.filters_by_instrument and instrument not in stream.filter:
             stream.changed.set()
 
     async def remove(self, instrument: InstrumentId, listener: Callable[[T], None]) -> None:
@@ -206,6 +208,44 @@ class ShardStreams(ABC, Generic[T, M, S]):
         finally:
             call.cancel()
         return delivered, "OK"
+
+
+async def follow_stream(
+    name: str,
+    subscribe: Callable[[], aio.UnaryStreamCall[object, M]],
+    on_message: Callable[[M], None],
+    ended: Counter,
+    on_open: Callable[[], None] | None = None,
+    on_close: Callable[[], None] | None = None,
+) -> None:
+    """Read a server stream until cancelled, reopening it with backoff whenever it ends.
+
+    Each end is counted in `ended` by status code and logged; `on_open` runs once the call
+    is made, `on_close` once it is over (before the wait).
+    """
+    backoff = _MIN_BACKOFF_SECONDS
+    while True:
+        call = subscribe()
+        if on_open is not None:
+            on_open()
+        try:
+            messages: AsyncIterable[M] = call
+            async for message in messages:
+                backoff = (
+                    _MIN_BACKOFF_SECONDS  # the stream works again: next failure retries quickly
+                )
+                on_message(message)
+            code = "OK"
+        except aio.AioRpcError as error:
+            code = error.code().name
+        finally:
+            if on_close is not None:
+                on_close()
+            call.cancel()
+        ended.labels(code=code).inc()
+        log.warning("%s ended (%s); reopening in %.1fs", name, code, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
 
 
 async def _stop(future: asyncio.Future[Any]) -> None:
