@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable
-
-import pytest
+from collections.abc import Callable
 
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.core.metrics import CoreMetrics
@@ -22,23 +20,6 @@ from ..mesh_processes import ServiceProcess
 MINUTE_NS = 60 * 1_000_000_000
 START_NS = 1_704_153_600 * 1_000_000_000  # 2024-01-02 00:00 UTC
 ROUNDS = 6
-
-
-@pytest.fixture
-async def bars(database_url: str, redis_url: str) -> AsyncIterator[ServiceProcess]:
-    """A bar service committing every 20 ms."""
-    process = ServiceProcess(
-        "bars",
-        {
-            "TICKMESH_DATABASE_URL": database_url,
-            "TICKMESH_REDIS_URL": redis_url,
-            "TICKMESH_BARS_COMMIT_INTERVAL_MS": "20",
-            "TICKMESH_DRAIN_SECONDS": "1",
-        },
-    )
-    await process.start()
-    yield process
-    await process.stop()
 
 
 def _trade(symbol: str, sequence: int, trade_id: int, time_ns: int) -> market_pb2.TradeBatch:
