@@ -14,6 +14,7 @@ from tickmesh.gateway.fanout import BarFanout
 from tickmesh.gateway.metrics import GatewayMetrics
 from tickmesh.v2 import market_pb2
 
+from ..grpc_helpers import free_port
 from ..ingest_helpers import publish_until_acked
 from ..mesh_processes import ServiceProcess
 
@@ -93,3 +94,27 @@ async def test_one_upstream_reopened_per_new_instrument_loses_and_repeats_no_fin
         await fanout.close()
         await backends.close()
     assert fanout.upstream_count() == 0
+
+
+async def test_removing_the_last_instrument_stops_a_failing_stream_at_once() -> None:
+    # Nothing listens there: every call fails at once and is reopened with backoff; removals
+    # land at different points of that cycle, and each must stop the stream. (The race this
+    # guards, a cancellation swallowed by wait_for as the headers came, showed in about half
+    # the runs of test_token_redaction's production case, not reliably here.)
+    backends = Backends("127.0.0.1:1", [f"127.0.0.1:{free_port()}"], [], timeout_seconds=5.0)
+    fanout = BarFanout(backends, GatewayMetrics(CoreMetrics()))
+    instrument = InstrumentId(market_pb2.EXCHANGE_SIMULATOR, "GONE")
+
+    def listener(bar: market_pb2.Bar) -> None:
+        raise AssertionError(f"no bar can come: {bar}")
+
+    try:
+        for attempt in range(40):
+            fanout.add(instrument, listener)
+            await asyncio.sleep(attempt % 8 * 0.005)
+            async with asyncio.timeout(2):
+                await fanout.remove(instrument, listener)
+            assert fanout.upstream_count() == 0
+    finally:
+        await fanout.close()
+        await backends.close()

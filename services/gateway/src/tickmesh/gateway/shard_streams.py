@@ -167,10 +167,7 @@ class ShardStreams(ABC, Generic[T, M, S]):
                 stream.changed.clear()
                 stream.filter = frozenset(stream.watched)
                 call = self._subscribe(stream)
-                with contextlib.suppress(aio.AioRpcError, TimeoutError):
-                    # A failed call fails its reading below, which says how it ended.
-                    headers = await asyncio.wait_for(call.initial_metadata(), _LIVE_TIMEOUT_SECONDS)
-                    self._on_live(stream, headers)
+                await self._until_live(stream, call)
                 if reading is not None:
                     await _stop(reading)
                 reading = asyncio.ensure_future(self._read(stream, call))
@@ -192,6 +189,24 @@ class ShardStreams(ABC, Generic[T, M, S]):
         finally:
             if reading is not None:
                 await _stop(reading)
+
+    async def _until_live(
+        self, stream: ShardStream[S], call: aio.UnaryStreamCall[object, M]
+    ) -> None:
+        """Wait (a bounded time) for `call`'s headers and hand them to `_on_live`; a failed call
+        fails its reading, which says how it ended.
+
+        `asyncio.wait`, not `wait_for`: on Python 3.11, `wait_for` cancelled just as the headers
+        came returns them and drops the cancellation, which kept a stream running, and its
+        remover waiting, for good.
+        """
+        headers = asyncio.ensure_future(call.initial_metadata())
+        try:
+            await asyncio.wait((headers,), timeout=_LIVE_TIMEOUT_SECONDS)
+        finally:
+            headers.cancel()
+        if headers.done() and not headers.cancelled() and headers.exception() is None:
+            self._on_live(stream, headers.result())
 
     async def _read(
         self, stream: ShardStream[S], call: aio.UnaryStreamCall[object, M]
@@ -249,7 +264,11 @@ async def follow_stream(
 
 
 async def _stop(future: asyncio.Future[Any]) -> None:
-    """Cancel `future` and wait until it is done (its call cancelled)."""
+    """Cancel `future` and wait until it is done (its call cancelled).
+
+    `asyncio.wait`, not awaiting the future: a CancelledError caught here could be the
+    caller's own (`remove` stopping the stream), and swallowing it kept a stream running,
+    and its remover waiting, for good.
+    """
     future.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await future
+    await asyncio.wait((future,))
