@@ -43,6 +43,7 @@ class TimeframeBook:
         "flat_fill",
         "forming_changed",
         "lowered",
+        "newest_key",
         "prev_close",
         "pruned_until",
         "scales",
@@ -65,6 +66,8 @@ class TimeframeBook:
         self.duration_ns = spec.duration_ns
         self.flat_fill = flat_fill
         self.bars: dict[int, BarAccumulator] = {}
+        # No key of `bars` is above it: the forming bars are found without a walk over the finals.
+        self.newest_key: int | None = None
         self.emitted_until: int | None = None
         # Lowest bucket ever emitted final; None while nothing is final, so the forming range may
         # still grow backwards for trades that arrive out of order before the first final bar.
@@ -122,24 +125,26 @@ class TimeframeBook:
         bucket = minute_ns - minute_ns % self.duration_ns
         bar = self.bars.get(bucket)
         if bar is None:
-            self.bars[bucket] = BarAccumulator(
-                bucket,
-                open_,
-                high,
-                low,
-                close,
-                open_event_ns,
-                open_trade_id,
-                close_event_ns,
-                close_trade_id,
-                volume,
-                quote_volume,
-                trade_count,
-                True,
-                from_source,
-                out_of_order_trades=out_of_order_trades,
-                taker_buy_volume=taker_buy_volume,
-                taker_buy_quote_volume=taker_buy_quote_volume,
+            self._put(
+                BarAccumulator(
+                    bucket,
+                    open_,
+                    high,
+                    low,
+                    close,
+                    open_event_ns,
+                    open_trade_id,
+                    close_event_ns,
+                    close_trade_id,
+                    volume,
+                    quote_volume,
+                    trade_count,
+                    True,
+                    from_source,
+                    out_of_order_trades=out_of_order_trades,
+                    taker_buy_volume=taker_buy_volume,
+                    taker_buy_quote_volume=taker_buy_quote_volume,
+                )
             )
         else:
             bar.merge(
@@ -178,7 +183,7 @@ class TimeframeBook:
         """Put a rebuilt bar (with data) in place of the bucket's bar, keeping its revision count."""
         old = self.bars.get(bar.open_time_ns)
         bar.revision = NEVER_FINAL if old is None else old.revision
-        self.bars[bar.open_time_ns] = bar
+        self._put(bar)
         self._touch(bar.open_time_ns, revised)
 
     def rescale(self, price_factor: int, quantity_factor: int) -> None:
@@ -222,7 +227,7 @@ class TimeframeBook:
                     if not self.flat_fill:
                         break
                     flat = BarAccumulator.flat(following, close)
-                    self.bars[following] = flat
+                    self._put(flat)
                 elif flat.close == close:
                     break
                 else:
@@ -257,7 +262,7 @@ class TimeframeBook:
                 self.prev_close = bar.close
             elif fills and bucket >= fill_from and self.prev_close is not None:
                 bar = BarAccumulator.flat(bucket, self.prev_close)
-                self.bars[bucket] = bar
+                self._put(bar)
             else:
                 # Nothing to fill here: jump to the next bar, or to where flat filling resumes.
                 following = min((key for key in self.bars if bucket < key < limit), default=limit)
@@ -332,7 +337,7 @@ class TimeframeBook:
         until = self.emitted_until
         bars: Iterable[BarAccumulator] = self.bars.values()
         if not with_finals and until is not None:
-            bars = [bar for bar in bars if bar.open_time_ns >= until]
+            bars = self._bars_from(until)
         return {
             "emitted_until": until,
             "emitted_from": self.emitted_from,
@@ -340,6 +345,27 @@ class TimeframeBook:
             "pruned_until": self.pruned_until,
             "bars": [bar.as_row(self.scales.price, self.scales.quantity) for bar in bars],
         }
+
+    def _put(self, bar: BarAccumulator) -> None:
+        key = bar.open_time_ns
+        self.bars[key] = bar
+        if self.newest_key is None or key > self.newest_key:
+            self.newest_key = key
+
+    def _bars_from(self, start: int) -> list[BarAccumulator]:
+        """The bars opening at or after `start`, oldest first.
+
+        A head is written at every commit that changed its symbol, and a day's retention keeps
+        ~1,500 final 1m bars behind one or two forming ones: so the buckets from `start` to
+        the newest key are looked up, unless they outnumber the bars (a far-ahead key).
+        """
+        newest, duration = self.newest_key, self.duration_ns
+        if newest is None or newest < start:
+            return []
+        if start % duration or (newest - start) // duration >= len(self.bars):
+            return sorted((b for b in self.bars.values() if b.open_time_ns >= start), key=_open)
+        bars = self.bars
+        return [bars[key] for key in range(start, newest + 1, duration) if key in bars]
 
     def add_final_rows(self, rows: Iterable[list[Any]]) -> None:
         """Load final bars saved as rows, skipping those pruned or not final by this book's state.
@@ -353,7 +379,7 @@ class TimeframeBook:
             bar = BarAccumulator.from_row(self.at_book_scales(row))
             start = bar.open_time_ns
             if until is not None and start < until and (pruned is None or start >= pruned):
-                self.bars[start] = bar
+                self._put(bar)
 
     def at_book_scales(self, row: list[Any]) -> list[Any]:
         """Return a saved row (ROW_FIELDS) with its values at this book's scales."""
@@ -384,8 +410,11 @@ class TimeframeBook:
         book.prev_close = data["prev_close"]
         book.pruned_until = data["pruned_until"]
         for row in data["bars"]:
-            bar = BarAccumulator.from_row(book.at_book_scales(row))
-            book.bars[bar.open_time_ns] = bar
+            book._put(BarAccumulator.from_row(book.at_book_scales(row)))
         until = book.emitted_until
         book.forming_changed = {key for key in book.bars if until is None or key >= until}
         return book
+
+
+def _open(bar: BarAccumulator) -> int:
+    return bar.open_time_ns
