@@ -41,10 +41,14 @@ def forming_times(book: TimeframeBook) -> list[int]:
 def test_head_of_a_day_of_finals_is_its_forming_bars() -> None:
     book = day_of_bars()
     assert len(book.bars) == DAY_MINUTES + 2
-    assert head_times(book) == forming_times(book) == [
-        DAY_MINUTES * NS_PER_MINUTE,
-        (DAY_MINUTES + 1) * NS_PER_MINUTE,
-    ]
+    assert (
+        head_times(book)
+        == forming_times(book)
+        == [
+            DAY_MINUTES * NS_PER_MINUTE,
+            (DAY_MINUTES + 1) * NS_PER_MINUTE,
+        ]
+    )
 
 
 def test_head_keeps_a_bar_far_ahead_and_the_gap_before_it() -> None:
