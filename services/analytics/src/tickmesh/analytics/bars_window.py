@@ -11,12 +11,17 @@ from tickmesh.analytics.bars import BarInput
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+# Rows a new window starts with; storage doubles up to twice the capacity as bars arrive.
+_FIRST_ROWS = 16
+
 
 class BarWindow:
     """The last `capacity` bars in time order; column views are contiguous so TA-Lib reads them in place.
 
-    Storage is twice the capacity and is compacted only when the end is reached, so an
-    append is amortised O(1) and every view stays one contiguous slice. Each bar's feature
+    Storage grows to twice the capacity and is compacted only when the end is reached, so
+    an append is amortised O(1) and every view stays one contiguous slice. It starts small:
+    the whole market's 12,000 streams held 1.5 GB of empty storage before their first bars,
+    and a thin instrument's longer timeframes may take months to fill it. Each bar's feature
     terms (see bar_terms) are kept as one row of `terms`, computed when the bar is appended.
     """
 
@@ -40,19 +45,21 @@ class BarWindow:
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
         self.capacity = capacity
-        size = 2 * capacity
-        self._open_time: IntArray = np.zeros(size, dtype=np.int64)
-        self._open: FloatArray = np.zeros(size)
-        self._high: FloatArray = np.zeros(size)
-        self._low: FloatArray = np.zeros(size)
-        self._close: FloatArray = np.zeros(size)
-        self._volume: FloatArray = np.zeros(size)
-        self._quote_volume: FloatArray = np.zeros(size)
-        self._trade_count: FloatArray = np.zeros(size)
-        self._taker_buy_volume: FloatArray = np.zeros(size)
-        self._terms: FloatArray = np.zeros((size, TERMS))
+        self._allocate(min(2 * capacity, _FIRST_ROWS))
         self._start = 0
         self._end = 0
+
+    def _allocate(self, rows: int) -> None:
+        self._open_time: IntArray = np.zeros(rows, dtype=np.int64)
+        self._open: FloatArray = np.zeros(rows)
+        self._high: FloatArray = np.zeros(rows)
+        self._low: FloatArray = np.zeros(rows)
+        self._close: FloatArray = np.zeros(rows)
+        self._volume: FloatArray = np.zeros(rows)
+        self._quote_volume: FloatArray = np.zeros(rows)
+        self._trade_count: FloatArray = np.zeros(rows)
+        self._taker_buy_volume: FloatArray = np.zeros(rows)
+        self._terms: FloatArray = np.zeros((rows, TERMS))
 
     def __len__(self) -> int:
         return self._end - self._start
@@ -60,7 +67,7 @@ class BarWindow:
     def append(self, bar: BarInput) -> None:
         """Add a bar after the newest one, dropping the oldest when full."""
         if self._end == self._open.shape[0]:
-            self._compact()
+            self._make_room()
         end = self._end
         previous_close = float(self._close[end - 1]) if end > self._start else None
         self._terms[end] = bar_terms(
@@ -85,10 +92,15 @@ class BarWindow:
         if self._end - self._start > self.capacity:
             self._start += 1
 
-    def _compact(self) -> None:
+    def _make_room(self) -> None:
+        """Move the kept bars to the front, into storage twice as large while under 2 x capacity."""
         count = self._end - self._start
-        for column in self._columns():
-            column[:count] = column[self._start : self._end]
+        old = self._columns()
+        rows = self._open.shape[0]
+        if rows < 2 * self.capacity:
+            self._allocate(min(2 * self.capacity, 2 * rows))
+        for column, before in zip(self._columns(), old, strict=True):
+            column[:count] = before[self._start : self._end]
         self._start = 0
         self._end = count
 
