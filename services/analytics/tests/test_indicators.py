@@ -265,6 +265,18 @@ def test_indicator_window_short_history_returns_none_not_nan(make_random_walk: W
     assert all(value is None or math.isfinite(value) for value in last.values().values())
 
 
+def test_indicator_window_previous_returns_each_kept_bar_as_appended(
+    make_random_walk: Walk,
+) -> None:
+    """Kept results come back exactly: values, and None through each indicator's warm-up."""
+    window = IndicatorWindow(TEST, market_pb2.TIMEFRAME_1M)
+    appended = [window.append(bar) for bar in make_random_walk(300, 9)]
+    for offset in (0, 1, 37, 150, 280, 299):
+        assert window.previous(offset) == appended[-1 - offset]
+    assert appended[-1 - 280].sma_200 is None
+    assert window.previous(300) is None
+
+
 def test_indicator_window_revision_older_than_ring_raises(make_random_walk: Walk) -> None:
     bars = make_random_walk(260, 6)
     window = IndicatorWindow(TEST, 1, capacity=200)
