@@ -250,6 +250,10 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
     return outcome
 
 
+# UsageSampler samples every 5 s.
+_SAMPLES_A_MINUTE = 12
+
+
 def _figures(outcome: _Outcome) -> list[Figure]:
     """The figures of a run, printed as they are built."""
     forming, final, indicators = outcome.forming, outcome.final, outcome.indicators
@@ -286,6 +290,10 @@ def _figures(outcome: _Outcome) -> list[Figure]:
             f"{curve.name}: CPU mean {curve.cpu_mean():.0f} % of a core (max of 5 s samples "
             f"{max(curve.cpu, default=float('nan')):.0f} %){memory}\n"
         )
+        if curve.rss:
+            # The memory curve: flat apart from capped caches is the goal over a day's run.
+            minutes = " ".join(f"{mb:.0f}" for mb in curve.rss_curve(_SAMPLES_A_MINUTE))
+            sys.stdout.write(f"{curve.name}: RSS each minute from the start, MB: {minutes}\n")
     sys.stdout.write(
         f"{SECONDS:.0f} s measured: {len(forming.values)} forming receipts in steady state, "
         f"{len(forming.burst_values)} in bursts, {forming.unmatched} unmatched; "

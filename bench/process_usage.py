@@ -29,6 +29,13 @@ class UsageCurve:
             return (float("nan"),) * 3
         return self.rss[0] / MB, self.rss[-1] / MB, max(self.rss) / MB
 
+    def rss_curve(self, every: int) -> list[float]:
+        """RSS in MB at every `every`-th sample from the first, and at the last."""
+        marks = self.rss[::every]
+        if self.rss and (len(self.rss) - 1) % every:
+            marks.append(self.rss[-1])
+        return [rss / MB for rss in marks]
+
 
 def postmaster_pid(data_dir_part: str) -> int | None:
     """The pid of the PostgreSQL server whose command line names `data_dir_part`, if running."""
