@@ -250,10 +250,6 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
     return outcome
 
 
-# UsageSampler samples every 5 s.
-_SAMPLES_A_MINUTE = 12
-
-
 def _figures(outcome: _Outcome) -> list[Figure]:
     """The figures of a run, printed as they are built."""
     forming, final, indicators = outcome.forming, outcome.final, outcome.indicators
@@ -292,7 +288,7 @@ def _figures(outcome: _Outcome) -> list[Figure]:
         )
         if curve.rss:
             # The memory curve: flat apart from capped caches is the goal over a day's run.
-            minutes = " ".join(f"{mb:.0f}" for mb in curve.rss_curve(_SAMPLES_A_MINUTE))
+            minutes = " ".join(f"{mb:.0f}" for mb in curve.rss_curve(MINUTE_MS / 1000))
             sys.stdout.write(f"{curve.name}: RSS each minute from the start, MB: {minutes}\n")
     sys.stdout.write(
         f"{SECONDS:.0f} s measured: {len(forming.values)} forming receipts in steady state, "

@@ -13,9 +13,10 @@ MB = 1024 * 1024
 
 @dataclass
 class UsageCurve:
-    """One process's samples: CPU in % of one core over each interval, RSS in bytes."""
+    """One process's samples, one every `interval_s`: CPU in % of one core, RSS in bytes."""
 
     name: str
+    interval_s: float
     cpu: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
 
@@ -29,8 +30,9 @@ class UsageCurve:
             return (float("nan"),) * 3
         return self.rss[0] / MB, self.rss[-1] / MB, max(self.rss) / MB
 
-    def rss_curve(self, every: int) -> list[float]:
-        """RSS in MB at every `every`-th sample from the first, and at the last."""
+    def rss_curve(self, every_s: float) -> list[float]:
+        """RSS in MB every `every_s` seconds of samples from the first, and at the last."""
+        every = max(1, round(every_s / self.interval_s))
         marks = self.rss[::every]
         if self.rss and (len(self.rss) - 1) % every:
             marks.append(self.rss[-1])
@@ -61,7 +63,7 @@ class UsageSampler:
         self._trees = {name: psutil.Process(pid) for name, pid in (trees or {}).items()}
         # Each child's Process object is kept, so cpu_percent measures from its last sample.
         self._members: dict[int, psutil.Process] = {}
-        self.curves = {name: UsageCurve(name) for name in [*pids, *self._trees]}
+        self.curves = {name: UsageCurve(name, interval_s) for name in [*pids, *self._trees]}
 
     def _tree_cpu(self, root: psutil.Process) -> float:
         total = 0.0

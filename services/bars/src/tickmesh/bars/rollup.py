@@ -7,6 +7,7 @@ for all of them at once when a finer input arrives (see SymbolBars.rescale_to).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import Any
 
 from tickmesh.bars.bar_state import NEVER_FINAL, BarAccumulator, BarUpdate, rescale_row
@@ -22,6 +23,9 @@ class Scales:
     def __init__(self, price: int = 0, quantity: int = 0) -> None:
         self.price = price
         self.quantity = quantity
+
+
+_OPEN = attrgetter("open_time_ns")
 
 
 class TimeframeBook:
@@ -363,7 +367,7 @@ class TimeframeBook:
         if newest is None or newest < start:
             return []
         if start % duration or (newest - start) // duration >= len(self.bars):
-            return sorted((b for b in self.bars.values() if b.open_time_ns >= start), key=_open)
+            return sorted((b for b in self.bars.values() if b.open_time_ns >= start), key=_OPEN)
         bars = self.bars
         return [bars[key] for key in range(start, newest + 1, duration) if key in bars]
 
@@ -414,7 +418,3 @@ class TimeframeBook:
         until = book.emitted_until
         book.forming_changed = {key for key in book.bars if until is None or key >= until}
         return book
-
-
-def _open(bar: BarAccumulator) -> int:
-    return bar.open_time_ns
