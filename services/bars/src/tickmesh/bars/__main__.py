@@ -16,6 +16,7 @@ from tickmesh.bars.settings import BarsSettings
 from tickmesh.bars.store import BarStore
 from tickmesh.bars.subscriptions import BarHub
 from tickmesh.core.grpc_server import ServiceRegistration
+from tickmesh.core.long_lived import LongLivedFreezer
 from tickmesh.core.replay import raw_response_methods
 from tickmesh.core.runtime import ServiceContext, main_for
 from tickmesh.core.settings import load_settings_or_exit
@@ -74,6 +75,11 @@ def main() -> None:
         pipeline, registrations = build(context, settings)
         await pipeline.start()
         context.exit_stack.push_async_callback(pipeline.stop)
+        # The retained final bars are millions of objects for the whole market: keep them out
+        # of the full collections that would stop every stream to scan them (long_lived.py).
+        freezer = LongLivedFreezer(context.metrics.registry)
+        freezer.start()
+        context.exit_stack.push_async_callback(freezer.stop)
         if settings.bars_shard_index == 0:  # one shard collapses the shared table
             retention = HistoryRetention(context.pool, settings.history_retention_days)
             retention.start()

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from tickmesh.core.errors import Unavailable
 from tickmesh.core.logs import configure_logging
+from tickmesh.core.long_lived import freeze_survivors
 from tickmesh.core.metrics import CoreMetrics
 from tickmesh.core.runtime import mesh_tls_or_exit
 from tickmesh.core.tls import TlsMaterial
@@ -73,8 +74,7 @@ def _tune_garbage_collector() -> None:
     every push (bench_gateway measured it). Young collections every 50,000 allocations let a
     round's objects die young; what the process holds at start is frozen out of every scan.
     """
-    gc.collect()
-    gc.freeze()
+    freeze_survivors()
     gc.set_threshold(50_000, 20, 100)
 
 
