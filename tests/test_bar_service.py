@@ -265,15 +265,6 @@ BAD_RUNS = [
 ]
 
 
-async def test_bar_service_freezes_what_it_holds_out_of_full_collections(
-    bars: ServiceProcess,
-) -> None:
-    # What it restored and imported at start: its retained bars would be millions for a whole
-    # market, each scanned by every full collection with the event loop stopped.
-    assert await bars.metric("tickmesh_gc_frozen_objects") > 10_000
-    assert await bars.metric("tickmesh_gc_freeze_seconds_count") >= 1
-
-
 @pytest.mark.parametrize(("change", "message"), BAD_RUNS)
 async def test_malformed_run_rejected_naming_field_and_nothing_applied(
     bars: ServiceProcess, change: dict[str, object], message: str

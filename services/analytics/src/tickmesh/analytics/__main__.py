@@ -24,6 +24,7 @@ from tickmesh.analytics.settings import AnalyticsSettings
 from tickmesh.analytics.store import AnalyticsStore
 from tickmesh.core.grpc_client import open_channel
 from tickmesh.core.grpc_server import ServiceRegistration
+from tickmesh.core.long_lived import LongLivedFreezer
 from tickmesh.core.runtime import ServiceContext, main_for
 from tickmesh.core.settings import load_settings_or_exit
 
@@ -101,8 +102,13 @@ async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
         settings.analytics_retention_interval_seconds,
     )
     tasks.append(asyncio.create_task(retention.run(), name="history-retention"))
+    # A warm stream holds ~180 tracked objects: a whole market's 12,000 streams are 2 M, and
+    # every full collection would scan them with the loop stopped (long_lived.py).
+    freezer = LongLivedFreezer(context.metrics.registry)
+    freezer.start()
 
     async def stop() -> None:
+        await freezer.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
