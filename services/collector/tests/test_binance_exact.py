@@ -12,7 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from tickmesh.collector.binance import BinanceStreamDecoder, DecodeErrorKind
 from tickmesh.collector.binance.columns import (
+    CACHE_LIMIT,
+    OffIncrementError,
     SymbolTradesBuilder,
+    cached_values,
     read_written,
     significant_decimals,
 )
@@ -196,3 +199,30 @@ def test_read_written_keeps_written_scale_and_refuses_non_plain_naming_the_field
     for bad in ("1e-3", "١٢", "1_000", " 1", "nan", "", "1.2.3", "99999999999999999999"):
         with pytest.raises(DecimalValueError, match=r"^p: "):
             read_written(bad, "p")
+
+
+def test_a_value_one_instrument_accepted_is_still_refused_past_anothers_tick() -> None:
+    # Every builder shares one cache of the values read; each checks its own tick and step.
+    fine = SymbolTradesBuilder(SPOT, "SHIBUSDT", max_price_scale=8, max_quantity_scale=0)
+    fine.append(1, "0.00001234", "1000", 1, 1, 1, 1, 1)
+    coarse = SymbolTradesBuilder(SPOT, "BTCUSDT", max_price_scale=2, max_quantity_scale=5)
+    with pytest.raises(OffIncrementError, match="tick size"):
+        coarse.append(2, "0.00001234", "1", 1, 2, 1, 1, 1)
+    coarse.append(3, "61837.60000000", "0.00056000", 1, 3, 1, 1, 1)  # trailing zeros are fine
+    with pytest.raises(OffIncrementError, match="tick size"):
+        fine.append(4, "0.000012345", "1", 1, 4, 1, 1, 1)
+    for builder, price in ((fine, "0.00001234"), (coarse, "61837.6")):
+        run = builder.to_proto()
+        assert [format_decimal(p, run.price_scale) for p in run.prices] == [price]
+
+
+def test_the_values_cache_stays_bounded_over_a_whole_market_of_builders() -> None:
+    builders = [SymbolTradesBuilder(USDM, f"S{index}USDT") for index in range(2_000)]
+    trade_id = 0
+    for round_ in range(40):
+        for index, builder in enumerate(builders):
+            for _ in range(3):  # every value new: the worst case for a cache
+                trade_id += 1
+                builder.append(trade_id, f"{index}.{trade_id}", f"0.{trade_id}", 1, 1, 1, 1, 1)
+            builder.clear()
+        assert cached_values() <= 2 * (CACHE_LIMIT + 3), round_

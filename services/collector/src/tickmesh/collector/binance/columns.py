@@ -30,9 +30,30 @@ from tickmesh.core.decimals import (
 )
 from tickmesh.v2 import market_pb2
 
-# Prices and quantities repeat heavily (a taker sweeping one level, round lots), so each
-# builder remembers the values it has accepted: a hit needs neither a parse nor a check.
-_CACHE_LIMIT = 65_536
+# Prices and quantities repeat heavily (a taker sweeping one level, round lots, the same lot
+# sizes on many instruments), so the values read are remembered: a hit needs no parse. One
+# cache of each serves every builder of the process, keyed by the text as written, with the
+# value's decimals without trailing zeros so that each builder still checks its own tick and
+# step size. A cache per builder of up to 65,536 values each grew the whole market's
+# collector (2,000 builders) by 5 MB a minute, towards gigabytes.
+CACHE_LIMIT = 131_072
+# text -> (mantissa, scale as written, significant decimals); only positive values.
+_Cached = tuple[int, int, int]
+_PRICES: dict[str, _Cached] = {}
+_QUANTITIES: dict[str, _Cached] = {}
+
+
+def cached_values() -> int:
+    """How many prices and quantities the process's caches hold."""
+    return len(_PRICES) + len(_QUANTITIES)
+
+
+def forget_cached_values() -> None:
+    """Empty the process's caches (a benchmark of a cold start)."""
+    _PRICES.clear()
+    _QUANTITIES.clear()
+
+
 _POWERS = tuple(power_of_ten(exponent) for exponent in range(MAX_SCALE + 1))
 _UNKNOWN_LIMIT = MAX_SCALE + 1
 # A plain decimal this long is below 10**18 (within int64) with at most MAX_SCALE decimals.
@@ -138,11 +159,9 @@ class SymbolTradesBuilder:
         "_event_ns",
         "_ids",
         "_plain",
-        "_price_cache",
         "_price_limit",
         "_prices",
         "_quantities",
-        "_quantity_cache",
         "_quantity_limit",
         "_receive_ns",
         "_sides",
@@ -167,9 +186,6 @@ class SymbolTradesBuilder:
     ) -> None:
         self.exchange = exchange
         self.symbol = symbol
-        # Accepted values: text -> (mantissa, scale as written); only valid ones are kept.
-        self._price_cache: dict[str, tuple[int, int]] = {}
-        self._quantity_cache: dict[str, tuple[int, int]] = {}
         # Field names as the wire spells them, so an error names what the exchange sent.
         self.price_field = price_field
         self.quantity_field = quantity_field
@@ -214,21 +230,21 @@ class SymbolTradesBuilder:
         events carry p=0, q=0) may be zero. Either must be within the instrument's tick and
         step size (a limit lowered mid-run applies from the next run, at most one batch later).
         """
-        # The hot path: two dict hits (a hit is a value already accepted) and the appends.
-        price_value = self._price_cache.get(price)
-        if price_value is None:
+        # The hot path: two dict hits within the instrument's limits, and the appends.
+        price_value = _PRICES.get(price)
+        if price_value is None or price_value[2] > self._price_limit:
             price_value = self._read(
                 trade_id, price, market, self.price_field, "price", "tick",
-                self._price_limit, self._price_cache,
+                self._price_limit, _PRICES,
             )  # fmt: skip
-        quantity_value = self._quantity_cache.get(quantity)
-        if quantity_value is None:
+        quantity_value = _QUANTITIES.get(quantity)
+        if quantity_value is None or quantity_value[2] > self._quantity_limit:
             quantity_value = self._read(
                 trade_id, quantity, market, self.quantity_field, "quantity", "step",
-                self._quantity_limit, self._quantity_cache,
+                self._quantity_limit, _QUANTITIES,
             )  # fmt: skip
-        price_mantissa, price_scale = price_value
-        quantity_mantissa, quantity_scale = quantity_value
+        price_mantissa, price_scale, _ = price_value
+        quantity_mantissa, quantity_scale, _ = quantity_value
         run_scale = self.price_scale
         if price_scale != run_scale:
             if price_scale < run_scale:
@@ -284,9 +300,7 @@ class SymbolTradesBuilder:
 
     @max_price_scale.setter
     def max_price_scale(self, decimals: int | None) -> None:
-        # The cache holds values checked against the old limit: forget them.
         self._price_limit = _UNKNOWN_LIMIT if decimals is None else decimals
-        self._price_cache.clear()
 
     @property
     def max_quantity_scale(self) -> int | None:
@@ -296,7 +310,6 @@ class SymbolTradesBuilder:
     @max_quantity_scale.setter
     def max_quantity_scale(self, decimals: int | None) -> None:
         self._quantity_limit = _UNKNOWN_LIMIT if decimals is None else decimals
-        self._quantity_cache.clear()
 
     def _read(
         self,
@@ -307,9 +320,10 @@ class SymbolTradesBuilder:
         noun: str,
         increment: str,
         limit: int,
-        cache: dict[str, tuple[int, int]],
-    ) -> tuple[int, int]:
-        """Parse and check a value not in the cache; cache it if it is positive."""
+        cache: dict[str, _Cached],
+    ) -> _Cached:
+        """Parse and check a value not in the cache (or past this instrument's limit there);
+        cache it if it is positive."""
         # Every value a fresh builder sees misses the cache (two in five of a first batch), so
         # read_written's plain case is repeated here, in the fewest steps: ASCII digits with
         # an optional fraction, at most _SURE_CHARS long so that it fits int64 and MAX_SCALE.
@@ -321,21 +335,21 @@ class SymbolTradesBuilder:
             and len(text) <= _SURE_CHARS
         ):
             mantissa, scale = int(whole + fraction), len(fraction)
+            significant = len(fraction.rstrip("0"))
         else:
             mantissa, scale = read_written(text, field)
+            significant = significant_decimals(mantissa, scale)
         if market and mantissa <= 0:
             raise InvalidTradeError(f"{field}: {text!r} is not a positive {noun}")
-        # Written decimals within the limit need no count of the significant ones.
-        if scale > limit:
-            significant = significant_decimals(mantissa, scale)
-            if significant > limit:
-                raise OffIncrementError(
-                    f"{field}: {text!r} has {significant} decimals, more than the {increment} "
-                    f"size of {self.symbol} allows ({limit})",
-                    self.symbol,
-                    trade_id,
-                )
-        value = (mantissa, scale)
+        # The cache serves instruments of every tick and step size: it keeps the count.
+        if significant > limit:
+            raise OffIncrementError(
+                f"{field}: {text!r} has {significant} decimals, more than the {increment} "
+                f"size of {self.symbol} allows ({limit})",
+                self.symbol,
+                trade_id,
+            )
+        value = (mantissa, scale, significant)
         if mantissa > 0:  # zero (USD-M "NA" events) is valid only for non-market trades
             cache[text] = value  # bounded by clear(), once a run
         return value
@@ -384,10 +398,10 @@ class SymbolTradesBuilder:
         self._plain = True
         # The caches are bounded here rather than on each insert: at most one run's new
         # values past the limit.
-        if len(self._price_cache) > _CACHE_LIMIT:
-            self._price_cache.clear()
-        if len(self._quantity_cache) > _CACHE_LIMIT:
-            self._quantity_cache.clear()
+        if len(_PRICES) > CACHE_LIMIT:
+            _PRICES.clear()
+        if len(_QUANTITIES) > CACHE_LIMIT:
+            _QUANTITIES.clear()
         self.price_scale = 0
         self.quantity_scale = 0
 
