@@ -225,4 +225,13 @@ def test_the_values_cache_stays_bounded_over_a_whole_market_of_builders() -> Non
                 trade_id += 1
                 builder.append(trade_id, f"{index}.{trade_id}", f"0.{trade_id}", 1, 1, 1, 1, 1)
             builder.clear()
-        assert cached_values() <= 2 * (CACHE_LIMIT + 3), round_
+        assert cached_values() <= 2 * CACHE_LIMIT, round_
+
+
+def test_the_values_cache_stays_bounded_through_one_import_sized_run() -> None:
+    # An import appends a million rows to one builder and never clears it.
+    builder = SymbolTradesBuilder(USDM, "BTCUSDT")
+    for trade_id in range(1, 3 * CACHE_LIMIT):
+        builder.append(trade_id, f"1.{trade_id}", "1", 1, 1, 1, 1, 1)
+    assert cached_values() <= 2 * CACHE_LIMIT
+    assert len(builder) == 3 * CACHE_LIMIT - 1

@@ -351,7 +351,10 @@ class SymbolTradesBuilder:
             )
         value = (mantissa, scale, significant)
         if mantissa > 0:  # zero (USD-M "NA" events) is valid only for non-market trades
-            cache[text] = value  # bounded by clear(), once a run
+            # Bounded on insert: an import builds runs of a million rows and never clears.
+            if len(cache) >= CACHE_LIMIT:
+                cache.clear()
+            cache[text] = value
         return value
 
     def _truncate(self, length: int) -> None:
@@ -396,12 +399,6 @@ class SymbolTradesBuilder:
         """Drop every trade, keeping the instrument, its increments and the decimal cache."""
         self._truncate(0)
         self._plain = True
-        # The caches are bounded here rather than on each insert: at most one run's new
-        # values past the limit.
-        if len(_PRICES) > CACHE_LIMIT:
-            _PRICES.clear()
-        if len(_QUANTITIES) > CACHE_LIMIT:
-            _QUANTITIES.clear()
         self.price_scale = 0
         self.quantity_scale = 0
 
