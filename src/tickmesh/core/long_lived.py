@@ -17,13 +17,13 @@ frozen objects behind, of ~21,000 they had held.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import logging
 import time
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
+
+from tickmesh.core.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ class LongLivedFreezer:
     def __init__(
         self, registry: CollectorRegistry, interval_seconds: float = DEFAULT_INTERVAL_SECONDS
     ) -> None:
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._task = PeriodicTask("gc freeze", self.freeze_now, interval_seconds, delay_first=True)
         self._seconds = Histogram(
             "tickmesh_gc_freeze_seconds",
             "Time of one collection of the unfrozen objects and freeze of the survivors.",
@@ -72,16 +71,8 @@ class LongLivedFreezer:
     def start(self) -> None:
         """Freeze now, then every interval in the background until stop()."""
         self.freeze_now()
-        self._task = asyncio.create_task(self._loop())
+        self._task.start()
 
     async def stop(self) -> None:
         """Stop the background task (what is frozen stays frozen until the process exits)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            self.freeze_now()
+        await self._task.stop()

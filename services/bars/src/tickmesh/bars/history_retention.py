@@ -6,8 +6,6 @@ point-in-time reads stay exact from the horizon on; see bar_history.collapse_his
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +13,7 @@ from collections.abc import Callable
 import asyncpg
 
 from tickmesh.bars.bar_history import collapse_history
+from tickmesh.core.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +34,10 @@ class HistoryRetention:
     ) -> None:
         self._pool = pool
         self._days = days
-        self._interval = interval_seconds
         self._clock_ns = clock_ns
         self._since_ns = 0
-        self._task: asyncio.Task[None] | None = None
+        # Retention can wait for the next round; the service must not stop for it.
+        self._task = PeriodicTask("history retention", self.run_once, interval_seconds)
 
     async def run_once(self) -> int:
         """Collapse what is past the horizon now; the versions deleted (0 when kept forever)."""
@@ -54,20 +53,8 @@ class HistoryRetention:
     def start(self) -> None:
         """Run every interval in the background until stop()."""
         if self._days > 0:
-            self._task = asyncio.create_task(self._loop())
+            self._task.start()
 
     async def stop(self) -> None:
         """Stop the background task."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                # Retention can wait for the next round; the service must not stop for it.
-                log.exception("history retention failed")
-            await asyncio.sleep(self._interval)
+        await self._task.stop()
