@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -39,3 +40,15 @@ async def test_delay_first_waits_one_interval_before_the_first_round() -> None:
     await asyncio.sleep(0.1)
     await task.stop()
     assert rounds == [1.0]
+
+
+async def test_rounds_at_an_offset_run_that_far_into_each_interval() -> None:
+    at: list[float] = []
+    task = PeriodicTask("aligned", lambda: at.append(time.time()), 0.2, True, at_offset_seconds=0.1)
+    task.start()
+    await asyncio.sleep(0.65)
+    await task.stop()
+    assert len(at) >= 2
+    for moment in at:
+        late = (moment - 0.1) % 0.2  # how far past 0.1 s into its period it ran
+        assert min(late, 0.2 - late) < 0.05, moment % 0.2

@@ -47,7 +47,14 @@ class LongLivedFreezer:
     def __init__(
         self, registry: CollectorRegistry, interval_seconds: float = DEFAULT_INTERVAL_SECONDS
     ) -> None:
-        self._task = PeriodicTask("gc freeze", self.freeze_now, interval_seconds, delay_first=True)
+        # Half-way between minute closes, so the pause never adds to a close's burst.
+        self._task = PeriodicTask(
+            "gc freeze",
+            self.freeze_now,
+            interval_seconds,
+            delay_first=True,
+            at_offset_seconds=interval_seconds / 2,
+        )
         self._seconds = Histogram(
             "tickmesh_gc_freeze_seconds",
             "Time of one collection of the unfrozen objects and freeze of the survivors.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -15,6 +16,8 @@ class PeriodicTask:
 
     A round that raises is logged and the next one comes at its time: housekeeping must not
     stop a service. The first round runs at start, or after one interval with `delay_first`.
+    With `at_offset_seconds`, rounds run when the wall clock is that far into an interval
+    (60 s and 30: half past each minute), away from the minute closes' bursts.
     """
 
     def __init__(
@@ -23,8 +26,10 @@ class PeriodicTask:
         action: Callable[[], object],
         interval_seconds: float,
         delay_first: bool = False,
+        at_offset_seconds: float | None = None,
     ) -> None:
         self._name = name
+        self._offset = at_offset_seconds
         self._action = action
         self._interval = interval_seconds
         self._delay_first = delay_first
@@ -41,9 +46,15 @@ class PeriodicTask:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _delay(self) -> float:
+        if self._offset is None:
+            return self._interval
+        # Never 0: a round that ends within its own second must not run again at once.
+        return (self._offset - time.time()) % self._interval or self._interval
+
     async def _loop(self) -> None:
         if self._delay_first:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._delay())
         while True:
             try:
                 result = self._action()
@@ -51,4 +62,4 @@ class PeriodicTask:
                     await result
             except Exception:
                 log.exception("%s failed", self._name)
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._delay())
