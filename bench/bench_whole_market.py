@@ -291,6 +291,9 @@ def _figures(outcome: _Outcome) -> list[Figure]:
             minutes = " ".join(f"{mb:.0f}" for mb in curve.rss_curve(MINUTE_MS / 1000))
             sys.stdout.write(f"{curve.name}: RSS each minute from the start, MB: {minutes}\n")
     sys.stdout.write(
+        f"trade -> forming bar p99 by second of the minute: {forming.p99_by_second()}\n"
+    )
+    sys.stdout.write(
         f"{SECONDS:.0f} s measured: {len(forming.values)} forming receipts in steady state, "
         f"{len(forming.burst_values)} in bursts, {forming.unmatched} unmatched; "
         f"{len(final.values)} of {outcome.expected_finals} final bars and "

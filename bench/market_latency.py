@@ -55,6 +55,15 @@ class Latencies:
     values: list[float] = field(default_factory=list)
     burst_values: list[float] = field(default_factory=list)
     unmatched: int = 0
+    # The steady-state values again, by the second of its minute the trade came in: whether
+    # the tail comes from the minute closes' bursts or from anywhere.
+    by_second: list[list[float]] = field(default_factory=lambda: [[] for _ in range(60)])
+
+    def p99_by_second(self) -> str:
+        """The p99 of the first six seconds of a minute, each, and of the rest together."""
+        head = [f"{s}s {percentile(self.by_second[s], 0.99):.0f}" for s in range(6)]
+        rest = [value for second in self.by_second[6:] for value in second]
+        return ", ".join([*head, f"6-59s {percentile(rest, 0.99):.0f}"]) + " ms"
 
 
 def forming_latencies(
@@ -74,8 +83,12 @@ def forming_latencies(
         if exchange_ms is None:
             found.unmatched += 1
             continue
-        target = found.burst_values if in_burst(exchange_ms) else found.values
-        target.append(received_ms - exchange_ms)
+        latency = received_ms - exchange_ms
+        if in_burst(exchange_ms):
+            found.burst_values.append(latency)
+        else:
+            found.values.append(latency)
+            found.by_second[int(exchange_ms % MINUTE_MS) // 1000].append(latency)
     return found
 
 
