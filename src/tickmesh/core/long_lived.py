@@ -27,8 +27,8 @@ from tickmesh.core.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
-# A minute of a whole market's new bars is ~15,000 survivors: a collection of those is a few
-# milliseconds, far below the full collections it replaces.
+# A minute's survivors are few: collecting them took 5.6 ms in bench_gc_pause and 10-100 ms in
+# the whole-market bench's services, far below the ~1 s full collections it replaces.
 DEFAULT_INTERVAL_SECONDS = 60.0
 _FREEZE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
