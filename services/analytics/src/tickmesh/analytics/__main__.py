@@ -108,7 +108,6 @@ async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
     freezer.start()
 
     async def stop() -> None:
-        await freezer.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -121,6 +120,7 @@ async def wire(context: ServiceContext) -> Sequence[ServiceRegistration]:
             await stream.channel.close()
 
     context.exit_stack.push_async_callback(stop)
+    context.exit_stack.push_async_callback(freezer.stop)
     # Reads do not use the resume point: any store on the pool serves them.
     reader = AnalyticsStore(context.pool, context.metrics, settings.analytics_consumer_name)
     servicer = AnalyticsServicer(reader, hub, metrics, shard=settings.shard)

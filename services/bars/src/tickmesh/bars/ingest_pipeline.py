@@ -14,7 +14,6 @@ made durable; published bars continue their batch's trace (see batch_traces).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from tickmesh.bars.subscriptions import BarHub
 from tickmesh.bars.trades import QuarantineReason, SourceBar, TradeRun
 from tickmesh.core.decimals import to_decimal
 from tickmesh.core.exchanges import exchange_label
+from tickmesh.core.periodic import PeriodicTask
 from tickmesh.core.sharding import Shard
 from tickmesh.core.tracing import get_tracer, message_span
 from tickmesh.v2 import market_pb2
@@ -112,7 +112,7 @@ class IngestPipeline:
         self._failed_updates: list[BarUpdate] = []
         self._commit_failures = 0
         self._retry_at = 0.0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[PeriodicTask] = []
         self._tracer = tracer if tracer is not None else get_tracer()
         self._traces = BatchTraces()
         self._failed_traces: BarTraces = {}
@@ -130,17 +130,18 @@ class IngestPipeline:
         self._pending_updates.extend(self._engine.advance(self._clock_ns()))
         log.info("restored %d symbols and %d ingest streams", len(states), len(self._streams))
         self._tasks = [
-            asyncio.create_task(self._every(self._commit_interval, self.commit)),
-            asyncio.create_task(self._every(FORMING_TICK_SECONDS, self._publish_forming)),
+            PeriodicTask("group commit", self.commit, self._commit_interval, delay_first=True),
+            PeriodicTask(
+                "forming publish", self._publish_forming, FORMING_TICK_SECONDS, delay_first=True
+            ),
         ]
+        for task in self._tasks:
+            task.start()
 
     async def stop(self) -> None:
         """Stop the loops after a last commit, so a clean stop leaves nothing unacknowledged."""
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await task.stop()
         await self.commit()  # failures are logged, counted and left for the collector to resend
 
     def open_stream(self, stream_id: str, listener: AckQueue) -> None:
@@ -380,17 +381,6 @@ class IngestPipeline:
         due = [update.to_proto() for update in self._forming.due(time.monotonic_ns())]
         self._traces.stamp_forming(due)
         self._hub.publish_forming(due)
-
-    @staticmethod
-    async def _every(seconds: float, action: Callable[[], object]) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                result = action()
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:
-                log.exception("periodic task failed")
 
 
 def _trade_row(exchange: str, run: TradeRun, index: int, reason: str) -> tuple[object, ...]:
