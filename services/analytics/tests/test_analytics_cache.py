@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 
 import redis.asyncio as redis
@@ -55,3 +56,28 @@ async def test_put_latest_replaces_each_hash_with_its_streams_newest_row(
             b"range": b"2.0",
         },
     ]
+
+
+async def test_put_latest_keeps_every_digit_and_drops_values_that_are_not_numbers(
+    redis_client: redis.Redis,
+) -> None:
+    instrument = InstrumentId.parse(f"binance_spot:DIGITS{secrets.token_hex(4).upper()}")
+    values = {"tiny": 1e-05, "huge": 1.2345678901234568e16, "sum": 0.1 + 0.2, "nan": math.nan}
+    cache = AnalyticsCache(redis_client)
+    await cache.put_latest(
+        [Indicators(instrument, ONE_MINUTE, MINUTE_NS, rsi=0.1 + 0.2, sma_20=5e-324)],
+        [Features(instrument, ONE_MINUTE, MINUTE_NS, "v1", values)],
+    )
+    keys = [indicators_key(instrument, "1m"), features_key(instrument, "1m")]
+    indicators, features = [await redis_client.hgetall(key) for key in keys]
+    await redis_client.delete(*keys)
+    # The text may spell a number differently from repr (0.00001), never a different number.
+    assert float(indicators[b"rsi"]) == 0.1 + 0.2
+    assert float(indicators[b"sma_20"]) == 5e-324
+    assert features.pop(b"feature_version") == b"v1"
+    assert {name: float(text) for name, text in features.items()} == {
+        b"open_time_ns": MINUTE_NS,
+        b"tiny": 1e-05,
+        b"huge": 1.2345678901234568e16,
+        b"sum": 0.1 + 0.2,
+    }

