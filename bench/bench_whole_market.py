@@ -67,6 +67,8 @@ from tests.whole_market_mesh import (
 from tickmesh.bars.settings import BarsSettings
 from tickmesh.collector.simulator import ExchangeSimulator, Market, SimulatorConfig, WholeMarket
 from tickmesh.collector.simulator.whole_market import LEDGER_TRADES_PER_SYMBOL, in_burst
+from tickmesh.core.exchanges import exchange_label
+from tickmesh.core.instruments import InstrumentId
 from tickmesh.mesh.embedded import EmbeddedServers
 from tickmesh.v2 import market_pb2
 
@@ -110,6 +112,9 @@ class _Outcome:
         self.revised = 0
         self.indicators = Latencies()
         self.expected_finals = 0
+        # Final 1m bars stored in the measured minutes that their client never received.
+        self.stored_finals = 0
+        self.unreceived: list[str] = []
         self.usage: list[UsageCurve] = []
         self.growth_bytes_per_hour = float("nan")
         self.released_per_second = float("nan")
@@ -240,6 +245,9 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
                 probe, first, receipts["indicators"], since_ms, last_open_ms
             )
             outcome.expected_finals = outcome.connected * int(SECONDS * 1000 // MINUTE_MS)
+            outcome.stored_finals, outcome.unreceived = await _unreceived_finals(
+                database_url, instruments, first, since_ms, last_open_ms
+            )
         finally:
             for child in children:
                 if child.returncode is None:
@@ -248,6 +256,37 @@ async def _measure(database_url: str, redis_url: str, state_dir: str) -> _Outcom
             for service in mesh.services.values():
                 await service.kill()
     return outcome
+
+
+async def _unreceived_finals(
+    database_url: str,
+    instruments: list[InstrumentId],
+    first: list[list[float]],
+    since_ms: float,
+    until_ms: float,
+) -> tuple[int, list[str]]:
+    """How many final 1m bars the database holds for the clients' instruments in the measured
+    minutes, and those no client received (a bar the store has and a client lacks was lost on
+    the way; a minute without a stored bar had no trade to make one)."""
+    received = {(int(index), int(open_s)) for index, open_s, _ in first}
+    position = {(exchange_label(i.exchange), i.symbol): n for n, i in enumerate(instruments)}
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT i.exchange, i.symbol, extract(epoch FROM c.time)::bigint AS open_s "
+            "FROM candles c JOIN instruments i ON i.id = c.instrument_id "
+            "WHERE c.timeframe = '1m' AND c.time >= to_timestamp($1) AND c.time < to_timestamp($2)",
+            since_ms / 1000,
+            until_ms / 1000,
+        )
+    finally:
+        await conn.close()
+    stored = [(position[(r[0], r[1])], r[2]) for r in rows if (r[0], r[1]) in position]
+    missing = sorted(key for key in stored if key not in received)
+    return len(stored), [
+        f"{instruments[index]} {time.strftime('%H:%M', time.gmtime(open_s))}"
+        for index, open_s in missing
+    ]
 
 
 def _figures(outcome: _Outcome) -> list[Figure]:
@@ -269,6 +308,7 @@ def _figures(outcome: _Outcome) -> list[Figure]:
         Figure(f"{label}: minute close -> final bar p99", percentile(final.values, 0.99), "ms"),
         Figure(f"{label}: minute close -> last revision p99", percentile(outcome.final_latest.values, 0.99), "ms"),
         Figure(f"{label}: final bars later revised", outcome.revised, "bars", "0"),
+        Figure(f"{label}: stored final bars not received", len(outcome.unreceived), "bars", "0"),
         *_stage_figures(label, outcome.stages),
         Figure(f"{label}: minute close -> indicators p50", percentile(indicators.values, 0.5), "ms"),
         Figure(f"{label}: minute close -> indicators p99", percentile(indicators.values, 0.99), "ms", "<= 250 ms"),
@@ -297,7 +337,9 @@ def _figures(outcome: _Outcome) -> list[Figure]:
         f"{SECONDS:.0f} s measured: {len(forming.values)} forming receipts in steady state, "
         f"{len(forming.burst_values)} in bursts, {forming.unmatched} unmatched; "
         f"{len(final.values)} of {outcome.expected_finals} final bars and "
-        f"{len(indicators.values)} indicator rows received; charts "
+        f"{len(indicators.values)} indicator rows received; {outcome.stored_finals} final bars "
+        f"stored, {len(outcome.unreceived)} of them not received"
+        f"{' (' + ', '.join(outcome.unreceived[:10]) + ')' if outcome.unreceived else ''}; charts "
         f"{len(chart_ms)} ok, {outcome.charts.get('failures')} failed, "
         f"{outcome.charts.get('unfinished')} unfinished\n"
     )
