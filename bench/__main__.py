@@ -36,9 +36,13 @@ def _benchmark(name: str) -> list[Figure]:
     child.start()
     sender.close()
     figures: list[Figure] = []
-    with contextlib.suppress(EOFError):  # it failed before sending: see its traceback
-        figures = receiver.recv()
-    child.join()
+    try:
+        with contextlib.suppress(EOFError):  # it failed before sending: see its traceback
+            figures = receiver.recv()
+    finally:
+        if child.is_alive():  # stopped early (SIGTERM, Ctrl-C): the child unwinds on SIGTERM
+            child.terminate()
+        child.join()
     if child.exitcode != 0:
         sys.stdout.write(f"{name} failed (exit status {child.exitcode})\n")
     return figures
