@@ -38,6 +38,7 @@ from tickmesh.analytics.analytics_cache import AnalyticsCache
 from tickmesh.analytics.analytics_metrics import AnalyticsMetrics
 from tickmesh.analytics.analytics_service import AnalyticsServicer, analytics_registration
 from tickmesh.analytics.bars import BarInput
+from tickmesh.analytics.consumer import YIELD_EVERY_BARS
 from tickmesh.analytics.engine import AnalyticsEngine, PendingBatch
 from tickmesh.analytics.group_commit import GroupCommitter
 from tickmesh.analytics.history import EncodedUpdate
@@ -117,7 +118,7 @@ class Harness:
         self.compute_ns.append(time.perf_counter_ns() - began)
         await self.committer.after_bar()
         self._since_yield += 1
-        if self._since_yield >= 32:
+        if self._since_yield >= YIELD_EVERY_BARS:
             self._since_yield = 0
             await asyncio.sleep(0)
 
