@@ -7,7 +7,7 @@ import secrets
 
 import redis.asyncio as redis
 
-from tickmesh.analytics.analytics_cache import AnalyticsCache
+from tickmesh.analytics.analytics_cache import HASHES_PER_CALL, AnalyticsCache
 from tickmesh.analytics.results import Features, Indicators
 from tickmesh.core.cache import features_key, indicators_key
 from tickmesh.core.instruments import InstrumentId
@@ -81,3 +81,23 @@ async def test_put_latest_keeps_every_digit_and_drops_values_that_are_not_number
         b"huge": 1.2345678901234568e16,
         b"sum": 0.1 + 0.2,
     }
+
+
+async def test_put_latest_writes_every_hash_of_a_commit_larger_than_one_script_call(
+    redis_client: redis.Redis,
+) -> None:
+    tag = secrets.token_hex(4).upper()
+    count = HASHES_PER_CALL + 7  # indicators and features: four calls, the last a short one
+    instruments = [InstrumentId.parse(f"binance_spot:M{k}X{tag}") for k in range(count)]
+    cache = AnalyticsCache(redis_client)
+    await cache.put_latest(
+        [Indicators(i, ONE_MINUTE, MINUTE_NS, rsi=float(k)) for k, i in enumerate(instruments)],
+        [Features(i, ONE_MINUTE, MINUTE_NS, "v1", {"r": -k}) for k, i in enumerate(instruments)],
+    )
+    rsi_keys = [indicators_key(i, "1m") for i in instruments]
+    feature_keys = [features_key(i, "1m") for i in instruments]
+    rsi = [await redis_client.hget(key, "rsi") for key in rsi_keys]
+    returns = [await redis_client.hget(key, "r") for key in feature_keys]
+    await redis_client.delete(*rsi_keys, *feature_keys)
+    assert [float(value or "nan") for value in rsi] == [float(k) for k in range(count)]
+    assert [float(value or "nan") for value in returns] == [float(-k) for k in range(count)]

@@ -15,8 +15,9 @@ from tickmesh.core.instruments import InstrumentId
 
 _Row = TypeVar("_Row", Indicators, Features)
 
-# Every hash of a commit replaced in one script call, each hash's fields as one flat JSON object:
-# atomic like MULTI/EXEC, and one argument a hash instead of two a field. redis-py packs each
+# The hashes of a commit replaced by a script call per HASHES_PER_CALL, each hash's fields as one
+# flat JSON object: each hash is replaced atomically, and one argument a hash instead of two a
+# field. redis-py packs each
 # argument in Python (~1 us): at a whole market's minute close (4,000 hashes, ~140,000
 # fields) that held analytics ~400 ms between its commit and handing the indicators to
 # subscribers. The objects are written by msgspec (15x faster than repr per value, which took
@@ -40,6 +41,10 @@ end
 return #KEYS
 """
 _JSON = msgspec.json.Encoder()
+# A script blocks every other Redis client while it runs: one call for a whole market's 4,000
+# hashes held the bar service's cache writes and the gateway's reads for 100-300 ms. Calls of
+# this many hashes (~10 ms each) let them in between, for a round trip per call.
+HASHES_PER_CALL = 250
 
 
 def indicators_hash(indicators: Indicators) -> dict[str, str | float]:
@@ -76,7 +81,8 @@ class AnalyticsCache:
     async def put_latest(
         self, indicators: Iterable[Indicators], features: Iterable[Features]
     ) -> None:
-        """Replace each touched hash with the newest committed row of its stream, in one command."""
+        """Replace each touched hash with the newest committed row of its stream, a few hundred
+        hashes a command."""
         writes: dict[str, Mapping[str, str | float]] = {}
         for row in newest_per_stream(indicators):
             writes[indicators_key(row.instrument, timeframe_label(row.timeframe))] = (
@@ -85,7 +91,8 @@ class AnalyticsCache:
         for values in newest_per_stream(features):
             label = timeframe_label(values.timeframe)
             writes[features_key(values.instrument, label)] = features_hash(values)
-        if not writes:
-            return
-        args = [_JSON.encode(fields) for fields in writes.values()]
-        await self._client.register_script(_REPLACE_HASHES)(keys=list(writes), args=args)
+        script = self._client.register_script(_REPLACE_HASHES)
+        keys = list(writes)
+        for start in range(0, len(keys), HASHES_PER_CALL):
+            chunk = keys[start : start + HASHES_PER_CALL]
+            await script(keys=chunk, args=[_JSON.encode(writes[key]) for key in chunk])
