@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 
 import asyncpg
 import pytest
 from grpc import aio
 
+from tickmesh.bars import saved_state
+from tickmesh.bars.engine import BarEngine
+from tickmesh.bars.trades import TradeRun
 from tickmesh.core.db.migrations import Migration, MigrationError, load_migrations, migrate
 from tickmesh.core.instruments import InstrumentId
 from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
@@ -304,3 +308,46 @@ async def test_migrated_0010_database_serves_its_bars_and_their_history(
         (market_pb2.EXCHANGE_BINANCE_USDM, "BTCUSDT", 12, "101.5"),
         (market_pb2.EXCHANGE_BINANCE_SPOT, "ETHUSDT", 13, "300.5"),
     ]
+
+
+async def test_engine_state_saved_as_jsonb_before_0013_restores_the_same_engine(
+    fresh_database_url: str,
+) -> None:
+    engine = BarEngine()
+    minute = 60_000_000_000
+    engine.apply_trades(
+        TradeRun.from_columns(
+            1, "XRPETH", [1, 2, 3], [1, 3, 2], [1, 2, 5], [minute + 1, 2 * minute, 3 * minute],
+            price_scale=1, quantity_scale=1,
+        )
+    )  # fmt: skip
+    heads, finals = engine.snapshot_changes()
+    assert finals
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        await migrate(conn, [m for m in load_migrations() if m.version <= 12])
+        # As the bar service wrote them up to 0012: JSON text into JSONB columns.
+        await conn.executemany(
+            "INSERT INTO bar_engine_state (exchange, symbol, state) VALUES ($1, $2, $3::jsonb)",
+            [("binance_spot", h["symbol"], json.dumps(h)) for h in heads],
+        )
+        await conn.executemany(
+            "INSERT INTO bar_engine_finals (exchange, symbol, timeframe, open_time_ns, bar)"
+            " VALUES ($1, $2, $3, $4, $5::jsonb)",
+            [("binance_spot", s, label, row[0], json.dumps(row)) for _, s, label, row in finals],
+        )
+        await migrate(conn)
+        state = await conn.fetch("SELECT state FROM bar_engine_state")
+        bars = await conn.fetch("SELECT timeframe, bar FROM bar_engine_finals")
+    finally:
+        await conn.close()
+    restored = BarEngine()
+    restored.restore(
+        [saved_state.decode(row["state"]) for row in state],
+        [(1, "XRPETH", row["timeframe"], saved_state.decode(row["bar"])) for row in bars],
+    )
+    # The engine the same heads and rows restored before 0013, read back with json.loads.
+    before = BarEngine()
+    before.restore(json.loads(json.dumps(heads)), json.loads(json.dumps(finals)))
+    assert len(bars) == len(finals)
+    assert restored.snapshot() == before.snapshot()

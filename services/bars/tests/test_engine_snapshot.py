@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tickmesh.bars import saved_state
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.engine import BarEngine
 from tickmesh.bars.trades import TradeRun
@@ -21,9 +22,14 @@ def runs_of(run: TradeRun, size: int) -> list[TradeRun]:
 
 
 def through_json(snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Round-trip snapshots through JSON text, as the server stores them in PostgreSQL."""
+    """Round-trip snapshots through JSON text, as the server stored them before migration 0013."""
     loaded: list[dict[str, Any]] = json.loads(json.dumps(snapshots))
     return loaded
+
+
+def through_storage(snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Round-trip snapshots through the bytes the server stores in PostgreSQL (saved_state)."""
+    return [saved_state.decode(saved_state.encode(snapshot)) for snapshot in snapshots]
 
 
 def clock_after(run: TradeRun) -> int:
@@ -49,7 +55,7 @@ def test_restore_mid_replay_continues_with_identical_finals(
     actual: list[BarUpdate] = []
     for part in parts[:stop]:
         actual += first.apply_trades(part).updates
-    saved = through_json(first.snapshot())
+    saved = through_storage(first.snapshot())
     restarted = BarEngine()
     restarted.restore(saved)
     for part in parts[stop:]:
@@ -65,7 +71,7 @@ def test_restore_then_resend_of_applied_runs_is_all_duplicates(btc_2023_trades: 
     for part in parts[:10]:
         engine.apply_trades(part)
     restarted = BarEngine()
-    restarted.restore(through_json(engine.snapshot()))
+    restarted.restore(through_storage(engine.snapshot()))
 
     # A collector resends every batch not yet acknowledged: here the last three applied ones.
     resent = [restarted.apply_trades(part) for part in parts[7:10]]
@@ -82,7 +88,7 @@ def test_restore_marks_forming_bars_for_streaming(btc_2023_trades: TradeRun) -> 
     engine.apply_trades(runs_of(btc_2023_trades, 1000)[0])
     forming = engine.take_forming_updates()
     restarted = BarEngine()
-    restarted.restore(through_json(engine.snapshot()))
+    restarted.restore(through_storage(engine.snapshot()))
     assert restarted.take_forming_updates() == forming
     assert restarted.take_forming_updates() == []
 
@@ -133,11 +139,13 @@ def test_restore_from_incremental_heads_and_final_rows_continues_identically(
         actual += first.apply_trades(part).updates
         if position % 7 == 0 or position == stop - 1:
             changed_heads, final_rows = first.snapshot_changes()
-            for head in through_json(changed_heads):
+            for head in through_storage(changed_heads):
                 heads[(head["exchange"], head["symbol"])] = head
             for exchange, symbol, label, row in final_rows:
-                rows[(exchange, symbol, label, row[0])] = json.loads(json.dumps(row))
-    assert max(len(json.dumps(head)) for head in heads.values()) < 5_000
+                rows[(exchange, symbol, label, row[0])] = saved_state.decode(
+                    saved_state.encode(row)
+                )
+    assert max(len(saved_state.encode(head)) for head in heads.values()) < 3_000
     restarted = BarEngine()
     restarted.restore(heads.values(), [(*key[:3], row) for key, row in rows.items()])
     for part in parts[stop:]:
@@ -156,7 +164,9 @@ def test_restore_incremental_keeps_final_bars_for_revisions(btc_2023_trades: Tra
         engine.apply_trades(part)
     heads, rows = engine.snapshot_changes()
     restarted = BarEngine()
-    restarted.restore(through_json(heads), [(e, s, label, list(row)) for e, s, label, row in rows])
+    restarted.restore(
+        through_storage(heads), [(e, s, label, list(row)) for e, s, label, row in rows]
+    )
 
     late = btc_2023_trades.take(np.array([withheld]))
     expected = engine.apply_trades(late).updates
@@ -270,5 +280,5 @@ def engine_head_with_one_final() -> dict[str, Any]:
     )  # fmt: skip
     engine.apply_trades(run)
     heads, _ = engine.snapshot_changes()
-    head: dict[str, Any] = through_json(heads)[0]
+    head: dict[str, Any] = through_storage(heads)[0]
     return head

@@ -7,7 +7,6 @@ volumes are numeric.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from tickmesh.bars import saved_state
 from tickmesh.bars.bar_history import version_lines, write_versions
 from tickmesh.bars.bar_rows import (
     CANDLE_COPY_COLUMNS,
@@ -120,17 +120,17 @@ class Commit:
     # The final or revised bars to write, one per key; each one's version row and the bar
     # live Subscribe publishes are made once its change id is known.
     candles: list[BarUpdate] = field(default_factory=list)
-    # (exchange label, symbol, state JSON)
-    engine_states: list[tuple[str, str, str]] = field(default_factory=list)
-    # (exchange label, symbol, timeframe label, open time ns, bar row JSON)
-    engine_finals: list[tuple[str, str, str, int, str]] = field(default_factory=list)
+    # (exchange label, symbol, state as saved_state.encode made it)
+    engine_states: list[tuple[str, str, bytes]] = field(default_factory=list)
+    # (exchange label, symbol, timeframe label, open time ns, bar row as saved_state.encode made it)
+    engine_finals: list[tuple[str, str, str, int, bytes]] = field(default_factory=list)
     # Retained final bars older than an instrument's horizon can no longer be revised: drop
     # them. Keyed by (exchange label, symbol).
     engine_horizons: dict[tuple[str, str], int] = field(default_factory=dict)
     stream_sequences: dict[str, int] = field(default_factory=dict)
     quarantine: list[tuple[object, ...]] = field(default_factory=list)
-    # The history lane's heads (exchange label, symbol, state JSON), see history_lane.
-    history_states: list[tuple[str, str, str]] = field(default_factory=list)
+    # The history lane's heads (exchange label, symbol, saved state), see history_lane.
+    history_states: list[tuple[str, str, bytes]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         """True when there is nothing to write."""
@@ -182,9 +182,14 @@ class BarStore:
             "ORDER BY exchange, symbol, timeframe, open_time_ns"
         )
         return (
-            [json.loads(r["state"]) for r in heads if self._owns(r)],
+            [saved_state.decode(r["state"]) for r in heads if self._owns(r)],
             [
-                (exchange_proto(r["exchange"]), r["symbol"], r["timeframe"], json.loads(r["bar"]))
+                (
+                    exchange_proto(r["exchange"]),
+                    r["symbol"],
+                    r["timeframe"],
+                    saved_state.decode(r["bar"]),
+                )
                 for r in finals
                 if self._owns(r)
             ],
@@ -193,7 +198,7 @@ class BarStore:
     async def load_history_state(self) -> list[dict[str, Any]]:
         """The saved history-lane heads of every instrument this shard owns."""
         rows = await self._pool.fetch("SELECT exchange, symbol, state FROM bar_history_state")
-        return [json.loads(r["state"]) for r in rows if self._owns(r)]
+        return [saved_state.decode(r["state"]) for r in rows if self._owns(r)]
 
     def _owns(self, record: asyncpg.Record) -> bool:
         return self._shard.owns(InstrumentId.of(record["exchange"], record["symbol"]))
