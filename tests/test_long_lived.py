@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.mesh_processes import ServiceProcess
-from tickmesh.core.long_lived import LongLivedFreezer
+from tickmesh.core.long_lived import LongLivedFreezer, collection_paused
 
 
 class _Bar:
@@ -68,6 +68,50 @@ def test_cyclic_garbage_made_before_a_freeze_is_collected_not_frozen() -> None:
     del first, second
     LongLivedFreezer(CollectorRegistry()).freeze_now()
     assert gone() is None
+
+
+async def test_no_collection_runs_while_paused_by_any_task_and_it_resumes_after_the_last() -> None:
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    entered = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def burst() -> None:
+        with collection_paused():
+            entered.set()
+            await leave.wait()
+
+    gc.callbacks.append(count)
+    try:
+        with collection_paused():
+            other = asyncio.create_task(burst())
+            await entered.wait()
+            cycles = [_Node() for _ in range(5_000)]  # far past the young generation's threshold
+        # The other task is still inside: no collection yet.
+        cycles += [_Node() for _ in range(5_000)]
+        assert collections == []
+        assert not gc.isenabled()
+        leave.set()
+        await other
+        assert gc.isenabled()
+        cycles += [_Node() for _ in range(5_000)]
+        assert collections
+    finally:
+        gc.callbacks.remove(count)
+    # Refcounting freed what died inside as ever; a cycle made inside is collected after.
+    first, second = _Node(), _Node()
+    with collection_paused():
+        first.other, second.other = second, first
+        gone = weakref.ref(first)
+        del first, second
+        assert gone() is not None
+    gc.collect()
+    assert gone() is None
+    assert cycles
 
 
 async def test_freezes_at_start_and_every_interval_until_stopped() -> None:

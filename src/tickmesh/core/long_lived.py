@@ -17,9 +17,11 @@ frozen objects behind, of ~21,000 they had held.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
@@ -39,6 +41,33 @@ def freeze_survivors() -> float:
     gc.collect()
     gc.freeze()
     return time.perf_counter() - started
+
+
+_paused_depth = 0
+_enabled_before_pause = False
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """No automatic collection inside (refcounting still frees); nestable, also across tasks.
+
+    For a burst whose objects die when it ends. A whole market's minute close builds ~2,000
+    engine heads of a few dozen objects each: collected while they lived, they were traversed,
+    promoted and traversed again, and every close of the bar service ran 75 young, 7 middle
+    and one full collection of the unfrozen objects, 20-70 ms of its 130-280 ms commit build.
+    Paused, they die young, untraversed; the collector runs after, over what survived.
+    """
+    global _paused_depth, _enabled_before_pause
+    if _paused_depth == 0:
+        _enabled_before_pause = gc.isenabled()
+        gc.disable()
+    _paused_depth += 1
+    try:
+        yield
+    finally:
+        _paused_depth -= 1
+        if _paused_depth == 0 and _enabled_before_pause:
+            gc.enable()
 
 
 class LongLivedFreezer:

@@ -38,6 +38,7 @@ from tickmesh.bars.subscriptions import BarHub
 from tickmesh.bars.trades import QuarantineReason, SourceBar, TradeRun
 from tickmesh.core.decimals import to_decimal
 from tickmesh.core.exchanges import exchange_label
+from tickmesh.core.long_lived import collection_paused
 from tickmesh.core.periodic import PeriodicTask
 from tickmesh.core.sharding import Shard
 from tickmesh.core.tracing import get_tracer, message_span
@@ -249,6 +250,11 @@ class IngestPipeline:
 
     async def commit(self) -> None:
         """Make everything applied so far durable, then acknowledge and publish it."""
+        # Its heads, rows and messages die when it ends: no collection traverses them meanwhile.
+        with collection_paused():
+            await self._commit()
+
+    async def _commit(self) -> None:
         if self._failed_commit is not None:
             if time.monotonic() < self._retry_at:
                 return
