@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.mesh_processes import ServiceProcess
-from tickmesh.core.long_lived import LongLivedFreezer, collection_paused
+from tickmesh.core.long_lived import BurstPause, LongLivedFreezer, collection_paused
 
 
 class _Bar:
@@ -112,6 +112,32 @@ async def test_no_collection_runs_while_paused_by_any_task_and_it_resumes_after_
     gc.collect()
     assert gone() is None
     assert cycles
+
+
+def test_a_burst_pauses_collection_until_its_queue_empties_or_it_runs_too_long() -> None:
+    now = [0.0]
+    burst = BurstPause(max_seconds=2.0, clock=lambda: now[0])
+    burst.follow(True)  # work queued: a burst starts
+    assert not gc.isenabled()
+    now[0] = 1.5
+    burst.follow(True)
+    assert not gc.isenabled()
+    burst.follow(False)  # the queue emptied: the burst is over
+    assert gc.isenabled()
+    burst.follow(True)
+    now[0] = 4.0  # a catch-up far longer than a burst gets its collections back ...
+    burst.follow(True)
+    assert gc.isenabled()
+    now[0] = 4.1
+    burst.follow(True)  # ... until the queue has been empty once
+    assert gc.isenabled()
+    burst.follow(False)
+    burst.follow(True)
+    assert not gc.isenabled()
+    burst.end()
+    assert gc.isenabled()
+    burst.end()  # once only
+    assert gc.isenabled()
 
 
 async def test_freezes_at_start_and_every_interval_until_stopped() -> None:

@@ -21,7 +21,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
@@ -47,6 +47,23 @@ _paused_depth = 0
 _enabled_before_pause = False
 
 
+def pause_collection() -> None:
+    """Stop automatic collection until the matching `resume_collection` (nestable)."""
+    global _paused_depth, _enabled_before_pause
+    if _paused_depth == 0:
+        _enabled_before_pause = gc.isenabled()
+        gc.disable()
+    _paused_depth += 1
+
+
+def resume_collection() -> None:
+    """End one `pause_collection`; collection runs again after the last."""
+    global _paused_depth
+    _paused_depth -= 1
+    if _paused_depth == 0 and _enabled_before_pause:
+        gc.enable()
+
+
 @contextlib.contextmanager
 def collection_paused() -> Iterator[None]:
     """No automatic collection inside (refcounting still frees); nestable, also across tasks.
@@ -57,17 +74,53 @@ def collection_paused() -> Iterator[None]:
     and one full collection of the unfrozen objects, 20-70 ms of its 130-280 ms commit build.
     Paused, they die young, untraversed; the collector runs after, over what survived.
     """
-    global _paused_depth, _enabled_before_pause
-    if _paused_depth == 0:
-        _enabled_before_pause = gc.isenabled()
-        gc.disable()
-    _paused_depth += 1
+    pause_collection()
     try:
         yield
     finally:
-        _paused_depth -= 1
-        if _paused_depth == 0 and _enabled_before_pause:
-            gc.enable()
+        resume_collection()
+
+
+class BurstPause:
+    """Automatic collection paused while a burst of queued work lasts, for at most `max_seconds`.
+
+    Analytics computes a minute close's 2,000 bars in one burst, and collected 62-65 young,
+    6 middle and a full collection (80-125 ms) over their rows in the first seconds. A burst
+    that goes on past `max_seconds` (a catch-up after a restart) gets its collections back
+    until the queue has been empty once, so cyclic garbage cannot pile up without bound.
+    """
+
+    def __init__(
+        self, max_seconds: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._max_seconds = max_seconds
+        self._clock = clock
+        self._paused_at: float | None = None
+        self._spent = False
+
+    @property
+    def paused(self) -> bool:
+        """True while this burst holds collection paused."""
+        return self._paused_at is not None
+
+    def follow(self, busy: bool) -> None:
+        """Say whether work is queued: a burst starts, goes on or has ended."""
+        if not busy:
+            self.end()
+            self._spent = False
+        elif self._paused_at is None:
+            if not self._spent:
+                pause_collection()
+                self._paused_at = self._clock()
+        elif self._clock() - self._paused_at > self._max_seconds:
+            self.end()
+            self._spent = True
+
+    def end(self) -> None:
+        """Resume collection if this burst paused it."""
+        if self._paused_at is not None:
+            self._paused_at = None
+            resume_collection()
 
 
 class LongLivedFreezer:

@@ -34,6 +34,7 @@ from tickmesh.analytics.pipeline import BarAnalytics
 from tickmesh.analytics.prewarm import PreWarmer
 from tickmesh.analytics.warmup_prefetch import WarmupPrefetch
 from tickmesh.core.instruments import InstrumentError, InstrumentId
+from tickmesh.core.long_lived import BurstPause
 from tickmesh.core.timeframes import from_proto
 from tickmesh.core.tracing import get_tracer, inject_span_context, message_span
 from tickmesh.v2 import bar_service_pb2, bar_service_pb2_grpc, market_pb2
@@ -177,11 +178,15 @@ class BarConsumer:
             _READ_AHEAD_BARS
         )
         reader = asyncio.create_task(self._read_ahead(call, ahead), name="bar-stream-reader")
+        # A minute close's bars are computed with automatic collection paused: their rows die
+        # at the group commits, untraversed (long_lived.BurstPause).
+        burst = BurstPause()
         try:
             self.connected.set()
             while (item := await self._next(ahead)) is not None:
                 if isinstance(item, BaseException):
                     raise item
+                burst.follow(not ahead.empty())
                 await self._consume(item)
                 progressed = True
             raise StreamEndedError("the bar service ended the subscription")
@@ -192,6 +197,7 @@ class BarConsumer:
             self._metrics.stream_reconnects.labels(code=code).inc()
             log.warning("bar stream lost after progress, reconnecting", extra={"code": code})
         finally:
+            burst.end()
             self.connected.clear()
             reader.cancel()
             call.cancel()
