@@ -68,8 +68,9 @@ def resume_collection() -> None:
 def collection_paused() -> Iterator[None]:
     """No automatic collection inside (refcounting still frees); nestable, also across tasks.
 
-    For a burst whose objects die when it ends. A whole market's minute close builds ~2,000
-    engine heads of a few dozen objects each: collected while they lived, they were traversed,
+    For a burst of work whose objects die when it ends, and that does not wait on I/O (which
+    could hold the pause without bound). A whole market's minute close builds ~2,000 engine
+    heads of a few dozen objects each: collected while they lived, they were traversed,
     promoted and traversed again, and every close of the bar service ran 75 young, 7 middle
     and one full collection of the unfrozen objects, 20-70 ms of its 130-280 ms commit build.
     Paused, they die young, untraversed; the collector runs after, over what survived.

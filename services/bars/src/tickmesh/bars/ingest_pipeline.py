@@ -250,18 +250,15 @@ class IngestPipeline:
 
     async def commit(self) -> None:
         """Make everything applied so far durable, then acknowledge and publish it."""
-        # Its heads, rows and messages die when it ends: no collection traverses them meanwhile.
-        with collection_paused():
-            await self._commit()
-
-    async def _commit(self) -> None:
         if self._failed_commit is not None:
             if time.monotonic() < self._retry_at:
                 return
             commit, updates = self._failed_commit, self._failed_updates
             traces = self._failed_traces
         else:
-            commit, updates = self._build_commit()
+            # The heads die once encoded, before the build ends: no collection traverses them.
+            with collection_paused():
+                commit, updates = self._build_commit()
             traces = self._traces.take(updates)
         if commit.is_empty():
             return
