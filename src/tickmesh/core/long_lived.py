@@ -99,11 +99,6 @@ class BurstPause:
         self._paused_at: float | None = None
         self._spent = False
 
-    @property
-    def paused(self) -> bool:
-        """True while this burst holds collection paused."""
-        return self._paused_at is not None
-
     def follow(self, busy: bool) -> None:
         """Say whether work is queued: a burst starts, goes on or has ended."""
         if not busy:

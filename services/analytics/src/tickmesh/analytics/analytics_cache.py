@@ -19,10 +19,11 @@ _Row = TypeVar("_Row", Indicators, Features)
 # fields as one flat JSON object: each hash is replaced atomically, and one argument a hash
 # instead of two a field. redis-py packs each argument in Python (~1 us): at a whole market's
 # minute close (4,000 hashes, ~140,000 fields) that held analytics ~400 ms between its commit
-# and handing the indicators to subscribers. The objects are written by msgspec (15x faster than repr per value, which took
-# ~100 ms more a burst) and read in Lua as text, not with cjson, whose numbers would lose digits:
-# each value is stored as the JSON spelled it, a string without its quotes. A hash is deleted
-# first: an indicator without a value (or null) must not keep an older one.
+# and handing the indicators to subscribers. The objects are written by msgspec (15x faster
+# than repr per value, which took ~100 ms more a burst) and read in Lua as text, not with
+# cjson, whose numbers would lose digits: each value is stored as the JSON spelled it, a
+# string without its quotes. A hash is deleted first: an indicator without a value (or null)
+# must not keep an older one.
 _REPLACE_HASHES = """
 for k = 1, #KEYS do
   redis.call('DEL', KEYS[k])

@@ -34,6 +34,6 @@ def encode(value: dict[str, Any] | list[Any]) -> bytes:
 
 def decode(data: bytes) -> Any:
     """A value saved by `encode` (or JSON text saved before it)."""
-    if data[:1] and data[0] in _JSON_FIRST_BYTES:
+    if data and data[0] in _JSON_FIRST_BYTES:
         return msgspec.json.decode(data)
     return msgspec.msgpack.decode(data)
