@@ -61,6 +61,10 @@ class TradeIdSet:
         """Return the intervals as (first id, last id) pairs, lowest first."""
         return list(zip(self._starts.tolist(), self._ends.tolist(), strict=True))
 
+    def newest(self) -> int | None:
+        """Return the largest applied id, or None before the first."""
+        return int(self._ends[-1]) if self._ends.size else None
+
     def all_new(self, sorted_ids: IdArray) -> bool:
         """Tell whether every id of an ascending array lies above every applied id (cheap)."""
         return self._starts.size == 0 or bool(sorted_ids[0] > self._ends[-1])

@@ -11,12 +11,13 @@ The gRPC server owns one engine per process and calls it from one task (it is no
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.config import EngineConfig
 from tickmesh.bars.results import BatchResult, SourceBarResult, TradeRunResult
+from tickmesh.bars.simple_runs import apply_simple_runs
 from tickmesh.bars.symbol_bars import SymbolBars
 from tickmesh.bars.trades import SourceBar, TradeRun
 from tickmesh.v2 import market_pb2
@@ -71,6 +72,24 @@ class BarEngine:
             self._forming.add(key)
         return result
 
+    def apply_simple_runs(self, runs: Sequence[TradeRun]) -> list[TradeRunResult | None]:
+        """Apply the simple runs of a batch at once (see simple_runs); None in place of the others."""
+        results = apply_simple_runs(runs, self._symbols, self.config.max_future_ns, self._clock_ns)
+        for result in results:
+            if result is not None:
+                key = (result.exchange, result.symbol)
+                self._changed.add(key)
+                self._forming.add(key)
+        return results
+
+    def apply_runs(self, runs: Sequence[TradeRun]) -> list[TradeRunResult]:
+        """Apply a batch's trade runs: the simple ones at once, every other one by itself."""
+        results = self.apply_simple_runs(runs)
+        return [
+            self.apply_trades(run) if result is None else result
+            for run, result in zip(runs, results, strict=True)
+        ]
+
     def apply_source_bars(self, bars: Iterable[SourceBar]) -> SourceBarResult:
         """Apply source bars (any symbols); a re-sent identical bar is a duplicate, a changed one replaces."""
         grouped: dict[SymbolKey, list[SourceBar]] = {}
@@ -87,7 +106,7 @@ class BarEngine:
 
     def apply_batch(self, batch: market_pb2.TradeBatch) -> BatchResult:
         """Apply a whole `TradeBatch` message: each trade run, then its source bars."""
-        runs = [self.apply_trades(TradeRun.from_proto(message)) for message in batch.trades]
+        runs = self.apply_runs([TradeRun.from_proto(message) for message in batch.trades])
         source = self.apply_source_bars(SourceBar.from_proto(bar) for bar in batch.source_bars)
         return BatchResult(runs, source)
 

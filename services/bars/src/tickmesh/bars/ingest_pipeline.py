@@ -196,7 +196,12 @@ class IngestPipeline:
 
     def _apply_checked(self, checked: CheckedBatch) -> list[BarUpdate]:
         runs = []
-        for run in checked.runs:
+        # A simple run's trades all lie in the live window (see simple_runs): no routing.
+        simple = self._engine.apply_simple_runs(checked.runs)
+        for run, simple_result in zip(checked.runs, simple, strict=True):
+            if simple_result is not None:
+                runs.append(simple_result)
+                continue
             live, old = self._history.route(run, self._engine)
             if live is not None:
                 runs.append(self._engine.apply_trades(live))
@@ -210,12 +215,15 @@ class IngestPipeline:
 
     def _record_fates(self, result: BatchResult) -> None:
         trades = self._metrics.trades
-        for run in result.runs:
-            trades.labels(outcome="accepted").inc(run.accepted)
-            trades.labels(outcome="duplicate").inc(run.duplicates)
-            trades.labels(outcome="non_market").inc(run.non_market)
-            trades.labels(outcome="too_late").inc(run.too_late)
-            trades.labels(outcome="quarantined").inc(run.quarantined)
+        runs = result.runs
+        trades.labels(outcome="accepted").inc(sum(run.accepted for run in runs))
+        trades.labels(outcome="duplicate").inc(sum(run.duplicates for run in runs))
+        trades.labels(outcome="non_market").inc(sum(run.non_market for run in runs))
+        trades.labels(outcome="too_late").inc(sum(run.too_late for run in runs))
+        trades.labels(outcome="quarantined").inc(sum(run.quarantined for run in runs))
+        for run in runs:
+            if run.quarantined_trades is None and run.too_late_trades is None:
+                continue
             exchange = exchange_label(run.exchange)
             if run.quarantined_trades is not None:
                 q = run.quarantined_trades

@@ -11,6 +11,10 @@ from __future__ import annotations
 from tickmesh.bars.minutes import MinuteAggregates
 from tickmesh.bars.rollup import TimeframeBook
 
+# open, high, low, close, open event and trade id, close event and trade id, volume, quote
+# volume, trade count, from source: the leading arguments of BarAccumulator.merge.
+PartialBar = tuple[int, int, int, int, int, int, int, int, int, int, int, bool]
+
 
 def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[int]) -> None:
     """Merge every minute of `minutes` (in time order) into `book`, bucket by bucket."""
@@ -70,3 +74,23 @@ def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[i
             book.merge(times[first], *merged, revised, late_count, buy, buy_quote)
         until = book.emitted_until  # a merge may have opened the book's forming range
         first = last + 1
+
+
+def merge_minute(
+    books: tuple[TimeframeBook, ...],
+    minute_ns: int,
+    merged: PartialBar,
+    buy: int | None,
+    buy_quote: int | None,
+    revised: list[set[int]],
+) -> None:
+    """Merge one minute's partial bar, with no out-of-order trades, into every book."""
+    for book, book_revised in zip(books, revised, strict=True):
+        bucket = minute_ns - minute_ns % book.duration_ns
+        bar = book.bars.get(bucket)
+        until = book.emitted_until
+        if bar is not None and until is not None and bucket >= until:
+            bar.merge(*merged, 0, 0, buy, buy_quote)
+            book.forming_changed.add(bucket)
+        else:
+            book.merge(minute_ns, *merged, book_revised, 0, buy, buy_quote)

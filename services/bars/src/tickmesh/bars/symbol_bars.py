@@ -137,7 +137,7 @@ class SymbolBars:
             if self.max_event_ns is None or fates.latest_ns > self.max_event_ns:
                 self.max_event_ns = fates.latest_ns
                 self.event_seen_wall_ns = clock_ns
-            self._settle(fates.latest_ns - self.config.allowed_lateness_ns, revised, updates)
+            self.settle(fates.latest_ns - self.config.allowed_lateness_ns, revised, updates)
         too_late = 0 if fates.too_late is None else len(fates.too_late)
         quarantined = 0 if fates.quarantined is None else len(fates.quarantined.trades)
         return TradeRunResult(
@@ -188,7 +188,7 @@ class SymbolBars:
         for book, book_revised in zip(self.books, revised, strict=True):
             merge_minutes(book, minutes, book_revised)
 
-    def _settle(
+    def settle(
         self, frontier_ns: int | None, revised: list[set[int]], out: list[BarUpdate]
     ) -> bool:
         """Move the frontier, then emit revisions, new finals and prune, book by book.
@@ -271,7 +271,7 @@ class SymbolBars:
         """Move the frontier by the wall clock (already minus lateness); True if state changed."""
         if self.frontier_ns is not None and frontier_ns <= self.frontier_ns:
             return False
-        return self._settle(frontier_ns, [set() for _ in self.books], out)
+        return self.settle(frontier_ns, [set() for _ in self.books], out)
 
     def apply_source_bars(
         self, bars: list[SourceBar], clock_ns: int | None, result: SourceBarResult
@@ -311,7 +311,7 @@ class SymbolBars:
             self.max_event_ns = latest
             self.event_seen_wall_ns = clock_ns
         frontier = None if latest is None else latest - self.config.allowed_lateness_ns
-        self._settle(frontier, revised, result.updates)
+        self.settle(frontier, revised, result.updates)
 
     def _apply_source_bar(
         self, bar: SourceBar, price_factor: int, quantity_factor: int, revised: list[set[int]]

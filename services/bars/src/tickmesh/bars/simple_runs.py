@@ -1,0 +1,239 @@
+"""The common run of a whole-market batch, checked and aggregated across instruments at once.
+
+At 20,000 trades/s over 2,000 instruments a 50 ms batch holds about 325 runs of about three
+trades. The per-run path (sort_run, then aggregate_minutes: a few dozen numpy calls) costs the
+same 50-60 µs for three trades as for a hundred. Most runs of such a batch are simple: the
+instrument is known at the run's scales and appears once in the batch; its ids ascend above
+every applied id and its times ascend, all within one minute, at or after the retained window
+and not in the future; every trade is a sound market trade; and the first trade's (event time,
+trade id) follows the instrument's newest. Such a run has no fate but "accepted" and makes one
+partial 1m bar. Here every run of a batch is checked, and the simple ones aggregated, with a
+few whole-batch numpy calls; the state of each simple run's instrument is then updated in
+Python. Every other run takes the per-run path, which stays the one definition of the rare
+fates (duplicates, quarantine, non-market, too late, out of order, several minutes).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tickmesh.bars.bar_state import BarUpdate
+from tickmesh.bars.minute_merge import PartialBar, merge_minute
+from tickmesh.bars.results import TradeRunResult
+from tickmesh.bars.symbol_bars import SymbolBars
+from tickmesh.bars.trades import TradeRun
+from tickmesh.core.timeframes import NS_PER_MINUTE
+from tickmesh.v2 import market_pb2
+
+IntArray = npt.NDArray[np.int64]
+SymbolKey = tuple[int, str]
+
+# A run's notional sums stay exact in int64 when max(price) * max(quantity) * trades is below
+# this; checked in float64, whose rounding the factor of two below 2**63 absorbs.
+_EXACT_BOUND = float(2**62)
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """The runs that may be simple, with their columns concatenated in run order."""
+
+    positions: list[int]  # index of each candidate in the batch's runs
+    states: list[SymbolBars]
+    has_sides: list[bool]
+    starts: npt.NDArray[np.intp]
+    ends: npt.NDArray[np.intp]  # exclusive
+    trade_ids: IntArray
+    event_time_ns: IntArray
+    prices: IntArray
+    quantities: IntArray
+    sound: npt.NDArray[np.bool_]  # per trade: a market trade of positive price and quantity
+    trade_counts: IntArray | None  # None: every record is one trade
+    taker_buys: npt.NDArray[np.bool_]
+
+
+def _candidates(
+    runs: Sequence[TradeRun], symbols: dict[SymbolKey, SymbolBars]
+) -> _Candidates | None:
+    """The runs whose instrument allows a simple run, columns concatenated; None if there are none."""
+    seen = Counter((run.exchange, run.symbol) for run in runs)
+    positions: list[int] = []
+    states: list[SymbolBars] = []
+    has_sides: list[bool] = []
+    ids: list[IntArray] = []
+    times: list[IntArray] = []
+    prices: list[IntArray] = []
+    quantities: list[IntArray] = []
+    sound: list[npt.NDArray[np.bool_]] = []
+    counts: list[IntArray] = []
+    buys: list[npt.NDArray[np.bool_]] = []
+    any_counts = False
+    for position, run in enumerate(runs):
+        key = (run.exchange, run.symbol)
+        state = symbols.get(key)
+        size = len(run)
+        if state is None or state.scales is None or size == 0 or seen[key] > 1:
+            continue
+        if (state.scales.price, state.scales.quantity) != (run.price_scale, run.quantity_scale):
+            continue
+        positions.append(position)
+        states.append(state)
+        ids.append(run.trade_ids)
+        times.append(run.event_time_ns)
+        prices.append(run.prices)
+        quantities.append(run.quantities)
+        valid = (run.prices > 0) & (run.quantities > 0)
+        if run.types is not None:
+            # Viewed unsigned, negative (unknown) types become huge and fail the market test.
+            valid &= run.types.view(np.uint32) <= 1
+        sound.append(valid)
+        counts.append(np.ones(size, np.int64) if run.trade_counts is None else run.trade_counts)
+        any_counts = any_counts or run.trade_counts is not None
+        has_sides.append(run.sides is not None)
+        if run.sides is None:
+            buys.append(np.zeros(size, np.bool_))
+        else:
+            buys.append(run.sides == market_pb2.AGGRESSOR_SIDE_BUY)
+    if not positions:
+        return None
+    sizes = np.array([len(column) for column in ids], np.intp)
+    ends = np.cumsum(sizes)
+    return _Candidates(
+        positions,
+        states,
+        has_sides,
+        ends - sizes,
+        ends,
+        np.concatenate(ids),
+        np.concatenate(times),
+        np.concatenate(prices),
+        np.concatenate(quantities),
+        np.concatenate(sound),
+        np.concatenate(counts) if any_counts else None,
+        np.concatenate(buys),
+    )
+
+
+def apply_simple_runs(
+    runs: Sequence[TradeRun],
+    symbols: dict[SymbolKey, SymbolBars],
+    max_future_ns: int,
+    clock_ns: int | None,
+) -> list[TradeRunResult | None]:
+    """Apply the simple runs of a batch to their instruments; None in place of every other run."""
+    results: list[TradeRunResult | None] = [None] * len(runs)
+    found = _candidates(runs, symbols)
+    if found is None:
+        return results
+    starts, ends = found.starts, found.ends
+    lasts = ends - 1
+    ids, times, prices, quantities = (
+        found.trade_ids,
+        found.event_time_ns,
+        found.prices,
+        found.quantities,
+    )
+    ascending = np.ones(ids.size, np.bool_)
+    ascending[1:] = (ids[1:] > ids[:-1]) & (times[1:] >= times[:-1])
+    ascending[starts] = True  # a run's first trade follows the instrument's state, checked below
+    simple = np.logical_and.reduceat(found.sound & ascending, starts)
+    first_times, last_times = times[starts], times[lasts]
+    simple &= first_times // NS_PER_MINUTE == last_times // NS_PER_MINUTE
+    if clock_ns is not None:
+        simple &= last_times <= clock_ns + max_future_ns
+    highs = np.maximum.reduceat(prices, starts)
+    bounds = highs * np.maximum.reduceat(quantities, starts).astype(np.float64) * (ends - starts)
+    simple &= bounds < _EXACT_BOUND
+    chosen = np.flatnonzero(simple)
+    if chosen.size == 0:
+        return results
+    starts, lasts = starts[chosen], lasts[chosen]
+    notionals = prices * quantities
+    taker_buys = found.taker_buys
+    buy_volumes = np.add.reduceat(quantities * taker_buys, found.starts)[chosen].tolist()
+    buy_quotes = np.add.reduceat(notionals * taker_buys, found.starts)[chosen].tolist()
+    counts = (
+        (lasts - starts + 1).tolist()
+        if found.trade_counts is None
+        else np.add.reduceat(found.trade_counts, found.starts)[chosen].tolist()
+    )
+    partial_bars = zip(
+        prices[starts].tolist(),
+        highs[chosen].tolist(),
+        np.minimum.reduceat(prices, found.starts)[chosen].tolist(),
+        prices[lasts].tolist(),
+        first_times[chosen].tolist(),
+        ids[starts].tolist(),
+        last_times[chosen].tolist(),
+        ids[lasts].tolist(),
+        np.add.reduceat(quantities, found.starts)[chosen].tolist(),
+        np.add.reduceat(notionals, found.starts)[chosen].tolist(),
+        counts,
+        strict=True,
+    )
+    for row, bar, start, end, buy, buy_quote in zip(
+        chosen.tolist(),
+        partial_bars,
+        starts.tolist(),
+        (lasts + 1).tolist(),
+        buy_volumes,
+        buy_quotes,
+        strict=True,
+    ):
+        state = found.states[row]
+        if not _follows(state, bar[4], bar[5]):
+            continue
+        sides = found.has_sides[row]
+        results[found.positions[row]] = _apply(
+            state,
+            ids[start:end],
+            bar,
+            buy if sides else None,
+            buy_quote if sides else None,
+            clock_ns,
+        )
+    return results
+
+
+# A run's partial bar: PartialBar without its from-source flag.
+RunBar = tuple[int, int, int, int, int, int, int, int, int, int, int]
+
+
+def _follows(state: SymbolBars, first_time: int, first_id: int) -> bool:
+    """Tell whether a run starting at (first_time, first_id) is new, in order and not too late."""
+    newest = state.ids.newest()
+    if newest is not None and first_id <= newest:
+        return False
+    late_before = state.late_before_ns()
+    if late_before is not None and first_time < late_before:
+        return False
+    return state.order_key is None or (first_time, first_id) > state.order_key
+
+
+def _apply(
+    state: SymbolBars,
+    trade_ids: IntArray,
+    bar: RunBar,
+    buy_volume: int | None,
+    buy_quote_volume: int | None,
+    clock_ns: int | None,
+) -> TradeRunResult:
+    """Build a simple run's partial 1m bar into its instrument, as SymbolBars.apply_trades would."""
+    state.quiet_until_wall_ns = 0
+    state.ids.add(trade_ids)
+    first_time, last_time, last_id = bar[4], bar[6], bar[7]
+    state.order_key = (last_time, last_id)
+    revised: list[set[int]] = [set() for _ in state.books]
+    minute = first_time - first_time % NS_PER_MINUTE
+    merged: PartialBar = (*bar, False)
+    merge_minute(state.books, minute, merged, buy_volume, buy_quote_volume, revised)
+    if state.max_event_ns is None or last_time > state.max_event_ns:
+        state.max_event_ns = last_time
+        state.event_seen_wall_ns = clock_ns
+    updates: list[BarUpdate] = []
+    state.settle(last_time - state.config.allowed_lateness_ns, revised, updates)
+    return TradeRunResult(state.exchange, state.symbol, updates, len(trade_ids), 0, 0, 0, 0)
