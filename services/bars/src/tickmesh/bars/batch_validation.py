@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
+from tickmesh.bars.run_columns import runs_from_messages
 from tickmesh.bars.trades import SourceBar, TradeRun, TradeRunError
-from tickmesh.core.decimals import MAX_SCALE, DecimalValueError
+from tickmesh.core.decimals import DecimalValueError
 from tickmesh.core.errors import FailedPrecondition, InvalidArgument
 from tickmesh.core.exchanges import LABEL_BY_PROTO
 from tickmesh.core.instruments import InstrumentError, InstrumentId, check_symbol
@@ -32,25 +34,33 @@ class CheckedBatch:
 
 def check_instrument(field: str, exchange: int, symbol: str, shard: Shard) -> InstrumentId:
     """The instrument of a run or source bar; InvalidArgument or FailedPrecondition naming `field`."""
+    checked = _checked_instrument(exchange, symbol, shard)
+    if isinstance(checked, InstrumentId):
+        return checked
+    error, problem = checked
+    raise error(f"{field}{problem}")
+
+
+# A whole-market batch names hundreds of instruments, the same ones batch after batch.
+@lru_cache(maxsize=65_536)
+def _checked_instrument(
+    exchange: int, symbol: str, shard: Shard
+) -> InstrumentId | tuple[type[InvalidArgument | FailedPrecondition], str]:
+    """The instrument, or the error to raise and its text after the field's name."""
     if exchange == market_pb2.EXCHANGE_UNSPECIFIED:
-        raise InvalidArgument(f"{field}.exchange: unspecified")
+        return InvalidArgument, ".exchange: unspecified"
     if exchange not in LABEL_BY_PROTO:
-        raise InvalidArgument(f"{field}.exchange: unknown exchange {exchange}")
+        return InvalidArgument, f".exchange: unknown exchange {exchange}"
     try:
         instrument = InstrumentId(exchange, check_symbol(symbol))
     except InstrumentError as error:
-        raise InvalidArgument(f"{field}.symbol: {error}") from None
+        return InvalidArgument, f".symbol: {error}"
     if not shard.owns(instrument):
-        raise FailedPrecondition(
-            f"{field}: instrument {instrument} belongs to another shard than "
+        return FailedPrecondition, (
+            f": instrument {instrument} belongs to another shard than "
             f"{shard.index} of {shard.count}"
         )
     return instrument
-
-
-def _check_scale(field: str, scale: int) -> None:
-    if not 0 <= scale <= MAX_SCALE:
-        raise InvalidArgument(f"{field}: {scale} is outside 0..{MAX_SCALE}")
 
 
 def check_batch(batch: market_pb2.TradeBatch, shard: Shard) -> CheckedBatch:
@@ -65,22 +75,21 @@ def check_batch(batch: market_pb2.TradeBatch, shard: Shard) -> CheckedBatch:
         raise InvalidArgument("batch.stream_id: required")
     if batch.sequence < 1:
         raise InvalidArgument("batch.sequence: must be 1 or more")
-    runs = []
     for index, message in enumerate(batch.trades):
         field = f"batch.trades[{index}]"
         check_instrument(field, message.exchange, message.symbol, shard)
-        _check_scale(f"{field}.price_scale", message.price_scale)
-        _check_scale(f"{field}.quantity_scale", message.quantity_scale)
-        try:
-            run = TradeRun.from_proto(message)
-        except TradeRunError as error:
-            raise InvalidArgument(f"{field}: {error}") from None
-        bad_times = np.flatnonzero(run.event_time_ns <= 0)
-        if bad_times.size:
-            raise InvalidArgument(
-                f"{field}.event_time_ns[{int(bad_times[0])}]: must be a positive epoch time"
-            )
-        runs.append(run)
+    try:
+        runs = runs_from_messages(batch.trades)
+    except TradeRunError as error:
+        raise InvalidArgument(str(error)) from None
+    if runs and bool((np.concatenate([run.event_time_ns for run in runs]) <= 0).any()):
+        for index, run in enumerate(runs):
+            bad_times = np.flatnonzero(run.event_time_ns <= 0)
+            if bad_times.size:
+                raise InvalidArgument(
+                    f"batch.trades[{index}].event_time_ns[{int(bad_times[0])}]: "
+                    "must be a positive epoch time"
+                )
     source_bars = []
     for index, bar in enumerate(batch.source_bars):
         field = f"batch.source_bars[{index}]"
