@@ -55,3 +55,15 @@ def test_final_bar_drops_its_pending_forming_version_only() -> None:
     throttle.offer([_bar("7", open_time_ns=60_000 * MS)])
     throttle.forget_final([_bar("2", open_time_ns=0)])
     assert [b.close for b in throttle.due(1000 * MS)] == ["7"]
+
+
+def test_an_item_made_into_nothing_is_dropped_and_leaves_its_key_free() -> None:
+    throttle = FormingThrottle[market_pb2.Bar](250 * MS, proto_key)
+    throttle.offer([_bar("1"), _bar("5", symbol="ETHUSDT")])
+    # BTCUSDT's bar became final before it was sent: nothing goes out for it.
+    made = throttle.make_due(0, lambda bar: None if bar.symbol == "BTCUSDT" else bar.close)
+    assert made == ["5"]
+    throttle.offer([_bar("2", open_time_ns=60_000 * MS), _bar("6", symbol="ETHUSDT")])
+    # BTCUSDT's next bar goes out at once; ETHUSDT waits for the end of its interval.
+    assert [b.close for b in throttle.due(10 * MS)] == ["2"]
+    assert [b.close for b in throttle.due(250 * MS)] == ["6"]

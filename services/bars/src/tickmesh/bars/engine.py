@@ -5,7 +5,7 @@ are two instruments side by side. Values are integer mantissas at each instrumen
 
 The gRPC server owns one engine per process and calls it from one task (it is not thread-safe):
 `apply_batch` per ingested `TradeBatch`, `advance` on a wall-clock tick so idle symbols finalize,
-`take_forming_updates` on the forming-bar stream tick (every 250 ms), and `snapshot_changes`
+`take_forming` on the forming-bar stream tick (every 10 ms), and `snapshot_changes`
 (incremental) or `snapshot_changed` (whole states) plus `restore` around its group commits.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 
 from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.config import EngineConfig
+from tickmesh.bars.forming_bars import FormingBar
 from tickmesh.bars.results import BatchResult, SourceBarResult, TradeRunResult
 from tickmesh.bars.simple_runs import apply_simple_runs
 from tickmesh.bars.symbol_bars import SymbolBars
@@ -120,15 +121,19 @@ class BarEngine:
                 self._changed.add(key)
         return updates
 
-    def take_forming_updates(self) -> list[BarUpdate]:
-        """Return the forming bars (every timeframe) that changed since the last call."""
-        updates: list[BarUpdate] = []
+    def take_forming(self) -> list[FormingBar]:
+        """Name the forming bars (every timeframe) that changed since the last call."""
+        changed: list[FormingBar] = []
         for key in sorted(self._forming):
             state = self._symbols.get(key)
             if state is not None:
-                state.take_forming(updates)
+                state.take_forming(changed)
         self._forming.clear()
-        return updates
+        return changed
+
+    def take_forming_updates(self) -> list[BarUpdate]:
+        """Return the forming bars (every timeframe) that changed since the last call."""
+        return [update for bar in self.take_forming() if (update := bar.update()) is not None]
 
     def snapshot_symbol(self, exchange: int, symbol: str) -> dict[str, Any]:
         """Return one symbol's state as a JSON-able dict; KeyError if the engine never saw it."""

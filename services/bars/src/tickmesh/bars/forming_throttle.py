@@ -2,8 +2,8 @@
 
 The first change after a quiet interval goes out at the next tick (leading edge); changes
 inside the interval are coalesced to the latest and sent when it ends (trailing edge). Items
-are held as they come (the engine's bar updates) and only the due ones are turned into
-messages, since most changes inside an interval are replaced before they are sent.
+are held as they come (the engine's changed forming bars, by name) and only the due ones are
+turned into messages, since most changes inside an interval are replaced before they are sent.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class _Timed(Protocol):
 
 
 T = TypeVar("T", bound=_Timed)
+M = TypeVar("M")
 
 
 def proto_key(bar: market_pb2.Bar) -> BarKey:
@@ -46,14 +47,23 @@ class FormingThrottle(Generic[T]):
 
     def due(self, now_ns: int) -> list[T]:
         """Take the pending items whose key has not been sent within the interval."""
-        ready: list[tuple[BarKey, T]] = []
-        for key, item in self._pending.items():
-            if now_ns - self._last_sent_ns.get(key, -self._interval_ns) >= self._interval_ns:
-                ready.append((key, item))
-        for key, _ in ready:
-            del self._pending[key]
-            self._last_sent_ns[key] = now_ns
-        return [item for _, item in ready]
+        return self.make_due(now_ns, lambda item: item)
+
+    def make_due(self, now_ns: int, make: Callable[[T], M | None]) -> list[M]:
+        """Take the pending items whose key is free and make each; one that makes None (its bar
+        became final meanwhile) is dropped and leaves its key free."""
+        ready = [
+            key
+            for key in self._pending
+            if now_ns - self._last_sent_ns.get(key, -self._interval_ns) >= self._interval_ns
+        ]
+        made: list[M] = []
+        for key in ready:
+            message = make(self._pending.pop(key))
+            if message is not None:
+                made.append(message)
+                self._last_sent_ns[key] = now_ns
+        return made
 
     def forget_final(self, bars: list[market_pb2.Bar]) -> None:
         """Drop pending forming versions of bars that just became final."""

@@ -30,6 +30,7 @@ from tickmesh.bars.bar_state import BarUpdate
 from tickmesh.bars.batch_traces import BarTraces, BatchTraces, stamp_bars
 from tickmesh.bars.batch_validation import CheckedBatch, check_batch
 from tickmesh.bars.engine import BarEngine
+from tickmesh.bars.forming_bars import FormingBar
 from tickmesh.bars.forming_throttle import FormingThrottle
 from tickmesh.bars.history_lane import HistoryLane
 from tickmesh.bars.results import BatchResult
@@ -90,9 +91,8 @@ class IngestPipeline:
         self._metrics = metrics
         self._shard = shard
         self._commit_interval = commit_interval_seconds
-        self._forming = FormingThrottle[BarUpdate](
-            int(forming_interval_seconds * 1e9),
-            key=lambda update: (update.exchange, update.symbol, update.timeframe.proto),
+        self._forming = FormingThrottle[FormingBar](
+            int(forming_interval_seconds * 1e9), key=FormingBar.key
         )
         self._clock_ns = clock_ns
         self._streams: dict[str, StreamState] = {}
@@ -375,13 +375,18 @@ class IngestPipeline:
         self._hub.publish_finals(bars)
 
     async def _publish_forming(self) -> None:
-        forming = self._engine.take_forming_updates()
+        forming = self._engine.take_forming()
         if not self._hub.subscriber_count:
             return
         self._forming.offer(forming)
-        due = [update.to_proto() for update in self._forming.due(time.monotonic_ns())]
+        due = self._forming.make_due(time.monotonic_ns(), _forming_message)
         self._traces.stamp_forming(due)
         self._hub.publish_forming(due)
+
+
+def _forming_message(bar: FormingBar) -> market_pb2.Bar | None:
+    update = bar.update()
+    return None if update is None else update.to_proto()
 
 
 def _trade_row(exchange: str, run: TradeRun, index: int, reason: str) -> tuple[object, ...]:

@@ -11,6 +11,7 @@ from operator import attrgetter
 from typing import Any
 
 from tickmesh.bars.bar_state import NEVER_FINAL, BarAccumulator, BarUpdate, rescale_row
+from tickmesh.bars.forming_bars import FormingBar
 from tickmesh.core.decimals import power_of_ten
 from tickmesh.core.timeframes import TimeframeSpec
 
@@ -301,14 +302,18 @@ class TimeframeBook:
             self.finals_changed = {key for key in self.finals_changed if key >= limit}
         self.pruned_until = limit
 
-    def take_forming(self, out: list[BarUpdate]) -> None:
-        """Emit the forming bars that changed since the last call."""
-        until = self.emitted_until
-        for bucket in sorted(self.forming_changed):
-            bar = self.bars.get(bucket)
-            if bar is not None and until is not None and bucket >= until:
-                out.append(self._update(bar, False))
+    def take_forming(self, out: list[FormingBar]) -> None:
+        """Name the bars that changed while forming since the last call."""
+        out.extend(FormingBar(self, bucket) for bucket in sorted(self.forming_changed))
         self.forming_changed.clear()
+
+    def forming_update(self, bucket: int) -> BarUpdate | None:
+        """The forming update of the bar at `bucket`; None if it is final, pruned or unknown."""
+        bar = self.bars.get(bucket)
+        until = self.emitted_until
+        if bar is None or until is None or bucket < until:
+            return None
+        return self._update(bar, False)
 
     def children_rollup(self, minute_book: TimeframeBook, bucket: int) -> BarAccumulator | None:
         """Rebuild this timeframe's bar at `bucket` from the 1m bars with data, or None if none."""

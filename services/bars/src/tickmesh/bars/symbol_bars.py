@@ -31,6 +31,7 @@ from tickmesh.bars.bar_state import (
 )
 from tickmesh.bars.config import EngineConfig
 from tickmesh.bars.dedup import TradeIdSet
+from tickmesh.bars.forming_bars import FormingBar
 from tickmesh.bars.legacy_snapshots import LEGACY_SNAPSHOT_VERSION, upgrade_row, upgrade_snapshot
 from tickmesh.bars.minute_merge import merge_minutes
 from tickmesh.bars.minutes import aggregate_minutes
@@ -363,8 +364,8 @@ class SymbolBars:
                 book.replace(rebuilt, book_revised)
         return "replaced"
 
-    def take_forming(self, out: list[BarUpdate]) -> None:
-        """Emit the forming bars of every timeframe that changed since the last call."""
+    def take_forming(self, out: list[FormingBar]) -> None:
+        """Name the bars of every timeframe that changed while forming since the last call."""
         for book in self.books:
             if book.forming_changed:
                 book.take_forming(out)

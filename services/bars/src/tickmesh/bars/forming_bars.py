@@ -1,0 +1,32 @@
+"""A forming bar that changed, named by its book and open time; its update is made when sent.
+
+Forming changes are taken every 10 ms but sent at most once per instrument and timeframe per
+250 ms, so at a whole market most of them are replaced before they are sent: making each
+one's `BarUpdate` (vwap, twenty fields) when it changed cost more than building the bars.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from tickmesh.bars.bar_state import BarUpdate
+from tickmesh.bars.forming_throttle import BarKey
+
+if TYPE_CHECKING:
+    from tickmesh.bars.rollup import TimeframeBook
+
+
+class FormingBar(NamedTuple):
+    """The bar of `book` opening at `open_time_ns`, which changed while forming."""
+
+    book: TimeframeBook
+    open_time_ns: int
+
+    def key(self) -> BarKey:
+        """The throttle key: one forming update per instrument and timeframe per interval."""
+        book = self.book
+        return (book.exchange, book.symbol, book.spec.proto)
+
+    def update(self) -> BarUpdate | None:
+        """The bar's forming update as it is now; None once it is final or pruned."""
+        return self.book.forming_update(self.open_time_ns)
