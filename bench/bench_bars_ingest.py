@@ -86,14 +86,14 @@ def _flood_batches(stream: str = "bench-flood") -> list[ingest_service_pb2.Publi
     ]
 
 
-def _dial(address: str, tls: TlsMaterial | None) -> aio.Channel:
+def dial(address: str, tls: TlsMaterial | None) -> aio.Channel:
     if tls is None:
         return aio.insecure_channel(address)
     return aio.secure_channel(address, tls.channel_credentials())
 
 
-async def _wait_serving(address: str, tls: TlsMaterial | None) -> None:
-    async with _dial(address, tls) as channel:
+async def wait_serving(address: str, tls: TlsMaterial | None) -> None:
+    async with dial(address, tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         for _ in range(300):
             try:
@@ -231,9 +231,9 @@ async def _run(
         sys.executable, "-m", "tickmesh.bars", env=environment
     )
     try:
-        await _wait_serving(ADDRESS, reader)
+        await wait_serving(ADDRESS, reader)
         # Publishing is the collector's right, reading the reader's: one channel each.
-        async with _dial(ADDRESS, collector) as publisher, _dial(ADDRESS, reader) as viewer:
+        async with dial(ADDRESS, collector) as publisher, dial(ADDRESS, reader) as viewer:
             ingest = ingest_service_pb2_grpc.IngestServiceStub(publisher)
             bars = bar_service_pb2_grpc.BarServiceStub(viewer)
             stop = asyncio.Event()
