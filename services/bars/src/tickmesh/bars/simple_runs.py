@@ -118,6 +118,58 @@ def _candidates(
     )
 
 
+def _simple(found: _Candidates, max_future_ns: int, clock_ns: int | None) -> npt.NDArray[np.intp]:
+    """The candidates (by index) whose trades alone make them simple; the state is checked later."""
+    starts, lasts = found.starts, found.ends - 1
+    ids, times = found.trade_ids, found.event_time_ns
+    ascending = np.ones(ids.size, np.bool_)
+    ascending[1:] = (ids[1:] > ids[:-1]) & (times[1:] >= times[:-1])
+    ascending[starts] = True  # a run's first trade follows the instrument's state: see _follows
+    simple = np.logical_and.reduceat(found.sound & ascending, starts)
+    simple &= times[starts] // NS_PER_MINUTE == times[lasts] // NS_PER_MINUTE
+    if clock_ns is not None:
+        simple &= times[lasts] <= clock_ns + max_future_ns
+    high = np.maximum.reduceat(found.prices, starts).astype(np.float64)
+    simple &= (
+        high * np.maximum.reduceat(found.quantities, starts) * (lasts - starts + 1) < _EXACT_BOUND
+    )
+    return np.flatnonzero(simple)
+
+
+def _partial_bars(
+    found: _Candidates, chosen: npt.NDArray[np.intp], notionals: IntArray
+) -> list[RunBar]:
+    """The one partial 1m bar of each chosen candidate (its trades are in order, in one minute)."""
+    starts = found.starts
+    firsts, lasts = starts[chosen], found.ends[chosen] - 1
+    ids, times, prices, quantities = (
+        found.trade_ids,
+        found.event_time_ns,
+        found.prices,
+        found.quantities,
+    )
+    if found.trade_counts is None:
+        counts = (lasts - firsts + 1).tolist()
+    else:
+        counts = np.add.reduceat(found.trade_counts, starts)[chosen].tolist()
+    return list(
+        zip(
+            prices[firsts].tolist(),
+            np.maximum.reduceat(prices, starts)[chosen].tolist(),
+            np.minimum.reduceat(prices, starts)[chosen].tolist(),
+            prices[lasts].tolist(),
+            times[firsts].tolist(),
+            ids[firsts].tolist(),
+            times[lasts].tolist(),
+            ids[lasts].tolist(),
+            np.add.reduceat(quantities, starts)[chosen].tolist(),
+            np.add.reduceat(notionals, starts)[chosen].tolist(),
+            counts,
+            strict=True,
+        )
+    )
+
+
 def apply_simple_runs(
     runs: Sequence[TradeRun],
     symbols: dict[SymbolKey, SymbolBars],
@@ -129,57 +181,18 @@ def apply_simple_runs(
     found = _candidates(runs, symbols)
     if found is None:
         return results
-    starts, ends = found.starts, found.ends
-    lasts = ends - 1
-    ids, times, prices, quantities = (
-        found.trade_ids,
-        found.event_time_ns,
-        found.prices,
-        found.quantities,
-    )
-    ascending = np.ones(ids.size, np.bool_)
-    ascending[1:] = (ids[1:] > ids[:-1]) & (times[1:] >= times[:-1])
-    ascending[starts] = True  # a run's first trade follows the instrument's state, checked below
-    simple = np.logical_and.reduceat(found.sound & ascending, starts)
-    first_times, last_times = times[starts], times[lasts]
-    simple &= first_times // NS_PER_MINUTE == last_times // NS_PER_MINUTE
-    if clock_ns is not None:
-        simple &= last_times <= clock_ns + max_future_ns
-    highs = np.maximum.reduceat(prices, starts)
-    bounds = highs * np.maximum.reduceat(quantities, starts).astype(np.float64) * (ends - starts)
-    simple &= bounds < _EXACT_BOUND
-    chosen = np.flatnonzero(simple)
+    chosen = _simple(found, max_future_ns, clock_ns)
     if chosen.size == 0:
         return results
-    starts, lasts = starts[chosen], lasts[chosen]
-    notionals = prices * quantities
-    taker_buys = found.taker_buys
-    buy_volumes = np.add.reduceat(quantities * taker_buys, found.starts)[chosen].tolist()
-    buy_quotes = np.add.reduceat(notionals * taker_buys, found.starts)[chosen].tolist()
-    counts = (
-        (lasts - starts + 1).tolist()
-        if found.trade_counts is None
-        else np.add.reduceat(found.trade_counts, found.starts)[chosen].tolist()
-    )
-    partial_bars = zip(
-        prices[starts].tolist(),
-        highs[chosen].tolist(),
-        np.minimum.reduceat(prices, found.starts)[chosen].tolist(),
-        prices[lasts].tolist(),
-        first_times[chosen].tolist(),
-        ids[starts].tolist(),
-        last_times[chosen].tolist(),
-        ids[lasts].tolist(),
-        np.add.reduceat(quantities, found.starts)[chosen].tolist(),
-        np.add.reduceat(notionals, found.starts)[chosen].tolist(),
-        counts,
-        strict=True,
-    )
+    buys = found.taker_buys
+    notionals = found.prices * found.quantities
+    buy_volumes = np.add.reduceat(found.quantities * buys, found.starts)[chosen].tolist()
+    buy_quotes = np.add.reduceat(notionals * buys, found.starts)[chosen].tolist()
     for row, bar, start, end, buy, buy_quote in zip(
         chosen.tolist(),
-        partial_bars,
-        starts.tolist(),
-        (lasts + 1).tolist(),
+        _partial_bars(found, chosen, notionals),
+        found.starts[chosen].tolist(),
+        found.ends[chosen].tolist(),
         buy_volumes,
         buy_quotes,
         strict=True,
@@ -190,7 +203,7 @@ def apply_simple_runs(
         sides = found.has_sides[row]
         results[found.positions[row]] = _apply(
             state,
-            ids[start:end],
+            found.trade_ids[start:end],
             bar,
             buy if sides else None,
             buy_quote if sides else None,
