@@ -12,11 +12,11 @@ from tickmesh.v2 import market_pb2
 FIELDS = ("trade_ids", "prices", "quantities", "event_time_ns", "types", "trade_counts", "sides")
 
 
-def _messages(seed: int) -> list[market_pb2.SymbolTrades]:
+def _messages(seed: int, count: int, longest: int) -> list[market_pb2.SymbolTrades]:
     rng = np.random.default_rng(seed)
     messages = []
-    for index in range(40):
-        size = int(rng.integers(0, 5))
+    for index in range(count):
+        size = int(rng.integers(0, longest + 1))
         message = market_pb2.SymbolTrades(
             exchange=market_pb2.EXCHANGE_BINANCE_USDM,
             symbol=f"R{index}USDT",
@@ -38,9 +38,11 @@ def _messages(seed: int) -> list[market_pb2.SymbolTrades]:
     return messages
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_every_run_equals_from_proto(seed: int) -> None:
-    messages = _messages(seed)
+# Short runs are read as one list per column, long ones run by run, a single one directly.
+@pytest.mark.parametrize(("count", "longest"), [(40, 4), (6, 300), (1, 300), (1, 0)])
+@pytest.mark.parametrize("seed", range(3))
+def test_every_run_equals_from_proto(seed: int, count: int, longest: int) -> None:
+    messages = _messages(seed, count, longest)
     runs = runs_from_messages(messages)
     assert len(runs) == len(messages)
     for run, message in zip(runs, messages, strict=True):

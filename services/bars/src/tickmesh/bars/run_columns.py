@@ -20,6 +20,8 @@ from tickmesh.bars.trades import TradeRun, TradeRunError, check_scale
 from tickmesh.v2 import market_pb2
 
 Column = TypeVar("Column", bound=np.generic)
+# Above this many values per run on average, a column is read run by run.
+_LONG_RUNS = 64
 _REQUIRED = ("prices", "quantities", "event_time_ns")
 # An empty optional column means "all market" / "one trade each" / "sides unknown".
 _OPTIONAL = ("types", "trade_counts", "sides")
@@ -43,8 +45,13 @@ def _column(
     messages: Sequence[market_pb2.SymbolTrades], name: str, dtype: type[Column]
 ) -> npt.NDArray[Column]:
     """One field of every message, concatenated in message order."""
-    values = list(chain.from_iterable(getattr(message, name) for message in messages))
-    return np.array(values, dtype=dtype)
+    if len(messages) == 1:
+        return np.array(getattr(messages[0], name), dtype=dtype)
+    fields = [getattr(message, name) for message in messages]
+    if sum(len(field) for field in fields) > _LONG_RUNS * len(fields):
+        # Long runs (a busy symbol's backlog): np.array reads each field faster than a list.
+        return np.concatenate([np.array(field, dtype=dtype) for field in fields])
+    return np.array(list(chain.from_iterable(fields)), dtype=dtype)
 
 
 def _split(column: npt.NDArray[Column], sizes: list[int]) -> list[npt.NDArray[Column]]:

@@ -80,6 +80,8 @@ def _candidates(
             continue
         if (state.scales.price, state.scales.quantity) != (run.price_scale, run.quantity_scale):
             continue
+        if not _follows(state, int(run.event_time_ns[0]), int(run.trade_ids[0])):
+            continue
         positions.append(position)
         states.append(state)
         ids.append(run.trade_ids)
@@ -124,7 +126,7 @@ def _simple(found: _Candidates, max_future_ns: int, clock_ns: int | None) -> npt
     ids, times = found.trade_ids, found.event_time_ns
     ascending = np.ones(ids.size, np.bool_)
     ascending[1:] = (ids[1:] > ids[:-1]) & (times[1:] >= times[:-1])
-    ascending[starts] = True  # a run's first trade follows the instrument's state: see _follows
+    ascending[starts] = True  # a run's first trade follows the instrument's state (_follows)
     simple = np.logical_and.reduceat(found.sound & ascending, starts)
     simple &= times[starts] // NS_PER_MINUTE == times[lasts] // NS_PER_MINUTE
     if clock_ns is not None:
@@ -197,12 +199,9 @@ def apply_simple_runs(
         buy_quotes,
         strict=True,
     ):
-        state = found.states[row]
-        if not _follows(state, bar[4], bar[5]):
-            continue
         sides = found.has_sides[row]
         results[found.positions[row]] = _apply(
-            state,
+            found.states[row],
             found.trade_ids[start:end],
             bar,
             buy if sides else None,
