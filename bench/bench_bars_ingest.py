@@ -208,15 +208,21 @@ async def _collector_client_rate(address: str, tls: TlsMaterial | None) -> float
     return sum(len(run.trade_ids) for run in runs) / elapsed
 
 
-async def _run(
+def issue_certificates(state: Path) -> Path:
+    """A CA under `state` with the bar service's, a collector's and a reader's certificates."""
+    tls_root = state / "tls"
+    init_ca(tls_root)
+    for role in ("bars", "collector", "reader"):
+        issue(tls_root, role)
+    return tls_root
+
+
+async def start_bar_service(
     database_url: str, redis_url: str, tls_root: Path | None
-) -> tuple[float, list[float], float]:
-    """One bar service process (mutual TLS when `tls_root` holds the certificates)."""
-    collector = reader = None
+) -> asyncio.subprocess.Process:
+    """A bar service process on ADDRESS: mutual TLS with `tls_root`'s certificates, else plaintext."""
     transport = {"TICKMESH_GRPC_INSECURE": "true"}
     if tls_root is not None:
-        collector = TlsMaterial.load(tls_root / "collector")
-        reader = TlsMaterial.load(tls_root / "reader")
         transport = {"TICKMESH_TLS_DIR": str(tls_root / "bars"), "TICKMESH_GRPC_INSECURE": "false"}
     environment = {
         **os.environ,
@@ -227,9 +233,20 @@ async def _run(
         "TICKMESH_BARS_METRICS_PORT": "0",
         "TICKMESH_LOG_LEVEL": "WARNING",
     }
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tickmesh.bars", env=environment
     )
+
+
+async def _run(
+    database_url: str, redis_url: str, tls_root: Path | None
+) -> tuple[float, list[float], float]:
+    """One bar service process (mutual TLS when `tls_root` holds the certificates)."""
+    collector = reader = None
+    if tls_root is not None:
+        collector = TlsMaterial.load(tls_root / "collector")
+        reader = TlsMaterial.load(tls_root / "reader")
+    process = await start_bar_service(database_url, redis_url, tls_root)
     try:
         await wait_serving(ADDRESS, reader)
         # Publishing is the collector's right, reading the reader's: one channel each.
@@ -253,12 +270,7 @@ def main(tls: bool = True) -> list[Figure]:
         tempfile.TemporaryDirectory(prefix="tickmesh-bench-") as state,
         EmbeddedServers(Path(state)) as servers,
     ):
-        tls_root = None
-        if tls:
-            tls_root = Path(state) / "tls"
-            init_ca(tls_root)
-            for role in ("bars", "collector", "reader"):
-                issue(tls_root, role)
+        tls_root = issue_certificates(Path(state)) if tls else None
         rate, latencies, client_rate = asyncio.run(
             _run(servers.start_postgres(), servers.start_redis(), tls_root)
         )

@@ -28,10 +28,15 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from bench.bench_bars_ingest import ADDRESS, dial, wait_serving
+from bench.bench_bars_ingest import (
+    ADDRESS,
+    dial,
+    issue_certificates,
+    start_bar_service,
+    wait_serving,
+)
 from bench.report import Figure
 from tickmesh.core.tls import TlsMaterial
-from tickmesh.mesh.certs import init_ca, issue
 from tickmesh.mesh.embedded import EmbeddedServers
 from tickmesh.v2 import (
     bar_service_pb2,
@@ -167,19 +172,7 @@ async def _watch(stub: bar_service_pb2_grpc.BarServiceStub, counts: dict[str, in
 
 async def _run(database_url: str, redis_url: str, tls_root: Path) -> dict[str, float]:
     collector = TlsMaterial.load(tls_root / "collector")
-    environment = {
-        **os.environ,
-        "TICKMESH_TLS_DIR": str(tls_root / "bars"),
-        "TICKMESH_GRPC_INSECURE": "false",
-        "TICKMESH_DATABASE_URL": database_url,
-        "TICKMESH_REDIS_URL": redis_url,
-        "TICKMESH_BARS_LISTEN": ADDRESS,
-        "TICKMESH_BARS_METRICS_PORT": "0",
-        "TICKMESH_LOG_LEVEL": "WARNING",
-    }
-    service = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tickmesh.bars", env=environment
-    )
+    service = await start_bar_service(database_url, redis_url, tls_root)
     try:
         reader = TlsMaterial.load(tls_root / "reader")
         await wait_serving(ADDRESS, reader)
@@ -207,10 +200,7 @@ def main() -> list[Figure]:
         tempfile.TemporaryDirectory(prefix="tickmesh-bench-") as state,
         EmbeddedServers(Path(state)) as servers,
     ):
-        tls_root = Path(state) / "tls"
-        init_ca(tls_root)
-        for role in ("bars", "collector", "reader"):
-            issue(tls_root, role)
+        tls_root = issue_certificates(Path(state))
         usage = asyncio.run(_run(servers.start_postgres(), servers.start_redis(), tls_root))
     sys.stdout.write(
         f"bar service, {INSTRUMENTS:,} instruments at {usage['rate']:,.0f} trades/s for "
