@@ -86,3 +86,22 @@ def test_a_column_that_does_not_line_up_is_named() -> None:
     bad.price_scale = 19
     with pytest.raises(TradeRunError, match=r"batch.trades\[1\].price_scale: 19 is outside"):
         runs_from_messages([good, bad])
+
+
+def test_an_event_time_not_positive_is_named_by_run_and_trade() -> None:
+    def run(symbol: str, times: list[int]) -> market_pb2.SymbolTrades:
+        return market_pb2.SymbolTrades(
+            exchange=market_pb2.EXCHANGE_BINANCE_SPOT,
+            symbol=symbol,
+            trade_ids=range(1, len(times) + 1),
+            prices=[1] * len(times),
+            quantities=[1] * len(times),
+            event_time_ns=times,
+        )
+
+    messages = [run("AUSDT", [5]), run("BUSDT", []), run("CUSDT", [5, 6, 0])]
+    with pytest.raises(TradeRunError, match=r"^batch.trades\[2\].event_time_ns\[2\]: must be"):
+        runs_from_messages(messages)
+    messages[0].event_time_ns[0] = -1
+    with pytest.raises(TradeRunError, match=r"^batch.trades\[0\].event_time_ns\[0\]: must be"):
+        runs_from_messages(messages)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
-
 from tickmesh.bars.run_columns import runs_from_messages
 from tickmesh.bars.trades import SourceBar, TradeRun, TradeRunError
 from tickmesh.core.decimals import DecimalValueError
@@ -82,14 +80,6 @@ def check_batch(batch: market_pb2.TradeBatch, shard: Shard) -> CheckedBatch:
         runs = runs_from_messages(batch.trades)
     except TradeRunError as error:
         raise InvalidArgument(str(error)) from None
-    if runs and bool((np.concatenate([run.event_time_ns for run in runs]) <= 0).any()):
-        for index, run in enumerate(runs):
-            bad_times = np.flatnonzero(run.event_time_ns <= 0)
-            if bad_times.size:
-                raise InvalidArgument(
-                    f"batch.trades[{index}].event_time_ns[{int(bad_times[0])}]: "
-                    "must be a positive epoch time"
-                )
     source_bars = []
     for index, bar in enumerate(batch.source_bars):
         field = f"batch.source_bars[{index}]"

@@ -26,8 +26,6 @@ def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[i
         minutes.taker_buy_quote_volume,
     )
     duration = book.duration_ns
-    bars, forming = book.bars, book.forming_changed
-    until = book.emitted_until
     size = len(times)
     first = 0
     while first < size:
@@ -64,16 +62,30 @@ def merge_minutes(book: TimeframeBook, minutes: MinuteAggregates, revised: set[i
             count,
             False,
         )
-        bar = bars.get(bucket)
-        if bar is not None and until is not None and bucket >= until:
-            # A forming bar that exists (nearly every merge of a busy symbol): merge into it
-            # here, one call of seventeen arguments fewer than book.merge, same bookkeeping.
-            bar.merge(*merged, 0, late_count, buy, buy_quote)
-            forming.add(bucket)
-        else:
-            book.merge(times[first], *merged, revised, late_count, buy, buy_quote)
-        until = book.emitted_until  # a merge may have opened the book's forming range
+        _merge_bucket(book, times[first], bucket, merged, late_count, buy, buy_quote, revised)
         first = last + 1
+
+
+def _merge_bucket(
+    book: TimeframeBook,
+    minute_ns: int,
+    bucket: int,
+    merged: PartialBar,
+    late_count: int,
+    buy: int | None,
+    buy_quote: int | None,
+    revised: set[int],
+) -> None:
+    """Merge a partial bar starting at `minute_ns` into the book's bar at `bucket`."""
+    bar = book.bars.get(bucket)
+    until = book.emitted_until
+    if bar is not None and until is not None and bucket >= until:
+        # A forming bar that exists (nearly every merge of a busy symbol): merge into it
+        # here, one call of seventeen arguments fewer than book.merge, same bookkeeping.
+        bar.merge(*merged, 0, late_count, buy, buy_quote)
+        book.forming_changed.add(bucket)
+    else:
+        book.merge(minute_ns, *merged, revised, late_count, buy, buy_quote)
 
 
 def merge_minute(
@@ -87,10 +99,4 @@ def merge_minute(
     """Merge one minute's partial bar, with no out-of-order trades, into every book."""
     for book, book_revised in zip(books, revised, strict=True):
         bucket = minute_ns - minute_ns % book.duration_ns
-        bar = book.bars.get(bucket)
-        until = book.emitted_until
-        if bar is not None and until is not None and bucket >= until:
-            bar.merge(*merged, 0, 0, buy, buy_quote)
-            book.forming_changed.add(bucket)
-        else:
-            book.merge(minute_ns, *merged, book_revised, 0, buy, buy_quote)
+        _merge_bucket(book, minute_ns, bucket, merged, 0, buy, buy_quote, book_revised)

@@ -9,6 +9,7 @@ cost.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from itertools import accumulate, chain
 from typing import TypeVar
@@ -39,6 +40,19 @@ def _check_shapes(index: int, message: market_pb2.SymbolTrades) -> None:
             )
     check_scale(message.price_scale, f"batch.trades[{index}].price_scale")
     check_scale(message.quantity_scale, f"batch.trades[{index}].quantity_scale")
+
+
+def _check_times(event_time_ns: npt.NDArray[np.int64], sizes: list[int]) -> None:
+    """TradeRunError naming the first trade of the batch whose event time is not positive."""
+    bad = np.flatnonzero(event_time_ns <= 0)
+    if bad.size:
+        position = int(bad[0])
+        index = bisect.bisect_right(list(accumulate(sizes)), position)
+        start = sum(sizes[:index])
+        raise TradeRunError(
+            f"batch.trades[{index}].event_time_ns[{position - start}]: "
+            "must be a positive epoch time"
+        )
 
 
 def _column(
@@ -72,14 +86,17 @@ def _split_optional(
 
 
 def runs_from_messages(messages: Sequence[market_pb2.SymbolTrades]) -> list[TradeRun]:
-    """Build one run per message; TradeRunError naming the field if one is malformed."""
+    """Build one run per message; TradeRunError naming the field if one is malformed (a column
+    that does not line up, a scale outside 0..18, an event time not positive)."""
     for index, message in enumerate(messages):
         _check_shapes(index, message)
     sizes = [len(message.trade_ids) for message in messages]
+    all_times = _column(messages, "event_time_ns", np.int64)
+    _check_times(all_times, sizes)
     ids = _split(_column(messages, "trade_ids", np.int64), sizes)
     prices = _split(_column(messages, "prices", np.int64), sizes)
     quantities = _split(_column(messages, "quantities", np.int64), sizes)
-    times = _split(_column(messages, "event_time_ns", np.int64), sizes)
+    times = _split(all_times, sizes)
     types = _split_optional(
         _column(messages, "types", np.int32), [len(m.types) for m in messages], sizes
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +39,11 @@ SymbolKey = tuple[int, str]
 _EXACT_BOUND = float(2**62)
 
 
+# A run's partial bar: PartialBar without its from-source flag.
+RunBar = tuple[int, int, int, int, int, int, int, int, int, int, int]
+Column = TypeVar("Column", bound=np.generic)
+
+
 @dataclass(frozen=True, slots=True)
 class _Candidates:
     """The runs that may be simple, with their columns concatenated in run order."""
@@ -53,7 +59,22 @@ class _Candidates:
     quantities: IntArray
     sound: npt.NDArray[np.bool_]  # per trade: a market trade of positive price and quantity
     trade_counts: IntArray | None  # None: every record is one trade
-    taker_buys: npt.NDArray[np.bool_]
+    taker_buys: npt.NDArray[np.bool_] | None  # None: no candidate knows its sides
+
+
+def _concatenate_optional(
+    columns: list[npt.NDArray[Column] | None], sizes: list[int], fill: int, dtype: type[Column]
+) -> npt.NDArray[Column] | None:
+    """An optional column over every candidate, `fill` for the runs without it; None if none has it."""
+    if all(column is None for column in columns):
+        return None
+    filler = np.full(max(sizes), fill, dtype)
+    return np.concatenate(
+        [
+            filler[:size] if column is None else column
+            for column, size in zip(columns, sizes, strict=True)
+        ]
+    )
 
 
 def _candidates(
@@ -63,20 +84,11 @@ def _candidates(
     seen = Counter((run.exchange, run.symbol) for run in runs)
     positions: list[int] = []
     states: list[SymbolBars] = []
-    has_sides: list[bool] = []
-    ids: list[IntArray] = []
-    times: list[IntArray] = []
-    prices: list[IntArray] = []
-    quantities: list[IntArray] = []
-    sound: list[npt.NDArray[np.bool_]] = []
-    counts: list[IntArray] = []
-    buys: list[npt.NDArray[np.bool_]] = []
-    any_counts = False
+    chosen: list[TradeRun] = []
     for position, run in enumerate(runs):
         key = (run.exchange, run.symbol)
         state = symbols.get(key)
-        size = len(run)
-        if state is None or state.scales is None or size == 0 or seen[key] > 1:
+        if state is None or state.scales is None or len(run) == 0 or seen[key] > 1:
             continue
         if (state.scales.price, state.scales.quantity) != (run.price_scale, run.quantity_scale):
             continue
@@ -84,44 +96,39 @@ def _candidates(
             continue
         positions.append(position)
         states.append(state)
-        ids.append(run.trade_ids)
-        times.append(run.event_time_ns)
-        prices.append(run.prices)
-        quantities.append(run.quantities)
-        valid = (run.prices > 0) & (run.quantities > 0)
-        if run.types is not None:
-            # Viewed unsigned, negative (unknown) types become huge and fail the market test.
-            valid &= run.types.view(np.uint32) <= 1
-        sound.append(valid)
-        counts.append(np.ones(size, np.int64) if run.trade_counts is None else run.trade_counts)
-        any_counts = any_counts or run.trade_counts is not None
-        has_sides.append(run.sides is not None)
-        if run.sides is None:
-            buys.append(np.zeros(size, np.bool_))
-        else:
-            buys.append(run.sides == market_pb2.AGGRESSOR_SIDE_BUY)
+        chosen.append(run)
     if not positions:
         return None
-    sizes = np.array([len(column) for column in ids], np.intp)
-    ends = np.cumsum(sizes)
+    sizes = [len(run) for run in chosen]
+    ends = np.cumsum(np.array(sizes, np.intp))
+    prices = np.concatenate([run.prices for run in chosen])
+    quantities = np.concatenate([run.quantities for run in chosen])
+    sound = (prices > 0) & (quantities > 0)
+    types = _concatenate_optional([run.types for run in chosen], sizes, 0, np.int32)
+    if types is not None:
+        # Viewed unsigned, negative (unknown) types become huge and fail the market test.
+        sound &= types.view(np.uint32) <= 1
+    sides = _concatenate_optional([run.sides for run in chosen], sizes, 0, np.int8)
     return _Candidates(
         positions,
         states,
-        has_sides,
-        ends - sizes,
+        [run.sides is not None for run in chosen],
+        ends - np.array(sizes, np.intp),
         ends,
-        np.concatenate(ids),
-        np.concatenate(times),
-        np.concatenate(prices),
-        np.concatenate(quantities),
-        np.concatenate(sound),
-        np.concatenate(counts) if any_counts else None,
-        np.concatenate(buys),
+        np.concatenate([run.trade_ids for run in chosen]),
+        np.concatenate([run.event_time_ns for run in chosen]),
+        prices,
+        quantities,
+        sound,
+        _concatenate_optional([run.trade_counts for run in chosen], sizes, 1, np.int64),
+        None if sides is None else sides == market_pb2.AGGRESSOR_SIDE_BUY,
     )
 
 
-def _simple(found: _Candidates, max_future_ns: int, clock_ns: int | None) -> npt.NDArray[np.intp]:
-    """The candidates (by index) whose trades alone make them simple; the state is checked later."""
+def _simple(
+    found: _Candidates, highs: IntArray, max_future_ns: int, clock_ns: int | None
+) -> npt.NDArray[np.intp]:
+    """The candidates (by index) whose trades make them simple; their order was checked first."""
     starts, lasts = found.starts, found.ends - 1
     ids, times = found.trade_ids, found.event_time_ns
     ascending = np.ones(ids.size, np.bool_)
@@ -131,15 +138,14 @@ def _simple(found: _Candidates, max_future_ns: int, clock_ns: int | None) -> npt
     simple &= times[starts] // NS_PER_MINUTE == times[lasts] // NS_PER_MINUTE
     if clock_ns is not None:
         simple &= times[lasts] <= clock_ns + max_future_ns
-    high = np.maximum.reduceat(found.prices, starts).astype(np.float64)
-    simple &= (
-        high * np.maximum.reduceat(found.quantities, starts) * (lasts - starts + 1) < _EXACT_BOUND
-    )
+    # trade_filter.exact_notionals's bound, for every run at once.
+    bounds = highs.astype(np.float64) * np.maximum.reduceat(found.quantities, starts)
+    simple &= bounds * (lasts - starts + 1) < _EXACT_BOUND
     return np.flatnonzero(simple)
 
 
 def _partial_bars(
-    found: _Candidates, chosen: npt.NDArray[np.intp], notionals: IntArray
+    found: _Candidates, chosen: npt.NDArray[np.intp], highs: IntArray, notionals: IntArray
 ) -> list[RunBar]:
     """The one partial 1m bar of each chosen candidate (its trades are in order, in one minute)."""
     starts = found.starts
@@ -157,7 +163,7 @@ def _partial_bars(
     return list(
         zip(
             prices[firsts].tolist(),
-            np.maximum.reduceat(prices, starts)[chosen].tolist(),
+            highs[chosen].tolist(),
             np.minimum.reduceat(prices, starts)[chosen].tolist(),
             prices[lasts].tolist(),
             times[firsts].tolist(),
@@ -183,16 +189,20 @@ def apply_simple_runs(
     found = _candidates(runs, symbols)
     if found is None:
         return results
-    chosen = _simple(found, max_future_ns, clock_ns)
+    highs = np.maximum.reduceat(found.prices, found.starts)
+    chosen = _simple(found, highs, max_future_ns, clock_ns)
     if chosen.size == 0:
         return results
-    buys = found.taker_buys
     notionals = found.prices * found.quantities
-    buy_volumes = np.add.reduceat(found.quantities * buys, found.starts)[chosen].tolist()
-    buy_quotes = np.add.reduceat(notionals * buys, found.starts)[chosen].tolist()
+    buy_volumes: list[int | None] = [None] * chosen.size
+    buy_quotes: list[int | None] = [None] * chosen.size
+    if found.taker_buys is not None:
+        buys = found.taker_buys
+        buy_volumes = np.add.reduceat(found.quantities * buys, found.starts)[chosen].tolist()
+        buy_quotes = np.add.reduceat(notionals * buys, found.starts)[chosen].tolist()
     for row, bar, start, end, buy, buy_quote in zip(
         chosen.tolist(),
-        _partial_bars(found, chosen, notionals),
+        _partial_bars(found, chosen, highs, notionals),
         found.starts[chosen].tolist(),
         found.ends[chosen].tolist(),
         buy_volumes,
@@ -209,10 +219,6 @@ def apply_simple_runs(
             clock_ns,
         )
     return results
-
-
-# A run's partial bar: PartialBar without its from-source flag.
-RunBar = tuple[int, int, int, int, int, int, int, int, int, int, int]
 
 
 def _follows(state: SymbolBars, first_time: int, first_id: int) -> bool:
