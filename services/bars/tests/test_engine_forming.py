@@ -84,3 +84,25 @@ def test_bar_update_to_proto_carries_every_field() -> None:
         taker_buy_quote_volume="10.25",
     )
     assert final.close_time_ns == T0 + NS_PER_MINUTE
+
+
+def test_forming_message_is_the_forming_update_as_proto() -> None:
+    engine = BarEngine()
+    engine.apply_trades(trade(1, "10.25", T0 + NS_PER_SECOND, side=market_pb2.AGGRESSOR_SIDE_BUY))
+    engine.apply_trades(trade(2, "9.5", T0 + 2 * NS_PER_SECOND, symbol="BTCUSDT"))
+    engine.apply_trades(trade(2, "9.5", T0 + 2 * NS_PER_SECOND, symbol="BTCUSDT"))  # duplicate
+    engine.apply_trades(trade(3, "14", T0 + 3 * NS_PER_SECOND, side=market_pb2.AGGRESSOR_SIDE_SELL))
+    forming = engine.take_forming()
+    assert len(forming) == 2 * len(TIMEFRAMES)
+    for bar in forming:
+        update = bar.update()
+        assert update is not None
+        assert bar.message() == update.to_proto()
+    messages = [bar.message() for bar in forming]
+    assert {m.vwap for m in messages if m.symbol == "ETHUSDT"} == {12.125}
+    assert {m.duplicate_trades for m in messages if m.symbol == "BTCUSDT"} == {1}
+    assert not any(m.HasField("taker_buy_volume") for m in messages if m.symbol == "BTCUSDT")
+
+    engine.advance(T0 + NS_PER_MINUTE + 2 * NS_PER_SECOND)
+    minute = next(bar for bar in forming if bar.key()[2] == market_pb2.TIMEFRAME_1M)
+    assert minute.message() is None  # final now

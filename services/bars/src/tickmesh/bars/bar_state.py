@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
 from tickmesh.core.decimals import format_decimal, power_of_ten, to_decimal
 from tickmesh.core.timeframes import TimeframeSpec
@@ -83,31 +83,87 @@ class BarUpdate:
 
     def to_proto(self, change_id: int = 0) -> market_pb2.Bar:
         """Return the bar as a `tickmesh.v2.Bar`; the server assigns `change_id` when persisting."""
-        ps, qs = self.price_scale, self.quantity_scale
-        bar = market_pb2.Bar(
-            symbol=self.symbol,
-            exchange=market_pb2.Exchange.ValueType(self.exchange),
-            timeframe=market_pb2.Timeframe.ValueType(self.timeframe.proto),
-            open_time_ns=self.open_time_ns,
-            open=format_decimal(self.open, ps),
-            high=format_decimal(self.high, ps),
-            low=format_decimal(self.low, ps),
-            close=format_decimal(self.close, ps),
-            volume=format_decimal(self.volume, qs),
-            quote_volume=format_decimal(self.quote_volume, ps + qs),
-            trade_count=self.trade_count,
-            vwap=self.vwap,
-            final=self.final,
-            revision=self.revision,
-            change_id=change_id,
-            duplicate_trades=self.duplicate_trades,
-            out_of_order_trades=self.out_of_order_trades,
+        return bar_message(
+            self,
+            self.exchange,
+            self.symbol,
+            self.timeframe.proto,
+            self.vwap,
+            self.final,
+            self.revision,
+            change_id,
+            self.price_scale,
+            self.quantity_scale,
         )
-        if self.taker_buy_volume is not None:
-            bar.taker_buy_volume = format_decimal(self.taker_buy_volume, qs)
-        if self.taker_buy_quote_volume is not None:
-            bar.taker_buy_quote_volume = format_decimal(self.taker_buy_quote_volume, ps + qs)
-        return bar
+
+
+class _BarValues(Protocol):
+    """The values of a bar, as both an update and an accumulator hold them."""
+
+    @property
+    def open_time_ns(self) -> int: ...
+    @property
+    def open(self) -> int: ...
+    @property
+    def high(self) -> int: ...
+    @property
+    def low(self) -> int: ...
+    @property
+    def close(self) -> int: ...
+    @property
+    def volume(self) -> int: ...
+    @property
+    def quote_volume(self) -> int: ...
+    @property
+    def trade_count(self) -> int: ...
+    @property
+    def duplicate_trades(self) -> int: ...
+    @property
+    def out_of_order_trades(self) -> int: ...
+    @property
+    def taker_buy_volume(self) -> int | None: ...
+    @property
+    def taker_buy_quote_volume(self) -> int | None: ...
+
+
+def bar_message(
+    bar: _BarValues,
+    exchange: int,
+    symbol: str,
+    timeframe: int,
+    vwap: float,
+    final: bool,
+    revision: int,
+    change_id: int,
+    price_scale: int,
+    quantity_scale: int,
+) -> market_pb2.Bar:
+    """The `tickmesh.v2.Bar` of `bar`'s values at the instrument's scales."""
+    ps, qs = price_scale, quantity_scale
+    message = market_pb2.Bar(
+        symbol=symbol,
+        exchange=market_pb2.Exchange.ValueType(exchange),
+        timeframe=market_pb2.Timeframe.ValueType(timeframe),
+        open_time_ns=bar.open_time_ns,
+        open=format_decimal(bar.open, ps),
+        high=format_decimal(bar.high, ps),
+        low=format_decimal(bar.low, ps),
+        close=format_decimal(bar.close, ps),
+        volume=format_decimal(bar.volume, qs),
+        quote_volume=format_decimal(bar.quote_volume, ps + qs),
+        trade_count=bar.trade_count,
+        vwap=vwap,
+        final=final,
+        revision=revision,
+        change_id=change_id,
+        duplicate_trades=bar.duplicate_trades,
+        out_of_order_trades=bar.out_of_order_trades,
+    )
+    if bar.taker_buy_volume is not None:
+        message.taker_buy_volume = format_decimal(bar.taker_buy_volume, qs)
+    if bar.taker_buy_quote_volume is not None:
+        message.taker_buy_quote_volume = format_decimal(bar.taker_buy_quote_volume, ps + qs)
+    return message
 
 
 # Field order of an accumulator in snapshots (one row per bar, see TimeframeBook.to_dict); a
@@ -325,10 +381,6 @@ class BarAccumulator:
         quantity_scale: int,
     ) -> BarUpdate:
         """Return the emitted form of this bar at the instrument's scales."""
-        unit = power_of_ten(price_scale)
-        # quote (scale ps+qs) / volume (scale qs) is a price at scale ps; one int division
-        # rounds once, correctly, for the statistic VWAP is (the close for a flat bar).
-        vwap = self.quote_volume / (self.volume * unit) if self.volume > 0 else self.close / unit
         return BarUpdate(
             exchange,
             symbol,
@@ -341,13 +393,37 @@ class BarAccumulator:
             self.volume,
             self.quote_volume,
             self.trade_count,
-            vwap,
+            self.vwap(price_scale),
             final,
             max(self.revision, 0) if final else 0,
             self.duplicate_trades,
             self.out_of_order_trades,
             self.taker_buy_volume,
             self.taker_buy_quote_volume,
+            price_scale,
+            quantity_scale,
+        )
+
+    def vwap(self, price_scale: int) -> float:
+        """The volume-weighted average price (the close for a bar without volume)."""
+        unit = power_of_ten(price_scale)
+        # quote (scale ps+qs) / volume (scale qs) is a price at scale ps; one int division
+        # rounds once, correctly, for the statistic VWAP is.
+        return self.quote_volume / (self.volume * unit) if self.volume > 0 else self.close / unit
+
+    def forming_message(
+        self, exchange: int, symbol: str, timeframe: int, price_scale: int, quantity_scale: int
+    ) -> market_pb2.Bar:
+        """The bar's forming message as it is now: `to_update(...).to_proto()` without the update."""
+        return bar_message(
+            self,
+            exchange,
+            symbol,
+            timeframe,
+            self.vwap(price_scale),
+            False,
+            0,
+            0,
             price_scale,
             quantity_scale,
         )

@@ -379,14 +379,9 @@ class IngestPipeline:
         if not self._hub.subscriber_count:
             return
         self._forming.offer(forming)
-        due = self._forming.make_due(time.monotonic_ns(), _forming_message)
+        due = self._forming.make_due(time.monotonic_ns(), FormingBar.message)
         self._traces.stamp_forming(due)
         self._hub.publish_forming(due)
-
-
-def _forming_message(bar: FormingBar) -> market_pb2.Bar | None:
-    update = bar.update()
-    return None if update is None else update.to_proto()
 
 
 def _trade_row(exchange: str, run: TradeRun, index: int, reason: str) -> tuple[object, ...]:

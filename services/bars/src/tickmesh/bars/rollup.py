@@ -14,6 +14,7 @@ from tickmesh.bars.bar_state import NEVER_FINAL, BarAccumulator, BarUpdate, resc
 from tickmesh.bars.forming_bars import FormingBar
 from tickmesh.core.decimals import power_of_ten
 from tickmesh.core.timeframes import TimeframeSpec
+from tickmesh.v2 import market_pb2
 
 
 class Scales:
@@ -314,6 +315,18 @@ class TimeframeBook:
         if bar is None or until is None or bucket < until:
             return None
         return self._update(bar, False)
+
+    def forming_message(self, bucket: int) -> market_pb2.Bar | None:
+        """The forming message of the bar at `bucket` (as `forming_update(bucket).to_proto()`);
+        None if it is final, pruned or unknown."""
+        bar = self.bars.get(bucket)
+        until = self.emitted_until
+        if bar is None or until is None or bucket < until:
+            return None
+        scales = self.scales
+        return bar.forming_message(
+            self.exchange, self.symbol, self.spec.proto, scales.price, scales.quantity
+        )
 
     def children_rollup(self, minute_book: TimeframeBook, bucket: int) -> BarAccumulator | None:
         """Rebuild this timeframe's bar at `bucket` from the 1m bars with data, or None if none."""
