@@ -9,6 +9,7 @@ unknown (source bars, trades without aggressor sides); unknown absorbs known in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -126,6 +127,11 @@ class _BarValues(Protocol):
     def taker_buy_quote_volume(self) -> int | None: ...
 
 
+# A forming bar's prices repeat from send to send, and its close is every timeframe's close:
+# their texts are cached (a hit costs a quarter of format_decimal). Volumes rarely repeat.
+_price_text = lru_cache(maxsize=16_384)(format_decimal)
+
+
 def bar_message(
     bar: _BarValues,
     exchange: int,
@@ -145,20 +151,27 @@ def bar_message(
         exchange=market_pb2.Exchange.ValueType(exchange),
         timeframe=market_pb2.Timeframe.ValueType(timeframe),
         open_time_ns=bar.open_time_ns,
-        open=format_decimal(bar.open, ps),
-        high=format_decimal(bar.high, ps),
-        low=format_decimal(bar.low, ps),
-        close=format_decimal(bar.close, ps),
+        open=_price_text(bar.open, ps),
+        high=_price_text(bar.high, ps),
+        low=_price_text(bar.low, ps),
+        close=_price_text(bar.close, ps),
         volume=format_decimal(bar.volume, qs),
         quote_volume=format_decimal(bar.quote_volume, ps + qs),
         trade_count=bar.trade_count,
         vwap=vwap,
-        final=final,
-        revision=revision,
-        change_id=change_id,
-        duplicate_trades=bar.duplicate_trades,
-        out_of_order_trades=bar.out_of_order_trades,
     )
+    # Zero is proto3's default, the same bytes set or not: a forming bar sets none of these,
+    # and each keyword costs as much as a field's text.
+    if final:
+        message.final = final
+    if revision:
+        message.revision = revision
+    if change_id:
+        message.change_id = change_id
+    if bar.duplicate_trades:
+        message.duplicate_trades = bar.duplicate_trades
+    if bar.out_of_order_trades:
+        message.out_of_order_trades = bar.out_of_order_trades
     if bar.taker_buy_volume is not None:
         message.taker_buy_volume = format_decimal(bar.taker_buy_volume, qs)
     if bar.taker_buy_quote_volume is not None:
