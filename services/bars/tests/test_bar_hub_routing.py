@@ -63,3 +63,42 @@ async def test_finals_and_forming_reach_only_the_instruments_subscribers() -> No
     hub.publish_finals([_bar(SPOT, "W0000USDT", M1, 6, True)])
     assert not per_instrument[(SPOT, "W0000USDT")].queued
     assert hub.subscriber_count == 2001
+
+
+def test_forming_is_wanted_only_for_the_instruments_of_forming_subscribers() -> None:
+    hub = BarHub(100)
+    assert hub.forming_wanted() is not None
+    assert (SPOT, "BTCUSDT") not in hub.forming_wanted()  # type: ignore[operator]
+    # Analytics: every instrument, finals only. It wants no forming bar.
+    hub.subscribe(BarFilter())
+    hub.subscribe(BarFilter(frozenset({(USDM, "ETHUSDT")})))
+    wanted = hub.forming_wanted()
+    assert wanted is not None
+    assert (SPOT, "BTCUSDT") not in wanted
+    assert (USDM, "ETHUSDT") not in wanted
+    # A gateway's stream of the instruments its clients watch.
+    gateway = hub.subscribe(
+        BarFilter(frozenset({(SPOT, "BTCUSDT"), (USDM, "ETHUSDT")}), include_forming=True)
+    )
+    wanted = hub.forming_wanted()
+    assert wanted is not None
+    assert {(SPOT, "BTCUSDT"), (USDM, "ETHUSDT")} == {
+        key for key in [(SPOT, "BTCUSDT"), (USDM, "ETHUSDT"), (SPOT, "ETHUSDT")] if key in wanted
+    }
+    every = hub.subscribe(BarFilter(include_forming=True))
+    assert hub.forming_wanted() is None  # every instrument
+    hub.unsubscribe(every)
+    hub.unsubscribe(gateway)
+    wanted = hub.forming_wanted()
+    assert wanted is not None
+    assert (SPOT, "BTCUSDT") not in wanted
+
+
+async def test_forming_bars_are_not_routed_to_finals_only_subscribers() -> None:
+    hub = BarHub(100)
+    finals_only = hub.subscribe(BarFilter(frozenset({(SPOT, "BTCUSDT")})))
+    forming = hub.subscribe(BarFilter(frozenset({(SPOT, "BTCUSDT")}), include_forming=True))
+    hub.publish_forming([_bar(SPOT, "BTCUSDT", M1, 0, False)])
+    assert _ids(await forming.next_items()) == [("BTCUSDT", 0)]
+    assert not finals_only.queued
+    assert not finals_only.has_extra()

@@ -98,7 +98,7 @@ def test_forming_message_is_the_forming_update_as_proto() -> None:
         update = bar.update()
         assert update is not None
         assert bar.message() == update.to_proto()
-    messages = [bar.message() for bar in forming]
+    messages = [message for bar in forming if (message := bar.message()) is not None]
     assert {m.vwap for m in messages if m.symbol == "ETHUSDT"} == {12.125}
     assert {m.duplicate_trades for m in messages if m.symbol == "BTCUSDT"} == {1}
     assert not any(m.HasField("taker_buy_volume") for m in messages if m.symbol == "BTCUSDT")
@@ -106,3 +106,20 @@ def test_forming_message_is_the_forming_update_as_proto() -> None:
     engine.advance(T0 + NS_PER_MINUTE + 2 * NS_PER_SECOND)
     minute = next(bar for bar in forming if bar.key()[2] == market_pb2.TIMEFRAME_1M)
     assert minute.message() is None  # final now
+
+
+def test_take_forming_names_only_wanted_instruments_and_forgets_the_others() -> None:
+    engine = BarEngine()
+    engine.apply_trades(trade(1, "10", T0 + NS_PER_SECOND))
+    engine.apply_trades(trade(2, "12", T0 + NS_PER_SECOND, symbol="BTCUSDT"))
+    wanted = {(SPOT, "BTCUSDT")}
+    assert {bar.key()[1] for bar in engine.take_forming(wanted)} == {"BTCUSDT"}
+    # ETHUSDT's changes were forgotten, not held for later: only its next change is named.
+    assert engine.take_forming() == []
+    engine.apply_trades(trade(3, "11", T0 + 2 * NS_PER_SECOND))
+    named = engine.take_forming(set())
+    assert named == []
+    engine.apply_trades(trade(4, "13", T0 + 3 * NS_PER_SECOND))
+    assert {(bar.key()[1], bar.key()[2]) for bar in engine.take_forming()} == {
+        ("ETHUSDT", tf.proto) for tf in TIMEFRAMES
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Hashable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -120,6 +120,10 @@ class Fanout(Generic[S]):
                 holders.discard(subscription)
                 if not holders:
                     del self._by_key[key]
+
+    def wanted_keys(self) -> Container[Hashable] | None:
+        """The keys some subscription follows (a live view); None when one follows every key."""
+        return None if self._unkeyed else self._by_key.keys()
 
     def route(
         self, items: Sequence[T], key: Callable[[T], Hashable]

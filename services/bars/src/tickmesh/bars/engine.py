@@ -11,7 +11,7 @@ The gRPC server owns one engine per process and calls it from one task (it is no
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 from tickmesh.bars.bar_state import BarUpdate
@@ -121,13 +121,18 @@ class BarEngine:
                 self._changed.add(key)
         return updates
 
-    def take_forming(self) -> list[FormingBar]:
-        """Name the forming bars (every timeframe) that changed since the last call."""
+    def take_forming(self, wanted: Container[object] | None = None) -> list[FormingBar]:
+        """Name the forming bars (every timeframe) that changed since the last call, of the
+        instruments in `wanted` (None: every one); the others' changes are forgotten."""
         changed: list[FormingBar] = []
         for key in sorted(self._forming):
             state = self._symbols.get(key)
-            if state is not None:
+            if state is None:
+                continue
+            if wanted is None or key in wanted:
                 state.take_forming(changed)
+            else:
+                state.forget_forming()
         self._forming.clear()
         return changed
 

@@ -375,10 +375,7 @@ class IngestPipeline:
         self._hub.publish_finals(bars)
 
     async def _publish_forming(self) -> None:
-        forming = self._engine.take_forming()
-        if not self._hub.subscriber_count:
-            return
-        self._forming.offer(forming)
+        self._forming.offer(self._engine.take_forming(self._hub.forming_wanted()))
         due = self._forming.make_due(time.monotonic_ns(), FormingBar.message)
         self._traces.stamp_forming(due)
         self._hub.publish_forming(due)

@@ -370,6 +370,11 @@ class SymbolBars:
             if book.forming_changed:
                 book.take_forming(out)
 
+    def forget_forming(self) -> None:
+        """Forget which bars changed while forming (nobody takes this instrument's)."""
+        for book in self.books:
+            book.forming_changed.clear()
+
     def to_dict(self, with_finals: bool = True) -> dict[str, Any]:
         """Return the symbol's state as a JSON-able dict (final bars only if `with_finals`)."""
         return {
