@@ -7,8 +7,10 @@ live-timestamped, in one batch every 50 ms grouped into one run per instrument, 
 TICKMESH_BENCH_BARS_MARKET_RATE trades/s (default 20,000). After a warm-up that has every
 instrument seen, the bar process's CPU time and resident memory are read over
 TICKMESH_BENCH_BARS_MARKET_SECONDS (default 120: two minute closes, with their group commits
-of 2,000 instruments' finals), while one subscriber reads the forming and final bars of every
-instrument, as the gateway does. Goal (issue 15): at most 25 % of a core.
+of 2,000 instruments' finals), while two subscribers read: the final bars of every instrument,
+as analytics does, and the forming and final bars of the TICKMESH_BENCH_BARS_MARKET_WATCHED
+busiest instruments (default all 2,000), as a gateway does for the instruments its clients
+watch. Goal (issue 15): at most 25 % of a core.
 
 The load generator is this process, on the other core; the whole-market bench measures the
 mesh end to end with every process on the box.
@@ -50,6 +52,7 @@ INSTRUMENTS = 2000
 SKEW = 1.1
 RATE = float(os.environ.get("TICKMESH_BENCH_BARS_MARKET_RATE", "20000"))
 SECONDS = float(os.environ.get("TICKMESH_BENCH_BARS_MARKET_SECONDS", "120"))
+WATCHED = int(os.environ.get("TICKMESH_BENCH_BARS_MARKET_WATCHED", str(INSTRUMENTS)))
 WARM_UP_SECONDS = 20.0
 BATCH_SECONDS = 0.05
 MB = 1024 * 1024
@@ -151,19 +154,27 @@ async def _publish(
     return usage
 
 
-async def _watch(stub: bar_service_pb2_grpc.BarServiceStub, counts: dict[str, int]) -> None:
-    """Read forming and final bars of every instrument, as the gateway's one stream per shard does."""
-    instruments = [
-        market_pb2.Instrument(
-            exchange=(
-                market_pb2.EXCHANGE_BINANCE_SPOT if i % 2 == 0 else market_pb2.EXCHANGE_BINANCE_USDM
-            ),
-            symbol=f"W{i}USDT",
-        )
-        for i in range(INSTRUMENTS)
-    ]
+def _instrument(index: int) -> market_pb2.Instrument:
+    return market_pb2.Instrument(
+        exchange=(
+            market_pb2.EXCHANGE_BINANCE_SPOT if index % 2 == 0 else market_pb2.EXCHANGE_BINANCE_USDM
+        ),
+        symbol=f"W{index}USDT",
+    )
+
+
+async def _watch(
+    stub: bar_service_pb2_grpc.BarServiceStub,
+    instruments: int,
+    include_forming: bool,
+    counts: dict[str, int],
+) -> None:
+    """Read the bars of the `instruments` busiest instruments: finals, and forming bars if asked
+    (analytics reads finals of all, a gateway forming and finals of those watched)."""
     request = bar_service_pb2.SubscribeRequest(
-        instruments=instruments, include_forming=True, max_batch=1000
+        instruments=[_instrument(i) for i in range(instruments)],
+        include_forming=include_forming,
+        max_batch=1000,
     )
     async for response in stub.Subscribe(request):
         for bar in response.bars if response.bars else (response.bar,):
@@ -178,16 +189,21 @@ async def _run(database_url: str, redis_url: str, tls_root: Path) -> dict[str, f
         await wait_serving(ADDRESS, reader)
         async with dial(ADDRESS, collector) as channel, dial(ADDRESS, reader) as viewer:
             counts = {"forming": 0, "final": 0}
-            watcher = asyncio.create_task(
-                _watch(bar_service_pb2_grpc.BarServiceStub(viewer), counts)
-            )
+            analytics_counts = {"forming": 0, "final": 0}
+            bars = bar_service_pb2_grpc.BarServiceStub(viewer)
+            watchers = [
+                asyncio.create_task(_watch(bars, WATCHED, True, counts)),
+                asyncio.create_task(_watch(bars, INSTRUMENTS, False, analytics_counts)),
+            ]
             try:
                 stub = ingest_service_pb2_grpc.IngestServiceStub(channel)
                 usage = await _publish(stub, psutil.Process(service.pid))
             finally:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
+                for watcher in watchers:
+                    watcher.cancel()
+                await asyncio.gather(*watchers, return_exceptions=True)
             usage.update({f"{kind}_bars": float(count) for kind, count in counts.items()})
+            usage["analytics_final_bars"] = float(analytics_counts["final"])
             return usage
     finally:
         service.kill()
@@ -206,12 +222,13 @@ def main() -> list[Figure]:
         f"bar service, {INSTRUMENTS:,} instruments at {usage['rate']:,.0f} trades/s for "
         f"{SECONDS:.0f} s: {usage['cpu_percent']:.1f} % of a core, resident "
         f"{usage['rss_start_mb']:.0f} -> {usage['rss_end_mb']:.0f} MB, batches awaiting "
-        f"acknowledgement p99 {usage['lag_p99']:.0f}; a subscriber to every instrument read "
-        f"{usage['forming_bars']:,.0f} forming and {usage['final_bars']:,.0f} final bars\n"
+        f"acknowledgement p99 {usage['lag_p99']:.0f}; a subscriber to {WATCHED:,} instruments "
+        f"read {usage['forming_bars']:,.0f} forming and {usage['final_bars']:,.0f} final bars, "
+        f"one to the finals of all {usage['analytics_final_bars']:,.0f}\n"
     )
     return [
         Figure(
-            f"bars CPU, {INSTRUMENTS:,} instruments @{RATE:,.0f} trades/s",
+            f"bars CPU, {INSTRUMENTS:,} instruments @{RATE:,.0f} trades/s, {WATCHED:,} watched",
             usage["cpu_percent"],
             "% core",
             "<= 25 %",
