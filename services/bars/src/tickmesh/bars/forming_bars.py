@@ -26,8 +26,7 @@ class FormingBar(NamedTuple):
 
     def key(self) -> BarKey:
         """The throttle key: one forming update per instrument and timeframe per interval."""
-        book = self.book
-        return (book.exchange, book.symbol, book.spec.proto)
+        return self.book.forming_key
 
     def update(self) -> BarUpdate | None:
         """The bar's forming update as it is now; None once it is final or pruned."""

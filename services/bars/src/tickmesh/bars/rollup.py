@@ -12,6 +12,7 @@ from typing import Any
 
 from tickmesh.bars.bar_state import NEVER_FINAL, BarAccumulator, BarUpdate, rescale_row
 from tickmesh.bars.forming_bars import FormingBar
+from tickmesh.bars.forming_throttle import BarKey
 from tickmesh.core.decimals import power_of_ten
 from tickmesh.core.timeframes import TimeframeSpec
 from tickmesh.v2 import market_pb2
@@ -48,6 +49,7 @@ class TimeframeBook:
         "finals_changed",
         "flat_fill",
         "forming_changed",
+        "forming_key",
         "lowered",
         "newest_key",
         "prev_close",
@@ -69,6 +71,8 @@ class TimeframeBook:
         self.symbol = symbol
         self.scales = scales if scales is not None else Scales()
         self.spec = spec
+        # The forming throttle's key, made once: it is asked for every changed forming bar.
+        self.forming_key: BarKey = (exchange, symbol, spec.proto)
         self.duration_ns = spec.duration_ns
         self.flat_fill = flat_fill
         self.bars: dict[int, BarAccumulator] = {}
@@ -305,8 +309,12 @@ class TimeframeBook:
 
     def take_forming(self, out: list[FormingBar]) -> None:
         """Name the bars that changed while forming since the last call."""
-        out.extend(FormingBar(self, bucket) for bucket in sorted(self.forming_changed))
-        self.forming_changed.clear()
+        changed = self.forming_changed
+        if len(changed) == 1:  # nearly always: one forming bar per book, six per trade
+            out.append(FormingBar(self, changed.pop()))
+            return
+        out.extend(FormingBar(self, bucket) for bucket in sorted(changed))
+        changed.clear()
 
     def forming_update(self, bucket: int) -> BarUpdate | None:
         """The forming update of the bar at `bucket`; None if it is final, pruned or unknown."""
