@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any
 
 from tickmesh.core.decimals import format_decimal, power_of_ten, to_decimal
 from tickmesh.core.timeframes import TimeframeSpec
@@ -98,42 +98,13 @@ class BarUpdate:
         )
 
 
-class _BarValues(Protocol):
-    """The values of a bar, as both an update and an accumulator hold them."""
-
-    @property
-    def open_time_ns(self) -> int: ...
-    @property
-    def open(self) -> int: ...
-    @property
-    def high(self) -> int: ...
-    @property
-    def low(self) -> int: ...
-    @property
-    def close(self) -> int: ...
-    @property
-    def volume(self) -> int: ...
-    @property
-    def quote_volume(self) -> int: ...
-    @property
-    def trade_count(self) -> int: ...
-    @property
-    def duplicate_trades(self) -> int: ...
-    @property
-    def out_of_order_trades(self) -> int: ...
-    @property
-    def taker_buy_volume(self) -> int | None: ...
-    @property
-    def taker_buy_quote_volume(self) -> int | None: ...
-
-
 # A forming bar's prices repeat from send to send, and its close is every timeframe's close:
 # their texts are cached (a hit costs a quarter of format_decimal). Volumes rarely repeat.
 _price_text = lru_cache(maxsize=16_384)(format_decimal)
 
 
 def bar_message(
-    bar: _BarValues,
+    bar: BarUpdate | BarAccumulator,
     exchange: int,
     symbol: str,
     timeframe: int,

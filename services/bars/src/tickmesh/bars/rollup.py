@@ -316,20 +316,24 @@ class TimeframeBook:
         out.extend(FormingBar(self, bucket) for bucket in sorted(changed))
         changed.clear()
 
-    def forming_update(self, bucket: int) -> BarUpdate | None:
-        """The forming update of the bar at `bucket`; None if it is final, pruned or unknown."""
+    def _forming_bar(self, bucket: int) -> BarAccumulator | None:
+        """The bar at `bucket` if it is still forming; None if it is final, pruned or unknown."""
         bar = self.bars.get(bucket)
         until = self.emitted_until
         if bar is None or until is None or bucket < until:
             return None
-        return self._update(bar, False)
+        return bar
+
+    def forming_update(self, bucket: int) -> BarUpdate | None:
+        """The forming update of the bar at `bucket`; None if it is final, pruned or unknown."""
+        bar = self._forming_bar(bucket)
+        return None if bar is None else self._update(bar, False)
 
     def forming_message(self, bucket: int) -> market_pb2.Bar | None:
         """The forming message of the bar at `bucket` (as `forming_update(bucket).to_proto()`);
         None if it is final, pruned or unknown."""
-        bar = self.bars.get(bucket)
-        until = self.emitted_until
-        if bar is None or until is None or bucket < until:
+        bar = self._forming_bar(bucket)
+        if bar is None:
             return None
         scales = self.scales
         return bar.forming_message(
